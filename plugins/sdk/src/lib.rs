@@ -1,0 +1,539 @@
+//! The wasm-connect plugin SDK: a source, sink or transform is one trait impl and one
+//! export macro. The WIT bindings, the record-batch encoding and the conversion of
+//! configuration values stay in here.
+//!
+//! ```ignore
+//! use wasm_connect_sdk::{export_sink, ConfigOption, Description, Error, Plugin, RecordView, Settings, Sink};
+//!
+//! struct Counter { seen: u64 }
+//!
+//! impl Plugin for Counter {
+//!     fn description() -> Description {
+//!         Description::new("counter", env!("CARGO_PKG_VERSION"), "Counts records.")
+//!     }
+//! }
+//!
+//! impl Sink for Counter {
+//!     fn open(_settings: &Settings) -> Result<Self, Error> { Ok(Counter { seen: 0 }) }
+//!     fn write(&mut self, records: &[RecordView<'_>]) -> Result<(), Error> {
+//!         self.seen += records.len() as u64;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_sink!(Counter);
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod settings;
+pub mod simulation;
+
+use std::time::Duration;
+
+pub use settings::Settings;
+pub use wasm_connect_protocol::{BatchWriter, Record, RecordView};
+
+/// Generated bindings and glue used by the export macros. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub mod capabilities {
+        wit_bindgen::generate!({
+            world: "host-capabilities",
+            path: "../../wit",
+            generate_all,
+        });
+    }
+
+    #[cfg(feature = "source")]
+    pub mod source {
+        wit_bindgen::generate!({
+            world: "source",
+            path: "../../wit",
+            with: {
+                "wasm-connect:connector/types@0.1.0": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.0": crate::__private::capabilities::wasm_connect::connector::log,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_source_world",
+            default_bindings_module: "wasm_connect_sdk::__private::source",
+        });
+    }
+
+    #[cfg(feature = "sink")]
+    pub mod sink {
+        wit_bindgen::generate!({
+            world: "sink",
+            path: "../../wit",
+            with: {
+                "wasm-connect:connector/types@0.1.0": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.0": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/files@0.1.0": crate::__private::capabilities::wasm_connect::connector::files,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_sink_world",
+            default_bindings_module: "wasm_connect_sdk::__private::sink",
+        });
+    }
+
+    #[cfg(feature = "transform")]
+    pub mod transform {
+        wit_bindgen::generate!({
+            world: "transform",
+            path: "../../wit",
+            with: {
+                "wasm-connect:connector/types@0.1.0": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.0": crate::__private::capabilities::wasm_connect::connector::log,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_transform_world",
+            default_bindings_module: "wasm_connect_sdk::__private::transform",
+        });
+    }
+
+    use crate::{Description, Error, OptionType, Plugin, Settings};
+    use capabilities::wasm_connect::connector::types as wit;
+
+    pub use wasm_connect_protocol::{BatchWriter, decode};
+    pub use wit::{ConfigIssue, PluginKind};
+
+    /// The plugin's description in its WIT form.
+    pub fn describe<P: Plugin>(kind: PluginKind) -> wit::PluginDescription {
+        let Description { name, version, documentation, options } = P::description();
+        wit::PluginDescription {
+            name,
+            version,
+            kind,
+            documentation,
+            options: options
+                .into_iter()
+                .map(|option| wit::ConfigOption {
+                    name: option.name,
+                    option_type: match option.option_type {
+                        OptionType::String => wit::OptionType::String,
+                        OptionType::Integer => wit::OptionType::Integer,
+                        OptionType::Float => wit::OptionType::Float,
+                        OptionType::Boolean => wit::OptionType::Boolean,
+                        OptionType::Duration => wit::OptionType::Duration,
+                        OptionType::List => wit::OptionType::List,
+                    },
+                    default_value: option.default,
+                    required: option.required,
+                    secret: option.secret,
+                    documentation: option.documentation,
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs the plugin's own checks on a configuration with defaults applied.
+    pub fn validate<P: Plugin>(config: Vec<(String, String)>) -> Vec<ConfigIssue> {
+        let settings = Settings::new::<P>(config);
+        P::validate(&settings)
+            .into_iter()
+            .map(|(key, message)| ConfigIssue { key, message })
+            .collect()
+    }
+
+    /// The error in its WIT form.
+    pub fn error(error: Error) -> wit::Error {
+        match error {
+            Error::Retriable(message) => wit::Error::Retriable(message),
+            Error::Fatal(message) => wit::Error::Fatal(message),
+            Error::BadRecord { index, reason } => wit::Error::BadRecord(wit::BadRecord { index, reason }),
+            Error::BadConfig(message) => wit::Error::BadConfig(message),
+        }
+    }
+
+    /// Decodes a batch handed over by the host; a malformed one is a host bug, reported as fatal.
+    pub fn decode_batch(batch: &[u8]) -> Result<Vec<crate::RecordView<'_>>, wit::Error> {
+        decode(batch).map_err(|error| wit::Error::Fatal(error.to_string()))
+    }
+
+    /// Called when the host enters a task that was never opened: a host bug.
+    pub fn not_open() -> wit::Error {
+        wit::Error::Fatal("the host called the plugin before `open`".to_owned())
+    }
+}
+
+/// What went wrong, so that the host can decide what to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A transient failure: the host retries later.
+    Retriable(String),
+    /// The task cannot go on: the host restarts it with backoff.
+    Fatal(String),
+    /// One record of the batch cannot be handled.
+    BadRecord {
+        /// Index of the record in the batch.
+        index: u32,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The configuration is unusable; the task is not restarted.
+    BadConfig(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Retriable(message) => write!(formatter, "retriable: {message}"),
+            Error::Fatal(message) => write!(formatter, "fatal: {message}"),
+            Error::BadRecord { index, reason } => write!(formatter, "bad record {index}: {reason}"),
+            Error::BadConfig(message) => write!(formatter, "bad config: {message}"),
+        }
+    }
+}
+
+/// The type of a configuration option; the host checks values against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionType {
+    /// Any text.
+    String,
+    /// A whole number.
+    Integer,
+    /// A decimal number.
+    Float,
+    /// true or false.
+    Boolean,
+    /// A human duration such as `500ms` or `1m30s`.
+    Duration,
+    /// A comma-separated list.
+    List,
+}
+
+/// One configuration option a plugin understands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigOption {
+    /// The key in the connector's `config` map.
+    pub name: String,
+    /// How the host checks its value.
+    pub option_type: OptionType,
+    /// The value used when the key is absent.
+    pub default: Option<String>,
+    /// Whether the key must be given.
+    pub required: bool,
+    /// Secret values are never logged or echoed.
+    pub secret: bool,
+    /// One sentence for `wasm-connect plugins` and the admin API.
+    pub documentation: String,
+}
+
+impl ConfigOption {
+    /// An optional option without default.
+    pub fn new(name: &str, option_type: OptionType, documentation: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            option_type,
+            default: None,
+            required: false,
+            secret: false,
+            documentation: documentation.to_owned(),
+        }
+    }
+
+    /// Sets the value used when the key is absent.
+    pub fn default(mut self, value: &str) -> Self {
+        self.default = Some(value.to_owned());
+        self
+    }
+
+    /// Makes the key mandatory.
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+
+    /// Marks the value as a secret.
+    pub fn secret(mut self) -> Self {
+        self.secret = true;
+        self
+    }
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Description {
+    /// The name connectors refer to in `plugin:`.
+    pub name: String,
+    /// The plugin's version (`name@version` selects it).
+    pub version: String,
+    /// What it does, in a sentence or two.
+    pub documentation: String,
+    /// The options it understands.
+    pub options: Vec<ConfigOption>,
+}
+
+impl Description {
+    /// A description without options.
+    pub fn new(name: &str, version: &str, documentation: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            documentation: documentation.to_owned(),
+            options: Vec::new(),
+        }
+    }
+
+    /// Adds an option.
+    pub fn option(mut self, option: ConfigOption) -> Self {
+        self.options.push(option);
+        self
+    }
+}
+
+/// What every plugin provides, whatever its kind.
+pub trait Plugin: Sized + 'static {
+    /// The plugin's name, version and options.
+    fn description() -> Description;
+
+    /// Checks that go beyond the option types (the host checks those): return
+    /// `(key, message)` for each problem. Must not do I/O.
+    fn validate(_settings: &Settings) -> Vec<(String, String)> {
+        Vec::new()
+    }
+}
+
+/// The outcome of one poll of a source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PollStatus {
+    /// The source position after the records written to the batch; none: unchanged.
+    pub position: Option<String>,
+    /// When no record was written: how long the host waits before the next poll.
+    pub idle: Duration,
+    /// True once the source will never produce again.
+    pub finished: bool,
+}
+
+/// A source pulls data from the outside world.
+pub trait Source: Plugin {
+    /// Starts from `position`, the last position stored with a delivered batch.
+    fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error>;
+    /// Writes at most `max_records` records to `batch`.
+    fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error>;
+}
+
+/// A sink pushes records into a store.
+pub trait Sink: Plugin {
+    /// Prepares the task.
+    fn open(settings: &Settings) -> Result<Self, Error>;
+    /// Writes every record durably before returning ok: the host then commits them.
+    fn write(&mut self, records: &[RecordView<'_>]) -> Result<(), Error>;
+}
+
+/// A transform rewrites, drops or routes records.
+pub trait Transform: Plugin {
+    /// Prepares the task.
+    fn open(settings: &Settings) -> Result<Self, Error>;
+    /// Writes the records that go on to `output`.
+    fn apply(&mut self, records: &[RecordView<'_>], output: &mut BatchWriter) -> Result<(), Error>;
+}
+
+/// Log lines, written by the host with the connector and task attached.
+pub mod log {
+    use crate::__private::capabilities::wasm_connect::connector::log::{Level, write};
+
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        write(Level::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        write(Level::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        write(Level::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        write(Level::Error, message);
+    }
+}
+
+/// Append-only files in the directory the connector's `directory` key grants (sinks only).
+pub mod files {
+    use crate::Error;
+    use crate::__private::capabilities::wasm_connect::connector::files;
+    use crate::__private::capabilities::wasm_connect::connector::types::Error as WitError;
+
+    fn from_wit(error: WitError) -> Error {
+        match error {
+            WitError::Retriable(message) => Error::Retriable(message),
+            WitError::Fatal(message) => Error::Fatal(message),
+            WitError::BadRecord(bad) => Error::BadRecord { index: bad.index, reason: bad.reason },
+            WitError::BadConfig(message) => Error::BadConfig(message),
+        }
+    }
+
+    /// Appends `data` to `name`; returns the file size after the write.
+    pub fn append(name: &str, data: &[u8]) -> Result<u64, Error> {
+        files::append(name, data).map_err(from_wit)
+    }
+
+    /// The size of `name`, none when it does not exist.
+    pub fn size(name: &str) -> Option<u64> {
+        files::size(name)
+    }
+
+    /// Makes every append so far durable.
+    pub fn sync() -> Result<(), Error> {
+        files::sync().map_err(from_wit)
+    }
+}
+
+/// Exports a [`Source`] implementation as the plugin's component.
+#[cfg(feature = "source")]
+#[macro_export]
+macro_rules! export_source {
+    ($plugin:ty) => {
+        const _: () = {
+            use ::std::cell::RefCell;
+            use $crate::__private as sdk;
+            use sdk::source::exports::wasm_connect::connector::{plugin, source_connector};
+
+            ::std::thread_local! {
+                static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
+            }
+
+            struct Exports;
+
+            impl plugin::Guest for Exports {
+                fn describe() -> plugin::PluginDescription {
+                    sdk::describe::<$plugin>(sdk::PluginKind::Source)
+                }
+                fn validate_config(config: plugin::Config) -> Vec<plugin::ConfigIssue> {
+                    sdk::validate::<$plugin>(config)
+                }
+            }
+
+            impl source_connector::Guest for Exports {
+                fn open(
+                    config: source_connector::Config,
+                    position: Option<String>,
+                ) -> Result<(), source_connector::Error> {
+                    let settings = $crate::Settings::new::<$plugin>(config);
+                    let task = <$plugin as $crate::Source>::open(&settings, position.as_deref())
+                        .map_err(sdk::error)?;
+                    TASK.with(|cell| *cell.borrow_mut() = Some(task));
+                    Ok(())
+                }
+                fn poll(max_records: u32) -> Result<source_connector::PollResult, source_connector::Error> {
+                    TASK.with(|cell| {
+                        let mut cell = cell.borrow_mut();
+                        let task = cell.as_mut().ok_or_else(sdk::not_open)?;
+                        let mut batch = sdk::BatchWriter::with_capacity(max_records as usize * 256);
+                        let status = <$plugin as $crate::Source>::poll(task, max_records as usize, &mut batch)
+                            .map_err(sdk::error)?;
+                        Ok(source_connector::PollResult {
+                            batch: batch.finish(),
+                            position: status.position,
+                            idle_millis: status.idle.as_millis().min(u32::MAX as u128) as u32,
+                            finished: status.finished,
+                        })
+                    })
+                }
+            }
+
+            sdk::source::__export_source_world!(Exports);
+        };
+    };
+}
+
+/// Exports a [`Sink`] implementation as the plugin's component.
+#[cfg(feature = "sink")]
+#[macro_export]
+macro_rules! export_sink {
+    ($plugin:ty) => {
+        const _: () = {
+            use ::std::cell::RefCell;
+            use $crate::__private as sdk;
+            use sdk::sink::exports::wasm_connect::connector::{plugin, sink_connector};
+
+            ::std::thread_local! {
+                static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
+            }
+
+            struct Exports;
+
+            impl plugin::Guest for Exports {
+                fn describe() -> plugin::PluginDescription {
+                    sdk::describe::<$plugin>(sdk::PluginKind::Sink)
+                }
+                fn validate_config(config: plugin::Config) -> Vec<plugin::ConfigIssue> {
+                    sdk::validate::<$plugin>(config)
+                }
+            }
+
+            impl sink_connector::Guest for Exports {
+                fn open(config: sink_connector::Config) -> Result<(), sink_connector::Error> {
+                    let settings = $crate::Settings::new::<$plugin>(config);
+                    let task = <$plugin as $crate::Sink>::open(&settings).map_err(sdk::error)?;
+                    TASK.with(|cell| *cell.borrow_mut() = Some(task));
+                    Ok(())
+                }
+                fn write(batch: sink_connector::RecordBatch) -> Result<(), sink_connector::Error> {
+                    TASK.with(|cell| {
+                        let mut cell = cell.borrow_mut();
+                        let task = cell.as_mut().ok_or_else(sdk::not_open)?;
+                        let records = sdk::decode_batch(&batch)?;
+                        <$plugin as $crate::Sink>::write(task, &records).map_err(sdk::error)
+                    })
+                }
+            }
+
+            sdk::sink::__export_sink_world!(Exports);
+        };
+    };
+}
+
+/// Exports a [`Transform`] implementation as the plugin's component.
+#[cfg(feature = "transform")]
+#[macro_export]
+macro_rules! export_transform {
+    ($plugin:ty) => {
+        const _: () = {
+            use ::std::cell::RefCell;
+            use $crate::__private as sdk;
+            use sdk::transform::exports::wasm_connect::connector::{plugin, transform_connector};
+
+            ::std::thread_local! {
+                static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
+            }
+
+            struct Exports;
+
+            impl plugin::Guest for Exports {
+                fn describe() -> plugin::PluginDescription {
+                    sdk::describe::<$plugin>(sdk::PluginKind::Transform)
+                }
+                fn validate_config(config: plugin::Config) -> Vec<plugin::ConfigIssue> {
+                    sdk::validate::<$plugin>(config)
+                }
+            }
+
+            impl transform_connector::Guest for Exports {
+                fn open(config: transform_connector::Config) -> Result<(), transform_connector::Error> {
+                    let settings = $crate::Settings::new::<$plugin>(config);
+                    let task = <$plugin as $crate::Transform>::open(&settings).map_err(sdk::error)?;
+                    TASK.with(|cell| *cell.borrow_mut() = Some(task));
+                    Ok(())
+                }
+                fn apply(
+                    batch: transform_connector::RecordBatch,
+                ) -> Result<transform_connector::RecordBatch, transform_connector::Error> {
+                    TASK.with(|cell| {
+                        let mut cell = cell.borrow_mut();
+                        let task = cell.as_mut().ok_or_else(sdk::not_open)?;
+                        let records = sdk::decode_batch(&batch)?;
+                        let mut output = sdk::BatchWriter::with_capacity(batch.len());
+                        <$plugin as $crate::Transform>::apply(task, &records, &mut output).map_err(sdk::error)?;
+                        Ok(output.finish())
+                    })
+                }
+            }
+
+            sdk::transform::__export_transform_world!(Exports);
+        };
+    };
+}

@@ -1,0 +1,291 @@
+//! What every data simulator shares: a seeded, deterministic timeline of records.
+//!
+//! Record `n` of a simulator is a pure function of `(seed, n)` and carries the
+//! simulated time `start + n / rate`. It is due once that time has passed on the wall
+//! clock, so a `start` in the past replays as fast as the host polls and `start: now`
+//! produces at `rate` records per second. The position stored with each batch is
+//! `{"next":N,"start_ms":T}`: a restarted task carries on where the delivered data
+//! ended, with the same timeline.
+
+use std::ops::Range;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::{BatchWriter, ConfigOption, Error, OptionType, PollStatus, Settings};
+
+/// The options every simulator accepts besides its own.
+pub fn options(default_rate: &str) -> Vec<ConfigOption> {
+    vec![
+        ConfigOption::new("seed", OptionType::Integer, "Seed of the generator: the same seed gives the same records.")
+            .default("42"),
+        ConfigOption::new("rate", OptionType::Float, "Records per second; 0 produces as fast as the host polls.")
+            .default(default_rate),
+        ConfigOption::new(
+            "start",
+            OptionType::String,
+            "Simulated time of the first record: `now`, or RFC 3339 such as 2024-01-01T00:00:00Z (reproducible timestamps).",
+        )
+        .default("now"),
+        ConfigOption::new("limit", OptionType::Integer, "Stop after this many records; 0 never stops.").default("0"),
+    ]
+}
+
+/// Checks the shared options; simulators add their own checks.
+pub fn validate(settings: &Settings) -> Vec<(String, String)> {
+    let mut issues = Vec::new();
+    if settings.float("rate").is_ok_and(|rate| rate < 0.0) {
+        issues.push(("rate".to_owned(), "must not be negative".to_owned()));
+    }
+    if settings.integer("limit").is_ok_and(|limit| limit < 0) {
+        issues.push(("limit".to_owned(), "must not be negative".to_owned()));
+    }
+    if let Some(start) = settings.get("start")
+        && start != "now"
+        && parse_rfc3339(start).is_none()
+    {
+        issues.push(("start".to_owned(), format!("expected `now` or a time such as 2024-01-01T00:00:00Z, found \"{start}\"")));
+    }
+    issues
+}
+
+/// A simulator's position in its timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// The generator seed.
+    pub seed: u64,
+    rate: f64,
+    start_ms: i64,
+    next: u64,
+    limit: Option<u64>,
+}
+
+impl Timeline {
+    /// Opens the timeline from the settings, continuing from `position` if given.
+    pub fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
+        let seed = settings.integer("seed")? as u64;
+        let rate = settings.float("rate")?;
+        let limit = settings.integer("limit")?;
+        let (next, start_ms) = match position {
+            Some(position) => parse_position(position)
+                .ok_or_else(|| Error::Fatal(format!("unreadable stored position {position:?}")))?,
+            None => {
+                let start = settings.string("start")?;
+                let start_ms = if start == "now" {
+                    now_ms()
+                } else {
+                    parse_rfc3339(&start)
+                        .ok_or_else(|| Error::BadConfig(format!("config key \"start\": cannot read \"{start}\"")))?
+                };
+                (0, start_ms)
+            }
+        };
+        Ok(Self { seed, rate, start_ms, next, limit: (limit > 0).then_some(limit as u64) })
+    }
+
+    /// The record numbers due now, at most `max` of them; advances the timeline.
+    pub fn take_due(&mut self, max: usize) -> Range<u64> {
+        let mut end = self.next + max as u64;
+        if let Some(limit) = self.limit {
+            end = end.min(limit);
+        }
+        if self.rate > 0.0 {
+            let elapsed_ms = (now_ms() - self.start_ms).max(0) as f64;
+            let due = (elapsed_ms / 1000.0 * self.rate).floor() as u64 + 1;
+            end = end.min(due);
+        }
+        let range = self.next..end.max(self.next);
+        self.next = range.end;
+        range
+    }
+
+    /// Writes the records due now (at most `max`) to `batch`: `make(n)` gives the key
+    /// and value of record `n`. Returns the poll outcome.
+    pub fn fill(&mut self, max: usize, batch: &mut BatchWriter, make: impl Fn(u64) -> (String, Vec<u8>)) -> PollStatus {
+        let due = self.take_due(max);
+        for n in due.clone() {
+            let (key, value) = make(n);
+            batch.push_keyed(Some(self.timestamp_ms(n)), Some(key.as_bytes()), &value);
+        }
+        self.status(&due)
+    }
+
+    /// The simulated time of record `n`, in milliseconds since the epoch.
+    pub fn timestamp_ms(&self, n: u64) -> i64 {
+        if self.rate > 0.0 {
+            self.start_ms + (n as f64 * 1000.0 / self.rate) as i64
+        } else {
+            self.start_ms + n as i64
+        }
+    }
+
+    /// The poll outcome after the records of `produced` were written.
+    pub fn status(&self, produced: &Range<u64>) -> PollStatus {
+        let finished = self.limit.is_some_and(|limit| self.next >= limit);
+        let idle = if produced.is_empty() && !finished && self.rate > 0.0 {
+            let next_due_ms = self.timestamp_ms(self.next);
+            Duration::from_millis((next_due_ms - now_ms()).clamp(1, 1000) as u64)
+        } else {
+            Duration::ZERO
+        };
+        PollStatus {
+            position: (!produced.is_empty()).then(|| format!("{{\"next\":{},\"start_ms\":{}}}", self.next, self.start_ms)),
+            idle,
+            finished,
+        }
+    }
+
+    /// A generator for record `n`, independent of every other record.
+    pub fn rng(&self, n: u64) -> Rng {
+        Rng::new(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+fn parse_position(position: &str) -> Option<(u64, i64)> {
+    let number_after = |key: &str| -> Option<&str> {
+        let start = position.find(key)? + key.len();
+        let rest = &position[start..];
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+        Some(&rest[..end])
+    };
+    Some((number_after("\"next\":")?.parse().ok()?, number_after("\"start_ms\":")?.parse().ok()?))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// A small deterministic generator (SplitMix64): reproducible across platforms.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        let mut rng = Rng(seed);
+        rng.next_u64();
+        rng
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[low, high)`.
+    pub fn between(&mut self, low: f64, high: f64) -> f64 {
+        low + (high - low) * self.unit()
+    }
+
+    /// Uniform index below `len` (which must not be zero).
+    pub fn index(&mut self, len: usize) -> usize {
+        (self.next_u64() % len as u64) as usize
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    /// Picks from `(item, weight)` pairs.
+    pub fn weighted<'a, T>(&mut self, items: &'a [(T, u32)]) -> &'a T {
+        let total: u32 = items.iter().map(|(_, weight)| weight).sum();
+        let mut ticket = (self.next_u64() % u64::from(total)) as u32;
+        for (item, weight) in items {
+            if ticket < *weight {
+                return item;
+            }
+            ticket -= weight;
+        }
+        &items[items.len() - 1].0
+    }
+
+    /// Approximately normal with the given mean and standard deviation.
+    pub fn normal(&mut self, mean: f64, deviation: f64) -> f64 {
+        let sum: f64 = (0..6).map(|_| self.unit()).sum();
+        mean + (sum - 3.0) * deviation * std::f64::consts::SQRT_2
+    }
+}
+
+/// Formats milliseconds since the epoch as `2024-01-01T00:00:00.000Z`.
+pub fn format_rfc3339(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+/// Reads `YYYY-MM-DDTHH:MM:SS[.fff]Z` into milliseconds since the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date_parts = date.split('-').map(|part| part.parse::<i64>().ok());
+    let (year, month, day) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
+    let (time, millis) = match time.split_once('.') {
+        Some((time, fraction)) => (time, format!("{fraction:0<3}")[..3].parse::<i64>().ok()?),
+        None => (time, 0),
+    };
+    let mut time_parts = time.split(':').map(|part| part.parse::<i64>().ok());
+    let (hour, minute, second) = (time_parts.next()??, time_parts.next()??, time_parts.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
+}
+
+// Howard Hinnant's civil calendar algorithms.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let ms = parse_rfc3339("2024-02-29T23:59:58.250Z").unwrap();
+        assert_eq!(format_rfc3339(ms), "2024-02-29T23:59:58.250Z");
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn positions_round_trip() {
+        assert_eq!(parse_position("{\"next\":17,\"start_ms\":-5}"), Some((17, -5)));
+        assert_eq!(parse_position("garbage"), None);
+    }
+}
