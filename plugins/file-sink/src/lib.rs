@@ -1,0 +1,105 @@
+//! `file-sink`: writes every record as one JSON line to `<topic>-<NNNNNN>.jsonl` in the
+//! granted `directory`, starting a new file once the current one reaches
+//! `max_file_bytes`. A batch is fsynced before `write` returns, so the host commits
+//! only what is on disk.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+use wasm_connect_sdk::{
+    ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files,
+};
+
+/// The sink task: the current file number per topic.
+pub struct FileSink {
+    max_file_bytes: u64,
+    current_file: BTreeMap<String, u32>,
+}
+
+fn file_name(topic: &str, number: u32) -> String {
+    format!("{topic}-{number:06}.jsonl")
+}
+
+/// Renders one record as a JSON line: its coordinates, key, headers and value. A value
+/// that is JSON is embedded as such; other values are embedded as text.
+pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let value = record.value.map(|bytes| serde_json::from_slice::<Value>(bytes).unwrap_or_else(|_| Value::String(text(bytes))));
+    let headers: Map<String, Value> =
+        record.headers.iter().map(|(name, value)| ((*name).to_owned(), json!(value.map(text)))).collect();
+    let document = json!({
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+        "key": record.key.map(text),
+        "headers": headers,
+        "value": value,
+    });
+    serde_json::to_writer(&mut *line, &document).expect("a JSON value always serialises");
+    line.push(b'\n');
+}
+
+impl FileSink {
+    fn current(&mut self, topic: &str) -> u32 {
+        if let Some(number) = self.current_file.get(topic) {
+            return *number;
+        }
+        // After a restart, carry on in the newest existing file.
+        let mut number = 0;
+        while files::size(&file_name(topic, number + 1)).is_some() {
+            number += 1;
+        }
+        self.current_file.insert(topic.to_owned(), number);
+        number
+    }
+}
+
+impl Plugin for FileSink {
+    fn description() -> Description {
+        Description::new(
+            "file-sink",
+            env!("CARGO_PKG_VERSION"),
+            "Writes records as JSON lines, one file series per topic, rotated by size.",
+        )
+        .option(ConfigOption::new("directory", OptionType::String, "Directory the files are written to.").required())
+        .option(
+            ConfigOption::new("max_file_bytes", OptionType::Integer, "Start a new file once the current one reaches this size.")
+                .default("67108864"),
+        )
+    }
+
+    fn validate(settings: &Settings) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        if settings.get("directory").is_some_and(|directory| directory.trim().is_empty()) {
+            issues.push(("directory".to_owned(), "must not be empty".to_owned()));
+        }
+        if settings.integer("max_file_bytes").is_ok_and(|bytes| bytes < 1024) {
+            issues.push(("max_file_bytes".to_owned(), "must be at least 1024".to_owned()));
+        }
+        issues
+    }
+}
+
+impl Sink for FileSink {
+    fn open(settings: &Settings) -> Result<Self, Error> {
+        Ok(Self { max_file_bytes: settings.integer("max_file_bytes")? as u64, current_file: BTreeMap::new() })
+    }
+
+    fn write(&mut self, records: &[RecordView<'_>]) -> Result<(), Error> {
+        let mut by_topic: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+        for record in records {
+            render_line(record, by_topic.entry(record.topic).or_default());
+        }
+        for (topic, lines) in by_topic {
+            let number = self.current(topic);
+            let size = files::append(&file_name(topic, number), &lines)?;
+            if size >= self.max_file_bytes {
+                self.current_file.insert(topic.to_owned(), number + 1);
+            }
+        }
+        files::sync()
+    }
+}
+
+export_sink!(FileSink);
