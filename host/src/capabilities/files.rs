@@ -1,0 +1,99 @@
+//! `files`: append-only files inside the one directory a connector's `directory`
+//! option grants. Names are plain file names, so a plugin cannot leave its directory.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::runtime::TaskState;
+use crate::runtime::bindings::capabilities::wasm_connect::connector::files::Host;
+use crate::runtime::bindings::types::Error;
+
+/// The directory granted to one task and the files it has open.
+#[derive(Debug)]
+pub struct FileGrant {
+    directory: PathBuf,
+    open: HashMap<String, File>,
+    unsynced: Vec<String>,
+    created: bool,
+}
+
+impl FileGrant {
+    /// Grants `directory` (created on first write).
+    pub fn new(directory: PathBuf) -> Self {
+        Self { directory, open: HashMap::new(), unsynced: Vec::new(), created: false }
+    }
+
+    fn check_name(name: &str) -> Result<(), Error> {
+        let plain = !name.is_empty()
+            && name.len() <= 255
+            && !name.starts_with('.')
+            && !name.contains(['/', '\\', '\0'])
+            && name != "..";
+        if plain {
+            Ok(())
+        } else {
+            Err(Error::Fatal(format!("file name {name:?} is not a plain file name inside the granted directory")))
+        }
+    }
+
+    fn append(&mut self, name: &str, data: &[u8]) -> Result<u64, Error> {
+        Self::check_name(name)?;
+        let io = |error: std::io::Error| Error::Retriable(format!("writing {name}: {error}"));
+        if !self.open.contains_key(name) {
+            std::fs::create_dir_all(&self.directory).map_err(io)?;
+            self.created = true;
+            let file = OpenOptions::new().create(true).append(true).open(self.directory.join(name)).map_err(io)?;
+            self.open.insert(name.to_owned(), file);
+        }
+        let file = self.open.get_mut(name).expect("inserted above");
+        file.write_all(data).map_err(io)?;
+        if !self.unsynced.iter().any(|unsynced| unsynced == name) {
+            self.unsynced.push(name.to_owned());
+        }
+        Ok(file.metadata().map_err(io)?.len())
+    }
+
+    fn size(&self, name: &str) -> Option<u64> {
+        Self::check_name(name).ok()?;
+        std::fs::metadata(self.directory.join(name)).ok().map(|metadata| metadata.len())
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        for name in self.unsynced.drain(..) {
+            if let Some(file) = self.open.get(&name) {
+                file.sync_data().map_err(|error| Error::Retriable(format!("syncing {name}: {error}")))?;
+            }
+        }
+        if std::mem::take(&mut self.created) {
+            // New files must survive a crash too: sync the directory entry.
+            if let Ok(directory) = File::open(&self.directory) {
+                let _ = directory.sync_all();
+            }
+        }
+        // Keep few descriptors open: a rotated-away file is never appended again.
+        if self.open.len() > 64 {
+            self.open.clear();
+        }
+        Ok(())
+    }
+}
+
+fn not_granted() -> Error {
+    Error::BadConfig("this connector has no `directory` option, so the files capability is not granted".to_owned())
+}
+
+impl Host for TaskState {
+    fn append(&mut self, name: String, data: Vec<u8>) -> Result<u64, Error> {
+        self.files.as_mut().ok_or_else(not_granted)?.append(&name, &data)
+    }
+
+    fn size(&mut self, name: String) -> Option<u64> {
+        self.files.as_ref()?.size(&name)
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        self.files.as_mut().ok_or_else(not_granted)?.sync()
+    }
+}

@@ -1,0 +1,191 @@
+//! Reading a configuration file: YAML parse, `${...}` substitution, typed
+//! deserialization and validation, each error located in the file.
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+use super::{ConfigError, ConfigErrors, HostConfig, SourceMap, validate};
+
+/// A configuration ready to build from, with what is needed to locate later errors
+/// (such as a plugin refusing an option) in its file.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The configuration, relative paths resolved against the file's directory.
+    pub config: HostConfig,
+    /// The file name as given, for error messages.
+    pub file: String,
+    /// Positions of the file's keys.
+    pub source_map: SourceMap,
+    /// Directory relative paths in plugin options (such as `directory`) start from.
+    pub base_dir: PathBuf,
+}
+
+impl LoadedConfig {
+    /// Turns `(path, message)` problems into located errors naming the connector and key.
+    pub fn errors(&self, problems: Vec<(String, String)>) -> ConfigErrors {
+        let value = serde_yaml::to_value(&self.config).unwrap_or(Value::Null);
+        ConfigErrors(
+            problems
+                .into_iter()
+                .map(|(path, message)| located(&self.file, &self.source_map, &value, &path, &message))
+                .collect(),
+        )
+    }
+
+    /// Resolves a path from the configuration against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
+/// Reads and checks a configuration file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            position: None,
+            message: format!("cannot read the configuration file: {error}"),
+        }])
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse(&text, &file, &base_dir)
+}
+
+/// Checks a configuration given as text; `file` names it in errors.
+pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    let fail = |position, message: String| ConfigErrors(vec![ConfigError { file: file.to_owned(), position, message }]);
+    let mut value: Value = serde_yaml::from_str(text).map_err(|error| {
+        let position = error.location().map(|location| (location.line(), location.column()));
+        fail(position, format!("invalid YAML: {}", strip_location(&error.to_string())))
+    })?;
+    if value.is_null() {
+        return Err(fail(None, "the file is empty: it needs at least `version: 1`".to_owned()));
+    }
+    let source_map = SourceMap::new(text);
+    let mut problems = Vec::new();
+    substitute(&mut value, String::new(), base_dir, &mut problems);
+    let located_all = |problems: Vec<(String, String)>| {
+        ConfigErrors(
+            problems
+                .into_iter()
+                .map(|(path, message)| located(file, &source_map, &value, &path, &message))
+                .collect(),
+        )
+    };
+    if !problems.is_empty() {
+        return Err(located_all(problems));
+    }
+    let mut config: HostConfig = serde_path_to_error::deserialize(value.clone()).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        let (path, message) = unknown_key_path(&path, &message);
+        located_all(vec![(path, message)])
+    })?;
+    let problems = validate(&config);
+    if !problems.is_empty() {
+        return Err(located_all(problems));
+    }
+    config.data_dir = base_dir.join(&config.data_dir);
+    config.plugins.dir = base_dir.join(&config.plugins.dir);
+    Ok(LoadedConfig { config, file: file.to_owned(), source_map, base_dir: base_dir.to_path_buf() })
+}
+
+/// serde_path_to_error stops at the map that holds an unknown key: point at the key.
+fn unknown_key_path(path: &str, message: &str) -> (String, String) {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return (path.to_owned(), message.to_owned());
+    };
+    let key = rest.split('`').next().unwrap_or_default();
+    let expected = rest.split_once(", expected ").map(|(_, expected)| expected).unwrap_or("no other keys");
+    let key_path = if path == "." || path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    (key_path, format!("unknown key; expected {}", expected.replace('`', "")))
+}
+
+fn strip_location(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
+}
+
+/// Replaces `${VAR}` and `${file:PATH}` in every string value; `$${` stays a literal `${`.
+fn substitute(value: &mut Value, path: String, base_dir: &Path, problems: &mut Vec<(String, String)>) {
+    match value {
+        Value::String(text) if text.contains("${") => match substitute_text(text, base_dir) {
+            Ok(replaced) => *text = replaced,
+            Err(message) => problems.push((path, message)),
+        },
+        Value::Mapping(mapping) => {
+            for (key, item) in mapping.iter_mut() {
+                let key = key.as_str().map(str::to_owned).unwrap_or_else(|| format!("{key:?}"));
+                let child = if path.is_empty() { key } else { format!("{path}.{key}") };
+                substitute(item, child, base_dir, problems);
+            }
+        }
+        Value::Sequence(items) => {
+            for (index, item) in items.iter_mut().enumerate() {
+                substitute(item, format!("{path}[{index}]"), base_dir, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn substitute_text(text: &str, base_dir: &Path) -> Result<String, String> {
+    let mut output = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            output.push_str(&rest[..start - 1]);
+            output.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
+        output.push_str(&rest[..start]);
+        let end = rest[start..].find('}').ok_or("unclosed `${`: close it with `}` or write `$${` for a literal")?;
+        let reference = &rest[start + 2..start + end];
+        output.push_str(&resolve_reference(reference, base_dir)?);
+        rest = &rest[start + end + 1..];
+    }
+    output.push_str(rest);
+    Ok(output)
+}
+
+fn resolve_reference(reference: &str, base_dir: &Path) -> Result<String, String> {
+    if let Some(file) = reference.strip_prefix("file:") {
+        let path = base_dir.join(file.trim());
+        return std::fs::read_to_string(&path)
+            .map(|content| content.trim_end_matches(['\n', '\r']).to_owned())
+            .map_err(|error| format!("cannot read ${{file:{file}}} ({}): {error}", path.display()));
+    }
+    let name = reference.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("`${{{reference}}}` is not a variable name; use ${{NAME}} or ${{file:PATH}}"));
+    }
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set; set it or remove ${{{name}}}"))
+}
+
+/// Locates a problem and prefixes it with the connector and key it is about.
+fn located(file: &str, source_map: &SourceMap, value: &Value, path: &str, message: &str) -> ConfigError {
+    ConfigError { file: file.to_owned(), position: source_map.locate(path), message: describe(value, path, message) }
+}
+
+fn describe(value: &Value, path: &str, message: &str) -> String {
+    let Some(rest) = path.strip_prefix("connectors[") else {
+        return if path.is_empty() || path == "." { message.to_owned() } else { format!("key \"{path}\": {message}") };
+    };
+    let (index, key) = rest.split_once(']').unwrap_or((rest, ""));
+    let name = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|index| value.get("connectors")?.get(index)?.get("name")?.as_str().map(str::to_owned));
+    let connector = match name {
+        Some(name) => format!("connector \"{name}\""),
+        None => format!("connector #{}", index.parse::<usize>().map_or(0, |index| index + 1)),
+    };
+    let key = key.trim_start_matches('.');
+    match key.strip_prefix("config.") {
+        Some(option) => format!("{connector}: config key \"{option}\": {message}"),
+        None if key.is_empty() => format!("{connector}: {message}"),
+        None => format!("{connector}: key \"{key}\": {message}"),
+    }
+}

@@ -1,0 +1,270 @@
+//! The shape of `connectors.yaml`. Unknown keys are rejected everywhere; every field
+//! that may be left out has a named default.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// The whole host configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Format version of this file; only 1 exists.
+    pub version: u32,
+    /// Where embedded topics, the compiled-plugin cache and host state live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The admin REST API.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// The Kafka cluster; without it topics live in the embedded store under `data_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaConfig>,
+    /// Embedded transport settings, used when `kafka` is absent.
+    #[serde(default)]
+    pub embedded: EmbeddedConfig,
+    /// Where plugins are found and the limits each plugin task runs under.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The connectors to run.
+    #[serde(default)]
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+/// The admin REST API.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8083))
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { listen: default_listen() }
+    }
+}
+
+/// A Kafka cluster.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`.
+    pub bootstrap_servers: String,
+    /// librdkafka settings passed through as they are (TLS, SASL, compression...).
+    #[serde(default)]
+    pub client: BTreeMap<String, ScalarString>,
+    /// Topic that holds source positions (like Kafka Connect's `offset.storage.topic`).
+    #[serde(default = "default_offsets_topic")]
+    pub offsets_topic: String,
+}
+
+fn default_offsets_topic() -> String {
+    "wasm-connect-offsets".to_owned()
+}
+
+/// The SQLite-backed embedded transport.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Partitions of each new topic; sink tasks split partitions between them.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Records older than this are deleted, whether consumed or not (like Kafka's `retention.ms`).
+    #[serde(default = "default_retention", with = "human_duration")]
+    pub retention: Duration,
+}
+
+fn default_partitions() -> u32 {
+    4
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self { partitions: default_partitions(), retention: default_retention() }
+    }
+}
+
+/// Plugin discovery and per-task limits.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory scanned for `*.wasm` components at start-up.
+    #[serde(default = "default_plugins_dir")]
+    pub dir: PathBuf,
+    /// Linear-memory limit of one plugin task, in MiB.
+    #[serde(default = "default_memory_limit_mib")]
+    pub memory_limit_mib: u32,
+    /// Longest a single plugin call may run before it is interrupted.
+    #[serde(default = "default_call_timeout", with = "human_duration")]
+    pub call_timeout: Duration,
+    /// First delay before restarting a failed task; doubles up to `max_restart_backoff`.
+    #[serde(default = "default_restart_backoff", with = "human_duration")]
+    pub restart_backoff: Duration,
+    /// Longest delay between restarts of a failing task.
+    #[serde(default = "default_max_restart_backoff", with = "human_duration")]
+    pub max_restart_backoff: Duration,
+}
+
+fn default_plugins_dir() -> PathBuf {
+    PathBuf::from("./plugins/dist")
+}
+fn default_memory_limit_mib() -> u32 {
+    64
+}
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_restart_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_restart_backoff() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_plugins_dir(),
+            memory_limit_mib: default_memory_limit_mib(),
+            call_timeout: default_call_timeout(),
+            restart_backoff: default_restart_backoff(),
+            max_restart_backoff: default_max_restart_backoff(),
+        }
+    }
+}
+
+/// One connector: a plugin, its topics and its configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Unique name; also the consumer group (`wasm-connect-<name>`) of a sink.
+    pub name: String,
+    /// `name` or `name@version` of a plugin.
+    pub plugin: String,
+    /// The topic a source writes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The topics a sink reads from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// Parallel tasks; a source runs one task, sinks split partitions between tasks.
+    #[serde(default = "default_tasks_max")]
+    pub tasks_max: u32,
+    /// Records per batch handed to or taken from the plugin.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// The plugin's own options (see `wasm-connect plugins`).
+    #[serde(default)]
+    pub config: BTreeMap<String, ScalarString>,
+    /// What to do with records that cannot be written.
+    #[serde(default)]
+    pub errors: ErrorsConfig,
+}
+
+fn default_tasks_max() -> u32 {
+    1
+}
+fn default_batch_size() -> u32 {
+    500
+}
+
+/// Error tolerance, as Kafka Connect's `errors.tolerance`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsConfig {
+    /// `none`: a bad record fails the task; `all`: it is skipped (and dead-lettered).
+    #[serde(default)]
+    pub tolerance: Tolerance,
+    /// Where tolerated bad records go, with the reason in headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// Kafka Connect's `errors.tolerance` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tolerance {
+    /// Stop at the first bad record.
+    #[default]
+    None,
+    /// Skip bad records.
+    All,
+}
+
+/// A YAML scalar (string, number or boolean) or a list of scalars, kept as the string
+/// the plugin receives. Lists become comma-separated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ScalarString(pub String);
+
+impl<'de> Deserialize<'de> for ScalarString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = ScalarString;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a string, number, boolean or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(ScalarString(value.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(ScalarString(value.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(ScalarString(value.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(ScalarString(value.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+                Ok(ScalarString(value.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(item) = items.next_element::<ScalarString>()? {
+                    parts.push(item.0);
+                }
+                Ok(ScalarString(parts.join(",")))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// Durations written as `500ms`, `10s`, `1m30s`.
+pub mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    /// Reads a human duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        wasm_connect_protocol::values::parse_duration(&text).map_err(de::Error::custom)
+    }
+
+    /// Writes the duration in milliseconds (`1500ms`), which reads back exactly.
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{}ms", duration.as_millis()))
+    }
+}

@@ -1,0 +1,17 @@
+//! wasm-connect: a Kafka Connect-style host for WebAssembly connector plugins.
+//!
+//! The host reads `connectors.yaml` ([`config`]), loads plugin components into a
+//! sandboxed [`runtime`], offers them host [`capabilities`], moves records through a
+//! [`transport`] (Kafka or the embedded SQLite store) with the [`worker`] task loops,
+//! and reports through the [`admin`] API and [`telemetry`].
+
+pub mod admin;
+pub mod capabilities;
+pub mod config;
+pub mod host;
+pub mod runtime;
+pub mod telemetry;
+pub mod transport;
+pub mod worker;
+
+pub use host::run;

@@ -1,0 +1,242 @@
+//! The plugins found in the plugin directory: each compiled once, described once, and
+//! looked up by `name` or `name@version`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::{sink, source, transform};
+use super::task::{TaskIdentity, TaskState};
+use super::{PluginDescription, PluginFailure, PluginKind, Runtime};
+
+/// A plugin ready to instantiate.
+pub struct LoadedPlugin {
+    /// What the plugin says about itself.
+    pub description: PluginDescription,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the component bytes.
+    pub digest: String,
+    component: Component,
+    instance_pre: OnceLock<InstancePre<TaskState>>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LoadedPlugin")
+            .field("description", &self.description)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// The component linked against the host, resolved once and reused by every task.
+    pub fn instance_pre(&self, runtime: &Runtime) -> Result<InstancePre<TaskState>, PluginFailure> {
+        if let Some(pre) = self.instance_pre.get() {
+            return Ok(pre.clone());
+        }
+        let pre = runtime.linker.instantiate_pre(&self.component).map_err(|error| {
+            PluginFailure::Fatal(format!("the plugin needs imports this host does not offer: {error:#}"))
+        })?;
+        Ok(self.instance_pre.get_or_init(|| pre).clone())
+    }
+}
+
+/// A component in the plugin directory that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginLoadError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Every usable plugin.
+#[derive(Debug, Default, Clone)]
+pub struct PluginCatalog {
+    plugins: Vec<Arc<LoadedPlugin>>,
+}
+
+impl PluginCatalog {
+    /// Loads every `*.wasm` in `dir`. A broken component does not stop the others: it
+    /// is returned as a [`PluginLoadError`]. Blocking: compiles components.
+    pub fn load_dir(runtime: &Runtime, dir: &Path) -> std::io::Result<(Self, Vec<PluginLoadError>)> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|extension| extension == "wasm") && path.is_file())
+            .collect();
+        paths.sort();
+        let mut catalog = Self::default();
+        let mut errors = Vec::new();
+        for path in paths {
+            match load_plugin(runtime, &path) {
+                Ok(plugin) => {
+                    let description = &plugin.description;
+                    if catalog.find_exact(&description.name, &description.version).is_some() {
+                        errors.push(PluginLoadError {
+                            path,
+                            reason: format!("{}@{} is already loaded from another file", description.name, description.version),
+                        });
+                    } else {
+                        catalog.plugins.push(Arc::new(plugin));
+                    }
+                }
+                Err(reason) => errors.push(PluginLoadError { path, reason }),
+            }
+        }
+        Ok((catalog, errors))
+    }
+
+    /// Every plugin, sorted by name then version.
+    pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
+        let mut plugins = self.plugins.clone();
+        plugins.sort_by(|a, b| {
+            (a.description.name.as_str(), version_key(&a.description.version))
+                .cmp(&(b.description.name.as_str(), version_key(&b.description.version)))
+        });
+        plugins
+    }
+
+    fn find_exact(&self, name: &str, version: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.iter().find(|plugin| plugin.description.name == name && plugin.description.version == version)
+    }
+
+    /// Finds `name` (its newest version) or `name@version`.
+    pub fn find(&self, reference: &str) -> Result<Arc<LoadedPlugin>, String> {
+        let (name, version) = match reference.split_once('@') {
+            Some((name, version)) => (name, Some(version)),
+            None => (reference, None),
+        };
+        let found = match version {
+            Some(version) => self.find_exact(name, version).cloned(),
+            None => self
+                .plugins
+                .iter()
+                .filter(|plugin| plugin.description.name == name)
+                .max_by_key(|plugin| version_key(&plugin.description.version))
+                .cloned(),
+        };
+        found.ok_or_else(|| {
+            let known: Vec<String> =
+                self.plugins().iter().map(|plugin| format!("{}@{}", plugin.description.name, plugin.description.version)).collect();
+            format!(
+                "no plugin {reference} in the plugin directory; available: {}",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )
+        })
+    }
+}
+
+/// Orders versions numerically part by part (`0.10.0` after `0.9.1`).
+fn version_key(version: &str) -> Vec<u64> {
+    version.split(['.', '-', '+']).map(|part| part.parse().unwrap_or(0)).collect()
+}
+
+fn load_plugin(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, String> {
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot read: {error}"))?;
+    let digest = sha256_hex(&bytes);
+    let component = runtime
+        .compile(&bytes)
+        .map_err(|error| format!("not a valid WebAssembly component: {}", first_line(&format!("{error:#}"))))?;
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&runtime.engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports_interface = |interface: &str| {
+        exports.iter().any(|name| name.starts_with(&format!("wasm-connect:connector/{interface}@")))
+    };
+    let kind = if exports_interface("source-connector") {
+        PluginKind::Source
+    } else if exports_interface("sink-connector") {
+        PluginKind::Sink
+    } else if exports_interface("transform-connector") {
+        PluginKind::Transform
+    } else {
+        return Err(format!(
+            "exports no wasm-connect:connector world (exports: {}); build it with the wasm-connect SDK",
+            if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
+        ));
+    };
+    let plugin = LoadedPlugin {
+        description: PluginDescription {
+            name: String::new(),
+            version: String::new(),
+            kind,
+            documentation: String::new(),
+            options: Vec::new(),
+        },
+        path: path.to_path_buf(),
+        digest,
+        component,
+        instance_pre: OnceLock::new(),
+    };
+    let description = describe(runtime, &plugin, kind).map_err(|failure| format!("describe failed: {failure}"))?;
+    if description.kind != kind {
+        return Err(format!("describes itself as a {} but exports the {kind} world", description.kind));
+    }
+    if description.name.is_empty() || description.version.is_empty() {
+        return Err("describes itself without a name or version".to_owned());
+    }
+    Ok(LoadedPlugin { description, ..plugin })
+}
+
+/// Instantiates the plugin in a short-lived store and runs `$call` on its `plugin`
+/// export; a macro because each world has its own generated export type.
+macro_rules! with_plugin_export {
+    ($runtime:expr, $plugin:expr, $kind:expr, $identity:expr, |$exports:ident, $store:ident| $call:expr) => {{
+        let timeout = $runtime.limits.call_timeout;
+        let trap = |error: wasmtime::Error| PluginFailure::from_trap(&error, timeout);
+        let mut store = super::task::probe_store($runtime, $identity);
+        let $store = &mut store;
+        let pre = $plugin.instance_pre($runtime)?;
+        match $kind {
+            PluginKind::Source => {
+                let bindings = source::SourcePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
+                let $exports = bindings.wasm_connect_connector_plugin();
+                $call.map_err(trap)
+            }
+            PluginKind::Sink => {
+                let bindings = sink::SinkPre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
+                let $exports = bindings.wasm_connect_connector_plugin();
+                $call.map_err(trap)
+            }
+            PluginKind::Transform => {
+                let bindings = transform::TransformPre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
+                let $exports = bindings.wasm_connect_connector_plugin();
+                $call.map_err(trap)
+            }
+        }
+    }};
+}
+
+fn describe(runtime: &Runtime, plugin: &LoadedPlugin, kind: PluginKind) -> Result<PluginDescription, PluginFailure> {
+    let identity = TaskIdentity { connector: "(describe)".into(), task: 0, plugin: "(loading)".into() };
+    with_plugin_export!(runtime, plugin, kind, identity, |exports, store| exports
+        .call_describe(store)
+        .map(PluginDescription::from))
+}
+
+/// Runs the plugin's pure `validate-config` on a connector's options.
+pub(crate) fn validate_config(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    config: &[(String, String)],
+) -> Result<Vec<(String, String)>, PluginFailure> {
+    let identity = TaskIdentity { connector: "(validate)".into(), task: 0, plugin: plugin.description.name.as_str().into() };
+    with_plugin_export!(runtime, plugin, plugin.description.kind, identity, |exports, store| exports
+        .call_validate_config(store, &config.to_vec())
+        .map(|issues| issues.into_iter().map(|issue| (issue.key, issue.message)).collect::<Vec<_>>()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}

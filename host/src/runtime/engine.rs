@@ -1,0 +1,112 @@
+//! The one wasmtime engine, its epoch clock, the linker with the host capabilities,
+//! and compilation with an on-disk cache of compiled components.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings::capabilities::HostCapabilities;
+use super::task::TaskState;
+
+/// How often the epoch advances; call deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The limits every plugin task runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Linear memory a task may grow to.
+    pub memory_bytes: usize,
+    /// Longest one plugin call may run.
+    pub call_timeout: Duration,
+}
+
+/// The engine, the linker and the compiled-component cache, shared by every task.
+#[derive(Clone)]
+pub struct Runtime {
+    /// The shared engine.
+    pub engine: Engine,
+    /// WASI (no files, no environment) and the host capabilities.
+    pub linker: Arc<Linker<TaskState>>,
+    /// The limits of each task.
+    pub limits: TaskLimits,
+    cache_dir: PathBuf,
+}
+
+impl Runtime {
+    /// Builds the engine and starts its epoch clock. Compiled components are cached in
+    /// `cache_dir`.
+    pub fn new(cache_dir: &Path, limits: TaskLimits) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        HostCapabilities::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        start_epoch_clock(&engine);
+        Ok(Self { engine, linker: Arc::new(linker), limits, cache_dir: cache_dir.to_path_buf() })
+    }
+
+    /// Compiles a component, or loads it from the cache when the same bytes were
+    /// compiled before by an engine with the same settings. Blocking: call it off the
+    /// async threads.
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        let key = self.cache_key(bytes);
+        let cached = self.cache_dir.join(format!("{key}.cwasm"));
+        if cached.exists() {
+            // SAFETY: the file is one this host serialised into its own cache
+            // directory, named by the hash of the component and the engine settings;
+            // a file that fails to load is recompiled below.
+            #[allow(unsafe_code)]
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(error) => tracing::warn!(path = %cached.display(), %error, "Cached plugin could not be loaded; compiling it again."),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
+        if let Err(error) = self.store_in_cache(&component, &cached) {
+            tracing::warn!(path = %cached.display(), %error, "Compiled plugin could not be cached; it will be compiled again next start.");
+        }
+        Ok(component)
+    }
+
+    fn store_in_cache(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.cache_dir).context("creating the cache directory")?;
+        let serialized = component.serialize().map_err(anyhow::Error::from)?;
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, serialized)?;
+        std::fs::rename(&temporary, path)?;
+        Ok(())
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        let mut settings = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut settings);
+        let mut digest = Sha256::new();
+        digest.update(bytes);
+        digest.update(settings.finish().to_le_bytes());
+        digest.update(env!("CARGO_PKG_VERSION").as_bytes());
+        digest.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// Advances the engine's epoch every tick for as long as the engine lives.
+fn start_epoch_clock(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

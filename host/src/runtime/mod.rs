@@ -1,0 +1,16 @@
+//! The WebAssembly runtime: one shared engine, each plugin compiled once (and cached on
+//! disk), one store per connector task with a memory limit and a deadline per call.
+
+pub mod bindings;
+mod catalog;
+mod description;
+mod engine;
+mod failure;
+mod task;
+
+pub use catalog::{LoadedPlugin, PluginCatalog, PluginLoadError};
+pub(crate) use catalog::validate_config;
+pub use description::{ConfigOptionDescription, OptionType, PluginDescription, PluginKind};
+pub use engine::{Runtime, TaskLimits};
+pub use failure::PluginFailure;
+pub use task::{PollOutcome, SinkInstance, SourceInstance, TaskIdentity, TaskState};

@@ -1,0 +1,186 @@
+//! One plugin instance per connector task: its store (memory limit, call deadline, no
+//! files, no environment) and typed calls that classify every failure.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{sink, source};
+use super::engine::EPOCH_TICK;
+use super::{LoadedPlugin, PluginFailure, Runtime};
+use crate::capabilities::files::FileGrant;
+
+/// Which connector task an instance serves; carried into logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskIdentity {
+    /// Connector name.
+    pub connector: Arc<str>,
+    /// Task number, from 0.
+    pub task: u32,
+    /// Plugin name.
+    pub plugin: Arc<str>,
+}
+
+/// The host state of one store.
+pub struct TaskState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// The task this store belongs to.
+    pub identity: TaskIdentity,
+    /// The directory the `files` capability may write to, if any.
+    pub files: Option<FileGrant>,
+}
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+fn new_store(runtime: &Runtime, identity: TaskIdentity, files_dir: Option<PathBuf>) -> Store<TaskState> {
+    // No preopened directories, no environment variables, no arguments: clocks,
+    // random numbers and stdout/stderr (discarded) are all a plugin gets from WASI.
+    let wasi = WasiCtx::builder().build();
+    let limits = StoreLimitsBuilder::new()
+        .memory_size(runtime.limits.memory_bytes)
+        .trap_on_grow_failure(true)
+        .build();
+    let state = TaskState {
+        wasi,
+        table: ResourceTable::new(),
+        limits,
+        identity,
+        files: files_dir.map(FileGrant::new),
+    };
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.epoch_deadline_trap();
+    store
+}
+
+fn deadline_ticks(runtime: &Runtime) -> u64 {
+    (runtime.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// What one poll of a source returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// Encoded records.
+    pub batch: Vec<u8>,
+    /// Position after the batch, if it moved.
+    pub position: Option<String>,
+    /// How long to wait before polling again when the batch is empty.
+    pub idle_millis: u32,
+    /// The source will never produce again.
+    pub finished: bool,
+}
+
+/// A running source plugin.
+pub struct SourceInstance {
+    store: Store<TaskState>,
+    bindings: source::Source,
+    runtime: Runtime,
+}
+
+impl SourceInstance {
+    /// Instantiates `plugin` for one task.
+    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity) -> Result<Self, PluginFailure> {
+        let mut store = new_store(runtime, identity, None);
+        store.set_epoch_deadline(deadline_ticks(runtime));
+        let pre = source::SourcePre::new(plugin.instance_pre(runtime)?)
+            .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|error| PluginFailure::from_trap(&error, runtime.limits.call_timeout))?;
+        Ok(Self { store, bindings, runtime: runtime.clone() })
+    }
+
+    /// Starts the source from its stored position.
+    pub fn open(&mut self, config: &[(String, String)], position: Option<&str>) -> Result<(), PluginFailure> {
+        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        let timeout = self.runtime.limits.call_timeout;
+        self.bindings
+            .wasm_connect_connector_source_connector()
+            .call_open(&mut self.store, &config.to_vec(), position)
+            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
+            .map_err(PluginFailure::from)
+    }
+
+    /// Asks for up to `max_records` records.
+    pub fn poll(&mut self, max_records: u32) -> Result<PollOutcome, PluginFailure> {
+        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        let timeout = self.runtime.limits.call_timeout;
+        let result = self
+            .bindings
+            .wasm_connect_connector_source_connector()
+            .call_poll(&mut self.store, max_records)
+            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
+            .map_err(PluginFailure::from)?;
+        Ok(PollOutcome {
+            batch: result.batch,
+            position: result.position,
+            idle_millis: result.idle_millis,
+            finished: result.finished,
+        })
+    }
+}
+
+/// A running sink plugin.
+pub struct SinkInstance {
+    store: Store<TaskState>,
+    bindings: sink::Sink,
+    runtime: Runtime,
+}
+
+impl SinkInstance {
+    /// Instantiates `plugin` for one task; `files_dir` is the directory its `files`
+    /// capability may write to.
+    pub fn new(
+        runtime: &Runtime,
+        plugin: &LoadedPlugin,
+        identity: TaskIdentity,
+        files_dir: Option<PathBuf>,
+    ) -> Result<Self, PluginFailure> {
+        let mut store = new_store(runtime, identity, files_dir);
+        store.set_epoch_deadline(deadline_ticks(runtime));
+        let pre = sink::SinkPre::new(plugin.instance_pre(runtime)?)
+            .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|error| PluginFailure::from_trap(&error, runtime.limits.call_timeout))?;
+        Ok(Self { store, bindings, runtime: runtime.clone() })
+    }
+
+    /// Prepares the sink.
+    pub fn open(&mut self, config: &[(String, String)]) -> Result<(), PluginFailure> {
+        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        let timeout = self.runtime.limits.call_timeout;
+        self.bindings
+            .wasm_connect_connector_sink_connector()
+            .call_open(&mut self.store, &config.to_vec())
+            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
+            .map_err(PluginFailure::from)
+    }
+
+    /// Writes one encoded batch; ok means durably written.
+    pub fn write(&mut self, batch: Vec<u8>) -> Result<(), PluginFailure> {
+        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        let timeout = self.runtime.limits.call_timeout;
+        self.bindings
+            .wasm_connect_connector_sink_connector()
+            .call_write(&mut self.store, &batch)
+            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
+            .map_err(PluginFailure::from)
+    }
+}
+
+/// A store for one short call (describe, validate), with the same limits as a task.
+pub(crate) fn probe_store(runtime: &Runtime, identity: TaskIdentity) -> Store<TaskState> {
+    let mut store = new_store(runtime, identity, None);
+    store.set_epoch_deadline(deadline_ticks(runtime));
+    store
+}

@@ -1,0 +1,184 @@
+//! Prometheus metrics, labelled by connector, task, plugin and outcome only: never by
+//! record, offset or error message, so cardinality stays bounded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::runtime::{PluginFailure, TaskIdentity};
+
+/// Labels of a per-task series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    /// Connector name.
+    pub connector: String,
+    /// Task number.
+    pub task: String,
+    /// Plugin name.
+    pub plugin: String,
+}
+
+impl From<&TaskIdentity> for TaskLabels {
+    fn from(identity: &TaskIdentity) -> Self {
+        Self { connector: identity.connector.to_string(), task: identity.task.to_string(), plugin: identity.plugin.to_string() }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    connector: String,
+    task: String,
+    plugin: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    connector: String,
+    plugin: String,
+    call: String,
+}
+
+fn call_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
+}
+
+fn batch_size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 4.0, 9))
+}
+
+/// Every metric of the host.
+pub struct Metrics {
+    registry: Registry,
+    records_in: Family<TaskLabels, Counter>,
+    records_out: Family<TaskLabels, Counter>,
+    records_dead_lettered: Family<TaskLabels, Counter>,
+    task_failures: Family<OutcomeLabels, Counter>,
+    task_restarts: Family<TaskLabels, Counter>,
+    plugin_call_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
+    batch_size: Family<TaskLabels, Histogram, fn() -> Histogram>,
+    tasks_running: Family<TaskLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("wasm_connect");
+        let metrics = Self {
+            records_in: Family::default(),
+            records_out: Family::default(),
+            records_dead_lettered: Family::default(),
+            task_failures: Family::default(),
+            task_restarts: Family::default(),
+            plugin_call_duration: Family::new_with_constructor(call_duration_histogram),
+            batch_size: Family::new_with_constructor(batch_size_histogram),
+            tasks_running: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "records_in",
+            "Records a task took in: polled from a source plugin, or consumed from topics by a sink",
+            metrics.records_in.clone(),
+        );
+        registry.register(
+            "records_out",
+            "Records a task delivered: produced to topics by a source, or acknowledged by a sink plugin",
+            metrics.records_out.clone(),
+        );
+        registry.register(
+            "records_dead_lettered",
+            "Records a sink refused and sent to the dead-letter topic",
+            metrics.records_dead_lettered.clone(),
+        );
+        registry.register("task_failures", "Task failures by outcome (trap, timeout, out_of_memory, fatal, ...)", metrics.task_failures.clone());
+        registry.register("task_restarts", "Restarts of a failed task", metrics.task_restarts.clone());
+        registry.register("plugin_call_duration_seconds", "Duration of calls into plugins", metrics.plugin_call_duration.clone());
+        registry.register("batch_size_records", "Records per batch crossing the plugin boundary", metrics.batch_size.clone());
+        registry.register("task_running", "1 while a task is running, 0 while it is failed or restarting", metrics.tasks_running.clone());
+        Arc::new(Self { registry, ..metrics })
+    }
+
+    /// The metrics in Prometheus/OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    /// A task took in `count` records.
+    pub fn records_in(&self, labels: &TaskLabels, count: usize) {
+        self.records_in.get_or_create(labels).inc_by(count as u64);
+        self.batch_size.get_or_create(labels).observe(count as f64);
+    }
+
+    /// A task delivered `count` records.
+    pub fn records_out(&self, labels: &TaskLabels, count: usize) {
+        self.records_out.get_or_create(labels).inc_by(count as u64);
+    }
+
+    /// A sink refused a record that went to the dead-letter topic.
+    pub fn record_dead_lettered(&self, labels: &TaskLabels, topic: &str, reason: &str) {
+        tracing::warn!(connector = %labels.connector, task = %labels.task, dead_letter_topic = topic, reason, "A record was refused and sent to the dead-letter topic.");
+        self.records_dead_lettered.get_or_create(labels).inc();
+    }
+
+    /// A plugin call took `duration`.
+    pub fn plugin_call(&self, identity: &TaskIdentity, call: &str, duration: Duration) {
+        let labels = CallLabels { connector: identity.connector.to_string(), plugin: identity.plugin.to_string(), call: call.to_owned() };
+        self.plugin_call_duration.get_or_create(&labels).observe(duration.as_secs_f64());
+    }
+
+    /// A task started running.
+    pub fn task_started(&self, labels: &TaskLabels) {
+        self.tasks_running.get_or_create(labels).set(1);
+    }
+
+    /// A task stopped running because of `failure`.
+    pub fn task_failed(&self, labels: &TaskLabels, outcome: &str, reason: &str) {
+        tracing::error!(connector = %labels.connector, task = %labels.task, plugin = %labels.plugin, outcome, reason, "The task failed.");
+        self.tasks_running.get_or_create(labels).set(0);
+        let outcome_labels = OutcomeLabels {
+            connector: labels.connector.clone(),
+            task: labels.task.clone(),
+            plugin: labels.plugin.clone(),
+            outcome: outcome.to_owned(),
+        };
+        self.task_failures.get_or_create(&outcome_labels).inc();
+    }
+
+    /// A failed task is being restarted after `delay`.
+    pub fn task_restarting(&self, labels: &TaskLabels, delay: Duration) {
+        tracing::info!(connector = %labels.connector, task = %labels.task, delay_ms = delay.as_millis() as u64, "Restarting the task after a delay.");
+        self.task_restarts.get_or_create(labels).inc();
+    }
+
+    /// A task stopped cleanly.
+    pub fn task_stopped(&self, labels: &TaskLabels) {
+        self.tasks_running.get_or_create(labels).set(0);
+    }
+
+    /// Restarts counted so far for a task.
+    pub fn restarts(&self, labels: &TaskLabels) -> u64 {
+        self.task_restarts.get_or_create(labels).get()
+    }
+}
+
+impl PluginFailure {
+    /// Whether this failure is the plugin's fault (trap, deadline, memory) rather than a
+    /// decision it returned.
+    pub fn is_trap(&self) -> bool {
+        matches!(self, PluginFailure::Trapped(_) | PluginFailure::TimedOut(_) | PluginFailure::OutOfMemory(_))
+    }
+}

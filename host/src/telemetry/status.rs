@@ -1,0 +1,119 @@
+//! Connector and task states in Kafka Connect's vocabulary, for the admin API.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::runtime::PluginKind;
+
+/// Kafka Connect's state names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    /// Not started yet.
+    Unassigned,
+    /// Running.
+    Running,
+    /// Failed; see `trace`.
+    Failed,
+    /// Waiting to be restarted after a failure.
+    Restarting,
+    /// Stopped.
+    Stopped,
+}
+
+/// One task's status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskStatus {
+    /// Task number.
+    pub id: u32,
+    /// Its state.
+    pub state: State,
+    /// The host running it.
+    pub worker_id: String,
+    /// Why it failed last, while failed or restarting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+/// One connector's status, in Kafka Connect's `GET /connectors/{name}/status` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorStatus {
+    /// Connector name.
+    pub name: String,
+    /// The connector itself.
+    pub connector: ConnectorState,
+    /// Its tasks.
+    pub tasks: Vec<TaskStatus>,
+    /// `source` or `sink`.
+    #[serde(rename = "type")]
+    pub kind: PluginKind,
+}
+
+/// The connector part of a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectorState {
+    /// Its state.
+    pub state: State,
+    /// The host running it.
+    pub worker_id: String,
+}
+
+/// Every connector's status, shared by workers (writers) and the admin API (reader).
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard {
+    connectors: Arc<RwLock<BTreeMap<String, ConnectorStatus>>>,
+    worker_id: String,
+}
+
+impl StatusBoard {
+    /// A board for this host, known to others as `worker_id`.
+    pub fn new(worker_id: &str) -> Self {
+        Self { connectors: Arc::default(), worker_id: worker_id.to_owned() }
+    }
+
+    /// Registers a connector with `tasks` unassigned tasks.
+    pub fn add_connector(&self, name: &str, kind: PluginKind, tasks: u32) {
+        let status = ConnectorStatus {
+            name: name.to_owned(),
+            connector: ConnectorState { state: State::Running, worker_id: self.worker_id.clone() },
+            tasks: (0..tasks)
+                .map(|id| TaskStatus { id, state: State::Unassigned, worker_id: self.worker_id.clone(), trace: None })
+                .collect(),
+            kind,
+        };
+        self.connectors.write().expect("status lock").insert(name.to_owned(), status);
+    }
+
+    /// Sets a task's state; `trace` says why when it failed.
+    pub fn set_task(&self, connector: &str, task: u32, state: State, trace: Option<String>) {
+        let mut connectors = self.connectors.write().expect("status lock");
+        if let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) {
+            task.state = state;
+            if trace.is_some() || state == State::Running {
+                task.trace = trace;
+            }
+        }
+    }
+
+    /// Marks every connector and task stopped.
+    pub fn stop_all(&self) {
+        for status in self.connectors.write().expect("status lock").values_mut() {
+            status.connector.state = State::Stopped;
+            for task in &mut status.tasks {
+                task.state = State::Stopped;
+            }
+        }
+    }
+
+    /// One connector's status.
+    pub fn get(&self, connector: &str) -> Option<ConnectorStatus> {
+        self.connectors.read().expect("status lock").get(connector).cloned()
+    }
+
+    /// Every connector's status, by name.
+    pub fn all(&self) -> BTreeMap<String, ConnectorStatus> {
+        self.connectors.read().expect("status lock").clone()
+    }
+}

@@ -1,0 +1,156 @@
+//! Where records live between sources and sinks, behind one interface: a Kafka
+//! cluster (`kafka`), or durable topics in SQLite under `data_dir` (`embedded`).
+//! Workers rely on the same semantics from both: ordered partitions, offsets, a
+//! committed position per sink connector, and source positions stored with batches.
+
+mod embedded;
+mod kafka;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wasm_connect_protocol::Record;
+
+pub use embedded::EmbeddedTransport;
+pub use kafka::KafkaTransport;
+
+/// A transport failure; workers retry or fail the task.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The embedded store failed.
+    #[error("embedded store: {0}")]
+    Embedded(#[from] rusqlite::Error),
+    /// Kafka failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A result of a transport operation.
+pub type TransportResult<T> = Result<T, TransportError>;
+
+/// Which part of a sink connector's topics a task reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShare {
+    /// This task's number.
+    pub task: u32,
+    /// How many tasks share the topics.
+    pub tasks: u32,
+}
+
+/// The two transports behind one interface.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Creates the topic if it does not exist.
+    async fn ensure_topic(&self, topic: &str) -> TransportResult<()>;
+    /// The source position stored last for `connector`.
+    async fn source_position(&self, connector: &str) -> TransportResult<Option<String>>;
+    /// A producer for a source connector's task.
+    async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>>;
+    /// A consumer in the connector's group, for one task's share of `topics`.
+    async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>>;
+    /// A short name for logs: `kafka` or `embedded`.
+    fn name(&self) -> &'static str;
+}
+
+/// Writes records to topics.
+#[async_trait]
+pub trait RecordProducer: Send {
+    /// Appends `records` (each to its own topic) and then stores `position` for the
+    /// connector; returns once both are durable.
+    async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()>;
+}
+
+/// Reads records of a connector's topics, in order per partition.
+#[async_trait]
+pub trait RecordConsumer: Send {
+    /// Up to `max` records after the last ones returned, waiting up to `wait` for some.
+    async fn poll(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>>;
+    /// Marks everything up to and including `records` as done for the connector.
+    async fn commit(&mut self, records: &[Record]) -> TransportResult<()>;
+    /// Commits synchronously what was marked done, before the consumer goes away.
+    async fn close(&mut self) -> TransportResult<()>;
+}
+
+/// The next offset to read per topic-partition after `records`.
+pub fn next_offsets(records: &[Record]) -> Vec<(String, i32, i64)> {
+    let mut next: Vec<(String, i32, i64)> = Vec::new();
+    for record in records {
+        let (Some(partition), Some(offset)) = (record.partition, record.offset) else { continue };
+        match next.iter_mut().find(|(topic, existing, _)| *topic == record.topic && *existing == partition) {
+            Some(entry) => entry.2 = entry.2.max(offset + 1),
+            None => next.push((record.topic.clone(), partition, offset + 1)),
+        }
+    }
+    next
+}
+
+/// Kafka's default partitioner for keyed records (murmur2, positive, modulo), so that
+/// both transports put a key in the same partition.
+pub fn partition_for_key(key: Option<&[u8]>, partitions: u32, round_robin: &mut u32) -> i32 {
+    match key {
+        Some(key) => ((murmur2(key) & 0x7fff_ffff) % partitions) as i32,
+        None => {
+            *round_robin = round_robin.wrapping_add(1);
+            (*round_robin % partitions) as i32
+        }
+    }
+}
+
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut hash = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes(chunk.try_into().expect("four bytes"));
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        hash = hash.wrapping_mul(M) ^ k;
+    }
+    let tail = chunks.remainder();
+    if tail.len() >= 3 {
+        hash ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        hash ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        hash ^= u32::from(tail[0]);
+        hash = hash.wrapping_mul(M);
+    }
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(M);
+    hash ^ (hash >> 15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka_reference_values() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(murmur2(b"abc") as i32, 479470107);
+    }
+
+    #[test]
+    fn next_offsets_takes_the_highest_per_partition() {
+        let record = |topic: &str, partition, offset| Record {
+            topic: topic.into(),
+            partition: Some(partition),
+            offset: Some(offset),
+            ..Record::default()
+        };
+        let records = [record("a", 0, 5), record("a", 1, 2), record("a", 0, 7), record("b", 0, 0)];
+        assert_eq!(next_offsets(&records), vec![("a".into(), 0, 8), ("a".into(), 1, 3), ("b".into(), 0, 1)]);
+    }
+}

@@ -1,0 +1,82 @@
+//! Connector tasks: the source loop, the sink loop (with dead-letter handling), and
+//! the supervisor that restarts a failed task with exponential backoff.
+
+mod plan;
+mod sink;
+mod source;
+mod supervisor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use plan::{ConnectorPlan, plan_connectors};
+pub use supervisor::spawn_connector;
+
+use crate::runtime::{PluginFailure, Runtime};
+use crate::telemetry::{Metrics, StatusBoard};
+use crate::transport::{Transport, TransportError};
+
+/// What every task needs from the host.
+#[derive(Clone)]
+pub struct WorkerContext {
+    /// The WebAssembly runtime.
+    pub runtime: Runtime,
+    /// Where records go.
+    pub transport: Arc<dyn Transport>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Status for the admin API.
+    pub status: StatusBoard,
+    /// First restart delay.
+    pub restart_backoff: Duration,
+    /// Longest restart delay.
+    pub max_restart_backoff: Duration,
+}
+
+/// Why a task stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The plugin failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginFailure),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A record could not be written and errors are not tolerated.
+    #[error("{0} (errors.tolerance is none: fix the record or the plugin, or set errors.tolerance: all)")]
+    Intolerable(PluginFailure),
+}
+
+impl TaskError {
+    /// True when restarting the task cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            TaskError::Plugin(failure) => failure.is_permanent(),
+            TaskError::Transport(_) => false,
+            TaskError::Intolerable(_) => true,
+        }
+    }
+
+    /// The `outcome` label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            TaskError::Plugin(failure) | TaskError::Intolerable(failure) => failure.outcome(),
+            TaskError::Transport(_) => "transport",
+        }
+    }
+}
+
+/// Runs a plugin call on a blocking thread, moving the instance there and back.
+async fn call_plugin<I, R>(instance: I, call: impl FnOnce(&mut I) -> R + Send + 'static) -> Result<(I, R), TaskError>
+where
+    I: Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut instance = instance;
+        let result = call(&mut instance);
+        (instance, result)
+    })
+    .await
+    .map_err(|error| TaskError::Plugin(PluginFailure::Trapped(format!("the plugin call panicked in the host: {error}"))))
+}

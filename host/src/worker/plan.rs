@@ -1,0 +1,93 @@
+//! Turning configured connectors into runnable plans: resolve the plugin, check the
+//! connector's shape and options against it, and collect every problem at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{ConnectorConfig, LoadedConfig, Tolerance};
+use crate::runtime::{LoadedPlugin, PluginCatalog, PluginKind, Runtime, validate_config};
+
+/// A connector ready to run.
+#[derive(Debug, Clone)]
+pub struct ConnectorPlan {
+    /// As configured.
+    pub config: ConnectorConfig,
+    /// The resolved plugin.
+    pub plugin: Arc<LoadedPlugin>,
+    /// The options handed to the plugin.
+    pub plugin_config: Vec<(String, String)>,
+    /// The directory the `files` capability may write to.
+    pub files_dir: Option<PathBuf>,
+}
+
+impl ConnectorPlan {
+    /// Source or sink.
+    pub fn kind(&self) -> PluginKind {
+        self.plugin.description.kind
+    }
+
+    /// Tasks to run: sources run one task, sinks `tasks_max`.
+    pub fn task_count(&self) -> u32 {
+        match self.kind() {
+            PluginKind::Sink => self.config.tasks_max,
+            _ => 1,
+        }
+    }
+
+    /// Whether bad records are skipped.
+    pub fn tolerates_errors(&self) -> bool {
+        self.config.errors.tolerance == Tolerance::All
+    }
+}
+
+/// Plans every connector, or returns every problem found (located in the file).
+/// Blocking: instantiates plugins to run their config validation.
+pub fn plan_connectors(
+    loaded: &LoadedConfig,
+    catalog: &PluginCatalog,
+    runtime: &Runtime,
+) -> Result<Vec<ConnectorPlan>, crate::config::ConfigErrors> {
+    let mut plans = Vec::new();
+    let mut problems: Vec<(String, String)> = Vec::new();
+    for (index, connector) in loaded.config.connectors.iter().enumerate() {
+        let at = |key: &str| format!("connectors[{index}].{key}");
+        let plugin = match catalog.find(&connector.plugin) {
+            Ok(plugin) => plugin,
+            Err(message) => {
+                problems.push((at("plugin"), message));
+                continue;
+            }
+        };
+        let description = &plugin.description;
+        match description.kind {
+            PluginKind::Source if connector.topic.is_none() => {
+                problems.push((at("topics"), format!("plugin {} is a source: give `topic` (one topic to write to)", description.name)))
+            }
+            PluginKind::Sink if connector.topics.is_empty() => {
+                problems.push((at("topic"), format!("plugin {} is a sink: give `topics` (a list to read from)", description.name)))
+            }
+            PluginKind::Transform => problems.push((
+                at("plugin"),
+                format!("plugin {} is a transform; a connector needs a source or sink plugin", description.name),
+            )),
+            _ => {}
+        }
+        if description.kind == PluginKind::Source && connector.tasks_max > 1 {
+            problems.push((at("tasks_max"), "a source connector runs one task; remove tasks_max or set it to 1".to_owned()));
+        }
+        let plugin_config: Vec<(String, String)> =
+            connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+        let option_problems = description.check_options(plugin_config.iter().map(|(key, value)| (key.as_str(), value.as_str())));
+        let options_valid = option_problems.is_empty();
+        problems.extend(option_problems.into_iter().map(|(key, message)| (at(&format!("config.{key}")), message)));
+        if options_valid {
+            match validate_config(runtime, &plugin, &plugin_config) {
+                Ok(issues) => problems.extend(issues.into_iter().map(|(key, message)| (at(&format!("config.{key}")), message))),
+                Err(failure) => problems.push((at("plugin"), format!("the plugin failed to validate its configuration: {failure}"))),
+            }
+        }
+        let files_dir = connector.config.get("directory").map(|directory| loaded.resolve(directory.0.as_ref()));
+        plans.push(ConnectorPlan { config: connector.clone(), plugin, plugin_config, files_dir });
+    }
+    if problems.is_empty() { Ok(plans) } else { Err(loaded.errors(problems)) }
+}

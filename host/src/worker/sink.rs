@@ -1,0 +1,153 @@
+//! The sink loop: consume a batch, hand it to the plugin, and commit its offsets only
+//! after the plugin acknowledged it. A refused record goes to the dead-letter topic
+//! (with Kafka Connect's error headers) when errors are tolerated; a retriable error
+//! retries the same batch with backoff; anything else fails the task, and the
+//! restarted task re-reads from the last committed offsets.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use wasm_connect_protocol::{Record, encode};
+
+use super::{ConnectorPlan, TaskError, WorkerContext, call_plugin};
+use crate::runtime::{PluginFailure, SinkInstance, TaskIdentity};
+use crate::telemetry::TaskLabels;
+use crate::transport::{RecordConsumer, RecordProducer, TaskShare};
+
+/// How long one consumer poll waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(500);
+/// Longest wait between retries of a retriable write.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Runs one sink task until cancelled (Ok) or failed (Err).
+pub async fn run(
+    context: &WorkerContext,
+    plan: &ConnectorPlan,
+    identity: &TaskIdentity,
+    share: TaskShare,
+    cancel: &CancellationToken,
+) -> Result<(), TaskError> {
+    let mut consumer = context.transport.consumer(&plan.config.name, &plan.config.topics, share).await?;
+    let result = consume(context, plan, identity, consumer.as_mut(), cancel).await;
+    // Commit what was acknowledged even when the task failed.
+    let closed = consumer.close().await;
+    result?;
+    closed?;
+    Ok(())
+}
+
+async fn consume(
+    context: &WorkerContext,
+    plan: &ConnectorPlan,
+    identity: &TaskIdentity,
+    consumer: &mut dyn RecordConsumer,
+    cancel: &CancellationToken,
+) -> Result<(), TaskError> {
+    let labels = TaskLabels::from(identity);
+    let (runtime, plugin, task_identity, config, files_dir) = (
+        context.runtime.clone(),
+        plan.plugin.clone(),
+        identity.clone(),
+        plan.plugin_config.clone(),
+        plan.files_dir.clone(),
+    );
+    let ((), opened) = call_plugin((), move |_| -> Result<SinkInstance, PluginFailure> {
+        let mut instance = SinkInstance::new(&runtime, &plugin, task_identity, files_dir)?;
+        instance.open(&config)?;
+        Ok(instance)
+    })
+    .await?;
+    let mut sink = Some(opened?);
+    let mut dead_letters: Option<Box<dyn RecordProducer>> = None;
+    loop {
+        let records = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(()),
+            records = consumer.poll(plan.config.batch_size as usize, POLL_WAIT) => records?,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        context.metrics.records_in(&labels, records.len());
+        let delivered = deliver(context, plan, identity, &mut sink, &mut dead_letters, records.clone(), cancel).await?;
+        if !delivered {
+            // Cancelled while retrying: leave the batch uncommitted for the next run.
+            return Ok(());
+        }
+        consumer.commit(&records).await?;
+    }
+}
+
+/// Writes `pending` through the plugin; true once every record was written or
+/// dead-lettered, false when cancelled before that.
+async fn deliver(
+    context: &WorkerContext,
+    plan: &ConnectorPlan,
+    identity: &TaskIdentity,
+    sink: &mut Option<SinkInstance>,
+    dead_letters: &mut Option<Box<dyn RecordProducer>>,
+    mut pending: Vec<Record>,
+    cancel: &CancellationToken,
+) -> Result<bool, TaskError> {
+    let labels = TaskLabels::from(identity);
+    let mut retry_delay = context.restart_backoff;
+    while !pending.is_empty() {
+        let batch = encode(&pending);
+        let started = Instant::now();
+        let (returned, written) =
+            call_plugin(sink.take().expect("sink instance present"), move |instance| instance.write(batch)).await?;
+        *sink = Some(returned);
+        context.metrics.plugin_call(identity, "write", started.elapsed());
+        match written {
+            Ok(()) => {
+                context.metrics.records_out(&labels, pending.len());
+                return Ok(true);
+            }
+            Err(PluginFailure::BadRecord { index, reason }) if (index as usize) < pending.len() => {
+                let failure = PluginFailure::BadRecord { index, reason: reason.clone() };
+                if !plan.tolerates_errors() {
+                    return Err(TaskError::Intolerable(failure));
+                }
+                let refused = pending.remove(index as usize);
+                if let Some(topic) = &plan.config.errors.dead_letter_topic {
+                    if dead_letters.is_none() {
+                        *dead_letters = Some(context.transport.producer(&format!("{}-dead-letters", plan.config.name)).await?);
+                    }
+                    let letter = dead_letter(refused, topic, identity, &reason);
+                    dead_letters.as_mut().expect("created above").send(vec![letter], None).await?;
+                    context.metrics.record_dead_lettered(&labels, topic, &reason);
+                } else {
+                    tracing::warn!(connector = %identity.connector, reason, "A record was refused and skipped (errors.tolerance: all, no dead-letter topic).");
+                }
+            }
+            Err(PluginFailure::Retriable(message)) => {
+                tracing::warn!(connector = %identity.connector, task = identity.task, message, delay_ms = retry_delay.as_millis() as u64, "The sink asked to retry the batch.");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(retry_delay) => {}
+                }
+                retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// The refused record, addressed to the dead-letter topic, with where it came from and
+/// why it was refused in Kafka Connect's `__connect.errors.*` headers.
+fn dead_letter(mut record: Record, topic: &str, identity: &TaskIdentity, reason: &str) -> Record {
+    let headers = [
+        ("__connect.errors.topic", record.topic.clone()),
+        ("__connect.errors.partition", record.partition.unwrap_or(-1).to_string()),
+        ("__connect.errors.offset", record.offset.unwrap_or(-1).to_string()),
+        ("__connect.errors.connector.name", identity.connector.to_string()),
+        ("__connect.errors.task.id", identity.task.to_string()),
+        ("__connect.errors.exception.message", reason.to_owned()),
+    ];
+    record.headers.extend(headers.into_iter().map(|(name, value)| (name.to_owned(), Some(value.into_bytes()))));
+    record.topic = topic.to_owned();
+    record.partition = None;
+    record.offset = None;
+    record
+}
