@@ -25,12 +25,7 @@ impl LoadedConfig {
     /// Turns `(path, message)` problems into located errors naming the connector and key.
     pub fn errors(&self, problems: Vec<(String, String)>) -> ConfigErrors {
         let value = serde_yaml::to_value(&self.config).unwrap_or(Value::Null);
-        ConfigErrors(
-            problems
-                .into_iter()
-                .map(|(path, message)| located(&self.file, &self.source_map, &value, &path, &message))
-                .collect(),
-        )
+        locate_all(&self.file, &self.source_map, &value, problems)
     }
 
     /// Resolves a path from the configuration against the file's directory.
@@ -66,21 +61,14 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedConfig, Co
     let source_map = SourceMap::new(text);
     let mut problems = Vec::new();
     substitute(&mut value, String::new(), base_dir, &mut problems);
-    let located_all = |problems: Vec<(String, String)>| {
-        ConfigErrors(
-            problems
-                .into_iter()
-                .map(|(path, message)| located(file, &source_map, &value, &path, &message))
-                .collect(),
-        )
-    };
+    let located_all = |problems: Vec<(String, String)>| locate_all(file, &source_map, &value, problems);
     if !problems.is_empty() {
         return Err(located_all(problems));
     }
     let mut config: HostConfig = serde_path_to_error::deserialize(value.clone()).map_err(|error| {
         let path = error.path().to_string();
         let message = error.into_inner().to_string();
-        let (path, message) = unknown_key_path(&path, &message);
+        let (path, message) = unknown_key_path(&path, &humane_types(&message));
         located_all(vec![(path, message)])
     })?;
     let problems = validate(&config);
@@ -99,8 +87,28 @@ fn unknown_key_path(path: &str, message: &str) -> (String, String) {
     };
     let key = rest.split('`').next().unwrap_or_default();
     let expected = rest.split_once(", expected ").map(|(_, expected)| expected).unwrap_or("no other keys");
-    let key_path = if path == "." || path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let key_path = if path == "." || path.is_empty() {
+        key.to_owned()
+    } else if path.ends_with(&format!(".{key}")) || path == key {
+        path.to_owned()
+    } else {
+        format!("{path}.{key}")
+    };
     (key_path, format!("unknown key; expected {}", expected.replace('`', "")))
+}
+
+/// serde names Rust types; say what to write instead.
+fn humane_types(message: &str) -> String {
+    let mut message = message.to_owned();
+    for (rust, human) in [
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected a sequence", "expected a list such as [a, b]"),
+        ("expected struct", "expected a map of keys for"),
+    ] {
+        message = message.replace(rust, human);
+    }
+    message
 }
 
 fn strip_location(message: &str) -> &str {
@@ -162,6 +170,14 @@ fn resolve_reference(reference: &str, base_dir: &Path) -> Result<String, String>
         return Err(format!("`${{{reference}}}` is not a variable name; use ${{NAME}} or ${{file:PATH}}"));
     }
     std::env::var(name).map_err(|_| format!("environment variable {name} is not set; set it or remove ${{{name}}}"))
+}
+
+/// Locates every problem, in file order.
+fn locate_all(file: &str, source_map: &SourceMap, value: &Value, problems: Vec<(String, String)>) -> ConfigErrors {
+    let mut errors: Vec<ConfigError> =
+        problems.into_iter().map(|(path, message)| located(file, source_map, value, &path, &message)).collect();
+    errors.sort_by_key(|error| error.position.unwrap_or((usize::MAX, 0)));
+    ConfigErrors(errors)
 }
 
 /// Locates a problem and prefixes it with the connector and key it is about.

@@ -1,0 +1,222 @@
+//! Helpers shared by the end-to-end tests: where things are, running the real
+//! `wasm-connect` binary on a generated configuration, and reading what the file sink
+//! wrote.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Every plugin, the misbehaving test ones included (built by the host's build script).
+pub fn test_plugins_dir() -> PathBuf {
+    repo_root().join("plugins/test-dist")
+}
+
+/// The binary under test.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wasm-connect"))
+}
+
+/// A running host, stopped (SIGKILL) when dropped.
+pub struct Host {
+    child: Mutex<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Host {
+    /// Starts `wasm-connect run CONFIG` and waits until its admin API is up.
+    pub fn start(config: &Path) -> Host {
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg(config)
+            .env("WASM_CONNECT_LOG", "info,plugin=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting wasm-connect");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let host = Host { child: Mutex::new(child), log };
+        host.wait_for_log("admin API at http://", Duration::from_secs(60));
+        host
+    }
+
+    /// Everything the host logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `text`; panics with the log otherwise.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(text) {
+            if let Ok(Some(status)) = self.child.lock().unwrap().try_wait() {
+                panic!("wasm-connect exited ({status}) before logging {text:?}:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no {text:?} in the log after {timeout:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The admin API's base URL, read from the start-up log line.
+    pub fn admin_url(&self) -> String {
+        let log = self.log();
+        let start = log.find("admin API at http://").expect("start-up line") + "admin API at ".len();
+        log[start..].split_whitespace().next().unwrap().trim_end_matches('/').to_owned()
+    }
+
+    /// GET `path` from the admin API as JSON.
+    pub fn get_json(&self, path: &str) -> Value {
+        let body = self.get_text(path);
+        serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: {error}: {body}"))
+    }
+
+    /// GET `path` from the admin API as text.
+    pub fn get_text(&self, path: &str) -> String {
+        http_get(&format!("{}{path}", self.admin_url())).1
+    }
+
+    /// Stops the host with SIGTERM and waits for a clean exit.
+    pub fn stop(self) -> String {
+        let mut child = self.child.lock().unwrap();
+        signal(child.id(), "TERM");
+        let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+        drop(child);
+        let log = self.log();
+        assert!(status.success(), "wasm-connect exited with {status} after SIGTERM:\n{log}");
+        log
+    }
+
+    /// Kills the host with SIGKILL, as a crash would.
+    pub fn kill(self) {
+        let mut child = self.child.lock().unwrap();
+        signal(child.id(), "KILL");
+        wait_with_timeout(&mut child, Duration::from_secs(10));
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("running kill");
+    assert!(status.success());
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wasm-connect did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A minimal HTTP/1.1 GET over loopback: (status, body).
+pub fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (address, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting to the admin API");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut output = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        output.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    output
+}
+
+/// One line the file sink wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkLine {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Value,
+}
+
+/// Every line the file sink wrote in `directory`, by topic, in file order.
+pub fn read_sink_output(directory: &Path) -> BTreeMap<String, Vec<SinkLine>> {
+    let mut output: BTreeMap<String, Vec<SinkLine>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(directory) else { return output };
+    let mut files: Vec<PathBuf> = entries.map(|entry| entry.unwrap().path()).collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines() {
+            let document: Value = serde_json::from_str(line)
+                .unwrap_or_else(|error| panic!("{}: not a JSON line ({error}): {line}", file.display()));
+            let topic = document["topic"].as_str().unwrap().to_owned();
+            output.entry(topic.clone()).or_default().push(SinkLine {
+                topic,
+                partition: document["partition"].as_i64().unwrap(),
+                offset: document["offset"].as_i64().unwrap(),
+                key: document["key"].as_str().map(str::to_owned),
+                value: document["value"].clone(),
+            });
+        }
+    }
+    output
+}
+
+/// Waits until `condition` holds, polling; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes `text` to `directory/connectors.yaml` and returns its path.
+pub fn write_config(directory: &Path, text: &str) -> PathBuf {
+    let path = directory.join("connectors.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
