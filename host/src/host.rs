@@ -63,12 +63,14 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
             Arc::new(embedded)
         }
     };
-    for plan in &plans {
-        let topics = plan.config.topic.iter().chain(&plan.config.topics).chain(&plan.config.errors.dead_letter_topic);
-        for topic in topics {
-            transport.ensure_topic(topic).await.with_context(|| format!("creating topic {topic}"))?;
-        }
-    }
+    let mut topics: Vec<String> = plans
+        .iter()
+        .flat_map(|plan| plan.config.topic.iter().chain(&plan.config.topics).chain(&plan.config.errors.dead_letter_topic))
+        .cloned()
+        .collect();
+    topics.sort();
+    topics.dedup();
+    transport.ensure_topics(&topics).await.context("creating the connectors' topics")?;
     let metrics = Metrics::new();
     let worker_id = config.admin.listen.to_string();
     let status = StatusBoard::new(&worker_id);

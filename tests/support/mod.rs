@@ -181,7 +181,7 @@ pub struct SinkLine {
     pub value: Value,
 }
 
-/// Every line the file sink wrote in `directory`, by topic, in file order.
+/// Every complete line the file sink wrote in `directory`, by topic, in file order.
 pub fn read_sink_output(directory: &Path) -> BTreeMap<String, Vec<SinkLine>> {
     let mut output: BTreeMap<String, Vec<SinkLine>> = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(directory) else { return output };
@@ -189,7 +189,9 @@ pub fn read_sink_output(directory: &Path) -> BTreeMap<String, Vec<SinkLine>> {
     files.sort();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        for line in text.lines() {
+        // A line still being written (no newline yet) is not read.
+        let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
+        for line in complete.lines() {
             let document: Value = serde_json::from_str(line)
                 .unwrap_or_else(|error| panic!("{}: not a JSON line ({error}): {line}", file.display()));
             let topic = document["topic"].as_str().unwrap().to_owned();
@@ -219,4 +221,50 @@ pub fn write_config(directory: &Path, text: &str) -> PathBuf {
     let path = directory.join("connectors.yaml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The sum of a metric's samples whose labels contain every `label="value"` given.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What a seeded simulator produces: the first `count` record values, as JSON.
+pub fn simulated_values(plugin: &str, seed: &str, start: &str, count: usize) -> Vec<Value> {
+    use wasm_connect::runtime::{PluginCatalog, Runtime, SourceInstance, TaskIdentity, TaskLimits};
+    let cache = tempfile::tempdir().unwrap();
+    let limits = TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(30) };
+    let runtime = Runtime::new(cache.path(), limits).unwrap();
+    let (catalog, _) = PluginCatalog::load_dir(&runtime, &test_plugins_dir()).unwrap();
+    let identity = TaskIdentity { connector: Arc::from("expected"), task: 0, plugin: Arc::from(plugin) };
+    let mut instance = SourceInstance::new(&runtime, &catalog.find(plugin).unwrap(), identity).unwrap();
+    let config = [("seed", seed), ("rate", "0"), ("start", start)].map(|(key, value)| (key.to_owned(), value.to_owned()));
+    instance.open(&config, None).unwrap();
+    let mut values = Vec::new();
+    while values.len() < count {
+        let outcome = instance.poll((count - values.len()).min(1000) as u32).unwrap();
+        for record in wasm_connect_protocol::decode(&outcome.batch).unwrap() {
+            values.push(serde_json::from_slice(record.value.unwrap()).unwrap());
+        }
+    }
+    values
+}
+
+/// Sorted JSON texts, to compare collections of values as multisets.
+pub fn sorted_texts<'a>(values: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+    let mut texts: Vec<String> = values.into_iter().map(Value::to_string).collect();
+    texts.sort();
+    texts
+}
+
+/// True when every file in `directory` ends with a complete line.
+pub fn every_file_ends_with_a_newline(directory: &Path) -> bool {
+    std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .all(|content| content.is_empty() || content.ends_with(b"\n"))
 }

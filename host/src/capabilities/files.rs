@@ -10,6 +10,9 @@ use crate::runtime::TaskState;
 use crate::runtime::bindings::capabilities::wasm_connect::connector::files::Host;
 use crate::runtime::bindings::types::Error;
 
+/// Most bytes one `read-tail` call returns.
+const MAX_TAIL: u32 = 1 << 20;
+
 /// The directory granted to one task and the files it has open.
 #[derive(Debug)]
 pub struct FileGrant {
@@ -60,6 +63,31 @@ impl FileGrant {
         std::fs::metadata(self.directory.join(name)).ok().map(|metadata| metadata.len())
     }
 
+    fn read_tail(&self, name: &str, length: u32) -> Result<Vec<u8>, Error> {
+        use std::io::{Read, Seek, SeekFrom};
+        Self::check_name(name)?;
+        let io = |error: std::io::Error| Error::Retriable(format!("reading {name}: {error}"));
+        let mut file = File::open(self.directory.join(name)).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let start = size.saturating_sub(u64::from(length.min(MAX_TAIL)));
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut tail = Vec::with_capacity((size - start) as usize);
+        file.read_to_end(&mut tail).map_err(io)?;
+        Ok(tail)
+    }
+
+    fn truncate(&mut self, name: &str, size: u64) -> Result<(), Error> {
+        Self::check_name(name)?;
+        let io = |error: std::io::Error| Error::Retriable(format!("truncating {name}: {error}"));
+        self.open.remove(name);
+        let file = OpenOptions::new().write(true).open(self.directory.join(name)).map_err(io)?;
+        if size < file.metadata().map_err(io)?.len() {
+            file.set_len(size).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        Ok(())
+    }
+
     fn sync(&mut self) -> Result<(), Error> {
         for name in self.unsynced.drain(..) {
             if let Some(file) = self.open.get(&name) {
@@ -95,5 +123,13 @@ impl Host for TaskState {
 
     fn sync(&mut self) -> Result<(), Error> {
         self.files.as_mut().ok_or_else(not_granted)?.sync()
+    }
+
+    fn read_tail(&mut self, name: String, length: u32) -> Result<Vec<u8>, Error> {
+        self.files.as_ref().ok_or_else(not_granted)?.read_tail(&name, length)
+    }
+
+    fn truncate(&mut self, name: String, size: u64) -> Result<(), Error> {
+        self.files.as_mut().ok_or_else(not_granted)?.truncate(&name, size)
     }
 }

@@ -138,11 +138,13 @@ fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 
 #[async_trait]
 impl Transport for EmbeddedTransport {
-    async fn ensure_topic(&self, topic: &str) -> TransportResult<()> {
-        let (shared, topic) = (self.shared.clone(), topic.to_owned());
+    async fn ensure_topics(&self, topics: &[String]) -> TransportResult<()> {
+        let (shared, topics) = (self.shared.clone(), topics.to_vec());
         blocking(move || {
             let writer = shared.writer.lock().expect("writer lock");
-            partitions_of(&writer, &topic, shared.default_partitions)?;
+            for topic in &topics {
+                partitions_of(&writer, topic, shared.default_partitions)?;
+            }
             Ok(())
         })
         .await

@@ -49,25 +49,44 @@ impl KafkaTransport {
         config
     }
 
-    async fn create_topic(&self, topic: &str, compacted: bool) -> TransportResult<()> {
-        let admin: AdminClient<DefaultClientContext> = self.base.create()?;
-        let mut new_topic = NewTopic::new(topic, -1, TopicReplication::Fixed(-1));
-        if compacted {
-            new_topic = new_topic.set("cleanup.policy", "compact");
+    /// Creates, in one request, those of `topics` the cluster does not have. Failures
+    /// are logged, not fatal: the broker may auto-create topics, or forbid the call.
+    async fn create_missing_topics(&self, topics: &[String], compacted: bool) -> TransportResult<()> {
+        let config = self.base.clone();
+        let wanted = topics.to_vec();
+        let missing: Vec<String> = tokio::task::spawn_blocking(move || -> TransportResult<Vec<String>> {
+            let probe: BaseConsumer = config.create()?;
+            let metadata = probe.fetch_metadata(None, REQUEST_TIMEOUT)?;
+            let existing: Vec<&str> = metadata.topics().iter().map(|topic| topic.name()).collect();
+            Ok(wanted.into_iter().filter(|topic| !existing.contains(&topic.as_str())).collect())
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))??;
+        if missing.is_empty() {
+            return Ok(());
         }
-        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
-        match admin.create_topics([&new_topic], &options).await {
+        let admin: AdminClient<DefaultClientContext> = self.base.create()?;
+        let new_topics: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|topic| {
+                let new_topic = NewTopic::new(topic, -1, TopicReplication::Fixed(-1));
+                if compacted { new_topic.set("cleanup.policy", "compact") } else { new_topic }
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
+        match admin.create_topics(&new_topics, &options).await {
             Ok(results) => {
                 for result in results {
                     match result {
-                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((name, code)) => {
-                            tracing::warn!(topic = %name, error = %code, "Topic could not be created; relying on the broker's auto-creation.")
+                        Ok(topic) => tracing::info!(topic, "Created topic."),
+                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((topic, code)) => {
+                            tracing::warn!(topic, error = %code, "Topic could not be created; relying on the broker's auto-creation.")
                         }
                     }
                 }
             }
-            Err(error) => tracing::warn!(topic, %error, "Topic could not be created; relying on the broker's auto-creation."),
+            Err(error) => tracing::warn!(topics = ?missing, %error, "Topics could not be created; relying on the broker's auto-creation."),
         }
         Ok(())
     }
@@ -75,12 +94,12 @@ impl KafkaTransport {
 
 #[async_trait]
 impl Transport for KafkaTransport {
-    async fn ensure_topic(&self, topic: &str) -> TransportResult<()> {
-        self.create_topic(topic, false).await
+    async fn ensure_topics(&self, topics: &[String]) -> TransportResult<()> {
+        self.create_missing_topics(topics, false).await
     }
 
     async fn source_position(&self, connector: &str) -> TransportResult<Option<String>> {
-        self.create_topic(&self.offsets_topic, true).await?;
+        self.create_missing_topics(std::slice::from_ref(&self.offsets_topic), true).await?;
         let (config, topic, connector) = (self.base.clone(), self.offsets_topic.clone(), connector.to_owned());
         tokio::task::spawn_blocking(move || read_latest_position(&config, &topic, &connector))
             .await

@@ -43,8 +43,8 @@ pub struct TaskShare {
 /// The two transports behind one interface.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    /// Creates the topic if it does not exist.
-    async fn ensure_topic(&self, topic: &str) -> TransportResult<()>;
+    /// Creates the topics that do not exist yet.
+    async fn ensure_topics(&self, topics: &[String]) -> TransportResult<()>;
     /// The source position stored last for `connector`.
     async fn source_position(&self, connector: &str) -> TransportResult<Option<String>>;
     /// A producer for a source connector's task.

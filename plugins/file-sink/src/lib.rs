@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 use wasm_connect_sdk::{
-    ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files,
+    ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, log,
 };
+
+/// How far back a torn line is looked for; a longer line is cut as a whole.
+const TAIL_PROBE: u32 = 1 << 20;
 
 /// The sink task: the current file number per topic.
 pub struct FileSink {
@@ -41,17 +44,29 @@ pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
 }
 
 impl FileSink {
-    fn current(&mut self, topic: &str) -> u32 {
+    fn current(&mut self, topic: &str) -> Result<u32, Error> {
         if let Some(number) = self.current_file.get(topic) {
-            return *number;
+            return Ok(*number);
         }
-        // After a restart, carry on in the newest existing file.
+        // After a restart, carry on in the newest existing file, first cutting off a
+        // line that a crash left half-written (its record was never acknowledged, so
+        // it will be delivered again).
         let mut number = 0;
         while files::size(&file_name(topic, number + 1)).is_some() {
             number += 1;
         }
+        let name = file_name(topic, number);
+        if let Some(size) = files::size(&name).filter(|size| *size > 0) {
+            let tail = files::read_tail(&name, TAIL_PROBE)?;
+            if tail.last() != Some(&b'\n') {
+                let keep = tail.iter().rposition(|byte| *byte == b'\n').map_or(0, |newline| newline + 1);
+                let cut = size - (tail.len() - keep) as u64;
+                log::warn(&format!("{name}: removing a torn last line ({} bytes) left by a crash", size - cut));
+                files::truncate(&name, cut)?;
+            }
+        }
         self.current_file.insert(topic.to_owned(), number);
-        number
+        Ok(number)
     }
 }
 
@@ -92,7 +107,7 @@ impl Sink for FileSink {
             render_line(record, by_topic.entry(record.topic).or_default());
         }
         for (topic, lines) in by_topic {
-            let number = self.current(topic);
+            let number = self.current(topic)?;
             let size = files::append(&file_name(topic, number), &lines)?;
             if size >= self.max_file_bytes {
                 self.current_file.insert(topic.to_owned(), number + 1);

@@ -380,6 +380,16 @@ pub mod files {
     pub fn sync() -> Result<(), Error> {
         files::sync().map_err(from_wit)
     }
+
+    /// The last `length` bytes of `name` (at most 1 MiB).
+    pub fn read_tail(name: &str, length: u32) -> Result<Vec<u8>, Error> {
+        files::read_tail(name, length).map_err(from_wit)
+    }
+
+    /// Cuts `name` to `size` bytes.
+    pub fn truncate(name: &str, size: u64) -> Result<(), Error> {
+        files::truncate(name, size).map_err(from_wit)
+    }
 }
 
 /// Exports a [`Source`] implementation as the plugin's component.
