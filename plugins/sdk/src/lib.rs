@@ -406,6 +406,7 @@ macro_rules! export_source {
                 static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
             }
 
+            #[allow(dead_code)] // used only by the wasm32 exports
             struct Exports;
 
             impl plugin::Guest for Exports {
@@ -445,6 +446,9 @@ macro_rules! export_source {
                 }
             }
 
+            // Component exports exist only on wasm32; native builds (unit tests,
+            // benchmarks) use the plugin's logic directly.
+            #[cfg(target_arch = "wasm32")]
             sdk::source::__export_source_world!(Exports);
         };
     };
@@ -464,6 +468,7 @@ macro_rules! export_sink {
                 static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
             }
 
+            #[allow(dead_code)] // used only by the wasm32 exports
             struct Exports;
 
             impl plugin::Guest for Exports {
@@ -492,6 +497,9 @@ macro_rules! export_sink {
                 }
             }
 
+            // Component exports exist only on wasm32; native builds (unit tests,
+            // benchmarks) use the plugin's logic directly.
+            #[cfg(target_arch = "wasm32")]
             sdk::sink::__export_sink_world!(Exports);
         };
     };
@@ -511,6 +519,7 @@ macro_rules! export_transform {
                 static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
             }
 
+            #[allow(dead_code)] // used only by the wasm32 exports
             struct Exports;
 
             impl plugin::Guest for Exports {
@@ -543,6 +552,9 @@ macro_rules! export_transform {
                 }
             }
 
+            // Component exports exist only on wasm32; native builds (unit tests,
+            // benchmarks) use the plugin's logic directly.
+            #[cfg(target_arch = "wasm32")]
             sdk::transform::__export_transform_world!(Exports);
         };
     };

@@ -1,0 +1,112 @@
+//! The cost of running sink logic as a component: the same batches go through the
+//! `file-sink` component (boundary crossing, batch decoding and JSON rendering in
+//! WebAssembly, then the host's `files` capability) and through the same rendering
+//! code compiled natively with the same file writes. Prints records/s for both and
+//! their ratio. `cargo bench --bench boundary [-- RECORDS]`.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasm_connect::runtime::{PluginCatalog, Runtime, SinkInstance, TaskIdentity, TaskLimits};
+use wasm_connect_protocol::{Record, decode, encode};
+
+const BATCH: usize = 500;
+const RUNS: usize = 5;
+
+/// A flight-like JSON value of about 200 bytes.
+fn sample_records(count: usize) -> Vec<Record> {
+    (0..count)
+        .map(|n| Record {
+            topic: "flights".into(),
+            partition: Some((n % 4) as i32),
+            offset: Some(n as i64),
+            timestamp: Some(1_714_521_600_000 + n as i64),
+            key: Some(format!("{:06x}", n * 7919 % 0xFF_FFFF).into_bytes()),
+            value: Some(
+                format!(
+                    r#"{{"hex":"{:06x}","lat":{:.5},"lng":{:.5},"alt":{},"dir":{:.1},"speed":{},"dep_icao":"EGLL","arr_icao":"KJFK","flight_icao":"BAW{}","status":"en-route","updated":{}}}"#,
+                    n * 7919 % 0xFF_FFFF,
+                    51.47 - (n % 1000) as f64 * 0.01,
+                    -0.45 - (n % 700) as f64 * 0.05,
+                    10_000 + n % 2000,
+                    (n % 3600) as f64 / 10.0,
+                    800 + n % 100,
+                    100 + n % 900,
+                    1_714_521_600 + n
+                )
+                .into_bytes(),
+            ),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+fn best_of(runs: usize, mut run: impl FnMut() -> Duration) -> Duration {
+    (0..runs).map(|_| run()).min().unwrap()
+}
+
+fn bench_component(batches: &[Vec<u8>], directory: &Path) -> Duration {
+    let cache = tempfile::tempdir().unwrap();
+    let limits = TaskLimits { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(60) };
+    let runtime = Runtime::new(cache.path(), limits).unwrap();
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    let (catalog, _) = PluginCatalog::load_dir(&runtime, &plugins).unwrap();
+    let plugin = catalog.find("file-sink").unwrap();
+    best_of(RUNS, || {
+        let output = tempfile::tempdir_in(directory).unwrap();
+        let identity = TaskIdentity { connector: Arc::from("bench"), task: 0, plugin: Arc::from("file-sink") };
+        let mut sink = SinkInstance::new(&runtime, &plugin, identity, Some(output.path().to_path_buf())).unwrap();
+        let config = vec![("directory".to_owned(), "unused".to_owned()), ("max_file_bytes".to_owned(), (1u64 << 40).to_string())];
+        sink.open(&config).unwrap();
+        let started = Instant::now();
+        for batch in batches {
+            sink.write(batch.clone()).unwrap();
+        }
+        started.elapsed()
+    })
+}
+
+fn bench_native(batches: &[Vec<u8>], directory: &Path) -> Duration {
+    best_of(RUNS, || {
+        let output = tempfile::tempdir_in(directory).unwrap();
+        let mut file = OpenOptions::new().create(true).append(true).open(output.path().join("flights-000000.jsonl")).unwrap();
+        let started = Instant::now();
+        for batch in batches {
+            let batch = batch.clone();
+            let records = decode(&batch).unwrap();
+            let mut lines = Vec::with_capacity(batch.len() * 2);
+            for record in &records {
+                file_sink::render_line(record, &mut lines);
+            }
+            file.write_all(&lines).unwrap();
+            file.sync_data().unwrap();
+        }
+        started.elapsed()
+    })
+}
+
+fn main() {
+    let records: usize = std::env::args().nth(1).and_then(|arg| arg.parse().ok()).unwrap_or(50_000);
+    let all = sample_records(records);
+    let batches: Vec<Vec<u8>> = all.chunks(BATCH).map(encode).collect();
+    let bytes: usize = batches.iter().map(Vec::len).sum();
+    println!("{records} records of ~{} bytes in batches of {BATCH}; best of {RUNS} runs", bytes / records);
+    println!("{:<28} {:>14} {:>14} {:>8}", "output directory", "component r/s", "native r/s", "ratio");
+    for (label, directory) in [("tmpfs (/dev/shm)", Path::new("/dev/shm")), ("disk (system temp, fsync)", &std::env::temp_dir())] {
+        if !directory.is_dir() {
+            continue;
+        }
+        let component = bench_component(&batches, directory);
+        let native = bench_native(&batches, directory);
+        let rate = |elapsed: Duration| records as f64 / elapsed.as_secs_f64();
+        println!(
+            "{label:<28} {:>14.0} {:>14.0} {:>7.2}x",
+            rate(component),
+            rate(native),
+            component.as_secs_f64() / native.as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! The plugin workspace's own unit tests (record codec, option values, simulator
+//! time and geometry), run natively so that the one test command covers them. Each
+//! package gets its own cargo invocation: the SDK's kind features must not unify.
+
+mod support;
+
+use std::process::Command;
+
+fn run_unit_tests(package: &str, features: &[&str]) {
+    let target_dir = std::env::current_exe().unwrap().ancestors().nth(3).unwrap().join("wasm-plugins");
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    command
+        .current_dir(support::repo_root().join("plugins"))
+        .args(["test", "--release", "--locked", "-p", package])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
+    }
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
+            command.env_remove(key.as_ref());
+        }
+    }
+    let output = command.output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "unit tests of {package} failed:\n{report}");
+    let passed: usize = report
+        .lines()
+        .filter_map(|line| line.strip_prefix("test result: ok. "))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(passed > 0, "no unit test ran for {package}:\n{report}");
+}
+
+#[test]
+fn protocol_unit_tests_pass() {
+    run_unit_tests("wasm-connect-protocol", &[]);
+}
+
+#[test]
+fn sdk_unit_tests_pass() {
+    run_unit_tests("wasm-connect-sdk", &["source"]);
+}
+
+#[test]
+fn flight_simulator_unit_tests_pass() {
+    run_unit_tests("flight-simulator", &[]);
+}
