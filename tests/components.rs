@@ -117,6 +117,8 @@ fn flight_records_are_shaped_like_airlabs_flights() {
         assert!(hex.len() == 6 && hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "hex {hex}");
         assert_eq!(record.key.as_deref(), Some(hex.as_bytes()), "keyed by hex");
         aircraft.insert(hex.to_owned());
+        let flag = flight["flag"].as_str().unwrap();
+        assert!(flag.len() == 2 && flag.chars().all(|c| c.is_ascii_uppercase()), "flag {flag}");
         for field in ["reg_number", "flag", "flight_icao", "flight_iata", "airline_icao", "aircraft_icao", "status", "type"] {
             assert!(flight[field].is_string(), "{field} in {flight}");
         }
@@ -218,6 +220,28 @@ fn misbehaving_plugins_are_stopped_and_classified() {
     // A broken instance does not poison the plugin: a fresh one works.
     let mut fresh = open(&plugins, "misbehaving-source", &[("behaviour", "trap"), ("good_polls", "5")], None).unwrap();
     assert_eq!(decode(&fresh.poll(10).unwrap().batch).unwrap().len(), 1);
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_and_reused() {
+    let cache = tempfile::tempdir().unwrap();
+    let limits = TaskLimits { memory_bytes: 16 << 20, call_timeout: Duration::from_secs(5) };
+    let cached_files = || {
+        let mut files: Vec<(String, std::time::SystemTime)> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().unwrap().modified().unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let first = PluginCatalog::load_dir(&Runtime::new(cache.path(), limits).unwrap(), &support::test_plugins_dir()).unwrap().0;
+    let after_first = cached_files();
+    assert_eq!(after_first.len(), first.plugins().len(), "one compiled artifact per plugin");
+    assert!(after_first.iter().all(|(name, _)| name.ends_with(".cwasm")));
+    let second = PluginCatalog::load_dir(&Runtime::new(cache.path(), limits).unwrap(), &support::test_plugins_dir()).unwrap().0;
+    assert_eq!(second.plugins().len(), first.plugins().len());
+    assert_eq!(cached_files(), after_first, "the second start reuses the cache without recompiling");
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Host, metric, read_sink_output, wait_until, write_config};
+use support::{Host, metric, read_sink_output, write_config};
 
 fn misbehaving(name: &str, behaviour: &str) -> String {
     format!(
@@ -37,7 +37,7 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
         metric(&host.get_text("/metrics"), "wasm_connect_task_failures_total", &[("connector", connector), ("outcome", outcome)])
     };
     let restarts = |connector: &str| metric(&host.get_text("/metrics"), "wasm_connect_task_restarts_total", &[("connector", connector)]);
-    wait_until("each broken plugin to fail and restart twice", Duration::from_secs(60), || {
+    host.wait_until("each broken plugin to fail and restart twice", Duration::from_secs(60), || {
         failures("trapper", "trap") >= 2.0
             && failures("looper", "timeout") >= 2.0
             && failures("hoarder", "out_of_memory") >= 2.0
@@ -46,7 +46,7 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
 
     // Each failure is recorded in the task's status with its reason.
     for (connector, reason) in [("trapper", "trapped"), ("looper", "interrupted"), ("hoarder", "memory limit")] {
-        wait_until(&format!("{connector} to show why it is restarting"), Duration::from_secs(20), || {
+        host.wait_until(&format!("{connector} to show why it is restarting"), Duration::from_secs(20), || {
             let status = host.get_json(&format!("/connectors/{connector}/status"));
             let task = &status["tasks"][0];
             task["state"] == "RESTARTING" && task["trace"].as_str().is_some_and(|trace| trace.contains(reason))
@@ -56,7 +56,7 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
     // Meanwhile the healthy pipeline never failed and keeps delivering.
     let count = || read_sink_output(&output).get("readings").map_or(0, Vec::len);
     let before = count();
-    wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= before + 200);
+    host.wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= before + 200);
     let metrics = host.get_text("/metrics");
     for healthy in ["healthy", "healthy-files"] {
         assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use support::{Host, SinkLine, read_sink_output, simulated_values, sorted_texts, wait_until, write_config};
+use support::{Host, SinkLine, read_sink_output, simulated_values, sorted_texts, write_config};
 use wasm_connect::transport::EmbeddedTransport;
 
 const START: &str = "2024-05-01T00:00:00Z";
@@ -89,12 +89,17 @@ fn embedded_pipeline_delivers_every_record_exactly_once() {
     let (data_dir, output) = (directory.path().join("data"), directory.path().join("output"));
     let config = write_config(directory.path(), &pipeline_config(&data_dir, &output, None, "", LIMIT));
     let host = Host::start(&config);
-    wait_until("all records in the file sink", Duration::from_secs(120), || line_count(&output) >= 4 * LIMIT);
+    host.wait_until("all records in the file sink", Duration::from_secs(120), || line_count(&output) >= 4 * LIMIT);
     let metrics = host.get_text("/metrics");
     assert_eq!(support::metric(&metrics, "wasm_connect_records_out_total", &[("connector", "files")]), (4 * LIMIT) as f64);
     assert_eq!(support::metric(&metrics, "wasm_connect_records_out_total", &[("connector", "flights-sim")]), LIMIT as f64);
     let status = host.get_json("/connectors/files/status");
+    assert_eq!(status["type"], "sink");
     assert_eq!(status["tasks"].as_array().unwrap().len(), SINK_TASKS as usize);
+    assert_eq!(host.get_json("/connectors")[4], "weblogs-sim");
+    assert_eq!(host.get_json("/connectors/flights-sim")["config"]["connector.class"], "flight-simulator");
+    let (code, body) = support::http_get(&format!("{}/connectors/nope/status", host.admin_url()));
+    assert_eq!((code, body.as_str()), (404, r#"{"error_code":404,"message":"Connector nope not found"}"#));
     assert!(status["tasks"].as_array().unwrap().iter().all(|task| task["state"] == "RUNNING"), "{status}");
     host.stop();
 
@@ -140,7 +145,7 @@ fn kafka_pipeline_delivers_every_record_exactly_once() {
     let (data_dir, output) = (directory.path().join("data"), directory.path().join("output"));
     let config = write_config(directory.path(), &pipeline_config(&data_dir, &output, Some(&bootstrap), &suffix, LIMIT));
     let host = Host::start(&config);
-    wait_until("all records in the file sink", Duration::from_secs(180), || line_count(&output) >= 4 * LIMIT);
+    host.wait_until("all records in the file sink", Duration::from_secs(180), || line_count(&output) >= 4 * LIMIT);
     // Nothing more arrives: the sources are finished and nothing is redelivered.
     std::thread::sleep(Duration::from_secs(2));
     let log = host.stop();
@@ -156,13 +161,13 @@ fn a_killed_host_loses_nothing_and_repeats_at_most_the_uncommitted_batches() {
     let config = write_config(directory.path(), &pipeline_config(&data_dir, &output, None, "", LIMIT));
 
     let host = Host::start(&config);
-    wait_until("the sink to be mid-stream", Duration::from_secs(120), || line_count(&output) >= 8_000);
+    host.wait_until("the sink to be mid-stream", Duration::from_secs(120), || line_count(&output) >= 8_000);
     host.kill();
     let at_kill = line_count(&output);
     assert!(at_kill < 4 * LIMIT, "the kill must land mid-stream ({at_kill} of {} written)", 4 * LIMIT);
 
     let host = Host::start(&config);
-    wait_until("every record after the restart", Duration::from_secs(300), || {
+    host.wait_until("every record after the restart", Duration::from_secs(300), || {
         let written = read_sink_output(&output);
         SIMULATORS.iter().all(|(_, topic)| {
             written.get(*topic).is_some_and(|lines| {
@@ -194,4 +199,21 @@ fn a_killed_host_loses_nothing_and_repeats_at_most_the_uncommitted_batches() {
     let bound = (SINK_TASKS * SINK_BATCH) as usize;
     eprintln!("killed at {at_kill} of {} lines; {duplicates} repeated after the restart (bound {bound})", 4 * LIMIT);
     assert!(duplicates <= bound, "{duplicates} repeated records; at most {bound} (one batch per sink task) may repeat");
+}
+
+#[test]
+fn an_unreachable_kafka_cluster_is_a_clear_start_up_error() {
+    let directory = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let config = write_config(
+        directory.path(),
+        &pipeline_config(&directory.path().join("data"), &directory.path().join("output"), Some("127.0.0.1:1"), "", 10),
+    );
+    let output = std::process::Command::new(support::binary()).arg("run").arg(&config).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: cannot reach the Kafka cluster at 127.0.0.1:1 to check the connectors' topics; check kafka.bootstrap_servers"),
+        "{stderr}"
+    );
 }

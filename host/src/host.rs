@@ -70,7 +70,13 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         .collect();
     topics.sort();
     topics.dedup();
-    transport.ensure_topics(&topics).await.context("creating the connectors' topics")?;
+    transport.ensure_topics(&topics).await.with_context(|| match &config.kafka {
+        Some(kafka) => format!(
+            "cannot reach the Kafka cluster at {} to check the connectors' topics; check kafka.bootstrap_servers and kafka.client",
+            kafka.bootstrap_servers
+        ),
+        None => format!("cannot create the connectors' topics in {}", config.data_dir.display()),
+    })?;
     let metrics = Metrics::new();
     let worker_id = config.admin.listen.to_string();
     let status = StatusBoard::new(&worker_id);

@@ -112,7 +112,7 @@ fn list_plugins(loaded: &LoadedConfig, json: bool) -> anyhow::Result<()> {
                 .filter(|(set, _)| *set)
                 .map(|(_, flag)| *flag)
                 .collect::<String>();
-            println!("    {} ({:?}{flags}){default}: {}", option.name, option.option_type, option.documentation);
+            println!("    {} ({}{flags}){default}: {}", option.name, option.option_type, option.documentation);
         }
     }
     Ok(())

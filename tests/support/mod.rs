@@ -77,6 +77,20 @@ impl Host {
         }
     }
 
+    /// Waits until `condition` holds; on timeout, panics with the host's log.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !condition() {
+            if Instant::now() > deadline {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("timed out after {timeout:?} waiting for {what}; the host's last log lines:\n{}", tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The admin API's base URL, read from the start-up log line.
     pub fn admin_url(&self) -> String {
         let log = self.log();

@@ -24,8 +24,9 @@ struct Collector {
 }
 
 impl Collector {
-    /// The path of the node starting now, consuming the key or index it sits under.
-    fn enter_node(&mut self, marker: Marker) -> Option<String> {
+    /// The path of the node starting now, consuming the key or index it sits under. A
+    /// mapping item is located at its first key (its own marker points further on).
+    fn enter_node(&mut self, marker: Marker, is_mapping: bool) -> Option<String> {
         let path = match self.stack.last_mut()? {
             Frame::Mapping { path, pending_key } => {
                 let key = pending_key.take()?;
@@ -34,7 +35,9 @@ impl Collector {
             Frame::Sequence { path, next_index } => {
                 let item = format!("{path}[{next_index}]");
                 *next_index += 1;
-                self.positions.entry(item.clone()).or_insert((marker.line(), marker.col() + 1));
+                if !is_mapping {
+                    self.positions.entry(item.clone()).or_insert((marker.line(), marker.col() + 1));
+                }
                 item
             }
         };
@@ -52,18 +55,22 @@ impl MarkedEventReceiver for Collector {
             Event::Scalar(value, ..) if self.is_awaiting_key() => {
                 let Some(Frame::Mapping { path, pending_key }) = self.stack.last_mut() else { return };
                 let key_path = if path.is_empty() { value.clone() } else { format!("{path}.{value}") };
-                self.positions.entry(key_path).or_insert((marker.line(), marker.col() + 1));
+                let position = (marker.line(), marker.col() + 1);
+                self.positions.entry(key_path).or_insert(position);
+                if !path.is_empty() {
+                    self.positions.entry(path.clone()).or_insert(position);
+                }
                 *pending_key = Some(value);
             }
             Event::Scalar(..) | Event::Alias(_) => {
-                self.enter_node(marker);
+                self.enter_node(marker, false);
             }
             Event::MappingStart(..) => {
-                let path = if self.stack.is_empty() { Some(String::new()) } else { self.enter_node(marker) };
+                let path = if self.stack.is_empty() { Some(String::new()) } else { self.enter_node(marker, true) };
                 self.stack.push(Frame::Mapping { path: path.unwrap_or_default(), pending_key: None });
             }
             Event::SequenceStart(..) => {
-                let path = if self.stack.is_empty() { Some(String::new()) } else { self.enter_node(marker) };
+                let path = if self.stack.is_empty() { Some(String::new()) } else { self.enter_node(marker, false) };
                 self.stack.push(Frame::Sequence { path: path.unwrap_or_default(), next_index: 0 });
             }
             Event::MappingEnd | Event::SequenceEnd => {

@@ -45,6 +45,19 @@ pub enum OptionType {
     List,
 }
 
+impl std::fmt::Display for OptionType {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            OptionType::String => "string",
+            OptionType::Integer => "integer",
+            OptionType::Float => "float",
+            OptionType::Boolean => "boolean",
+            OptionType::Duration => "duration",
+            OptionType::List => "list",
+        })
+    }
+}
+
 /// One option a plugin understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigOptionDescription {
@@ -137,7 +150,7 @@ impl PluginDescription {
             };
             if let Err(message) = checked {
                 // Never echo a secret, even a malformed one.
-                let message = if option.secret { format!("is not a valid {:?}", option.option_type).to_lowercase() } else { message };
+                let message = if option.secret { format!("is not a valid {}", option.option_type) } else { message };
                 problems.push(((*key).to_owned(), message));
             }
         }

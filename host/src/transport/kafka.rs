@@ -249,8 +249,16 @@ impl RecordConsumer for KafkaConsumer {
         for (topic, partition, next) in next_offsets(records) {
             offsets.add_partition_offset(&topic, partition, Offset::Offset(next))?;
         }
-        self.consumer.store_offsets(&offsets)?;
-        Ok(())
+        match self.consumer.store_offsets(&offsets) {
+            Ok(()) => Ok(()),
+            // A rebalance took the partition away: its new owner re-reads the batch,
+            // which this sink already wrote (at-least-once, idempotent sinks).
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)) => {
+                tracing::info!("Offsets of a batch were not stored: the partition was reassigned during the write.");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     async fn close(&mut self) -> TransportResult<()> {

@@ -1,7 +1,10 @@
-//! `file-sink`: writes every record as one JSON line to `<topic>-<NNNNNN>.jsonl` in the
-//! granted `directory`, starting a new file once the current one reaches
-//! `max_file_bytes`. A batch is fsynced before `write` returns, so the host commits
-//! only what is on disk.
+//! `file-sink`: writes every record as one JSON line to
+//! `<topic>-<partition>-<NNNNNN>.jsonl` in the granted `directory`, starting a new file
+//! once the current one reaches `max_file_bytes`. A batch is fsynced before `write`
+//! returns, so the host commits only what is on disk.
+//!
+//! Files are per partition because a partition has one task at a time: sink tasks
+//! never write, or repair after a crash, the same file concurrently.
 
 use std::collections::BTreeMap;
 
@@ -13,14 +16,14 @@ use wasm_connect_sdk::{
 /// How far back a torn line is looked for; a longer line is cut as a whole.
 const TAIL_PROBE: u32 = 1 << 20;
 
-/// The sink task: the current file number per topic.
+/// The sink task: the current file number per topic-partition.
 pub struct FileSink {
     max_file_bytes: u64,
-    current_file: BTreeMap<String, u32>,
+    current_file: BTreeMap<(String, i32), u32>,
 }
 
-fn file_name(topic: &str, number: u32) -> String {
-    format!("{topic}-{number:06}.jsonl")
+fn file_name((topic, partition): &(String, i32), number: u32) -> String {
+    format!("{topic}-{partition}-{number:06}.jsonl")
 }
 
 /// Renders one record as a JSON line: its coordinates, key, headers and value. A value
@@ -44,18 +47,18 @@ pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
 }
 
 impl FileSink {
-    fn current(&mut self, topic: &str) -> Result<u32, Error> {
-        if let Some(number) = self.current_file.get(topic) {
+    fn current(&mut self, series: &(String, i32)) -> Result<u32, Error> {
+        if let Some(number) = self.current_file.get(series) {
             return Ok(*number);
         }
         // After a restart, carry on in the newest existing file, first cutting off a
         // line that a crash left half-written (its record was never acknowledged, so
         // it will be delivered again).
         let mut number = 0;
-        while files::size(&file_name(topic, number + 1)).is_some() {
+        while files::size(&file_name(series, number + 1)).is_some() {
             number += 1;
         }
-        let name = file_name(topic, number);
+        let name = file_name(series, number);
         if let Some(size) = files::size(&name).filter(|size| *size > 0) {
             let tail = files::read_tail(&name, TAIL_PROBE)?;
             if tail.last() != Some(&b'\n') {
@@ -65,7 +68,7 @@ impl FileSink {
                 files::truncate(&name, cut)?;
             }
         }
-        self.current_file.insert(topic.to_owned(), number);
+        self.current_file.insert(series.clone(), number);
         Ok(number)
     }
 }
@@ -75,7 +78,7 @@ impl Plugin for FileSink {
         Description::new(
             "file-sink",
             env!("CARGO_PKG_VERSION"),
-            "Writes records as JSON lines, one file series per topic, rotated by size.",
+            "Writes records as JSON lines, one file series per topic and partition, rotated by size.",
         )
         .option(ConfigOption::new("directory", OptionType::String, "Directory the files are written to.").required())
         .option(
@@ -102,15 +105,16 @@ impl Sink for FileSink {
     }
 
     fn write(&mut self, records: &[RecordView<'_>]) -> Result<(), Error> {
-        let mut by_topic: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<(String, i32), Vec<u8>> = BTreeMap::new();
         for record in records {
-            render_line(record, by_topic.entry(record.topic).or_default());
+            let series = (record.topic.to_owned(), record.partition.unwrap_or(0));
+            render_line(record, by_partition.entry(series).or_default());
         }
-        for (topic, lines) in by_topic {
-            let number = self.current(topic)?;
-            let size = files::append(&file_name(topic, number), &lines)?;
+        for (series, lines) in by_partition {
+            let number = self.current(&series)?;
+            let size = files::append(&file_name(&series, number), &lines)?;
             if size >= self.max_file_bytes {
-                self.current_file.insert(topic.to_owned(), number + 1);
+                self.current_file.insert(series, number + 1);
             }
         }
         files::sync()

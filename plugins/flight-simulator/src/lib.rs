@@ -3,51 +3,51 @@
 //! their ICAO24 `hex`. Record `n` is aircraft `n % flights` at its report `n / flights`.
 
 use serde_json::json;
-use wasm_connect_sdk::simulation::{self, Rng, Timeline};
+use wasm_connect_sdk::simulation::{self, Simulator, Rng, Timeline};
 use wasm_connect_sdk::{
-    BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source,
+    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
 };
 
-/// ICAO, IATA, latitude, longitude, country (ISO2).
-const AIRPORTS: &[(&str, &str, f64, f64, &str)] = &[
-    ("EGLL", "LHR", 51.4700, -0.4543, "GB"),
-    ("LFPG", "CDG", 49.0097, 2.5479, "FR"),
-    ("EDDF", "FRA", 50.0379, 8.5622, "DE"),
-    ("EHAM", "AMS", 52.3105, 4.7683, "NL"),
-    ("LEMD", "MAD", 40.4983, -3.5676, "ES"),
-    ("LIRF", "FCO", 41.8003, 12.2389, "IT"),
-    ("LSZH", "ZRH", 47.4647, 8.5492, "CH"),
-    ("LTFM", "IST", 41.2753, 28.7519, "TR"),
-    ("OMDB", "DXB", 25.2532, 55.3657, "AE"),
-    ("VIDP", "DEL", 28.5562, 77.1000, "IN"),
-    ("VHHH", "HKG", 22.3080, 113.9185, "HK"),
-    ("RJTT", "HND", 35.5494, 139.7798, "JP"),
-    ("WSSS", "SIN", 1.3644, 103.9915, "SG"),
-    ("YSSY", "SYD", -33.9399, 151.1753, "AU"),
-    ("KJFK", "JFK", 40.6413, -73.7781, "US"),
-    ("KLAX", "LAX", 33.9416, -118.4085, "US"),
-    ("KORD", "ORD", 41.9742, -87.9073, "US"),
-    ("KATL", "ATL", 33.6407, -84.4277, "US"),
-    ("CYYZ", "YYZ", 43.6777, -79.6248, "CA"),
-    ("SBGR", "GRU", -23.4356, -46.4731, "BR"),
-    ("FAOR", "JNB", -26.1337, 28.2420, "ZA"),
-    ("HECA", "CAI", 30.1219, 31.4056, "EG"),
-    ("ZBAA", "PEK", 40.0799, 116.6031, "CN"),
-    ("RKSI", "ICN", 37.4602, 126.4407, "KR"),
+/// ICAO, IATA, latitude, longitude.
+const AIRPORTS: &[(&str, &str, f64, f64)] = &[
+    ("EGLL", "LHR", 51.4700, -0.4543),
+    ("LFPG", "CDG", 49.0097, 2.5479),
+    ("EDDF", "FRA", 50.0379, 8.5622),
+    ("EHAM", "AMS", 52.3105, 4.7683),
+    ("LEMD", "MAD", 40.4983, -3.5676),
+    ("LIRF", "FCO", 41.8003, 12.2389),
+    ("LSZH", "ZRH", 47.4647, 8.5492),
+    ("LTFM", "IST", 41.2753, 28.7519),
+    ("OMDB", "DXB", 25.2532, 55.3657),
+    ("VIDP", "DEL", 28.5562, 77.1000),
+    ("VHHH", "HKG", 22.3080, 113.9185),
+    ("RJTT", "HND", 35.5494, 139.7798),
+    ("WSSS", "SIN", 1.3644, 103.9915),
+    ("YSSY", "SYD", -33.9399, 151.1753),
+    ("KJFK", "JFK", 40.6413, -73.7781),
+    ("KLAX", "LAX", 33.9416, -118.4085),
+    ("KORD", "ORD", 41.9742, -87.9073),
+    ("KATL", "ATL", 33.6407, -84.4277),
+    ("CYYZ", "YYZ", 43.6777, -79.6248),
+    ("SBGR", "GRU", -23.4356, -46.4731),
+    ("FAOR", "JNB", -26.1337, 28.2420),
+    ("HECA", "CAI", 30.1219, 31.4056),
+    ("ZBAA", "PEK", 40.0799, 116.6031),
+    ("RKSI", "ICN", 37.4602, 126.4407),
 ];
 
-/// ICAO, IATA, registration prefix.
-const AIRLINES: &[(&str, &str, &str)] = &[
-    ("BAW", "BA", "G-"),
-    ("AFR", "AF", "F-"),
-    ("DLH", "LH", "D-"),
-    ("KLM", "KL", "PH-"),
-    ("UAE", "EK", "A6-"),
-    ("SIA", "SQ", "9V-"),
-    ("DAL", "DL", "N"),
-    ("AAL", "AA", "N"),
-    ("QFA", "QF", "VH-"),
-    ("THY", "TK", "TC-"),
+/// ICAO, IATA, registration prefix, country of registration (ISO2).
+const AIRLINES: &[(&str, &str, &str, &str)] = &[
+    ("BAW", "BA", "G-", "GB"),
+    ("AFR", "AF", "F-", "FR"),
+    ("DLH", "LH", "D-", "DE"),
+    ("KLM", "KL", "PH-", "NL"),
+    ("UAE", "EK", "A6-", "AE"),
+    ("SIA", "SQ", "9V-", "SG"),
+    ("DAL", "DL", "N", "US"),
+    ("AAL", "AA", "N", "US"),
+    ("QFA", "QF", "VH-", "AU"),
+    ("THY", "TK", "TC-", "TR"),
 ];
 
 const AIRCRAFT: &[&str] = &["A320", "A321", "A359", "A388", "B738", "B77W", "B789", "E190"];
@@ -58,7 +58,7 @@ const EARTH_RADIUS_KM: f64 = 6371.0;
 struct Aircraft {
     hex: String,
     registration: String,
-    airline: (&'static str, &'static str, &'static str),
+    airline: (&'static str, &'static str, &'static str, &'static str),
     aircraft_type: &'static str,
     flight_number: u32,
     from: usize,
@@ -163,7 +163,7 @@ impl FlightSimulator {
         let mut report = json!({
             "hex": plane.hex,
             "reg_number": plane.registration,
-            "flag": from.4,
+            "flag": plane.airline.3,
             "lat": round(lat, 5),
             "lng": round(lng, 5),
             "alt": alt.round(),
@@ -218,29 +218,29 @@ impl Plugin for FlightSimulator {
     }
 }
 
-impl Source for FlightSimulator {
-    fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
+impl Simulator for FlightSimulator {
+    fn start(settings: &Settings, timeline: Timeline) -> Result<Self, Error> {
         let flights = settings.integer("flights")?.max(1) as u64;
-        let interval = settings.duration("interval")?;
-        let mut settings = settings.clone();
-        if !interval.is_zero() {
-            let rate = flights as f64 / interval.as_secs_f64();
-            settings = settings.with("rate", &rate.to_string());
-        }
-        let timeline = Timeline::open(&settings, position)?;
         let aircraft = (0..flights).map(|index| Aircraft::new(timeline.seed, index)).collect();
         Ok(Self { timeline, aircraft })
     }
 
-    fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error> {
-        let simulator = &*self;
-        let mut timeline = simulator.timeline.clone();
-        let status = timeline.fill(max_records, batch, |n| {
-            let (key, value) = simulator.report(n);
-            (key, value.to_string().into_bytes())
-        });
-        self.timeline = timeline;
-        Ok(status)
+    fn timeline(&mut self) -> &mut Timeline {
+        &mut self.timeline
+    }
+
+    fn record(&self, n: u64) -> (String, Vec<u8>) {
+        let (key, value) = self.report(n);
+        (key, value.to_string().into_bytes())
+    }
+
+    fn timeline_settings(settings: &Settings) -> Result<Settings, Error> {
+        let interval = settings.duration("interval")?;
+        if interval.is_zero() {
+            return Ok(settings.clone());
+        }
+        let flights = settings.integer("flights")?.max(1) as f64;
+        Ok(settings.clone().with("rate", &(flights / interval.as_secs_f64()).to_string()))
     }
 }
 

@@ -3,9 +3,9 @@
 //! record so that downstream detection can be checked. Keyed by `device_id`.
 
 use serde_json::json;
-use wasm_connect_sdk::simulation::{self, Timeline, format_rfc3339};
+use wasm_connect_sdk::simulation::{self, Simulator, Timeline, format_rfc3339};
 use wasm_connect_sdk::{
-    BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source,
+    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
 };
 
 const SITES: &[&str] = &["warehouse-north", "warehouse-south", "office-hq", "plant-a", "plant-b", "cold-store"];
@@ -90,24 +90,22 @@ impl Plugin for IotSensorSimulator {
     }
 }
 
-impl Source for IotSensorSimulator {
-    fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
+impl Simulator for IotSensorSimulator {
+    fn start(settings: &Settings, timeline: Timeline) -> Result<Self, Error> {
         Ok(Self {
-            timeline: Timeline::open(settings, position)?,
+            timeline,
             devices: settings.integer("devices")?.max(1) as u64,
             anomaly_probability: settings.float("anomaly_probability")?,
         })
     }
 
-    fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error> {
-        let simulator = &*self;
-        let mut timeline = simulator.timeline.clone();
-        let status = timeline.fill(max_records, batch, |n| {
-            let (key, value) = simulator.reading(n);
-            (key, value.to_string().into_bytes())
-        });
-        self.timeline = timeline;
-        Ok(status)
+    fn timeline(&mut self) -> &mut Timeline {
+        &mut self.timeline
+    }
+
+    fn record(&self, n: u64) -> (String, Vec<u8>) {
+        let (key, value) = self.reading(n);
+        (key, value.to_string().into_bytes())
     }
 }
 

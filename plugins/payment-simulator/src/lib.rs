@@ -3,9 +3,9 @@
 //! repeats, foreign merchants at night) flagged in the record. Keyed by `account_id`.
 
 use serde_json::json;
-use wasm_connect_sdk::simulation::{self, Rng, Timeline, format_rfc3339};
+use wasm_connect_sdk::simulation::{self, Simulator, Rng, Timeline, format_rfc3339};
 use wasm_connect_sdk::{
-    BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source,
+    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
 };
 
 /// Name, category (ISO 18245 merchant category code), country.
@@ -109,24 +109,22 @@ impl Plugin for PaymentSimulator {
     }
 }
 
-impl Source for PaymentSimulator {
-    fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
+impl Simulator for PaymentSimulator {
+    fn start(settings: &Settings, timeline: Timeline) -> Result<Self, Error> {
         Ok(Self {
-            timeline: Timeline::open(settings, position)?,
+            timeline,
             accounts: settings.integer("accounts")?.max(1) as u64,
             suspicious_probability: settings.float("suspicious_probability")?,
         })
     }
 
-    fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error> {
-        let simulator = &*self;
-        let mut timeline = simulator.timeline.clone();
-        let status = timeline.fill(max_records, batch, |n| {
-            let (key, value) = simulator.transaction(n);
-            (key, value.to_string().into_bytes())
-        });
-        self.timeline = timeline;
-        Ok(status)
+    fn timeline(&mut self) -> &mut Timeline {
+        &mut self.timeline
+    }
+
+    fn record(&self, n: u64) -> (String, Vec<u8>) {
+        let (key, value) = self.transaction(n);
+        (key, value.to_string().into_bytes())
     }
 }
 

@@ -392,31 +392,42 @@ pub mod files {
     }
 }
 
+/// What every export macro shares: the task slot, the export type and the `plugin`
+/// interface (describe, validate-config).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __plugin_glue {
+    ($plugin:ty, $world:ident, $kind:ident) => {
+        ::std::thread_local! {
+            static TASK: ::std::cell::RefCell<Option<$plugin>> = const { ::std::cell::RefCell::new(None) };
+        }
+
+        #[allow(dead_code)] // used only by the wasm32 exports
+        struct Exports;
+
+        impl $crate::__private::$world::exports::wasm_connect::connector::plugin::Guest for Exports {
+            fn describe() -> $crate::__private::$world::exports::wasm_connect::connector::plugin::PluginDescription {
+                $crate::__private::describe::<$plugin>($crate::__private::PluginKind::$kind)
+            }
+            fn validate_config(
+                config: $crate::__private::$world::exports::wasm_connect::connector::plugin::Config,
+            ) -> Vec<$crate::__private::ConfigIssue> {
+                $crate::__private::validate::<$plugin>(config)
+            }
+        }
+    };
+}
+
 /// Exports a [`Source`] implementation as the plugin's component.
 #[cfg(feature = "source")]
 #[macro_export]
 macro_rules! export_source {
     ($plugin:ty) => {
         const _: () = {
-            use ::std::cell::RefCell;
             use $crate::__private as sdk;
-            use sdk::source::exports::wasm_connect::connector::{plugin, source_connector};
+            use sdk::source::exports::wasm_connect::connector::source_connector;
 
-            ::std::thread_local! {
-                static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
-            }
-
-            #[allow(dead_code)] // used only by the wasm32 exports
-            struct Exports;
-
-            impl plugin::Guest for Exports {
-                fn describe() -> plugin::PluginDescription {
-                    sdk::describe::<$plugin>(sdk::PluginKind::Source)
-                }
-                fn validate_config(config: plugin::Config) -> Vec<plugin::ConfigIssue> {
-                    sdk::validate::<$plugin>(config)
-                }
-            }
+            $crate::__plugin_glue!($plugin, source, Source);
 
             impl source_connector::Guest for Exports {
                 fn open(
@@ -460,25 +471,10 @@ macro_rules! export_source {
 macro_rules! export_sink {
     ($plugin:ty) => {
         const _: () = {
-            use ::std::cell::RefCell;
             use $crate::__private as sdk;
-            use sdk::sink::exports::wasm_connect::connector::{plugin, sink_connector};
+            use sdk::sink::exports::wasm_connect::connector::sink_connector;
 
-            ::std::thread_local! {
-                static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
-            }
-
-            #[allow(dead_code)] // used only by the wasm32 exports
-            struct Exports;
-
-            impl plugin::Guest for Exports {
-                fn describe() -> plugin::PluginDescription {
-                    sdk::describe::<$plugin>(sdk::PluginKind::Sink)
-                }
-                fn validate_config(config: plugin::Config) -> Vec<plugin::ConfigIssue> {
-                    sdk::validate::<$plugin>(config)
-                }
-            }
+            $crate::__plugin_glue!($plugin, sink, Sink);
 
             impl sink_connector::Guest for Exports {
                 fn open(config: sink_connector::Config) -> Result<(), sink_connector::Error> {
@@ -511,25 +507,10 @@ macro_rules! export_sink {
 macro_rules! export_transform {
     ($plugin:ty) => {
         const _: () = {
-            use ::std::cell::RefCell;
             use $crate::__private as sdk;
-            use sdk::transform::exports::wasm_connect::connector::{plugin, transform_connector};
+            use sdk::transform::exports::wasm_connect::connector::transform_connector;
 
-            ::std::thread_local! {
-                static TASK: RefCell<Option<$plugin>> = const { RefCell::new(None) };
-            }
-
-            #[allow(dead_code)] // used only by the wasm32 exports
-            struct Exports;
-
-            impl plugin::Guest for Exports {
-                fn describe() -> plugin::PluginDescription {
-                    sdk::describe::<$plugin>(sdk::PluginKind::Transform)
-                }
-                fn validate_config(config: plugin::Config) -> Vec<plugin::ConfigIssue> {
-                    sdk::validate::<$plugin>(config)
-                }
-            }
+            $crate::__plugin_glue!($plugin, transform, Transform);
 
             impl transform_connector::Guest for Exports {
                 fn open(config: transform_connector::Config) -> Result<(), transform_connector::Error> {

@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{BatchWriter, ConfigOption, Error, OptionType, PollStatus, Settings};
+use crate::{BatchWriter, ConfigOption, Error, OptionType, Plugin, PollStatus, Settings, Source};
 
 /// The options every simulator accepts besides its own.
 pub fn options(default_rate: &str) -> Vec<ConfigOption> {
@@ -45,6 +45,36 @@ pub fn validate(settings: &Settings) -> Vec<(String, String)> {
         issues.push(("start".to_owned(), format!("expected `now` or a time such as 2024-01-01T00:00:00Z, found \"{start}\"")));
     }
     issues
+}
+
+/// A data simulator: record `n` is a pure function of the seed and `n`. Implementing
+/// it makes the type a [`Source`] that paces, positions and resumes its timeline.
+pub trait Simulator: Plugin {
+    /// Starts the simulator on `timeline` (already positioned).
+    fn start(settings: &Settings, timeline: Timeline) -> Result<Self, Error>;
+    /// The simulator's timeline.
+    fn timeline(&mut self) -> &mut Timeline;
+    /// Key and value of record `n`.
+    fn record(&self, n: u64) -> (String, Vec<u8>);
+    /// The settings the timeline reads (`seed`, `rate`, `start`, `limit`); override to
+    /// derive them from the simulator's own options.
+    fn timeline_settings(settings: &Settings) -> Result<Settings, Error> {
+        Ok(settings.clone())
+    }
+}
+
+impl<T: Simulator> Source for T {
+    fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
+        let timeline = Timeline::open(&T::timeline_settings(settings)?, position)?;
+        T::start(settings, timeline)
+    }
+
+    fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error> {
+        let mut timeline = self.timeline().clone();
+        let status = timeline.fill(max_records, batch, |n| self.record(n));
+        *self.timeline() = timeline;
+        Ok(status)
+    }
 }
 
 /// A simulator's position in its timeline.

@@ -4,9 +4,9 @@
 //! something to find. Keyed by client ip.
 
 use serde_json::json;
-use wasm_connect_sdk::simulation::{self, Rng, Timeline, format_rfc3339};
+use wasm_connect_sdk::simulation::{self, Simulator, Rng, Timeline, format_rfc3339};
 use wasm_connect_sdk::{
-    BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source,
+    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
 };
 
 const PAGES: &[(&str, u32)] = &[
@@ -102,24 +102,22 @@ impl Plugin for WeblogSimulator {
     }
 }
 
-impl Source for WeblogSimulator {
-    fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
+impl Simulator for WeblogSimulator {
+    fn start(settings: &Settings, timeline: Timeline) -> Result<Self, Error> {
         Ok(Self {
-            timeline: Timeline::open(settings, position)?,
+            timeline,
             clients: settings.integer("clients")?.max(1) as u64,
             error_rate: settings.float("error_rate")?,
         })
     }
 
-    fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error> {
-        let simulator = &*self;
-        let mut timeline = simulator.timeline.clone();
-        let status = timeline.fill(max_records, batch, |n| {
-            let (key, value) = simulator.event(n);
-            (key, value.to_string().into_bytes())
-        });
-        self.timeline = timeline;
-        Ok(status)
+    fn timeline(&mut self) -> &mut Timeline {
+        &mut self.timeline
+    }
+
+    fn record(&self, n: u64) -> (String, Vec<u8>) {
+        let (key, value) = self.event(n);
+        (key, value.to_string().into_bytes())
     }
 }
 
