@@ -192,6 +192,7 @@ pub struct SinkLine {
     pub partition: i64,
     pub offset: i64,
     pub key: Option<String>,
+    pub headers: Value,
     pub value: Value,
 }
 
@@ -214,6 +215,7 @@ pub fn read_sink_output(directory: &Path) -> BTreeMap<String, Vec<SinkLine>> {
                 partition: document["partition"].as_i64().unwrap(),
                 offset: document["offset"].as_i64().unwrap(),
                 key: document["key"].as_str().map(str::to_owned),
+                headers: document["headers"].clone(),
                 value: document["value"].clone(),
             });
         }

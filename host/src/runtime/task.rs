@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{sink, source};
@@ -24,11 +24,43 @@ pub struct TaskIdentity {
     pub plugin: Arc<str>,
 }
 
+/// The store's limits, remembering how large the plugin's memory has grown.
+struct TaskLimiter {
+    limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for TaskLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes = self.memory_bytes - current.min(self.memory_bytes) + desired;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
 /// The host state of one store.
 pub struct TaskState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: TaskLimiter,
     /// The task this store belongs to.
     pub identity: TaskIdentity,
     /// The directory the `files` capability may write to, if any.
@@ -52,12 +84,12 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, files_dir: Option<PathBu
     let state = TaskState {
         wasi,
         table: ResourceTable::new(),
-        limits,
+        limiter: TaskLimiter { limits, memory_bytes: 0 },
         identity,
         files: files_dir.map(FileGrant::new),
     };
     let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|state| &mut state.limits);
+    store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();
     store
 }
@@ -108,6 +140,11 @@ impl SourceInstance {
             .call_open(&mut self.store, &config.to_vec(), position)
             .map_err(|error| PluginFailure::from_trap(&error, timeout))?
             .map_err(PluginFailure::from)
+    }
+
+    /// Linear memory the plugin has grown to, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
     }
 
     /// Asks for up to `max_records` records.
@@ -164,6 +201,11 @@ impl SinkInstance {
             .call_open(&mut self.store, &config.to_vec())
             .map_err(|error| PluginFailure::from_trap(&error, timeout))?
             .map_err(PluginFailure::from)
+    }
+
+    /// Linear memory the plugin has grown to, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory_bytes
     }
 
     /// Writes one encoded batch; ok means durably written.

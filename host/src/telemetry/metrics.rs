@@ -64,6 +64,7 @@ pub struct Metrics {
     plugin_call_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
     batch_size: Family<TaskLabels, Histogram, fn() -> Histogram>,
     tasks_running: Family<TaskLabels, Gauge>,
+    plugin_memory: Family<TaskLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -85,6 +86,7 @@ impl Metrics {
             plugin_call_duration: Family::new_with_constructor(call_duration_histogram),
             batch_size: Family::new_with_constructor(batch_size_histogram),
             tasks_running: Family::default(),
+            plugin_memory: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -107,6 +109,7 @@ impl Metrics {
         registry.register("plugin_call_duration_seconds", "Duration of calls into plugins", metrics.plugin_call_duration.clone());
         registry.register("batch_size_records", "Records per batch crossing the plugin boundary", metrics.batch_size.clone());
         registry.register("task_running", "1 while a task is running, 0 while it is failed or restarting", metrics.tasks_running.clone());
+        registry.register("plugin_memory_bytes", "Linear memory a task's plugin instance has grown to", metrics.plugin_memory.clone());
         Arc::new(Self { registry, ..metrics })
     }
 
@@ -138,6 +141,11 @@ impl Metrics {
     pub fn plugin_call(&self, identity: &TaskIdentity, call: &str, duration: Duration) {
         let labels = CallLabels { connector: identity.connector.to_string(), plugin: identity.plugin.to_string(), call: call.to_owned() };
         self.plugin_call_duration.get_or_create(&labels).observe(duration.as_secs_f64());
+    }
+
+    /// A task's plugin instance has grown to `bytes` of linear memory.
+    pub fn plugin_memory(&self, labels: &TaskLabels, bytes: usize) {
+        self.plugin_memory.get_or_create(labels).set(bytes as i64);
     }
 
     /// A task started running.

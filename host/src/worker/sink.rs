@@ -96,8 +96,9 @@ async fn deliver(
         let started = Instant::now();
         let (returned, written) =
             call_plugin(sink.take().expect("sink instance present"), move |instance| instance.write(batch)).await?;
-        *sink = Some(returned);
         context.metrics.plugin_call(identity, "write", started.elapsed());
+        context.metrics.plugin_memory(&labels, returned.memory_bytes());
+        *sink = Some(returned);
         match written {
             Ok(()) => {
                 context.metrics.records_out(&labels, pending.len());

@@ -38,8 +38,9 @@ pub async fn run(
         }
         let started = Instant::now();
         let (returned, outcome) = call_plugin(instance.take().expect("instance present"), move |instance| instance.poll(batch_size)).await?;
-        instance = Some(returned);
         context.metrics.plugin_call(identity, "poll", started.elapsed());
+        context.metrics.plugin_memory(&labels, returned.memory_bytes());
+        instance = Some(returned);
         let outcome = outcome?;
         let records: Vec<Record> = decode(&outcome.batch)
             .map_err(|error| PluginFailure::InvalidOutput(error.to_string()))?

@@ -163,7 +163,8 @@ pub enum Error {
     Retriable(String),
     /// The task cannot go on: the host restarts it with backoff.
     Fatal(String),
-    /// One record of the batch cannot be handled.
+    /// One record of the batch cannot be handled. Return it before writing anything
+    /// of the batch: the host dead-letters it and calls `write` again without it.
     BadRecord {
         /// Index of the record in the batch.
         index: u32,
