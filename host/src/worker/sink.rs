@@ -57,7 +57,7 @@ async fn consume(
         Ok(instance)
     })
     .await?;
-    let mut sink = Some(opened?);
+    let mut sink = opened?;
     let mut dead_letters: Option<Box<dyn RecordProducer>> = None;
     loop {
         let records = tokio::select! {
@@ -69,7 +69,8 @@ async fn consume(
             continue;
         }
         context.metrics.records_in(&labels, records.len());
-        let delivered = deliver(context, plan, identity, &mut sink, &mut dead_letters, records.clone(), cancel).await?;
+        let (returned, delivered) = deliver(context, plan, identity, sink, &mut dead_letters, records.clone(), cancel).await?;
+        sink = returned;
         if !delivered {
             // Cancelled while retrying: leave the batch uncommitted for the next run.
             return Ok(());
@@ -79,30 +80,29 @@ async fn consume(
 }
 
 /// Writes `pending` through the plugin; true once every record was written or
-/// dead-lettered, false when cancelled before that.
+/// dead-lettered, false when cancelled before that. Hands the instance back.
 async fn deliver(
     context: &WorkerContext,
     plan: &ConnectorPlan,
     identity: &TaskIdentity,
-    sink: &mut Option<SinkInstance>,
+    mut sink: SinkInstance,
     dead_letters: &mut Option<Box<dyn RecordProducer>>,
     mut pending: Vec<Record>,
     cancel: &CancellationToken,
-) -> Result<bool, TaskError> {
+) -> Result<(SinkInstance, bool), TaskError> {
     let labels = TaskLabels::from(identity);
     let mut retry_delay = context.restart_backoff;
     while !pending.is_empty() {
         let batch = encode(&pending);
         let started = Instant::now();
-        let (returned, written) =
-            call_plugin(sink.take().expect("sink instance present"), move |instance| instance.write(batch)).await?;
+        let (returned, written) = call_plugin(sink, move |instance| instance.write(batch)).await?;
+        sink = returned;
         context.metrics.plugin_call(identity, "write", started.elapsed());
-        context.metrics.plugin_memory(&labels, returned.memory_bytes());
-        *sink = Some(returned);
+        context.metrics.plugin_memory(&labels, sink.memory_bytes());
         match written {
             Ok(()) => {
                 context.metrics.records_out(&labels, pending.len());
-                return Ok(true);
+                return Ok((sink, true));
             }
             Err(PluginFailure::BadRecord { index, reason }) if (index as usize) < pending.len() => {
                 let failure = PluginFailure::BadRecord { index, reason: reason.clone() };
@@ -124,7 +124,7 @@ async fn deliver(
             Err(PluginFailure::Retriable(message)) => {
                 tracing::warn!(connector = %identity.connector, task = identity.task, message, delay_ms = retry_delay.as_millis() as u64, "The sink asked to retry the batch.");
                 tokio::select! {
-                    _ = cancel.cancelled() => return Ok(false),
+                    _ = cancel.cancelled() => return Ok((sink, false)),
                     _ = tokio::time::sleep(retry_delay) => {}
                 }
                 retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
@@ -132,7 +132,7 @@ async fn deliver(
             Err(failure) => return Err(failure.into()),
         }
     }
-    Ok(true)
+    Ok((sink, true))
 }
 
 /// The refused record, addressed to the dead-letter topic, with where it came from and

@@ -29,7 +29,7 @@ pub async fn run(
         Ok(instance)
     })
     .await?;
-    let mut instance = Some(opened?);
+    let mut instance = opened?;
     let mut producer = context.transport.producer(&plan.config.name).await?;
     let batch_size = plan.config.batch_size;
     loop {
@@ -37,10 +37,10 @@ pub async fn run(
             return Ok(());
         }
         let started = Instant::now();
-        let (returned, outcome) = call_plugin(instance.take().expect("instance present"), move |instance| instance.poll(batch_size)).await?;
+        let (returned, outcome) = call_plugin(instance, move |instance| instance.poll(batch_size)).await?;
+        instance = returned;
         context.metrics.plugin_call(identity, "poll", started.elapsed());
-        context.metrics.plugin_memory(&labels, returned.memory_bytes());
-        instance = Some(returned);
+        context.metrics.plugin_memory(&labels, instance.memory_bytes());
         let outcome = outcome?;
         let records: Vec<Record> = decode(&outcome.batch)
             .map_err(|error| PluginFailure::InvalidOutput(error.to_string()))?
