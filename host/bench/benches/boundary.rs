@@ -2,7 +2,7 @@
 //! `file-sink` component (boundary crossing, batch decoding and JSON rendering in
 //! WebAssembly, then the host's `files` capability) and through the same rendering
 //! code compiled natively with the same file writes. Prints records/s for both and
-//! their ratio. `cargo bench --bench boundary [-- RECORDS]`.
+//! their ratio. `cargo bench -p wasm-connect-bench --bench boundary [-- RECORDS]`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -52,7 +52,7 @@ fn bench_component(batches: &[Vec<u8>], directory: &Path) -> Duration {
     let cache = tempfile::tempdir().unwrap();
     let limits = TaskLimits { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(60) };
     let runtime = Runtime::new(cache.path(), limits).unwrap();
-    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist");
     let (catalog, _) = PluginCatalog::load_dir(&runtime, &plugins).unwrap();
     let plugin = catalog.find("file-sink").unwrap();
     best_of(RUNS, || {
