@@ -95,7 +95,7 @@ fn a_refused_record_without_tolerance_fails_the_task_and_loses_nothing() {
         let status = host.get_json("/connectors/picky/status");
         status["tasks"][0]["state"] == "FAILED"
             && status["tasks"][0]["trace"].as_str().is_some_and(|trace| {
-                trace.contains(&format!("bad record at index")) && trace.contains("errors.tolerance is none")
+                trace.contains(&"bad record at index".to_string()) && trace.contains("errors.tolerance is none")
             })
     });
     let metrics = host.get_text("/metrics");

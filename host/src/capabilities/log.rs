@@ -15,7 +15,7 @@ impl Host for TaskState {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let identity = &self.identity;
         let (connector, task, plugin) = (&*identity.connector, identity.task, &*identity.plugin);

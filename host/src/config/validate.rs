@@ -53,7 +53,7 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
             .chain(connector.errors.dead_letter_topic.iter().map(|topic| (at("errors.dead_letter_topic"), topic)));
         for (path, topic) in topic_paths {
             if let Err(message) = check_topic_name(topic) {
-                problems_push(&mut problem, path, &message);
+                problem(path, &message);
             }
         }
         if connector.tasks_max == 0 {
@@ -73,10 +73,6 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
         }
     }
     problems
-}
-
-fn problems_push(problem: &mut impl FnMut(String, &str), path: String, message: &str) {
-    problem(path, message);
 }
 
 /// Kafka's rules for topic names.

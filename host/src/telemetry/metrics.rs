@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::runtime::{PluginFailure, TaskIdentity};
+use crate::runtime::TaskIdentity;
 
 /// Labels of a per-task series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -175,18 +175,5 @@ impl Metrics {
     /// A task stopped cleanly.
     pub fn task_stopped(&self, labels: &TaskLabels) {
         self.tasks_running.get_or_create(labels).set(0);
-    }
-
-    /// Restarts counted so far for a task.
-    pub fn restarts(&self, labels: &TaskLabels) -> u64 {
-        self.task_restarts.get_or_create(labels).get()
-    }
-}
-
-impl PluginFailure {
-    /// Whether this failure is the plugin's fault (trap, deadline, memory) rather than a
-    /// decision it returned.
-    pub fn is_trap(&self) -> bool {
-        matches!(self, PluginFailure::Trapped(_) | PluginFailure::TimedOut(_) | PluginFailure::OutOfMemory(_))
     }
 }

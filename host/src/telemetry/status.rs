@@ -111,9 +111,4 @@ impl StatusBoard {
     pub fn get(&self, connector: &str) -> Option<ConnectorStatus> {
         self.connectors.read().expect("status lock").get(connector).cloned()
     }
-
-    /// Every connector's status, by name.
-    pub fn all(&self) -> BTreeMap<String, ConnectorStatus> {
-        self.connectors.read().expect("status lock").clone()
-    }
 }

@@ -26,11 +26,6 @@ impl Settings {
         Self { values }
     }
 
-    /// Settings from plain pairs, without defaults (for tests and native benchmarks).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self { values: pairs.into_iter().map(|(key, value)| (key.to_owned(), value.to_owned())).collect() }
-    }
-
     /// The raw value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
