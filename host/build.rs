@@ -113,7 +113,7 @@ fn build_plugin(plugins: &Path, target_dir: &Path, package: &str) {
     let mut command = Command::new(cargo);
     command
         .current_dir(plugins)
-        .args(["build", "--release", "--locked", "--target", TARGET, "-p", package])
+        .args(["build", "--release", "--target", TARGET, "-p", package])
         .arg("--target-dir")
         .arg(target_dir);
     // The outer build's settings (flags, profile, jobserver) are not the plugins'.

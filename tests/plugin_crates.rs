@@ -11,7 +11,7 @@ fn run_unit_tests(package: &str, features: &[&str]) {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     command
         .current_dir(support::repo_root().join("plugins"))
-        .args(["test", "--release", "--locked", "-p", package])
+        .args(["test", "--release", "-p", package])
         .arg("--target-dir")
         .arg(&target_dir);
     if !features.is_empty() {
