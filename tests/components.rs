@@ -255,3 +255,34 @@ fn a_plugin_that_is_not_a_component_is_refused_with_a_reason() {
     assert_eq!(errors.len(), 1);
     assert!(errors[0].reason.starts_with("not a valid WebAssembly component"), "{}", errors[0].reason);
 }
+
+#[test]
+fn a_plugin_built_against_wit_0_1_0_still_loads_and_writes() {
+    let plugins = default_plugins();
+    let legacy = plugins.catalog.find("legacy-sink").expect("legacy-sink loads");
+    // It really is a 0.1.0 component: every wasm-connect import and export says so.
+    let component = wasmtime::component::Component::from_file(&plugins.runtime.engine, &legacy.path).unwrap();
+    let component_type = component.component_type();
+    let names: Vec<String> = component_type
+        .imports(&plugins.runtime.engine)
+        .map(|(name, _)| name.to_owned())
+        .chain(component_type.exports(&plugins.runtime.engine).map(|(name, _)| name.to_owned()))
+        .filter(|name| name.starts_with("wasm-connect:"))
+        .collect();
+    assert!(names.len() >= 3 && names.iter().all(|name| name.ends_with("@0.1.0")), "{names:?}");
+    // Its `directory` option keeps the 0.1.0 grant.
+    let directory_option = legacy.description.options.iter().find(|option| option.name == "directory").unwrap();
+    assert_eq!(directory_option.option_type, wasm_connect::runtime::OptionType::Directory);
+
+    let output = tempfile::tempdir().unwrap();
+    let grants = wasm_connect::capabilities::Grants { directory: Some(output.path().to_path_buf()), ..Default::default() };
+    let identity = TaskIdentity { connector: Arc::from("legacy"), task: 0, plugin: Arc::from("legacy-sink") };
+    let mut sink = wasm_connect::runtime::SinkInstance::new(&plugins.runtime, &legacy, identity, grants).unwrap();
+    sink.open(&[("directory".to_owned(), "ignored".to_owned())]).unwrap();
+    let records: Vec<Record> = (0..3)
+        .map(|n| Record { topic: "t".into(), partition: Some(0), offset: Some(n), value: Some(format!("{{\"n\":{n}}}").into_bytes()), ..Record::default() })
+        .collect();
+    sink.write(wasm_connect_protocol::encode(&records)).unwrap();
+    let written = std::fs::read_to_string(output.path().join("legacy.jsonl")).unwrap();
+    assert_eq!(written, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
+}

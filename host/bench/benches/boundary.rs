@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasm_connect::capabilities::Grants;
 use wasm_connect::runtime::{PluginCatalog, Runtime, SinkInstance, TaskIdentity, TaskLimits};
 use wasm_connect_protocol::{Record, decode, encode};
 
@@ -58,7 +59,8 @@ fn bench_component(batches: &[Vec<u8>], directory: &Path) -> Duration {
     best_of(RUNS, || {
         let output = tempfile::tempdir_in(directory).unwrap();
         let identity = TaskIdentity { connector: Arc::from("bench"), task: 0, plugin: Arc::from("file-sink") };
-        let mut sink = SinkInstance::new(&runtime, &plugin, identity, Some(output.path().to_path_buf())).unwrap();
+        let grants = Grants { directory: Some(output.path().to_path_buf()), ..Grants::default() };
+        let mut sink = SinkInstance::new(&runtime, &plugin, identity, grants).unwrap();
         let config = vec![("directory".to_owned(), "unused".to_owned()), ("max_file_bytes".to_owned(), (1u64 << 40).to_string())];
         sink.open(&config).unwrap();
         let started = Instant::now();

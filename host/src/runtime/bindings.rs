@@ -1,10 +1,15 @@
 //! Host bindings generated from `wit/`. The capability world is generated once and
 //! its interfaces are shared by the plugin worlds, so each host function is
 //! implemented once (in `capabilities/`).
+//!
+//! The host binds the `-base` worlds: their exports are exactly those of a plugin
+//! built against WIT 0.1.0, so such a plugin still loads (wasmtime matches 0.1.0
+//! against 0.1.1 by semver). The `grants` export that 0.1.1 added is read on its own
+//! through `grant_declarations`.
 
 #![allow(missing_docs)]
 
-/// The imports every plugin may use: `log` and `files`.
+/// The imports every plugin may use: `log`, `files` and the store clients.
 pub mod capabilities {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -16,7 +21,7 @@ pub mod capabilities {
 pub mod source {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "source",
+        world: "source-base",
         with: {
             "wasm-connect:connector/types": super::capabilities::wasm_connect::connector::types,
             "wasm-connect:connector/log": super::capabilities::wasm_connect::connector::log,
@@ -28,11 +33,13 @@ pub mod source {
 pub mod sink {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "sink",
+        world: "sink-base",
         with: {
             "wasm-connect:connector/types": super::capabilities::wasm_connect::connector::types,
             "wasm-connect:connector/log": super::capabilities::wasm_connect::connector::log,
             "wasm-connect:connector/files": super::capabilities::wasm_connect::connector::files,
+            "wasm-connect:connector/elasticsearch": super::capabilities::wasm_connect::connector::elasticsearch,
+            "wasm-connect:connector/mongodb": super::capabilities::wasm_connect::connector::mongodb,
         },
     });
 }
@@ -41,11 +48,19 @@ pub mod sink {
 pub mod transform {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "transform",
+        world: "transform-base",
         with: {
             "wasm-connect:connector/types": super::capabilities::wasm_connect::connector::types,
             "wasm-connect:connector/log": super::capabilities::wasm_connect::connector::log,
         },
+    });
+}
+
+/// The `grants` export of plugins built against 0.1.1 or later.
+pub mod grant_declarations {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "grant-declarations",
     });
 }
 

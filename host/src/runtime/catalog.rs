@@ -6,9 +6,12 @@ use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{sink, source, transform};
+use super::bindings::{grant_declarations, sink, source, transform};
 use super::task::{TaskIdentity, TaskState};
-use super::{PluginDescription, PluginFailure, PluginKind, Runtime};
+use super::{OptionType, PluginDescription, PluginFailure, PluginKind, Runtime};
+
+/// The `plugin` export of a component built against WIT 0.1.0, before grants existed.
+const LEGACY_PLUGIN_EXPORT: &str = "wasm-connect:connector/plugin@0.1.0";
 
 /// A plugin ready to instantiate.
 pub struct LoadedPlugin {
@@ -174,7 +177,27 @@ fn load_plugin(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, String> {
         component,
         instance_pre: OnceLock::new(),
     };
-    let description = describe(runtime, &plugin, kind).map_err(|failure| format!("describe failed: {failure}"))?;
+    let mut description = describe(runtime, &plugin, kind).map_err(|failure| format!("describe failed: {failure}"))?;
+    if exports_interface("grants") {
+        let grants = declared_grants(runtime, &plugin).map_err(|failure| format!("declared-grants failed: {failure}"))?;
+        description.apply_grants(grants)?;
+    } else if exports.iter().any(|name| name == LEGACY_PLUGIN_EXPORT) {
+        // The 0.1.0 contract granted the `files` capability through an option named
+        // `directory`; plugins built against it keep that grant (wit/VERSIONING.md).
+        let legacy: Vec<(String, OptionType)> = description
+            .options
+            .iter()
+            .filter(|option| option.name == "directory")
+            .map(|option| (option.name.clone(), OptionType::Directory))
+            .collect();
+        description.apply_grants(legacy)?;
+    } else {
+        return Err(
+            "exports no wasm-connect:connector/grants interface, which plugins built against WIT 0.1.1 or later must \
+             export; build it with the current SDK"
+                .to_owned(),
+        );
+    }
     if description.kind != kind {
         return Err(format!("describes itself as a {} but exports the {kind} world", description.kind));
     }
@@ -195,17 +218,17 @@ macro_rules! with_plugin_export {
         let pre = $plugin.instance_pre($runtime)?;
         match $kind {
             PluginKind::Source => {
-                let bindings = source::SourcePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
+                let bindings = source::SourceBasePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
                 let $exports = bindings.wasm_connect_connector_plugin();
                 $call.map_err(trap)
             }
             PluginKind::Sink => {
-                let bindings = sink::SinkPre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
+                let bindings = sink::SinkBasePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
                 let $exports = bindings.wasm_connect_connector_plugin();
                 $call.map_err(trap)
             }
             PluginKind::Transform => {
-                let bindings = transform::TransformPre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
+                let bindings = transform::TransformBasePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
                 let $exports = bindings.wasm_connect_connector_plugin();
                 $call.map_err(trap)
             }
@@ -218,6 +241,19 @@ fn describe(runtime: &Runtime, plugin: &LoadedPlugin, kind: PluginKind) -> Resul
     with_plugin_export!(runtime, plugin, kind, identity, |exports, store| exports
         .call_describe(store)
         .map(PluginDescription::from))
+}
+
+fn declared_grants(runtime: &Runtime, plugin: &LoadedPlugin) -> Result<Vec<(String, OptionType)>, PluginFailure> {
+    let identity = TaskIdentity { connector: "(describe)".into(), task: 0, plugin: "(loading)".into() };
+    let timeout = runtime.limits.call_timeout;
+    let trap = |error: wasmtime::Error| PluginFailure::from_trap(&error, timeout);
+    let mut store = super::task::probe_store(runtime, identity);
+    let bindings = grant_declarations::GrantDeclarationsPre::new(plugin.instance_pre(runtime)?)
+        .map_err(trap)?
+        .instantiate(&mut store)
+        .map_err(trap)?;
+    let grants = bindings.wasm_connect_connector_grants().call_declared_grants(&mut store).map_err(trap)?;
+    Ok(grants.into_iter().map(|grant| (grant.option, OptionType::from(grant.kind))).collect())
 }
 
 /// Runs the plugin's pure `validate-config` on a connector's options.

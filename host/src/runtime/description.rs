@@ -2,7 +2,9 @@
 //! so that the CLI, the config checks and the admin API can use and serialise it.
 
 use serde::Serialize;
+use wasm_connect_protocol::values;
 
+use super::bindings::grant_declarations::exports::wasm_connect::connector::grants::GrantKind;
 use super::bindings::types as wit;
 
 /// What kind of connector a plugin implements.
@@ -27,9 +29,10 @@ impl std::fmt::Display for PluginKind {
     }
 }
 
-/// The type an option's value must have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// The type an option's value must have. The last five are grants: the value names
+/// something the connector may reach, and only what such options name is reachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum OptionType {
     /// Any text.
     String,
@@ -43,6 +46,30 @@ pub enum OptionType {
     Duration,
     /// Comma-separated values.
     List,
+    /// A directory the `files` capability may write in.
+    Directory,
+    /// An Elasticsearch or OpenSearch base URL the `elasticsearch` capability may reach.
+    ElasticsearchUrl,
+    /// A MongoDB connection string the `mongodb` capability may reach.
+    MongodbUri,
+    /// CQL contact points (`host:port,...`) the `cassandra` capability may reach.
+    CqlContactPoints,
+    /// An HTTP(S) base URL outgoing requests may go to.
+    HttpEndpoint,
+}
+
+impl OptionType {
+    /// True for the types whose value grants the connector access to something.
+    pub fn is_grant(self) -> bool {
+        matches!(
+            self,
+            OptionType::Directory
+                | OptionType::ElasticsearchUrl
+                | OptionType::MongodbUri
+                | OptionType::CqlContactPoints
+                | OptionType::HttpEndpoint
+        )
+    }
 }
 
 impl std::fmt::Display for OptionType {
@@ -54,6 +81,11 @@ impl std::fmt::Display for OptionType {
             OptionType::Boolean => "boolean",
             OptionType::Duration => "duration",
             OptionType::List => "list",
+            OptionType::Directory => "directory",
+            OptionType::ElasticsearchUrl => "elasticsearch-url",
+            OptionType::MongodbUri => "mongodb-uri",
+            OptionType::CqlContactPoints => "cql-contact-points",
+            OptionType::HttpEndpoint => "http-endpoint",
         })
     }
 }
@@ -125,11 +157,43 @@ impl From<wit::PluginDescription> for PluginDescription {
     }
 }
 
+impl From<GrantKind> for OptionType {
+    fn from(kind: GrantKind) -> Self {
+        match kind {
+            GrantKind::Directory => OptionType::Directory,
+            GrantKind::ElasticsearchUrl => OptionType::ElasticsearchUrl,
+            GrantKind::MongodbUri => OptionType::MongodbUri,
+            GrantKind::CqlContactPoints => OptionType::CqlContactPoints,
+            GrantKind::HttpEndpoint => OptionType::HttpEndpoint,
+        }
+    }
+}
+
 impl PluginDescription {
+    /// Gives the options a plugin declares as grants their grant type.
+    pub(crate) fn apply_grants(&mut self, grants: impl IntoIterator<Item = (String, OptionType)>) -> Result<(), String> {
+        for (name, option_type) in grants {
+            let option = self
+                .options
+                .iter_mut()
+                .find(|option| option.name == name)
+                .ok_or_else(|| format!("declares a grant for option {name:?}, which it does not describe"))?;
+            option.option_type = option_type;
+        }
+        Ok(())
+    }
+
+    /// The options of `config` that grant something, with their values.
+    pub fn grants<'a>(&'a self, config: &'a [(String, String)]) -> impl Iterator<Item = (OptionType, &'a str)> + 'a {
+        config.iter().filter_map(|(key, value)| {
+            let option = self.options.iter().find(|option| option.name == *key)?;
+            option.option_type.is_grant().then_some((option.option_type, value.as_str()))
+        })
+    }
+
     /// Checks a connector's options against the declared ones: unknown keys, missing
     /// required keys, values of the wrong type. Returns `(key, message)` problems.
     pub fn check_options<'a>(&self, config: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
-        use wasm_connect_protocol::values;
         let mut problems = Vec::new();
         let given: Vec<(&str, &str)> = config.into_iter().collect();
         for (key, value) in &given {
@@ -147,6 +211,10 @@ impl PluginDescription {
                 OptionType::Float => values::parse_float(value).map(drop),
                 OptionType::Boolean => values::parse_boolean(value).map(drop),
                 OptionType::Duration => values::parse_duration(value).map(drop),
+                OptionType::Directory => non_empty(value),
+                OptionType::ElasticsearchUrl | OptionType::HttpEndpoint => check_http_url(value),
+                OptionType::MongodbUri => check_mongodb_uri(value),
+                OptionType::CqlContactPoints => check_contact_points(value),
             };
             if let Err(message) = checked {
                 // Never echo a secret, even a malformed one.
@@ -161,4 +229,39 @@ impl PluginDescription {
         }
         problems
     }
+}
+
+fn non_empty(value: &str) -> Result<(), String> {
+    if value.trim().is_empty() { Err("must not be empty".to_owned()) } else { Ok(()) }
+}
+
+fn check_http_url(value: &str) -> Result<(), String> {
+    let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(format!("expected an http:// or https:// URL with a host, found \"{value}\"")),
+    }
+}
+
+fn check_mongodb_uri(value: &str) -> Result<(), String> {
+    if value.starts_with("mongodb://") || value.starts_with("mongodb+srv://") {
+        Ok(())
+    } else {
+        // The URI may carry a password: never echo it.
+        Err("expected a connection string starting with mongodb:// or mongodb+srv://".to_owned())
+    }
+}
+
+fn check_contact_points(value: &str) -> Result<(), String> {
+    let points = values::parse_list(value);
+    if points.is_empty() {
+        return Err("expected contact points such as cassandra1:9042,cassandra2:9042".to_owned());
+    }
+    for point in points {
+        let port = point.rsplit_once(':').map(|(_, port)| port);
+        if port.is_some_and(|port| port.parse::<u16>().is_err()) {
+            return Err(format!("contact point \"{point}\": the port must be a number"));
+        }
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine};
 
 use super::bindings::capabilities::HostCapabilities;
 use super::task::TaskState;
+use crate::capabilities::StoreClients;
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -35,6 +36,8 @@ pub struct Runtime {
     pub linker: Arc<Linker<TaskState>>,
     /// The limits of each task.
     pub limits: TaskLimits,
+    /// Pooled store clients (Elasticsearch, MongoDB), shared by every task.
+    pub stores: Arc<StoreClients>,
     cache_dir: PathBuf,
 }
 
@@ -50,7 +53,13 @@ impl Runtime {
         HostCapabilities::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         start_epoch_clock(&engine);
-        Ok(Self { engine, linker: Arc::new(linker), limits, cache_dir: cache_dir.to_path_buf() })
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            limits,
+            stores: Arc::new(StoreClients::default()),
+            cache_dir: cache_dir.to_path_buf(),
+        })
     }
 
     /// Compiles a component, or loads it from the cache when the same bytes were

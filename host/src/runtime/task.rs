@@ -1,17 +1,18 @@
 //! One plugin instance per connector task: its store (memory limit, call deadline, no
 //! files, no environment) and typed calls that classify every failure.
 
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{sink, source};
 use super::engine::EPOCH_TICK;
 use super::{LoadedPlugin, PluginFailure, Runtime};
 use crate::capabilities::files::FileGrant;
+use crate::capabilities::{Grants, StoreClients};
 
 /// Which connector task an instance serves; carried into logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +57,50 @@ impl ResourceLimiter for TaskLimiter {
     }
 }
 
+/// Time spent in the current plugin call, split into the guest's own time and the
+/// time it waited on host capabilities (a store's bulk request): only the guest's
+/// time counts against `call_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct CallClock {
+    started: Instant,
+    in_host: Duration,
+}
+
+impl CallClock {
+    fn new() -> Self {
+        Self { started: Instant::now(), in_host: Duration::ZERO }
+    }
+
+    fn guest_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.in_host)
+    }
+}
+
 /// The host state of one store.
 pub struct TaskState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: TaskLimiter,
+    clock: CallClock,
     /// The task this store belongs to.
     pub identity: TaskIdentity,
-    /// The directory the `files` capability may write to, if any.
+    /// What the connector's configuration grants the plugin.
+    pub grants: Grants,
+    /// The directory the `files` capability may write to, if granted.
     pub files: Option<FileGrant>,
+    /// The host's pooled store clients, shared by every task.
+    pub stores: Arc<StoreClients>,
+}
+
+impl TaskState {
+    /// Runs a host capability's blocking work; its duration does not count against
+    /// the plugin's call deadline.
+    pub fn in_host<R>(&mut self, work: impl FnOnce(&StoreClients) -> R) -> R {
+        let started = Instant::now();
+        let result = work(&self.stores);
+        self.clock.in_host += started.elapsed();
+        result
+    }
 }
 
 impl WasiView for TaskState {
@@ -73,7 +109,7 @@ impl WasiView for TaskState {
     }
 }
 
-fn new_store(runtime: &Runtime, identity: TaskIdentity, files_dir: Option<PathBuf>) -> Store<TaskState> {
+fn new_store(runtime: &Runtime, identity: TaskIdentity, grants: Grants) -> Store<TaskState> {
     // No preopened directories, no environment variables, no arguments: clocks,
     // random numbers and stdout/stderr (discarded) are all a plugin gets from WASI.
     let wasi = WasiCtx::builder().build();
@@ -85,17 +121,34 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, files_dir: Option<PathBu
         wasi,
         table: ResourceTable::new(),
         limiter: TaskLimiter { limits, memory_bytes: 0 },
+        clock: CallClock::new(),
         identity,
-        files: files_dir.map(FileGrant::new),
+        files: grants.directory.clone().map(FileGrant::new),
+        grants,
+        stores: runtime.stores.clone(),
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limiter);
-    store.epoch_deadline_trap();
+    let timeout = runtime.limits.call_timeout;
+    store.epoch_deadline_callback(move |context| {
+        let guest_time = context.data().clock.guest_time();
+        if guest_time >= timeout {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(UpdateDeadline::Continue(ticks(timeout - guest_time)))
+        }
+    });
     store
 }
 
-fn deadline_ticks(runtime: &Runtime) -> u64 {
-    (runtime.limits.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+fn ticks(duration: Duration) -> u64 {
+    (duration.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+/// Starts the clock of a new plugin call and arms its deadline.
+fn start_call(store: &mut Store<TaskState>, runtime: &Runtime) {
+    store.data_mut().clock = CallClock::new();
+    store.set_epoch_deadline(ticks(runtime.limits.call_timeout));
 }
 
 /// What one poll of a source returned.
@@ -114,16 +167,16 @@ pub struct PollOutcome {
 /// A running source plugin.
 pub struct SourceInstance {
     store: Store<TaskState>,
-    bindings: source::Source,
+    bindings: source::SourceBase,
     runtime: Runtime,
 }
 
 impl SourceInstance {
     /// Instantiates `plugin` for one task.
     pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity) -> Result<Self, PluginFailure> {
-        let mut store = new_store(runtime, identity, None);
-        store.set_epoch_deadline(deadline_ticks(runtime));
-        let pre = source::SourcePre::new(plugin.instance_pre(runtime)?)
+        let mut store = new_store(runtime, identity, Grants::default());
+        start_call(&mut store, runtime);
+        let pre = source::SourceBasePre::new(plugin.instance_pre(runtime)?)
             .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
         let bindings = pre
             .instantiate(&mut store)
@@ -133,7 +186,7 @@ impl SourceInstance {
 
     /// Starts the source from its stored position.
     pub fn open(&mut self, config: &[(String, String)], position: Option<&str>) -> Result<(), PluginFailure> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        start_call(&mut self.store, &self.runtime);
         let timeout = self.runtime.limits.call_timeout;
         self.bindings
             .wasm_connect_connector_source_connector()
@@ -149,7 +202,7 @@ impl SourceInstance {
 
     /// Asks for up to `max_records` records.
     pub fn poll(&mut self, max_records: u32) -> Result<PollOutcome, PluginFailure> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        start_call(&mut self.store, &self.runtime);
         let timeout = self.runtime.limits.call_timeout;
         let result = self
             .bindings
@@ -169,22 +222,17 @@ impl SourceInstance {
 /// A running sink plugin.
 pub struct SinkInstance {
     store: Store<TaskState>,
-    bindings: sink::Sink,
+    bindings: sink::SinkBase,
     runtime: Runtime,
 }
 
 impl SinkInstance {
-    /// Instantiates `plugin` for one task; `files_dir` is the directory its `files`
-    /// capability may write to.
-    pub fn new(
-        runtime: &Runtime,
-        plugin: &LoadedPlugin,
-        identity: TaskIdentity,
-        files_dir: Option<PathBuf>,
-    ) -> Result<Self, PluginFailure> {
-        let mut store = new_store(runtime, identity, files_dir);
-        store.set_epoch_deadline(deadline_ticks(runtime));
-        let pre = sink::SinkPre::new(plugin.instance_pre(runtime)?)
+    /// Instantiates `plugin` for one task; `grants` is what its connector's
+    /// configuration lets it reach.
+    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity, grants: Grants) -> Result<Self, PluginFailure> {
+        let mut store = new_store(runtime, identity, grants);
+        start_call(&mut store, runtime);
+        let pre = sink::SinkBasePre::new(plugin.instance_pre(runtime)?)
             .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
         let bindings = pre
             .instantiate(&mut store)
@@ -194,7 +242,7 @@ impl SinkInstance {
 
     /// Prepares the sink.
     pub fn open(&mut self, config: &[(String, String)]) -> Result<(), PluginFailure> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        start_call(&mut self.store, &self.runtime);
         let timeout = self.runtime.limits.call_timeout;
         self.bindings
             .wasm_connect_connector_sink_connector()
@@ -210,7 +258,7 @@ impl SinkInstance {
 
     /// Writes one encoded batch; ok means durably written.
     pub fn write(&mut self, batch: Vec<u8>) -> Result<(), PluginFailure> {
-        self.store.set_epoch_deadline(deadline_ticks(&self.runtime));
+        start_call(&mut self.store, &self.runtime);
         let timeout = self.runtime.limits.call_timeout;
         self.bindings
             .wasm_connect_connector_sink_connector()
@@ -222,7 +270,7 @@ impl SinkInstance {
 
 /// A store for one short call (describe, validate), with the same limits as a task.
 pub(crate) fn probe_store(runtime: &Runtime, identity: TaskIdentity) -> Store<TaskState> {
-    let mut store = new_store(runtime, identity, None);
-    store.set_epoch_deadline(deadline_ticks(runtime));
+    let mut store = new_store(runtime, identity, Grants::default());
+    start_call(&mut store, runtime);
     store
 }

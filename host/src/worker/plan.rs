@@ -1,9 +1,9 @@
 //! Turning configured connectors into runnable plans: resolve the plugin, check the
 //! connector's shape and options against it, and collect every problem at once.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::capabilities::Grants;
 use crate::config::{ConnectorConfig, LoadedConfig, Tolerance};
 use crate::runtime::{LoadedPlugin, PluginCatalog, PluginKind, Runtime, validate_config};
 
@@ -16,8 +16,9 @@ pub struct ConnectorPlan {
     pub plugin: Arc<LoadedPlugin>,
     /// The options handed to the plugin.
     pub plugin_config: Vec<(String, String)>,
-    /// The directory the `files` capability may write to.
-    pub files_dir: Option<PathBuf>,
+    /// What the connector's configuration grants the plugin: the values of the
+    /// options the plugin declares as grants.
+    pub grants: Grants,
 }
 
 impl ConnectorPlan {
@@ -86,8 +87,11 @@ pub fn plan_connectors(
                 Err(failure) => problems.push((at("plugin"), format!("the plugin failed to validate its configuration: {failure}"))),
             }
         }
-        let files_dir = connector.config.get("directory").map(|directory| loaded.resolve(directory.0.as_ref()));
-        plans.push(ConnectorPlan { config: connector.clone(), plugin, plugin_config, files_dir });
+        let mut grants = Grants::default();
+        for (option_type, value) in description.grants(&plugin_config) {
+            grants.add(option_type, value, |directory| loaded.resolve(directory.as_ref()));
+        }
+        plans.push(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants });
     }
     if problems.is_empty() { Ok(plans) } else { Err(loaded.errors(problems)) }
 }

@@ -44,15 +44,15 @@ async fn consume(
     cancel: &CancellationToken,
 ) -> Result<(), TaskError> {
     let labels = TaskLabels::from(identity);
-    let (runtime, plugin, task_identity, config, files_dir) = (
+    let (runtime, plugin, task_identity, config, grants) = (
         context.runtime.clone(),
         plan.plugin.clone(),
         identity.clone(),
         plan.plugin_config.clone(),
-        plan.files_dir.clone(),
+        plan.grants.clone(),
     );
     let ((), opened) = call_plugin((), move |_| -> Result<SinkInstance, PluginFailure> {
-        let mut instance = SinkInstance::new(&runtime, &plugin, task_identity, files_dir)?;
+        let mut instance = SinkInstance::new(&runtime, &plugin, task_identity, grants)?;
         instance.open(&config)?;
         Ok(instance)
     })

@@ -80,7 +80,7 @@ impl Plugin for FileSink {
             env!("CARGO_PKG_VERSION"),
             "Writes records as JSON lines, one file series per topic and partition, rotated by size.",
         )
-        .option(ConfigOption::new("directory", OptionType::String, "Directory the files are written to.").required())
+        .option(ConfigOption::new("directory", OptionType::Directory, "Directory the files are written to.").required())
         .option(
             ConfigOption::new("max_file_bytes", OptionType::Integer, "Start a new file once the current one reaches this size.")
                 .default("67108864"),

@@ -51,8 +51,8 @@ pub mod __private {
             world: "source",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.0": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.0": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/types@0.1.1": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.1": crate::__private::capabilities::wasm_connect::connector::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_source_world",
@@ -66,9 +66,11 @@ pub mod __private {
             world: "sink",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.0": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.0": crate::__private::capabilities::wasm_connect::connector::log,
-                "wasm-connect:connector/files@0.1.0": crate::__private::capabilities::wasm_connect::connector::files,
+                "wasm-connect:connector/types@0.1.1": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.1": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/files@0.1.1": crate::__private::capabilities::wasm_connect::connector::files,
+                "wasm-connect:connector/elasticsearch@0.1.1": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
+                "wasm-connect:connector/mongodb@0.1.1": crate::__private::capabilities::wasm_connect::connector::mongodb,
             },
             pub_export_macro: true,
             export_macro_name: "__export_sink_world",
@@ -82,8 +84,8 @@ pub mod __private {
             world: "transform",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.0": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.0": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/types@0.1.1": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.1": crate::__private::capabilities::wasm_connect::connector::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_transform_world",
@@ -96,6 +98,35 @@ pub mod __private {
 
     pub use wasm_connect_protocol::{BatchWriter, decode};
     pub use wit::{ConfigIssue, PluginKind};
+
+    /// The options the plugin declares as grants, in their WIT form.
+    pub fn declared_grants<P: Plugin>() -> Vec<(String, GrantKind)> {
+        P::description()
+            .options
+            .into_iter()
+            .filter_map(|option| {
+                let kind = match option.option_type {
+                    OptionType::Directory => GrantKind::Directory,
+                    OptionType::ElasticsearchUrl => GrantKind::ElasticsearchUrl,
+                    OptionType::MongodbUri => GrantKind::MongodbUri,
+                    OptionType::CqlContactPoints => GrantKind::CqlContactPoints,
+                    OptionType::HttpEndpoint => GrantKind::HttpEndpoint,
+                    _ => return None,
+                };
+                Some((option.name, kind))
+            })
+            .collect()
+    }
+
+    /// Which grant a declared option carries, independent of the world it is exported from.
+    #[derive(Debug, Clone, Copy)]
+    pub enum GrantKind {
+        Directory,
+        ElasticsearchUrl,
+        MongodbUri,
+        CqlContactPoints,
+        HttpEndpoint,
+    }
 
     /// The plugin's description in its WIT form.
     pub fn describe<P: Plugin>(kind: PluginKind) -> wit::PluginDescription {
@@ -115,7 +146,12 @@ pub mod __private {
                         OptionType::Float => wit::OptionType::Float,
                         OptionType::Boolean => wit::OptionType::Boolean,
                         OptionType::Duration => wit::OptionType::Duration,
-                        OptionType::List => wit::OptionType::List,
+                        OptionType::List | OptionType::CqlContactPoints => wit::OptionType::List,
+                        // Grants are text on the wire; `declared-grants` says what they grant.
+                        OptionType::Directory
+                        | OptionType::ElasticsearchUrl
+                        | OptionType::MongodbUri
+                        | OptionType::HttpEndpoint => wit::OptionType::String,
                     },
                     default_value: option.default,
                     required: option.required,
@@ -201,6 +237,16 @@ pub enum OptionType {
     Duration,
     /// A comma-separated list.
     List,
+    /// A directory: grants the `files` capability inside it.
+    Directory,
+    /// An Elasticsearch or OpenSearch base URL: grants the `elasticsearch` capability on it.
+    ElasticsearchUrl,
+    /// A MongoDB connection string: grants the `mongodb` capability on it.
+    MongodbUri,
+    /// CQL contact points (`host:port,...`).
+    CqlContactPoints,
+    /// An HTTP(S) base URL: grants outgoing requests to it.
+    HttpEndpoint,
 }
 
 /// One configuration option a plugin understands.
@@ -352,13 +398,14 @@ pub mod log {
     }
 }
 
-/// Append-only files in the directory the connector's `directory` key grants (sinks only).
+/// Append-only files in the directory an option of type [`OptionType::Directory`]
+/// grants (sinks only).
 pub mod files {
     use crate::Error;
     use crate::__private::capabilities::wasm_connect::connector::files;
     use crate::__private::capabilities::wasm_connect::connector::types::Error as WitError;
 
-    fn from_wit(error: WitError) -> Error {
+    pub(crate) fn from_wit(error: WitError) -> Error {
         match error {
             WitError::Retriable(message) => Error::Retriable(message),
             WitError::Fatal(message) => Error::Fatal(message),
@@ -393,6 +440,49 @@ pub mod files {
     }
 }
 
+/// Elasticsearch and OpenSearch through the host's client (sinks only). The URL must
+/// be the value of an option of type [`OptionType::ElasticsearchUrl`].
+pub mod elasticsearch {
+    pub use crate::__private::capabilities::wasm_connect::connector::elasticsearch::{
+        BulkAction, BulkOperation, BulkOutcome, Connection, Method,
+    };
+    use crate::__private::capabilities::wasm_connect::connector::elasticsearch as wit;
+    use crate::Error;
+
+    /// Sends the operations in bulk; one outcome per operation, in order.
+    pub fn bulk(connection: &Connection, operations: &[BulkOperation]) -> Result<Vec<BulkOutcome>, Error> {
+        wit::bulk(connection, operations).map_err(crate::files::from_wit)
+    }
+
+    /// One request (templates, mappings): the status and the body.
+    pub fn request(connection: &Connection, method: Method, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), Error> {
+        wit::request(connection, method, path, body).map_err(crate::files::from_wit)
+    }
+}
+
+/// MongoDB through the host's client (sinks only). The URI must be the value of an
+/// option of type [`OptionType::MongodbUri`].
+pub mod mongodb {
+    pub use crate::__private::capabilities::wasm_connect::connector::mongodb::{
+        IndexSpec, WriteKind, WriteOperation, WriteOutcome,
+    };
+    use crate::__private::capabilities::wasm_connect::connector::mongodb as wit;
+    use crate::Error;
+
+    /// MongoDB's duplicate-key error code.
+    pub const DUPLICATE_KEY: i32 = 11000;
+
+    /// Writes the operations; one outcome per operation, in order.
+    pub fn bulk_write(uri: &str, database: &str, operations: &[WriteOperation]) -> Result<Vec<WriteOutcome>, Error> {
+        wit::bulk_write(uri, database, operations).map_err(crate::files::from_wit)
+    }
+
+    /// Creates an index unless it exists.
+    pub fn create_index(uri: &str, database: &str, index: &IndexSpec) -> Result<(), Error> {
+        wit::create_index(uri, database, index).map_err(crate::files::from_wit)
+    }
+}
+
 /// What every export macro shares: the task slot, the export type and the `plugin`
 /// interface (describe, validate-config).
 #[doc(hidden)]
@@ -414,6 +504,25 @@ macro_rules! __plugin_glue {
                 config: $crate::__private::$world::exports::wasm_connect::connector::plugin::Config,
             ) -> Vec<$crate::__private::ConfigIssue> {
                 $crate::__private::validate::<$plugin>(config)
+            }
+        }
+
+        impl $crate::__private::$world::exports::wasm_connect::connector::grants::Guest for Exports {
+            fn declared_grants() -> Vec<$crate::__private::$world::exports::wasm_connect::connector::grants::OptionGrant> {
+                use $crate::__private::$world::exports::wasm_connect::connector::grants::{GrantKind, OptionGrant};
+                $crate::__private::declared_grants::<$plugin>()
+                    .into_iter()
+                    .map(|(option, kind)| OptionGrant {
+                        option,
+                        kind: match kind {
+                            $crate::__private::GrantKind::Directory => GrantKind::Directory,
+                            $crate::__private::GrantKind::ElasticsearchUrl => GrantKind::ElasticsearchUrl,
+                            $crate::__private::GrantKind::MongodbUri => GrantKind::MongodbUri,
+                            $crate::__private::GrantKind::CqlContactPoints => GrantKind::CqlContactPoints,
+                            $crate::__private::GrantKind::HttpEndpoint => GrantKind::HttpEndpoint,
+                        },
+                    })
+                    .collect()
             }
         }
     };

@@ -13,7 +13,7 @@ impl Plugin for PickySink {
     fn description() -> Description {
         Description::new("picky-sink", env!("CARGO_PKG_VERSION"), "Refuses records containing a marker, for tests.")
             .option(ConfigOption::new("refuse_containing", OptionType::String, "Marker that makes a record bad.").required())
-            .option(ConfigOption::new("directory", OptionType::String, "Where accepted values are written.").required())
+            .option(ConfigOption::new("directory", OptionType::Directory, "Where accepted values are written.").required())
     }
 }
 
