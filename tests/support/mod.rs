@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod services;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -171,7 +173,7 @@ pub fn http_get(url: &str) -> (u16, String) {
     (status, body)
 }
 
-fn dechunk(body: &str) -> String {
+pub fn dechunk(body: &str) -> String {
     let mut output = String::new();
     let mut rest = body;
     while let Some((size, after)) = rest.split_once("\r\n") {

@@ -85,6 +85,15 @@ impl StoreClients {
     }
 }
 
+impl Drop for StoreClients {
+    fn drop(&mut self) {
+        // The host drops its runtime from async code at shutdown: do not block there.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// Waits before attempt `attempt` (from 1) of a request.
 pub(super) async fn retry_pause(attempt: u32) {
     tokio::time::sleep(FIRST_RETRY_DELAY * 2u32.pow(attempt.saturating_sub(1))).await;

@@ -187,16 +187,34 @@ fn default_batch_size() -> u32 {
     500
 }
 
-/// Error tolerance, as Kafka Connect's `errors.tolerance`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+/// What to do with records that cannot be written, as Kafka Connect's `errors.*`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorsConfig {
     /// `none`: a bad record fails the task; `all`: it is skipped (and dead-lettered).
     #[serde(default)]
     pub tolerance: Tolerance,
+    /// How long a batch is retried after retriable errors (a store that is down or
+    /// overloaded) before the task fails and is restarted with backoff. Retriable
+    /// errors never send records to the dead-letter topic.
+    #[serde(default = "default_retry_timeout", with = "human_duration")]
+    pub retry_timeout: Duration,
+    /// Log each failed record: its topic, partition, offset and the reason, never its value.
+    #[serde(default)]
+    pub log: bool,
     /// Where tolerated bad records go, with the reason in headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
+}
+
+fn default_retry_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for ErrorsConfig {
+    fn default() -> Self {
+        Self { tolerance: Tolerance::default(), retry_timeout: default_retry_timeout(), log: false, dead_letter_topic: None }
+    }
 }
 
 /// Kafka Connect's `errors.tolerance` values.

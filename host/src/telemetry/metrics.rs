@@ -65,6 +65,8 @@ pub struct Metrics {
     batch_size: Family<TaskLabels, Histogram, fn() -> Histogram>,
     tasks_running: Family<TaskLabels, Gauge>,
     plugin_memory: Family<TaskLabels, Gauge>,
+    write_retries: Family<TaskLabels, Counter>,
+    tasks_retrying: Family<TaskLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -87,6 +89,8 @@ impl Metrics {
             batch_size: Family::new_with_constructor(batch_size_histogram),
             tasks_running: Family::default(),
             plugin_memory: Family::default(),
+            write_retries: Family::default(),
+            tasks_retrying: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -110,6 +114,16 @@ impl Metrics {
         registry.register("batch_size_records", "Records per batch crossing the plugin boundary", metrics.batch_size.clone());
         registry.register("task_running", "1 while a task is running, 0 while it is failed or restarting", metrics.tasks_running.clone());
         registry.register("plugin_memory_bytes", "Linear memory a task's plugin instance has grown to", metrics.plugin_memory.clone());
+        registry.register(
+            "write_retries",
+            "Retries of a batch after a retriable error (store unreachable, overloaded or throttling)",
+            metrics.write_retries.clone(),
+        );
+        registry.register(
+            "task_retrying",
+            "1 while a sink task is retrying a batch because its store is unreachable or refusing, else 0",
+            metrics.tasks_retrying.clone(),
+        );
         Arc::new(Self { registry, ..metrics })
     }
 
@@ -135,6 +149,19 @@ impl Metrics {
     pub fn record_dead_lettered(&self, labels: &TaskLabels, topic: &str, reason: &str) {
         tracing::warn!(connector = %labels.connector, task = %labels.task, dead_letter_topic = topic, reason, "A record was refused and sent to the dead-letter topic.");
         self.records_dead_lettered.get_or_create(labels).inc();
+    }
+
+    /// A batch is retried after `delay` because of a retriable error.
+    pub fn write_retry(&self, labels: &TaskLabels, reason: &str, delay: Duration) {
+        tracing::warn!(connector = %labels.connector, task = %labels.task, reason, delay_ms = delay.as_millis() as u64, "The batch will be retried: the store is unreachable or refused it for now.");
+        self.write_retries.get_or_create(labels).inc();
+        self.tasks_retrying.get_or_create(labels).set(1);
+    }
+
+    /// A batch that was being retried went through.
+    pub fn write_recovered(&self, labels: &TaskLabels, retries: u32) {
+        tracing::info!(connector = %labels.connector, task = %labels.task, retries, "The store accepted the batch again; the task has recovered.");
+        self.tasks_retrying.get_or_create(labels).set(0);
     }
 
     /// A plugin call took `duration`.

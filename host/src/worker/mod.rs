@@ -42,6 +42,14 @@ pub enum TaskError {
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// A batch kept failing with retriable errors for longer than `errors.retry_timeout`.
+    #[error("the batch failed with retriable errors for longer than errors.retry_timeout ({timeout:?}); last error: {last}")]
+    RetriesExhausted {
+        /// The configured timeout.
+        timeout: std::time::Duration,
+        /// The last error.
+        last: String,
+    },
     /// A record could not be written and errors are not tolerated.
     #[error("{0} (errors.tolerance is none: fix the record or the plugin, or set errors.tolerance: all)")]
     Intolerable(PluginFailure),
@@ -52,7 +60,7 @@ impl TaskError {
     pub fn is_permanent(&self) -> bool {
         match self {
             TaskError::Plugin(failure) => failure.is_permanent(),
-            TaskError::Transport(_) => false,
+            TaskError::Transport(_) | TaskError::RetriesExhausted { .. } => false,
             TaskError::Intolerable(_) => true,
         }
     }
@@ -62,6 +70,7 @@ impl TaskError {
         match self {
             TaskError::Plugin(failure) | TaskError::Intolerable(failure) => failure.outcome(),
             TaskError::Transport(_) => "transport",
+            TaskError::RetriesExhausted { .. } => "retries_exhausted",
         }
     }
 }

@@ -19,6 +19,9 @@ pub struct ConnectorPlan {
     /// What the connector's configuration grants the plugin: the values of the
     /// options the plugin declares as grants.
     pub grants: Grants,
+    /// Values of the options the plugin declares secret: removed from every reason
+    /// that goes to a log, a status or a dead letter.
+    pub secrets: Vec<String>,
 }
 
 impl ConnectorPlan {
@@ -33,6 +36,11 @@ impl ConnectorPlan {
             PluginKind::Sink => self.config.tasks_max,
             _ => 1,
         }
+    }
+
+    /// `text` with every secret option value replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "[redacted]"))
     }
 
     /// Whether bad records are skipped.
@@ -91,7 +99,14 @@ pub fn plan_connectors(
         for (option_type, value) in description.grants(&plugin_config) {
             grants.add(option_type, value, |directory| loaded.resolve(directory.as_ref()));
         }
-        plans.push(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants });
+        let secrets = plugin_config
+            .iter()
+            .filter(|(key, value)| {
+                !value.is_empty() && description.options.iter().any(|option| option.name == *key && option.secret)
+            })
+            .map(|(_, value)| value.clone())
+            .collect();
+        plans.push(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets });
     }
     if problems.is_empty() { Ok(plans) } else { Err(loaded.errors(problems)) }
 }

@@ -11,7 +11,7 @@ use wasm_connect_protocol::{Record, encode};
 
 use super::{ConnectorPlan, TaskError, WorkerContext, call_plugin};
 use crate::runtime::{PluginFailure, SinkInstance, TaskIdentity};
-use crate::telemetry::TaskLabels;
+use crate::telemetry::{State, TaskLabels};
 use crate::transport::{RecordConsumer, RecordProducer, TaskShare};
 
 /// How long one consumer poll waits for records.
@@ -91,7 +91,10 @@ async fn deliver(
     cancel: &CancellationToken,
 ) -> Result<(SinkInstance, bool), TaskError> {
     let labels = TaskLabels::from(identity);
+    let errors = &plan.config.errors;
     let mut retry_delay = context.restart_backoff;
+    let mut retrying_since: Option<Instant> = None;
+    let mut retries = 0;
     while !pending.is_empty() {
         let batch = encode(&pending);
         let started = Instant::now();
@@ -102,19 +105,31 @@ async fn deliver(
         match written {
             Ok(()) => {
                 context.metrics.records_out(&labels, pending.len());
+                if retrying_since.is_some() {
+                    context.metrics.write_recovered(&labels, retries);
+                    context.status.set_task(&identity.connector, identity.task, State::Running, None);
+                }
                 return Ok((sink, true));
             }
             Err(PluginFailure::BadRecord { index, reason }) if (index as usize) < pending.len() => {
+                let reason = plan.redact(&reason);
+                let refused = pending.remove(index as usize);
+                if errors.log {
+                    tracing::warn!(
+                        connector = %identity.connector, task = identity.task, topic = refused.topic,
+                        partition = refused.partition.unwrap_or(-1), offset = refused.offset.unwrap_or(-1), reason,
+                        "The sink refused a record."
+                    );
+                }
                 let failure = PluginFailure::BadRecord { index, reason: reason.clone() };
                 if !plan.tolerates_errors() {
-                    return Err(TaskError::Intolerable(failure));
+                    return Err(TaskError::Intolerable(failure_at(failure, &refused)));
                 }
-                let refused = pending.remove(index as usize);
-                if let Some(topic) = &plan.config.errors.dead_letter_topic {
+                if let Some(topic) = &errors.dead_letter_topic {
                     if dead_letters.is_none() {
                         *dead_letters = Some(context.transport.producer(&format!("{}-dead-letters", plan.config.name)).await?);
                     }
-                    let letter = dead_letter(refused, topic, identity, &reason);
+                    let letter = dead_letter(refused, topic, plan, identity, &reason);
                     dead_letters.as_mut().expect("created above").send(vec![letter], None).await?;
                     context.metrics.record_dead_lettered(&labels, topic, &reason);
                 } else {
@@ -122,7 +137,19 @@ async fn deliver(
                 }
             }
             Err(PluginFailure::Retriable(message)) => {
-                tracing::warn!(connector = %identity.connector, task = identity.task, message, delay_ms = retry_delay.as_millis() as u64, "The sink asked to retry the batch.");
+                let message = plan.redact(&message);
+                let since = *retrying_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= errors.retry_timeout {
+                    return Err(TaskError::RetriesExhausted { timeout: errors.retry_timeout, last: message });
+                }
+                retries += 1;
+                context.metrics.write_retry(&labels, &message, retry_delay);
+                context.status.set_task(
+                    &identity.connector,
+                    identity.task,
+                    State::Running,
+                    Some(format!("retrying a batch since {}s ago: {message}", since.elapsed().as_secs())),
+                );
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok((sink, false)),
                     _ = tokio::time::sleep(retry_delay) => {}
@@ -135,15 +162,37 @@ async fn deliver(
     Ok((sink, true))
 }
 
+/// A bad-record failure that says which record it was.
+fn failure_at(failure: PluginFailure, record: &Record) -> PluginFailure {
+    match failure {
+        PluginFailure::BadRecord { index, reason } => PluginFailure::BadRecord {
+            index,
+            reason: format!(
+                "{reason} (topic {}, partition {}, offset {})",
+                record.topic,
+                record.partition.unwrap_or(-1),
+                record.offset.unwrap_or(-1)
+            ),
+        },
+        other => other,
+    }
+}
+
 /// The refused record, addressed to the dead-letter topic, with where it came from and
 /// why it was refused in Kafka Connect's `__connect.errors.*` headers.
-fn dead_letter(mut record: Record, topic: &str, identity: &TaskIdentity, reason: &str) -> Record {
+fn dead_letter(mut record: Record, topic: &str, plan: &ConnectorPlan, identity: &TaskIdentity, reason: &str) -> Record {
+    let description = &plan.plugin.description;
     let headers = [
         ("__connect.errors.topic", record.topic.clone()),
         ("__connect.errors.partition", record.partition.unwrap_or(-1).to_string()),
         ("__connect.errors.offset", record.offset.unwrap_or(-1).to_string()),
         ("__connect.errors.connector.name", identity.connector.to_string()),
         ("__connect.errors.task.id", identity.task.to_string()),
+        // Kafka Connect's stage for a record the sink's put refused.
+        ("__connect.errors.stage", "TASK_PUT".to_owned()),
+        // The executing "class": the plugin and its version.
+        ("__connect.errors.class.name", format!("{}@{}", description.name, description.version)),
+        ("__connect.errors.exception.class.name", "wasm-connect:connector/types.error.bad-record".to_owned()),
         ("__connect.errors.exception.message", reason.to_owned()),
     ];
     record.headers.extend(headers.into_iter().map(|(name, value)| (name.to_owned(), Some(value.into_bytes()))));

@@ -49,19 +49,20 @@ async fn supervise(context: WorkerContext, plan: Arc<ConnectorPlan>, identity: T
             }
             Err(error) => error,
         };
-        context.metrics.task_failed(&labels, error.outcome(), &error.to_string());
+        let reason = plan.redact(&error.to_string());
+        context.metrics.task_failed(&labels, error.outcome(), &reason);
         if error.is_permanent() {
-            context.status.set_task(&identity.connector, identity.task, State::Failed, Some(error.to_string()));
+            context.status.set_task(&identity.connector, identity.task, State::Failed, Some(reason));
             cancel.cancelled().await;
             return;
         }
         if started.elapsed() > HEALTHY_AFTER {
             delay = context.restart_backoff;
         }
-        context.status.set_task(&identity.connector, identity.task, State::Restarting, Some(error.to_string()));
+        context.status.set_task(&identity.connector, identity.task, State::Restarting, Some(reason.clone()));
         tokio::select! {
             _ = cancel.cancelled() => {
-                context.status.set_task(&identity.connector, identity.task, State::Stopped, Some(error.to_string()));
+                context.status.set_task(&identity.connector, identity.task, State::Stopped, Some(reason));
                 return;
             }
             _ = tokio::time::sleep(delay) => {}

@@ -27,7 +27,10 @@
 #![forbid(unsafe_code)]
 
 mod settings;
+pub mod document_id;
+pub mod partial;
 pub mod simulation;
+pub mod time;
 
 use std::time::Duration;
 

@@ -1,0 +1,288 @@
+//! The conformance suite every store sink passes, run through the real binary against
+//! real protocol servers (see `support::services`): N records in, N documents out with
+//! the right ids and fields; the same records replayed change nothing; tombstones
+//! delete; poison records, and only those, reach the dead-letter topic with Kafka
+//! Connect's headers. And the grant rule: a plugin reaches only the endpoints its
+//! connector's configuration grants.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::services::{self, Server};
+use support::{Host, write_config};
+use wasm_connect::transport::{EmbeddedTransport, Transport};
+use wasm_connect_protocol::Record;
+
+/// 2024-01-15T10:00:00Z: every record's time, so time-based index names are known.
+const RECORD_TIME: i64 = 1_705_312_800_000;
+const GOOD: usize = 200;
+/// Where the poison records sit among the good ones.
+const POISON_AT: [usize; 3] = [17, 99, 150];
+
+/// A store as the suite sees it.
+trait Store {
+    /// The connector's plugin and its `config:` block (YAML, indented by 6).
+    fn sink(&self) -> (&'static str, String);
+    /// The poison values: documents the store (or the sink) must refuse.
+    fn poison(&self) -> Vec<Vec<u8>>;
+    /// Every document in the target, by id.
+    fn documents(&self) -> BTreeMap<String, Value>;
+}
+
+fn good_value(n: usize) -> Value {
+    json!({"n": n, "name": format!("item {n}"), "tags": ["a", "b"], "nested": {"even": n % 2 == 0}})
+}
+
+fn record(key: &str, value: Option<Vec<u8>>) -> Record {
+    Record { key: Some(key.as_bytes().to_vec()), value, timestamp: Some(RECORD_TIME), ..Record::default() }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// Appends records to the embedded topic `events`, as a source would.
+fn feed(data_dir: &Path, records: Vec<Record>) {
+    runtime().block_on(async {
+        let transport = EmbeddedTransport::open(data_dir, 4).unwrap();
+        transport.ensure_topics(&["events".to_owned()]).await.unwrap();
+        let records = records.into_iter().map(|record| Record { topic: "events".into(), ..record }).collect();
+        transport.producer("feeder").await.unwrap().send(records, None).await.unwrap();
+    });
+}
+
+fn dead_letters(data_dir: &Path) -> Vec<Record> {
+    EmbeddedTransport::open(data_dir, 4).unwrap().read_all("events-dlq").unwrap()
+}
+
+fn header<'a>(record: &'a Record, name: &str) -> &'a str {
+    let value = record.headers.iter().find(|(header, _)| header == name).and_then(|(_, value)| value.as_deref());
+    std::str::from_utf8(value.unwrap_or_else(|| panic!("no header {name}"))).unwrap()
+}
+
+fn config(directory: &Path, store: &dyn Store) -> std::path::PathBuf {
+    let (plugin, sink_config) = store.sink();
+    write_config(
+        directory,
+        &format!(
+            "version: 1
+data_dir: {data}
+admin:
+  listen: 127.0.0.1:0
+plugins:
+  dir: {plugins}
+  restart_backoff: 200ms
+connectors:
+  - name: to-store
+    plugin: {plugin}
+    topics: [events]
+    batch_size: 64
+    config:
+{sink_config}
+    errors:
+      tolerance: all
+      log: true
+      dead_letter_topic: events-dlq
+",
+            data = directory.join("data").display(),
+            plugins = support::test_plugins_dir().display(),
+        ),
+    )
+}
+
+fn conformance(store: &dyn Store) {
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    let poison = store.poison();
+    let mut records = Vec::new();
+    let mut poison_values = Vec::new();
+    for n in 0..GOOD {
+        if let Some(which) = POISON_AT.iter().position(|at| *at == n) {
+            records.push(record(&format!("poison{which}"), Some(poison[which].clone())));
+            poison_values.push(poison[which].clone());
+        }
+        records.push(record(&format!("k{n}"), Some(serde_json::to_vec(&good_value(n)).unwrap())));
+    }
+    feed(&data_dir, records);
+    let config = config(directory.path(), store);
+
+    // N records in, N documents out, the poison ones dead-lettered.
+    let host = Host::start(&config);
+    host.wait_until("every good record stored and every poison one dead-lettered", Duration::from_secs(90), || {
+        store.documents().len() == GOOD && dead_letters(&data_dir).len() == POISON_AT.len()
+    });
+    let documents = store.documents();
+    for n in 0..GOOD {
+        let document = &documents[&format!("k{n}")];
+        for (field, expected) in good_value(n).as_object().unwrap() {
+            assert_eq!(&document[field], expected, "document k{n}, field {field}: {document}");
+        }
+    }
+    let letters = dead_letters(&data_dir);
+    let mut refused: Vec<Vec<u8>> = letters.iter().map(|letter| letter.value.clone().unwrap()).collect();
+    refused.sort();
+    poison_values.sort();
+    assert_eq!(refused, poison_values, "exactly the poison records are dead-lettered");
+    for letter in &letters {
+        assert!(header(letter, "__connect.errors.topic") == "events");
+        assert!(header(letter, "__connect.errors.offset").parse::<i64>().unwrap() >= 0);
+        assert_eq!(header(letter, "__connect.errors.stage"), "TASK_PUT");
+        assert!(header(letter, "__connect.errors.class.name").starts_with(&format!("{}@", store.sink().0)));
+        assert!(header(letter, "__connect.errors.exception.class.name").ends_with("bad-record"));
+        assert!(!header(letter, "__connect.errors.exception.message").is_empty());
+        assert!(letter.key.as_deref().unwrap().starts_with(b"poison"));
+    }
+    host.stop();
+
+    // Replay every record from the start (as after a lost commit), plus tombstones.
+    let connection = rusqlite::Connection::open(data_dir.join("topics.sqlite3")).unwrap();
+    let reset = connection.execute("DELETE FROM consumer_offsets", []).unwrap();
+    assert!(reset > 0, "the sink had committed offsets");
+    drop(connection);
+    feed(&data_dir, (0..10).map(|n| record(&format!("k{n}"), None)).collect());
+    let host = Host::start(&config);
+    host.wait_until("the replay and the tombstones are applied", Duration::from_secs(90), || {
+        // Replayed poison records are dead-lettered again: proof the replay ran to the end.
+        dead_letters(&data_dir).len() == 2 * POISON_AT.len() && store.documents().len() == GOOD - 10
+    });
+    let after = store.documents();
+    let mut expected = documents.clone();
+    expected.retain(|id, _| !(0..10).any(|n| *id == format!("k{n}")));
+    assert_eq!(after, expected, "the replay changed nothing but what the tombstones deleted");
+    host.stop();
+}
+
+struct Elasticsearch {
+    server: Server,
+}
+
+impl Elasticsearch {
+    const INDEX: &'static str = "events-2024.01.15";
+}
+
+impl Store for Elasticsearch {
+    fn sink(&self) -> (&'static str, String) {
+        (
+            "elasticsearch-sink",
+            format!(
+                "      url: {}\n      index: \"{{topic}}-{{yyyy.MM.dd}}\"\n      bulk_max_actions: 25\n      mappings: '{{\"properties\":{{\"n\":{{\"type\":\"long\"}}}}}}'\n",
+                self.server.url
+            ),
+        )
+    }
+
+    fn poison(&self) -> Vec<Vec<u8>> {
+        // Two the index refuses (n is mapped as a number), one that is not JSON at all.
+        vec![br#"{"n":"not a number"}"#.to_vec(), b"not json".to_vec(), br#"{"n":{"deep":true}}"#.to_vec()]
+    }
+
+    fn documents(&self) -> BTreeMap<String, Value> {
+        let index_url = format!("{}/{}", self.server.url, Self::INDEX);
+        services::http("POST", &format!("{index_url}/_refresh"), None);
+        let (status, body) = services::http("GET", &format!("{index_url}/_search?size=10000"), None);
+        if status == 404 {
+            return BTreeMap::new();
+        }
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|error| panic!("{}: {error}: {body}", self.server.flavour));
+        body["hits"]["hits"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no hits in {body}", self.server.flavour))
+            .iter()
+            .map(|hit| (hit["_id"].as_str().unwrap().to_owned(), hit["_source"].clone()))
+            .collect()
+    }
+}
+
+#[test]
+fn elasticsearch_sink_conformance() {
+    for flavour in services::elasticsearch_servers() {
+        let server = services::elasticsearch(flavour);
+        if server.flavour == "external" {
+            services::http("DELETE", &format!("{}/{}", server.url, Elasticsearch::INDEX), None);
+        }
+        conformance(&Elasticsearch { server });
+    }
+}
+
+struct Mongodb {
+    server: Server,
+    database: String,
+}
+
+impl Store for Mongodb {
+    fn sink(&self) -> (&'static str, String) {
+        ("mongodb-sink", format!("      uri: \"{}\"\n      database: {}\n      collection: \"{{topic}}\"\n", self.server.url, self.database))
+    }
+
+    fn poison(&self) -> Vec<Vec<u8>> {
+        // Not JSON, not an object, and a field name MongoDB refuses to store.
+        vec![b"not json".to_vec(), b"[1,2,3]".to_vec(), br#"{"$set":{"n":1}}"#.to_vec()]
+    }
+
+    fn documents(&self) -> BTreeMap<String, Value> {
+        use futures::TryStreamExt;
+        runtime().block_on(async {
+            let client = mongodb::Client::with_uri_str(&self.server.url).await.unwrap();
+            let collection = client.database(&self.database).collection::<mongodb::bson::Document>("events");
+            let documents: Vec<mongodb::bson::Document> = collection.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+            documents
+                .into_iter()
+                .map(|document| {
+                    let value = mongodb::bson::Bson::Document(document).into_relaxed_extjson();
+                    (value["_id"].as_str().unwrap().to_owned(), value)
+                })
+                .collect()
+        })
+    }
+}
+
+#[test]
+fn mongodb_sink_conformance() {
+    let server = services::mongodb();
+    let database = format!("conformance_{}", std::process::id());
+    conformance(&Mongodb { server, database });
+}
+
+#[test]
+fn a_plugin_reaches_only_the_endpoints_its_configuration_grants() {
+    use wasm_connect::capabilities::Grants;
+    use wasm_connect::runtime::{PluginCatalog, PluginFailure, Runtime, SinkInstance, TaskIdentity, TaskLimits};
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(cache.path(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(30) }).unwrap();
+    let (catalog, _) = PluginCatalog::load_dir(&runtime, &support::test_plugins_dir()).unwrap();
+    let prober = catalog.find("endpoint-prober").unwrap();
+    let granted_es = "http://127.0.0.1:1";
+    let granted_mongo = "mongodb://127.0.0.1:1/?directConnection=true";
+    let write = |reach: (&str, &str)| {
+        let config: Vec<(String, String)> = [("url", granted_es), ("uri", granted_mongo), reach]
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect();
+        let mut grants = Grants::default();
+        for (option_type, value) in prober.description.grants(&config) {
+            grants.add(option_type, value, |directory| directory.into());
+        }
+        let identity = TaskIdentity { connector: Arc::from("probe"), task: 0, plugin: Arc::from("endpoint-prober") };
+        let mut sink = SinkInstance::new(&runtime, &prober, identity, grants).unwrap();
+        sink.open(&config).unwrap();
+        sink.write(wasm_connect_protocol::encode(&[Record::default()]))
+    };
+    for reach in [("reach_elasticsearch", "http://127.0.0.1:9200"), ("reach_mongodb", "mongodb://127.0.0.1:27017")] {
+        match write(reach) {
+            Err(PluginFailure::BadConfig(message)) => assert!(message.contains("does not grant"), "{message}"),
+            other => panic!("{reach:?} was not refused: {other:?}"),
+        }
+    }
+    // The granted endpoints pass the grant check: they fail only because nothing listens there.
+    for reach in [("reach_elasticsearch", granted_es), ("reach_mongodb", granted_mongo)] {
+        match write(reach) {
+            Err(PluginFailure::Retriable(message)) => assert!(message.contains("cannot reach"), "{message}"),
+            other => panic!("{reach:?}: expected an unreachable store, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! External services the store tests need, installed and started by the tests
+//! themselves: Elasticsearch-compatible servers (osmem-server, OpenSearch-flavoured;
+//! noida-db, Elasticsearch-8-flavoured) and a MongoDB-compatible server (SecantusDB,
+//! a separate process: it is GPL and never linked). They come from PyPI at pinned
+//! versions into a virtualenv cached under the target directory, listen on
+//! 127.0.0.1 on a free port, and are killed when the test's handle drops, also when
+//! the test fails. With `ES_URL` or `MONGO_URI` set, the tests use that server instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The pinned PyPI packages.
+const PACKAGES: &[&str] = &["osmem-server==0.1.6", "noida-db==0.2.3", "secantusdb==0.7.0b3"];
+
+/// The virtualenv with the test servers, created once and reused by later runs.
+pub fn venv() -> PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-services");
+    std::fs::create_dir_all(&root).unwrap();
+    let venv = root.join(format!("venv-{}", PACKAGES.join("-").replace(['=', '.'], "_")));
+    let complete = venv.join(".complete");
+    // Several test binaries may start at once: one installs, the others wait.
+    let lock = std::fs::File::create(root.join("install.lock")).unwrap();
+    lock.lock().unwrap();
+    if !complete.exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(PACKAGES));
+        std::fs::write(&complete, PACKAGES.join("\n")).unwrap();
+    }
+    lock.unlock().unwrap();
+    venv
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap_or_else(|error| panic!("running {command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn site_packages(venv: &Path) -> PathBuf {
+    let lib = venv.join("lib");
+    let python = std::fs::read_dir(&lib).unwrap().map(|entry| entry.unwrap().path()).find(|path| {
+        path.file_name().unwrap().to_string_lossy().starts_with("python")
+    });
+    python.expect("a pythonX.Y directory in the venv").join("site-packages")
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A server process, killed on drop.
+pub struct Server {
+    child: Option<Child>,
+    _data: Option<tempfile::TempDir>,
+    /// Its address (`http://127.0.0.1:PORT` or `mongodb://...`).
+    pub url: String,
+    /// Which implementation it is, for messages.
+    pub flavour: &'static str,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}) before listening on port {port}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The Elasticsearch-compatible servers to run a suite against: the one in `ES_URL`,
+/// or both local implementations (`osmem`, OpenSearch-flavoured, documents visible at
+/// once; `noida`, Elasticsearch-8-flavoured with refresh semantics).
+pub fn elasticsearch_servers() -> Vec<&'static str> {
+    if std::env::var_os("ES_URL").is_some() { vec!["external"] } else { vec!["osmem", "noida"] }
+}
+
+/// Starts (or, for `external`, points at) an Elasticsearch-compatible server.
+pub fn elasticsearch(flavour: &'static str) -> Server {
+    if flavour == "external" {
+        let url = std::env::var("ES_URL").unwrap().trim_end_matches('/').to_owned();
+        return Server { child: None, _data: None, url, flavour };
+    }
+    let site = site_packages(&venv());
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let mut command = match flavour {
+        "osmem" => {
+            let mut command = Command::new(site.join("osmem_server/bin/osmem-server"));
+            command.args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch", "-no-ja"]);
+            command
+        }
+        "noida" => {
+            let mut command = Command::new(site.join("noida_db/noida-db"));
+            command.arg("start").arg("--data-dir").arg(data.path()).args([
+                "--only",
+                "elasticsearch",
+                "--elasticsearch-port",
+                &port.to_string(),
+            ]);
+            command
+        }
+        other => panic!("unknown Elasticsearch flavour {other}"),
+    };
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null()).spawn().unwrap();
+    wait_for_port(port, &mut child, flavour);
+    Server { child: Some(child), _data: Some(data), url: format!("http://127.0.0.1:{port}"), flavour }
+}
+
+/// Starts (or, with `MONGO_URI`, points at) a MongoDB-compatible server.
+pub fn mongodb() -> Server {
+    if let Ok(uri) = std::env::var("MONGO_URI") {
+        return Server { child: None, _data: None, url: uri, flavour: "external" };
+    }
+    let venv = venv();
+    let port = free_port();
+    let mut child = Command::new(venv.join("bin/python"))
+        .arg(venv.join("bin/secantusd-py"))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path", ":memory:"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, "secantusd");
+    Server { child: Some(child), _data: None, url: format!("mongodb://127.0.0.1:{port}/?directConnection=true"), flavour: "secantus" }
+}
+
+/// One HTTP/1.1 request over loopback with a JSON body: (status, body).
+pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (address, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") { super::dechunk(&body) } else { body };
+    (status, body)
+}
