@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::services::{self, Server};
+use support::topics::{self, runtime};
 use support::{Host, write_config};
-use wasm_connect::transport::{EmbeddedTransport, Transport};
 use wasm_connect_protocol::Record;
 
 /// 2024-01-15T10:00:00Z: every record's time, so time-based index names are known.
@@ -42,22 +42,12 @@ fn record(key: &str, value: Option<Vec<u8>>) -> Record {
     Record { key: Some(key.as_bytes().to_vec()), value, timestamp: Some(RECORD_TIME), ..Record::default() }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-/// Appends records to the embedded topic `events`, as a source would.
 fn feed(data_dir: &Path, records: Vec<Record>) {
-    runtime().block_on(async {
-        let transport = EmbeddedTransport::open(data_dir, 4).unwrap();
-        transport.ensure_topics(&["events".to_owned()]).await.unwrap();
-        let records = records.into_iter().map(|record| Record { topic: "events".into(), ..record }).collect();
-        transport.producer("feeder").await.unwrap().send(records, None).await.unwrap();
-    });
+    topics::feed(data_dir, "events", records);
 }
 
 fn dead_letters(data_dir: &Path) -> Vec<Record> {
-    EmbeddedTransport::open(data_dir, 4).unwrap().read_all("events-dlq").unwrap()
+    topics::read(data_dir, "events-dlq")
 }
 
 fn header<'a>(record: &'a Record, name: &str) -> &'a str {
@@ -182,19 +172,7 @@ impl Store for Elasticsearch {
     }
 
     fn documents(&self) -> BTreeMap<String, Value> {
-        let index_url = format!("{}/{}", self.server.url, Self::INDEX);
-        services::http("POST", &format!("{index_url}/_refresh"), None);
-        let (status, body) = services::http("GET", &format!("{index_url}/_search?size=10000"), None);
-        if status == 404 {
-            return BTreeMap::new();
-        }
-        let body: Value = serde_json::from_str(&body).unwrap_or_else(|error| panic!("{}: {error}: {body}", self.server.flavour));
-        body["hits"]["hits"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{}: no hits in {body}", self.server.flavour))
-            .iter()
-            .map(|hit| (hit["_id"].as_str().unwrap().to_owned(), hit["_source"].clone()))
-            .collect()
+        topics::elasticsearch_documents(&self.server.url, Self::INDEX)
     }
 }
 
@@ -248,6 +226,74 @@ fn mongodb_sink_conformance() {
     conformance(&Mongodb { server, database });
 }
 
+struct Cassandra {
+    server: support::cql_server::CqlServer,
+    keyspace: String,
+}
+
+impl Cassandra {
+    async fn session(&self) -> scylla::client::session::Session {
+        scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&self.server.contact_points)
+            .auto_await_schema_agreement(false)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn create_keyspace(&self) {
+        runtime().block_on(async {
+            let statement = format!(
+                "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+                self.keyspace
+            );
+            self.session().await.query_unpaged(statement, ()).await.unwrap();
+        });
+    }
+}
+
+impl Store for Cassandra {
+    fn sink(&self) -> (&'static str, String) {
+        (
+            "cassandra-sink",
+            format!(
+                "      contact_points: \"{}\"\n      keyspace: {}\n      table: events\n      create_table: true\n      consistency: one\n      \
+                 columns: \"id=@key:text, n=n:bigint, name=name:text, tags=tags:list<text>, even=nested.even:boolean, at=@time:timestamp\"\n      \
+                 partition_key: id\n",
+                self.server.contact_points, self.keyspace
+            ),
+        )
+    }
+
+    fn poison(&self) -> Vec<Vec<u8>> {
+        // Not JSON, a number column holding words, a boolean column holding a list.
+        vec![b"not json".to_vec(), br#"{"n":"many"}"#.to_vec(), br#"{"n":1,"nested":{"even":[1]}}"#.to_vec()]
+    }
+
+    fn documents(&self) -> BTreeMap<String, Value> {
+        runtime().block_on(async {
+            let session = self.session().await;
+            let statement = format!("SELECT id, n, name, tags, even FROM {}.events", self.keyspace);
+            let Ok(result) = session.query_unpaged(statement, ()).await else { return BTreeMap::new() };
+            let rows = result.into_rows_result().unwrap();
+            rows.rows::<(String, Option<i64>, Option<String>, Option<Vec<String>>, Option<bool>)>()
+                .unwrap()
+                .map(|row| {
+                    let (id, n, name, tags, even) = row.unwrap();
+                    (id, json!({"n": n, "name": name, "tags": tags, "nested": {"even": even}}))
+                })
+                .collect()
+        })
+    }
+}
+
+#[test]
+fn cassandra_sink_conformance() {
+    let store = Cassandra { server: support::cql_server::start(), keyspace: format!("conformance_{}", std::process::id()) };
+    store.create_keyspace();
+    conformance(&store);
+}
+
 #[test]
 fn a_plugin_reaches_only_the_endpoints_its_configuration_grants() {
     use wasm_connect::capabilities::Grants;
@@ -258,8 +304,9 @@ fn a_plugin_reaches_only_the_endpoints_its_configuration_grants() {
     let prober = catalog.find("endpoint-prober").unwrap();
     let granted_es = "http://127.0.0.1:1";
     let granted_mongo = "mongodb://127.0.0.1:1/?directConnection=true";
+    let granted_cql = "127.0.0.1:1";
     let write = |reach: (&str, &str)| {
-        let config: Vec<(String, String)> = [("url", granted_es), ("uri", granted_mongo), reach]
+        let config: Vec<(String, String)> = [("url", granted_es), ("uri", granted_mongo), ("contact_points", granted_cql), reach]
             .iter()
             .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
             .collect();
@@ -272,16 +319,22 @@ fn a_plugin_reaches_only_the_endpoints_its_configuration_grants() {
         sink.open(&config).unwrap();
         sink.write(wasm_connect_protocol::encode(&[Record::default()]))
     };
-    for reach in [("reach_elasticsearch", "http://127.0.0.1:9200"), ("reach_mongodb", "mongodb://127.0.0.1:27017")] {
+    for reach in [
+        ("reach_elasticsearch", "http://127.0.0.1:9200"),
+        ("reach_mongodb", "mongodb://127.0.0.1:27017"),
+        ("reach_cassandra", "127.0.0.1:9042"),
+        // The granted points plus one more are not the granted points.
+        ("reach_cassandra", "127.0.0.1:1,127.0.0.1:9042"),
+    ] {
         match write(reach) {
             Err(PluginFailure::BadConfig(message)) => assert!(message.contains("does not grant"), "{message}"),
             other => panic!("{reach:?} was not refused: {other:?}"),
         }
     }
     // The granted endpoints pass the grant check: they fail only because nothing listens there.
-    for reach in [("reach_elasticsearch", granted_es), ("reach_mongodb", granted_mongo)] {
+    for reach in [("reach_elasticsearch", granted_es), ("reach_mongodb", granted_mongo), ("reach_cassandra", granted_cql)] {
         match write(reach) {
-            Err(PluginFailure::Retriable(message)) => assert!(message.contains("cannot reach"), "{message}"),
+            Err(PluginFailure::Retriable(message)) => assert!(message.contains("cannot"), "{message}"),
             other => panic!("{reach:?}: expected an unreachable store, got {other:?}"),
         }
     }

@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cql_server;
+pub mod proxy;
 pub mod services;
+pub mod topics;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -122,6 +125,14 @@ impl Host {
         log
     }
 
+    /// The host's resident memory, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.lock().unwrap().id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    }
+
     /// Kills the host with SIGKILL, as a crash would.
     pub fn kill(self) {
         let mut child = self.child.lock().unwrap();
@@ -132,7 +143,8 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap();
+        // The lock may be poisoned by a failed assertion: kill the host all the same.
+        let child = self.child.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -169,23 +181,10 @@ pub fn http_get(url: &str) -> (u16, String) {
     stream.read_to_string(&mut response).unwrap();
     let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
+    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") { services::dechunk(&body) } else { body };
     (status, body)
 }
 
-pub fn dechunk(body: &str) -> String {
-    let mut output = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        output.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-    output
-}
 
 /// One line the file sink wrote.
 #[derive(Debug, Clone, PartialEq)]

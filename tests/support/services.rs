@@ -162,6 +162,21 @@ pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     let response = String::from_utf8_lossy(&response).into_owned();
     let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") { super::dechunk(&body) } else { body };
+    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
     (status, body)
+}
+
+/// The body of a chunked HTTP response, joined.
+pub fn dechunk(body: &str) -> String {
+    let mut output = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        output.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    output
 }

@@ -2,6 +2,7 @@
 //! only what its connector's configuration grants: the values of the options the
 //! plugin declares as grants (a directory, a store URL, ...), nothing else.
 
+mod cassandra;
 mod elasticsearch;
 pub mod files;
 mod log;
@@ -41,7 +42,7 @@ impl Grants {
             OptionType::Directory => self.directory = Some(resolve(value)),
             OptionType::ElasticsearchUrl => self.elasticsearch_urls.push(normalize_url(value)),
             OptionType::MongodbUri => self.mongodb_uris.push(value.to_owned()),
-            OptionType::CqlContactPoints => self.cql_contact_points.push(value.to_owned()),
+            OptionType::CqlContactPoints => self.cql_contact_points.push(normalize_contact_points(value)),
             OptionType::HttpEndpoint => self.http_endpoints.push(normalize_url(value)),
             _ => {}
         }
@@ -65,6 +66,25 @@ impl Grants {
             Err(refused("MongoDB URI", &redact_url(uri), "a mongodb-uri option"))
         }
     }
+}
+
+impl Grants {
+    /// Ok when `contact_points` are the granted CQL contact points (in any order).
+    pub fn check_cassandra(&self, contact_points: &str) -> Result<(), Error> {
+        let points = normalize_contact_points(contact_points);
+        if self.cql_contact_points.contains(&points) {
+            Ok(())
+        } else {
+            Err(refused("CQL contact points", &points, "a cql-contact-points option"))
+        }
+    }
+}
+
+/// Contact points sorted and trimmed, so the same set written differently matches.
+fn normalize_contact_points(points: &str) -> String {
+    let mut points: Vec<&str> = points.split(',').map(str::trim).filter(|point| !point.is_empty()).collect();
+    points.sort_unstable();
+    points.join(",")
 }
 
 fn refused(what: &str, shown: &str, option: &str) -> Error {

@@ -1,6 +1,7 @@
 //! The host's store clients, pooled per endpoint and shared by every task that uses
 //! the endpoint: one Elasticsearch client per (URL, credentials), one MongoDB client
-//! per connection string. They run on a small runtime of their own, so a plugin call
+//! per connection string, one CQL session per contact points and credentials. They
+//! run on a small runtime of their own, so a plugin call
 //! (on a blocking thread) can wait for them, and so they outlive any one task.
 
 use std::collections::HashMap;
@@ -8,8 +9,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::cassandra::{CassandraClient, Sessions, session_key};
 use super::elasticsearch::ElasticsearchClient;
 use super::mongodb::MongodbClient;
+use crate::runtime::bindings::capabilities::wasm_connect::connector::cassandra::Connection as CqlConnection;
 use crate::runtime::bindings::capabilities::wasm_connect::connector::elasticsearch::Connection;
 use crate::runtime::bindings::types::Error;
 
@@ -26,6 +29,7 @@ pub struct StoreClients {
     runtime: OnceLock<tokio::runtime::Runtime>,
     elasticsearch: Mutex<HashMap<ElasticsearchKey, Arc<ElasticsearchClient>>>,
     mongodb: Mutex<HashMap<String, Arc<MongodbClient>>>,
+    cassandra: Sessions,
 }
 
 impl std::fmt::Debug for StoreClients {
@@ -91,6 +95,19 @@ impl Drop for StoreClients {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+impl StoreClients {
+    /// The session for one set of CQL contact points and credentials.
+    pub(super) fn cassandra(&self, connection: &CqlConnection) -> Result<Arc<CassandraClient>, Error> {
+        let key = session_key(connection);
+        if let Some(client) = self.cassandra.lock().expect("client pool lock").get(&key) {
+            return Ok(client.clone());
+        }
+        // Connecting discovers the cluster: outside the lock.
+        let client = Arc::new(self.block_on(CassandraClient::new(connection))?);
+        Ok(self.cassandra.lock().expect("client pool lock").entry(key).or_insert(client).clone())
     }
 }
 

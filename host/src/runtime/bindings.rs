@@ -40,6 +40,7 @@ pub mod sink {
             "wasm-connect:connector/files": super::capabilities::wasm_connect::connector::files,
             "wasm-connect:connector/elasticsearch": super::capabilities::wasm_connect::connector::elasticsearch,
             "wasm-connect:connector/mongodb": super::capabilities::wasm_connect::connector::mongodb,
+            "wasm-connect:connector/cassandra": super::capabilities::wasm_connect::connector::cassandra,
         },
     });
 }

@@ -154,7 +154,7 @@ async fn deliver(
                     _ = cancel.cancelled() => return Ok((sink, false)),
                     _ = tokio::time::sleep(retry_delay) => {}
                 }
-                retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY);
+                retry_delay = (retry_delay * 2).min(MAX_RETRY_DELAY).min(context.max_restart_backoff);
             }
             Err(failure) => return Err(failure.into()),
         }

@@ -74,6 +74,7 @@ pub mod __private {
                 "wasm-connect:connector/files@0.1.1": crate::__private::capabilities::wasm_connect::connector::files,
                 "wasm-connect:connector/elasticsearch@0.1.1": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
                 "wasm-connect:connector/mongodb@0.1.1": crate::__private::capabilities::wasm_connect::connector::mongodb,
+                "wasm-connect:connector/cassandra@0.1.1": crate::__private::capabilities::wasm_connect::connector::cassandra,
             },
             pub_export_macro: true,
             export_macro_name: "__export_sink_world",
@@ -483,6 +484,29 @@ pub mod mongodb {
     /// Creates an index unless it exists.
     pub fn create_index(uri: &str, database: &str, index: &IndexSpec) -> Result<(), Error> {
         wit::create_index(uri, database, index).map_err(crate::files::from_wit)
+    }
+}
+
+/// Cassandra and ScyllaDB through the host's CQL session (sinks only). The contact
+/// points must be the value of an option of type [`OptionType::CqlContactPoints`].
+pub mod cassandra {
+    pub use crate::__private::capabilities::wasm_connect::connector::cassandra::{Connection, Consistency, CqlValue, Row};
+    use crate::__private::capabilities::wasm_connect::connector::cassandra as wit;
+    use crate::Error;
+
+    /// Runs one unprepared statement (CREATE TABLE ...).
+    pub fn execute(connection: &Connection, statement: &str) -> Result<(), Error> {
+        wit::execute(connection, statement).map_err(crate::files::from_wit)
+    }
+
+    /// Writes the rows; one outcome per row: none when written, else the server's message.
+    pub fn write(
+        connection: &Connection,
+        statements: &[String],
+        rows: &[Row],
+        consistency: Consistency,
+    ) -> Result<Vec<Option<String>>, Error> {
+        wit::write(connection, statements, rows, consistency).map_err(crate::files::from_wit)
     }
 }
 

@@ -1,14 +1,15 @@
-//! `endpoint-prober`: on every write, calls the Elasticsearch or MongoDB capability
+//! `endpoint-prober`: on every write, calls the Elasticsearch, MongoDB or Cassandra capability
 //! with an endpoint taken from a plain (non-granting) option, to test that the host
 //! refuses every endpoint the connector's configuration does not grant.
 
 use wasm_connect_sdk::elasticsearch::{self, Connection};
-use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, mongodb};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, cassandra, export_sink, mongodb};
 
 /// The task.
 pub struct EndpointProber {
     reach_elasticsearch: Option<String>,
     reach_mongodb: Option<String>,
+    reach_cassandra: Option<String>,
 }
 
 impl Plugin for EndpointProber {
@@ -18,6 +19,8 @@ impl Plugin for EndpointProber {
             .option(ConfigOption::new("uri", OptionType::MongodbUri, "The granted MongoDB URI."))
             .option(ConfigOption::new("reach_elasticsearch", OptionType::String, "The Elasticsearch URL actually called."))
             .option(ConfigOption::new("reach_mongodb", OptionType::String, "The MongoDB URI actually called."))
+            .option(ConfigOption::new("contact_points", OptionType::CqlContactPoints, "The granted CQL contact points."))
+            .option(ConfigOption::new("reach_cassandra", OptionType::String, "The CQL contact points actually called."))
     }
 }
 
@@ -26,6 +29,7 @@ impl Sink for EndpointProber {
         Ok(Self {
             reach_elasticsearch: settings.get("reach_elasticsearch").map(str::to_owned),
             reach_mongodb: settings.get("reach_mongodb").map(str::to_owned),
+            reach_cassandra: settings.get("reach_cassandra").map(str::to_owned),
         })
     }
 
@@ -48,6 +52,15 @@ impl Sink for EndpointProber {
                 document: Some(b"{}".to_vec()),
             };
             mongodb::bulk_write(uri, "probe", &[document])?;
+        }
+        if let Some(contact_points) = &self.reach_cassandra {
+            let connection = cassandra::Connection {
+                contact_points: contact_points.clone(),
+                username: None,
+                password: None,
+                local_datacenter: None,
+            };
+            cassandra::execute(&connection, "SELECT now() FROM system.local")?;
         }
         Ok(())
     }
