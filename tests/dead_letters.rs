@@ -82,6 +82,8 @@ fn refused_records_go_to_the_dead_letter_topic_with_their_reason() {
         assert_eq!(headers["__connect.errors.connector.name"], "picky");
         assert_eq!(headers["__connect.errors.task.id"], "0");
         assert_eq!(headers["__connect.errors.exception.message"], format!("value contains {MARKER}"));
+        assert_eq!(headers["__connect.errors.stage"], "TASK_PUT");
+        assert!(headers["__connect.errors.class.name"].as_str().unwrap().starts_with("picky-sink@"));
         let offset: i64 = headers["__connect.errors.offset"].as_str().unwrap().parse().unwrap();
         assert!((0..LIMIT as i64).contains(&offset));
     }
@@ -98,6 +100,10 @@ fn a_refused_record_without_tolerance_fails_the_task_and_loses_nothing() {
                 trace.contains(&"bad record at index".to_string()) && trace.contains("errors.tolerance is none")
             })
     });
+    // The status says which record: its topic, partition and offset.
+    let status = host.get_json("/connectors/picky/status");
+    let trace = status["tasks"][0]["trace"].as_str().unwrap();
+    assert!(trace.contains("(topic weblogs, partition ") && trace.contains(", offset "), "{trace}");
     let metrics = host.get_text("/metrics");
     assert_eq!(support::metric(&metrics, "wasm_connect_task_failures_total", &[("connector", "picky"), ("outcome", "bad_record")]), 1.0);
     assert_eq!(support::metric(&metrics, "wasm_connect_task_restarts_total", &[("connector", "picky")]), 0.0, "no pointless restarts");

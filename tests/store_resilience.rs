@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::proxy::Proxy;
 use support::topics::{self, create_elasticsearch_index, elasticsearch_documents};
-use support::{Host, metric, services, write_config};
+use support::{Host, host_config, metric, services};
 use wasm_connect_protocol::Record;
 
 fn records(range: std::ops::Range<usize>) -> Vec<Record> {
@@ -33,19 +33,10 @@ fn server_address(url: &str) -> SocketAddr {
 
 /// A configuration with one Elasticsearch sink connector, `to-store`, reading `events`.
 fn store_config(directory: &Path, url: &str, index: &str, extra_connectors: &str) -> std::path::PathBuf {
-    write_config(
+    host_config(
         directory,
         &format!(
-            "version: 1
-data_dir: {data}
-admin:
-  listen: 127.0.0.1:0
-plugins:
-  dir: {plugins}
-  restart_backoff: 200ms
-  max_restart_backoff: 2s
-connectors:
-  - name: to-store
+            "  - name: to-store
     plugin: elasticsearch-sink
     topics: [events]
     tasks_max: 2
@@ -54,9 +45,7 @@ connectors:
       url: {url}
       index: {index}
       document_id: offset
-{extra_connectors}",
-            data = directory.join("data").display(),
-            plugins = support::test_plugins_dir().display(),
+{extra_connectors}"
         ),
     )
 }
@@ -193,15 +182,7 @@ fn a_slow_store_slows_only_its_own_connector() {
             let index = format!("slow-{}", std::process::id());
             store_config(directory.path(), &format!("http://{}", proxy.address), &index, &healthy(&output))
         } else {
-            write_config(
-                directory.path(),
-                &format!(
-                    "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\nconnectors:\n{}",
-                    directory.path().join("data").display(),
-                    support::test_plugins_dir().display(),
-                    healthy(&output)
-                ),
-            )
+            host_config(directory.path(), &healthy(&output))
         };
         let host = Host::start(&config);
         let delivered = |host: &Host| metric(&host.get_text("/metrics"), "wasm_connect_records_out_total", &[("connector", "healthy-sink")]);
@@ -222,4 +203,32 @@ fn a_slow_store_slows_only_its_own_connector() {
     eprintln!("healthy pipeline over {WINDOW:?}: {alone} records alone, {beside} beside a slow store");
     assert!(alone > 0.0);
     assert!(beside >= 0.9 * alone, "the healthy pipeline kept {:.0} % of its throughput", 100.0 * beside / alone);
+}
+
+#[test]
+fn a_throttling_store_is_retried_until_it_accepts_and_nothing_is_lost() {
+    let server = services::elasticsearch(if std::env::var_os("ES_URL").is_some() { "external" } else { "osmem" });
+    let proxy = Proxy::start(server_address(&server.url), true);
+    let index = format!("throttle-{}", std::process::id());
+    create_elasticsearch_index(&server.url, &index);
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    topics::feed(&data_dir, "events", records(0..1_000));
+    let host = Host::start(&store_config(directory.path(), &format!("http://{}", proxy.address), &index, ""));
+    host.wait_until("the first records stored", Duration::from_secs(60), || {
+        elasticsearch_documents(&server.url, &index).len() == 1_000
+    });
+    // Every attempt of the next requests is answered 429: more than the host's own
+    // attempts per call, so the batch goes back to the worker and is retried there.
+    proxy.throttle(8);
+    topics::feed(&data_dir, "events", records(1_000..3_000));
+    host.wait_until("every record stored once the store accepts again", Duration::from_secs(90), || {
+        elasticsearch_documents(&server.url, &index).len() == 3_000
+    });
+    let metrics = host.get_text("/metrics");
+    assert!(metric(&metrics, "wasm_connect_write_retries_total", &[("connector", "to-store")]) >= 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "wasm_connect_records_dead_lettered_total", &[("connector", "to-store")]), 0.0);
+    assert!(host.log().contains("(429)"), "the 429 answers are in the log");
+    assert_eq!(elasticsearch_documents(&server.url, &index).keys().cloned().collect::<std::collections::BTreeSet<_>>(), expected_ids(&data_dir));
+    host.stop();
 }

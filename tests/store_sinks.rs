@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::services::{self, Server};
 use support::topics::{self, runtime};
-use support::{Host, write_config};
+use support::{Host, host_config};
 use wasm_connect_protocol::Record;
 
 /// 2024-01-15T10:00:00Z: every record's time, so time-based index names are known.
@@ -57,18 +57,10 @@ fn header<'a>(record: &'a Record, name: &str) -> &'a str {
 
 fn config(directory: &Path, store: &dyn Store) -> std::path::PathBuf {
     let (plugin, sink_config) = store.sink();
-    write_config(
+    host_config(
         directory,
         &format!(
-            "version: 1
-data_dir: {data}
-admin:
-  listen: 127.0.0.1:0
-plugins:
-  dir: {plugins}
-  restart_backoff: 200ms
-connectors:
-  - name: to-store
+            "  - name: to-store
     plugin: {plugin}
     topics: [events]
     batch_size: 64
@@ -78,9 +70,7 @@ connectors:
       tolerance: all
       log: true
       dead_letter_topic: events-dlq
-",
-            data = directory.join("data").display(),
-            plugins = support::test_plugins_dir().display(),
+"
         ),
     )
 }
@@ -338,4 +328,169 @@ fn a_plugin_reaches_only_the_endpoints_its_configuration_grants() {
             other => panic!("{reach:?}: expected an unreachable store, got {other:?}"),
         }
     }
+}
+
+/// A sink component driven directly, without the host's worker: what the conformance
+/// suite does not cover, each write model and operation.
+struct DirectSink {
+    instance: wasm_connect::runtime::SinkInstance,
+    next_offset: i64,
+    _runtime: wasm_connect::runtime::Runtime,
+    _cache: tempfile::TempDir,
+}
+
+impl DirectSink {
+    fn open(plugin: &str, config: &[(&str, &str)]) -> DirectSink {
+        use wasm_connect::capabilities::Grants;
+        use wasm_connect::runtime::{PluginCatalog, Runtime, SinkInstance, TaskIdentity, TaskLimits};
+        let cache = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(cache.path(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(30) }).unwrap();
+        let (catalog, _) = PluginCatalog::load_dir(&runtime, &support::test_plugins_dir()).unwrap();
+        let loaded = catalog.find(plugin).unwrap();
+        let config: Vec<(String, String)> = config.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
+        assert_eq!(loaded.description.check_options(config.iter().map(|(key, value)| (key.as_str(), value.as_str()))), Vec::new());
+        let mut grants = Grants::default();
+        for (option_type, value) in loaded.description.grants(&config) {
+            grants.add(option_type, value, |directory| directory.into());
+        }
+        let identity = TaskIdentity { connector: Arc::from("direct"), task: 0, plugin: Arc::from(plugin) };
+        let mut instance = SinkInstance::new(&runtime, &loaded, identity, grants).unwrap();
+        instance.open(&config).unwrap();
+        DirectSink { instance, next_offset: 0, _runtime: runtime, _cache: cache }
+    }
+
+    /// Writes keyed JSON values (none: a tombstone) as one batch.
+    fn write(&mut self, records: &[(Option<&str>, Option<Value>)]) {
+        let batch: Vec<Record> = records
+            .iter()
+            .map(|(key, value)| {
+                self.next_offset += 1;
+                Record {
+                    topic: "direct".into(),
+                    partition: Some(0),
+                    offset: Some(self.next_offset),
+                    timestamp: Some(RECORD_TIME),
+                    key: key.map(|key| key.as_bytes().to_vec()),
+                    value: value.as_ref().map(|value| serde_json::to_vec(value).unwrap()),
+                    headers: Vec::new(),
+                }
+            })
+            .collect();
+        self.instance.write(wasm_connect_protocol::encode(&batch)).unwrap();
+    }
+}
+
+fn mongodb_documents(uri: &str, database: &str, collection: &str) -> Vec<Value> {
+    use futures::TryStreamExt;
+    runtime().block_on(async {
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let documents: Vec<mongodb::bson::Document> = client
+            .database(database)
+            .collection::<mongodb::bson::Document>(collection)
+            .find(mongodb::bson::doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        documents.into_iter().map(|document| mongodb::bson::Bson::Document(document).into_relaxed_extjson()).collect()
+    })
+}
+
+#[test]
+fn mongodb_sink_write_models_and_indexes() {
+    let server = services::mongodb();
+    let database = format!("models_{}", std::process::id());
+    let uri = server.url.as_str();
+    let strip = |mut document: Value| {
+        document.as_object_mut().unwrap().remove("record_time");
+        document
+    };
+
+    // insert: a duplicate key counts as already written; the first document stays.
+    let mut sink = DirectSink::open("mongodb-sink", &[("uri", uri), ("database", &database), ("collection", "inserted"), ("write_model", "insert")]);
+    sink.write(&[(Some("k1"), Some(json!({"v": 1})))]);
+    sink.write(&[(Some("k1"), Some(json!({"v": 2}))), (Some("k2"), Some(json!({"v": 3})))]);
+    let documents = mongodb_documents(uri, &database, "inserted");
+    assert_eq!(documents, vec![json!({"_id": "k1", "v": 1}), json!({"_id": "k2", "v": 3})]);
+
+    // update: fields are set on the existing document, others kept.
+    let mut sink = DirectSink::open("mongodb-sink", &[("uri", uri), ("database", &database), ("collection", "updated"), ("write_model", "update")]);
+    sink.write(&[(Some("k1"), Some(json!({"a": 1, "b": 1})))]);
+    sink.write(&[(Some("k1"), Some(json!({"b": 2, "c": 3})))]);
+    assert_eq!(mongodb_documents(uri, &database, "updated"), vec![json!({"_id": "k1", "a": 1, "b": 2, "c": 3})]);
+
+    // replace_by_business_key: one document per (flight, day), the last one wins.
+    let mut sink = DirectSink::open(
+        "mongodb-sink",
+        &[("uri", uri), ("database", &database), ("collection", "flights"), ("write_model", "replace_by_business_key"), ("business_key", "flight,day")],
+    );
+    sink.write(&[
+        (None, Some(json!({"flight": "AF1", "day": "d1", "v": 1}))),
+        (None, Some(json!({"flight": "AF1", "day": "d2", "v": 1}))),
+    ]);
+    sink.write(&[(None, Some(json!({"flight": "AF1", "day": "d1", "v": 2})))]);
+    let mut documents: Vec<Value> = mongodb_documents(uri, &database, "flights")
+        .into_iter()
+        .map(|mut document| {
+            document.as_object_mut().unwrap().remove("_id");
+            document
+        })
+        .collect();
+    documents.sort_by_key(|document| document["day"].to_string());
+    assert_eq!(documents, vec![json!({"flight": "AF1", "day": "d1", "v": 2}), json!({"flight": "AF1", "day": "d2", "v": 1})]);
+
+    // ttl and unique_index: the indexes exist once the task opened; documents carry
+    // the record time as a date.
+    let mut sink = DirectSink::open(
+        "mongodb-sink",
+        &[("uri", uri), ("database", &database), ("collection", "expiring"), ("ttl", "1h"), ("unique_index", "email")],
+    );
+    sink.write(&[(Some("k1"), Some(json!({"email": "a@example.com"})))]);
+    let documents = mongodb_documents(uri, &database, "expiring");
+    assert_eq!(documents[0]["record_time"], json!({"$date": "2024-01-15T10:00:00Z"}));
+    assert_eq!(strip(documents[0].clone()), json!({"_id": "k1", "email": "a@example.com"}));
+    let indexes: Vec<mongodb::bson::Document> = runtime().block_on(async {
+        use futures::TryStreamExt;
+        let client = mongodb::Client::with_uri_str(uri).await.unwrap();
+        let collection = client.database(&database).collection::<mongodb::bson::Document>("expiring");
+        let cursor = collection.list_indexes().await.unwrap();
+        cursor.try_collect::<Vec<_>>().await.unwrap().into_iter().map(|model| mongodb::bson::to_document(&model).unwrap()).collect()
+    });
+    let ttl = indexes.iter().find(|index| index.get_document("key").is_ok_and(|key| key.contains_key("record_time"))).expect("a TTL index");
+    assert_eq!(ttl.get_document("options").map(|options| options.get("expireAfterSeconds").cloned()).ok().flatten().or_else(|| ttl.get("expireAfterSeconds").cloned()).and_then(|seconds| seconds.as_i64().or(seconds.as_i32().map(i64::from))), Some(3600), "{ttl}");
+    let unique = indexes.iter().find(|index| index.get_document("key").is_ok_and(|key| key.contains_key("email"))).expect("a unique index");
+    let unique_flag = unique.get_document("options").ok().and_then(|options| options.get_bool("unique").ok()).or_else(|| unique.get_bool("unique").ok());
+    assert_eq!(unique_flag, Some(true), "{unique}");
+}
+
+#[test]
+fn elasticsearch_sink_operations_and_ids() {
+    let server = services::elasticsearch(if std::env::var_os("ES_URL").is_some() { "external" } else { "osmem" });
+    let url = server.url.as_str();
+    let index = |name: &str| format!("ops-{name}-{}", std::process::id());
+
+    // create keeps the first document; a second create of the id counts as written.
+    let mut sink = DirectSink::open("elasticsearch-sink", &[("url", url), ("index", &index("create")), ("operation", "create")]);
+    sink.write(&[(Some("k1"), Some(json!({"v": 1})))]);
+    sink.write(&[(Some("k1"), Some(json!({"v": 2})))]);
+    assert_eq!(topics::elasticsearch_documents(url, &index("create")), BTreeMap::from([("k1".to_owned(), json!({"v": 1}))]));
+
+    // upsert merges fields into the existing document.
+    let mut sink = DirectSink::open("elasticsearch-sink", &[("url", url), ("index", &index("upsert")), ("operation", "upsert")]);
+    sink.write(&[(Some("k1"), Some(json!({"a": 1, "b": 1})))]);
+    sink.write(&[(Some("k1"), Some(json!({"b": 2, "c": 3})))]);
+    assert_eq!(topics::elasticsearch_documents(url, &index("upsert")), BTreeMap::from([("k1".to_owned(), json!({"a": 1, "b": 2, "c": 3}))]));
+
+    // field: ids come from the value; a tombstone with such ids cannot address anything.
+    let mut sink = DirectSink::open("elasticsearch-sink", &[("url", url), ("index", &index("field")), ("document_id", "field:flight.icao")]);
+    sink.write(&[(None, Some(json!({"flight": {"icao": "AFR12"}}))), (None, Some(json!({"flight": {"icao": "BAW9"}})))]);
+    let ids: Vec<String> = topics::elasticsearch_documents(url, &index("field")).into_keys().collect();
+    assert_eq!(ids, vec!["AFR12", "BAW9"]);
+
+    // none: the store picks ids, so the same record twice is two documents.
+    let mut sink = DirectSink::open("elasticsearch-sink", &[("url", url), ("index", &index("none")), ("document_id", "none")]);
+    sink.write(&[(Some("k1"), Some(json!({"v": 1})))]);
+    sink.write(&[(Some("k1"), Some(json!({"v": 1})))]);
+    assert_eq!(topics::elasticsearch_documents(url, &index("none")).len(), 2);
 }

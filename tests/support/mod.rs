@@ -240,6 +240,20 @@ pub fn write_config(directory: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// Writes a host configuration for tests to `directory/connectors.yaml`: data under
+/// `directory/data`, the admin API on a free port, every test plugin, quick restarts,
+/// and the `connectors` given (a YAML list, indented by two spaces).
+pub fn host_config(directory: &Path, connectors: &str) -> PathBuf {
+    write_config(
+        directory,
+        &format!(
+            "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\n  restart_backoff: 200ms\n  max_restart_backoff: 2s\nconnectors:\n{connectors}",
+            directory.join("data").display(),
+            test_plugins_dir().display()
+        ),
+    )
+}
+
 /// The sum of a metric's samples whose labels contain every `label="value"` given.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()

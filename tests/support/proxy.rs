@@ -18,6 +18,8 @@ pub struct Proxy {
 struct State {
     open: AtomicBool,
     stopped: AtomicBool,
+    /// Connections still to be answered `429 Too Many Requests` instead of forwarded.
+    throttled: AtomicU64,
     /// Milliseconds to wait before forwarding each chunk from the client.
     delay_ms: AtomicU64,
     connections: Mutex<Vec<TcpStream>>,
@@ -31,6 +33,7 @@ impl Proxy {
         let state = Arc::new(State {
             open: AtomicBool::new(open),
             stopped: AtomicBool::new(false),
+            throttled: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
             connections: Mutex::new(Vec::new()),
         });
@@ -41,6 +44,10 @@ impl Proxy {
                     return;
                 }
                 let Ok(client) = client else { continue };
+                if shared.throttled.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+                    std::thread::spawn(move || answer_too_many_requests(client));
+                    continue;
+                }
                 if !shared.open.load(Ordering::SeqCst) {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
@@ -71,6 +78,16 @@ impl Proxy {
     /// Cuts every connection and refuses new ones until [`Proxy::open`].
     pub fn close(&self) {
         self.state.open.store(false, Ordering::SeqCst);
+        for connection in self.state.connections.lock().unwrap().drain(..) {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Answers the next `requests` HTTP requests `429 Too Many Requests` itself, as an
+    /// overloaded cluster would; open connections are cut first so that the client
+    /// sends its next requests on new ones.
+    pub fn throttle(&self, requests: u64) {
+        self.state.throttled.store(requests, Ordering::SeqCst);
         for connection in self.state.connections.lock().unwrap().drain(..) {
             let _ = connection.shutdown(Shutdown::Both);
         }
@@ -109,4 +126,24 @@ fn pump(mut from: TcpStream, mut to: TcpStream, state: Arc<State>, delayed: bool
         let _ = to.shutdown(Shutdown::Both);
         let _ = from.shutdown(Shutdown::Both);
     });
+}
+
+/// Reads one HTTP request head and answers 429, closing the connection.
+fn answer_too_many_requests(mut client: TcpStream) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => head.extend_from_slice(&buffer[..read]),
+        }
+    }
+    let body = r#"{"error":{"type":"es_rejected_execution_exception","reason":"rejected by the test proxy"},"status":429}"#;
+    let _ = write!(
+        client,
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.shutdown(Shutdown::Both);
 }

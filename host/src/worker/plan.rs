@@ -40,7 +40,7 @@ impl ConnectorPlan {
 
     /// `text` with every secret option value replaced by `[redacted]`.
     pub fn redact(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "[redacted]"))
+        redact_secrets(&self.secrets, text)
     }
 
     /// Whether bad records are skipped.
@@ -109,4 +109,24 @@ pub fn plan_connectors(
         plans.push(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets });
     }
     if problems.is_empty() { Ok(plans) } else { Err(loaded.errors(problems)) }
+}
+
+/// `text` with every one of `secrets` replaced by `[redacted]`.
+fn redact_secrets(secrets: &[String], text: &str) -> String {
+    secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "[redacted]"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_wherever_they_appear() {
+        let secrets = vec!["s3cr3t-key".to_owned(), "hunter2".to_owned()];
+        assert_eq!(
+            redact_secrets(&secrets, "401 for key s3cr3t-key (user hunter2, key s3cr3t-key)"),
+            "401 for key [redacted] (user [redacted], key [redacted])"
+        );
+        assert_eq!(redact_secrets(&[], "nothing secret"), "nothing secret");
+    }
 }

@@ -125,7 +125,11 @@ impl MongodbSink {
         };
         let collection = self.collection_for(record, value.as_ref());
         let parsed = value.clone().map(Value::Object);
-        let id = self.document_id.of(record, parsed.as_ref())?;
+        // Documents found by their business key keep whatever _id they have.
+        let id = match self.write_model {
+            WriteModel::ReplaceByBusinessKey(_) => None,
+            _ => self.document_id.of(record, parsed.as_ref())?,
+        };
         let id_filter = |id: &str| serde_json::to_vec(&serde_json::json!({ "_id": id })).expect("JSON always serialises");
         let Some(document) = value.as_mut() else {
             return match (&self.write_model, id) {
