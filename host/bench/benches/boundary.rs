@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use wasm_connect::capabilities::Grants;
 use wasm_connect::runtime::{PluginCatalog, Runtime, SinkInstance, TaskIdentity, TaskLimits};
 use wasm_connect_bench::sample_records;
-use wasm_connect_protocol::{Record, decode, encode};
+use wasm_connect_protocol::{decode, encode};
 
 const BATCH: usize = 500;
 const RUNS: usize = 5;

@@ -40,6 +40,10 @@ pub(crate) struct CassandraClient {
 }
 
 type Values = Vec<Option<DriverValue>>;
+/// A row waiting for its batch: its position in the call, its statement, its values.
+type PendingRow = (usize, u32, Values);
+/// What rows of one batch share: table, partition key, write time.
+type BatchKey = (String, Vec<u8>, Option<i64>);
 
 impl CassandraClient {
     pub(super) async fn new(connection: &Connection) -> Result<Self, Error> {
@@ -105,7 +109,7 @@ impl CassandraClient {
         }
         let mut outcomes: Vec<Option<String>> = vec![None; rows.len()];
         // Group the rows into batches by table, partition key and write time.
-        let mut groups: BTreeMap<(String, Vec<u8>, Option<i64>), Vec<(usize, u32, Values)>> = BTreeMap::new();
+        let mut groups: BTreeMap<BatchKey, Vec<PendingRow>> = BTreeMap::new();
         for (position, row) in rows.into_iter().enumerate() {
             let Some(statement) = prepared.get(row.statement as usize) else {
                 outcomes[position] = Some(format!("row refers to statement {} of {}", row.statement, prepared.len()));
@@ -128,7 +132,7 @@ impl CassandraClient {
             let table = statement.get_table_spec().map(|table| format!("{}.{}", table.ks_name(), table.table_name())).unwrap_or_default();
             groups.entry((table, partition_key, row.write_time)).or_default().push((position, row.statement, values));
         }
-        let batches: Vec<(Option<i64>, Vec<(usize, u32, Values)>)> = groups
+        let batches: Vec<(Option<i64>, Vec<PendingRow>)> = groups
             .into_iter()
             .flat_map(|((_, _, write_time), rows)| {
                 let mut chunks = Vec::new();
@@ -159,7 +163,7 @@ impl CassandraClient {
         &self,
         prepared: &[PreparedStatement],
         write_time: Option<i64>,
-        rows: Vec<(usize, u32, Values)>,
+        rows: Vec<PendingRow>,
     ) -> Result<Vec<(usize, String)>, Error> {
         let mut batch = Batch::new(BatchType::Unlogged);
         for (_, statement, _) in &rows {
