@@ -52,8 +52,8 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedConfig, ConfigErrors> {
     let fail = |position, message: String| ConfigErrors(vec![ConfigError { file: file.to_owned(), position, message }]);
     let mut value: Value = serde_yaml::from_str(text).map_err(|error| {
-        let position = error.location().map(|location| (location.line(), location.column()));
-        fail(position, format!("invalid YAML: {}", strip_location(&error.to_string())))
+        let (position, message) = yaml_syntax_error(&error);
+        fail(position, message)
     })?;
     if value.is_null() {
         return Err(fail(None, "the file is empty: it needs at least `version: 1`".to_owned()));
@@ -113,6 +113,36 @@ fn humane_types(message: &str) -> String {
 
 fn strip_location(message: &str) -> &str {
     message.split(" at line ").next().unwrap_or(message)
+}
+
+/// Where a YAML syntax error is and what it says. The parser notices an unclosed
+/// `[`, `{` or quote only where it gives up (often the end of the file), so when it
+/// names the construct it was inside, the error points at where that construct starts.
+fn yaml_syntax_error(error: &serde_yaml::Error) -> (Option<(usize, usize)>, String) {
+    let text = error.to_string();
+    let stopped = error.location().map(|location| (location.line(), location.column()));
+    let problem = strip_location(&text);
+    let construct = text.split_once(", while ").and_then(|(_, context)| {
+        let (what, mark) = context.rsplit_once(" at line ")?;
+        let (line, column) = mark.split_once(" column ")?;
+        Some((what.to_owned(), (line.trim().parse().ok()?, column.trim().parse().ok()?)))
+    });
+    match (construct, stopped) {
+        // An unclosed `[`, `{` or quote: the fix is where it starts.
+        (Some((what, start)), Some((line, column)))
+            if start != (line, column) && (what.contains("flow") || what.contains("quoted scalar")) =>
+        {
+            (
+                Some(start),
+                format!("invalid YAML: {problem} while {what} that starts here; it is not closed (the parser stopped at {line}:{column})"),
+            )
+        }
+        // Anything else (such as a bad indentation) is where the parser stopped.
+        (Some((what, (start_line, start_column))), stopped) => {
+            (stopped, format!("invalid YAML: {problem} while {what} started at {start_line}:{start_column}"))
+        }
+        (None, stopped) => (stopped, format!("invalid YAML: {problem}")),
+    }
 }
 
 /// Replaces `${VAR}` and `${file:PATH}` in every string value; `$${` stays a literal `${`.
