@@ -40,17 +40,17 @@ pub fn load_plugins(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCat
 }
 
 /// Loads plugins and plans every connector: what `validate` checks.
-pub fn prepare(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, Vec<ConnectorPlan>)> {
+pub fn prepare(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCatalog, Vec<ConnectorPlan>)> {
     let (runtime, catalog) = load_plugins(loaded)?;
     let plans = plan_connectors(loaded, &catalog, &runtime)?;
-    Ok((runtime, plans))
+    Ok((runtime, catalog, plans))
 }
 
 /// Runs the host until `shutdown` fires, then stops every task cleanly: each task
 /// finishes (and commits) the batch in hand.
 pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let prepared = loaded.clone();
-    let (runtime, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
+    let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let config = &loaded.config;
     let transport: Arc<dyn Transport> = match &config.kafka {
         Some(kafka) => {
@@ -82,7 +82,8 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let status = StatusBoard::new(&worker_id);
     let plans: BTreeMap<String, Arc<ConnectorPlan>> =
         plans.into_iter().map(|plan| (plan.config.name.clone(), Arc::new(plan))).collect();
-    let admin_state = AdminState { status: status.clone(), metrics: metrics.clone(), connectors: Arc::new(plans.clone()) };
+    let admin_state =
+        AdminState { status: status.clone(), metrics: metrics.clone(), connectors: Arc::new(plans.clone()), plugins: catalog };
     let (bound, admin_server) = admin::serve(config.admin.listen, admin_state, shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", config.admin.listen))?;

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run { config } => load(&config).and_then(|loaded| run(loaded).map_err(report)),
         Command::Validate { config } => load(&config).and_then(|loaded| {
-            let (_, plans) = wasm_connect::host::prepare(&loaded).map_err(report)?;
+            let (_, _, plans) = wasm_connect::host::prepare(&loaded).map_err(report)?;
             println!("{}: valid, {} connector(s)", loaded.file, plans.len());
             Ok(())
         }),

@@ -1,13 +1,16 @@
-//! The admin REST API, following Kafka Connect's paths, bodies and state names. This
-//! first slice serves `GET /`, `GET /connectors[?expand=status|info]`,
-//! `GET /connectors/{name}`, `GET /connectors/{name}/status`, `GET /health` and
-//! `GET /metrics`.
+//! The admin REST API, following Kafka Connect's paths, bodies and state names, one
+//! file per resource: `connectors` (`/connectors/...`) and `plugins`
+//! (`/connector-plugins/...`); the worker-level endpoints (`/`, `/health`, `/metrics`)
+//! are here. Everything is read-only so far.
 
-use std::collections::{BTreeMap, HashMap};
+mod connectors;
+mod plugins;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,6 +18,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::runtime::PluginCatalog;
 use crate::telemetry::{Metrics, StatusBoard};
 use crate::worker::ConnectorPlan;
 
@@ -27,6 +31,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// The running connectors' configurations.
     pub connectors: Arc<BTreeMap<String, Arc<ConnectorPlan>>>,
+    /// The loaded plugins.
+    pub plugins: PluginCatalog,
 }
 
 /// Kafka Connect's error body: `{"error_code": status, "message": "..."}`.
@@ -37,7 +43,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn not_found(message: String) -> Self {
+    pub(crate) fn bad_request(message: String) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, message }
+    }
+
+    pub(crate) fn not_found(message: String) -> Self {
         Self { status: StatusCode::NOT_FOUND, message }
     }
 }
@@ -54,9 +64,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/connectors", get(list_connectors))
-        .route("/connectors/{name}", get(connector_info))
-        .route("/connectors/{name}/status", get(connector_status))
+        .route("/connectors", get(connectors::list))
+        .route("/connectors/{name}", get(connectors::info))
+        .route("/connectors/{name}/status", get(connectors::status))
+        .route("/connectors/{name}/config", get(connectors::config))
+        .route("/connectors/{name}/tasks", get(connectors::tasks))
+        .route("/connectors/{name}/topics", get(connectors::topics))
+        .route("/connector-plugins", get(plugins::list))
+        .route("/connector-plugins/{plugin}/config", get(plugins::config_definitions))
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the admin API".to_owned()) })
         .with_state(state)
 }
@@ -90,64 +105,3 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         .into_response()
 }
 
-fn info(plan: &ConnectorPlan) -> Value {
-    let options = &plan.plugin.description.options;
-    let mut config: BTreeMap<String, String> = plan
-        .plugin_config
-        .iter()
-        .map(|(key, value)| {
-            let secret = options.iter().any(|option| option.name == *key && option.secret);
-            (key.clone(), if secret { "[hidden]".to_owned() } else { value.clone() })
-        })
-        .collect();
-    config.insert("name".into(), plan.config.name.clone());
-    config.insert("connector.class".into(), plan.config.plugin.clone());
-    config.insert("tasks.max".into(), plan.task_count().to_string());
-    if let Some(topic) = &plan.config.topic {
-        config.insert("topic".into(), topic.clone());
-    }
-    if !plan.config.topics.is_empty() {
-        config.insert("topics".into(), plan.config.topics.join(","));
-    }
-    json!({
-        "name": plan.config.name,
-        "config": config,
-        "tasks": (0..plan.task_count()).map(|task| json!({"connector": plan.config.name, "task": task})).collect::<Vec<_>>(),
-        "type": plan.kind(),
-    })
-}
-
-async fn list_connectors(State(state): State<AdminState>, Query(query): Query<HashMap<String, String>>) -> Json<Value> {
-    let expand: Vec<&str> = query.get("expand").map(|expand| expand.split(',').collect()).unwrap_or_default();
-    if expand.is_empty() {
-        return Json(json!(state.connectors.keys().collect::<Vec<_>>()));
-    }
-    let mut expanded = serde_json::Map::new();
-    for (name, plan) in state.connectors.iter() {
-        let mut entry = serde_json::Map::new();
-        if expand.contains(&"status") {
-            entry.insert("status".into(), json!(state.status.get(name)));
-        }
-        if expand.contains(&"info") {
-            entry.insert("info".into(), info(plan));
-        }
-        expanded.insert(name.clone(), Value::Object(entry));
-    }
-    Json(Value::Object(expanded))
-}
-
-async fn connector_info(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    state
-        .connectors
-        .get(&name)
-        .map(|plan| Json(info(plan)))
-        .ok_or_else(|| ApiError::not_found(format!("Connector {name} not found")))
-}
-
-async fn connector_status(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    state
-        .status
-        .get(&name)
-        .map(|status| Json(json!(status)))
-        .ok_or_else(|| ApiError::not_found(format!("Connector {name} not found")))
-}
