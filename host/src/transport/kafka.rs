@@ -10,9 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::try_join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -121,7 +121,7 @@ impl Transport for KafkaTransport {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer<CommitOnRevoke> = config.create_with_context(CommitOnRevoke)?;
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Box::new(KafkaConsumer { consumer }))
@@ -209,7 +209,27 @@ impl RecordProducer for KafkaProducer {
 }
 
 struct KafkaConsumer {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<CommitOnRevoke>,
+}
+
+/// Commits the offsets of every acknowledged batch, synchronously, before a rebalance
+/// takes partitions away, as Kafka Connect does: their new owner then starts right
+/// after them instead of re-reading whatever the periodic auto-commit had not yet
+/// committed.
+struct CommitOnRevoke;
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Revoke(_)) {
+            return;
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again."),
+        }
+    }
 }
 
 fn owned_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
