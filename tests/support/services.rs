@@ -104,7 +104,9 @@ pub fn elasticsearch(flavour: &'static str) -> Server {
     let mut command = match flavour {
         "osmem" => {
             let mut command = Command::new(site.join("osmem_server/bin/osmem-server"));
-            command.args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch", "-no-ja"]);
+            // osmem exits when its stdin closes: the pipe held by `Server` closes with
+            // the test process, so the server goes even if the test is killed.
+            command.args(["-addr", &format!("127.0.0.1:{port}"), "-no-ja"]).stdin(Stdio::piped());
             command
         }
         "noida" => {
@@ -119,7 +121,10 @@ pub fn elasticsearch(flavour: &'static str) -> Server {
         }
         other => panic!("unknown Elasticsearch flavour {other}"),
     };
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null()).spawn().unwrap();
+    if flavour == "noida" {
+        command.stdin(Stdio::null());
+    }
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     wait_for_port(port, &mut child, flavour);
     Server { child: Some(child), _data: Some(data), url: format!("http://127.0.0.1:{port}"), flavour }
 }

@@ -63,7 +63,9 @@ impl MongodbClient {
                     continue;
                 }
             };
-            let size = mongodb::bson::to_vec(&statement).map_or(0, |bytes| bytes.len());
+            // The JSON it came from is a close enough measure; serialising each
+            // statement to BSON just to weigh it would do the driver's work twice.
+            let size = operation.document.as_ref().map_or(0, Vec::len) + operation.filter.as_ref().map_or(0, Vec::len);
             let fits = command.as_ref().is_some_and(|command| {
                 command.kind == operation.kind
                     && command.collection == operation.collection

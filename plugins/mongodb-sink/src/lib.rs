@@ -124,7 +124,8 @@ impl MongodbSink {
             None => None,
         };
         let collection = self.collection_for(record, value.as_ref());
-        let parsed = value.clone().map(Value::Object);
+        // Only a `field:` id needs the value as a whole; do not copy it otherwise.
+        let parsed = if self.document_id.needs_value() { value.clone().map(Value::Object) } else { None };
         // Documents found by their business key keep whatever _id they have.
         let id = match self.write_model {
             WriteModel::ReplaceByBusinessKey(_) => None,
