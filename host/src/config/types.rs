@@ -71,10 +71,18 @@ pub struct KafkaConfig {
     /// Topic that holds source positions (like Kafka Connect's `offset.storage.topic`).
     #[serde(default = "default_offsets_topic")]
     pub offsets_topic: String,
+    /// Compacted topic that holds the desired state: connectors made through the REST
+    /// API and every connector's target state (like Kafka Connect's `config.storage.topic`).
+    #[serde(default = "default_config_topic")]
+    pub config_topic: String,
 }
 
 fn default_offsets_topic() -> String {
     "wasm-connect-offsets".to_owned()
+}
+
+fn default_config_topic() -> String {
+    "wasm-connect-configs".to_owned()
 }
 
 /// The SQLite-backed embedded transport.
@@ -184,7 +192,12 @@ fn default_tasks_max() -> u32 {
     1
 }
 fn default_batch_size() -> u32 {
-    500
+    ConnectorConfig::DEFAULT_BATCH_SIZE
+}
+
+impl ConnectorConfig {
+    /// Records per batch unless `batch_size` says otherwise.
+    pub const DEFAULT_BATCH_SIZE: u32 = 500;
 }
 
 /// What to do with records that cannot be written, as Kafka Connect's `errors.*`.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{HostConfig, Tolerance};
+use super::{ConnectorConfig, HostConfig, Tolerance};
 
 /// Kafka's own limit on topic names.
 const MAX_TOPIC_LENGTH: usize = 249;
@@ -31,48 +31,68 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
     }
     let mut names = HashSet::new();
     for (index, connector) in config.connectors.iter().enumerate() {
-        let at = |key: &str| format!("connectors[{index}].{key}");
-        if connector.name.is_empty() || !connector.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            problem(at("name"), "must be letters, digits, `.`, `_` or `-`, and not empty");
-        } else if !names.insert(connector.name.as_str()) {
-            problem(at("name"), "is used by an earlier connector; names must be unique");
+        let duplicate = !connector.name.is_empty() && !names.insert(connector.name.as_str());
+        if duplicate {
+            problems.push((format!("connectors[{index}].name"), "is used by an earlier connector; names must be unique".to_owned()));
         }
-        if connector.plugin.trim().is_empty() || connector.plugin.ends_with('@') {
-            problem(at("plugin"), "must name a plugin, as `name` or `name@version`");
-        }
-        match (&connector.topic, connector.topics.is_empty()) {
-            (Some(_), false) => problem(at("topics"), "give `topic` for a source or `topics` for a sink, not both"),
-            (None, true) => problem(at("topic"), "missing: a source needs `topic`, a sink needs `topics`"),
-            _ => {}
-        }
-        let topic_paths = connector
-            .topic
-            .iter()
-            .map(|topic| (at("topic"), topic))
-            .chain(connector.topics.iter().enumerate().map(|(item, topic)| (at(&format!("topics[{item}]")), topic)))
-            .chain(connector.errors.dead_letter_topic.iter().map(|topic| (at("errors.dead_letter_topic"), topic)));
-        for (path, topic) in topic_paths {
-            if let Err(message) = check_topic_name(topic) {
-                problem(path, &message);
-            }
-        }
-        if connector.tasks_max == 0 {
-            problem(at("tasks_max"), "must be at least 1");
-        }
-        if !(1..=100_000).contains(&connector.batch_size) {
-            problem(at("batch_size"), "must be between 1 and 100000");
-        }
-        if connector.errors.dead_letter_topic.is_some() && connector.errors.tolerance == Tolerance::None {
-            problem(
-                at("errors.dead_letter_topic"),
-                "needs `tolerance: all`: with `none` a bad record stops the task and nothing is dead-lettered",
-            );
-        }
-        if connector.topics.iter().any(|topic| Some(topic) == connector.errors.dead_letter_topic.as_ref()) {
-            problem(at("errors.dead_letter_topic"), "must not be one of the topics the connector reads");
-        }
+        problems.extend(
+            validate_connector(connector).into_iter().map(|(key, message)| (format!("connectors[{index}].{key}"), message)),
+        );
     }
     problems
+}
+
+/// Every problem of one connector, keyed by its path inside the connector (`topic`,
+/// `errors.dead_letter_topic`, ...); shared by the file and the REST API.
+pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut problem = |path: String, message: &str| problems.push((path, message.to_owned()));
+    if let Err(message) = check_connector_name(&connector.name) {
+        problem("name".into(), &message);
+    }
+    if connector.plugin.trim().is_empty() || connector.plugin.ends_with('@') {
+        problem("plugin".into(), "must name a plugin, as `name` or `name@version`");
+    }
+    match (&connector.topic, connector.topics.is_empty()) {
+        (Some(_), false) => problem("topics".into(), "give `topic` for a source or `topics` for a sink, not both"),
+        (None, true) => problem("topic".into(), "missing: a source needs `topic`, a sink needs `topics`"),
+        _ => {}
+    }
+    let topic_paths = connector
+        .topic
+        .iter()
+        .map(|topic| ("topic".into(), topic))
+        .chain(connector.topics.iter().enumerate().map(|(item, topic)| (format!("topics[{item}]"), topic)))
+        .chain(connector.errors.dead_letter_topic.iter().map(|topic| ("errors.dead_letter_topic".into(), topic)));
+    for (path, topic) in topic_paths {
+        if let Err(message) = check_topic_name(topic) {
+            problem(path, &message);
+        }
+    }
+    if connector.tasks_max == 0 {
+        problem("tasks_max".into(), "must be at least 1");
+    }
+    if !(1..=100_000).contains(&connector.batch_size) {
+        problem("batch_size".into(), "must be between 1 and 100000");
+    }
+    if connector.errors.dead_letter_topic.is_some() && connector.errors.tolerance == Tolerance::None {
+        problem(
+            "errors.dead_letter_topic".into(),
+            "needs `tolerance: all`: with `none` a bad record stops the task and nothing is dead-lettered",
+        );
+    }
+    if connector.topics.iter().any(|topic| Some(topic) == connector.errors.dead_letter_topic.as_ref()) {
+        problem("errors.dead_letter_topic".into(), "must not be one of the topics the connector reads");
+    }
+    problems
+}
+
+/// The rule for connector names, which also become consumer groups and URL paths.
+pub fn check_connector_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err("must be letters, digits, `.`, `_` or `-`, and not empty".to_owned());
+    }
+    Ok(())
 }
 
 /// Kafka's rules for topic names.

@@ -9,8 +9,8 @@ mod supervisor;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use plan::{ConnectorPlan, plan_connectors};
-pub use supervisor::spawn_connector;
+pub use plan::{ConnectorPlan, plan_connector, plan_connectors};
+pub use supervisor::{RunningTask, spawn_task};
 
 use crate::runtime::{PluginFailure, Runtime};
 use crate::telemetry::{Metrics, StatusBoard};

@@ -1,6 +1,7 @@
 //! Turning configured connectors into runnable plans: resolve the plugin, check the
 //! connector's shape and options against it, and collect every problem at once.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::capabilities::Grants;
@@ -59,56 +60,67 @@ pub fn plan_connectors(
     let mut plans = Vec::new();
     let mut problems: Vec<(String, String)> = Vec::new();
     for (index, connector) in loaded.config.connectors.iter().enumerate() {
-        let at = |key: &str| format!("connectors[{index}].{key}");
-        let plugin = match catalog.find(&connector.plugin) {
-            Ok(plugin) => plugin,
-            Err(message) => {
-                problems.push((at("plugin"), message));
-                continue;
-            }
-        };
-        let description = &plugin.description;
-        match description.kind {
-            PluginKind::Source if connector.topic.is_none() => {
-                problems.push((at("topics"), format!("plugin {} is a source: give `topic` (one topic to write to)", description.name)))
-            }
-            PluginKind::Sink if connector.topics.is_empty() => {
-                problems.push((at("topic"), format!("plugin {} is a sink: give `topics` (a list to read from)", description.name)))
-            }
-            PluginKind::Transform => problems.push((
-                at("plugin"),
-                format!("plugin {} is a transform; a connector needs a source or sink plugin", description.name),
-            )),
-            _ => {}
+        match plan_connector(connector, catalog, runtime, &|path| loaded.resolve(path)) {
+            Ok(plan) => plans.push(plan),
+            Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("connectors[{index}].{key}"), message))),
         }
-        if description.kind == PluginKind::Source && connector.tasks_max > 1 {
-            problems.push((at("tasks_max"), "a source connector runs one task; remove tasks_max or set it to 1".to_owned()));
-        }
-        let plugin_config: Vec<(String, String)> =
-            connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
-        let option_problems = description.check_options(plugin_config.iter().map(|(key, value)| (key.as_str(), value.as_str())));
-        let options_valid = option_problems.is_empty();
-        problems.extend(option_problems.into_iter().map(|(key, message)| (at(&format!("config.{key}")), message)));
-        if options_valid {
-            match validate_config(runtime, &plugin, &plugin_config) {
-                Ok(issues) => problems.extend(issues.into_iter().map(|(key, message)| (at(&format!("config.{key}")), message))),
-                Err(failure) => problems.push((at("plugin"), format!("the plugin failed to validate its configuration: {failure}"))),
-            }
-        }
-        let mut grants = Grants::default();
-        for (option_type, value) in description.grants(&plugin_config) {
-            grants.add(option_type, value, |directory| loaded.resolve(directory.as_ref()));
-        }
-        let secrets = plugin_config
-            .iter()
-            .filter(|(key, value)| {
-                !value.is_empty() && description.options.iter().any(|option| option.name == *key && option.secret)
-            })
-            .map(|(_, value)| value.clone())
-            .collect();
-        plans.push(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets });
     }
     if problems.is_empty() { Ok(plans) } else { Err(loaded.errors(problems)) }
+}
+
+/// Plans one connector against the plugins, or returns every problem as `(key,
+/// message)` with keys inside the connector (`plugin`, `config.index`, ...). Relative
+/// directories in grants are resolved with `resolve`. Blocking: instantiates the plugin
+/// to run its config validation.
+pub fn plan_connector(
+    connector: &ConnectorConfig,
+    catalog: &PluginCatalog,
+    runtime: &Runtime,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Result<ConnectorPlan, Vec<(String, String)>> {
+    let mut problems: Vec<(String, String)> = Vec::new();
+    let plugin = catalog.find(&connector.plugin).map_err(|message| vec![("plugin".to_owned(), message)])?;
+    let description = &plugin.description;
+    match description.kind {
+        PluginKind::Source if connector.topic.is_none() => {
+            problems.push(("topics".into(), format!("plugin {} is a source: give `topic` (one topic to write to)", description.name)))
+        }
+        PluginKind::Sink if connector.topics.is_empty() => {
+            problems.push(("topic".into(), format!("plugin {} is a sink: give `topics` (a list to read from)", description.name)))
+        }
+        PluginKind::Transform => problems.push((
+            "plugin".into(),
+            format!("plugin {} is a transform; a connector needs a source or sink plugin", description.name),
+        )),
+        _ => {}
+    }
+    if description.kind == PluginKind::Source && connector.tasks_max > 1 {
+        problems.push(("tasks_max".into(), "a source connector runs one task; remove tasks_max or set it to 1".to_owned()));
+    }
+    let plugin_config: Vec<(String, String)> =
+        connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+    let option_problems = description.check_options(plugin_config.iter().map(|(key, value)| (key.as_str(), value.as_str())));
+    let options_valid = option_problems.is_empty();
+    problems.extend(option_problems.into_iter().map(|(key, message)| (format!("config.{key}"), message)));
+    if options_valid {
+        match validate_config(runtime, &plugin, &plugin_config) {
+            Ok(issues) => problems.extend(issues.into_iter().map(|(key, message)| (format!("config.{key}"), message))),
+            Err(failure) => problems.push(("plugin".into(), format!("the plugin failed to validate its configuration: {failure}"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut grants = Grants::default();
+    for (option_type, value) in description.grants(&plugin_config) {
+        grants.add(option_type, value, |directory| resolve(directory.as_ref()));
+    }
+    let secrets = plugin_config
+        .iter()
+        .filter(|(key, value)| !value.is_empty() && description.options.iter().any(|option| option.name == *key && option.secret))
+        .map(|(_, value)| value.clone())
+        .collect();
+    Ok(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets })
 }
 
 /// `text` with every one of `secrets` replaced by `[redacted]`.

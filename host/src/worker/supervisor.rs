@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::{ConnectorPlan, TaskError, WorkerContext, sink, source};
 use crate::runtime::{PluginKind, TaskIdentity};
@@ -15,19 +15,23 @@ use crate::transport::TaskShare;
 /// A task that ran this long without failing starts over with the shortest backoff.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
-/// Starts every task of a connector on `tracker`; they stop when `cancel` fires.
-pub fn spawn_connector(context: &WorkerContext, plan: Arc<ConnectorPlan>, tracker: &TaskTracker, cancel: &CancellationToken) {
-    let tasks = plan.task_count();
-    context.status.add_connector(&plan.config.name, plan.kind(), tasks);
-    for task in 0..tasks {
-        let identity = TaskIdentity {
-            connector: plan.config.name.as_str().into(),
-            task,
-            plugin: plan.plugin.description.name.as_str().into(),
-        };
-        let share = TaskShare { task, tasks };
-        tracker.spawn(supervise(context.clone(), plan.clone(), identity, share, cancel.child_token()));
-    }
+/// One task under supervision: cancel it through `cancel`, then await `handle`, which
+/// ends once the task has finished (and committed) the batch in hand.
+pub struct RunningTask {
+    /// Stops the task.
+    pub cancel: CancellationToken,
+    /// Ends when the task has stopped.
+    pub handle: JoinHandle<()>,
+}
+
+/// Starts task `task` of a connector under supervision; it runs until cancelled.
+pub fn spawn_task(context: &WorkerContext, plan: Arc<ConnectorPlan>, task: u32) -> RunningTask {
+    let identity =
+        TaskIdentity { connector: plan.config.name.as_str().into(), task, plugin: plan.plugin.description.name.as_str().into() };
+    let share = TaskShare { task, tasks: plan.task_count() };
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(supervise(context.clone(), plan, identity, share, cancel.clone()));
+    RunningTask { cancel, handle }
 }
 
 async fn supervise(context: WorkerContext, plan: Arc<ConnectorPlan>, identity: TaskIdentity, share: TaskShare, cancel: CancellationToken) {
