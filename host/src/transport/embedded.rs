@@ -16,7 +16,8 @@ use tokio::sync::Notify;
 use wasm_connect_protocol::Record;
 
 use super::{
-    RecordConsumer, RecordProducer, TaskShare, Transport, TransportError, TransportResult, next_offsets, partition_for_key,
+    PartitionOffset, PartitionOffsetChange, RecordConsumer, RecordProducer, TaskShare, Transport, TransportError, TransportResult,
+    next_offsets, partition_for_key,
 };
 
 const SCHEMA: &str = "
@@ -198,6 +199,70 @@ impl Transport for EmbeddedTransport {
             positions,
             next_partition: 0,
         }))
+    }
+
+    async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
+        let (shared, group, topics) = (self.shared.clone(), connector.to_owned(), topics.to_vec());
+        blocking(move || {
+            let writer = shared.writer.lock().expect("writer lock");
+            let mut statement = writer.prepare(
+                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE grp = ?1 ORDER BY topic, partition",
+            )?;
+            let rows = statement.query_map(params![group], |row| {
+                Ok(PartitionOffset { topic: row.get(0)?, partition: row.get(1)?, offset: row.get(2)? })
+            })?;
+            let offsets: Vec<PartitionOffset> = rows.collect::<Result<_, _>>()?;
+            Ok(offsets.into_iter().filter(|offset| topics.contains(&offset.topic)).collect())
+        })
+        .await
+    }
+
+    async fn alter_committed_offsets(&self, connector: &str, offsets: Option<Vec<PartitionOffsetChange>>) -> TransportResult<()> {
+        let (shared, group) = (self.shared.clone(), connector.to_owned());
+        blocking(move || {
+            let mut writer = shared.writer.lock().expect("writer lock");
+            let transaction = writer.transaction()?;
+            match offsets {
+                None => {
+                    transaction.execute("DELETE FROM consumer_offsets WHERE grp = ?1", params![group])?;
+                }
+                Some(changes) => {
+                    for change in changes {
+                        match change.offset {
+                            Some(offset) => transaction.execute(
+                                "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+                                 ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                                params![group, change.topic, change.partition, offset],
+                            )?,
+                            None => transaction.execute(
+                                "DELETE FROM consumer_offsets WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
+                                params![group, change.topic, change.partition],
+                            )?,
+                        };
+                    }
+                }
+            }
+            transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()> {
+        let (shared, connector, position) = (self.shared.clone(), connector.to_owned(), position.map(str::to_owned));
+        blocking(move || {
+            let writer = shared.writer.lock().expect("writer lock");
+            match position {
+                Some(position) => writer.execute(
+                    "INSERT INTO source_positions (connector, position) VALUES (?1, ?2)
+                     ON CONFLICT (connector) DO UPDATE SET position = excluded.position",
+                    params![connector, position],
+                )?,
+                None => writer.execute("DELETE FROM source_positions WHERE connector = ?1", params![connector])?,
+            };
+            Ok(())
+        })
+        .await
     }
 
     fn name(&self) -> &'static str {

@@ -5,6 +5,8 @@
 //! keyed by connector, like Kafka Connect's `offset.storage.topic`.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,7 +21,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use wasm_connect_protocol::Record;
 
-use super::{RecordConsumer, RecordProducer, TaskShare, Transport, TransportError, TransportResult, next_offsets};
+use super::{
+    PartitionOffset, PartitionOffsetChange, RecordConsumer, RecordProducer, TaskShare, Transport, TransportError, TransportResult,
+    next_offsets,
+};
 
 /// How long a metadata or admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -29,17 +34,44 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct KafkaTransport {
     base: ClientConfig,
     offsets_topic: String,
+    /// The compacted topics the host keeps its own state in (positions, desired state):
+    /// created, compacted, with the first topics the host asks for.
+    host_topics: Vec<String>,
+    /// Topics already checked or created by this process: each is asked for once.
+    known_topics: Arc<Mutex<HashSet<String>>>,
+    /// Writes to the host's compacted topics (desired state, position resets).
+    control_producer: Arc<OnceLock<FutureProducer>>,
 }
 
 impl KafkaTransport {
-    /// Connects lazily to `bootstrap_servers` with the user's librdkafka settings.
-    pub fn new(bootstrap_servers: &str, client: &BTreeMap<String, String>, offsets_topic: &str) -> Self {
+    /// Connects lazily to `bootstrap_servers` with the user's librdkafka settings;
+    /// source positions go to `offsets_topic`, and `config_topic` is the other topic
+    /// of the host's own (both compacted).
+    pub fn new(bootstrap_servers: &str, client: &BTreeMap<String, String>, offsets_topic: &str, config_topic: &str) -> Self {
         let mut base = ClientConfig::new();
         base.set("bootstrap.servers", bootstrap_servers);
         for (key, value) in client {
             base.set(key, value);
         }
-        Self { base, offsets_topic: offsets_topic.to_owned() }
+        Self {
+            base,
+            offsets_topic: offsets_topic.to_owned(),
+            host_topics: vec![offsets_topic.to_owned(), config_topic.to_owned()],
+            known_topics: Arc::default(),
+            control_producer: Arc::default(),
+        }
+    }
+
+    /// Settings of a client in a sink connector's consumer group. A member that went
+    /// away without leaving (a killed host) holds up its group's rebalance until its
+    /// session times out: 10 s, as Kafka Connect's workers, unless configured.
+    fn group_config(&self, connector: &str) -> ClientConfig {
+        let mut config = self.base.clone();
+        config.set("group.id", consumer_group(connector)).set("enable.auto.commit", "false");
+        if self.base.get("session.timeout.ms").is_none() {
+            config.set("session.timeout.ms", "10000");
+        }
+        config
     }
 
     fn producer_config(&self) -> ClientConfig {
@@ -49,11 +81,24 @@ impl KafkaTransport {
         config
     }
 
-    /// Creates, in one request, those of `topics` the cluster does not have. Failures
-    /// are logged, not fatal: the broker may auto-create topics, or forbid the call.
-    async fn create_missing_topics(&self, topics: &[String], compacted: bool) -> TransportResult<()> {
+    /// Creates, in one request, those of `topics` the cluster does not have, plus the
+    /// host's own topics the first time. Each topic is asked for once per process.
+    /// Failures are logged, not fatal: the broker may auto-create topics, or forbid the
+    /// call.
+    async fn create_missing_topics(&self, topics: &[String]) -> TransportResult<()> {
+        let wanted: Vec<String> = {
+            let known = self.known_topics.lock().expect("known topics lock");
+            let mut wanted: Vec<String> =
+                topics.iter().chain(&self.host_topics).filter(|topic| !known.contains(*topic)).cloned().collect();
+            wanted.sort();
+            wanted.dedup();
+            wanted
+        };
+        if wanted.is_empty() {
+            return Ok(());
+        }
         let config = self.base.clone();
-        let wanted = topics.to_vec();
+        let asked = wanted.clone();
         let missing: Vec<String> = tokio::task::spawn_blocking(move || -> TransportResult<Vec<String>> {
             let probe: BaseConsumer = config.create()?;
             let metadata = probe.fetch_metadata(None, REQUEST_TIMEOUT)?;
@@ -62,6 +107,7 @@ impl KafkaTransport {
         })
         .await
         .map_err(|error| TransportError::Other(error.to_string()))??;
+        self.known_topics.lock().expect("known topics lock").extend(asked);
         if missing.is_empty() {
             return Ok(());
         }
@@ -70,7 +116,7 @@ impl KafkaTransport {
             .iter()
             .map(|topic| {
                 let new_topic = NewTopic::new(topic, -1, TopicReplication::Fixed(-1));
-                if compacted { new_topic.set("cleanup.policy", "compact") } else { new_topic }
+                if self.host_topics.contains(topic) { new_topic.set("cleanup.policy", "compact") } else { new_topic }
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
@@ -95,15 +141,11 @@ impl KafkaTransport {
 #[async_trait]
 impl Transport for KafkaTransport {
     async fn ensure_topics(&self, topics: &[String]) -> TransportResult<()> {
-        self.create_missing_topics(topics, false).await
+        self.create_missing_topics(topics).await
     }
 
     async fn source_position(&self, connector: &str) -> TransportResult<Option<String>> {
-        self.create_missing_topics(std::slice::from_ref(&self.offsets_topic), true).await?;
-        let (config, topic, connector) = (self.base.clone(), self.offsets_topic.clone(), connector.to_owned());
-        tokio::task::spawn_blocking(move || read_latest_position(&config, &topic, &connector))
-            .await
-            .map_err(|error| TransportError::Other(error.to_string()))?
+        Ok(self.read_compacted(&self.offsets_topic, "source positions").await?.remove(connector))
     }
 
     async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>> {
@@ -115,9 +157,8 @@ impl Transport for KafkaTransport {
     }
 
     async fn consumer(&self, connector: &str, topics: &[String], _share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
-        let mut config = self.base.clone();
+        let mut config = self.group_config(connector);
         config
-            .set("group.id", format!("wasm-connect-{connector}"))
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");
@@ -127,17 +168,95 @@ impl Transport for KafkaTransport {
         Ok(Box::new(KafkaConsumer { consumer }))
     }
 
+    async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
+        let (config, group, topics) = (self.group_config(connector), consumer_group(connector), topics.to_vec());
+        tokio::task::spawn_blocking(move || -> TransportResult<Vec<PartitionOffset>> {
+            let consumer: BaseConsumer = config.create()?;
+            let mut partitions = TopicPartitionList::new();
+            for topic in &topics {
+                let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+                for topic_metadata in metadata.topics().iter().filter(|candidate| candidate.name() == topic) {
+                    for partition in topic_metadata.partitions() {
+                        partitions.add_partition(topic, partition.id());
+                    }
+                }
+            }
+            if partitions.count() == 0 {
+                return Ok(Vec::new());
+            }
+            let committed = consumer.committed_offsets(partitions, REQUEST_TIMEOUT)?;
+            tracing::debug!(group, partitions = committed.count(), "Read committed offsets.");
+            Ok(committed
+                .elements()
+                .iter()
+                .filter_map(|element| match element.offset() {
+                    Offset::Offset(offset) => {
+                        Some(PartitionOffset { topic: element.topic().to_owned(), partition: element.partition(), offset })
+                    }
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    async fn alter_committed_offsets(&self, connector: &str, offsets: Option<Vec<PartitionOffsetChange>>) -> TransportResult<()> {
+        let group = consumer_group(connector);
+        let Some(changes) = offsets else {
+            let admin: AdminClient<DefaultClientContext> = self.base.create()?;
+            let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
+            for result in admin.delete_groups(&[group.as_str()], &options).await? {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                    Err((_, code)) => return Err(TransportError::Other(format!("deleting consumer group {group}: {code}"))),
+                }
+            }
+            return Ok(());
+        };
+        if changes.iter().any(|change| change.offset.is_none()) {
+            return Err(TransportError::Other(
+                "on Kafka a single partition's offset cannot be removed; give it an offset, or reset all of them with DELETE".to_owned(),
+            ));
+        }
+        let config = self.group_config(connector);
+        tokio::task::spawn_blocking(move || -> TransportResult<()> {
+            let consumer: BaseConsumer = config.create()?;
+            let mut partitions = TopicPartitionList::new();
+            for change in &changes {
+                partitions.add_partition_offset(&change.topic, change.partition, Offset::Offset(change.offset.unwrap_or_default()))?;
+            }
+            consumer.commit(&partitions, CommitMode::Sync)?;
+            Ok(())
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()> {
+        self.write_compacted(&self.offsets_topic, connector, position).await
+    }
+
     fn name(&self) -> &'static str {
         "kafka"
     }
 }
 
-/// Reads the offsets topic to its end and returns the last position of `connector`.
-fn read_latest_position(config: &ClientConfig, topic: &str, connector: &str) -> TransportResult<Option<String>> {
-    let consumer: BaseConsumer = config.clone().set("enable.auto.commit", "false").set("group.id", "wasm-connect-offsets-reader").create()?;
+/// The consumer group of a sink connector.
+fn consumer_group(connector: &str) -> String {
+    format!("wasm-connect-{connector}")
+}
+
+/// Reads a compacted topic to its end: the latest value of every key, a key whose
+/// latest message is a tombstone (no payload) left out. `what` names the topic's role
+/// in errors.
+fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
+    let consumer: BaseConsumer =
+        config.clone().set("enable.auto.commit", "false").set("group.id", "wasm-connect-compacted-reader").create()?;
     let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+    let mut latest = BTreeMap::new();
     let Some(topic_metadata) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else {
-        return Ok(None);
+        return Ok(latest);
     };
     let mut assignment = TopicPartitionList::new();
     let mut ends = Vec::new();
@@ -149,24 +268,57 @@ fn read_latest_position(config: &ClientConfig, topic: &str, connector: &str) -> 
         }
     }
     if ends.is_empty() {
-        return Ok(None);
+        return Ok(latest);
     }
     consumer.assign(&assignment)?;
-    let mut latest = None;
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
     while !ends.is_empty() {
         if std::time::Instant::now() > deadline {
-            return Err(TransportError::Other(format!("timed out reading source positions from topic {topic}")));
+            return Err(TransportError::Other(format!("timed out reading {what} from topic {topic}")));
         }
         let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
         let message = message?;
-        if message.key() == Some(connector.as_bytes()) {
-            latest = message.payload().map(|payload| String::from_utf8_lossy(payload).into_owned());
+        if let Some(key) = message.key() {
+            let key = String::from_utf8_lossy(key).into_owned();
+            match message.payload() {
+                Some(payload) => latest.insert(key, String::from_utf8_lossy(payload).into_owned()),
+                None => latest.remove(&key),
+            };
         }
         let (partition, offset) = (message.partition(), message.offset());
         ends.retain(|(id, high)| !(*id == partition && offset + 1 >= *high));
     }
     Ok(latest)
+}
+
+impl KafkaTransport {
+    /// Every key's latest value in the compacted `topic` (created if missing), such as
+    /// the host's desired state in its config topic. `what` names the topic in errors.
+    pub async fn read_compacted(&self, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
+        self.create_missing_topics(&[topic.to_owned()]).await?;
+        let (config, topic, what) = (self.base.clone(), topic.to_owned(), what.to_owned());
+        tokio::task::spawn_blocking(move || read_compacted(&config, &topic, &what))
+            .await
+            .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    /// Writes `key` = `value` to the compacted `topic` (`None`: a tombstone, which
+    /// removes the key) and returns once the cluster acknowledged it.
+    pub async fn write_compacted(&self, topic: &str, key: &str, value: Option<&str>) -> TransportResult<()> {
+        let producer = match self.control_producer.get() {
+            Some(producer) => producer,
+            None => {
+                let producer: FutureProducer = self.producer_config().create()?;
+                self.control_producer.get_or_init(|| producer)
+            }
+        };
+        let mut message = FutureRecord::<str, str>::to(topic).key(key);
+        if let Some(value) = value {
+            message = message.payload(value);
+        }
+        producer.send(message, rdkafka::util::Timeout::After(REQUEST_TIMEOUT)).await.map_err(delivery_error)?;
+        Ok(())
+    }
 }
 
 struct KafkaProducer {
@@ -284,6 +436,12 @@ impl RecordConsumer for KafkaConsumer {
     async fn close(&mut self) -> TransportResult<()> {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            // The group is rebalancing: the commit in `pre_rebalance` carries what was
+            // acknowledged, or the partitions' next owner re-reads it (at least once).
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration)) => {
+                tracing::info!("The group was rebalancing as the task stopped; its last batch may be delivered again.");
+                Ok(())
+            }
             Err(error) => Err(error.into()),
         }
     }

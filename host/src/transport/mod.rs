@@ -51,8 +51,39 @@ pub trait Transport: Send + Sync {
     async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>>;
     /// A consumer in the connector's group, for one task's share of `topics`.
     async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>>;
+    /// The committed offsets of a sink connector's group: the next offset to read, per
+    /// partition of `topics` that has one.
+    async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>>;
+    /// Changes a sink connector's committed offsets while none of its tasks runs:
+    /// `None` removes every one (the connector starts from the beginning), otherwise
+    /// each given partition is set (`offset: None` removes that partition's).
+    async fn alter_committed_offsets(&self, connector: &str, offsets: Option<Vec<PartitionOffsetChange>>) -> TransportResult<()>;
+    /// Sets a source connector's position (`None` removes it: the source starts over).
+    async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()>;
     /// A short name for logs: `kafka` or `embedded`.
     fn name(&self) -> &'static str;
+}
+
+/// A committed offset: the next one a sink connector reads in a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to read.
+    pub offset: i64,
+}
+
+/// A change to one partition's committed offset; `None` removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOffsetChange {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The new next offset to read, or none.
+    pub offset: Option<i64>,
 }
 
 /// Writes records to topics.
