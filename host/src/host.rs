@@ -1,20 +1,21 @@
-//! Starting and stopping the whole host: load plugins, plan connectors, open the
-//! transport, serve the admin API, run every task, and stop them all on shutdown.
+//! Starting and stopping the whole host: load plugins, plan the file's connectors,
+//! open the transport and the desired-state store, hand everything to the
+//! [`Manager`], serve the admin API, and stop every task on shutdown.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, AdminState};
 use crate::config::LoadedConfig;
+use crate::manager::Manager;
+use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
 use crate::runtime::{PluginCatalog, Runtime, TaskLimits};
 use crate::telemetry::{Metrics, StatusBoard};
 use crate::transport::{EmbeddedTransport, KafkaTransport, Transport};
-use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors, spawn_connector};
+use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
 
 /// How long tasks get to finish their current batch after shutdown was requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -52,11 +53,12 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let prepared = loaded.clone();
     let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let config = &loaded.config;
-    let transport: Arc<dyn Transport> = match &config.kafka {
-        Some(kafka) => {
-            let client = kafka.client.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
-            Arc::new(KafkaTransport::new(&kafka.bootstrap_servers, &client, &kafka.offsets_topic))
-        }
+    let kafka_transport = config.kafka.as_ref().map(|kafka| {
+        let client = kafka.client.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+        KafkaTransport::new(&kafka.bootstrap_servers, &client, &kafka.offsets_topic, &kafka.config_topic)
+    });
+    let transport: Arc<dyn Transport> = match &kafka_transport {
+        Some(kafka) => Arc::new(kafka.clone()),
         None => {
             let embedded = EmbeddedTransport::open(&config.data_dir, config.embedded.partitions)?;
             spawn_retention(embedded.clone(), config.embedded.retention, shutdown.clone());
@@ -80,35 +82,27 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let metrics = Metrics::new();
     let worker_id = config.admin.listen.to_string();
     let status = StatusBoard::new(&worker_id);
-    let plans: BTreeMap<String, Arc<ConnectorPlan>> =
-        plans.into_iter().map(|plan| (plan.config.name.clone(), Arc::new(plan))).collect();
-    let admin_state =
-        AdminState { status: status.clone(), metrics: metrics.clone(), connectors: Arc::new(plans.clone()), plugins: catalog };
-    let (bound, admin_server) = admin::serve(config.admin.listen, admin_state, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", config.admin.listen))?;
-    tracing::info!(address = %bound, transport = transport.name(), connectors = plans.len(), "wasm-connect is running; admin API at http://{bound}/");
+    let store: Box<dyn StateStore> = match (&config.kafka, &kafka_transport) {
+        (Some(kafka), Some(transport)) => Box::new(KafkaStateStore::new(transport.clone(), &kafka.config_topic)),
+        _ => Box::new(SqliteStateStore::open(&config.data_dir)?),
+    };
     let context = WorkerContext {
         runtime,
-        transport,
-        metrics,
-        status: status.clone(),
+        transport: transport.clone(),
+        metrics: metrics.clone(),
+        status,
         restart_backoff: config.plugins.restart_backoff,
         max_restart_backoff: config.plugins.max_restart_backoff,
     };
-    let tracker = TaskTracker::new();
-    let tasks_cancel = CancellationToken::new();
-    for plan in plans.values() {
-        spawn_connector(&context, plan.clone(), &tracker, &tasks_cancel);
-    }
-    tracker.close();
+    let manager = Manager::start(context, catalog, loaded.base_dir.clone(), store, plans).await?;
+    let admin_state = AdminState { manager: manager.clone(), metrics };
+    let (bound, admin_server) = admin::serve(config.admin.listen, admin_state, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", config.admin.listen))?;
+    tracing::info!(address = %bound, transport = transport.name(), connectors = manager.connectors().len(), "wasm-connect is running; admin API at http://{bound}/");
     shutdown.cancelled().await;
     tracing::info!("Stopping: every task finishes the batch in hand.");
-    tasks_cancel.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
-        tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "Some tasks did not stop in time; their uncommitted batches will be delivered again.");
-    }
-    status.stop_all();
+    manager.shutdown(SHUTDOWN_GRACE).await;
     let _ = admin_server.await;
     tracing::info!("wasm-connect stopped.");
     Ok(())

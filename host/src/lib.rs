@@ -3,12 +3,14 @@
 //! The host reads `connectors.yaml` ([`config`]), loads plugin components into a
 //! sandboxed [`runtime`], offers them host [`capabilities`], moves records through a
 //! [`transport`] (Kafka or the embedded SQLite store) with the [`worker`] task loops,
-//! and reports through the [`admin`] API and [`telemetry`].
+//! runs them under the [`manager`] (the one owner of the running set), and reports
+//! through the [`admin`] API and [`telemetry`].
 
 pub mod admin;
 pub mod capabilities;
 pub mod config;
 pub mod host;
+pub mod manager;
 pub mod runtime;
 pub mod telemetry;
 pub mod transport;

@@ -1,119 +1,289 @@
-//! `/connectors/...`: the connectors, their configurations (Kafka Connect's flat
-//! string maps), tasks, topics and status.
+//! `/connectors/...`: create, read, reconfigure, pause, resume, stop, restart and
+//! delete connectors, their tasks, topics and status, in Kafka Connect's shapes and
+//! status codes. Configurations are Kafka Connect's flat string maps.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{AdminState, ApiError};
-use crate::worker::ConnectorPlan;
+use super::connector_config::{from_flat, string_map, to_flat, to_flat_unredacted};
+use super::{AdminState, ApiError, json_body, query_flag};
+use crate::config::ConnectorConfig;
+use crate::manager::{ManagedConnector, ManagerError, TargetState};
 
-/// The connector's configuration as Kafka Connect's flat string map: `name`,
-/// `connector.class`, `tasks.max`, `topic`/`topics`, `errors.*` and the plugin's own
-/// keys, secret values shown as `[hidden]`.
-fn flat_config(plan: &ConnectorPlan) -> BTreeMap<String, String> {
-    let options = &plan.plugin.description.options;
-    let mut config: BTreeMap<String, String> = plan
-        .plugin_config
-        .iter()
-        .map(|(key, value)| {
-            let secret = options.iter().any(|option| option.name == *key && option.secret);
-            (key.clone(), if secret { "[hidden]".to_owned() } else { value.clone() })
-        })
-        .collect();
-    config.insert("name".into(), plan.config.name.clone());
-    config.insert("connector.class".into(), plan.config.plugin.clone());
-    config.insert("tasks.max".into(), plan.task_count().to_string());
-    if let Some(topic) = &plan.config.topic {
-        config.insert("topic".into(), topic.clone());
-    }
-    if !plan.config.topics.is_empty() {
-        config.insert("topics".into(), plan.config.topics.join(","));
-    }
-    let errors = &plan.config.errors;
-    config.insert("errors.tolerance".into(), if plan.tolerates_errors() { "all" } else { "none" }.into());
-    config.insert("errors.retry.timeout".into(), errors.retry_timeout.as_millis().to_string());
-    config.insert("errors.log.enable".into(), errors.log.to_string());
-    if let Some(topic) = &errors.dead_letter_topic {
-        config.insert("errors.deadletterqueue.topic.name".into(), topic.clone());
-    }
-    config
-}
-
-fn describe(plan: &ConnectorPlan) -> Value {
-    let config = flat_config(plan);
+/// Kafka Connect's connector info: `{name, config, tasks, type}`.
+fn describe(connector: &ManagedConnector) -> Value {
+    let name = &connector.config.name;
     json!({
-        "name": plan.config.name,
-        "config": config,
-        "tasks": (0..plan.task_count()).map(|task| json!({"connector": plan.config.name, "task": task})).collect::<Vec<_>>(),
-        "type": plan.kind(),
+        "name": name,
+        "config": to_flat(connector),
+        "tasks": task_ids(connector).map(|task| json!({"connector": name, "task": task})).collect::<Vec<_>>(),
+        "type": connector.kind(),
     })
 }
 
-pub(super) async fn list(State(state): State<AdminState>, Query(query): Query<HashMap<String, String>>) -> Json<Value> {
-    let expand: Vec<&str> = query.get("expand").map(|expand| expand.split(',').collect()).unwrap_or_default();
-    if expand.is_empty() {
-        return Json(json!(state.connectors.keys().collect::<Vec<_>>()));
+/// The tasks a connector has: none while stopped, as Kafka Connect shows it.
+fn task_ids(connector: &ManagedConnector) -> std::ops::Range<u32> {
+    match connector.target {
+        TargetState::Stopped => 0..0,
+        _ => 0..connector.task_count(),
+    }
+}
+
+/// The `expand` values of a query: repeated (`expand=status&expand=info`) or comma-separated.
+fn expansions(query: Option<&str>) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| *key == "expand")
+        .flat_map(|(_, value)| value.replace("%2C", ",").replace("%2c", ",").split(',').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|value| value == "status" || value == "info")
+        .collect()
+}
+
+/// `GET /connectors[?expand=status|info]`.
+pub(super) async fn list(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Json<Value> {
+    let connectors = state.manager.connectors();
+    let expand = expansions(query.as_deref());
+    if expand.is_empty() && !query.as_deref().unwrap_or_default().contains("expand=") {
+        return Json(json!(connectors.keys().collect::<Vec<_>>()));
     }
     let mut expanded = serde_json::Map::new();
-    for (name, plan) in state.connectors.iter() {
+    for (name, connector) in &connectors {
         let mut entry = serde_json::Map::new();
-        if expand.contains(&"status") {
-            entry.insert("status".into(), json!(state.status.get(name)));
+        if expand.iter().any(|value| value == "status") {
+            entry.insert("status".into(), json!(state.manager.status(name).ok()));
         }
-        if expand.contains(&"info") {
-            entry.insert("info".into(), describe(plan));
+        if expand.iter().any(|value| value == "info") {
+            entry.insert("info".into(), describe(connector));
         }
         expanded.insert(name.clone(), Value::Object(entry));
     }
     Json(Value::Object(expanded))
 }
 
+/// Reads a config object into the flat map, the name checked against `name`.
+fn flat_config(value: &Value, name: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut flat: BTreeMap<String, String> = string_map(value, false)
+        .map_err(|problems| ApiError::invalid_config(&problems))?
+        .into_iter()
+        .map(|(key, value)| (key, value.unwrap_or_default()))
+        .collect();
+    check_name(&mut flat, name)?;
+    Ok(flat)
+}
+
+/// Kafka Connect's rule: a `name` in the config must match the one of the URL or body.
+fn check_name(flat: &mut BTreeMap<String, String>, name: &str) -> Result<(), ApiError> {
+    match flat.get("name") {
+        Some(included) if included != name => Err(ApiError::bad_request(format!(
+            "Connector name configuration ({included}) doesn't match connector name in the URL ({name})"
+        ))),
+        _ => {
+            flat.insert("name".into(), name.to_owned());
+            Ok(())
+        }
+    }
+}
+
+fn model(flat: &BTreeMap<String, String>, previous: Option<&ConnectorConfig>) -> Result<ConnectorConfig, ApiError> {
+    from_flat(flat, previous).map_err(|problems| ApiError::invalid_config(&problems))
+}
+
+/// `POST /connectors` with `{"name", "config", "initial_state"?}`: 201 and the info.
+pub(super) async fn create(State(state): State<AdminState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = json_body(body)?;
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::bad_request("the body must be a JSON object: {\"name\": ..., \"config\": {...}}".to_owned()));
+    };
+    if let Some(unknown) = object.keys().find(|key| !["name", "config", "initial_state"].contains(&key.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown field {unknown:?}; the body takes name, config and initial_state")));
+    }
+    let config = object.get("config").ok_or_else(|| ApiError::bad_request("the body needs a \"config\" object".to_owned()))?;
+    let name = match (object.get("name"), config.get("name")) {
+        (Some(Value::String(name)), _) => name.trim().to_owned(),
+        (None, Some(Value::String(name))) => name.trim().to_owned(),
+        (Some(_), _) => return Err(ApiError::bad_request("\"name\" must be a string".to_owned())),
+        (None, _) => return Err(ApiError::bad_request("the body needs a \"name\"".to_owned())),
+    };
+    let target = match object.get("initial_state") {
+        None | Some(Value::Null) => TargetState::Running,
+        Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
+            ApiError::bad_request(format!("initial_state must be RUNNING, PAUSED or STOPPED, not {value}"))
+        })?,
+    };
+    let flat = flat_config(config, &name)?;
+    let connector = state.manager.create(model(&flat, None)?, target).await?;
+    Ok((StatusCode::CREATED, Json(describe(&connector))).into_response())
+}
+
+/// `GET /connectors/{name}`.
 pub(super) async fn info(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    state
-        .connectors
-        .get(&name)
-        .map(|plan| Json(describe(plan)))
-        .ok_or_else(|| ApiError::not_found(format!("Connector {name} not found")))
+    Ok(Json(describe(&*state.manager.connector(&name)?)))
 }
 
+/// `DELETE /connectors/{name}`: 204.
+pub(super) async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.manager.delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /connectors/{name}/status`.
 pub(super) async fn status(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    state
-        .status
-        .get(&name)
-        .map(|status| Json(json!(status)))
-        .ok_or_else(|| ApiError::not_found(format!("Connector {name} not found")))
+    Ok(Json(json!(state.manager.status(&name)?)))
 }
 
-fn plan<'a>(state: &'a AdminState, name: &str) -> Result<&'a Arc<ConnectorPlan>, ApiError> {
-    state.connectors.get(name).ok_or_else(|| ApiError::not_found(format!("Connector {name} not found")))
-}
-
-/// `GET /connectors/{name}/config`: the flat configuration map.
+/// `GET /connectors/{name}/config`: the flat configuration map, secrets `[hidden]`.
 pub(super) async fn config(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(flat_config(plan(&state, &name)?))))
+    Ok(Json(json!(to_flat(&*state.manager.connector(&name)?))))
+}
+
+/// `PUT /connectors/{name}/config`: replaces the configuration, or creates the
+/// connector (201); 200 with the info when it existed.
+pub(super) async fn put_config(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let flat = flat_config(&json_body(body)?, &name)?;
+    let previous = state.manager.connector(&name).ok();
+    let config = model(&flat, previous.as_ref().map(|connector| &connector.config))?;
+    let (created, connector) = state.manager.put_config(config).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(describe(&connector))).into_response())
+}
+
+/// `PATCH /connectors/{name}/config`: merges the given keys onto the configuration
+/// (`null` removes a key); 200 with the info.
+pub(super) async fn patch_config(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let patch = string_map(&json_body(body)?, true).map_err(|problems| ApiError::invalid_config(&problems))?;
+    let existing = state.manager.connector(&name)?;
+    let mut flat = to_flat_unredacted(&existing.config);
+    for (key, value) in patch {
+        match value {
+            Some(value) => flat.insert(key, value),
+            None => flat.remove(&key),
+        };
+    }
+    check_name(&mut flat, &name)?;
+    let config = model(&flat, Some(&existing.config))?;
+    let (_, connector) = state.manager.put_config(config).await?;
+    Ok((StatusCode::OK, Json(describe(&connector))).into_response())
+}
+
+/// `POST /connectors/{name}/restart?includeTasks=&onlyFailed=`: 204, or 202 with the
+/// status when tasks are included or only failed instances are asked for.
+pub(super) async fn restart(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let include_tasks = query_flag(&query, "includeTasks", false)?;
+    let only_failed = query_flag(&query, "onlyFailed", false)?;
+    let status = state.manager.restart(&name, include_tasks, only_failed).await?;
+    if !include_tasks && !only_failed {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!(status))).into_response())
+}
+
+async fn set_target(state: &AdminState, name: &str, target: TargetState, answer: StatusCode) -> Result<StatusCode, ApiError> {
+    state.manager.set_target(name, target).await?;
+    Ok(answer)
+}
+
+/// `PUT /connectors/{name}/pause`: 202.
+pub(super) async fn pause(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    set_target(&state, &name, TargetState::Paused, StatusCode::ACCEPTED).await
+}
+
+/// `PUT /connectors/{name}/resume`: 202.
+pub(super) async fn resume(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    set_target(&state, &name, TargetState::Running, StatusCode::ACCEPTED).await
+}
+
+/// `PUT /connectors/{name}/stop`: 204.
+pub(super) async fn stop(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    set_target(&state, &name, TargetState::Stopped, StatusCode::NO_CONTENT).await
+}
+
+/// Each task's flat configuration: the connector's plus `task.id`.
+fn task_configs(connector: &ManagedConnector) -> Vec<(u32, BTreeMap<String, String>)> {
+    let config = to_flat(connector);
+    task_ids(connector)
+        .map(|task| {
+            let mut task_config = config.clone();
+            task_config.insert("task.id".into(), task.to_string());
+            (task, task_config)
+        })
+        .collect()
 }
 
 /// `GET /connectors/{name}/tasks`: each task with its configuration.
 pub(super) async fn tasks(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let plan = plan(&state, &name)?;
-    let config = flat_config(plan);
-    let tasks: Vec<Value> = (0..plan.task_count())
-        .map(|task| {
-            let mut task_config = config.clone();
-            task_config.insert("task.id".into(), task.to_string());
-            json!({"id": {"connector": name, "task": task}, "config": task_config})
-        })
+    let connector = state.manager.connector(&name)?;
+    let tasks: Vec<Value> = task_configs(&connector)
+        .into_iter()
+        .map(|(task, config)| json!({"id": {"connector": name, "task": task}, "config": config}))
         .collect();
     Ok(Json(json!(tasks)))
 }
 
+/// `GET /connectors/{name}/tasks-config`: `{"<name>-<task>": config}`.
+pub(super) async fn tasks_config(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let connector = state.manager.connector(&name)?;
+    let tasks: serde_json::Map<String, Value> =
+        task_configs(&connector).into_iter().map(|(task, config)| (format!("{name}-{task}"), json!(config))).collect();
+    Ok(Json(Value::Object(tasks)))
+}
+
+fn task_number(name: &str, task: &str) -> Result<u32, ApiError> {
+    task.parse().map_err(|_| ApiError::not_found(format!("Task {task} of connector {name} not found: task ids are whole numbers")))
+}
+
+/// `GET /connectors/{name}/tasks/{task}/status`.
+pub(super) async fn task_status(
+    State(state): State<AdminState>,
+    Path((name, task)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let id = task_number(&name, &task)?;
+    let status = state.manager.status(&name)?;
+    let task = status.tasks.into_iter().find(|task| task.id == id).ok_or(ManagerError::TaskNotFound(name, id))?;
+    Ok(Json(json!(task)))
+}
+
+/// `POST /connectors/{name}/tasks/{task}/restart`: 204.
+pub(super) async fn restart_task(
+    State(state): State<AdminState>,
+    Path((name, task)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = task_number(&name, &task)?;
+    state.manager.restart_task(&name, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /connectors/{name}/topics`: the topics the connector writes to or reads from.
 pub(super) async fn topics(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let plan = plan(&state, &name)?;
-    let topics: Vec<&String> = plan.config.topic.iter().chain(&plan.config.topics).collect();
+    let connector = state.manager.connector(&name)?;
+    let config = &connector.config;
+    let topics: Vec<&String> = config.topic.iter().chain(&config.topics).collect();
     Ok(Json(json!({ name: { "topics": topics } })))
+}
+
+/// `PUT /connectors/{name}/topics/reset`: 202. The topics shown are the configured
+/// ones, not a record of what was used, so there is nothing to forget.
+pub(super) async fn reset_topics(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.manager.connector(&name)?;
+    Ok(StatusCode::ACCEPTED)
 }

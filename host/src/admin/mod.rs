@@ -1,38 +1,38 @@
-//! The admin REST API, following Kafka Connect's paths, bodies and state names, one
-//! file per resource: `connectors` (`/connectors/...`) and `plugins`
-//! (`/connector-plugins/...`); the worker-level endpoints (`/`, `/health`, `/metrics`)
-//! are here. Everything is read-only so far.
+//! The admin REST API, following Kafka Connect's paths, bodies, status codes and
+//! state names, one file per resource: `connectors` (`/connectors/...`) and `plugins`
+//! (`/connector-plugins/...`), with the flat-map mapping in `connector_config`; the
+//! worker-level endpoints (`/`, `/health`, `/metrics`) are here. Every change is
+//! submitted to the [`Manager`], which owns the running set.
 
+mod connector_config;
 mod connectors;
+mod offsets;
 mod plugins;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::PluginCatalog;
-use crate::telemetry::{Metrics, StatusBoard};
-use crate::worker::ConnectorPlan;
+use crate::manager::{Manager, ManagerError};
+use crate::telemetry::Metrics;
 
-/// What the handlers read.
+/// What the handlers use.
 #[derive(Clone)]
 pub struct AdminState {
-    /// Connector and task states.
-    pub status: StatusBoard,
+    /// The owner of the connectors: every change goes through it.
+    pub manager: Arc<Manager>,
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
-    /// The running connectors' configurations.
-    pub connectors: Arc<BTreeMap<String, Arc<ConnectorPlan>>>,
-    /// The loaded plugins.
-    pub plugins: PluginCatalog,
 }
 
 /// Kafka Connect's error body: `{"error_code": status, "message": "..."}`.
@@ -50,11 +50,58 @@ impl ApiError {
     pub(crate) fn not_found(message: String) -> Self {
         Self { status: StatusCode::NOT_FOUND, message }
     }
+
+    /// A configuration refused with every problem, keys in Kafka Connect's flat names.
+    pub(crate) fn invalid_config(problems: &[(String, String)]) -> Self {
+        let lines: Vec<String> = problems.iter().map(|(key, message)| format!("{key}: {message}")).collect();
+        Self::bad_request(format!(
+            "Connector configuration is invalid and contains the following {} error(s):\n{}",
+            problems.len(),
+            lines.join("\n")
+        ))
+    }
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(error: ManagerError) -> Self {
+        let status = match &error {
+            ManagerError::NotFound(_) | ManagerError::TaskNotFound(..) => StatusCode::NOT_FOUND,
+            ManagerError::AlreadyExists(_) | ManagerError::OwnedByFile(_) | ManagerError::WrongState(_) => StatusCode::CONFLICT,
+            ManagerError::Invalid(problems) => {
+                let problems: Vec<(String, String)> =
+                    problems.iter().map(|(key, message)| (connector_config::flat_key(key), message.clone())).collect();
+                return Self::invalid_config(&problems);
+            }
+            ManagerError::NotStopped(_) => StatusCode::BAD_REQUEST,
+            ManagerError::Store(_) | ManagerError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self { status, message: error.to_string() }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({"error_code": self.status.as_u16(), "message": self.message}))).into_response()
+    }
+}
+
+/// A request body as JSON, refused with Kafka Connect's error body when it is too
+/// large or not JSON.
+pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|rejection| ApiError { status: rejection.status(), message: rejection.body_text() })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request needs a JSON body".to_owned()));
+    }
+    serde_json::from_slice(&bytes).map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))
+}
+
+/// A boolean query parameter: `true` or `false` in any case, `default` when absent.
+pub(crate) fn query_flag(query: &HashMap<String, String>, name: &str, default: bool) -> Result<bool, ApiError> {
+    match query.get(name).map(|value| value.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(value) if value == "true" => Ok(true),
+        Some(value) if value == "false" => Ok(false),
+        Some(value) => Err(ApiError::bad_request(format!("{name} must be true or false, not {value:?}"))),
     }
 }
 
@@ -64,15 +111,30 @@ pub fn router(state: AdminState) -> Router {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/connectors", get(connectors::list))
-        .route("/connectors/{name}", get(connectors::info))
+        .route("/connectors", get(connectors::list).post(connectors::create))
+        .route("/connectors/{name}", get(connectors::info).delete(connectors::delete))
         .route("/connectors/{name}/status", get(connectors::status))
-        .route("/connectors/{name}/config", get(connectors::config))
+        .route(
+            "/connectors/{name}/config",
+            get(connectors::config).put(connectors::put_config).patch(connectors::patch_config),
+        )
+        .route("/connectors/{name}/restart", post(connectors::restart))
+        .route("/connectors/{name}/pause", put(connectors::pause))
+        .route("/connectors/{name}/resume", put(connectors::resume))
+        .route("/connectors/{name}/stop", put(connectors::stop))
         .route("/connectors/{name}/tasks", get(connectors::tasks))
+        .route("/connectors/{name}/tasks-config", get(connectors::tasks_config))
+        .route("/connectors/{name}/tasks/{task}/status", get(connectors::task_status))
+        .route("/connectors/{name}/tasks/{task}/restart", post(connectors::restart_task))
+        .route("/connectors/{name}/offsets", get(offsets::get).patch(offsets::alter).delete(offsets::reset))
         .route("/connectors/{name}/topics", get(connectors::topics))
+        .route("/connectors/{name}/topics/reset", put(connectors::reset_topics))
         .route("/connector-plugins", get(plugins::list))
         .route("/connector-plugins/{plugin}/config", get(plugins::config_definitions))
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the admin API".to_owned()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError { status: StatusCode::METHOD_NOT_ALLOWED, message: "this endpoint does not take that method; see the README for the admin API".to_owned() }
+        })
         .with_state(state)
 }
 
@@ -104,4 +166,3 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     )
         .into_response()
 }
-

@@ -7,20 +7,16 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
-use super::{AdminState, ApiError};
+use super::{AdminState, ApiError, query_flag};
 use crate::runtime::{OptionType, PluginKind};
 
 /// `GET /connector-plugins[?connectorsOnly=false]`: every plugin as `{class, type,
 /// version}`; transforms are listed only with `connectorsOnly=false`.
 pub(super) async fn list(State(state): State<AdminState>, Query(query): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let connectors_only = match query.get("connectorsOnly").map(|value| value.to_ascii_lowercase()) {
-        None => true,
-        Some(value) if value == "true" => true,
-        Some(value) if value == "false" => false,
-        Some(value) => return Err(ApiError::bad_request(format!("connectorsOnly must be true or false, not {value:?}"))),
-    };
+    let connectors_only = query_flag(&query, "connectorsOnly", true)?;
     let plugins: Vec<Value> = state
-        .plugins
+        .manager
+        .catalog()
         .plugins()
         .iter()
         .filter(|plugin| !connectors_only || plugin.description.kind != PluginKind::Transform)
@@ -46,7 +42,7 @@ fn connect_type(option_type: OptionType) -> &'static str {
 /// `GET /connector-plugins/{plugin}/config`: the definition of every option (`name`
 /// or `name@version`).
 pub(super) async fn config_definitions(State(state): State<AdminState>, Path(plugin): Path<String>) -> Result<Json<Value>, ApiError> {
-    let plugin = state.plugins.find(&plugin).map_err(ApiError::not_found)?;
+    let plugin = state.manager.catalog().find(&plugin).map_err(ApiError::not_found)?;
     let definitions: Vec<Value> = plugin
         .description
         .options

@@ -15,6 +15,8 @@ pub enum State {
     Unassigned,
     /// Running.
     Running,
+    /// Paused by an operator: its tasks are stopped until it is resumed.
+    Paused,
     /// Failed; see `trace`.
     Failed,
     /// Waiting to be restarted after a failure.
@@ -58,6 +60,9 @@ pub struct ConnectorState {
     pub state: State,
     /// The host running it.
     pub worker_id: String,
+    /// Why it failed, while failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// Every connector's status, shared by workers (writers) and the admin API (reader).
@@ -73,17 +78,41 @@ impl StatusBoard {
         Self { connectors: Arc::default(), worker_id: worker_id.to_owned() }
     }
 
-    /// Registers a connector with `tasks` unassigned tasks.
-    pub fn add_connector(&self, name: &str, kind: PluginKind, tasks: u32) {
+    /// Registers (or re-registers) a connector in `state`: a running connector has
+    /// `tasks` unassigned tasks that report their own states, a paused one `tasks`
+    /// paused tasks, a stopped one none (as Kafka Connect shows a stopped connector).
+    pub fn set_connector(&self, name: &str, kind: PluginKind, tasks: u32, state: State) {
+        let task_state = match state {
+            State::Running => State::Unassigned,
+            other => other,
+        };
+        let tasks = if state == State::Stopped { 0 } else { tasks };
         let status = ConnectorStatus {
             name: name.to_owned(),
-            connector: ConnectorState { state: State::Running, worker_id: self.worker_id.clone() },
+            connector: ConnectorState { state, worker_id: self.worker_id.clone(), trace: None },
             tasks: (0..tasks)
-                .map(|id| TaskStatus { id, state: State::Unassigned, worker_id: self.worker_id.clone(), trace: None })
+                .map(|id| TaskStatus { id, state: task_state, worker_id: self.worker_id.clone(), trace: None })
                 .collect(),
             kind,
         };
         self.connectors.write().expect("status lock").insert(name.to_owned(), status);
+    }
+
+    /// Registers a connector that cannot run at all (its plugin is gone, its stored
+    /// configuration no longer valid): FAILED, with `trace` saying why.
+    pub fn set_connector_failed(&self, name: &str, kind: PluginKind, trace: String) {
+        let status = ConnectorStatus {
+            name: name.to_owned(),
+            connector: ConnectorState { state: State::Failed, worker_id: self.worker_id.clone(), trace: Some(trace) },
+            tasks: Vec::new(),
+            kind,
+        };
+        self.connectors.write().expect("status lock").insert(name.to_owned(), status);
+    }
+
+    /// Forgets a deleted connector.
+    pub fn remove_connector(&self, name: &str) {
+        self.connectors.write().expect("status lock").remove(name);
     }
 
     /// Sets a task's state; `trace` says why when it failed.
