@@ -45,7 +45,7 @@ impl Host {
         let mut child = Command::new(binary())
             .arg("run")
             .arg(config)
-            .env("WASM_CONNECT_LOG", "info,plugin=warn")
+            .env("WASM_CONNECT_LOG", std::env::var("TEST_HOST_LOG").unwrap_or_else(|_| "info,plugin=warn".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -114,6 +114,20 @@ impl Host {
         http_get(&format!("{}{path}", self.admin_url())).1
     }
 
+    /// Sends `method path` with a JSON `body` to the admin API: the status and the JSON
+    /// answer (`Null` when the body is empty).
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let response =
+            http_request(method, &format!("{}{path}", self.admin_url()), &[("Content-Type", "application/json")], body.as_bytes());
+        let value = if response.body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&response.body).unwrap_or_else(|error| panic!("{method} {path}: {error}: {}", response.body))
+        };
+        (response.status, value)
+    }
+
     /// Stops the host with SIGTERM and waits for a clean exit.
     pub fn stop(self) -> String {
         let mut child = self.child.lock().unwrap();
@@ -169,22 +183,46 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
     }
 }
 
-/// A minimal HTTP/1.1 GET over loopback: (status, body).
-pub fn http_get(url: &str) -> (u16, String) {
+/// A response of [`http_request`].
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The header lines, as sent.
+    pub headers: String,
+    /// The body, dechunked.
+    pub body: String,
+}
+
+/// A minimal HTTP/1.1 request over loopback, with extra `headers` and a raw `body`.
+pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (address, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(address).expect("connecting to the admin API");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let mut stream = std::net::TcpStream::connect(address).expect("connecting over loopback");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // A server may answer (and close) before reading a body it refuses.
+    let _ = stream.write_all(body);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response).into_owned();
     let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    let body = if response.to_ascii_lowercase().contains("transfer-encoding: chunked") { services::dechunk(&body) } else { body };
-    (status, body)
+    let (headers, body) = response.split_once("\r\n\r\n").map(|(headers, body)| (headers.to_owned(), body.to_owned())).unwrap_or_default();
+    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { services::dechunk(&body) } else { body };
+    HttpResponse { status, headers, body }
 }
 
+/// A minimal HTTP/1.1 GET over loopback: (status, body).
+pub fn http_get(url: &str) -> (u16, String) {
+    let response = http_request("GET", url, &[], b"");
+    (response.status, response.body)
+}
 
 /// One line the file sink wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +231,7 @@ pub struct SinkLine {
     pub partition: i64,
     pub offset: i64,
     pub key: Option<String>,
+    pub timestamp: Option<i64>,
     pub headers: Value,
     pub value: Value,
 }
@@ -216,6 +255,7 @@ pub fn read_sink_output(directory: &Path) -> BTreeMap<String, Vec<SinkLine>> {
                 partition: document["partition"].as_i64().unwrap(),
                 offset: document["offset"].as_i64().unwrap(),
                 key: document["key"].as_str().map(str::to_owned),
+                timestamp: document["timestamp"].as_i64(),
                 headers: document["headers"].clone(),
                 value: document["value"].clone(),
             });
