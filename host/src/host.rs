@@ -12,7 +12,7 @@ use crate::admin::{self, AdminState};
 use crate::config::LoadedConfig;
 use crate::manager::Manager;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
-use crate::runtime::{PluginCatalog, Runtime, TaskLimits};
+use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
 use crate::telemetry::{Metrics, StatusBoard};
 use crate::transport::{EmbeddedTransport, KafkaTransport, Transport};
 use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
@@ -34,10 +34,20 @@ pub fn load_plugins(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCat
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &plugins.dir).with_context(|| {
         format!("cannot read the plugin directory {} (plugins.dir); build the plugins or change plugins.dir", plugins.dir.display())
     })?;
+    let (mut catalog, mut errors) = (catalog, errors);
+    let uploaded = uploaded_plugins_dir(&loaded.config.data_dir);
+    if uploaded.is_dir() {
+        errors.extend(catalog.add_dir(&runtime, &uploaded, PluginOrigin::Uploaded)?);
+    }
     for error in errors {
         tracing::warn!(path = %error.path.display(), reason = %error.reason, "A plugin was not loaded.");
     }
     Ok((runtime, catalog))
+}
+
+/// Where plugins uploaded through the REST API are kept.
+pub fn uploaded_plugins_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("plugins")
 }
 
 /// Loads plugins and plans every connector: what `validate` checks.
@@ -94,8 +104,10 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         restart_backoff: config.plugins.restart_backoff,
         max_restart_backoff: config.plugins.max_restart_backoff,
     };
-    let manager = Manager::start(context, catalog, loaded.base_dir.clone(), store, plans).await?;
-    let admin_state = AdminState { manager: manager.clone(), metrics };
+    let uploads = uploaded_plugins_dir(&config.data_dir);
+    let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, store, plans).await?;
+    let admin_state =
+        AdminState { manager: manager.clone(), metrics, max_plugin_bytes: config.plugins.max_upload_mib as usize * 1024 * 1024 };
     let (bound, admin_server) = admin::serve(config.admin.listen, admin_state, shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", config.admin.listen))?;

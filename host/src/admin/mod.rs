@@ -1,12 +1,15 @@
 //! The admin REST API, following Kafka Connect's paths, bodies, status codes and
-//! state names, one file per resource: `connectors` (`/connectors/...`) and `plugins`
-//! (`/connector-plugins/...`), with the flat-map mapping in `connector_config`; the
+//! state names, one file per resource: `connectors` (`/connectors/...`), `offsets`
+//! (`/connectors/{name}/offsets`), `connector_plugins` (`/connector-plugins/...`) and
+//! `plugins` (`/plugins/...`, uploads), with the flat-map mapping in
+//! `connector_config`; the
 //! worker-level endpoints (`/`, `/health`, `/metrics`) are here. Every change is
 //! submitted to the [`Manager`], which owns the running set.
 
 mod connector_config;
 mod connectors;
 mod offsets;
+mod connector_plugins;
 mod plugins;
 
 use std::collections::HashMap;
@@ -14,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +36,8 @@ pub struct AdminState {
     pub manager: Arc<Manager>,
     /// Metrics to render.
     pub metrics: Arc<Metrics>,
+    /// Largest plugin component an upload may carry.
+    pub max_plugin_bytes: usize,
 }
 
 /// Kafka Connect's error body: `{"error_code": status, "message": "..."}`.
@@ -43,6 +48,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: String) -> Self {
+        Self { status, message }
+    }
+
     pub(crate) fn bad_request(message: String) -> Self {
         Self { status: StatusCode::BAD_REQUEST, message }
     }
@@ -66,14 +75,21 @@ impl From<ManagerError> for ApiError {
     fn from(error: ManagerError) -> Self {
         let status = match &error {
             ManagerError::NotFound(_) | ManagerError::TaskNotFound(..) => StatusCode::NOT_FOUND,
-            ManagerError::AlreadyExists(_) | ManagerError::OwnedByFile(_) | ManagerError::WrongState(_) => StatusCode::CONFLICT,
+            ManagerError::AlreadyExists(_)
+            | ManagerError::OwnedByFile(_)
+            | ManagerError::WrongState(_)
+            | ManagerError::Conflict(_) => StatusCode::CONFLICT,
+            ManagerError::PluginNotFound(_) => StatusCode::NOT_FOUND,
+            ManagerError::PluginRefused(_) => StatusCode::BAD_REQUEST,
             ManagerError::Invalid(problems) => {
                 let problems: Vec<(String, String)> =
                     problems.iter().map(|(key, message)| (connector_config::flat_key(key), message.clone())).collect();
                 return Self::invalid_config(&problems);
             }
             ManagerError::NotStopped(_) => StatusCode::BAD_REQUEST,
-            ManagerError::Store(_) | ManagerError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ManagerError::Store(_) | ManagerError::Transport(_) | ManagerError::PluginStorage(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         Self { status, message: error.to_string() }
     }
@@ -107,6 +123,7 @@ pub(crate) fn query_flag(query: &HashMap<String, String>, name: &str, default: b
 
 /// The router; exposed so tests can drive it without a socket.
 pub fn router(state: AdminState) -> Router {
+    let max_plugin_bytes = state.max_plugin_bytes;
     Router::new()
         .route("/", get(root))
         .route("/health", get(health))
@@ -129,8 +146,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/connectors/{name}/offsets", get(offsets::get).patch(offsets::alter).delete(offsets::reset))
         .route("/connectors/{name}/topics", get(connectors::topics))
         .route("/connectors/{name}/topics/reset", put(connectors::reset_topics))
-        .route("/connector-plugins", get(plugins::list))
-        .route("/connector-plugins/{plugin}/config", get(plugins::config_definitions))
+        .route("/plugins", get(plugins::list).post(plugins::upload).layer(DefaultBodyLimit::max(max_plugin_bytes)))
+        .route("/plugins/{name}", get(plugins::versions).delete(plugins::delete_all))
+        .route("/plugins/{name}/{version}", get(plugins::version).delete(plugins::delete_version))
+        .route("/connector-plugins", get(connector_plugins::list))
+        .route("/connector-plugins/{plugin}/config", get(connector_plugins::config_definitions))
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the admin API".to_owned()) })
         .method_not_allowed_fallback(|| async {
             ApiError { status: StatusCode::METHOD_NOT_ALLOWED, message: "this endpoint does not take that method; see the README for the admin API".to_owned() }

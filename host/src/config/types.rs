@@ -130,6 +130,10 @@ pub struct PluginsConfig {
     /// Longest delay between restarts of a failing task.
     #[serde(default = "default_max_restart_backoff", with = "human_duration")]
     pub max_restart_backoff: Duration,
+    /// Largest component `POST /plugins` accepts, in MiB (Python and JavaScript
+    /// components are 12 to 40 MB).
+    #[serde(default = "default_max_upload_mib")]
+    pub max_upload_mib: u32,
 }
 
 fn default_plugins_dir() -> PathBuf {
@@ -147,6 +151,9 @@ fn default_restart_backoff() -> Duration {
 fn default_max_restart_backoff() -> Duration {
     Duration::from_secs(60)
 }
+fn default_max_upload_mib() -> u32 {
+    64
+}
 
 impl Default for PluginsConfig {
     fn default() -> Self {
@@ -156,6 +163,7 @@ impl Default for PluginsConfig {
             call_timeout: default_call_timeout(),
             restart_backoff: default_restart_backoff(),
             max_restart_backoff: default_max_restart_backoff(),
+            max_upload_mib: default_max_upload_mib(),
         }
     }
 }

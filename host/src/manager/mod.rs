@@ -6,6 +6,7 @@
 //! that connector's tasks.
 
 mod offsets;
+mod plugins;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,7 @@ use crate::telemetry::{ConnectorStatus, State};
 use crate::transport::TransportError;
 use crate::worker::{ConnectorPlan, RunningTask, WorkerContext, plan_connector, spawn_task};
 pub use offsets::{ConnectorOffsets, OffsetsChange};
+pub use plugins::Upload;
 use store::{StateStore, StateStoreError};
 
 /// How long a connector's tasks get to finish their batch when it is stopped.
@@ -134,6 +136,19 @@ pub enum ManagerError {
         "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{0}/stop' endpoint"
     )]
     NotStopped(String),
+    /// No plugin `name@version`.
+    #[error("Plugin {0} not found")]
+    PluginNotFound(String),
+    /// An uploaded component is not a usable plugin.
+    #[error("{0}")]
+    PluginRefused(String),
+    /// A plugin could not be stored or removed on disk.
+    #[error("{0}")]
+    PluginStorage(String),
+    /// The request conflicts with what is there (a plugin in use, a version already
+    /// taken by other content).
+    #[error("{0}")]
+    Conflict(String),
     /// The desired state could not be persisted; nothing was changed.
     #[error(transparent)]
     Store(#[from] StateStoreError),
@@ -149,6 +164,8 @@ pub struct Manager {
     /// Relative directories in API-made configurations resolve against this (the
     /// configuration file's directory), as in the file.
     base_dir: PathBuf,
+    /// Where uploaded plugins are stored.
+    uploads_dir: PathBuf,
     store: Box<dyn StateStore>,
     /// The running tasks by connector; its lock serialises every change.
     running: Mutex<HashMap<String, Vec<RunningTask>>>,
@@ -164,6 +181,7 @@ impl Manager {
         context: WorkerContext,
         catalog: PluginCatalog,
         base_dir: PathBuf,
+        uploads_dir: PathBuf,
         store: Box<dyn StateStore>,
         file_plans: Vec<ConnectorPlan>,
     ) -> anyhow::Result<Arc<Manager>> {
@@ -172,6 +190,7 @@ impl Manager {
             context,
             catalog: RwLock::new(catalog),
             base_dir,
+            uploads_dir,
             store,
             running: Mutex::default(),
             desired: RwLock::default(),

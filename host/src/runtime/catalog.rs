@@ -13,12 +13,24 @@ use super::{OptionType, PluginDescription, PluginFailure, PluginKind, Runtime};
 /// The `plugin` export of a component built against WIT 0.1.0, before grants existed.
 const LEGACY_PLUGIN_EXPORT: &str = "wasm-connect:connector/plugin@0.1.0";
 
+/// Where a plugin came from, which decides who may remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginOrigin {
+    /// A file in `plugins.dir`: remove the file to remove the plugin.
+    Directory,
+    /// Uploaded through `POST /plugins`, kept under `data_dir/plugins`.
+    Uploaded,
+}
+
 /// A plugin ready to instantiate.
 pub struct LoadedPlugin {
     /// What the plugin says about itself.
     pub description: PluginDescription,
     /// Where it was loaded from.
     pub path: PathBuf,
+    /// Who put it there.
+    pub origin: PluginOrigin,
     /// SHA-256 of the component bytes.
     pub digest: String,
     component: Component,
@@ -36,6 +48,11 @@ impl std::fmt::Debug for LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// The same plugin, known to live at `path` (where an upload was stored).
+    pub fn stored_at(self, path: PathBuf) -> Self {
+        Self { path, ..self }
+    }
+
     /// The component linked against the host, resolved once and reused by every task.
     pub fn instance_pre(&self, runtime: &Runtime) -> Result<InstancePre<TaskState>, PluginFailure> {
         if let Some(pre) = self.instance_pre.get() {
@@ -67,30 +84,51 @@ impl PluginCatalog {
     /// Loads every `*.wasm` in `dir`. A broken component does not stop the others: it
     /// is returned as a [`PluginLoadError`]. Blocking: compiles components.
     pub fn load_dir(runtime: &Runtime, dir: &Path) -> std::io::Result<(Self, Vec<PluginLoadError>)> {
+        let mut catalog = Self::default();
+        let errors = catalog.add_dir(runtime, dir, PluginOrigin::Directory)?;
+        Ok((catalog, errors))
+    }
+
+    /// Adds every `*.wasm` in `dir`, as plugins of `origin`; returns those refused.
+    /// Blocking: compiles components.
+    pub fn add_dir(&mut self, runtime: &Runtime, dir: &Path, origin: PluginOrigin) -> std::io::Result<Vec<PluginLoadError>> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| path.extension().is_some_and(|extension| extension == "wasm") && path.is_file())
             .collect();
         paths.sort();
-        let mut catalog = Self::default();
         let mut errors = Vec::new();
         for path in paths {
-            match load_plugin(runtime, &path) {
-                Ok(plugin) => {
-                    let description = &plugin.description;
-                    if catalog.find_exact(&description.name, &description.version).is_some() {
-                        errors.push(PluginLoadError {
-                            path,
-                            reason: format!("{}@{} is already loaded from another file", description.name, description.version),
-                        });
-                    } else {
-                        catalog.plugins.push(Arc::new(plugin));
-                    }
-                }
+            let loaded = std::fs::read(&path)
+                .map_err(|error| format!("cannot read: {error}"))
+                .and_then(|bytes| load_component(runtime, &bytes, &path, origin));
+            match loaded.and_then(|plugin| self.insert(Arc::new(plugin))) {
+                Ok(()) => {}
                 Err(reason) => errors.push(PluginLoadError { path, reason }),
             }
         }
-        Ok((catalog, errors))
+        Ok(errors)
+    }
+
+    /// Adds a plugin; refused when its `name@version` is already there.
+    pub fn insert(&mut self, plugin: Arc<LoadedPlugin>) -> Result<(), String> {
+        let description = &plugin.description;
+        if let Some(existing) = self.get(&description.name, &description.version) {
+            return Err(format!(
+                "{}@{} is already loaded from {}",
+                description.name,
+                description.version,
+                existing.path.display()
+            ));
+        }
+        self.plugins.push(plugin);
+        Ok(())
+    }
+
+    /// Removes `name@version`, returning it.
+    pub fn remove(&mut self, name: &str, version: &str) -> Option<Arc<LoadedPlugin>> {
+        let index = self.plugins.iter().position(|plugin| plugin.description.name == name && plugin.description.version == version)?;
+        Some(self.plugins.remove(index))
     }
 
     /// Every plugin, sorted by name then version.
@@ -103,7 +141,8 @@ impl PluginCatalog {
         plugins
     }
 
-    fn find_exact(&self, name: &str, version: &str) -> Option<&Arc<LoadedPlugin>> {
+    /// Exactly `name@version`.
+    pub fn get(&self, name: &str, version: &str) -> Option<&Arc<LoadedPlugin>> {
         self.plugins.iter().find(|plugin| plugin.description.name == name && plugin.description.version == version)
     }
 
@@ -114,7 +153,7 @@ impl PluginCatalog {
             None => (reference, None),
         };
         let found = match version {
-            Some(version) => self.find_exact(name, version).cloned(),
+            Some(version) => self.get(name, version).cloned(),
             None => self
                 .plugins
                 .iter()
@@ -126,7 +165,7 @@ impl PluginCatalog {
             let known: Vec<String> =
                 self.plugins().iter().map(|plugin| format!("{}@{}", plugin.description.name, plugin.description.version)).collect();
             format!(
-                "no plugin {reference} in the plugin directory; available: {}",
+                "no plugin {reference} is loaded (plugins.dir or uploaded); available: {}",
                 if known.is_empty() { "none".to_owned() } else { known.join(", ") }
             )
         })
@@ -138,11 +177,12 @@ fn version_key(version: &str) -> Vec<u64> {
     version.split(['.', '-', '+']).map(|part| part.parse().unwrap_or(0)).collect()
 }
 
-fn load_plugin(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, String> {
-    let bytes = std::fs::read(path).map_err(|error| format!("cannot read: {error}"))?;
-    let digest = sha256_hex(&bytes);
+/// Compiles and describes a component (found at `path`), or says why it is not a
+/// usable plugin. Blocking: compiles, then runs the plugin's `describe`.
+pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: PluginOrigin) -> Result<LoadedPlugin, String> {
+    let digest = sha256_hex(bytes);
     let component = runtime
-        .compile(&bytes)
+        .compile(bytes)
         .map_err(|error| format!("not a valid WebAssembly component: {}", first_line(&format!("{error:#}"))))?;
     let exports: Vec<String> = component
         .component_type()
@@ -173,6 +213,7 @@ fn load_plugin(runtime: &Runtime, path: &Path) -> Result<LoadedPlugin, String> {
             options: Vec::new(),
         },
         path: path.to_path_buf(),
+        origin,
         digest,
         component,
         instance_pre: OnceLock::new(),
@@ -268,7 +309,8 @@ pub(crate) fn validate_config(
         .map(|issues| issues.into_iter().map(|issue| (issue.key, issue.message)).collect::<Vec<_>>()))
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }

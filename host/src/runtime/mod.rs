@@ -8,7 +8,7 @@ mod engine;
 mod failure;
 mod task;
 
-pub use catalog::{LoadedPlugin, PluginCatalog, PluginLoadError};
+pub use catalog::{LoadedPlugin, PluginCatalog, PluginLoadError, PluginOrigin, load_component, sha256_hex};
 pub(crate) use catalog::validate_config;
 pub use description::{ConfigOptionDescription, OptionType, PluginDescription, PluginKind};
 pub use engine::{Runtime, TaskLimits};
