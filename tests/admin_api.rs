@@ -109,3 +109,117 @@ fn connector_plugins_and_their_option_definitions() {
     assert!(missing["message"].as_str().unwrap().contains("no plugin nope"), "{missing}");
     host.stop();
 }
+
+const PLANTED_KEY: &str = "planted-api-key-5d41402abc4b2a76";
+const PLANTED_TOKEN: &str = "planted-admin-token-7f9c2ba4e88f827d";
+
+/// A request with the admin token (or `token` instead).
+fn call(host: &Host, method: &str, path: &str, token: Option<&str>, body: &str) -> support::HttpResponse {
+    let authorization = token.map(|token| format!("Bearer {token}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(authorization) = &authorization {
+        headers.push(("Authorization", authorization.as_str()));
+    }
+    support::http_request(method, &format!("{}{path}", host.admin_url()), &headers, body.as_bytes())
+}
+
+#[test]
+fn a_token_guards_the_api_and_planted_secrets_appear_in_no_answer_and_no_log_line() {
+    let directory = tempfile::tempdir().unwrap();
+    // The file's connector takes its secret from the environment, as users write it.
+    let config = host_config(
+        directory.path(),
+        "  - name: sim
+    plugin: flight-simulator
+    topic: flights
+    config: { rate: 50 }
+  - name: search
+    plugin: elasticsearch-sink
+    topics: [flights]
+    config:
+      url: http://127.0.0.1:9
+      api_key: ${PLANTED_ES_KEY}
+    errors: { retry_timeout: 1s }
+",
+    );
+    let host = Host::start_with_env(
+        &config,
+        &[("PLANTED_ES_KEY", PLANTED_KEY), ("WASM_CONNECT_ADMIN_TOKEN", PLANTED_TOKEN), ("WASM_CONNECT_LOG", "info,wasm_connect=debug,plugin=debug")],
+    );
+
+    // Without the token, or with a wrong one: 401 everywhere but GET /health.
+    for (method, path) in [("GET", "/"), ("GET", "/connectors"), ("POST", "/connectors"), ("GET", "/metrics"), ("GET", "/plugins"), ("GET", "/nowhere"), ("PUT", "/admin/loggers/root")] {
+        for token in [None, Some("wrong")] {
+            let response = call(&host, method, path, token, "{}");
+            assert_eq!(response.status, 401, "{method} {path} with {token:?}: {}", response.body);
+            assert!(response.headers.to_ascii_lowercase().contains("www-authenticate: bearer"), "{}", response.headers);
+            assert_eq!(serde_json::from_str::<Value>(&response.body).unwrap()["error_code"], 401);
+        }
+    }
+    assert_eq!(call(&host, "GET", "/health", None, "").status, 200);
+    assert_eq!(call(&host, "GET", "/connectors", Some(PLANTED_TOKEN), "").status, 200);
+
+    // A connector made through the API with a secret; a bad request carrying it.
+    let created = call(&host, "POST", "/connectors", Some(PLANTED_TOKEN), &json!({
+        "name": "search-api",
+        "config": {"connector.class": "elasticsearch-sink", "topics": "flights", "url": "http://127.0.0.1:9", "api_key": PLANTED_KEY, "errors.retry.timeout": "1000"}
+    }).to_string());
+    assert_eq!(created.status, 201, "{}", created.body);
+    let refused = call(&host, "POST", "/connectors", Some(PLANTED_TOKEN), &json!({
+        "name": "bad", "config": {"connector.class": "elasticsearch-sink", "topics": "flights", "url": "http://127.0.0.1:9", "api_key": PLANTED_KEY, "colour": PLANTED_KEY}
+    }).to_string());
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    // A PUT of what was read back keeps the stored secret.
+    let read_back: Value = serde_json::from_str(&call(&host, "GET", "/connectors/search-api/config", Some(PLANTED_TOKEN), "").body).unwrap();
+    assert_eq!(read_back["api_key"], "[hidden]");
+    let put = call(&host, "PUT", "/connectors/search-api/config", Some(PLANTED_TOKEN), &read_back.to_string());
+    assert_eq!(put.status, 200, "{}", put.body);
+    let stored: String = rusqlite::Connection::open(directory.path().join("data/state.sqlite3"))
+        .unwrap()
+        .query_row("SELECT value FROM desired_state WHERE key = 'connector-search-api'", [], |row| row.get(0))
+        .unwrap();
+    assert!(stored.contains(PLANTED_KEY), "the stored configuration lost the secret: {stored}");
+    // Let the tasks fail against the unreachable store, so reasons and traces exist.
+    host.wait_until("both sinks retrying or failed", Duration::from_secs(30), || {
+        let body = call(&host, "GET", "/connectors?expand=status", Some(PLANTED_TOKEN), "").body;
+        body.matches("\"trace\"").count() >= 2
+    });
+
+    // Log levels change at run time.
+    let levels: Value = serde_json::from_str(&call(&host, "GET", "/admin/loggers", Some(PLANTED_TOKEN), "").body).unwrap();
+    assert_eq!(levels["root"]["level"], "INFO");
+    assert_eq!(levels["wasm_connect"]["level"], "DEBUG");
+    let changed = call(&host, "PUT", "/admin/loggers/wasm_connect::worker", Some(PLANTED_TOKEN), r#"{"level": "trace"}"#);
+    assert_eq!((changed.status, serde_json::from_str::<Value>(&changed.body).unwrap()), (200, json!(["wasm_connect::worker"])));
+    let inherited: Value = serde_json::from_str(&call(&host, "GET", "/admin/loggers/wasm_connect::worker::sink", Some(PLANTED_TOKEN), "").body).unwrap();
+    assert_eq!(inherited, json!({"level": "TRACE"}));
+    assert_eq!(call(&host, "PUT", "/admin/loggers/root", Some(PLANTED_TOKEN), r#"{"level": "LOUD"}"#).status, 400);
+    assert_eq!(call(&host, "PUT", "/admin/loggers/root", Some(PLANTED_TOKEN), r#"{"level": "INFO"}"#).status, 200);
+    let levels: Value = serde_json::from_str(&call(&host, "GET", "/admin/loggers", Some(PLANTED_TOKEN), "").body).unwrap();
+    assert_eq!(levels["root"]["level"], "INFO");
+    assert_eq!(levels["wasm_connect::worker"]["level"], "INFO", "root applies to every logger: {levels}");
+    assert_eq!(levels["wasm_connect"]["level"], "INFO", "root applies to every logger: {levels}");
+
+    // Every answer, and the whole log, is free of the planted secrets.
+    let paths = [
+        "/", "/connectors", "/connectors?expand=status&expand=info", "/connectors/search", "/connectors/search/config",
+        "/connectors/search/tasks", "/connectors/search/tasks-config", "/connectors/search/status", "/connectors/search-api",
+        "/connectors/search-api/config", "/connectors/search-api/tasks", "/connectors/search-api/status",
+        "/connectors/search-api/offsets", "/metrics", "/plugins", "/plugins/elasticsearch-sink",
+        "/connector-plugins/elasticsearch-sink/config", "/admin/loggers",
+    ];
+    let mut answers = vec![created.body, refused.body, put.body];
+    for path in paths {
+        let response = call(&host, "GET", path, Some(PLANTED_TOKEN), "");
+        assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+        answers.push(format!("{}\n{}", response.headers, response.body));
+    }
+    for answer in &answers {
+        assert!(!answer.contains(PLANTED_KEY) && !answer.contains(PLANTED_TOKEN), "a secret in an answer: {answer}");
+    }
+    let log = host.stop();
+    assert!(log.contains("search-api"), "the log is not the host's: {log}");
+    for line in log.lines() {
+        assert!(!line.contains(PLANTED_KEY) && !line.contains(PLANTED_TOKEN), "a secret in the log: {line}");
+    }
+}

@@ -106,8 +106,12 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     };
     let uploads = uploaded_plugins_dir(&config.data_dir);
     let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, store, plans).await?;
-    let admin_state =
-        AdminState { manager: manager.clone(), metrics, max_plugin_bytes: config.plugins.max_upload_mib as usize * 1024 * 1024 };
+    let admin_state = AdminState {
+        manager: manager.clone(),
+        metrics,
+        max_plugin_bytes: config.plugins.max_upload_mib as usize * 1024 * 1024,
+        token: admin::configured_token(config.admin.token.as_deref()),
+    };
     let (bound, admin_server) = admin::serve(config.admin.listen, admin_state, shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", config.admin.listen))?;

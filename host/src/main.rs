@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 use wasm_connect::config::{self, LoadedConfig};
 
 /// A Kafka Connect-style host for WebAssembly connectors.
@@ -56,11 +55,7 @@ fn report(error: anyhow::Error) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_env("WASM_CONNECT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    wasm_connect::telemetry::logging::init(&std::env::var("WASM_CONNECT_LOG").unwrap_or_else(|_| "info".to_owned()));
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Run { config } => load(&config).and_then(|loaded| run(loaded).map_err(report)),

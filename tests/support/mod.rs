@@ -42,10 +42,16 @@ pub struct Host {
 impl Host {
     /// Starts `wasm-connect run CONFIG` and waits until its admin API is up.
     pub fn start(config: &Path) -> Host {
+        Host::start_with_env(config, &[])
+    }
+
+    /// [`Host::start`] with extra environment variables for the host.
+    pub fn start_with_env(config: &Path, environment: &[(&str, &str)]) -> Host {
         let mut child = Command::new(binary())
             .arg("run")
             .arg(config)
             .env("WASM_CONNECT_LOG", std::env::var("TEST_HOST_LOG").unwrap_or_else(|_| "info,plugin=warn".into()))
+            .envs(environment.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

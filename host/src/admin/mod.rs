@@ -6,8 +6,10 @@
 //! worker-level endpoints (`/`, `/health`, `/metrics`) are here. Every change is
 //! submitted to the [`Manager`], which owns the running set.
 
+mod auth;
 mod connector_config;
 mod connectors;
+mod loggers;
 mod offsets;
 mod connector_plugins;
 mod plugins;
@@ -26,6 +28,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+pub use auth::configured_token;
 use crate::manager::{Manager, ManagerError};
 use crate::telemetry::Metrics;
 
@@ -38,6 +41,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// Largest plugin component an upload may carry.
     pub max_plugin_bytes: usize,
+    /// The bearer token every request but `GET /health` must carry, if any.
+    pub token: Option<Arc<str>>,
 }
 
 /// Kafka Connect's error body: `{"error_code": status, "message": "..."}`.
@@ -151,10 +156,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/plugins/{name}/{version}", get(plugins::version).delete(plugins::delete_version))
         .route("/connector-plugins", get(connector_plugins::list))
         .route("/connector-plugins/{plugin}/config", get(connector_plugins::config_definitions))
+        .route("/admin/loggers", get(loggers::list))
+        .route("/admin/loggers/{logger}", get(loggers::get).put(loggers::set))
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the admin API".to_owned()) })
         .method_not_allowed_fallback(|| async {
             ApiError { status: StatusCode::METHOD_NOT_ALLOWED, message: "this endpoint does not take that method; see the README for the admin API".to_owned() }
         })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .with_state(state)
 }
 

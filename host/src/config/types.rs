@@ -47,6 +47,10 @@ pub struct AdminConfig {
     /// Address to listen on; port 0 picks a free port (logged at start).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A bearer token every request but `GET /health` must carry (write it as
+    /// `${VAR}` or `${file:PATH}`); without it, `WASM_CONNECT_ADMIN_TOKEN` if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -55,7 +59,7 @@ fn default_listen() -> SocketAddr {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: default_listen() }
+        Self { listen: default_listen(), token: None }
     }
 }
 

@@ -1,6 +1,8 @@
-//! What the host tells about itself: Prometheus metrics and connector/task status.
+//! What the host tells about itself: Prometheus metrics, connector/task status, and
+//! logs with levels that change at run time.
 //! Each event that is both logged and counted is defined once here.
 
+pub mod logging;
 mod metrics;
 mod status;
 
