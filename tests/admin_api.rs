@@ -107,6 +107,34 @@ fn connector_plugins_and_their_option_definitions() {
     let (status, missing) = get(&host, "/connector-plugins/nope/config");
     assert_eq!(status, 404);
     assert!(missing["message"].as_str().unwrap().contains("no plugin nope"), "{missing}");
+
+    // Validation, in Kafka Connect's shape: every problem under its key.
+    let candidate = json!({
+        "name": "search", "topics": "flights", "url": "http://localhost:9200", "api_key": "k3y",
+        "bulk_max_actions": "lots", "colour": "red", "tasks.max": "0",
+    });
+    let (status, report) = host.call("PUT", "/connector-plugins/elasticsearch-sink/config/validate", Some(&candidate));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["name"], "elasticsearch-sink");
+    assert_eq!(report["groups"][0], "Common");
+    let entry = |name: &str| report["configs"].as_array().unwrap().iter().find(|config| config["value"]["name"] == name).cloned().unwrap_or_else(|| panic!("no {name} in {report}"));
+    let errors = |name: &str| entry(name)["value"]["errors"].as_array().unwrap().len();
+    assert_eq!((errors("bulk_max_actions"), errors("colour"), errors("tasks.max")), (1, 1, 1), "{report}");
+    assert_eq!(report["error_count"], 3, "{report}");
+    assert_eq!(errors("url"), 0);
+    assert_eq!(entry("url")["value"]["value"], "http://localhost:9200");
+    assert_eq!(entry("api_key")["value"]["value"], "[hidden]");
+    assert_eq!(entry("api_key")["definition"]["type"], "PASSWORD");
+    assert_eq!(entry("topics")["definition"]["group"], "Common");
+    assert_eq!(entry("connector.class")["value"]["value"], Value::Null);
+    let valid = json!({"name": "search", "topics": "flights", "url": "http://localhost:9200"});
+    let (status, report) = host.call("PUT", "/connector-plugins/elasticsearch-sink@0.1.0/config/validate", Some(&valid));
+    assert_eq!((status, report["error_count"].clone()), (200, json!(0)), "{report}");
+    let (status, _) = host.call("PUT", "/connector-plugins/nope/config/validate", Some(&valid));
+    assert_eq!(status, 404);
+    let mismatched = json!({"name": "x", "connector.class": "file-sink", "topics": "a"});
+    assert_eq!(host.call("PUT", "/connector-plugins/elasticsearch-sink/config/validate", Some(&mismatched)).0, 400);
+    assert_eq!(get(&host, "/connectors").1, json!(["files", "sim"]), "validation created something");
     host.stop();
 }
 

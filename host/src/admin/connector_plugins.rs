@@ -1,14 +1,17 @@
 //! `/connector-plugins/...`: the plugins the host has loaded, in Kafka Connect's
-//! shapes, with each option's definition.
+//! shapes, with each option's definition, and the validation of a configuration.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
-use super::{AdminState, ApiError, query_flag};
-use crate::runtime::{OptionType, PluginKind};
+use super::connector_config::{HIDDEN, flat_key, from_flat, string_map};
+use super::{AdminState, ApiError, json_body, query_flag};
+use crate::runtime::{ConfigOptionDescription, OptionType, PluginKind};
 
 /// `GET /connector-plugins[?connectorsOnly=false]`: every plugin as `{class, type,
 /// version}`; transforms are listed only with `connectorsOnly=false`.
@@ -39,31 +42,127 @@ fn connect_type(option_type: OptionType) -> &'static str {
     }
 }
 
+/// Kafka Connect's definition of one of the plugin's options, in `group`.
+fn option_definition(option: &ConfigOptionDescription, group: Option<&str>, order: i64) -> Value {
+    json!({
+        "name": option.name,
+        "type": if option.secret { "PASSWORD" } else { connect_type(option.option_type) },
+        "required": option.required && option.default.is_none(),
+        "default_value": option.default,
+        "importance": if option.required { "HIGH" } else { "MEDIUM" },
+        "documentation": option.documentation,
+        "group": group,
+        "width": "NONE",
+        "display_name": option.name,
+        "dependents": [],
+        "order": order,
+        // What wasm-connect adds: the declared type, grants included.
+        "wasm_connect_type": option.option_type,
+    })
+}
+
 /// `GET /connector-plugins/{plugin}/config`: the definition of every option (`name`
 /// or `name@version`).
 pub(super) async fn config_definitions(State(state): State<AdminState>, Path(plugin): Path<String>) -> Result<Json<Value>, ApiError> {
     let plugin = state.manager.catalog().find(&plugin).map_err(ApiError::not_found)?;
-    let definitions: Vec<Value> = plugin
-        .description
-        .options
-        .iter()
-        .map(|option| {
-            json!({
-                "name": option.name,
-                "type": if option.secret { "PASSWORD" } else { connect_type(option.option_type) },
-                "required": option.required && option.default.is_none(),
-                "default_value": option.default,
-                "importance": if option.required { "HIGH" } else { "MEDIUM" },
-                "documentation": option.documentation,
-                "group": null,
-                "width": "NONE",
-                "display_name": option.name,
-                "dependents": [],
-                "order": -1,
-                // What wasm-connect adds: the declared type, grants included.
-                "wasm_connect_type": option.option_type,
-            })
-        })
-        .collect();
+    let definitions: Vec<Value> = plugin.description.options.iter().map(|option| option_definition(option, None, -1)).collect();
     Ok(Json(json!(definitions)))
+}
+
+/// The host-level keys of a connector of `kind`, Kafka Connect's "Common" and
+/// "Error Handling" groups: (name, type, required, default, documentation, group).
+fn host_definitions(kind: PluginKind) -> Vec<(&'static str, &'static str, bool, Option<&'static str>, &'static str, &'static str)> {
+    let topics = match kind {
+        PluginKind::Source => ("topic", "STRING", true, None, "The topic the source writes to.", "Common"),
+        _ => ("topics", "LIST", true, None, "The topics the sink reads, comma-separated.", "Common"),
+    };
+    vec![
+        ("name", "STRING", true, None, "Unique name of the connector: letters, digits, `.`, `_`, `-`.", "Common"),
+        ("connector.class", "STRING", true, None, "The plugin, as `name` or `name@version`.", "Common"),
+        ("tasks.max", "INT", false, Some("1"), "Parallel tasks (a source runs one).", "Common"),
+        topics,
+        ("batch.size", "INT", false, Some("500"), "Records per batch across the plugin boundary.", "Common"),
+        ("errors.tolerance", "STRING", false, Some("none"), "none: a bad record stops the task; all: it is skipped.", "Error Handling"),
+        ("errors.retry.timeout", "LONG", false, Some("300000"), "How long a batch is retried after retriable errors, in ms.", "Error Handling"),
+        ("errors.log.enable", "BOOLEAN", false, Some("false"), "Log each failed record (never its value).", "Error Handling"),
+        ("errors.deadletterqueue.topic.name", "STRING", false, None, "Where tolerated bad records go.", "Error Handling"),
+    ]
+}
+
+/// `PUT /connector-plugins/{plugin}/config/validate` with a flat config: Kafka
+/// Connect's answer (`name`, `error_count`, `groups`, `configs[]` of `{definition,
+/// value}`), computed from the plugin's description and its own validation. An
+/// invalid configuration is a 200 with errors, as in Kafka Connect.
+pub(super) async fn validate(
+    State(state): State<AdminState>,
+    Path(reference): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let plugin = state.manager.catalog().find(&reference).map_err(ApiError::not_found)?;
+    let given: BTreeMap<String, String> = string_map(&json_body(body)?, false)
+        .map_err(|problems| ApiError::invalid_config(&problems))?
+        .into_iter()
+        .map(|(key, value)| (key, value.unwrap_or_default()))
+        .collect();
+    let mut flat = given.clone();
+    match flat.get("connector.class") {
+        Some(class) if class.split('@').next() != Some(plugin.description.name.as_str()) => {
+            return Err(ApiError::bad_request(format!(
+                "connector.class {class:?} is not the plugin of the URL ({reference}); leave it out or make them match"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            flat.insert("connector.class".into(), reference.clone());
+        }
+    }
+    let mut problems: Vec<(String, String)> = match from_flat(&flat, None) {
+        Err(problems) => problems,
+        Ok(config) => state.manager.check(&config).await.into_iter().map(|(key, message)| (flat_key(&key), message)).collect(),
+    };
+    if !given.contains_key("name") && !problems.iter().any(|(key, _)| key == "name") {
+        problems.push(("name".into(), "missing: every connector needs a name".into()));
+    }
+    let description = &plugin.description;
+    let value_of = |name: &str, secret: bool, errors: Vec<String>| {
+        let value = given.get(name).map(|value| if secret { HIDDEN.to_owned() } else { value.clone() });
+        json!({"name": name, "value": value, "recommended_values": [], "errors": errors, "visible": true})
+    };
+    let mut errors_of = |name: &str| -> Vec<String> {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut problems).into_iter().partition(|(key, _)| key == name);
+        problems = others;
+        mine.into_iter().map(|(_, message)| message).collect()
+    };
+    let mut configs = Vec::new();
+    for (order, (name, kind, required, default, documentation, group)) in host_definitions(description.kind).into_iter().enumerate() {
+        let definition = json!({
+            "name": name, "type": kind, "required": required, "default_value": default, "importance": "HIGH",
+            "documentation": documentation, "group": group, "width": "NONE", "display_name": name, "dependents": [], "order": order,
+        });
+        configs.push(json!({"definition": definition, "value": value_of(name, false, errors_of(name))}));
+    }
+    for (order, option) in description.options.iter().enumerate() {
+        let definition = option_definition(option, Some(&description.name), order as i64);
+        configs.push(json!({"definition": definition, "value": value_of(&option.name, option.secret, errors_of(&option.name))}));
+    }
+    // What fits no definition (an unknown key, say) is reported under its own name.
+    let mut leftover: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, message) in problems {
+        leftover.entry(key).or_default().push(message);
+    }
+    for (key, errors) in leftover {
+        let definition = json!({
+            "name": key, "type": "STRING", "required": false, "default_value": null, "importance": "LOW",
+            "documentation": "not an option of this plugin", "group": null, "width": "NONE", "display_name": key,
+            "dependents": [], "order": -1,
+        });
+        configs.push(json!({"definition": definition, "value": value_of(&key, true, errors)}));
+    }
+    let error_count: usize = configs.iter().map(|config| config["value"]["errors"].as_array().map_or(0, Vec::len)).sum();
+    Ok(Json(json!({
+        "name": description.name,
+        "error_count": error_count,
+        "groups": ["Common", "Error Handling", description.name],
+        "configs": configs,
+    })))
 }

@@ -156,6 +156,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/plugins/{name}/{version}", get(plugins::version).delete(plugins::delete_version))
         .route("/connector-plugins", get(connector_plugins::list))
         .route("/connector-plugins/{plugin}/config", get(connector_plugins::config_definitions))
+        .route("/connector-plugins/{plugin}/config/validate", put(connector_plugins::validate))
         .route("/admin/loggers", get(loggers::list))
         .route("/admin/loggers/{logger}", get(loggers::get).put(loggers::set))
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the admin API".to_owned()) })

@@ -259,6 +259,16 @@ impl Manager {
         &self.context
     }
 
+    /// Every problem of `config`, by YAML-model key, without changing anything: the
+    /// host's rules, the plugin's option types and the plugin's own validation.
+    pub async fn check(&self, config: &ConnectorConfig) -> Vec<(String, String)> {
+        let mut problems = validate_connector(config);
+        if let Err(found) = self.plan(config).await {
+            problems.extend(found.into_iter().filter(|problem| !problems.contains(problem)).collect::<Vec<_>>());
+        }
+        problems
+    }
+
     /// Creates a connector owned by the API, in `target` state.
     pub async fn create(&self, config: ConnectorConfig, target: TargetState) -> Result<Arc<ManagedConnector>, ManagerError> {
         let mut running = self.running.lock().await;
