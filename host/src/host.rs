@@ -115,6 +115,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let (bound, admin_server) = admin::serve(config.admin.listen, admin_state, shutdown.clone())
         .await
         .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", config.admin.listen))?;
+    crate::manager::watch_file(manager.clone(), loaded.clone(), shutdown.clone());
     tracing::info!(address = %bound, transport = transport.name(), connectors = manager.connectors().len(), "wasm-connect is running; admin API at http://{bound}/");
     shutdown.cancelled().await;
     tracing::info!("Stopping: every task finishes the batch in hand.");

@@ -184,8 +184,15 @@ async fn root() -> Json<Value> {
     Json(json!({"version": env!("CARGO_PKG_VERSION"), "commit": option_env!("WASM_CONNECT_COMMIT").unwrap_or("unknown"), "kafka_cluster_id": null}))
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}))
+/// `GET /health`: Kafka Connect's answer, plus what became of the configuration
+/// file's latest version (`config_file`: its `errors` if it was not applied, the
+/// `restart_required` keys if it changed host-level settings).
+async fn health(State(state): State<AdminState>) -> Json<Value> {
+    Json(json!({
+        "status": "healthy",
+        "message": "Worker has completed startup and is ready to handle requests.",
+        "config_file": state.manager.file_state(),
+    }))
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {

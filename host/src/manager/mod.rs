@@ -5,6 +5,7 @@
 //! nothing else starts or stops tasks, and a change to one connector touches only
 //! that connector's tasks.
 
+mod file;
 mod offsets;
 mod plugins;
 pub mod store;
@@ -22,6 +23,7 @@ use crate::runtime::{PluginCatalog, PluginKind};
 use crate::telemetry::{ConnectorStatus, State};
 use crate::transport::TransportError;
 use crate::worker::{ConnectorPlan, RunningTask, WorkerContext, plan_connector, spawn_task};
+pub use file::{FileDiff, FileState, watch as watch_file};
 pub use offsets::{ConnectorOffsets, OffsetsChange};
 pub use plugins::Upload;
 use store::{StateStore, StateStoreError};
@@ -171,6 +173,8 @@ pub struct Manager {
     running: Mutex<HashMap<String, Vec<RunningTask>>>,
     /// The desired state as the API reads it.
     desired: RwLock<BTreeMap<String, Arc<ManagedConnector>>>,
+    /// What became of the configuration file's latest version.
+    file_state: RwLock<FileState>,
 }
 
 impl Manager {
@@ -194,6 +198,7 @@ impl Manager {
             store,
             running: Mutex::default(),
             desired: RwLock::default(),
+            file_state: RwLock::default(),
         });
         let mut connectors = Vec::new();
         for plan in file_plans {
@@ -405,7 +410,8 @@ impl Manager {
         status.set_connector(&name, plan.kind(), plan.task_count(), connector.target.state());
         if connector.target == TargetState::Running {
             let tasks = (0..plan.task_count()).map(|task| spawn_task(&self.context, plan.clone(), task)).collect();
-            running.insert(name, tasks);
+            running.insert(name.clone(), tasks);
+            tracing::info!(connector = %name, tasks = plan.task_count(), "Started the connector's tasks.");
         }
     }
 
