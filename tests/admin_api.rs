@@ -251,3 +251,33 @@ fn a_token_guards_the_api_and_planted_secrets_appear_in_no_answer_and_no_log_lin
         assert!(!line.contains(PLANTED_KEY) && !line.contains(PLANTED_TOKEN), "a secret in the log: {line}");
     }
 }
+
+#[test]
+fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
+    let directory = tempfile::tempdir().unwrap();
+    let host = start(directory.path());
+    let response = support::http_request("GET", &format!("{}/openapi.json", host.admin_url()), &[], b"");
+    assert_eq!(response.status, 200);
+    support::services::validate_openapi(&response.body);
+    let document: Value = serde_json::from_str(&response.body).unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    for expected in ["/connectors", "/connectors/{name}/config", "/connectors/{name}/offsets", "/plugins", "/connector-plugins/{plugin}/config/validate", "/admin/loggers/{logger}", "/openapi.json"] {
+        assert!(paths.contains_key(expected), "{expected} is not documented");
+    }
+    let mut operations = 0;
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            operations += 1;
+            // Unknown names everywhere: the answer must come from the endpoint, not the router.
+            let concrete = path.replace("{name}", "nobody").replace("{task}", "0").replace("{plugin}", "nothing").replace("{version}", "0.0.0").replace("{logger}", "wasm_connect");
+            let method = method.to_ascii_uppercase();
+            let answer = support::http_request(&method, &format!("{}{concrete}", host.admin_url()), &[("Content-Type", "application/json")], b"{}");
+            assert_ne!(answer.status, 405, "{method} {path} is documented but not served");
+            assert!(!answer.body.contains("no such endpoint"), "{method} {path} is documented but not served: {}", answer.body);
+            let documented = item[method.to_ascii_lowercase()]["responses"].as_object().unwrap();
+            assert!(documented.contains_key(&answer.status.to_string()), "{method} {concrete} answered {} (not documented): {}", answer.status, answer.body);
+        }
+    }
+    assert!(operations >= 37, "only {operations} operations documented");
+    host.stop();
+}

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The pinned PyPI packages.
-const PACKAGES: &[&str] = &["osmem-server==0.1.6", "noida-db==0.2.3", "secantusdb==0.7.0b3"];
+/// The pinned PyPI packages: the test servers, and a validator of OpenAPI documents.
+const PACKAGES: &[&str] = &["osmem-server==0.1.6", "noida-db==0.2.3", "secantusdb==0.7.0b3", "openapi-spec-validator==0.7.1"];
 
 /// The virtualenv with the test servers, created once and reused by later runs.
 pub fn venv() -> PathBuf {
@@ -30,6 +30,13 @@ pub fn venv() -> PathBuf {
     }
     lock.unlock().unwrap();
     venv
+}
+
+/// Checks an OpenAPI document with `openapi-spec-validator`; panics with its report.
+pub fn validate_openapi(document: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), document).unwrap();
+    run(Command::new(venv().join("bin/openapi-spec-validator")).arg(file.path()));
 }
 
 fn run(command: &mut Command) {

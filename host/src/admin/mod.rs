@@ -13,17 +13,17 @@ mod loggers;
 mod offsets;
 mod connector_plugins;
 mod plugins;
+mod routes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -126,45 +126,25 @@ pub(crate) fn query_flag(query: &HashMap<String, String>, name: &str, default: b
     }
 }
 
-/// The router; exposed so tests can drive it without a socket.
+/// The router, built from [`routes::endpoints`]; exposed so tests can drive it
+/// without a socket.
 pub fn router(state: AdminState) -> Router {
-    let max_plugin_bytes = state.max_plugin_bytes;
-    Router::new()
-        .route("/", get(root))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/connectors", get(connectors::list).post(connectors::create))
-        .route("/connectors/{name}", get(connectors::info).delete(connectors::delete))
-        .route("/connectors/{name}/status", get(connectors::status))
-        .route(
-            "/connectors/{name}/config",
-            get(connectors::config).put(connectors::put_config).patch(connectors::patch_config),
-        )
-        .route("/connectors/{name}/restart", post(connectors::restart))
-        .route("/connectors/{name}/pause", put(connectors::pause))
-        .route("/connectors/{name}/resume", put(connectors::resume))
-        .route("/connectors/{name}/stop", put(connectors::stop))
-        .route("/connectors/{name}/tasks", get(connectors::tasks))
-        .route("/connectors/{name}/tasks-config", get(connectors::tasks_config))
-        .route("/connectors/{name}/tasks/{task}/status", get(connectors::task_status))
-        .route("/connectors/{name}/tasks/{task}/restart", post(connectors::restart_task))
-        .route("/connectors/{name}/offsets", get(offsets::get).patch(offsets::alter).delete(offsets::reset))
-        .route("/connectors/{name}/topics", get(connectors::topics))
-        .route("/connectors/{name}/topics/reset", put(connectors::reset_topics))
-        .route("/plugins", get(plugins::list).post(plugins::upload).layer(DefaultBodyLimit::max(max_plugin_bytes)))
-        .route("/plugins/{name}", get(plugins::versions).delete(plugins::delete_all))
-        .route("/plugins/{name}/{version}", get(plugins::version).delete(plugins::delete_version))
-        .route("/connector-plugins", get(connector_plugins::list))
-        .route("/connector-plugins/{plugin}/config", get(connector_plugins::config_definitions))
-        .route("/connector-plugins/{plugin}/config/validate", put(connector_plugins::validate))
-        .route("/admin/loggers", get(loggers::list))
-        .route("/admin/loggers/{logger}", get(loggers::get).put(loggers::set))
-        .fallback(|| async { ApiError::not_found("no such endpoint; see the README for the admin API".to_owned()) })
+    let mut router = Router::new();
+    for endpoint in routes::endpoints(state.max_plugin_bytes) {
+        router = router.route(endpoint.path, endpoint.handler);
+    }
+    router
+        .fallback(|| async { ApiError::not_found("no such endpoint; see the README or GET /openapi.json".to_owned()) })
         .method_not_allowed_fallback(|| async {
-            ApiError { status: StatusCode::METHOD_NOT_ALLOWED, message: "this endpoint does not take that method; see the README for the admin API".to_owned() }
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method; see GET /openapi.json".to_owned())
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .with_state(state)
+}
+
+/// `GET /openapi.json`: the OpenAPI 3 document of every endpoint.
+async fn openapi(State(state): State<AdminState>) -> Json<Value> {
+    Json(routes::openapi(&routes::endpoints(state.max_plugin_bytes)))
 }
 
 /// Binds `address` and serves until `shutdown`; returns the bound address.
