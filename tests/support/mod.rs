@@ -189,40 +189,7 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
     }
 }
 
-/// A response of [`http_request`].
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    /// The status code.
-    pub status: u16,
-    /// The header lines, as sent.
-    pub headers: String,
-    /// The body, dechunked.
-    pub body: String,
-}
-
-/// A minimal HTTP/1.1 request over loopback, with extra `headers` and a raw `body`.
-pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (address, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut stream = std::net::TcpStream::connect(address).expect("connecting over loopback");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    // A server may answer (and close) before reading a body it refuses.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let (headers, body) = response.split_once("\r\n\r\n").map(|(headers, body)| (headers.to_owned(), body.to_owned())).unwrap_or_default();
-    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { services::dechunk(&body) } else { body };
-    HttpResponse { status, headers, body }
-}
+pub use services::{HttpResponse, http_request};
 
 /// A minimal HTTP/1.1 GET over loopback: (status, body).
 pub fn http_get(url: &str) -> (u16, String) {
