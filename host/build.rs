@@ -1,7 +1,9 @@
 //! Builds the plugin components so that `cargo run` and `cargo test` need nothing else:
 //! each plugin of the `plugins/` workspace is compiled for `wasm32-wasip2` and copied
 //! to `plugins/dist/` (the shipped plugins) and `plugins/test-dist/` (those plus the
-//! misbehaving test plugins).
+//! misbehaving test plugins). Test plugins that cannot load on purpose (marked
+//! `broken = true` under `[package.metadata.wasm-connect]`) go to
+//! `plugins/test-broken/` instead.
 //!
 //! Each plugin is built by its own cargo invocation: the SDK exports one WIT world per
 //! feature, and building the workspace at once would unify those features.
@@ -38,13 +40,18 @@ fn main() {
     let target_dir = out_dir.ancestors().nth(4).expect("OUT_DIR is deep enough").join("wasm-plugins");
     let dist = plugins.join("dist");
     let test_dist = plugins.join("test-dist");
-    for directory in [&dist, &test_dist] {
+    let test_broken = plugins.join("test-broken");
+    for directory in [&dist, &test_dist, &test_broken] {
         std::fs::create_dir_all(directory).expect("creating the plugin output directory");
     }
     for package in &packages {
         build_plugin(&plugins, &target_dir, &package.name);
         let built = target_dir.join(TARGET).join("release").join(format!("{}.wasm", package.name.replace('-', "_")));
         let file = format!("{}.wasm", package.name);
+        if package.broken {
+            copy_if_changed(&built, &test_broken.join(&file));
+            continue;
+        }
         copy_if_changed(&built, &test_dist.join(&file));
         if !package.test_only {
             copy_if_changed(&built, &dist.join(&file));
@@ -56,6 +63,7 @@ struct Package {
     name: String,
     dir: PathBuf,
     test_only: bool,
+    broken: bool,
 }
 
 /// Every `cdylib` package below `plugins/` (the SDK and protocol are libraries).
@@ -75,6 +83,7 @@ fn plugin_packages(plugins: &Path) -> Vec<Package> {
                 Ok(text) if text.contains("cdylib") => packages.push(Package {
                     name: package_name(&text).unwrap_or_else(|| panic!("no package name in {}", manifest.display())),
                     test_only: path.starts_with(plugins.join("test-plugins")),
+                    broken: text.lines().any(|line| line.trim() == "broken = true"),
                     dir: path,
                 }),
                 Ok(_) => {}

@@ -110,6 +110,14 @@ fn a_plugin_uploaded_while_running_is_upgraded_and_downgraded_without_losing_a_r
     let (status, refused) = upload(&host, "application/wasm", b"\0asm not really");
     assert_eq!(status, 400);
     assert!(refused["message"].as_str().unwrap().contains("not a valid WebAssembly component"), "{refused}");
+    // An empty component: valid, but none of our worlds.
+    let (status, refused) = upload(&host, "application/wasm", b"\0asm\x0d\0\x01\0");
+    assert_eq!(status, 400);
+    assert!(refused["message"].as_str().unwrap().contains("exports no wasm-connect:connector world"), "{refused}");
+    let trapping = std::fs::read(repo_root().join("plugins/test-broken/trapping-describe.wasm")).unwrap();
+    let (status, refused) = upload(&host, "application/wasm", &trapping);
+    assert_eq!(status, 400);
+    assert!(refused["message"].as_str().unwrap().contains("describe failed"), "{refused}");
     let (status, refused) = upload(&host, "application/wasm", &rebuilt(&version_one));
     assert_eq!(status, 409, "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("already loaded with different content"), "{refused}");

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::configured_token;
 use crate::manager::{Manager, ManagerError};
 use crate::telemetry::Metrics;
+use crate::transport::TransportError;
 
 /// What the handlers use.
 #[derive(Clone)]
@@ -92,6 +93,7 @@ impl From<ManagerError> for ApiError {
                 return Self::invalid_config(&problems);
             }
             ManagerError::NotStopped(_) => StatusCode::BAD_REQUEST,
+            ManagerError::Transport(TransportError::GroupNotEmpty(_)) => StatusCode::CONFLICT,
             ManagerError::Store(_) | ManagerError::Transport(_) | ManagerError::PluginStorage(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -49,7 +49,7 @@ impl Manager {
         match (connector.kind(), change) {
             (PluginKind::Source, OffsetsChange::Reset) => transport.set_source_position(name, None).await?,
             (PluginKind::Source, OffsetsChange::Source(position)) => transport.set_source_position(name, position.as_deref()).await?,
-            (_, OffsetsChange::Reset) => transport.alter_committed_offsets(name, None).await?,
+            (_, OffsetsChange::Reset) => transport.reset_committed_offsets(name, &connector.config.topics).await?,
             (_, OffsetsChange::Sink(changes)) => {
                 if let Some(foreign) = changes.iter().find(|change| !connector.config.topics.contains(&change.topic)) {
                     return Err(ManagerError::Invalid(vec![(
@@ -57,7 +57,7 @@ impl Manager {
                         format!("topic {:?} is not one the connector reads ({})", foreign.topic, connector.config.topics.join(", ")),
                     )]));
                 }
-                transport.alter_committed_offsets(name, Some(changes)).await?
+                transport.alter_committed_offsets(name, changes).await?
             }
             (kind, _) => {
                 return Err(ManagerError::Invalid(vec![(

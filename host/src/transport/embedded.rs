@@ -217,32 +217,37 @@ impl Transport for EmbeddedTransport {
         .await
     }
 
-    async fn alter_committed_offsets(&self, connector: &str, offsets: Option<Vec<PartitionOffsetChange>>) -> TransportResult<()> {
+    async fn alter_committed_offsets(&self, connector: &str, changes: Vec<PartitionOffsetChange>) -> TransportResult<()> {
         let (shared, group) = (self.shared.clone(), connector.to_owned());
         blocking(move || {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
-            match offsets {
-                None => {
-                    transaction.execute("DELETE FROM consumer_offsets WHERE grp = ?1", params![group])?;
-                }
-                Some(changes) => {
-                    for change in changes {
-                        match change.offset {
-                            Some(offset) => transaction.execute(
-                                "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
-                                 ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                                params![group, change.topic, change.partition, offset],
-                            )?,
-                            None => transaction.execute(
-                                "DELETE FROM consumer_offsets WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
-                                params![group, change.topic, change.partition],
-                            )?,
-                        };
-                    }
-                }
+            for change in changes {
+                match change.offset {
+                    Some(offset) => transaction.execute(
+                        "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                        params![group, change.topic, change.partition, offset],
+                    )?,
+                    None => transaction.execute(
+                        "DELETE FROM consumer_offsets WHERE grp = ?1 AND topic = ?2 AND partition = ?3",
+                        params![group, change.topic, change.partition],
+                    )?,
+                };
             }
             transaction.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reset_committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
+        let (shared, group, topics) = (self.shared.clone(), connector.to_owned(), topics.to_vec());
+        blocking(move || {
+            let writer = shared.writer.lock().expect("writer lock");
+            for topic in topics {
+                writer.execute("DELETE FROM consumer_offsets WHERE grp = ?1 AND topic = ?2", params![group, topic])?;
+            }
             Ok(())
         })
         .await

@@ -28,6 +28,8 @@ use super::{
 
 /// How long a metadata or admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long joining a sink connector's group to change its offsets may take.
+const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A Kafka cluster.
 #[derive(Clone)]
@@ -62,15 +64,50 @@ impl KafkaTransport {
         }
     }
 
-    /// Settings of a client in a sink connector's consumer group. A member that went
-    /// away without leaving (a killed host) holds up its group's rebalance until its
-    /// session times out: 10 s, as Kafka Connect's workers, unless configured.
+    /// Commits `offsets` (topic, partition, next offset) for a sink connector's group
+    /// while none of its tasks runs. The committer joins the group as its one member
+    /// (brokers accept commits from members; an empty group takes them from anyone,
+    /// but not every broker says so), commits, and leaves.
+    async fn commit_as_group(&self, connector: &str, offsets: Vec<(String, i32, i64)>) -> TransportResult<()> {
+        let (config, group) = (self.group_config(connector), consumer_group(connector));
+        tokio::task::spawn_blocking(move || -> TransportResult<()> {
+            if offsets.is_empty() {
+                return Ok(());
+            }
+            let consumer: BaseConsumer = config.create()?;
+            let mut topics: Vec<&str> = offsets.iter().map(|(topic, _, _)| topic.as_str()).collect();
+            topics.sort();
+            topics.dedup();
+            consumer.subscribe(&topics)?;
+            let deadline = std::time::Instant::now() + GROUP_JOIN_TIMEOUT;
+            while consumer.assignment()?.count() == 0 {
+                if std::time::Instant::now() > deadline {
+                    return Err(TransportError::GroupNotEmpty(group));
+                }
+                // Messages fetched meanwhile are dropped: only the commit matters.
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+            let mut partitions = TopicPartitionList::new();
+            for (topic, partition, offset) in &offsets {
+                partitions.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+            }
+            let committed = match consumer.commit(&partitions, CommitMode::Sync) {
+                Err(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::UnknownMemberId | RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration,
+                )) => Err(TransportError::GroupNotEmpty(group)),
+                result => result.map_err(TransportError::from),
+            };
+            consumer.unsubscribe();
+            committed
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    /// Settings of a client in a sink connector's consumer group.
     fn group_config(&self, connector: &str) -> ClientConfig {
         let mut config = self.base.clone();
         config.set("group.id", consumer_group(connector)).set("enable.auto.commit", "false");
-        if self.base.get("session.timeout.ms").is_none() {
-            config.set("session.timeout.ms", "10000");
-        }
         config
     }
 
@@ -201,36 +238,36 @@ impl Transport for KafkaTransport {
         .map_err(|error| TransportError::Other(error.to_string()))?
     }
 
-    async fn alter_committed_offsets(&self, connector: &str, offsets: Option<Vec<PartitionOffsetChange>>) -> TransportResult<()> {
-        let group = consumer_group(connector);
-        let Some(changes) = offsets else {
-            let admin: AdminClient<DefaultClientContext> = self.base.create()?;
-            let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
-            for result in admin.delete_groups(&[group.as_str()], &options).await? {
-                match result {
-                    Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
-                    Err((_, code)) => return Err(TransportError::Other(format!("deleting consumer group {group}: {code}"))),
-                }
-            }
-            return Ok(());
-        };
+    async fn alter_committed_offsets(&self, connector: &str, changes: Vec<PartitionOffsetChange>) -> TransportResult<()> {
         if changes.iter().any(|change| change.offset.is_none()) {
             return Err(TransportError::Other(
                 "on Kafka a single partition's offset cannot be removed; give it an offset, or reset all of them with DELETE".to_owned(),
             ));
         }
-        let config = self.group_config(connector);
-        tokio::task::spawn_blocking(move || -> TransportResult<()> {
+        let offsets = changes.into_iter().map(|change| (change.topic, change.partition, change.offset.unwrap_or_default())).collect();
+        self.commit_as_group(connector, offsets).await
+    }
+
+    async fn reset_committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
+        // Every partition's first offset is committed: the group reads its topics from
+        // the beginning, as after deleting it, and brokers without DeleteGroups (or
+        // that refuse it) take it too.
+        let (config, topics) = (self.group_config(connector), topics.to_vec());
+        let starts = tokio::task::spawn_blocking(move || -> TransportResult<Vec<(String, i32, i64)>> {
             let consumer: BaseConsumer = config.create()?;
-            let mut partitions = TopicPartitionList::new();
-            for change in &changes {
-                partitions.add_partition_offset(&change.topic, change.partition, Offset::Offset(change.offset.unwrap_or_default()))?;
+            let mut starts = Vec::new();
+            for topic in &topics {
+                let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+                for partition in metadata.topics().iter().filter(|candidate| candidate.name() == topic).flat_map(|topic| topic.partitions()) {
+                    let (low, _) = consumer.fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)?;
+                    starts.push((topic.clone(), partition.id(), low));
+                }
             }
-            consumer.commit(&partitions, CommitMode::Sync)?;
-            Ok(())
+            Ok(starts)
         })
         .await
-        .map_err(|error| TransportError::Other(error.to_string()))?
+        .map_err(|error| TransportError::Other(error.to_string()))??;
+        self.commit_as_group(connector, starts).await
     }
 
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()> {

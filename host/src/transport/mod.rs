@@ -23,6 +23,12 @@ pub enum TransportError {
     /// Kafka failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A sink connector's consumer group still has members, so its offsets cannot be
+    /// changed from outside.
+    #[error(
+        "the consumer group {0} still has members (a task of another host, or one that went away and whose session has not timed out yet); try again once the group is empty"
+    )]
+    GroupNotEmpty(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -55,9 +61,11 @@ pub trait Transport: Send + Sync {
     /// partition of `topics` that has one.
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>>;
     /// Changes a sink connector's committed offsets while none of its tasks runs:
-    /// `None` removes every one (the connector starts from the beginning), otherwise
     /// each given partition is set (`offset: None` removes that partition's).
-    async fn alter_committed_offsets(&self, connector: &str, offsets: Option<Vec<PartitionOffsetChange>>) -> TransportResult<()>;
+    async fn alter_committed_offsets(&self, connector: &str, changes: Vec<PartitionOffsetChange>) -> TransportResult<()>;
+    /// Forgets a sink connector's committed offsets in `topics` while none of its
+    /// tasks runs: it reads them from the beginning when it runs again.
+    async fn reset_committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<()>;
     /// Sets a source connector's position (`None` removes it: the source starts over).
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()>;
     /// A short name for logs: `kafka` or `embedded`.
