@@ -189,6 +189,7 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
     }
 }
 
+#[allow(unused_imports)]
 pub use services::{HttpResponse, http_request};
 
 /// A minimal HTTP/1.1 GET over loopback: (status, body).

@@ -11,6 +11,9 @@ use crate::config::{ConnectorConfig, ErrorsConfig, ScalarString, Tolerance};
 use crate::manager::ManagedConnector;
 use crate::runtime::PluginDescription;
 
+/// Problems as `(key, message)`.
+pub type Problems = Vec<(String, String)>;
+
 /// What a secret option reads back as; a PUT of it keeps the stored value.
 pub const HIDDEN: &str = "[hidden]";
 
@@ -95,7 +98,7 @@ fn host_keys(config: &ConnectorConfig, tasks: u32) -> Vec<(String, String)> {
 /// A JSON object of config values as strings: Kafka Connect's maps are strings, but
 /// numbers and booleans are taken as what they spell. `null` is allowed only where
 /// `allow_null` (a PATCH removing a key) and kept as `None`.
-pub fn string_map(value: &Value, allow_null: bool) -> Result<BTreeMap<String, Option<String>>, Vec<(String, String)>> {
+pub fn string_map(value: &Value, allow_null: bool) -> Result<BTreeMap<String, Option<String>>, Problems> {
     let Some(object) = value.as_object() else {
         return Err(vec![("config".into(), "must be a JSON object of string values".into())]);
     };
@@ -134,7 +137,7 @@ fn json_kind(value: &Value) -> &'static str {
 pub fn from_flat(
     flat: &BTreeMap<String, String>,
     previous: Option<&ConnectorConfig>,
-) -> Result<ConnectorConfig, Vec<(String, String)>> {
+) -> Result<ConnectorConfig, Problems> {
     let mut problems: Vec<(String, String)> = Vec::new();
     let take = |key: &str| flat.get(key).map(|value| value.trim().to_owned());
     let name = take("name").unwrap_or_default();

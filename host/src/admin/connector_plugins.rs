@@ -69,23 +69,39 @@ pub(super) async fn config_definitions(State(state): State<AdminState>, Path(plu
     Ok(Json(json!(definitions)))
 }
 
+/// One host-level key, as Kafka Connect defines it.
+struct HostKey {
+    name: &'static str,
+    kind: &'static str,
+    required: bool,
+    default: Option<&'static str>,
+    documentation: &'static str,
+    group: &'static str,
+}
+
+const fn key(name: &'static str, kind: &'static str, default: Option<&'static str>, documentation: &'static str, group: &'static str) -> HostKey {
+    HostKey { name, kind, required: default.is_none(), default, documentation, group }
+}
+
 /// The host-level keys of a connector of `kind`, Kafka Connect's "Common" and
-/// "Error Handling" groups: (name, type, required, default, documentation, group).
-fn host_definitions(kind: PluginKind) -> Vec<(&'static str, &'static str, bool, Option<&'static str>, &'static str, &'static str)> {
+/// "Error Handling" groups.
+fn host_definitions(kind: PluginKind) -> Vec<HostKey> {
     let topics = match kind {
-        PluginKind::Source => ("topic", "STRING", true, None, "The topic the source writes to.", "Common"),
-        _ => ("topics", "LIST", true, None, "The topics the sink reads, comma-separated.", "Common"),
+        PluginKind::Source => key("topic", "STRING", None, "The topic the source writes to.", "Common"),
+        _ => key("topics", "LIST", None, "The topics the sink reads, comma-separated.", "Common"),
     };
+    let mut dead_letters = key("errors.deadletterqueue.topic.name", "STRING", None, "Where tolerated bad records go.", "Error Handling");
+    dead_letters.required = false;
     vec![
-        ("name", "STRING", true, None, "Unique name of the connector: letters, digits, `.`, `_`, `-`.", "Common"),
-        ("connector.class", "STRING", true, None, "The plugin, as `name` or `name@version`.", "Common"),
-        ("tasks.max", "INT", false, Some("1"), "Parallel tasks (a source runs one).", "Common"),
+        key("name", "STRING", None, "Unique name of the connector: letters, digits, `.`, `_`, `-`.", "Common"),
+        key("connector.class", "STRING", None, "The plugin, as `name` or `name@version`.", "Common"),
+        key("tasks.max", "INT", Some("1"), "Parallel tasks (a source runs one).", "Common"),
         topics,
-        ("batch.size", "INT", false, Some("500"), "Records per batch across the plugin boundary.", "Common"),
-        ("errors.tolerance", "STRING", false, Some("none"), "none: a bad record stops the task; all: it is skipped.", "Error Handling"),
-        ("errors.retry.timeout", "LONG", false, Some("300000"), "How long a batch is retried after retriable errors, in ms.", "Error Handling"),
-        ("errors.log.enable", "BOOLEAN", false, Some("false"), "Log each failed record (never its value).", "Error Handling"),
-        ("errors.deadletterqueue.topic.name", "STRING", false, None, "Where tolerated bad records go.", "Error Handling"),
+        key("batch.size", "INT", Some("500"), "Records per batch across the plugin boundary.", "Common"),
+        key("errors.tolerance", "STRING", Some("none"), "none: a bad record stops the task; all: it is skipped.", "Error Handling"),
+        key("errors.retry.timeout", "LONG", Some("300000"), "How long a batch is retried after retriable errors, in ms.", "Error Handling"),
+        key("errors.log.enable", "BOOLEAN", Some("false"), "Log each failed record (never its value).", "Error Handling"),
+        dead_letters,
     ]
 }
 
@@ -134,12 +150,13 @@ pub(super) async fn validate(
         mine.into_iter().map(|(_, message)| message).collect()
     };
     let mut configs = Vec::new();
-    for (order, (name, kind, required, default, documentation, group)) in host_definitions(description.kind).into_iter().enumerate() {
+    for (order, host_key) in host_definitions(description.kind).into_iter().enumerate() {
         let definition = json!({
-            "name": name, "type": kind, "required": required, "default_value": default, "importance": "HIGH",
-            "documentation": documentation, "group": group, "width": "NONE", "display_name": name, "dependents": [], "order": order,
+            "name": host_key.name, "type": host_key.kind, "required": host_key.required, "default_value": host_key.default,
+            "importance": "HIGH", "documentation": host_key.documentation, "group": host_key.group, "width": "NONE",
+            "display_name": host_key.name, "dependents": [], "order": order,
         });
-        configs.push(json!({"definition": definition, "value": value_of(name, false, errors_of(name))}));
+        configs.push(json!({"definition": definition, "value": value_of(host_key.name, false, errors_of(host_key.name))}));
     }
     for (order, option) in description.options.iter().enumerate() {
         let definition = option_definition(option, Some(&description.name), order as i64);
