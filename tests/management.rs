@@ -224,6 +224,14 @@ fn the_file_owns_its_connectors_and_bad_requests_say_what_to_change() {
     let huge = format!(r#"{{"name": "x", "config": {{"connector.class": "log-sink", "topics": "a", "pad": "{}"}}}}"#, "x".repeat(3 << 20));
     expect_error("POST", "/connectors", &huge, 413, "");
 
+    // The default upload limit takes components the size other toolchains build
+    // (Python and JavaScript ones are 12 to 40 MB): 40 MB is read and then refused
+    // for what it is, not for its size.
+    let big = vec![0u8; 40 << 20];
+    let response = support::http_request("POST", &format!("{}/plugins", host.admin_url()), &[("Content-Type", "application/wasm")], &big);
+    assert_eq!(response.status, 400, "{}", response.body);
+    assert!(response.body.contains("not a valid WebAssembly component"), "{}", response.body);
+
     // None of those created anything; a valid one created PAUSED stays paused.
     assert_eq!(host.call("GET", "/connectors", None).1, json!(["sim"]));
     let mut paused = files_connector(&output, 1, "flights");
