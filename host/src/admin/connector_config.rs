@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{ConnectorConfig, ErrorsConfig, ScalarString, Tolerance};
+use crate::config::{ConnectorConfig, EgressConfig, ErrorsConfig, ScalarString, Tolerance};
 use crate::manager::ManagedConnector;
 use crate::runtime::PluginDescription;
 
@@ -29,6 +29,9 @@ const HOST_KEYS: &[(&str, &str)] = &[
     ("errors.retry.timeout", "errors.retry_timeout"),
     ("errors.log.enable", "errors.log"),
     ("errors.deadletterqueue.topic.name", "errors.dead_letter_topic"),
+    ("egress.allowed.hosts", "egress.allowed_hosts"),
+    ("egress.request.timeout", "egress.request_timeout"),
+    ("egress.max.response.mib", "egress.max_response_mib"),
 ];
 
 /// The flat key for a problem found on the YAML model (`config.index` -> `index`).
@@ -92,6 +95,14 @@ fn host_keys(config: &ConnectorConfig, tasks: u32) -> Vec<(String, String)> {
     if let Some(topic) = &errors.dead_letter_topic {
         keys.push(("errors.deadletterqueue.topic.name".into(), topic.clone()));
     }
+    let egress = &config.egress;
+    if !egress.allowed_hosts.is_empty() {
+        keys.push(("egress.allowed.hosts".into(), egress.allowed_hosts.join(",")));
+    }
+    if *egress != EgressConfig::default() {
+        keys.push(("egress.request.timeout".into(), egress.request_timeout.as_millis().to_string()));
+        keys.push(("egress.max.response.mib".into(), egress.max_response_mib.to_string()));
+    }
     keys
 }
 
@@ -148,15 +159,8 @@ pub fn from_flat(
             String::new()
         }
     };
-    let mut number = |key: &str, default: u32| match take(key) {
-        None => default,
-        Some(text) => text.parse().unwrap_or_else(|_| {
-            problems.push((key.to_owned(), format!("must be a whole number, not {text:?}")));
-            default
-        }),
-    };
-    let tasks_max = number("tasks.max", 1);
-    let batch_size = number("batch.size", ConnectorConfig::DEFAULT_BATCH_SIZE);
+    let tasks_max = number_of(&mut problems, take("tasks.max"), "tasks.max", 1);
+    let batch_size = number_of(&mut problems, take("batch.size"), "batch.size", ConnectorConfig::DEFAULT_BATCH_SIZE);
     let topic = take("topic").filter(|topic| !topic.is_empty());
     let topics: Vec<String> = take("topics")
         .map(|topics| topics.split(',').map(str::trim).filter(|topic| !topic.is_empty()).map(str::to_owned).collect())
@@ -182,6 +186,17 @@ pub fn from_flat(
         Some(other) => problems.push(("errors.log.enable".into(), format!("must be true or false, not {other:?}"))),
     }
     errors.dead_letter_topic = take("errors.deadletterqueue.topic.name").filter(|topic| !topic.is_empty());
+    let mut egress = EgressConfig::default();
+    if let Some(hosts) = take("egress.allowed.hosts") {
+        egress.allowed_hosts = hosts.split(',').map(str::trim).filter(|host| !host.is_empty()).map(str::to_owned).collect();
+    }
+    if let Some(text) = take("egress.request.timeout") {
+        match text.parse::<u64>() {
+            Ok(milliseconds) => egress.request_timeout = Duration::from_millis(milliseconds),
+            Err(_) => problems.push(("egress.request.timeout".into(), format!("must be a whole number of milliseconds, not {text:?}"))),
+        }
+    }
+    egress.max_response_mib = number_of(&mut problems, take("egress.max.response.mib"), "egress.max.response.mib", egress.max_response_mib);
     let config: BTreeMap<String, ScalarString> = flat
         .iter()
         .filter(|(key, _)| !HOST_KEYS.iter().any(|(host, _)| host == key))
@@ -193,7 +208,18 @@ pub fn from_flat(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(ConnectorConfig { name, plugin, topic, topics, tasks_max, batch_size, config, errors })
+    Ok(ConnectorConfig { name, plugin, topic, topics, tasks_max, batch_size, config, errors, egress })
+}
+
+/// `text` as a whole number, or `default` with a problem under `key`.
+fn number_of(problems: &mut Problems, text: Option<String>, key: &str, default: u32) -> u32 {
+    match text {
+        None => default,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            problems.push((key.to_owned(), format!("must be a whole number, not {text:?}")));
+            default
+        }),
+    }
 }
 
 #[cfg(test)]

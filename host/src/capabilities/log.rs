@@ -8,7 +8,7 @@ const MAX_LINE: usize = 8 * 1024;
 
 impl Host for TaskState {
     fn write(&mut self, level: Level, message: String) {
-        let mut message = message;
+        let mut message = self.redact(&message);
         if message.len() > MAX_LINE {
             let mut cut = MAX_LINE;
             while !message.is_char_boundary(cut) {

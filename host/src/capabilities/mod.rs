@@ -5,14 +5,19 @@
 mod cassandra;
 mod elasticsearch;
 pub mod files;
+pub mod http;
 mod log;
 mod mongodb;
+mod source_status;
 mod stores;
 
 use std::path::PathBuf;
 
+pub use http::{Egress, EgressPolicy};
+pub use source_status::Throttle;
 pub use stores::StoreClients;
 
+use crate::config::EgressConfig;
 use crate::runtime::OptionType;
 use crate::runtime::TaskState;
 use crate::runtime::bindings::types::{self, Error};
@@ -32,6 +37,8 @@ pub struct Grants {
     pub cql_contact_points: Vec<String>,
     /// HTTP base URLs.
     pub http_endpoints: Vec<String>,
+    /// More hosts for outgoing HTTP, and the limits of every request.
+    pub egress: EgressConfig,
 }
 
 impl Grants {
@@ -69,6 +76,11 @@ impl Grants {
 }
 
 impl Grants {
+    /// Where outgoing HTTP requests may go: the endpoints' hosts and `egress.allowed_hosts`.
+    pub fn egress_policy(&self) -> EgressPolicy {
+        EgressPolicy::new(&self.http_endpoints, &self.egress)
+    }
+
     /// Ok when `contact_points` are the granted CQL contact points (in any order).
     pub fn check_cassandra(&self, contact_points: &str) -> Result<(), Error> {
         let points = normalize_contact_points(contact_points);

@@ -198,6 +198,9 @@ pub struct ConnectorConfig {
     /// What to do with records that cannot be written.
     #[serde(default)]
     pub errors: ErrorsConfig,
+    /// Where the plugin's outgoing HTTP requests may go, and their limits.
+    #[serde(default, skip_serializing_if = "EgressConfig::is_default")]
+    pub egress: EgressConfig,
 }
 
 fn default_tasks_max() -> u32 {
@@ -239,6 +242,44 @@ fn default_retry_timeout() -> Duration {
 impl Default for ErrorsConfig {
     fn default() -> Self {
         Self { tolerance: Tolerance::default(), retry_timeout: default_retry_timeout(), log: false, dead_letter_topic: None }
+    }
+}
+
+/// A connector's outgoing HTTP (`wasi:http`): the hosts it may reach beyond the ones
+/// its plugin's URL options grant, and the limits every request runs under.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// More hosts the plugin may call: `host`, `host:port` or `*.domain` (any
+    /// subdomain). The hosts of the options the plugin declares as HTTP endpoints
+    /// (such as `base_url`) are granted without being listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Longest one request may take, from sending it to the last byte of its body.
+    #[serde(default = "default_request_timeout", with = "human_duration")]
+    pub request_timeout: Duration,
+    /// Largest response body accepted, in MiB; a larger one fails the request.
+    #[serde(default = "default_max_response_mib")]
+    pub max_response_mib: u32,
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_response_mib() -> u32 {
+    16
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self { allowed_hosts: Vec::new(), request_timeout: default_request_timeout(), max_response_mib: default_max_response_mib() }
+    }
+}
+
+impl EgressConfig {
+    /// True when nothing differs from the defaults (then it is not written out).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 

@@ -84,7 +84,42 @@ pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> 
     if connector.topics.iter().any(|topic| Some(topic) == connector.errors.dead_letter_topic.as_ref()) {
         problem("errors.dead_letter_topic".into(), "must not be one of the topics the connector reads");
     }
+    for (item, host) in connector.egress.allowed_hosts.iter().enumerate() {
+        if let Err(message) = check_host_pattern(host) {
+            problem(format!("egress.allowed_hosts[{item}]"), &message);
+        }
+    }
+    if connector.egress.request_timeout.is_zero() {
+        problem("egress.request_timeout".into(), "must be longer than 0");
+    }
+    if connector.egress.max_response_mib == 0 {
+        problem("egress.max_response_mib".into(), "must be at least 1");
+    }
     problems
+}
+
+/// An `allowed_hosts` entry: `host`, `host:port` or `*.domain`, without a scheme or path.
+pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.contains("://") || pattern.contains('/') {
+        return Err(format!("{pattern:?} must be a host name, `host:port` or `*.domain`, without a scheme or path"));
+    }
+    let (host, port) = match pattern.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => (host, Some(port)),
+        _ => (pattern, None),
+    };
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("{pattern:?}: the port must be a number from 0 to 65535"));
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    let valid = !name.is_empty()
+        && (name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+            || (name.starts_with('[') && name.ends_with(']')));
+    if !valid {
+        return Err(format!("{pattern:?} must be a host name, `host:port` or `*.domain`"));
+    }
+    Ok(())
 }
 
 /// The rule for connector names, which also become consumer groups and URL paths.

@@ -1,4 +1,5 @@
-//! The one wasmtime engine, its epoch clock, the linker with the host capabilities,
+//! The one wasmtime engine, its epoch clock, the linker with the host capabilities
+//! (WASI without files or environment, wasi:http, the wasm-connect interfaces),
 //! and compilation with an on-disk cache of compiled components.
 
 use std::hash::{Hash, Hasher};
@@ -50,6 +51,8 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
+        // Outgoing HTTP, checked per request against the connector's grants (capabilities/http.rs).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         HostCapabilities::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         start_epoch_clock(&engine);

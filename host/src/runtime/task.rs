@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{sink, source};
 use super::engine::EPOCH_TICK;
 use super::{LoadedPlugin, PluginFailure, Runtime};
 use crate::capabilities::files::FileGrant;
-use crate::capabilities::{Grants, StoreClients};
+use crate::capabilities::http::NetworkClock;
+use crate::capabilities::{Egress, Grants, StoreClients, Throttle};
+use crate::telemetry::Metrics;
 
 /// Which connector task an instance serves; carried into logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,21 +61,43 @@ impl ResourceLimiter for TaskLimiter {
 }
 
 /// Time spent in the current plugin call, split into the guest's own time and the
-/// time it waited on host capabilities (a store's bulk request): only the guest's
-/// time counts against `call_timeout`.
-#[derive(Debug, Clone, Copy)]
+/// time it waited on host capabilities (a store's bulk request, an HTTP response):
+/// only the guest's time counts against `call_timeout`.
+#[derive(Debug, Clone)]
 pub struct CallClock {
     started: Instant,
     in_host: Duration,
+    network: Arc<NetworkClock>,
+    network_at_start: Duration,
 }
 
 impl CallClock {
-    fn new() -> Self {
-        Self { started: Instant::now(), in_host: Duration::ZERO }
+    fn new(network: Arc<NetworkClock>) -> Self {
+        let network_at_start = network.waited();
+        Self { started: Instant::now(), in_host: Duration::ZERO, network, network_at_start }
     }
 
     fn guest_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.in_host)
+        let on_network = self.network.waited().saturating_sub(self.network_at_start);
+        self.started.elapsed().saturating_sub(self.in_host).saturating_sub(on_network)
+    }
+}
+
+/// What a task's plugin may reach, what it must never reveal, and where its outgoing
+/// requests are counted.
+#[derive(Clone, Default)]
+pub struct TaskAccess {
+    /// What the connector's configuration grants.
+    pub grants: Grants,
+    /// Values of secret options: removed from the plugin's log lines.
+    pub secrets: Arc<[String]>,
+    /// Where outgoing HTTP requests are counted.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl From<Grants> for TaskAccess {
+    fn from(grants: Grants) -> Self {
+        Self { grants, ..Self::default() }
     }
 }
 
@@ -90,6 +115,11 @@ pub struct TaskState {
     pub files: Option<FileGrant>,
     /// The host's pooled store clients, shared by every task.
     pub stores: Arc<StoreClients>,
+    http: WasiHttpCtx,
+    egress: Egress,
+    secrets: Arc<[String]>,
+    /// The pause the source asked for in its last call, if any (`source-status`).
+    pub throttle: Option<Throttle>,
 }
 
 impl TaskState {
@@ -101,6 +131,17 @@ impl TaskState {
         self.clock.in_host += started.elapsed();
         result
     }
+
+    /// `text` with every secret option value replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "[redacted]"))
+    }
+}
+
+impl WasiHttpView for TaskState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.egress }
+    }
 }
 
 impl WasiView for TaskState {
@@ -109,7 +150,8 @@ impl WasiView for TaskState {
     }
 }
 
-fn new_store(runtime: &Runtime, identity: TaskIdentity, grants: Grants) -> Store<TaskState> {
+fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> Store<TaskState> {
+    let TaskAccess { grants, secrets, metrics } = access;
     // No preopened directories, no environment variables, no arguments: clocks,
     // random numbers and stdout/stderr (discarded) are all a plugin gets from WASI.
     let wasi = WasiCtx::builder().build();
@@ -117,15 +159,20 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, grants: Grants) -> Store
         .memory_size(runtime.limits.memory_bytes)
         .trap_on_grow_failure(true)
         .build();
+    let egress = Egress::new(grants.egress_policy(), identity.clone(), metrics);
     let state = TaskState {
         wasi,
         table: ResourceTable::new(),
         limiter: TaskLimiter { limits, memory_bytes: 0 },
-        clock: CallClock::new(),
+        clock: CallClock::new(egress.clock.clone()),
         identity,
         files: grants.directory.clone().map(FileGrant::new),
         grants,
         stores: runtime.stores.clone(),
+        http: WasiHttpCtx::new(),
+        egress,
+        secrets,
+        throttle: None,
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -147,7 +194,9 @@ fn ticks(duration: Duration) -> u64 {
 
 /// Starts the clock of a new plugin call and arms its deadline.
 fn start_call(store: &mut Store<TaskState>, runtime: &Runtime) {
-    store.data_mut().clock = CallClock::new();
+    let network = store.data().egress.clock.clone();
+    store.data_mut().clock = CallClock::new(network);
+    store.data_mut().throttle = None;
     store.set_epoch_deadline(ticks(runtime.limits.call_timeout));
 }
 
@@ -162,6 +211,8 @@ pub struct PollOutcome {
     pub idle_millis: u32,
     /// The source will never produce again.
     pub finished: bool,
+    /// The pause the source asked for during this poll (`source-status.throttled`).
+    pub throttle: Option<Throttle>,
 }
 
 /// A running source plugin.
@@ -172,9 +223,10 @@ pub struct SourceInstance {
 }
 
 impl SourceInstance {
-    /// Instantiates `plugin` for one task.
-    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity) -> Result<Self, PluginFailure> {
-        let mut store = new_store(runtime, identity, Grants::default());
+    /// Instantiates `plugin` for one task; `access` is what its connector's
+    /// configuration lets it reach.
+    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity, access: impl Into<TaskAccess>) -> Result<Self, PluginFailure> {
+        let mut store = new_store(runtime, identity, access.into());
         start_call(&mut store, runtime);
         let pre = source::SourceBasePre::new(plugin.instance_pre(runtime)?)
             .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
@@ -215,6 +267,7 @@ impl SourceInstance {
             position: result.position,
             idle_millis: result.idle_millis,
             finished: result.finished,
+            throttle: self.store.data_mut().throttle.take(),
         })
     }
 }
@@ -229,8 +282,8 @@ pub struct SinkInstance {
 impl SinkInstance {
     /// Instantiates `plugin` for one task; `grants` is what its connector's
     /// configuration lets it reach.
-    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity, grants: Grants) -> Result<Self, PluginFailure> {
-        let mut store = new_store(runtime, identity, grants);
+    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity, access: impl Into<TaskAccess>) -> Result<Self, PluginFailure> {
+        let mut store = new_store(runtime, identity, access.into());
         start_call(&mut store, runtime);
         let pre = sink::SinkBasePre::new(plugin.instance_pre(runtime)?)
             .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
@@ -270,7 +323,7 @@ impl SinkInstance {
 
 /// A store for one short call (describe, validate), with the same limits as a task.
 pub(crate) fn probe_store(runtime: &Runtime, identity: TaskIdentity) -> Store<TaskState> {
-    let mut store = new_store(runtime, identity, Grants::default());
+    let mut store = new_store(runtime, identity, TaskAccess::default());
     start_call(&mut store, runtime);
     store
 }

@@ -67,6 +67,10 @@ pub struct Metrics {
     plugin_memory: Family<TaskLabels, Gauge>,
     write_retries: Family<TaskLabels, Counter>,
     tasks_retrying: Family<TaskLabels, Gauge>,
+    http_requests: Family<OutcomeLabels, Counter>,
+    source_throttles: Family<TaskLabels, Counter>,
+    sources_throttled: Family<TaskLabels, Gauge>,
+    poll_retries: Family<TaskLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -91,6 +95,10 @@ impl Metrics {
             plugin_memory: Family::default(),
             write_retries: Family::default(),
             tasks_retrying: Family::default(),
+            http_requests: Family::default(),
+            source_throttles: Family::default(),
+            sources_throttled: Family::default(),
+            poll_retries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -123,6 +131,26 @@ impl Metrics {
             "task_retrying",
             "1 while a sink task is retrying a batch because its store is unreachable or refusing, else 0",
             metrics.tasks_retrying.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "Outgoing HTTP requests of plugins by outcome: 2xx..5xx (the status), denied (host not granted), timeout, too_large, failed",
+            metrics.http_requests.clone(),
+        );
+        registry.register(
+            "source_throttles",
+            "Times a source was held back by its provider's rate limit or quota",
+            metrics.source_throttles.clone(),
+        );
+        registry.register(
+            "source_throttled",
+            "1 while a source waits for its provider's rate-limit or quota window to reset, else 0",
+            metrics.sources_throttled.clone(),
+        );
+        registry.register(
+            "poll_retries",
+            "Polls of a source retried after a retriable error (provider unreachable, malformed answer)",
+            metrics.poll_retries.clone(),
         );
         Arc::new(Self { registry, ..metrics })
     }
@@ -197,6 +225,35 @@ impl Metrics {
     pub fn task_restarting(&self, labels: &TaskLabels, delay: Duration) {
         tracing::info!(connector = %labels.connector, task = %labels.task, delay_ms = delay.as_millis() as u64, "Restarting the task after a delay.");
         self.task_restarts.get_or_create(labels).inc();
+    }
+
+    /// A plugin's outgoing HTTP request ended with `outcome`.
+    pub fn http_request(&self, identity: &TaskIdentity, outcome: &str) {
+        let labels = TaskLabels::from(identity);
+        let outcome_labels = OutcomeLabels { connector: labels.connector, task: labels.task, plugin: labels.plugin, outcome: outcome.to_owned() };
+        self.http_requests.get_or_create(&outcome_labels).inc();
+    }
+
+    /// A source is held back by its provider until `resume_in` has passed.
+    pub fn source_throttled(&self, labels: &TaskLabels, reason: &str, resume_in: Duration) {
+        tracing::warn!(
+            connector = %labels.connector, task = %labels.task, reason, resume_in_s = resume_in.as_secs(),
+            "The provider is rate-limiting this source; it pauses until the window resets."
+        );
+        self.source_throttles.get_or_create(labels).inc();
+        self.sources_throttled.get_or_create(labels).set(1);
+    }
+
+    /// A throttled source resumed polling.
+    pub fn source_resumed(&self, labels: &TaskLabels) {
+        tracing::info!(connector = %labels.connector, task = %labels.task, "The source resumes polling after its rate-limit pause.");
+        self.sources_throttled.get_or_create(labels).set(0);
+    }
+
+    /// A poll failed with a retriable error and is retried after `delay`.
+    pub fn poll_retry(&self, labels: &TaskLabels, reason: &str, delay: Duration) {
+        tracing::warn!(connector = %labels.connector, task = %labels.task, reason, delay_ms = delay.as_millis() as u64, "The poll failed; retrying.");
+        self.poll_retries.get_or_create(labels).inc();
     }
 
     /// A task stopped cleanly.

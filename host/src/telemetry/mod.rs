@@ -7,4 +7,4 @@ mod metrics;
 mod status;
 
 pub use metrics::{Metrics, TaskLabels};
-pub use status::{ConnectorStatus, State, StatusBoard, TaskStatus};
+pub use status::{ConnectorStatus, State, StatusBoard, TaskStatus, Throttled};

@@ -37,6 +37,19 @@ pub struct TaskStatus {
     /// Why it failed last, while failed or restarting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// While a running source waits for its provider's rate limit or quota to reset
+    /// (not in Kafka Connect; its clients ignore the field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<Throttled>,
+}
+
+/// Why a source is held back and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Throttled {
+    /// The provider's answer, as the source summarised it.
+    pub reason: String,
+    /// When polling resumes, RFC 3339 UTC.
+    pub until: String,
 }
 
 /// One connector's status, in Kafka Connect's `GET /connectors/{name}/status` shape.
@@ -91,7 +104,7 @@ impl StatusBoard {
             name: name.to_owned(),
             connector: ConnectorState { state, worker_id: self.worker_id.clone(), trace: None },
             tasks: (0..tasks)
-                .map(|id| TaskStatus { id, state: task_state, worker_id: self.worker_id.clone(), trace: None })
+                .map(|id| TaskStatus { id, state: task_state, worker_id: self.worker_id.clone(), trace: None, throttled: None })
                 .collect(),
             kind,
         };
@@ -123,6 +136,17 @@ impl StatusBoard {
             if trace.is_some() || state == State::Running {
                 task.trace = trace;
             }
+            if state != State::Running {
+                task.throttled = None;
+            }
+        }
+    }
+
+    /// Shows or clears a running task's throttle.
+    pub fn set_task_throttled(&self, connector: &str, task: u32, throttled: Option<Throttled>) {
+        let mut connectors = self.connectors.write().expect("status lock");
+        if let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) {
+            task.throttled = throttled;
         }
     }
 

@@ -1,6 +1,7 @@
 //! Connector tasks: the source loop, the sink loop (with dead-letter handling), and
 //! the supervisor that restarts a failed task with exponential backoff.
 
+mod dead_letters;
 mod plan;
 mod sink;
 mod source;

@@ -111,7 +111,7 @@ pub fn plan_connector(
     if !problems.is_empty() {
         return Err(problems);
     }
-    let mut grants = Grants::default();
+    let mut grants = Grants { egress: connector.egress.clone(), ..Grants::default() };
     for (option_type, value) in description.grants(&plugin_config) {
         grants.add(option_type, value, |directory| resolve(directory.as_ref()));
     }

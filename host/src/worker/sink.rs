@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::{Record, encode};
 
+use super::dead_letters::{DeadLetters, Stage};
 use super::{ConnectorPlan, TaskError, WorkerContext, call_plugin};
-use crate::runtime::{PluginFailure, SinkInstance, TaskIdentity};
+use crate::runtime::{PluginFailure, SinkInstance, TaskAccess, TaskIdentity};
 use crate::telemetry::{State, TaskLabels};
-use crate::transport::{RecordConsumer, RecordProducer, TaskShare};
+use crate::transport::{RecordConsumer, TaskShare};
 
 /// How long one consumer poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -44,21 +45,17 @@ async fn consume(
     cancel: &CancellationToken,
 ) -> Result<(), TaskError> {
     let labels = TaskLabels::from(identity);
-    let (runtime, plugin, task_identity, config, grants) = (
-        context.runtime.clone(),
-        plan.plugin.clone(),
-        identity.clone(),
-        plan.plugin_config.clone(),
-        plan.grants.clone(),
-    );
+    let access = TaskAccess { grants: plan.grants.clone(), secrets: plan.secrets.clone().into(), metrics: Some(context.metrics.clone()) };
+    let (runtime, plugin, task_identity, config) =
+        (context.runtime.clone(), plan.plugin.clone(), identity.clone(), plan.plugin_config.clone());
     let ((), opened) = call_plugin((), move |_| -> Result<SinkInstance, PluginFailure> {
-        let mut instance = SinkInstance::new(&runtime, &plugin, task_identity, grants)?;
+        let mut instance = SinkInstance::new(&runtime, &plugin, task_identity, access)?;
         instance.open(&config)?;
         Ok(instance)
     })
     .await?;
     let mut sink = opened?;
-    let mut dead_letters: Option<Box<dyn RecordProducer>> = None;
+    let mut dead_letters = DeadLetters::default();
     loop {
         let records = tokio::select! {
             biased;
@@ -86,7 +83,7 @@ async fn deliver(
     plan: &ConnectorPlan,
     identity: &TaskIdentity,
     mut sink: SinkInstance,
-    dead_letters: &mut Option<Box<dyn RecordProducer>>,
+    dead_letters: &mut DeadLetters,
     mut pending: Vec<Record>,
     cancel: &CancellationToken,
 ) -> Result<(SinkInstance, bool), TaskError> {
@@ -125,16 +122,7 @@ async fn deliver(
                 if !plan.tolerates_errors() {
                     return Err(TaskError::Intolerable(failure_at(failure, &refused)));
                 }
-                if let Some(topic) = &errors.dead_letter_topic {
-                    if dead_letters.is_none() {
-                        *dead_letters = Some(context.transport.producer(&format!("{}-dead-letters", plan.config.name)).await?);
-                    }
-                    let letter = dead_letter(refused, topic, plan, identity, &reason);
-                    dead_letters.as_mut().expect("created above").send(vec![letter], None).await?;
-                    context.metrics.record_dead_lettered(&labels, topic, &reason);
-                } else {
-                    tracing::warn!(connector = %identity.connector, reason, "A record was refused and skipped (errors.tolerance: all, no dead-letter topic).");
-                }
+                dead_letters.send(context, plan, identity, refused, &reason, Stage::TaskPut).await?;
             }
             Err(PluginFailure::Retriable(message)) => {
                 let message = plan.redact(&message);
@@ -176,28 +164,4 @@ fn failure_at(failure: PluginFailure, record: &Record) -> PluginFailure {
         },
         other => other,
     }
-}
-
-/// The refused record, addressed to the dead-letter topic, with where it came from and
-/// why it was refused in Kafka Connect's `__connect.errors.*` headers.
-fn dead_letter(mut record: Record, topic: &str, plan: &ConnectorPlan, identity: &TaskIdentity, reason: &str) -> Record {
-    let description = &plan.plugin.description;
-    let headers = [
-        ("__connect.errors.topic", record.topic.clone()),
-        ("__connect.errors.partition", record.partition.unwrap_or(-1).to_string()),
-        ("__connect.errors.offset", record.offset.unwrap_or(-1).to_string()),
-        ("__connect.errors.connector.name", identity.connector.to_string()),
-        ("__connect.errors.task.id", identity.task.to_string()),
-        // Kafka Connect's stage for a record the sink's put refused.
-        ("__connect.errors.stage", "TASK_PUT".to_owned()),
-        // The executing "class": the plugin and its version.
-        ("__connect.errors.class.name", format!("{}@{}", description.name, description.version)),
-        ("__connect.errors.exception.class.name", "wasm-connect:connector/types.error.bad-record".to_owned()),
-        ("__connect.errors.exception.message", reason.to_owned()),
-    ];
-    record.headers.extend(headers.into_iter().map(|(name, value)| (name.to_owned(), Some(value.into_bytes()))));
-    record.topic = topic.to_owned();
-    record.partition = None;
-    record.offset = None;
-    record
 }

@@ -146,6 +146,14 @@ impl BatchWriter {
         self.push_parts("", None, None, timestamp, key, Some(value), std::iter::empty());
     }
 
+    /// Appends an item the source could not convert: the host sends it to the
+    /// connector's dead-letter topic with `reason` instead of writing it to the topic
+    /// (see [`crate::DEAD_LETTER_REASON_HEADER`]). `value` is the item as received.
+    pub fn push_dead_letter(&mut self, key: Option<&[u8]>, value: &[u8], reason: &str) {
+        let headers = [(crate::DEAD_LETTER_REASON_HEADER, Some(reason.as_bytes()))];
+        self.push_parts("", None, None, None, key, Some(value), headers.into_iter());
+    }
+
     /// Appends a borrowed record.
     pub fn push_view(&mut self, record: &RecordView<'_>) {
         self.push_parts(

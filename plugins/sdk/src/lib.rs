@@ -28,14 +28,19 @@
 
 mod settings;
 pub mod document_id;
+#[cfg(feature = "http")]
+pub mod api;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "source")]
+pub mod polling;
 pub mod partial;
 pub mod simulation;
-pub mod time;
 
 use std::time::Duration;
 
 pub use settings::Settings;
-pub use wasm_connect_protocol::{BatchWriter, Record, RecordView};
+pub use wasm_connect_protocol::{BatchWriter, Record, RecordView, time};
 
 /// Generated bindings and glue used by the export macros. Not a stable API.
 #[doc(hidden)]
@@ -54,8 +59,9 @@ pub mod __private {
             world: "source",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.1": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.1": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/types@0.1.2": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.2": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/source-status@0.1.2": crate::__private::capabilities::wasm_connect::connector::source_status,
             },
             pub_export_macro: true,
             export_macro_name: "__export_source_world",
@@ -69,12 +75,12 @@ pub mod __private {
             world: "sink",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.1": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.1": crate::__private::capabilities::wasm_connect::connector::log,
-                "wasm-connect:connector/files@0.1.1": crate::__private::capabilities::wasm_connect::connector::files,
-                "wasm-connect:connector/elasticsearch@0.1.1": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
-                "wasm-connect:connector/mongodb@0.1.1": crate::__private::capabilities::wasm_connect::connector::mongodb,
-                "wasm-connect:connector/cassandra@0.1.1": crate::__private::capabilities::wasm_connect::connector::cassandra,
+                "wasm-connect:connector/types@0.1.2": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.2": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/files@0.1.2": crate::__private::capabilities::wasm_connect::connector::files,
+                "wasm-connect:connector/elasticsearch@0.1.2": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
+                "wasm-connect:connector/mongodb@0.1.2": crate::__private::capabilities::wasm_connect::connector::mongodb,
+                "wasm-connect:connector/cassandra@0.1.2": crate::__private::capabilities::wasm_connect::connector::cassandra,
             },
             pub_export_macro: true,
             export_macro_name: "__export_sink_world",
@@ -88,8 +94,8 @@ pub mod __private {
             world: "transform",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.1": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.1": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/types@0.1.2": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.2": crate::__private::capabilities::wasm_connect::connector::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_transform_world",
@@ -378,6 +384,20 @@ pub trait Transform: Plugin {
     fn open(settings: &Settings) -> Result<Self, Error>;
     /// Writes the records that go on to `output`.
     fn apply(&mut self, records: &[RecordView<'_>], output: &mut BatchWriter) -> Result<(), Error>;
+}
+
+/// What a source tells the host about its provider (WIT `source-status`).
+#[cfg(feature = "source")]
+pub mod status {
+    use std::time::Duration;
+
+    /// The provider refuses more requests for now: the host pauses polling for
+    /// `resume_after`, shows `reason` in the task's status and counts it in metrics.
+    /// Return an empty poll after calling it.
+    pub fn throttled(reason: &str, resume_after: Duration) {
+        let millis = resume_after.as_millis().min(u128::from(u64::MAX)) as u64;
+        crate::__private::capabilities::wasm_connect::connector::source_status::throttled(reason, millis);
+    }
 }
 
 /// Log lines, written by the host with the connector and task attached.
