@@ -33,7 +33,7 @@ fn default_plugins() -> Plugins {
 fn open(plugins: &Plugins, plugin: &str, config: &[(&str, &str)], position: Option<&str>) -> Result<SourceInstance, PluginFailure> {
     let loaded = plugins.catalog.find(plugin).unwrap();
     let identity = TaskIdentity { connector: Arc::from("test"), task: 0, plugin: Arc::from(plugin) };
-    let mut instance = SourceInstance::new(&plugins.runtime, &loaded, identity)?;
+    let mut instance = SourceInstance::new(&plugins.runtime, &loaded, identity, wasm_connect::capabilities::Grants::default())?;
     let config: Vec<(String, String)> = config.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
     instance.open(&config, position)?;
     Ok(instance)
@@ -285,4 +285,25 @@ fn a_plugin_built_against_wit_0_1_0_still_loads_and_writes() {
     sink.write(wasm_connect_protocol::encode(&records)).unwrap();
     let written = std::fs::read_to_string(output.path().join("legacy.jsonl")).unwrap();
     assert_eq!(written, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n");
+}
+
+#[test]
+fn a_source_built_against_wit_0_1_1_still_runs_on_a_0_1_2_host() {
+    let plugins = default_plugins();
+    let legacy = plugins.catalog.find("legacy-source").expect("legacy-source loads");
+    let component = wasmtime::component::Component::from_file(&plugins.runtime.engine, &legacy.path).unwrap();
+    let component_type = component.component_type();
+    let names: Vec<String> = component_type
+        .imports(&plugins.runtime.engine)
+        .map(|(name, _)| name.to_owned())
+        .chain(component_type.exports(&plugins.runtime.engine).map(|(name, _)| name.to_owned()))
+        .filter(|name| name.starts_with("wasm-connect:"))
+        .collect();
+    assert!(names.len() >= 3 && names.iter().all(|name| name.ends_with("@0.1.1")), "{names:?}");
+    let mut instance = open(&plugins, "legacy-source", &[("count", "3")], Some("1")).unwrap();
+    let (records, position) = take(&mut instance, 2);
+    let values: Vec<&[u8]> = records.iter().map(|record| record.value.as_deref().unwrap()).collect();
+    assert_eq!(values, vec![&b"{\"n\":1}"[..], b"{\"n\":2}"]);
+    assert_eq!(records[1].key.as_deref(), Some(&b"2"[..]));
+    assert_eq!(position.as_deref(), Some("3"));
 }

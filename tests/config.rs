@@ -100,3 +100,20 @@ fn human_durations_and_defaults() {
         "x.yaml:3:3: key \"plugins.call_timeout\": expected a duration such as 500ms, 10s, 1m30s or 2h, found \"soon\""
     );
 }
+
+#[test]
+fn every_example_validates_against_its_plugins() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(support::repo_root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "yaml") {
+            continue;
+        }
+        let output = Command::new(support::binary()).arg("validate").arg(&path).env("OWM_KEY", "example-key").output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
+        assert!(stdout.contains("valid, 2 connector(s)"), "{}: {stdout}", path.display());
+        checked += 1;
+    }
+    assert!(checked >= 2, "the examples are missing");
+}

@@ -41,10 +41,15 @@ fn protocol_unit_tests_pass() {
 
 #[test]
 fn sdk_unit_tests_pass() {
-    run_unit_tests("wasm-connect-sdk", &["source"]);
+    run_unit_tests("wasm-connect-sdk", &["http"]);
 }
 
 #[test]
 fn flight_simulator_unit_tests_pass() {
     run_unit_tests("flight-simulator", &[]);
+}
+
+#[test]
+fn http_poll_source_unit_tests_pass() {
+    run_unit_tests("http-poll-source", &[]);
 }

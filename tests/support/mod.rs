@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod cql_server;
 pub mod proxy;
+pub mod replay;
 pub mod services;
 pub mod topics;
 
@@ -286,7 +287,7 @@ pub fn simulated_values(plugin: &str, seed: &str, start: &str, count: usize) -> 
     let runtime = Runtime::new(cache.path(), limits).unwrap();
     let (catalog, _) = PluginCatalog::load_dir(&runtime, &test_plugins_dir()).unwrap();
     let identity = TaskIdentity { connector: Arc::from("expected"), task: 0, plugin: Arc::from(plugin) };
-    let mut instance = SourceInstance::new(&runtime, &catalog.find(plugin).unwrap(), identity).unwrap();
+    let mut instance = SourceInstance::new(&runtime, &catalog.find(plugin).unwrap(), identity, wasm_connect::capabilities::Grants::default()).unwrap();
     let config = [("seed", seed), ("rate", "0"), ("start", start)].map(|(key, value)| (key.to_owned(), value.to_owned()));
     instance.open(&config, None).unwrap();
     let mut values = Vec::new();
