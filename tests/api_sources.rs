@@ -119,7 +119,7 @@ fn generic_source_emits_each_change_once_across_a_restart_and_dead_letters_bad_i
 fn rate_limit_answers_pause_the_source_and_show_in_status_and_metrics() {
     let server = ReplayServer::start();
     let path = "/opendata/station_status.json";
-    server.once(path, Answer::json(429, r#"{"detail":"Too many requests"}"#).header("x-ratelimit-reset", "3"));
+    server.once(path, Answer::json(429, r#"{"detail":"Too many requests"}"#).header("x-ratelimit-reset", "8"));
     server.serve(path, Answer::json(200, &stations(&[(1, 5, 100)])));
     let directory = tempfile::tempdir().unwrap();
     let output = directory.path().join("out");
