@@ -53,3 +53,10 @@ fn flight_simulator_unit_tests_pass() {
 fn http_poll_source_unit_tests_pass() {
     run_unit_tests("http-poll-source", &[]);
 }
+
+#[test]
+fn api_source_unit_tests_pass() {
+    for package in ["airlabs-source", "openaq-source", "alphavantage-source"] {
+        run_unit_tests(package, &[]);
+    }
+}

@@ -96,7 +96,9 @@ impl ReplayServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The answer to `path` from now on (after any one-shot answers).
+    /// The answer to `path` from now on (after any one-shot answers). `path` may
+    /// carry one query condition, `/query?function=GLOBAL_QUOTE`: such an answer is
+    /// given to the requests whose query has that parameter, before plain-path ones.
     pub fn serve(&self, path: &str, answer: Answer) {
         self.script.lock().unwrap().steady.insert(path.to_owned(), answer);
     }
@@ -153,9 +155,15 @@ fn handle(stream: TcpStream, script: &Mutex<Script>) {
     let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(path, query)| (path.to_owned(), query.to_owned()));
     let answer = {
         let mut script = script.lock().unwrap();
-        script.received.push(Received { method, path: path.clone(), query, headers });
-        let once = script.once.get_mut(&path).and_then(VecDeque::pop_front);
-        once.or_else(|| script.steady.get(&path).cloned()).unwrap_or_else(|| Answer::json(404, r#"{"detail":"Not Found"}"#))
+        script.received.push(Received { method, path: path.clone(), query: query.clone(), headers });
+        let conditioned = |key: &String| {
+            key.split_once('?').is_some_and(|(key_path, condition)| key_path == path && query.split('&').any(|pair| pair == condition))
+        };
+        let once_key = script.once.iter().find(|(key, answers)| conditioned(key) && !answers.is_empty()).map(|(key, _)| key.clone());
+        let steady_key = script.steady.keys().find(|key| conditioned(key)).cloned();
+        let once = once_key.or_else(|| Some(path.clone())).and_then(|key| script.once.get_mut(&key).and_then(VecDeque::pop_front));
+        let steady = steady_key.and_then(|key| script.steady.get(&key).cloned()).or_else(|| script.steady.get(&path).cloned());
+        once.or(steady).unwrap_or_else(|| Answer::json(404, r#"{"detail":"Not Found"}"#))
     };
     let mut stream = stream;
     let mut head = format!("HTTP/1.1 {} Answer\r\ncontent-length: {}\r\nconnection: close\r\n", answer.status, answer.body.len());

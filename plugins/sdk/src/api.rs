@@ -52,6 +52,15 @@ impl Item {
         Item::Record { key, value: serde_json::to_vec(value).unwrap_or_default(), timestamp, mark }
     }
 
+    /// The same record, remembered under `mark_key` at `position` once emitted
+    /// (instead of under its own key): for records of one series keyed by symbol.
+    pub fn marked(self, mark_key: &str, position: Value) -> Self {
+        match self {
+            Item::Record { key, value, timestamp, .. } => Item::Record { key, value, timestamp, mark: Some((mark_key.to_owned(), position)) },
+            other => other,
+        }
+    }
+
     /// An item for the dead-letter topic, sent once: not again while `marks` remember it.
     pub fn dead_letter(key: Option<String>, value: &Value, reason: impl Into<String>, marks: &Watermarks) -> Option<Self> {
         let value = serde_json::to_vec(value).unwrap_or_default();
