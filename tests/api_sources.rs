@@ -165,6 +165,17 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     topic: a
     egress: {{ allowed_hosts: [localhost] }}
     config: {{ url: '{}/redirect', key_field: id, interval: 200ms }}
+  - name: posted
+    plugin: http-poll-source
+    topic: a
+    config:
+      url: '{}/search'
+      method: post
+      body: '{{\"q\": \"bikes\"}}'
+      headers: 'Content-Type: application/json'
+      secret_headers: 'Authorization: Bearer ${{SEARCH_TOKEN}}'
+      key_field: /item/id
+      interval: 200ms
   - name: big
     plugin: http-poll-source
     topic: c
@@ -173,11 +184,13 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
 ",
         server.url(),
         server.url(),
+        server.url(),
         server.url()
     );
     other.serve("/stolen", Answer::json(200, r#"[{"id": 7}]"#));
+    server.serve("/search", Answer::json(200, r#"{"item": {"id": 9}}"#));
     let config = host_config(directory.path(), &pipeline(&connectors, &output, "a"));
-    let host = Host::start(&config);
+    let host = Host::start_with_env(&config, &[("SEARCH_TOKEN", PLANTED_KEY)]);
     let failed = |name: &str| {
         let status = host.call("GET", &format!("/connectors/{name}/status"), None).1;
         status["tasks"][0]["trace"].as_str().map(str::to_owned).filter(|_| status["tasks"][0]["state"] == "FAILED")
@@ -191,9 +204,15 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     assert!(host.log().contains("Refused an outgoing HTTP request"));
     // The same redirect with the host in egress.allowed_hosts is followed.
     host.wait_until("the allowed redirect followed", WAIT, || read_sink_output(&output).get("a").is_some_and(|lines| !lines.is_empty()));
-    let followed = read_sink_output(&output)["a"][0].clone();
-    assert_eq!((followed.key.as_deref(), &followed.value), (Some("7"), &json!({"id": 7})));
+    let followed = read_sink_output(&output)["a"].iter().find(|line| line.key.as_deref() == Some("7")).cloned().unwrap();
+    assert_eq!(followed.value, json!({"id": 7}));
     assert!(other.all_received().iter().all(|request| request.path == "/stolen"));
+    // A POST with a body and a secret header; a single object is one item.
+    host.wait_until("the posted search", WAIT, || read_sink_output(&output)["a"].iter().any(|line| line.key.as_deref() == Some("9")));
+    let search = &server.received("/search")[0];
+    assert_eq!((search.method.as_str(), search.body.as_slice()), ("POST", &br#"{"q": "bikes"}"#[..]));
+    assert_eq!(search.header("authorization"), Some(format!("Bearer {PLANTED_KEY}").as_str()));
+    assert_eq!(search.header("content-type"), Some("application/json"));
 
     host.wait_until("the oversized body refused", WAIT, || {
         let metrics = host.get_text("/metrics");
@@ -205,7 +224,10 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
         host.call("GET", "/connectors/big/status", None).1["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("max_response_mib"))
     });
     assert_eq!(metric(&host.get_text("/metrics"), "wasm_connect_records_out_total", &[("connector", "big")]), 0.0);
-    host.stop();
+    let config_answer = host.call("GET", "/connectors/posted/config", None).1;
+    assert_eq!(config_answer["secret_headers"], "[hidden]");
+    let log = host.stop();
+    assert!(!log.contains(PLANTED_KEY));
 }
 
 /// The state, trace and restart count of a connector's task.

@@ -42,6 +42,7 @@ pub struct Received {
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Received {
@@ -155,7 +156,7 @@ fn handle(stream: TcpStream, script: &Mutex<Script>) {
     let (path, query) = target.split_once('?').map_or((target.clone(), String::new()), |(path, query)| (path.to_owned(), query.to_owned()));
     let answer = {
         let mut script = script.lock().unwrap();
-        script.received.push(Received { method, path: path.clone(), query: query.clone(), headers });
+        script.received.push(Received { method, path: path.clone(), query: query.clone(), headers, body });
         let conditioned = |key: &String| {
             key.split_once('?').is_some_and(|(key_path, condition)| key_path == path && query.split('&').any(|pair| pair == condition))
         };

@@ -234,6 +234,23 @@ impl WasiHttpHooks for Egress {
             between_bytes_timeout: capped(asked.between_bytes_timeout),
         });
         Box::new(async move {
+            // Read the guest's whole request body first and send it with a known
+            // length: a server that answers before reading a streamed body could
+            // otherwise leave the guest blocked on writing it.
+            let (parts, body) = request.into_parts();
+            let body = match tokio::time::timeout_at(deadline, body.collect()).await {
+                Err(_) => {
+                    count("timeout");
+                    return Err(Error::ConnectionWriteTimeout);
+                }
+                Ok(Err(error)) => {
+                    count("failed");
+                    return Err(error);
+                }
+                Ok(Ok(collected)) => collected.to_bytes(),
+            };
+            let body = http_body_util::Full::new(body).map_err(|never| match never {}).boxed_unsync();
+            let request = http::Request::from_parts(parts, body);
             let sent = tokio::time::timeout_at(deadline, wasmtime_wasi_http::default_send_request(request, options)).await;
             let (response, io) = match sent {
                 Err(_) => {
