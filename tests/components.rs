@@ -256,19 +256,24 @@ fn a_plugin_that_is_not_a_component_is_refused_with_a_reason() {
     assert!(errors[0].reason.starts_with("not a valid WebAssembly component"), "{}", errors[0].reason);
 }
 
+/// The wasm-connect interfaces a component imports and exports, with their versions.
+fn wasm_connect_interfaces(plugins: &Plugins, path: &std::path::Path) -> Vec<String> {
+    let component = wasmtime::component::Component::from_file(&plugins.runtime.engine, path).unwrap();
+    let component_type = component.component_type();
+    component_type
+        .imports(&plugins.runtime.engine)
+        .map(|(name, _)| name.to_owned())
+        .chain(component_type.exports(&plugins.runtime.engine).map(|(name, _)| name.to_owned()))
+        .filter(|name| name.starts_with("wasm-connect:"))
+        .collect()
+}
+
 #[test]
 fn a_plugin_built_against_wit_0_1_0_still_loads_and_writes() {
     let plugins = default_plugins();
     let legacy = plugins.catalog.find("legacy-sink").expect("legacy-sink loads");
     // It really is a 0.1.0 component: every wasm-connect import and export says so.
-    let component = wasmtime::component::Component::from_file(&plugins.runtime.engine, &legacy.path).unwrap();
-    let component_type = component.component_type();
-    let names: Vec<String> = component_type
-        .imports(&plugins.runtime.engine)
-        .map(|(name, _)| name.to_owned())
-        .chain(component_type.exports(&plugins.runtime.engine).map(|(name, _)| name.to_owned()))
-        .filter(|name| name.starts_with("wasm-connect:"))
-        .collect();
+    let names = wasm_connect_interfaces(&plugins, &legacy.path);
     assert!(names.len() >= 3 && names.iter().all(|name| name.ends_with("@0.1.0")), "{names:?}");
     // Its `directory` option keeps the 0.1.0 grant.
     let directory_option = legacy.description.options.iter().find(|option| option.name == "directory").unwrap();
@@ -291,14 +296,7 @@ fn a_plugin_built_against_wit_0_1_0_still_loads_and_writes() {
 fn a_source_built_against_wit_0_1_1_still_runs_on_a_0_1_2_host() {
     let plugins = default_plugins();
     let legacy = plugins.catalog.find("legacy-source").expect("legacy-source loads");
-    let component = wasmtime::component::Component::from_file(&plugins.runtime.engine, &legacy.path).unwrap();
-    let component_type = component.component_type();
-    let names: Vec<String> = component_type
-        .imports(&plugins.runtime.engine)
-        .map(|(name, _)| name.to_owned())
-        .chain(component_type.exports(&plugins.runtime.engine).map(|(name, _)| name.to_owned()))
-        .filter(|name| name.starts_with("wasm-connect:"))
-        .collect();
+    let names = wasm_connect_interfaces(&plugins, &legacy.path);
     assert!(names.len() >= 3 && names.iter().all(|name| name.ends_with("@0.1.1")), "{names:?}");
     let mut instance = open(&plugins, "legacy-source", &[("count", "3")], Some("1")).unwrap();
     let (records, position) = take(&mut instance, 2);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wasm_connect_sdk::api::{ApiPoller, Item, Requests, reset_wait};
 use wasm_connect_sdk::http::{Request, shown_url, url};
-use wasm_connect_sdk::polling::{RequestBudget, Watermarks, now_ms};
+use wasm_connect_sdk::polling::{Watermarks, now_ms};
 use wasm_connect_sdk::time::start_of_next_month;
 use wasm_connect_sdk::{BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source};
 
@@ -94,9 +94,7 @@ impl Source for AirlabsSource {
             query.push((name, value));
         }
         let query: Vec<(&str, &str)> = query.iter().map(|(name, value)| (*name, value.as_str())).collect();
-        let budget = RequestBudget::new(settings.integer("request_budget")?.clamp(1, i64::from(u32::MAX)) as u32, settings.duration("budget_window")?);
-        let mut poller = ApiPoller::new(settings.duration("interval")?, budget, settings.integer("max_tracked_aircraft")?.max(1) as usize);
-        poller.restore(position)?;
+        let poller = ApiPoller::from_settings(settings, settings.integer("max_tracked_aircraft")?.max(1) as usize, position)?;
         let shown = shown_url(&url(&base, "/flights", &[]));
         Ok(Self { request: Request::get(&url(&base, "/flights", &query)), shown, poller })
     }

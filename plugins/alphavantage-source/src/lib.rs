@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use wasm_connect_sdk::api::{ApiPoller, Item, Requests};
 use wasm_connect_sdk::http::{Request, shown_url, url};
-use wasm_connect_sdk::polling::{RequestBudget, Watermarks, now_ms};
+use wasm_connect_sdk::polling::{Watermarks, now_ms};
 use wasm_connect_sdk::time::{format_rfc3339, local_to_utc, parse_local};
 use wasm_connect_sdk::{BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source};
 
@@ -75,19 +75,18 @@ impl Plugin for AlphavantageSource {
 
 impl Source for AlphavantageSource {
     fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
-        let budget = RequestBudget::new(settings.integer("request_budget")?.clamp(1, i64::from(u32::MAX)) as u32, settings.duration("budget_window")?);
         let symbols: Vec<String> = settings.list("symbols")?.iter().map(|symbol| symbol.to_ascii_uppercase()).collect();
         let interval = settings.duration("interval")?;
-        let cycles_per_day = 86_400.0 / interval.as_secs_f64().max(1.0);
-        if cycles_per_day * symbols.len() as f64 > f64::from(budget.limit()) * 86_400.0 / settings.duration("budget_window")?.as_secs_f64().max(1.0) {
+        let requests_per_day = 86_400.0 / interval.as_secs_f64().max(1.0) * symbols.len() as f64;
+        let allowed_per_day = settings.integer("request_budget")? as f64 * 86_400.0 / settings.duration("budget_window")?.as_secs_f64().max(1.0);
+        if requests_per_day > allowed_per_day {
             wasm_connect_sdk::log::warn(&format!(
                 "{} symbol(s) every {}s ask for more requests than request_budget allows; cycles will wait for the budget",
                 symbols.len(),
                 interval.as_secs()
             ));
         }
-        let mut poller = ApiPoller::new(interval, budget, symbols.len() * 2 + 16);
-        poller.restore(position)?;
+        let poller = ApiPoller::from_settings(settings, symbols.len() * 2 + 16, position)?;
         Ok(Self {
             base: settings.string("base_url")?,
             api_key: settings.string("api_key")?,

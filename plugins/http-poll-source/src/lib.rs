@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use wasm_connect_sdk::api::{ApiPoller, Item, Requests, reset_wait};
 use wasm_connect_sdk::http::{Request, Response, shown_url, url};
-use wasm_connect_sdk::polling::{RequestBudget, Watermarks, now_ms};
+use wasm_connect_sdk::polling::{Watermarks, now_ms};
 use wasm_connect_sdk::{BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source};
 
 /// The task.
@@ -130,12 +130,7 @@ impl Source for HttpPollSource {
         if !body.is_empty() {
             request.body = Some(body.into_bytes());
         }
-        let budget = match settings.integer("request_budget")? {
-            0 => RequestBudget::new(u32::MAX, settings.duration("budget_window")?),
-            limit => RequestBudget::new(limit.clamp(1, i64::from(u32::MAX)) as u32, settings.duration("budget_window")?),
-        };
-        let mut poller = ApiPoller::new(settings.duration("interval")?, budget, settings.integer("max_tracked_keys")?.max(1) as usize);
-        poller.restore(position)?;
+        let poller = ApiPoller::from_settings(settings, settings.integer("max_tracked_keys")?.max(1) as usize, position)?;
         let position_field = settings.string("position_field")?;
         Ok(Self {
             shown: shown_url(&base),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wasm_connect_sdk::api::{ApiPoller, Item, Requests, reset_wait};
 use wasm_connect_sdk::http::{Request, Response, shown_url, url};
-use wasm_connect_sdk::polling::{RequestBudget, Watermarks, now_ms};
+use wasm_connect_sdk::polling::{Watermarks, now_ms};
 use wasm_connect_sdk::time::{format_rfc3339, parse_rfc3339};
 use wasm_connect_sdk::{BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source, log};
 
@@ -116,11 +116,9 @@ impl Source for OpenaqSource {
         } else {
             Scope::Near { coordinates: coordinates.replace(' ', ""), radius: settings.integer("radius")? }
         };
-        let budget = RequestBudget::new(settings.integer("request_budget")?.clamp(1, i64::from(u32::MAX)) as u32, settings.duration("budget_window")?);
         let max_locations = settings.integer("max_locations")?.max(1) as usize;
         // Sensors of the locations read: a bounded number per location.
-        let mut poller = ApiPoller::new(settings.duration("interval")?, budget, max_locations * 64);
-        poller.restore(position)?;
+        let poller = ApiPoller::from_settings(settings, max_locations * 64, position)?;
         Ok(Self {
             base: settings.string("base_url")?,
             api_key: settings.string("api_key")?,

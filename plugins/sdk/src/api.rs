@@ -117,6 +117,19 @@ impl ApiPoller {
         Self { schedule: Schedule::every(interval), budget, marks: Watermarks::new(capacity), outbox: VecDeque::new() }
     }
 
+    /// A poller configured by the options every API source declares: `interval`,
+    /// `request_budget` (0: none) and `budget_window`; restored from `position`.
+    pub fn from_settings(settings: &crate::Settings, capacity: usize, position: Option<&str>) -> Result<Self, Error> {
+        let limit = match settings.integer("request_budget")? {
+            0 => u32::MAX,
+            limit => limit.clamp(1, i64::from(u32::MAX)) as u32,
+        };
+        let budget = RequestBudget::new(limit, settings.duration("budget_window")?);
+        let mut poller = Self::new(settings.duration("interval")?, budget, capacity.max(1));
+        poller.restore(position)?;
+        Ok(poller)
+    }
+
     /// Restores what `position` saved.
     pub fn restore(&mut self, position: Option<&str>) -> Result<(), Error> {
         let Some(position) = position else { return Ok(()) };
