@@ -50,8 +50,10 @@ fn velib_connector(server: &ReplayServer, extra: &str) -> String {
       tolerance: all
       dead_letter_topic: stations-dlq
 {extra}    config:
-      url: {}/opendata/station_status.json
-      secret_query: apikey=${{VELIB_KEY}}
+      base_url: {}/opendata
+      path: /station_status.json
+      api_key: ${{VELIB_KEY}}
+      api_key_query: apikey
       items_pointer: /data/stations
       key_field: station_id
       position_field: last_reported
@@ -159,17 +161,17 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
         "  - name: redirected
     plugin: http-poll-source
     topic: a
-    config: {{ url: '{}/redirect', key_field: id, interval: 200ms }}
+    config: {{ base_url: '{}/redirect', key_field: id, interval: 200ms }}
   - name: allowed
     plugin: http-poll-source
     topic: a
     egress: {{ allowed_hosts: [localhost] }}
-    config: {{ url: '{}/redirect', key_field: id, interval: 200ms }}
+    config: {{ base_url: '{}/redirect', key_field: id, interval: 200ms }}
   - name: posted
     plugin: http-poll-source
     topic: a
     config:
-      url: '{}/search'
+      base_url: '{}/search'
       method: post
       body: '{{\"q\": \"bikes\"}}'
       headers: 'Content-Type: application/json'
@@ -180,7 +182,7 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     plugin: http-poll-source
     topic: c
     egress: {{ max_response_mib: 1, request_timeout: 5s }}
-    config: {{ url: '{}/big', key_field: id, interval: 200ms }}
+    config: {{ base_url: '{}/big', key_field: id, interval: 200ms }}
 ",
         server.url(),
         server.url(),
@@ -203,12 +205,13 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     assert!(metric(&metrics, "wasm_connect_http_requests_total", &[("connector", "redirected"), ("outcome", "denied")]) >= 1.0);
     assert!(host.log().contains("Refused an outgoing HTTP request"));
     // The same redirect with the host in egress.allowed_hosts is followed.
-    host.wait_until("the allowed redirect followed", WAIT, || read_sink_output(&output).get("a").is_some_and(|lines| !lines.is_empty()));
+    let has_key = |key: &str| read_sink_output(&output).get("a").is_some_and(|lines| lines.iter().any(|line| line.key.as_deref() == Some(key)));
+    host.wait_until("the allowed redirect followed", WAIT, || has_key("7"));
     let followed = read_sink_output(&output)["a"].iter().find(|line| line.key.as_deref() == Some("7")).cloned().unwrap();
     assert_eq!(followed.value, json!({"id": 7}));
     assert!(other.all_received().iter().all(|request| request.path == "/stolen"));
     // A POST with a body and a secret header; a single object is one item.
-    host.wait_until("the posted search", WAIT, || read_sink_output(&output)["a"].iter().any(|line| line.key.as_deref() == Some("9")));
+    host.wait_until("the posted search", WAIT, || has_key("9"));
     let search = &server.received("/search")[0];
     assert_eq!((search.method.as_str(), search.body.as_slice()), ("POST", &br#"{"q": "bikes"}"#[..]));
     assert_eq!(search.header("authorization"), Some(format!("Bearer {PLANTED_KEY}").as_str()));

@@ -112,7 +112,7 @@ connectors:
     topic: stations
     batch_size: 1000
     config:
-      url: http://127.0.0.1:{api}/items
+      base_url: http://127.0.0.1:{api}/items
       items_pointer: /data/stations
       key_field: station_id
       position_field: t

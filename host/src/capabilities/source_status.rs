@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use crate::runtime::TaskState;
 use crate::runtime::bindings::capabilities::wasm_connect::connector::source_status::Host;
 
-/// Longest pause a source may ask for; a longer one is cut (a day, a daily quota's window).
-const MAX_PAUSE: Duration = Duration::from_secs(86_400);
+/// Longest pause a source may ask for; a longer one is cut (a monthly quota's window).
+const MAX_PAUSE: Duration = Duration::from_secs(32 * 86_400);
 
 /// A pause a source asked for in its last call.
 #[derive(Debug, Clone, PartialEq, Eq)]

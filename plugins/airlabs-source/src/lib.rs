@@ -140,7 +140,7 @@ fn answer_error(requests: &mut Requests<'_>, error: &Value, shown: &str) -> Resu
         "minute_limit_exceeded" => Duration::from_millis((60_000 - now.rem_euclid(60_000)) as u64),
         "hour_limit_exceeded" => Duration::from_millis((3_600_000 - now.rem_euclid(3_600_000)) as u64),
         "month_limit_exceeded" => Duration::from_millis((start_of_next_month(now) - now).max(1) as u64),
-        // A year's limit: look again daily (the host caps a pause at a day anyway).
+        // A year's limit: look again daily.
         "year_limit_exceeded" => Duration::from_secs(86_400),
         "unknown_api_key" | "expired_api_key" | "invalid_api_key" => {
             return Err(Error::BadConfig(format!("AirLabs refused the API key ({code}: {message}); check api_key")));

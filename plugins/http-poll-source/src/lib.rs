@@ -30,7 +30,11 @@ impl Plugin for HttpPollSource {
             "Polls a JSON API: one record per item of the array at items_pointer, keyed by key_field; with \
              position_field, only items whose position advanced.",
         )
-        .option(ConfigOption::new("url", OptionType::HttpEndpoint, "The URL to poll, with any non-secret query parameters; grants its host.").required())
+        .option(ConfigOption::new("base_url", OptionType::HttpEndpoint, "The URL to poll, with any non-secret query parameters; grants its host.").required())
+        .option(ConfigOption::new("path", OptionType::String, "Appended to base_url (`/station_status.json`).").default(""))
+        .option(ConfigOption::new("api_key", OptionType::String, "An API key (write `${KEY}`), sent as api_key_header or api_key_query.").default("").secret())
+        .option(ConfigOption::new("api_key_header", OptionType::String, "The header that carries api_key (`X-API-Key`).").default(""))
+        .option(ConfigOption::new("api_key_query", OptionType::String, "The query parameter that carries api_key (`appid`).").default(""))
         .option(ConfigOption::new("method", OptionType::String, "HTTP method.").default("GET"))
         .option(ConfigOption::new("headers", OptionType::List, "Request headers as `Name: value`, comma-separated.").default(""))
         .option(
@@ -77,6 +81,11 @@ impl Plugin for HttpPollSource {
         {
             problems.push(("items_pointer".to_owned(), format!("{pointer:?} must be a JSON pointer starting with `/`, or empty")));
         }
+        let key_set = settings.get("api_key").is_some_and(|key| !key.is_empty());
+        let places = ["api_key_header", "api_key_query"].iter().filter(|place| settings.get(place).is_some_and(|name| !name.is_empty())).count();
+        if key_set && places != 1 {
+            problems.push(("api_key".to_owned(), "say where the key goes: set exactly one of api_key_header and api_key_query".to_owned()));
+        }
         if settings.get("key_field").is_some_and(str::is_empty) {
             problems.push(("key_field".to_owned(), "must name the field that identifies an item".to_owned()));
         }
@@ -112,10 +121,17 @@ fn key_text(value: &Value) -> Option<String> {
 
 impl Source for HttpPollSource {
     fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
-        let base = settings.string("url")?;
-        let secret_query = parse_pairs(&settings.list("secret_query")?, '=').map_err(Error::BadConfig)?;
+        let base = url(&settings.string("base_url")?, &settings.string("path")?, &[]);
+        let (api_key, key_header, key_query) = (settings.string("api_key")?, settings.string("api_key_header")?, settings.string("api_key_query")?);
+        let mut secret_query = parse_pairs(&settings.list("secret_query")?, '=').map_err(Error::BadConfig)?;
+        if !api_key.is_empty() && !key_query.is_empty() {
+            secret_query.push((key_query, api_key.clone()));
+        }
         let query: Vec<(&str, &str)> = secret_query.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
         let mut request = Request::get(&url(&base, "", &query));
+        if !api_key.is_empty() && !key_header.is_empty() {
+            request = request.header(&key_header, &api_key);
+        }
         request.method = settings.string("method")?.to_ascii_uppercase();
         for (name, value) in parse_pairs(&settings.list("headers")?, ':')
             .and_then(|mut headers| {
@@ -176,7 +192,7 @@ fn fetch(requests: &mut Requests<'_>, request: &Request, shown: &str) -> Result<
             response.status
         ))),
         500..=599 | 408 => Err(Error::Retriable(format!("{shown} answered {}", response.status))),
-        status => Err(Error::BadConfig(format!("{shown} answered {status}: check the url and method"))),
+        status => Err(Error::BadConfig(format!("{shown} answered {status}: check base_url, path and method"))),
     }
 }
 
