@@ -530,3 +530,26 @@ fn alpha_vantage_converts_series_and_quotes_and_respects_its_quota() {
     assert!(!log.contains(PLANTED_KEY));
     assert_eq!(server.received("/query")[0].param("apikey").as_deref(), Some(PLANTED_KEY));
 }
+
+#[test]
+fn malformed_and_truncated_answers_are_retried_not_fatal() {
+    let server = ReplayServer::start();
+    let path = "/opendata/station_status.json";
+    let good = stations(&[(1, 5, 100)]);
+    server.once(path, Answer { headers: vec![("content-type".into(), "text/html".into())], ..Answer::json(200, "<html>Bad gateway</html>") });
+    server.once(path, Answer { cut_after: Some(good.len() / 2), ..Answer::json(200, &good) });
+    server.serve(path, Answer::json(200, &good));
+    let directory = tempfile::tempdir().unwrap();
+    let output = directory.path().join("out");
+    let config = host_config(directory.path(), &pipeline(&velib_connector(&server, ""), &output, "stations"));
+    let host = Host::start_with_env(&config, &[("VELIB_KEY", PLANTED_KEY)]);
+    host.wait_until("the record after two bad answers", WAIT, || keys_and_positions(&output).len() == 1);
+    let metrics = host.get_text("/metrics");
+    assert!(metric(&metrics, "wasm_connect_poll_retries_total", &[("connector", "velib")]) >= 2.0, "{metrics}");
+    assert_eq!(metric(&metrics, "wasm_connect_task_restarts_total", &[("connector", "velib")]), 0.0);
+    assert_eq!(task(&host, "velib"), ("RUNNING".to_owned(), String::new()), "the trace clears once a poll succeeds");
+    let log = host.stop();
+    assert!(log.contains("not valid JSON"), "the malformed answer is logged");
+    assert!(!log.contains(PLANTED_KEY));
+    assert!(server.received(path).len() >= 3);
+}
