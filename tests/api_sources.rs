@@ -226,7 +226,7 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     host.wait_until("the retry shown", WAIT, || {
         host.call("GET", "/connectors/big/status", None).1["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("max_response_mib"))
     });
-    assert_eq!(metric(&host.get_text("/metrics"), "wasm_connect_records_out_total", &[("connector", "big")]), 0.0);
+    assert_eq!(metric(&host.get_text("/metrics"), "wasm_connect_records_produced_total", &[("connector", "big")]), 0.0);
     let config_answer = host.call("GET", "/connectors/posted/config", None).1;
     assert_eq!(config_answer["secret_headers"], "[hidden]");
     let log = host.stop();

@@ -60,7 +60,7 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
     let metrics = host.get_text("/metrics");
     for healthy in ["healthy", "healthy-files"] {
         assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
-        assert_eq!(metric(&metrics, "wasm_connect_task_running", &[("connector", healthy)]), 1.0);
+        assert_eq!(metric(&metrics, "wasm_connect_task_state", &[("connector", healthy), ("state", "RUNNING")]), 1.0);
     }
     let status = host.get_json("/connectors/healthy-files/status");
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");

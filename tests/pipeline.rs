@@ -91,8 +91,8 @@ fn embedded_pipeline_delivers_every_record_exactly_once() {
     let host = Host::start(&config);
     host.wait_until("all records in the file sink", Duration::from_secs(120), || line_count(&output) >= 4 * LIMIT);
     let metrics = host.get_text("/metrics");
-    assert_eq!(support::metric(&metrics, "wasm_connect_records_out_total", &[("connector", "files")]), (4 * LIMIT) as f64);
-    assert_eq!(support::metric(&metrics, "wasm_connect_records_out_total", &[("connector", "flights-sim")]), LIMIT as f64);
+    assert_eq!(support::metric(&metrics, "wasm_connect_records_written_total", &[("connector", "files")]), (4 * LIMIT) as f64);
+    assert_eq!(support::metric(&metrics, "wasm_connect_records_produced_total", &[("connector", "flights-sim")]), LIMIT as f64);
     let status = host.get_json("/connectors/files/status");
     assert_eq!(status["type"], "sink");
     assert_eq!(status["tasks"].as_array().unwrap().len(), SINK_TASKS as usize);

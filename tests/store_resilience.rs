@@ -185,14 +185,14 @@ fn a_slow_store_slows_only_its_own_connector() {
             host_config(directory.path(), &healthy(&output))
         };
         let host = Host::start(&config);
-        let delivered = |host: &Host| metric(&host.get_text("/metrics"), "wasm_connect_records_out_total", &[("connector", "healthy-sink")]);
+        let delivered = |host: &Host| metric(&host.get_text("/metrics"), "wasm_connect_records_written_total", &[("connector", "healthy-sink")]);
         host.wait_until("the healthy pipeline delivering", Duration::from_secs(30), || delivered(&host) > 0.0);
         std::thread::sleep(Duration::from_secs(2));
         let start = delivered(&host);
         std::thread::sleep(WINDOW);
         let count = delivered(&host) - start;
         if with_slow_store {
-            let slow = metric(&host.get_text("/metrics"), "wasm_connect_records_out_total", &[("connector", "to-store")]);
+            let slow = metric(&host.get_text("/metrics"), "wasm_connect_records_written_total", &[("connector", "to-store")]);
             eprintln!("the slow store's connector delivered {slow} records meanwhile");
         }
         host.stop();

@@ -89,9 +89,9 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         ),
         None => format!("cannot create the connectors' topics in {}", config.data_dir.display()),
     })?;
-    let metrics = Metrics::new();
     let worker_id = config.admin.listen.to_string();
     let status = StatusBoard::new(&worker_id);
+    let metrics = Metrics::new(status.clone());
     let store: Box<dyn StateStore> = match (&config.kafka, &kafka_transport) {
         (Some(kafka), Some(transport)) => Box::new(KafkaStateStore::new(transport.clone(), &kafka.config_topic)),
         _ => Box::new(SqliteStateStore::open(&config.data_dir)?),

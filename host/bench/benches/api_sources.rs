@@ -149,11 +149,11 @@ async fn main() {
     let directory = tempfile::tempdir().unwrap();
     let admin = free_port();
     let (shutdown, host) = run_host(&config(directory.path(), admin, api, "1ms")).await;
-    wait_for(admin, "the first records", |admin| metric(admin, "wasm_connect_records_out_total", "poll") >= 5_000.0).await;
+    wait_for(admin, "the first records", |admin| metric(admin, "wasm_connect_records_produced_total", "poll") >= 5_000.0).await;
     let (records_before, cpu_before, requests_before, started) =
-        (metric(admin, "wasm_connect_records_out_total", "poll"), host_cpu(), requests.load(Ordering::SeqCst), Instant::now());
+        (metric(admin, "wasm_connect_records_produced_total", "poll"), host_cpu(), requests.load(Ordering::SeqCst), Instant::now());
     tokio::time::sleep(MEASURE).await;
-    let records = metric(admin, "wasm_connect_records_out_total", "poll") - records_before;
+    let records = metric(admin, "wasm_connect_records_produced_total", "poll") - records_before;
     let (cpu, elapsed) = (host_cpu() - cpu_before, started.elapsed());
     let pages = requests.load(Ordering::SeqCst) - requests_before;
     println!(
@@ -171,7 +171,7 @@ async fn main() {
     let admin = free_port();
     let rss_before = rss_mib();
     let (shutdown, host) = run_host(&config(directory.path(), admin, api, "1h")).await;
-    wait_for(admin, "the first page", |admin| metric(admin, "wasm_connect_records_out_total", "poll") >= PAGE_ITEMS as f64).await;
+    wait_for(admin, "the first page", |admin| metric(admin, "wasm_connect_records_produced_total", "poll") >= PAGE_ITEMS as f64).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (cpu_before, started) = (host_cpu(), Instant::now());
     tokio::time::sleep(MEASURE).await;

@@ -62,7 +62,7 @@ async fn connector(data_dir: &Path, count: usize, plugin: &str, config: &str) ->
         metrics
             .1
             .lines()
-            .filter(|line| line.starts_with("wasm_connect_records_out_total{"))
+            .filter(|line| line.starts_with("wasm_connect_records_written_total{"))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };

@@ -18,11 +18,13 @@ mod routes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::extract::rejection::BytesRejection;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -141,7 +143,19 @@ pub fn router(state: AdminState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method; see GET /openapi.json".to_owned())
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
+}
+
+/// Counts and times every request by method, route pattern (never the concrete path,
+/// which would carry connector names without bound) and status.
+async fn count_requests(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.admin_request(method.as_str(), &route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// `GET /openapi.json`: the OpenAPI 3 document of every endpoint.
@@ -177,10 +191,18 @@ async fn health(State(state): State<AdminState>) -> Json<Value> {
     }))
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.render(),
-    )
-        .into_response()
+/// `GET /metrics`: OpenMetrics for a scraper that asks for it (Prometheus does),
+/// Prometheus's classic text format for everyone else (curl, promtool).
+async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("application/openmetrics-text"));
+    let content_type = if openmetrics {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; version=0.0.4; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render(openmetrics)).into_response()
 }

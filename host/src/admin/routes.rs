@@ -126,7 +126,7 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
         for (status, about) in endpoint.responses {
             let content = match status {
                 204 => Value::Null,
-                200 if endpoint.path == "/metrics" => json!({"application/openmetrics-text": {"schema": {"type": "string"}}}),
+                200 if endpoint.path == "/metrics" => json!({"application/openmetrics-text": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}}),
                 400.. => json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}),
                 _ => json!({"application/json": {"schema": {}}}),
             };

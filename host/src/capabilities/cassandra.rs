@@ -293,7 +293,7 @@ impl Host for TaskState {
         consistency: Consistency,
     ) -> Result<Vec<Option<String>>, Error> {
         self.grants.check_cassandra(&connection.contact_points)?;
-        self.in_host(|stores| {
+        self.write_to_store(|stores| {
             let client = stores.cassandra(&connection)?;
             stores.block_on(client.write(&statements, rows, consistency))
         })

@@ -252,7 +252,7 @@ fn parse_bulk_items(body: &Value) -> Option<Vec<BulkOutcome>> {
 impl Host for TaskState {
     fn bulk(&mut self, connection: Connection, operations: Vec<BulkOperation>) -> Result<Vec<BulkOutcome>, Error> {
         self.grants.check_elasticsearch(&connection.url)?;
-        self.in_host(|stores| {
+        self.write_to_store(|stores| {
             let client = stores.elasticsearch(&connection)?;
             stores.block_on(client.bulk(&operations))
         })

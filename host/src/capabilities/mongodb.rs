@@ -216,7 +216,7 @@ fn first_line(text: &str) -> String {
 impl Host for TaskState {
     fn bulk_write(&mut self, uri: String, database: String, operations: Vec<WriteOperation>) -> Result<Vec<WriteOutcome>, Error> {
         self.grants.check_mongodb(&uri)?;
-        self.in_host(|stores| {
+        self.write_to_store(|stores| {
             let client = stores.mongodb(&uri)?;
             stores.block_on(client.bulk_write(&database, &operations))
         })

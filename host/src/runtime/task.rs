@@ -118,6 +118,7 @@ pub struct TaskState {
     http: WasiHttpCtx,
     egress: Egress,
     secrets: Arc<[String]>,
+    metrics: Option<Arc<Metrics>>,
     /// The pause the source asked for in its last call, if any (`source-status`).
     pub throttle: Option<Throttle>,
 }
@@ -129,6 +130,16 @@ impl TaskState {
         let started = Instant::now();
         let result = work(&self.stores);
         self.clock.in_host += started.elapsed();
+        result
+    }
+
+    /// Runs a store request (`in_host`), timing it in the store-write metrics.
+    pub fn write_to_store<T, E>(&mut self, work: impl FnOnce(&StoreClients) -> Result<T, E>) -> Result<T, E> {
+        let started = Instant::now();
+        let result = self.in_host(work);
+        if let Some(metrics) = &self.metrics {
+            metrics.store_write(&self.identity, result.is_ok(), started.elapsed());
+        }
         result
     }
 
@@ -159,7 +170,7 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
         .memory_size(runtime.limits.memory_bytes)
         .trap_on_grow_failure(true)
         .build();
-    let egress = Egress::new(grants.egress_policy(), identity.clone(), metrics);
+    let egress = Egress::new(grants.egress_policy(), identity.clone(), metrics.clone());
     let state = TaskState {
         wasi,
         table: ResourceTable::new(),
@@ -172,6 +183,7 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
         http: WasiHttpCtx::new(),
         egress,
         secrets,
+        metrics,
         throttle: None,
     };
     let mut store = Store::new(&runtime.engine, state);

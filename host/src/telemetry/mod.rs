@@ -4,7 +4,8 @@
 
 pub mod logging;
 mod metrics;
+mod process;
 mod status;
 
-pub use metrics::{Metrics, TaskLabels};
+pub use metrics::{Metrics, TaskLabels, payload_bytes};
 pub use status::{ConnectorStatus, State, StatusBoard, TaskStatus, Throttled};

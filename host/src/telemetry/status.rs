@@ -25,6 +25,23 @@ pub enum State {
     Stopped,
 }
 
+impl State {
+    /// Every state, for metrics that show one gauge per state.
+    pub const ALL: [State; 6] = [State::Unassigned, State::Running, State::Paused, State::Failed, State::Restarting, State::Stopped];
+
+    /// The state's name as the API shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Unassigned => "UNASSIGNED",
+            State::Running => "RUNNING",
+            State::Paused => "PAUSED",
+            State::Failed => "FAILED",
+            State::Restarting => "RESTARTING",
+            State::Stopped => "STOPPED",
+        }
+    }
+}
+
 /// One task's status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskStatus {
@@ -158,6 +175,11 @@ impl StatusBoard {
                 task.state = State::Stopped;
             }
         }
+    }
+
+    /// Every connector's status, by name.
+    pub fn all(&self) -> Vec<ConnectorStatus> {
+        self.connectors.read().expect("status lock").values().cloned().collect()
     }
 
     /// One connector's status.

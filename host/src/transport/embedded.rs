@@ -439,6 +439,22 @@ impl RecordConsumer for EmbeddedConsumer {
         .await
     }
 
+    async fn lag(&mut self) -> TransportResult<u64> {
+        let (reader, positions) = (self.reader.clone(), self.positions.clone());
+        blocking(move || {
+            let connection = reader.lock().expect("reader lock");
+            let mut statement =
+                connection.prepare_cached("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2")?;
+            let mut lag = 0;
+            for (topic, partition, next) in &positions {
+                let head: Option<i64> = statement.query_row(params![topic, partition], |row| row.get(0)).optional()?;
+                lag += head.map_or(0, |head| (head - next).max(0) as u64);
+            }
+            Ok(lag)
+        })
+        .await
+    }
+
     async fn close(&mut self) -> TransportResult<()> {
         Ok(())
     }

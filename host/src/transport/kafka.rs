@@ -202,7 +202,7 @@ impl Transport for KafkaTransport {
         let consumer: StreamConsumer<CommitOnRevoke> = config.create_with_context(CommitOnRevoke)?;
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        Ok(Box::new(KafkaConsumer { consumer }))
+        Ok(Box::new(KafkaConsumer { consumer: Arc::new(consumer) }))
     }
 
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
@@ -398,7 +398,8 @@ impl RecordProducer for KafkaProducer {
 }
 
 struct KafkaConsumer {
-    consumer: StreamConsumer<CommitOnRevoke>,
+    /// Shared with the blocking thread that asks the brokers for watermarks.
+    consumer: Arc<StreamConsumer<CommitOnRevoke>>,
 }
 
 /// Commits the offsets of every acknowledged batch, synchronously, before a rebalance
@@ -468,6 +469,23 @@ impl RecordConsumer for KafkaConsumer {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    async fn lag(&mut self) -> TransportResult<u64> {
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || -> TransportResult<u64> {
+            let positions = consumer.position()?;
+            let mut lag = 0;
+            for element in positions.elements() {
+                // A partition not read from yet has no position: its lag shows once it has.
+                let Offset::Offset(position) = element.offset() else { continue };
+                let (_, high) = consumer.fetch_watermarks(element.topic(), element.partition(), REQUEST_TIMEOUT)?;
+                lag += (high - position).max(0) as u64;
+            }
+            Ok(lag)
+        })
+        .await
+        .map_err(|error| TransportError::Other(format!("measuring the consumer lag failed: {error}")))?
     }
 
     async fn close(&mut self) -> TransportResult<()> {

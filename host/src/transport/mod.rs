@@ -109,6 +109,9 @@ pub trait RecordConsumer: Send {
     async fn poll(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>>;
     /// Marks everything up to and including `records` as done for the connector.
     async fn commit(&mut self, records: &[Record]) -> TransportResult<()>;
+    /// Records in this consumer's partitions after its read positions (the consumer
+    /// lag); on Kafka, one watermark request per assigned partition.
+    async fn lag(&mut self) -> TransportResult<u64>;
     /// Commits synchronously what was marked done, before the consumer goes away.
     async fn close(&mut self) -> TransportResult<()>;
 }

@@ -17,6 +17,8 @@ use crate::transport::{RecordConsumer, TaskShare};
 
 /// How long one consumer poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(500);
+/// How often a task measures its consumer lag.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest wait between retries of a retriable write.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
@@ -56,16 +58,24 @@ async fn consume(
     .await?;
     let mut sink = opened?;
     let mut dead_letters = DeadLetters::default();
+    let mut lag_measured = Instant::now() - LAG_INTERVAL;
     loop {
         let records = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(()),
             records = consumer.poll(plan.config.batch_size as usize, POLL_WAIT) => records?,
         };
+        if lag_measured.elapsed() >= LAG_INTERVAL {
+            lag_measured = Instant::now();
+            match consumer.lag().await {
+                Ok(lag) => context.metrics.consumer_lag(&labels, lag),
+                Err(error) => tracing::debug!(connector = %identity.connector, %error, "The consumer lag could not be measured."),
+            }
+        }
         if records.is_empty() {
             continue;
         }
-        context.metrics.records_in(&labels, records.len());
+        context.metrics.records_consumed(&labels, &records);
         let (returned, delivered) = deliver(context, plan, identity, sink, &mut dead_letters, records.clone(), cancel).await?;
         sink = returned;
         if !delivered {
@@ -101,7 +111,7 @@ async fn deliver(
         context.metrics.plugin_memory(&labels, sink.memory_bytes());
         match written {
             Ok(()) => {
-                context.metrics.records_out(&labels, pending.len());
+                context.metrics.records_written(&labels, &pending);
                 if retrying_since.is_some() {
                     context.metrics.write_recovered(&labels, retries);
                     context.status.set_task(&identity.connector, identity.task, State::Running, None);
@@ -111,6 +121,7 @@ async fn deliver(
             Err(PluginFailure::BadRecord { index, reason }) if (index as usize) < pending.len() => {
                 let reason = plan.redact(&reason);
                 let refused = pending.remove(index as usize);
+                context.metrics.record_failed(&labels);
                 if errors.log {
                     tracing::warn!(
                         connector = %identity.connector, task = identity.task, topic = refused.topic,

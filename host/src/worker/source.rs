@@ -16,7 +16,7 @@ use super::dead_letters::{DeadLetters, Stage};
 use super::{ConnectorPlan, TaskError, WorkerContext, call_plugin};
 use crate::capabilities::Throttle;
 use crate::runtime::{PluginFailure, PollOutcome, SourceInstance, TaskAccess, TaskIdentity};
-use crate::telemetry::{State, TaskLabels, Throttled};
+use crate::telemetry::{State, TaskLabels, Throttled, payload_bytes};
 
 /// Longest wait between retries of a failed poll.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
@@ -77,6 +77,7 @@ pub async fn run(
         }
         let records = split_dead_letters(&outcome, &topic, plan)?;
         for (record, reason) in records.dead {
+            context.metrics.record_failed(&labels);
             if !plan.tolerates_errors() {
                 return Err(TaskError::Intolerable(PluginFailure::BadRecord { index: 0, reason }));
             }
@@ -84,11 +85,12 @@ pub async fn run(
         }
         let count = records.live.len();
         if count > 0 {
-            context.metrics.records_in(&labels, count);
+            context.metrics.records_polled(&labels, &records.live);
         }
         if count > 0 || outcome.position.is_some() {
+            let bytes = payload_bytes(&records.live);
             producer.send(records.live, outcome.position).await?;
-            context.metrics.records_out(&labels, count);
+            context.metrics.records_produced(&labels, count, bytes);
         }
         if outcome.finished {
             tracing::info!(connector = %identity.connector, "The source has nothing more to produce; the task stays idle.");

@@ -39,7 +39,7 @@ async fn supervise(context: WorkerContext, plan: Arc<ConnectorPlan>, identity: T
     let mut delay = context.restart_backoff;
     loop {
         context.status.set_task(&identity.connector, identity.task, State::Running, None);
-        context.metrics.task_started(&labels);
+        context.metrics.task_started(&labels, plan.kind() == PluginKind::Source);
         let started = Instant::now();
         let result = match plan.kind() {
             PluginKind::Source => source::run(&context, &plan, &identity, &cancel).await,
@@ -47,7 +47,6 @@ async fn supervise(context: WorkerContext, plan: Arc<ConnectorPlan>, identity: T
         };
         let error: TaskError = match result {
             Ok(()) => {
-                context.metrics.task_stopped(&labels);
                 context.status.set_task(&identity.connector, identity.task, State::Stopped, None);
                 return;
             }
