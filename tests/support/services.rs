@@ -5,6 +5,8 @@
 //! versions into a virtualenv cached under the target directory, listen on
 //! 127.0.0.1 on a free port, and are killed when the test's handle drops, also when
 //! the test fails. With `ES_URL` or `MONGO_URI` set, the tests use that server instead.
+//! Prometheus and promtool come from Debian's pinned package, unpacked (not installed)
+//! into the same cache; `PROMETHEUS_BIN_DIR` points at other binaries instead.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +57,83 @@ fn site_packages(venv: &Path) -> PathBuf {
         path.file_name().unwrap().to_string_lossy().starts_with("python")
     });
     python.expect("a pythonX.Y directory in the venv").join("site-packages")
+}
+
+/// Debian's Prometheus package, pinned: the server and `promtool`.
+const PROMETHEUS_PACKAGE: &str = "prometheus=2.42.0+ds-5+deb12u1";
+
+/// The path of `tool` (`prometheus` or `promtool`): from `PROMETHEUS_BIN_DIR`, or from
+/// the pinned Debian package, downloaded once with `apt-get download` and unpacked
+/// into the cache (nothing is installed on the machine).
+pub fn prometheus_tool(tool: &str) -> PathBuf {
+    if let Some(directory) = std::env::var_os("PROMETHEUS_BIN_DIR") {
+        return PathBuf::from(directory).join(tool);
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-services");
+    std::fs::create_dir_all(&root).unwrap();
+    let unpacked = root.join(PROMETHEUS_PACKAGE.replace(['=', '+', '.'], "_"));
+    let lock = std::fs::File::create(root.join("prometheus.lock")).unwrap();
+    lock.lock().unwrap();
+    if !unpacked.join(".complete").exists() {
+        let _ = std::fs::remove_dir_all(&unpacked);
+        std::fs::create_dir_all(&unpacked).unwrap();
+        let download = || Command::new("apt-get").args(["download", "-q", PROMETHEUS_PACKAGE]).current_dir(&unpacked).output();
+        // A fresh machine may have no package lists yet.
+        if !download().is_ok_and(|output| output.status.success()) {
+            run(Command::new("apt-get").args(["update", "-q"]));
+            run(Command::new("apt-get").args(["download", "-q", PROMETHEUS_PACKAGE]).current_dir(&unpacked));
+        }
+        let package = std::fs::read_dir(&unpacked)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|extension| extension == "deb"))
+            .expect("apt-get download left a .deb");
+        run(Command::new("dpkg-deb").arg("-x").arg(&package).arg(unpacked.join("root")));
+        std::fs::write(unpacked.join(".complete"), PROMETHEUS_PACKAGE).unwrap();
+    }
+    lock.unlock().unwrap();
+    unpacked.join("root/usr/bin").join(tool)
+}
+
+/// Runs promtool with `arguments` (and `stdin`); its output, or a panic with its report.
+pub fn promtool(arguments: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new(prometheus_tool("promtool"))
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting promtool");
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "promtool {arguments:?} failed:\n{text}");
+    text
+}
+
+/// Starts a Prometheus server with the configuration file `config`, its data in a
+/// temporary directory, on a free port of 127.0.0.1.
+pub fn prometheus(config: &Path) -> Server {
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(prometheus_tool("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.path().display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting prometheus");
+    wait_for_port(port, &mut child, "prometheus");
+    // It listens before it is ready, answering 503 meanwhile.
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http("GET", &format!("{url}/-/ready"), None).0 != 200 {
+        assert!(Instant::now() < deadline, "prometheus was not ready within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server { child: Some(child), _data: Some(data), url: format!("http://127.0.0.1:{port}"), flavour: "prometheus" }
 }
 
 /// A port nobody listens on right now.
