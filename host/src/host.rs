@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::config::LoadedConfig;
+use crate::config::{HostConfig, LoadedConfig};
 use crate::manager::Manager;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
 use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
@@ -57,16 +57,21 @@ pub fn prepare(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCatalog,
     Ok((runtime, catalog, plans))
 }
 
+/// The client of the configuration's Kafka cluster; none for the embedded transport.
+pub fn kafka_transport(config: &HostConfig) -> Option<KafkaTransport> {
+    config.kafka.as_ref().map(|kafka| {
+        let client = kafka.client.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+        KafkaTransport::new(&kafka.bootstrap_servers, &client, &kafka.offsets_topic, &kafka.config_topic)
+    })
+}
+
 /// Runs the host until `shutdown` fires, then stops every task cleanly: each task
 /// finishes (and commits) the batch in hand.
 pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let prepared = loaded.clone();
     let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let config = &loaded.config;
-    let kafka_transport = config.kafka.as_ref().map(|kafka| {
-        let client = kafka.client.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
-        KafkaTransport::new(&kafka.bootstrap_servers, &client, &kafka.offsets_topic, &kafka.config_topic)
-    });
+    let kafka_transport = kafka_transport(config);
     let transport: Arc<dyn Transport> = match &kafka_transport {
         Some(kafka) => Arc::new(kafka.clone()),
         None => {

@@ -4,7 +4,7 @@
 //! sandboxed [`runtime`], offers them host [`capabilities`], moves records through a
 //! [`transport`] (Kafka or the embedded SQLite store) with the [`worker`] task loops,
 //! runs them under the [`manager`] (the one owner of the running set), and reports
-//! through the [`admin`] API and [`telemetry`].
+//! through the [`admin`] API and [`telemetry`]; [`topic_tools`] look into topics.
 
 pub mod admin;
 pub mod capabilities;
@@ -13,6 +13,7 @@ pub mod host;
 pub mod manager;
 pub mod runtime;
 pub mod telemetry;
+pub mod topic_tools;
 pub mod transport;
 pub mod worker;
 

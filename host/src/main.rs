@@ -1,5 +1,6 @@
-//! The `wasm-connect` command: `run`, `validate` and `plugins`.
+//! The `wasm-connect` command: `run`, `validate`, `plugins` and `topics`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,6 +38,80 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists, describes, reads and writes topics on the configuration's transport
+    /// (Kafka or the embedded store), as kafka-topics, kafka-console-consumer and
+    /// -producer or kcat do for Kafka.
+    Topics {
+        /// The configuration file whose transport is used.
+        #[arg(long, short, global = true, default_value = "connectors.yaml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Every topic with its partitions, records held and end offsets.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One topic's partition offsets, and the committed offsets and lag of the
+    /// configuration's sink connectors that read it.
+    Describe {
+        /// The topic.
+        topic: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints records with partition, offset, timestamp, key and headers; JSON values
+    /// pretty-printed. Reads from the beginning to the end unless told otherwise.
+    Read {
+        /// The topic.
+        topic: String,
+        /// Only this partition.
+        #[arg(long, short)]
+        partition: Option<i32>,
+        /// Start at this offset in each partition read.
+        #[arg(long, conflicts_with = "from_end")]
+        offset: Option<i64>,
+        /// Start after the last record: show only new ones (implies --follow).
+        #[arg(long)]
+        from_end: bool,
+        /// Keep waiting for new records (stop with Ctrl-C).
+        #[arg(long, short)]
+        follow: bool,
+        /// Stop after this many records.
+        #[arg(long, short = 'n')]
+        max: Option<usize>,
+        /// One JSON object per line: topic, partition, offset, timestamp (ms), key,
+        /// headers, value (parsed when it is JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes one record per line of stdin (empty lines are skipped).
+    Write {
+        /// The topic (created if missing).
+        topic: String,
+        /// Each line is KEY<separator>VALUE, split at the first separator.
+        #[arg(long, short)]
+        key_separator: Option<String>,
+        /// A header every record carries, as NAME=VALUE; repeatable.
+        #[arg(long = "header", short = 'H', value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
 fn load(path: &Path) -> Result<LoadedConfig, ExitCode> {
@@ -55,8 +130,10 @@ fn report(error: anyhow::Error) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    wasm_connect::telemetry::logging::init(&std::env::var("WASM_CONNECT_LOG").unwrap_or_else(|_| "info".to_owned()));
     let cli = Cli::parse();
+    // The tools print their results; only warnings and errors are logged beside them.
+    let default_level = if matches!(cli.command, Command::Topics { .. }) { "warn" } else { "info" };
+    wasm_connect::telemetry::logging::init(&std::env::var("WASM_CONNECT_LOG").unwrap_or_else(|_| default_level.to_owned()));
     let outcome = match cli.command {
         Command::Run { config } => load(&config).and_then(|loaded| run(loaded).map_err(report)),
         Command::Validate { config } => load(&config).and_then(|loaded| {
@@ -65,6 +142,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Plugins { config, json } => load(&config).and_then(|loaded| list_plugins(&loaded, json).map_err(report)),
+        Command::Topics { config, command } => load(&config).and_then(|loaded| topics(&loaded, command).map_err(report)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +164,45 @@ fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
             signals.cancel();
         });
         wasm_connect::run(loaded, shutdown).await
+    })
+}
+
+fn topics(loaded: &LoadedConfig, command: TopicsCommand) -> anyhow::Result<()> {
+    use wasm_connect::topic_tools::{self, ReadOptions, WriteOptions};
+    use wasm_connect::transport::StartAt;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let transport = topic_tools::open_transport(&loaded.config)?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        match command {
+            TopicsCommand::List { json } => topic_tools::list(transport.as_ref(), json, &mut out).await,
+            TopicsCommand::Describe { topic, json } => topic_tools::describe(transport.as_ref(), &loaded.config, &topic, json, &mut out).await,
+            TopicsCommand::Read { topic, partition, offset, from_end, follow, max, json } => {
+                let start = match (offset, from_end) {
+                    (Some(offset), _) => StartAt::Offset(offset),
+                    (None, true) => StartAt::End,
+                    (None, false) => StartAt::Beginning,
+                };
+                let options = ReadOptions { topic, partition, start, max, follow: follow || from_end, json };
+                let reading = topic_tools::read(transport.as_ref(), &options, &mut out);
+                tokio::select! {
+                    read = reading => read.map(|_| ()),
+                    _ = tokio::signal::ctrl_c() => Ok(()),
+                }
+            }
+            TopicsCommand::Write { topic, key_separator, headers, json } => {
+                let options = WriteOptions { topic, key_separator, headers };
+                let stdin = std::io::stdin();
+                let written = topic_tools::write(transport.as_ref(), &options, &mut stdin.lock()).await?;
+                if json {
+                    writeln!(out, "{}", serde_json::json!({"topic": options.topic, "written": written}))?;
+                } else {
+                    eprintln!("{written} record(s) written to {}.", options.topic);
+                }
+                Ok(())
+            }
+        }
     })
 }
 

@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use wasm_connect_protocol::Record;
 
 use super::{
-    PartitionOffset, PartitionOffsetChange, RecordConsumer, RecordProducer, TaskShare, Transport, TransportError, TransportResult,
-    next_offsets, partition_for_key,
+    PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, TaskShare, TopicDescription,
+    TopicReader, Transport, TransportError, TransportResult, next_offsets, partition_for_key,
 };
 
 const SCHEMA: &str = "
@@ -270,8 +270,126 @@ impl Transport for EmbeddedTransport {
         .await
     }
 
+    async fn describe_topics(&self) -> TransportResult<Vec<TopicDescription>> {
+        let database = self.shared.database.clone();
+        blocking(move || {
+            let connection = open_connection(&database)?;
+            let topics: Vec<(String, i32)> = {
+                let mut statement = connection.prepare("SELECT name, partitions FROM topics ORDER BY name")?;
+                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    let partitions = (0..partitions).map(|partition| partition_range(&connection, &name, partition)).collect::<Result<_, _>>()?;
+                    Ok(TopicDescription { name, partitions })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn reader(&self, topic: &str, partition: Option<i32>, start: StartAt) -> TransportResult<Box<dyn TopicReader>> {
+        let (database, topic) = (self.shared.database.clone(), topic.to_owned());
+        let (connection, partitions) = blocking(move || {
+            let connection = open_connection(&database)?;
+            let count: Option<i32> =
+                connection.query_row("SELECT partitions FROM topics WHERE name = ?1", params![topic], |row| row.get(0)).optional()?;
+            let Some(count) = count else { return Err(TransportError::Other(format!("there is no topic {topic}; `topics list` shows the topics"))) };
+            if let Some(wanted) = partition.filter(|wanted| !(0..count).contains(wanted)) {
+                return Err(TransportError::Other(format!("topic {topic} has partitions 0 to {}, not {wanted}", count - 1)));
+            }
+            let mut partitions = Vec::new();
+            for number in (0..count).filter(|number| partition.is_none_or(|wanted| wanted == *number)) {
+                let range = partition_range(&connection, &topic, number)?;
+                let next = match start {
+                    StartAt::Beginning => range.start,
+                    StartAt::End => range.end,
+                    StartAt::Offset(offset) => offset.max(range.start),
+                };
+                partitions.push(ReaderPartition { topic: topic.clone(), range, next });
+            }
+            Ok((connection, partitions))
+        })
+        .await?;
+        Ok(Box::new(EmbeddedReader { connection: Arc::new(Mutex::new(connection)), partitions }))
+    }
+
     fn name(&self) -> &'static str {
         "embedded"
+    }
+}
+
+/// The offsets a partition holds now.
+fn partition_range(connection: &Connection, topic: &str, partition: i32) -> rusqlite::Result<PartitionRange> {
+    let end: i64 = connection
+        .query_row("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2", params![topic, partition], |row| row.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let first: Option<i64> =
+        connection.query_row("SELECT MIN(offset) FROM records WHERE topic = ?1 AND partition = ?2", params![topic, partition], |row| row.get(0))?;
+    Ok(PartitionRange { partition, start: first.unwrap_or(end), end })
+}
+
+struct ReaderPartition {
+    topic: String,
+    /// The offsets when the reader started.
+    range: PartitionRange,
+    next: i64,
+}
+
+/// Reads with its own connection, polling for new records: another process (the
+/// host) appends them, so there is no in-process notification to wait on.
+struct EmbeddedReader {
+    connection: Arc<Mutex<Connection>>,
+    partitions: Vec<ReaderPartition>,
+}
+
+/// How often a waiting reader looks for new records.
+const READER_POLL: Duration = Duration::from_millis(100);
+
+#[async_trait]
+impl TopicReader for EmbeddedReader {
+    async fn next(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let connection = self.connection.clone();
+            let positions: Vec<(String, i32, i64)> =
+                self.partitions.iter().map(|partition| (partition.topic.clone(), partition.range.partition, partition.next)).collect();
+            let records = blocking(move || {
+                let connection = connection.lock().expect("reader lock");
+                let mut statement = connection.prepare_cached(
+                    "SELECT topic, partition, offset, timestamp, key, value, headers FROM records
+                     WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
+                )?;
+                let mut records = Vec::new();
+                for (topic, partition, next) in positions {
+                    let remaining = max - records.len();
+                    if remaining == 0 {
+                        break;
+                    }
+                    for row in statement.query_map(params![topic, partition, next, remaining as i64], record_from_row)? {
+                        records.push(row?);
+                    }
+                }
+                Ok(records)
+            })
+            .await?;
+            for (_, partition, next) in next_offsets(&records) {
+                if let Some(position) = self.partitions.iter_mut().find(|position| position.range.partition == partition) {
+                    position.next = next;
+                }
+            }
+            if !records.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(records);
+            }
+            tokio::time::sleep(READER_POLL.min(deadline - tokio::time::Instant::now())).await;
+        }
+    }
+
+    fn caught_up(&self) -> bool {
+        self.partitions.iter().all(|partition| partition.next >= partition.range.end)
     }
 }
 

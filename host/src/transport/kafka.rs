@@ -22,8 +22,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use wasm_connect_protocol::Record;
 
 use super::{
-    PartitionOffset, PartitionOffsetChange, RecordConsumer, RecordProducer, TaskShare, Transport, TransportError, TransportResult,
-    next_offsets,
+    PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, TaskShare, TopicDescription,
+    TopicReader, Transport, TransportError, TransportResult, next_offsets,
 };
 
 /// How long a metadata or admin request may take.
@@ -274,6 +274,71 @@ impl Transport for KafkaTransport {
         self.write_compacted(&self.offsets_topic, connector, position).await
     }
 
+    async fn describe_topics(&self) -> TransportResult<Vec<TopicDescription>> {
+        let config = self.base.clone();
+        tokio::task::spawn_blocking(move || -> TransportResult<Vec<TopicDescription>> {
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(None, REQUEST_TIMEOUT)?;
+            let mut topics = Vec::new();
+            // Kafka's own topics (`__consumer_offsets`, ...) are not the user's.
+            for topic in metadata.topics().iter().filter(|topic| !topic.name().starts_with("__")) {
+                let mut partitions = Vec::new();
+                for partition in topic.partitions() {
+                    let (start, end) = consumer.fetch_watermarks(topic.name(), partition.id(), REQUEST_TIMEOUT)?;
+                    partitions.push(PartitionRange { partition: partition.id(), start, end });
+                }
+                partitions.sort_by_key(|range| range.partition);
+                topics.push(TopicDescription { name: topic.name().to_owned(), partitions });
+            }
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(topics)
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    async fn reader(&self, topic: &str, partition: Option<i32>, start: StartAt) -> TransportResult<Box<dyn TopicReader>> {
+        let mut config = self.base.clone();
+        // Assigned partitions, never subscribed: the group only names the client.
+        config.set("group.id", "wasm-connect-topic-tools").set("enable.auto.commit", "false");
+        let topic = topic.to_owned();
+        let (consumer, remaining) = tokio::task::spawn_blocking(move || -> TransportResult<_> {
+            let consumer: BaseConsumer = config.create()?;
+            let metadata = consumer.fetch_metadata(Some(&topic), REQUEST_TIMEOUT)?;
+            let numbers: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|candidate| candidate.name() == topic && candidate.error().is_none())
+                .flat_map(|candidate| candidate.partitions().iter().map(|partition| partition.id()))
+                .collect();
+            if numbers.is_empty() {
+                return Err(TransportError::Other(format!("there is no topic {topic}; `topics list` shows the topics")));
+            }
+            if let Some(wanted) = partition.filter(|wanted| !numbers.contains(wanted)) {
+                return Err(TransportError::Other(format!("topic {topic} has no partition {wanted}")));
+            }
+            let mut assignment = TopicPartitionList::new();
+            let mut remaining = Vec::new();
+            for number in numbers.into_iter().filter(|number| partition.is_none_or(|wanted| wanted == *number)) {
+                let (low, high) = consumer.fetch_watermarks(&topic, number, REQUEST_TIMEOUT)?;
+                let first = match start {
+                    StartAt::Beginning => low,
+                    StartAt::End => high,
+                    StartAt::Offset(offset) => offset.max(low),
+                };
+                assignment.add_partition_offset(&topic, number, Offset::Offset(first))?;
+                if first < high {
+                    remaining.push((number, high));
+                }
+            }
+            consumer.assign(&assignment)?;
+            Ok((consumer, remaining))
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))??;
+        Ok(Box::new(KafkaReader { consumer: Arc::new(consumer), remaining }))
+    }
+
     fn name(&self) -> &'static str {
         "kafka"
     }
@@ -394,6 +459,42 @@ impl RecordProducer for KafkaProducer {
             self.producer.send(message, rdkafka::util::Timeout::Never).await.map_err(delivery_error)?;
         }
         Ok(())
+    }
+}
+
+/// Reads assigned partitions for the topic tools.
+struct KafkaReader {
+    consumer: Arc<BaseConsumer>,
+    /// (partition, end offset at the start) of the partitions not read to that end yet.
+    remaining: Vec<(i32, i64)>,
+}
+
+#[async_trait]
+impl TopicReader for KafkaReader {
+    async fn next(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
+        let consumer = self.consumer.clone();
+        let records = tokio::task::spawn_blocking(move || -> TransportResult<Vec<Record>> {
+            let mut records = Vec::new();
+            let mut timeout = wait;
+            while records.len() < max {
+                let Some(message) = consumer.poll(timeout) else { break };
+                records.push(owned_record(&message?));
+                // Once something arrived, only take what is already buffered.
+                timeout = Duration::ZERO;
+            }
+            Ok(records)
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))??;
+        for record in &records {
+            let (Some(partition), Some(offset)) = (record.partition, record.offset) else { continue };
+            self.remaining.retain(|(number, end)| !(*number == partition && offset + 1 >= *end));
+        }
+        Ok(records)
+    }
+
+    fn caught_up(&self) -> bool {
+        self.remaining.is_empty()
     }
 }
 

@@ -68,8 +68,55 @@ pub trait Transport: Send + Sync {
     async fn reset_committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<()>;
     /// Sets a source connector's position (`None` removes it: the source starts over).
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()>;
+    /// Every topic with its partitions' offsets, for the topic tools.
+    async fn describe_topics(&self) -> TransportResult<Vec<TopicDescription>>;
+    /// A reader of `topic` (all partitions, or only `partition`) from `start` on,
+    /// outside any consumer group: it commits nothing.
+    async fn reader(&self, topic: &str, partition: Option<i32>, start: StartAt) -> TransportResult<Box<dyn TopicReader>>;
     /// A short name for logs: `kafka` or `embedded`.
     fn name(&self) -> &'static str;
+}
+
+/// A topic and the offsets of its partitions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicDescription {
+    /// The topic.
+    pub name: String,
+    /// Its partitions, by number.
+    pub partitions: Vec<PartitionRange>,
+}
+
+/// The offsets one partition holds: `start` is the first still there, `end` the next
+/// one to be written (so `end - start` records, `end` = Kafka's high watermark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionRange {
+    /// The partition.
+    pub partition: i32,
+    /// The first offset still held.
+    pub start: i64,
+    /// The offset the next record gets.
+    pub end: i64,
+}
+
+/// Where a topic reader starts in each partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// At the first record still held.
+    Beginning,
+    /// After the last record: only what is written from now on.
+    End,
+    /// At this offset (or the first one held after it).
+    Offset(i64),
+}
+
+/// Reads a topic's records in offset order per partition, for the topic tools.
+#[async_trait]
+pub trait TopicReader: Send {
+    /// Up to `max` records after those returned so far, waiting up to `wait` for some.
+    async fn next(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>>;
+    /// True once every partition has been read up to the end offset it had when the
+    /// reader started.
+    fn caught_up(&self) -> bool;
 }
 
 /// A committed offset: the next one a sink connector reads in a partition.
