@@ -23,6 +23,7 @@ fn every_error_fixture_reports_its_exact_message() {
             .args(["validate", name])
             .current_dir(&fixtures)
             .env_remove("WASM_CONNECT_FIXTURE_UNSET_DIRECTORY")
+            .env_remove("WASM_CONNECT_FIXTURE_UNSET_FLAG")
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(1), "{name} must fail validation");

@@ -208,7 +208,7 @@ pub fn from_flat(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(ConnectorConfig { name, plugin, topic, topics, tasks_max, batch_size, config, errors, egress })
+    Ok(ConnectorConfig { name, plugin, enabled: true, topic, topics, tasks_max, batch_size, config, errors, egress })
 }
 
 /// `text` as a whole number, or `default` with a problem under `key`.

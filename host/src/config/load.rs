@@ -145,7 +145,8 @@ fn yaml_syntax_error(error: &serde_yaml::Error) -> (Option<(usize, usize)>, Stri
     }
 }
 
-/// Replaces `${VAR}` and `${file:PATH}` in every string value; `$${` stays a literal `${`.
+/// Replaces `${VAR}`, `${VAR:-default}` (the default when VAR is unset or empty) and
+/// `${file:PATH}` in every string value; `$${` stays a literal `${`.
 fn substitute(value: &mut Value, path: String, base_dir: &Path, problems: &mut Vec<(String, String)>) {
     match value {
         Value::String(text) if text.contains("${") => match substitute_text(text, base_dir) {
@@ -195,11 +196,19 @@ fn resolve_reference(reference: &str, base_dir: &Path) -> Result<String, String>
             .map(|content| content.trim_end_matches(['\n', '\r']).to_owned())
             .map_err(|error| format!("cannot read ${{file:{file}}} ({}): {error}", path.display()));
     }
-    let name = reference.trim();
+    let (name, default) = match reference.split_once(":-") {
+        Some((name, default)) => (name.trim(), Some(default)),
+        None => (reference.trim(), None),
+    };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("`${{{reference}}}` is not a variable name; use ${{NAME}} or ${{file:PATH}}"));
+        return Err(format!("`${{{reference}}}` is not a variable name; use ${{NAME}}, ${{NAME:-default}} or ${{file:PATH}}"));
     }
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set; set it or remove ${{{name}}}"))
+    match (std::env::var(name), default) {
+        (Ok(value), Some(default)) if value.is_empty() => Ok(default.to_owned()),
+        (Ok(value), _) => Ok(value),
+        (Err(_), Some(default)) => Ok(default.to_owned()),
+        (Err(_), None) => Err(format!("environment variable {name} is not set; set it, give a default with ${{{name}:-default}}, or remove ${{{name}}}")),
+    }
 }
 
 /// Locates every problem, in file order.
@@ -233,5 +242,21 @@ fn describe(value: &Value, path: &str, message: &str) -> String {
         Some(option) => format!("{connector}: config key \"{option}\": {message}"),
         None if key.is_empty() => format!("{connector}: {message}"),
         None => format!("{connector}: key \"{key}\": {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_stand_in_for_unset_and_empty_variables() {
+        let base = Path::new(".");
+        assert_eq!(substitute_text("${WASM_CONNECT_TEST_NEVER_SET:-fallback}/x", base).unwrap(), "fallback/x");
+        assert_eq!(substitute_text("${WASM_CONNECT_TEST_NEVER_SET:-}", base).unwrap(), "");
+        assert_eq!(substitute_text("${PATH:-unused}", base).unwrap(), std::env::var("PATH").unwrap());
+        let error = substitute_text("${WASM_CONNECT_TEST_NEVER_SET}", base).unwrap_err();
+        assert!(error.contains("give a default with ${WASM_CONNECT_TEST_NEVER_SET:-default}"), "{error}");
+        assert!(substitute_text("${not a name:-x}", base).is_err());
     }
 }

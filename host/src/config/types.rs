@@ -180,6 +180,10 @@ pub struct ConnectorConfig {
     pub name: String,
     /// `name` or `name@version` of a plugin.
     pub plugin: String,
+    /// `false` keeps the connector in the file, checked by `validate`, without running
+    /// it; a string from a substitution (`${FLIGHTS_FROM_AIRLABS:-false}`) counts too.
+    #[serde(default = "enabled_by_default", deserialize_with = "flag", skip_serializing_if = "is_true")]
+    pub enabled: bool,
     /// The topic a source writes to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
@@ -201,6 +205,32 @@ pub struct ConnectorConfig {
     /// Where the plugin's outgoing HTTP requests may go, and their limits.
     #[serde(default, skip_serializing_if = "EgressConfig::is_default")]
     pub egress: EgressConfig,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+/// `true` or `false`, as a YAML boolean or as the string a `${...}` substitution left.
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(deserializer)? {
+        Flag::Bool(value) => Ok(value),
+        Flag::Text(text) => match text.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(serde::de::Error::custom(format!("must be true or false, not {other:?}"))),
+        },
+    }
 }
 
 fn default_tasks_max() -> u32 {

@@ -52,6 +52,7 @@ impl ConnectorPlan {
 
 /// Plans every connector, or returns every problem found (located in the file).
 /// Blocking: instantiates plugins to run their config validation.
+/// Disabled connectors are checked like the others but left out of the plans.
 pub fn plan_connectors(
     loaded: &LoadedConfig,
     catalog: &PluginCatalog,
@@ -61,7 +62,8 @@ pub fn plan_connectors(
     let mut problems: Vec<(String, String)> = Vec::new();
     for (index, connector) in loaded.config.connectors.iter().enumerate() {
         match plan_connector(connector, catalog, runtime, &|path| loaded.resolve(path)) {
-            Ok(plan) => plans.push(plan),
+            Ok(plan) if connector.enabled => plans.push(plan),
+            Ok(_) => tracing::info!(connector = %connector.name, "The connector is disabled (enabled: false): checked, not run."),
             Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("connectors[{index}].{key}"), message))),
         }
     }
