@@ -34,6 +34,45 @@ pub fn venv() -> PathBuf {
     venv
 }
 
+/// Compose's reference implementation (docker-compose 1.29, Python) and the
+/// dependencies it runs with. It pins PyYAML below 6, which no longer builds on this
+/// Python, so it is installed without its own pins; PyYAML 6 works with it (Debian
+/// ships the same pair).
+const COMPOSE_PACKAGES: &[&str] = &[
+    "PyYAML==6.0.2",
+    "docker==6.1.3",
+    "dockerpty==0.4.1",
+    "docopt==0.6.2",
+    "python-dotenv==0.21.1",
+    "jsonschema==3.2.0",
+    "requests==2.31.0",
+    "texttable==1.7.0",
+    "websocket-client==0.59.0",
+    "distro==1.9.0",
+];
+const COMPOSE: &str = "docker-compose==1.29.2";
+
+/// Runs `docker-compose -f FILE config -q`, which checks a compose file against the
+/// Compose schema without an engine; its report when the file is refused.
+pub fn compose_config_errors(file: &Path) -> Option<String> {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-services");
+    std::fs::create_dir_all(&root).unwrap();
+    let venv = root.join(format!("compose-{}", COMPOSE.replace(['=', '.'], "_")));
+    let lock = std::fs::File::create(root.join("compose.lock")).unwrap();
+    lock.lock().unwrap();
+    if !venv.join(".complete").exists() {
+        let _ = std::fs::remove_dir_all(&venv);
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        let pip = venv.join("bin/pip");
+        run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", COMPOSE]));
+        run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check"]).args(COMPOSE_PACKAGES));
+        std::fs::write(venv.join(".complete"), COMPOSE).unwrap();
+    }
+    lock.unlock().unwrap();
+    let output = Command::new(venv.join("bin/docker-compose")).arg("-f").arg(file).args(["config", "-q"]).output().unwrap();
+    (!output.status.success()).then(|| format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
 /// Checks an OpenAPI document with `openapi-spec-validator`; panics with its report.
 pub fn validate_openapi(document: &str) {
     let file = tempfile::NamedTempFile::new().unwrap();

@@ -1,0 +1,128 @@
+//! The compose stack, checked without an engine (none runs here): Compose's reference
+//! implementation validates `compose/docker-compose.yml`, the file wires what the
+//! README promises (every service, health checks, start order, the host built from
+//! this repository), the host's `compose/connectors.yaml` validates against the real
+//! plugins with and without API keys, and Prometheus and Grafana point at the
+//! services that exist.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::services;
+
+fn compose_file() -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(support::repo_root().join("compose/docker-compose.yml")).unwrap()).unwrap()
+}
+
+#[test]
+fn compose_validates_the_stack_and_refuses_a_broken_copy() {
+    let file = support::repo_root().join("compose/docker-compose.yml");
+    if let Some(report) = services::compose_config_errors(&file) {
+        panic!("docker-compose refused compose/docker-compose.yml:\n{report}");
+    }
+    // The validator is not a no-op: a misspelt health condition is refused.
+    let directory = tempfile::tempdir().unwrap();
+    let broken = std::fs::read_to_string(&file).unwrap().replacen("condition: service_healthy", "condition: service_is_healthy", 1);
+    let copy = directory.path().join("docker-compose.yml");
+    std::fs::write(&copy, broken).unwrap();
+    let report = services::compose_config_errors(&copy).expect("a broken compose file is refused");
+    assert!(report.contains("service_is_healthy"), "{report}");
+}
+
+#[test]
+fn the_stack_has_every_service_with_health_checks_and_start_order() {
+    let compose = compose_file();
+    let services = compose["services"].as_mapping().unwrap();
+    for name in ["kafka", "elasticsearch", "kibana", "mongodb", "cassandra", "prometheus", "grafana", "wasm-connect"] {
+        let service = services.get(name).unwrap_or_else(|| panic!("service {name} is missing"));
+        assert!(service["healthcheck"]["test"].is_sequence(), "{name} has a health check");
+    }
+    // Kafka runs in KRaft mode: no ZooKeeper anywhere.
+    assert!(!services.keys().any(|name| name.as_str().unwrap().contains("zookeeper")));
+    assert_eq!(services.get("kafka").unwrap()["environment"]["KAFKA_PROCESS_ROLES"], "broker,controller");
+    let host = services.get("wasm-connect").unwrap();
+    assert_eq!(host["build"]["dockerfile"], "compose/Dockerfile");
+    assert!(support::repo_root().join("compose/Dockerfile").is_file());
+    for (dependency, condition) in [
+        ("kafka", "service_healthy"),
+        ("elasticsearch", "service_healthy"),
+        ("mongodb", "service_healthy"),
+        ("cassandra-init", "service_completed_successfully"),
+    ] {
+        assert_eq!(host["depends_on"][dependency]["condition"], condition, "the host waits for {dependency}");
+    }
+    // No key or password is written into the file: they come from the environment.
+    for (name, value) in host["environment"].as_mapping().unwrap() {
+        let value = value.as_str().unwrap_or_default();
+        if name.as_str().unwrap().ends_with("_KEY") {
+            assert_eq!(value, format!("${{{}:-}}", name.as_str().unwrap()), "{name:?} comes from the environment");
+        }
+    }
+}
+
+#[test]
+fn prometheus_and_grafana_point_at_the_compose_services() {
+    let root = support::repo_root();
+    let scrape: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root.join("compose/prometheus/prometheus.yml")).unwrap()).unwrap();
+    assert_eq!(scrape["scrape_configs"][0]["static_configs"][0]["targets"][0], "wasm-connect:8083");
+    let host: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root.join("compose/connectors.yaml")).unwrap()).unwrap();
+    assert_eq!(host["admin"]["listen"], "0.0.0.0:8083", "the host listens where Prometheus scrapes");
+    let datasource = std::fs::read_to_string(root.join("compose/grafana/provisioning/datasources/prometheus.yml")).unwrap();
+    assert!(datasource.contains("url: http://prometheus:9090") && datasource.contains("uid: prometheus"), "{datasource}");
+    for entry in std::fs::read_dir(root.join("compose/grafana/dashboards")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            assert_eq!(panel["datasource"]["uid"], "prometheus", "{}", panel["title"]);
+        }
+    }
+}
+
+/// `wasm-connect validate` on the compose host's configuration, with its paths moved
+/// to this machine, and `environment` set: how many connectors would run.
+fn validate_compose_connectors(environment: &[(&str, &str)]) -> String {
+    let root = support::repo_root();
+    let directory = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root.join("compose/connectors.yaml"))
+        .unwrap()
+        .replace("/var/lib/wasm-connect", &directory.path().join("data").display().to_string())
+        .replace("/opt/wasm-connect/plugins", &root.join("plugins/dist").display().to_string());
+    let config = support::write_config(directory.path(), &text);
+    copy_dir(&root.join("compose/mappings"), &directory.path().join("mappings"));
+    let mut command = Command::new(support::binary());
+    command.arg("validate").arg(&config);
+    for name in ["AIRLABS_ENABLED", "FLIGHT_SIMULATOR_ENABLED", "OPENAQ_ENABLED", "ALPHAVANTAGE_ENABLED", "AIRLABS_KEY", "OPENAQ_KEY", "ALPHAVANTAGE_KEY"] {
+        command.env_remove(name);
+    }
+    let output = command.envs(environment.iter().copied()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn the_compose_pipelines_validate_with_and_without_api_keys() {
+    // No keys: the flight simulator instead of AirLabs, no OpenAQ, no Alpha Vantage.
+    let without = validate_compose_connectors(&[]);
+    assert!(without.contains("valid, 16 connector(s)"), "{without}");
+    // What the host's entrypoint sets when every key is given.
+    let with = validate_compose_connectors(&[
+        ("AIRLABS_ENABLED", "true"),
+        ("FLIGHT_SIMULATOR_ENABLED", "false"),
+        ("OPENAQ_ENABLED", "true"),
+        ("ALPHAVANTAGE_ENABLED", "true"),
+        ("AIRLABS_KEY", "k"),
+        ("OPENAQ_KEY", "k"),
+        ("ALPHAVANTAGE_KEY", "k"),
+    ]);
+    assert!(with.contains("valid, 18 connector(s)"), "{with}");
+}
