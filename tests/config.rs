@@ -110,11 +110,54 @@ fn every_example_validates_against_its_plugins() {
         if path.extension().is_none_or(|extension| extension != "yaml") {
             continue;
         }
-        let output = Command::new(support::binary()).arg("validate").arg(&path).env("OWM_KEY", "example-key").output().unwrap();
+        let keys = [("OWM_KEY", "k"), ("AIRLABS_KEY", "k"), ("OPENAQ_KEY", "k"), ("ALPHAVANTAGE_KEY", "k")];
+        let output = Command::new(support::binary()).arg("validate").arg(&path).envs(keys).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
-        assert!(stdout.contains("valid, 2 connector(s)"), "{}: {stdout}", path.display());
+        let example: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let connectors = example["connectors"].as_sequence().unwrap().len();
+        assert!(connectors >= 2 && stdout.contains(&format!("valid, {connectors} connector(s)")), "{}: {stdout}", path.display());
         checked += 1;
     }
-    assert!(checked >= 2, "the examples are missing");
+    assert!(checked >= 7, "the examples are missing");
+}
+
+#[test]
+fn examples_run_beside_the_compose_host_without_sharing_its_state() {
+    let root = support::repo_root();
+    let read = |path: &Path| -> serde_yaml::Value { serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap() };
+    let names = |config: &serde_yaml::Value| -> Vec<String> {
+        config["connectors"].as_sequence().unwrap().iter().map(|connector| connector["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let compose_host = read(&root.join("compose/connectors.yaml"));
+    let mut connector_names: Vec<String> = names(&compose_host);
+    let port = |listen: &str| listen.rsplit(':').next().unwrap().to_owned();
+    let mut admin_ports = vec![port(compose_host["admin"]["listen"].as_str().unwrap())];
+    let mut state_topics = vec!["wasm-connect-offsets".to_owned(), "wasm-connect-config".to_owned()];
+    let mut on_the_stack = 0;
+    for entry in std::fs::read_dir(root.join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "yaml") {
+            continue;
+        }
+        let example = read(&path);
+        connector_names.extend(names(&example));
+        admin_ports.push(port(example["admin"]["listen"].as_str().unwrap()));
+        let Some(kafka) = example["kafka"].as_mapping() else { continue };
+        on_the_stack += 1;
+        assert_eq!(kafka["bootstrap_servers"], "localhost:9094", "{}: the stack's Kafka", path.display());
+        state_topics.extend(["offsets_topic", "config_topic"].map(|key| kafka[key].as_str().unwrap_or_else(|| panic!("{} sets {key}", path.display())).to_owned()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for url in ["http://elasticsearch", "mongodb://mongodb", "cassandra:9042", "kafka:9092"] {
+            assert!(!text.contains(url), "{}: {url} is a name inside the stack; use localhost", path.display());
+        }
+    }
+    assert!(on_the_stack >= 6, "the seed pipelines run against the stack");
+    // Each consumer group, admin port and state topic belongs to one host only.
+    for (what, values) in [("connector name", &connector_names), ("admin port", &admin_ports), ("state topic", &state_topics)] {
+        let mut sorted = values.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), values.len(), "every {what} is unique: {values:?}");
+    }
 }
