@@ -74,9 +74,23 @@ fn prometheus_and_grafana_point_at_the_compose_services() {
     for entry in std::fs::read_dir(root.join("compose/grafana/dashboards")).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
-        for panel in dashboard["panels"].as_array().unwrap() {
-            assert_eq!(panel["datasource"]["uid"], "prometheus", "{}", panel["title"]);
+        let panels = dashboard["panels"].as_array().unwrap();
+        let mut cells = std::collections::HashSet::new();
+        for panel in panels {
+            let title = panel["title"].as_str().unwrap();
+            assert_eq!(panel["datasource"]["uid"], "prometheus", "{title}");
+            assert!(!panel["targets"].as_array().unwrap().is_empty(), "{title} has queries");
+            // Panels tile the 24-column grid without overlapping.
+            let position = |key: &str| panel["gridPos"][key].as_u64().unwrap();
+            assert!(position("x") + position("w") <= 24, "{title} fits the grid");
+            for x in position("x")..position("x") + position("w") {
+                for y in position("y")..position("y") + position("h") {
+                    assert!(cells.insert((x, y)), "{title} overlaps another panel at {x},{y}");
+                }
+            }
         }
+        let ids: std::collections::HashSet<u64> = panels.iter().map(|panel| panel["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids.len(), panels.len(), "panel ids are unique");
     }
 }
 
