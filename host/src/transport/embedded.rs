@@ -108,6 +108,27 @@ impl EmbeddedTransport {
     }
 }
 
+/// Up to `max` records at or after each `(topic, partition, next offset)`, in offset
+/// order per partition, taking the partitions in turn from index `start`.
+fn read_from(connection: &Connection, positions: &[(String, i32, i64)], start: usize, max: usize) -> rusqlite::Result<Vec<Record>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT topic, partition, offset, timestamp, key, value, headers FROM records
+         WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
+    )?;
+    let mut records = Vec::new();
+    for index in 0..positions.len() {
+        let (topic, partition, next) = &positions[(start + index) % positions.len()];
+        let remaining = max - records.len();
+        if remaining == 0 {
+            break;
+        }
+        for row in statement.query_map(params![topic, partition, next, remaining as i64], record_from_row)? {
+            records.push(row?);
+        }
+    }
+    Ok(records)
+}
+
 fn partitions_of(connection: &Connection, topic: &str, default_partitions: u32) -> rusqlite::Result<u32> {
     connection.execute(
         "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)",
@@ -357,25 +378,7 @@ impl TopicReader for EmbeddedReader {
             let connection = self.connection.clone();
             let positions: Vec<(String, i32, i64)> =
                 self.partitions.iter().map(|partition| (partition.topic.clone(), partition.range.partition, partition.next)).collect();
-            let records = blocking(move || {
-                let connection = connection.lock().expect("reader lock");
-                let mut statement = connection.prepare_cached(
-                    "SELECT topic, partition, offset, timestamp, key, value, headers FROM records
-                     WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
-                )?;
-                let mut records = Vec::new();
-                for (topic, partition, next) in positions {
-                    let remaining = max - records.len();
-                    if remaining == 0 {
-                        break;
-                    }
-                    for row in statement.query_map(params![topic, partition, next, remaining as i64], record_from_row)? {
-                        records.push(row?);
-                    }
-                }
-                Ok(records)
-            })
-            .await?;
+            let records = blocking(move || Ok(read_from(&connection.lock().expect("reader lock"), &positions, 0, max)?)).await?;
             for (_, partition, next) in next_offsets(&records) {
                 if let Some(position) = self.partitions.iter_mut().find(|position| position.range.partition == partition) {
                     position.next = next;
@@ -488,28 +491,8 @@ impl EmbeddedConsumer {
         let reader = self.reader.clone();
         let positions = self.positions.clone();
         let start = self.next_partition;
-        let records = blocking(move || {
-            let connection = reader.lock().expect("reader lock");
-            let mut statement = connection.prepare_cached(
-                "SELECT topic, partition, offset, timestamp, key, value, headers FROM records
-                 WHERE topic = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
-            )?;
-            let mut records = Vec::new();
-            // Start at a different partition each time so that none starves.
-            for index in 0..positions.len() {
-                let (topic, partition, next) = &positions[(start + index) % positions.len()];
-                let remaining = max - records.len();
-                if remaining == 0 {
-                    break;
-                }
-                let rows = statement.query_map(params![topic, partition, next, remaining as i64], record_from_row)?;
-                for row in rows {
-                    records.push(row?);
-                }
-            }
-            Ok(records)
-        })
-        .await?;
+        // Start at a different partition each time so that none starves.
+        let records = blocking(move || Ok(read_from(&reader.lock().expect("reader lock"), &positions, start, max)?)).await?;
         if !self.positions.is_empty() {
             self.next_partition = (self.next_partition + 1) % self.positions.len();
         }
