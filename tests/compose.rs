@@ -123,20 +123,44 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Runs the host service's entrypoint script as Compose would (`$$` is a literal `$`)
+/// with a stand-in `wasm-connect` that prints the switches it was given.
+fn entrypoint_switches(keys: &[(&str, &str)]) -> Vec<(String, String)> {
+    let compose = compose_file();
+    let entrypoint = compose["services"]["wasm-connect"]["entrypoint"].as_sequence().unwrap();
+    assert_eq!(entrypoint[0], "/bin/sh");
+    let script = entrypoint[2].as_str().unwrap().replace("$$", "$");
+    let directory = tempfile::tempdir().unwrap();
+    let stand_in = directory.path().join("wasm-connect");
+    std::fs::write(&stand_in, "#!/bin/sh\nenv | grep _ENABLED= | sort\necho \"args: $*\"\n").unwrap();
+    Command::new("chmod").arg("+x").arg(&stand_in).status().unwrap();
+    let mut command = Command::new("/bin/sh");
+    command.arg("-c").arg(&script).env_clear().env("PATH", format!("{}:/usr/bin:/bin", directory.path().display()));
+    let output = command.envs(keys.iter().copied()).output().unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("args: run /etc/wasm-connect/connectors.yaml"), "{stdout}");
+    stdout.lines().filter_map(|line| line.split_once('=')).map(|(name, value)| (name.to_owned(), value.to_owned())).collect()
+}
+
+#[test]
+fn the_entrypoint_turns_on_each_api_source_whose_key_is_set() {
+    assert_eq!(entrypoint_switches(&[("AIRLABS_KEY", ""), ("OPENAQ_KEY", "")]), Vec::<(String, String)>::new());
+    let switches = entrypoint_switches(&[("AIRLABS_KEY", "k"), ("OPENAQ_KEY", "k"), ("ALPHAVANTAGE_KEY", "")]);
+    let expected = [("AIRLABS_ENABLED", "true"), ("FLIGHT_SIMULATOR_ENABLED", "false"), ("OPENAQ_ENABLED", "true")];
+    assert_eq!(switches, expected.map(|(name, value)| (name.to_owned(), value.to_owned())));
+}
+
 #[test]
 fn the_compose_pipelines_validate_with_and_without_api_keys() {
     // No keys: the flight simulator instead of AirLabs, no OpenAQ, no Alpha Vantage.
     let without = validate_compose_connectors(&[]);
     assert!(without.contains("valid, 16 connector(s)"), "{without}");
-    // What the host's entrypoint sets when every key is given.
-    let with = validate_compose_connectors(&[
-        ("AIRLABS_ENABLED", "true"),
-        ("FLIGHT_SIMULATOR_ENABLED", "false"),
-        ("OPENAQ_ENABLED", "true"),
-        ("ALPHAVANTAGE_ENABLED", "true"),
-        ("AIRLABS_KEY", "k"),
-        ("OPENAQ_KEY", "k"),
-        ("ALPHAVANTAGE_KEY", "k"),
-    ]);
+    // Every key given: what the host's entrypoint then switches on.
+    let keys = [("AIRLABS_KEY", "k"), ("OPENAQ_KEY", "k"), ("ALPHAVANTAGE_KEY", "k")];
+    let switches = entrypoint_switches(&keys);
+    let mut environment: Vec<(&str, &str)> = switches.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    environment.extend(keys);
+    let with = validate_compose_connectors(&environment);
+    // AirLabs replaces the simulator; OpenAQ and Alpha Vantage join.
     assert!(with.contains("valid, 18 connector(s)"), "{with}");
 }
