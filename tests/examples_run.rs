@@ -1,0 +1,191 @@
+//! The examples run, not only validate: each is started as written, with only the
+//! addresses of the compose stack replaced by the test servers (MongoDB, CQL,
+//! Elasticsearch, a replay of the AirLabs API) and its topics kept in the embedded
+//! store instead of the stack's Kafka. The data must land in the stores with the
+//! examples' own mappings (field names, column types, ids), and no record may be
+//! dead-lettered.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use serde_json::{Value, json};
+use support::replay::{Answer, ReplayServer};
+use support::{Host, repo_root, services, topics};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Writes `examples/NAME` into `directory` as a runnable configuration: without its
+/// `kafka` block, with its data and admin port local to the test, absolute paths to
+/// the plugins and the compose files, and each `(from, to)` replaced.
+fn example(name: &str, directory: &Path, replacements: &[(&str, String)]) -> std::path::PathBuf {
+    let root = repo_root();
+    let text = std::fs::read_to_string(root.join("examples").join(name)).unwrap();
+    let mut lines = Vec::new();
+    let mut in_kafka = false;
+    for line in text.lines() {
+        if line.starts_with("kafka:") {
+            in_kafka = true;
+            continue;
+        }
+        if in_kafka && line.starts_with("  ") {
+            continue;
+        }
+        in_kafka = false;
+        let line = if line.starts_with("data_dir:") {
+            format!("data_dir: {}", directory.join("data").display())
+        } else if line.trim_start().starts_with("listen:") {
+            "  listen: 127.0.0.1:0".to_owned()
+        } else {
+            line.replace("../plugins/dist", &root.join("plugins/dist").display().to_string())
+                .replace("../compose/", &format!("{}/", root.join("compose").display()))
+        };
+        lines.push(line);
+    }
+    let mut text = lines.join("\n") + "\n";
+    for (from, to) in replacements {
+        assert!(text.contains(from), "{name} contains {from}");
+        text = text.replace(from, to);
+    }
+    support::write_config(directory, &text)
+}
+
+fn no_dead_letters(directory: &Path, topics_to_check: &[&str]) {
+    for topic in topics_to_check {
+        assert!(topics::read(&directory.join("data"), topic).is_empty(), "records were dead-lettered to {topic}");
+    }
+}
+
+async fn mongo_documents(url: &str, database: &str, collection: &str) -> Vec<Document> {
+    let client = mongodb::Client::with_uri_str(url).await.unwrap();
+    client.database(database).collection::<Document>(collection).find(doc! {}).await.unwrap().try_collect().await.unwrap()
+}
+
+#[test]
+fn flights_to_mongodb_keeps_one_document_per_aircraft_and_every_position() {
+    let mongo = services::mongodb();
+    let directory = tempfile::tempdir().unwrap();
+    let uri = "mongodb://localhost:27017/?directConnection=true";
+    let config = example(
+        "flights-to-mongodb.yaml",
+        directory.path(),
+        &[(uri, mongo.url.clone()), ("interval: 10s ", "interval: 1s ".to_owned()), ("database: aviation", "database: aviation_example".to_owned())],
+    );
+    let host = Host::start(&config);
+    let runtime = topics::runtime();
+    let count = |collection: &str| runtime.block_on(mongo_documents(&mongo.url, "aviation_example", collection)).len();
+    host.wait_until("every aircraft and two reports of each", WAIT, || count("aircraft_latest") == 200 && count("position_history") >= 400);
+    host.stop();
+    let latest = runtime.block_on(mongo_documents(&mongo.url, "aviation_example", "aircraft_latest"));
+    for document in &latest {
+        assert_eq!(document.get_str("_id").unwrap(), document.get_str("hex").unwrap(), "upserted by hex: {document}");
+    }
+    let history = runtime.block_on(mongo_documents(&mongo.url, "aviation_example", "position_history"));
+    let ids: BTreeSet<String> = history.iter().map(|document| document.get("_id").unwrap().to_string()).collect();
+    assert_eq!(ids.len(), history.len(), "each position once");
+    let reports_of_one = history.iter().filter(|document| document.get_str("hex").ok() == latest[0].get_str("hex").ok()).count();
+    assert!(reports_of_one >= 2, "the history keeps every report of an aircraft");
+}
+
+#[test]
+fn simulators_reach_cassandra_and_mongodb_with_the_examples_column_mappings() {
+    let cql = support::cql_server::start();
+    let mongo = services::mongodb();
+    let runtime = topics::runtime();
+    let keyspace = format!("example_{}", std::process::id());
+    let session = runtime.block_on(async {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_node(&cql.contact_points)
+            .auto_await_schema_agreement(false)
+            .build()
+            .await
+            .unwrap();
+        let create = format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}");
+        session.query_unpaged(create, ()).await.unwrap();
+        session
+    });
+    let directory = tempfile::tempdir().unwrap();
+    let config = example(
+        "simulators-to-cassandra-and-mongodb.yaml",
+        directory.path(),
+        &[
+            ("mongodb://localhost:27017/?directConnection=true", mongo.url.clone()),
+            ("contact_points: localhost:9042", format!("contact_points: \"{}\"", cql.contact_points)),
+            ("keyspace: telemetry", format!("keyspace: {keyspace}")),
+            ("database: payments", "database: payments_example".to_owned()),
+        ],
+    );
+    let host = Host::start(&config);
+    let rows = |table: &str, column: &str| -> usize {
+        runtime.block_on(async {
+            let statement = format!("SELECT {column} FROM {keyspace}.{table}");
+            match session.query_unpaged(statement, ()).await {
+                Ok(result) => result.into_rows_result().map_or(0, |rows| rows.rows_num()),
+                Err(_) => 0,
+            }
+        })
+    };
+    let documents = |collection: &str| runtime.block_on(mongo_documents(&mongo.url, "payments_example", collection));
+    host.wait_until("rows and documents from every simulator", WAIT, || {
+        rows("sim_weblogs", "ip") >= 50 && rows("sim_iot_readings", "device_id") >= 25 && documents("sim_transactions").len() >= 20
+    });
+    host.stop();
+    no_dead_letters(directory.path(), &["sim-weblogs-dlq", "sim-iot-readings-dlq", "sim-payments-dlq"]);
+    let transactions = documents("sim_transactions");
+    for transaction in &transactions {
+        assert_eq!(transaction.get_str("_id").unwrap(), transaction.get_str("transaction_id").unwrap(), "{transaction}");
+    }
+    let by_account = documents("sim_by_account");
+    let accounts: BTreeSet<&str> = transactions.iter().map(|transaction| transaction.get_str("account_id").unwrap()).collect();
+    assert!(!by_account.is_empty() && by_account.len() <= accounts.len(), "one document per account");
+    // The typed columns hold the simulators' values.
+    let (temperature, anomaly): (f64, bool) = runtime.block_on(async {
+        let statement = format!("SELECT temperature, anomaly FROM {keyspace}.sim_iot_readings");
+        let result = session.query_unpaged(statement, ()).await.unwrap().into_rows_result().unwrap();
+        result.first_row::<(f64, bool)>().unwrap()
+    });
+    assert!((-40.0..60.0).contains(&temperature), "temperature {temperature}, anomaly {anomaly}");
+}
+
+#[test]
+fn airlabs_flights_reach_elasticsearch_under_the_geo_point_mapping() {
+    // Runtime fields are Elasticsearch's (OpenSearch has none): the ES-8-flavoured
+    // server, or the cluster in ES_URL.
+    let flavour = if std::env::var_os("ES_URL").is_some() { "external" } else { "noida" };
+    let store = services::elasticsearch(flavour);
+    let api = ReplayServer::start();
+    let flights: Vec<Value> = (0..30)
+        .map(|n| json!({"hex": format!("4ca{n:03x}"), "lat": 48.0 + n as f64 / 10.0, "lng": 2.0, "alt": 10668, "updated": 1_714_521_600 + n, "status": "en-route"}))
+        .collect();
+    let body = json!({"request": {"key": {"limits_by_month": 1000}}, "response": flights, "terms": "t"}).to_string();
+    api.serve("/api/v9/flights", Answer::json(200, &body));
+    let directory = tempfile::tempdir().unwrap();
+    let index = format!("airlabs-flights-{}", std::process::id());
+    let config = example(
+        "airlabs-to-elasticsearch.yaml",
+        directory.path(),
+        &[
+            ("      api_key: ${AIRLABS_KEY}", format!("      api_key: ${{AIRLABS_KEY}}\n      base_url: {}/api/v9", api.url())),
+            ("http://localhost:9200", store.url.clone()),
+            ("index: airlabs-flights", format!("index: {index}")),
+        ],
+    );
+    let host = Host::start_with_env(&config, &[("AIRLABS_KEY", "test-key")]);
+    host.wait_until("every aircraft indexed", WAIT, || topics::elasticsearch_documents(&store.url, &index).len() == 30);
+    host.stop();
+    no_dead_letters(directory.path(), &["airlabs-flights-dlq"]);
+    let documents = topics::elasticsearch_documents(&store.url, &index);
+    assert_eq!(documents["4ca00a"]["lat"], 49.0, "indexed by hex: {documents:?}");
+    let (status, mapping) = services::http("GET", &format!("{}/{index}/_mapping", store.url), None);
+    assert_eq!(status, 200, "{mapping}");
+    let mapping: Value = serde_json::from_str(&mapping).unwrap();
+    let mappings = &mapping[&index]["mappings"];
+    assert_eq!(mappings["runtime"]["location"]["type"], "geo_point", "{mapping}");
+    assert_eq!(mappings["properties"]["lat"]["type"], "double", "{mapping}");
+    assert_eq!(mappings["properties"]["updated"]["type"], "date", "{mapping}");
+    assert_eq!(api.received("/api/v9/flights").first().and_then(|request| request.param("api_key")).as_deref(), Some("test-key"));
+}
