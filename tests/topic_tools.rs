@@ -146,17 +146,29 @@ fn topic_tools_on_the_embedded_store() {
     assert_eq!(before["connectors"][0]["connector"], "demo-to-files");
     assert_eq!(before["connectors"][0]["lag"], records, "nothing consumed yet: {before}");
     let host = Host::start(&config);
+    // A second reader, created through the API: describe knows it from the desired state.
+    let api_output = directory.path().join("api-files");
+    let created = host.call(
+        "POST",
+        "/connectors",
+        Some(&serde_json::json!({"name": "api-reader", "config": {"connector.class": "file-sink", "topics": "demo", "directory": api_output.display().to_string()}})),
+    );
+    assert_eq!(created.0, 201, "{}", created.1);
     let output = directory.path().join("files");
-    host.wait_until("the sink consumed the topic", Duration::from_secs(30), || {
-        read_sink_output(&output).get("demo").map_or(0, Vec::len) as i64 >= records
+    host.wait_until("both sinks consumed the topic", Duration::from_secs(30), || {
+        [&output, &api_output].iter().all(|output| read_sink_output(output).get("demo").map_or(0, Vec::len) as i64 >= records)
     });
     host.stop();
     let after: Value = serde_json::from_str(&topics(&config, &["describe", "demo", "--json"], "")).unwrap();
-    assert_eq!(after["connectors"][0]["lag"], 0, "{after}");
-    let committed: i64 = after["connectors"][0]["partitions"].as_array().unwrap().iter().map(|partition| partition["committed"].as_i64().unwrap_or(0)).sum();
-    assert_eq!(committed, records);
+    let readers: Vec<&str> = after["connectors"].as_array().unwrap().iter().map(|reader| reader["connector"].as_str().unwrap()).collect();
+    assert_eq!(readers, ["demo-to-files", "api-reader"], "{after}");
+    for reader in after["connectors"].as_array().unwrap() {
+        assert_eq!(reader["lag"], 0, "{after}");
+        let committed: i64 = reader["partitions"].as_array().unwrap().iter().map(|partition| partition["committed"].as_i64().unwrap_or(0)).sum();
+        assert_eq!(committed, records, "{reader}");
+    }
     let text = topics(&config, &["describe", "demo"], "");
-    assert!(text.contains("Connector demo-to-files: committed") && text.contains("lag 0"), "{text}");
+    assert!(text.contains("Connector demo-to-files: committed") && text.contains("Connector api-reader: committed") && text.contains("lag 0"), "{text}");
 }
 
 #[test]

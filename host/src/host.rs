@@ -65,6 +65,15 @@ pub fn kafka_transport(config: &HostConfig) -> Option<KafkaTransport> {
     })
 }
 
+/// Where the desired state lives: the cluster's config topic, or SQLite under
+/// `data_dir` for the embedded transport.
+pub fn state_store(config: &HostConfig, kafka_transport: Option<&KafkaTransport>) -> anyhow::Result<Box<dyn StateStore>> {
+    Ok(match (&config.kafka, kafka_transport) {
+        (Some(kafka), Some(transport)) => Box::new(KafkaStateStore::new(transport.clone(), &kafka.config_topic)),
+        _ => Box::new(SqliteStateStore::open(&config.data_dir)?),
+    })
+}
+
 /// Runs the host until `shutdown` fires, then stops every task cleanly: each task
 /// finishes (and commits) the batch in hand.
 pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -97,10 +106,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let worker_id = config.admin.listen.to_string();
     let status = StatusBoard::new(&worker_id);
     let metrics = Metrics::new(status.clone());
-    let store: Box<dyn StateStore> = match (&config.kafka, &kafka_transport) {
-        (Some(kafka), Some(transport)) => Box::new(KafkaStateStore::new(transport.clone(), &kafka.config_topic)),
-        _ => Box::new(SqliteStateStore::open(&config.data_dir)?),
-    };
+    let store = state_store(config, kafka_transport.as_ref())?;
     let context = WorkerContext {
         runtime,
         transport: transport.clone(),

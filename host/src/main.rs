@@ -58,8 +58,8 @@ enum TopicsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One topic's partition offsets, and the committed offsets and lag of the
-    /// configuration's sink connectors that read it.
+    /// One topic's partition offsets, and the committed offsets and lag of the sink
+    /// connectors that read it (the file's and those created through the API).
     Describe {
         /// The topic.
         topic: String,

@@ -1,7 +1,7 @@
 //! `wasm-connect topics`: what kafka-topics, kafka-console-consumer and -producer (or
 //! kcat) do for Kafka, on either transport: list topics with their partitions and
 //! offsets, describe one with the committed offsets of the sink connectors reading
-//! it, read records (from the beginning, the end or an offset; following new ones),
+//! it (the file's and the API's), read records (from the beginning, the end or an offset; following new ones),
 //! and write records from stdin. Every command also prints JSON for scripts.
 
 use std::io::{BufRead, Write};
@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use wasm_connect_protocol::Record;
 use wasm_connect_protocol::time::format_rfc3339;
 
-use crate::config::HostConfig;
+use crate::config::{ConnectorConfig, HostConfig};
 use crate::transport::{EmbeddedTransport, StartAt, TopicDescription, Transport};
 
 /// Records asked for in one read from the transport.
@@ -54,15 +54,31 @@ pub async fn list(transport: &dyn Transport, json: bool, out: &mut dyn Write) ->
     Ok(())
 }
 
-/// `topics describe`: one topic's partitions, and for each sink connector of the
-/// configuration that reads it, its committed offsets and lag.
+/// Every connector the host knows: the file's, and those created through the API (from
+/// the desired state, read without changing it: on Kafka only if its config topic
+/// already exists, since reading would create it).
+pub async fn known_connectors(config: &HostConfig, topics: &[TopicDescription]) -> anyhow::Result<Vec<ConnectorConfig>> {
+    let mut connectors = config.connectors.clone();
+    let kafka = crate::host::kafka_transport(config);
+    if config.kafka.as_ref().is_some_and(|kafka| !topics.iter().any(|topic| topic.name == kafka.config_topic)) {
+        return Ok(connectors);
+    }
+    let store = crate::host::state_store(config, kafka.as_ref())?;
+    let created = crate::manager::api_connector_configs(store.as_ref()).await.context("cannot read the connectors created through the API")?;
+    connectors.extend(created);
+    Ok(connectors)
+}
+
+/// `topics describe`: one topic's partitions, and for each sink connector that reads
+/// it (of the file or created through the API), its committed offsets and lag.
 pub async fn describe(transport: &dyn Transport, config: &HostConfig, topic: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let topics = transport.describe_topics().await.context("cannot describe the topics")?;
+    let connectors = known_connectors(config, &topics).await?;
     let Some(description) = topics.into_iter().find(|candidate| candidate.name == topic) else {
         anyhow::bail!("there is no topic {topic}; `wasm-connect topics list` shows the topics");
     };
     let mut readers = Vec::new();
-    for connector in config.connectors.iter().filter(|connector| connector.topics.iter().any(|name| name == topic)) {
+    for connector in connectors.iter().filter(|connector| connector.topics.iter().any(|name| name == topic)) {
         let committed = transport
             .committed_offsets(&connector.name, &[topic.to_owned()])
             .await
@@ -90,7 +106,7 @@ pub async fn describe(transport: &dyn Transport, config: &HostConfig, topic: &st
         writeln!(out, "  {:>9}  {:>12}  {:>10}", range.partition, range.start, range.end)?;
     }
     if readers.is_empty() {
-        writeln!(out, "No sink connector of the configuration reads this topic.")?;
+        writeln!(out, "No sink connector reads this topic.")?;
     }
     for reader in &readers {
         let committed: Vec<String> = reader["partitions"]

@@ -488,6 +488,12 @@ fn stored_document(connector: &ManagedConnector) -> String {
     serde_json::to_string(&stored).expect("a stored connector serialises")
 }
 
+/// The configurations of the connectors created through the API, as stored in the
+/// desired state (the file's own connectors are in the file).
+pub async fn api_connector_configs(store: &dyn StateStore) -> Result<Vec<ConnectorConfig>, StateStoreError> {
+    Ok(load_connectors(store).await?.into_values().filter(|stored| stored.origin == Origin::Api).filter_map(|stored| stored.config).collect())
+}
+
 async fn load_connectors(store: &dyn StateStore) -> Result<BTreeMap<String, StoredConnector>, StateStoreError> {
     let mut connectors = BTreeMap::new();
     for (key, value) in store.load().await? {
