@@ -74,6 +74,7 @@ impl Manager {
                 stop_tasks(running.remove(name).unwrap_or_default()).await;
                 self.desired.write().expect("desired state lock").remove(name);
                 self.context.status.remove_connector(name);
+                self.context.metrics.forget_connector(name);
                 diff.removed.push(name.clone());
             }
         }

@@ -306,6 +306,7 @@ impl Manager {
         stop_tasks(running.remove(name).unwrap_or_default()).await;
         self.desired.write().expect("desired state lock").remove(name);
         self.context.status.remove_connector(name);
+        self.context.metrics.forget_connector(name);
         tracing::info!(connector = name, "Deleted the connector.");
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! Prometheus metrics, labelled by connector, task, plugin and outcome only: never by
 //! record, offset or error message, so cardinality stays bounded.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -116,6 +116,16 @@ pub struct Metrics {
     poll_retries: Family<TaskLabels, Counter>,
     admin_requests: Family<RouteLabels, Counter>,
     admin_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// The label sets each connector's series were created with, so that a deleted
+    /// connector's series can go with it.
+    series: Mutex<HashMap<String, ConnectorSeries>>,
+}
+
+/// The label sets of one connector's series.
+#[derive(Debug, Default)]
+struct ConnectorSeries {
+    tasks: HashSet<TaskLabels>,
+    outcomes: HashSet<OutcomeLabels>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -154,6 +164,7 @@ impl Metrics {
             admin_requests: Family::default(),
             admin_request_duration: Family::new_with_constructor(admin_duration_histogram),
             registry: Registry::default(),
+            series: Mutex::default(),
         };
         let mut root = Registry::default();
         let registry = root.sub_registry_with_prefix("wasm_connect");
@@ -225,6 +236,7 @@ impl Metrics {
     /// Creates a task's series at zero, so dashboards and alerts see a value (not a
     /// missing series) before the first event.
     pub fn task_started(&self, labels: &TaskLabels, source: bool) {
+        self.series.lock().expect("series lock").entry(labels.connector.clone()).or_default().tasks.insert(labels.clone());
         let counters: &[&Family<TaskLabels, Counter>] = if source {
             &[&self.records_polled, &self.records_produced, &self.source_throttles, &self.poll_retries]
         } else {
@@ -291,7 +303,7 @@ impl Metrics {
 
     /// A store request of a task took `duration` and succeeded or not.
     pub fn store_write(&self, identity: &TaskIdentity, succeeded: bool, duration: Duration) {
-        let labels = OutcomeLabels::new(identity, if succeeded { "ok" } else { "error" });
+        let labels = self.outcome(identity, if succeeded { "ok" } else { "error" });
         self.store_write_duration.get_or_create(&labels).observe(duration.as_secs_f64());
     }
 
@@ -335,6 +347,7 @@ impl Metrics {
             plugin: labels.plugin.clone(),
             outcome: outcome.to_owned(),
         };
+        self.remember(&outcome_labels);
         self.task_failures.get_or_create(&outcome_labels).inc();
     }
 
@@ -346,7 +359,7 @@ impl Metrics {
 
     /// A plugin's outgoing HTTP request ended with `outcome`.
     pub fn http_request(&self, identity: &TaskIdentity, outcome: &str) {
-        self.http_requests.get_or_create(&OutcomeLabels::new(identity, outcome)).inc();
+        self.http_requests.get_or_create(&self.outcome(identity, outcome)).inc();
     }
 
     /// A source is held back by its provider until `resume_in` has passed.
@@ -363,6 +376,58 @@ impl Metrics {
     pub fn source_resumed(&self, labels: &TaskLabels) {
         tracing::info!(connector = %labels.connector, task = %labels.task, "The source resumes polling after its rate-limit pause.");
         self.sources_throttled.get_or_create(labels).set(0);
+    }
+
+    /// Removes every series of a deleted connector: its counters start again at zero if
+    /// a connector of that name comes back.
+    pub fn forget_connector(&self, connector: &str) {
+        let Some(series) = self.series.lock().expect("series lock").remove(connector) else { return };
+        let task_families = [
+            &self.records_polled,
+            &self.records_produced,
+            &self.records_consumed,
+            &self.records_written,
+            &self.records_failed,
+            &self.records_dead_lettered,
+            &self.bytes_in,
+            &self.bytes_out,
+            &self.task_restarts,
+            &self.write_retries,
+            &self.source_throttles,
+            &self.poll_retries,
+        ];
+        for labels in &series.tasks {
+            for family in task_families {
+                family.remove(labels);
+            }
+            for family in [&self.consumer_lag, &self.plugin_memory, &self.tasks_retrying, &self.sources_throttled] {
+                family.remove(labels);
+            }
+            self.end_to_end_latency.remove(labels);
+            self.batch_size.remove(labels);
+            for call in ["poll", "write"] {
+                self.plugin_call_duration.remove(&CallLabels { connector: labels.connector.clone(), plugin: labels.plugin.clone(), call: call.to_owned() });
+            }
+        }
+        for labels in &series.outcomes {
+            self.task_failures.remove(labels);
+            self.http_requests.remove(labels);
+            self.store_write_duration.remove(labels);
+        }
+    }
+
+    fn outcome(&self, identity: &TaskIdentity, outcome: &str) -> OutcomeLabels {
+        let labels = OutcomeLabels::new(identity, outcome);
+        self.remember(&labels);
+        labels
+    }
+
+    fn remember(&self, labels: &OutcomeLabels) {
+        let mut series = self.series.lock().expect("series lock");
+        let outcomes = &mut series.entry(labels.connector.clone()).or_default().outcomes;
+        if !outcomes.contains(labels) {
+            outcomes.insert(labels.clone());
+        }
     }
 
     /// A poll failed with a retriable error and is retried after `delay`.
@@ -439,5 +504,48 @@ impl Collector for StateGauges {
         connectors.encode(described)?;
         let described = encoder.encode_descriptor("task_state", "1 for a task's current state, 0 for the others", None, tasks.metric_type())?;
         tasks.encode(described)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::PluginKind;
+
+    fn identity(connector: &str) -> TaskIdentity {
+        TaskIdentity { connector: connector.into(), task: 0, plugin: "elasticsearch-sink".into() }
+    }
+
+    #[test]
+    fn a_deleted_connector_takes_its_series_along() {
+        let status = StatusBoard::new("test");
+        let metrics = Metrics::new(status.clone());
+        for connector in ["deleted", "kept"] {
+            status.set_connector(connector, PluginKind::Sink, 1, State::Running);
+            let labels = TaskLabels::from(&identity(connector));
+            metrics.task_started(&labels, false);
+            let record = Record { timestamp: Some(1), value: Some(b"{}".to_vec()), ..Record::default() };
+            metrics.records_written(&labels, &[record]);
+            metrics.store_write(&identity(connector), false, Duration::from_millis(3));
+            metrics.http_request(&identity(connector), "5xx");
+            metrics.task_failed(&labels, "trap", "a trap");
+            metrics.plugin_call(&identity(connector), "write", Duration::from_millis(1));
+        }
+        status.remove_connector("deleted");
+        metrics.forget_connector("deleted");
+        let text = metrics.render(false);
+        assert!(!text.contains("connector=\"deleted\""), "{text}");
+        for family in ["records_written_total", "store_write_duration_seconds_count", "http_requests_total", "task_failures_total", "plugin_call_duration_seconds_count", "task_state"] {
+            assert!(text.lines().any(|line| line.starts_with(&format!("wasm_connect_{family}{{")) && line.contains("connector=\"kept\"")), "{family} of kept:\n{text}");
+        }
+    }
+
+    #[test]
+    fn classic_text_names_counter_families_with_their_total_suffix() {
+        let openmetrics = "# HELP a_records Records.\n# TYPE a_records counter\na_records_total{x=\"1\"} 2\n# HELP b Bytes.\n# TYPE b gauge\n# UNIT b bytes\nb 3\n# EOF\n";
+        assert_eq!(
+            to_classic_text(openmetrics),
+            "# HELP a_records_total Records.\n# TYPE a_records_total counter\na_records_total{x=\"1\"} 2\n# HELP b Bytes.\n# TYPE b gauge\nb 3\n"
+        );
     }
 }
