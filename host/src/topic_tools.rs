@@ -39,7 +39,7 @@ fn records_held(topic: &TopicDescription) -> i64 {
 
 /// `topics list`: every topic with its partitions, records held and end offsets.
 pub async fn list(transport: &dyn Transport, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let topics = transport.describe_topics().await.context("cannot list the topics")?;
+    let topics = transport.describe_topics(None).await.context("cannot list the topics")?;
     if json {
         let shown: Vec<Value> = topics.iter().map(|topic| json!({"name": topic.name, "partitions": topic.partitions, "records": records_held(topic)})).collect();
         writeln!(out, "{}", Value::Array(shown))?;
@@ -57,12 +57,15 @@ pub async fn list(transport: &dyn Transport, json: bool, out: &mut dyn Write) ->
 /// Every connector the host knows: the file's, and those created through the API (from
 /// the desired state, read without changing it: on Kafka only if its config topic
 /// already exists, since reading would create it).
-pub async fn known_connectors(config: &HostConfig, topics: &[TopicDescription]) -> anyhow::Result<Vec<ConnectorConfig>> {
+pub async fn known_connectors(transport: &dyn Transport, config: &HostConfig) -> anyhow::Result<Vec<ConnectorConfig>> {
     let mut connectors = config.connectors.clone();
-    let kafka = crate::host::kafka_transport(config);
-    if config.kafka.as_ref().is_some_and(|kafka| !topics.iter().any(|topic| topic.name == kafka.config_topic)) {
-        return Ok(connectors);
+    if let Some(kafka) = &config.kafka {
+        let config_topic = transport.describe_topics(Some(&kafka.config_topic)).await.context("cannot look for the config topic")?;
+        if config_topic.is_empty() {
+            return Ok(connectors);
+        }
     }
+    let kafka = crate::host::kafka_transport(config);
     let store = crate::host::state_store(config, kafka.as_ref())?;
     let created = crate::manager::api_connector_configs(store.as_ref()).await.context("cannot read the connectors created through the API")?;
     connectors.extend(created);
@@ -72,9 +75,9 @@ pub async fn known_connectors(config: &HostConfig, topics: &[TopicDescription]) 
 /// `topics describe`: one topic's partitions, and for each sink connector that reads
 /// it (of the file or created through the API), its committed offsets and lag.
 pub async fn describe(transport: &dyn Transport, config: &HostConfig, topic: &str, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let topics = transport.describe_topics().await.context("cannot describe the topics")?;
-    let connectors = known_connectors(config, &topics).await?;
-    let Some(description) = topics.into_iter().find(|candidate| candidate.name == topic) else {
+    let topics = transport.describe_topics(Some(topic)).await.context("cannot describe the topics")?;
+    let connectors = known_connectors(transport, config).await?;
+    let Some(description) = topics.into_iter().next() else {
         anyhow::bail!("there is no topic {topic}; `wasm-connect topics list` shows the topics");
     };
     let mut readers = Vec::new();
@@ -224,8 +227,8 @@ pub struct WriteOptions {
 /// written, each batch durable (acks=all, or committed to the embedded store) before
 /// the next is read.
 pub async fn write(transport: &dyn Transport, options: &WriteOptions, input: &mut dyn BufRead) -> anyhow::Result<usize> {
-    let existing = transport.describe_topics().await.context("cannot list the topics")?;
-    if !existing.iter().any(|topic| topic.name == options.topic) {
+    let existing = transport.describe_topics(Some(&options.topic)).await.context("cannot look for the topic")?;
+    if existing.is_empty() {
         transport.ensure_topics(std::slice::from_ref(&options.topic)).await.with_context(|| format!("cannot create topic {}", options.topic))?;
     }
     let mut producer = transport.producer("wasm-connect-topic-tools").await?;

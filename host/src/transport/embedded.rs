@@ -291,13 +291,13 @@ impl Transport for EmbeddedTransport {
         .await
     }
 
-    async fn describe_topics(&self) -> TransportResult<Vec<TopicDescription>> {
-        let database = self.shared.database.clone();
+    async fn describe_topics(&self, only: Option<&str>) -> TransportResult<Vec<TopicDescription>> {
+        let (database, only) = (self.shared.database.clone(), only.map(str::to_owned));
         blocking(move || {
             let connection = open_connection(&database)?;
             let topics: Vec<(String, i32)> = {
-                let mut statement = connection.prepare("SELECT name, partitions FROM topics ORDER BY name")?;
-                let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let mut statement = connection.prepare("SELECT name, partitions FROM topics WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?;
+                let rows = statement.query_map(params![only], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 rows.collect::<Result<_, _>>()?
             };
             topics

@@ -274,14 +274,15 @@ impl Transport for KafkaTransport {
         self.write_compacted(&self.offsets_topic, connector, position).await
     }
 
-    async fn describe_topics(&self) -> TransportResult<Vec<TopicDescription>> {
-        let config = self.base.clone();
+    async fn describe_topics(&self, only: Option<&str>) -> TransportResult<Vec<TopicDescription>> {
+        let (config, only) = (self.base.clone(), only.map(str::to_owned));
         tokio::task::spawn_blocking(move || -> TransportResult<Vec<TopicDescription>> {
             let consumer: BaseConsumer = config.create()?;
-            let metadata = consumer.fetch_metadata(None, REQUEST_TIMEOUT)?;
+            let metadata = consumer.fetch_metadata(only.as_deref(), REQUEST_TIMEOUT)?;
             let mut topics = Vec::new();
-            // Kafka's own topics (`__consumer_offsets`, ...) are not the user's.
-            for topic in metadata.topics().iter().filter(|topic| !topic.name().starts_with("__")) {
+            // Kafka's own topics (`__consumer_offsets`, ...) are not the user's; a
+            // topic asked for that does not exist comes back with an error.
+            for topic in metadata.topics().iter().filter(|topic| !topic.name().starts_with("__") && topic.error().is_none()) {
                 let mut partitions = Vec::new();
                 for partition in topic.partitions() {
                     let (start, end) = consumer.fetch_watermarks(topic.name(), partition.id(), REQUEST_TIMEOUT)?;

@@ -68,8 +68,9 @@ pub trait Transport: Send + Sync {
     async fn reset_committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<()>;
     /// Sets a source connector's position (`None` removes it: the source starts over).
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()>;
-    /// Every topic with its partitions' offsets, for the topic tools.
-    async fn describe_topics(&self) -> TransportResult<Vec<TopicDescription>>;
+    /// Every topic (or only `only`, if it exists) with its partitions' offsets, for
+    /// the topic tools.
+    async fn describe_topics(&self, only: Option<&str>) -> TransportResult<Vec<TopicDescription>>;
     /// A reader of `topic` (all partitions, or only `partition`) from `start` on,
     /// outside any consumer group: it commits nothing.
     async fn reader(&self, topic: &str, partition: Option<i32>, start: StartAt) -> TransportResult<Box<dyn TopicReader>>;
