@@ -230,10 +230,15 @@ pub fn encode(records: &[Record]) -> Vec<u8> {
     writer.finish()
 }
 
+/// The fewest bytes one record takes: timestamp, partition, offset, and the lengths
+/// of topic, key, value and the header count.
+const MIN_RECORD_BYTES: usize = 8 + 4 + 8 + 4 + 4 + 4 + 4;
+
 /// Decodes a whole batch into borrowed records.
 pub fn decode(batch: &[u8]) -> Result<Vec<RecordView<'_>>, DecodeError> {
     let mut reader = BatchReader::new(batch)?;
-    let mut records = Vec::with_capacity(reader.remaining());
+    // The count is the sender's claim: reserve no more than the bytes can hold.
+    let mut records = Vec::with_capacity(reader.remaining().min(batch.len() / MIN_RECORD_BYTES));
     while let Some(record) = reader.next_record()? {
         records.push(record);
     }
