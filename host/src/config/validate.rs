@@ -23,6 +23,20 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
     if !(1..=1024).contains(&config.embedded.partitions) {
         problem("embedded.partitions".into(), "must be between 1 and 1024");
     }
+    if config.admin.max_connections == 0 {
+        problem("admin.max_connections".into(), "must be at least 1");
+    }
+    if config.admin.header_timeout.is_zero() {
+        problem("admin.header_timeout".into(), "must be longer than 0");
+    }
+    if config.admin.request_timeout.is_zero() {
+        problem("admin.request_timeout".into(), "must be longer than 0");
+    }
+    for (index, origin) in config.admin.allowed_origins.iter().enumerate() {
+        if let Err(message) = check_origin(origin) {
+            problem(format!("admin.allowed_origins[{index}]"), &message);
+        }
+    }
     if config.plugins.memory_limit_mib == 0 {
         problem("plugins.memory_limit_mib".into(), "must be at least 1");
     }
@@ -122,12 +136,27 @@ pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The rule for connector names, which also become consumer groups and URL paths.
-pub fn check_connector_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-        return Err("must be letters, digits, `.`, `_` or `-`, and not empty".to_owned());
+/// An allowed web origin: `*`, or `scheme://host[:port]` as browsers send it in the
+/// `Origin` header (no path, no trailing slash).
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+    let valid = rest.is_some_and(|rest| {
+        !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+    });
+    if !valid {
+        return Err(format!(
+            "{origin:?} is not an origin: write it as a browser sends it, `https://host` or `http://host:port`, without a path, or `*`"
+        ));
     }
     Ok(())
+}
+
+/// The rule for connector names, which also become consumer groups and URL paths.
+pub fn check_connector_name(name: &str) -> Result<(), String> {
+    crate::names::check_name(name)
 }
 
 /// Kafka's rules for topic names.
@@ -139,7 +168,7 @@ pub fn check_topic_name(topic: &str) -> Result<(), String> {
         return Err(format!("a topic name must be at most {MAX_TOPIC_LENGTH} characters"));
     }
     if !topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-        return Err(format!("topic \"{topic}\" may contain only letters, digits, `.`, `_` and `-`"));
+        return Err(format!("topic \"{}\" may contain only letters, digits, `.`, `_` and `-`", topic.escape_debug()));
     }
     Ok(())
 }

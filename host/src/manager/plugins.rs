@@ -3,7 +3,7 @@
 //! `data_dir/plugins` by name and version, and usable at once; several versions of a
 //! plugin live side by side, and one no connector uses can be removed.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Manager, ManagerError};
@@ -40,7 +40,7 @@ impl Manager {
                 existing.digest
             )));
         }
-        let path = self.uploads_dir.join(format!("{name}@{version}.wasm"));
+        let path = stored_component_path(&self.uploads_dir, &name, &version)?;
         let (directory, target) = (self.uploads_dir.clone(), path.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir_all(&directory)?;
@@ -72,6 +72,42 @@ impl Manager {
     /// Removes an uploaded plugin version no connector uses.
     pub async fn delete_plugin(&self, name: &str, version: &str) -> Result<(), ManagerError> {
         let _running = self.running.lock().await;
+        self.remove_uploaded(name, version)
+    }
+
+    /// Removes every uploaded version of `name`, or none: refused before anything is
+    /// removed when one is in use, or when only `plugins.dir` has the plugin.
+    pub async fn delete_uploaded_versions(&self, name: &str) -> Result<(), ManagerError> {
+        let _running = self.running.lock().await;
+        let versions: Vec<Arc<LoadedPlugin>> =
+            self.catalog().plugins().into_iter().filter(|plugin| plugin.description.name == name).collect();
+        if versions.is_empty() {
+            return Err(ManagerError::PluginNotFound(name.to_owned()));
+        }
+        let uploaded: Vec<&Arc<LoadedPlugin>> = versions.iter().filter(|plugin| plugin.origin == PluginOrigin::Uploaded).collect();
+        if uploaded.is_empty() {
+            return Err(ManagerError::Conflict(format!(
+                "plugin {name} comes only from plugins.dir: remove its file and restart the host to remove it"
+            )));
+        }
+        for plugin in &uploaded {
+            let users = self.plugin_users(name, &plugin.description.version);
+            if !users.is_empty() {
+                return Err(ManagerError::Conflict(format!(
+                    "plugin {name}@{} is used by connector(s) {}: move them to another version or delete them first; nothing was removed",
+                    plugin.description.version,
+                    users.join(", ")
+                )));
+            }
+        }
+        for plugin in uploaded {
+            self.remove_uploaded(name, &plugin.description.version)?;
+        }
+        Ok(())
+    }
+
+    /// Removes an uploaded version no connector uses; the caller holds `running`.
+    fn remove_uploaded(&self, name: &str, version: &str) -> Result<(), ManagerError> {
         let plugin = self.catalog().get(name, version).cloned().ok_or_else(|| ManagerError::PluginNotFound(format!("{name}@{version}")))?;
         if plugin.origin == PluginOrigin::Directory {
             return Err(ManagerError::Conflict(format!(
@@ -86,10 +122,46 @@ impl Manager {
                 users.join(", ")
             )));
         }
+        if plugin.path.parent() != Some(self.uploads_dir.as_path()) {
+            return Err(ManagerError::PluginStorage(format!(
+                "plugin {name}@{version} is not stored in the plugin store {}; it was not removed",
+                self.uploads_dir.display()
+            )));
+        }
         std::fs::remove_file(&plugin.path)
             .map_err(|error| ManagerError::PluginStorage(format!("cannot remove {}: {error}", plugin.path.display())))?;
         self.catalog.write().expect("catalog lock").remove(name, version);
         tracing::info!(plugin = name, version, "Removed an uploaded plugin.");
         Ok(())
+    }
+}
+
+/// Where an uploaded `name@version` is kept: built only from a checked name and
+/// version, and verified to be a file directly inside the plugin store.
+fn stored_component_path(uploads_dir: &Path, name: &str, version: &str) -> Result<PathBuf, ManagerError> {
+    crate::names::check_name(name).map_err(|problem| ManagerError::PluginRefused(format!("the plugin name {problem}")))?;
+    crate::names::check_version(version).map_err(|problem| ManagerError::PluginRefused(format!("the plugin version {problem}")))?;
+    let file_name = format!("{name}@{version}.wasm");
+    let mut components = Path::new(&file_name).components();
+    let single = matches!((components.next(), components.next()), (Some(Component::Normal(_)), None));
+    if !single {
+        return Err(ManagerError::PluginRefused(format!("the plugin {name}@{version} cannot be stored under that name")));
+    }
+    Ok(uploads_dir.join(file_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::stored_component_path;
+
+    #[test]
+    fn stored_paths_stay_inside_the_plugin_store() {
+        let store = Path::new("/data/plugins");
+        assert_eq!(stored_component_path(store, "counter-source", "1.0.0").unwrap(), store.join("counter-source@1.0.0.wasm"));
+        for (name, version) in [("../../x", "1.0.0"), ("/tmp/x", "1.0.0"), ("a/b", "1.0.0"), ("x", "../1.0.0"), ("x", "1.0.0/.."), ("..", "1.0.0")] {
+            assert!(stored_component_path(store, name, version).is_err(), "{name}@{version} was given a path");
+        }
     }
 }

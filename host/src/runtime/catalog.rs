@@ -242,9 +242,10 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
     if description.kind != kind {
         return Err(format!("describes itself as a {} but exports the {kind} world", description.kind));
     }
-    if description.name.is_empty() || description.version.is_empty() {
-        return Err("describes itself without a name or version".to_owned());
-    }
+    crate::names::check_name(&description.name)
+        .map_err(|problem| format!("describes itself with the name {}, which {problem}", shown(&description.name)))?;
+    crate::names::check_version(&description.version)
+        .map_err(|problem| format!("describes itself with the version {}, which {problem}", shown(&description.version)))?;
     Ok(LoadedPlugin { description, ..plugin })
 }
 
@@ -313,6 +314,13 @@ pub(crate) fn validate_config(
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A name from a plugin as a message may show it: quoted, control characters escaped,
+/// at most 64 characters.
+fn shown(name: &str) -> String {
+    let head: String = name.chars().take(64).collect();
+    if head.len() < name.len() { format!("{head:?}...") } else { format!("{head:?}") }
 }
 
 fn first_line(text: &str) -> String {
