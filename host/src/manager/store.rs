@@ -44,6 +44,7 @@ impl SqliteStateStore {
         let path = data_dir.join("state.sqlite3");
         let fail = |error: &dyn std::fmt::Display| StateStoreError { location: path.display().to_string(), reason: error.to_string() };
         std::fs::create_dir_all(data_dir).map_err(|error| fail(&error))?;
+        crate::data_dir::owner_only_file(&path).map_err(|error| fail(&error))?;
         let connection = Connection::open(&path).map_err(|error| fail(&error))?;
         connection
             .execute_batch(

@@ -74,6 +74,8 @@ impl EmbeddedTransport {
         std::fs::create_dir_all(data_dir)
             .map_err(|error| TransportError::Other(format!("cannot create {}: {error}", data_dir.display())))?;
         let database = data_dir.join("topics.sqlite3");
+        crate::data_dir::owner_only_file(&database)
+            .map_err(|error| TransportError::Other(format!("cannot create {}: {error}", database.display())))?;
         let writer = open_connection(&database)?;
         writer.execute_batch(SCHEMA)?;
         Ok(Self {
