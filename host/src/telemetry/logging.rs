@@ -52,7 +52,7 @@ pub fn init(directives: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_writer(std::io::stderr),
+                .with_writer(super::redaction::RedactingStderr),
         )
         .init();
     let _ = LOG_LEVELS.set(LogLevels { levels: Mutex::new(levels), filter: handle });

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::capabilities::Grants;
 use crate::config::{ConnectorConfig, LoadedConfig, Tolerance};
+use crate::telemetry::redaction::SecretRegistration;
 use crate::runtime::{LoadedPlugin, PluginCatalog, PluginKind, Runtime, validate_config};
 
 /// A connector ready to run.
@@ -23,6 +24,8 @@ pub struct ConnectorPlan {
     /// Values of the options the plugin declares secret: removed from every reason
     /// that goes to a log, a status or a dead letter.
     pub secrets: Vec<String>,
+    /// Keeps the secrets out of every log line while the plan lives.
+    pub log_redaction: Arc<SecretRegistration>,
 }
 
 impl ConnectorPlan {
@@ -96,9 +99,7 @@ pub fn plan_connector(
         )),
         _ => {}
     }
-    if description.kind == PluginKind::Source && connector.tasks_max > 1 {
-        problems.push(("tasks_max".into(), "a source connector runs one task; remove tasks_max or set it to 1".to_owned()));
-    }
+    // tasks_max is a maximum, as in Kafka Connect: a source runs one task whatever it says.
     let plugin_config: Vec<(String, String)> =
         connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
     let option_problems = description.check_options(plugin_config.iter().map(|(key, value)| (key.as_str(), value.as_str())));
@@ -121,8 +122,9 @@ pub fn plan_connector(
         .iter()
         .filter(|(key, value)| !value.is_empty() && description.options.iter().any(|option| option.name == *key && option.secret))
         .map(|(_, value)| value.clone())
-        .collect();
-    Ok(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets })
+        .collect::<Vec<String>>();
+    let log_redaction = Arc::new(SecretRegistration::new(secrets.iter().map(String::as_str)));
+    Ok(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets, log_redaction })
 }
 
 /// `text` with every one of `secrets` replaced by `[redacted]`.

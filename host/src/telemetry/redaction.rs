@@ -1,0 +1,162 @@
+//! No secret reaches a log line, at any level, whoever writes it: every line the
+//! process logs (ours, a dependency's such as wasmtime-wasi-http's request traces,
+//! librdkafka's) passes through one writer that replaces each secret value the host
+//! knows of, plain or percent-encoded as it appears in a URL, with `[redacted]`.
+//!
+//! The host registers the values when it learns them: connectors' secret options
+//! when a connector is planned (released with the plan), the admin token and the
+//! Kafka client's passwords at start.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::RwLock;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// What a secret is replaced with.
+pub const REDACTED: &str = "[redacted]";
+
+/// Every secret value known now, with how many registrations hold it.
+static SECRETS: RwLock<BTreeMap<String, usize>> = RwLock::new(BTreeMap::new());
+
+/// Secret values kept out of the logs for as long as this lives.
+#[derive(Default)]
+pub struct SecretRegistration {
+    values: Vec<String>,
+}
+
+impl std::fmt::Debug for SecretRegistration {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "SecretRegistration({} values)", self.values.len())
+    }
+}
+
+impl SecretRegistration {
+    /// Registers `values` (empty ones are ignored), each also in its percent-encoded
+    /// form when that differs.
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut registered = Vec::new();
+        for value in values.into_iter().filter(|value| !value.is_empty()) {
+            let encoded = percent_encoded(value);
+            if encoded != value {
+                registered.push(encoded);
+            }
+            registered.push(value.to_owned());
+        }
+        let mut secrets = SECRETS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for value in &registered {
+            *secrets.entry(value.clone()).or_default() += 1;
+        }
+        Self { values: registered }
+    }
+
+    /// Registers `values` for the life of the process.
+    pub fn forever<'a>(values: impl IntoIterator<Item = &'a str>) {
+        std::mem::forget(Self::new(values));
+    }
+}
+
+impl Drop for SecretRegistration {
+    fn drop(&mut self) {
+        let mut secrets = SECRETS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for value in &self.values {
+            if let Some(count) = secrets.get_mut(value) {
+                *count -= 1;
+                if *count == 0 {
+                    secrets.remove(value);
+                }
+            }
+        }
+    }
+}
+
+/// `text` with every registered secret replaced by [`REDACTED`], longest first (so a
+/// secret that contains another is removed whole).
+pub fn redact(text: &str) -> String {
+    let secrets = SECRETS.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if secrets.is_empty() {
+        return text.to_owned();
+    }
+    let mut by_length: Vec<&String> = secrets.keys().collect();
+    by_length.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    let mut text = text.to_owned();
+    for secret in by_length {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+/// `value` as it appears in a URL: everything but RFC 3986's unreserved characters
+/// percent-encoded.
+fn percent_encoded(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Standard error, one redacted line at a time: `tracing`'s formatter writes an
+/// event into one [`RedactedLine`], which is redacted and written out when dropped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactingStderr;
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine { buffer: Vec::with_capacity(256) }
+    }
+}
+
+/// One log event being written.
+#[derive(Debug)]
+pub struct RedactedLine {
+    buffer: Vec<u8>,
+}
+
+impl Write for RedactedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let line = redact(&String::from_utf8_lossy(&self.buffer));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SecretRegistration, redact};
+
+    #[test]
+    fn registered_secrets_are_redacted_plain_and_url_encoded_until_released() {
+        let registration = SecretRegistration::new(["k3y/with+chars", "abc-123-unit-test", ""]);
+        assert_eq!(
+            redact("GET /v9/flights?api_key=k3y%2Fwith%2Bchars&x=1 and abc-123-unit-test, k3y/with+chars"),
+            "GET /v9/flights?api_key=[redacted]&x=1 and [redacted], [redacted]"
+        );
+        let second = SecretRegistration::new(["abc-123-unit-test"]);
+        drop(registration);
+        assert_eq!(redact("k3y/with+chars abc-123-unit-test"), "k3y/with+chars [redacted]", "still held by the second");
+        drop(second);
+        assert_eq!(redact("abc-123-unit-test"), "abc-123-unit-test");
+    }
+}
