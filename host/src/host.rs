@@ -8,11 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, ReloadingTls, ServerLimits};
+use crate::data_dir::DataDirLock;
 use crate::config::{HostConfig, LoadedConfig};
 use crate::manager::Manager;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
 use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
+use crate::telemetry::redaction::SecretRegistration;
 use crate::telemetry::{Metrics, StatusBoard};
 use crate::transport::{EmbeddedTransport, KafkaTransport, Transport};
 use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
@@ -25,14 +27,26 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// The runtime and the plugins of a configuration: what `run`, `validate` and
 /// `plugins` all start from. Blocking: compiles plugins.
 pub fn load_plugins(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCatalog)> {
+    load_plugins_with(loaded, true)
+}
+
+/// [`load_plugins`], writing newly compiled components to the cache in `data_dir`
+/// only when `write_cache`.
+fn load_plugins_with(loaded: &LoadedConfig, write_cache: bool) -> anyhow::Result<(Runtime, PluginCatalog)> {
     let plugins = &loaded.config.plugins;
     let limits = TaskLimits {
         memory_bytes: plugins.memory_limit_mib as usize * 1024 * 1024,
         call_timeout: plugins.call_timeout,
     };
     let runtime = Runtime::new(&loaded.config.data_dir.join("cache").join("compiled"), limits)?;
+    let runtime = if write_cache { runtime } else { runtime.without_cache_writes() };
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &plugins.dir).with_context(|| {
-        format!("cannot read the plugin directory {} (plugins.dir); build the plugins or change plugins.dir", plugins.dir.display())
+        format!(
+            "cannot read the plugin directory {} (plugins.dir). The shipped plugins are built into plugins/dist of the \
+             wasm-connect repository by `cargo build --release`; point plugins.dir at that directory (a relative path is \
+             read from the configuration file's directory)",
+            plugins.dir.display()
+        )
     })?;
     let (mut catalog, mut errors) = (catalog, errors);
     let uploaded = uploaded_plugins_dir(&loaded.config.data_dir);
@@ -57,6 +71,13 @@ pub fn prepare(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCatalog,
     Ok((runtime, catalog, plans))
 }
 
+/// What `wasm-connect validate` checks: the plugins and every connector's plan, with
+/// nothing written to `data_dir`.
+pub fn validate(loaded: &LoadedConfig) -> anyhow::Result<Vec<ConnectorPlan>> {
+    let (runtime, catalog) = load_plugins_with(loaded, false)?;
+    Ok(plan_connectors(loaded, &catalog, &runtime)?)
+}
+
 /// The client of the configuration's Kafka cluster; none for the embedded transport.
 pub fn kafka_transport(config: &HostConfig) -> Option<KafkaTransport> {
     config.kafka.as_ref().map(|kafka| {
@@ -77,6 +98,17 @@ pub fn state_store(config: &HostConfig, kafka_transport: Option<&KafkaTransport>
 /// Runs the host until `shutdown` fires, then stops every task cleanly: each task
 /// finishes (and commits) the batch in hand.
 pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Before anything is read or written: this host alone owns data_dir.
+    let _data_dir_lock = DataDirLock::acquire(&loaded.config.data_dir)?;
+    // And before any task starts: a host that cannot listen starts nothing.
+    let listener = admin::bind(loaded.config.admin.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", loaded.config.admin.listen))?;
+    register_host_secrets(&loaded.config);
+    let tls = match &loaded.config.admin.tls {
+        Some(files) => Some(ReloadingTls::load(&files.cert_file, &files.key_file).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let prepared = loaded.clone();
     let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let config = &loaded.config;
@@ -122,18 +154,37 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         metrics,
         max_plugin_bytes: config.plugins.max_upload_mib as usize * 1024 * 1024,
         token: admin::configured_token(config.admin.token.as_deref()),
+        allowed_origins: config.admin.allowed_origins.clone().into(),
+        request_timeout: config.admin.request_timeout,
     };
-    let (bound, admin_server) = admin::serve(config.admin.listen, admin_state, shutdown.clone())
-        .await
-        .with_context(|| format!("cannot listen on {} (admin.listen); choose a free address", config.admin.listen))?;
+    let limits = ServerLimits {
+        max_connections: config.admin.max_connections as usize,
+        header_timeout: config.admin.header_timeout,
+    };
+    let bound = listener.local_addr()?;
+    if let Some(tls) = &tls {
+        tls.clone().watch(shutdown.clone());
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let admin_server = admin::serve(listener, admin_state, limits, tls, shutdown.clone());
     crate::manager::watch_file(manager.clone(), loaded.clone(), shutdown.clone());
-    tracing::info!(address = %bound, transport = transport.name(), connectors = manager.connectors().len(), "wasm-connect is running; admin API at http://{bound}/");
+    tracing::info!(address = %bound, transport = transport.name(), connectors = manager.connectors().len(), "wasm-connect is running; admin API at {scheme}://{bound}/");
     shutdown.cancelled().await;
     tracing::info!("Stopping: every task finishes the batch in hand.");
     manager.shutdown(SHUTDOWN_GRACE).await;
     let _ = admin_server.await;
     tracing::info!("wasm-connect stopped.");
     Ok(())
+}
+
+/// Keeps the host's own secrets out of every log line: the admin token and the Kafka
+/// client settings that hold passwords, keys or secrets.
+fn register_host_secrets(config: &HostConfig) {
+    let token = admin::configured_token(config.admin.token.as_deref());
+    let kafka_secrets = config.kafka.iter().flat_map(|kafka| &kafka.client).filter(|(key, _)| {
+        ["password", "secret", "key.pem", "jaas", "token"].iter().any(|word| key.contains(word))
+    });
+    SecretRegistration::forever(token.as_deref().into_iter().chain(kafka_secrets.map(|(_, value)| value.0.as_str())));
 }
 
 fn spawn_retention(embedded: EmbeddedTransport, retention: Duration, shutdown: CancellationToken) {

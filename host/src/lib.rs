@@ -9,8 +9,10 @@
 pub mod admin;
 pub mod capabilities;
 pub mod config;
+pub mod data_dir;
 pub mod host;
 pub mod manager;
+pub mod names;
 pub mod runtime;
 pub mod telemetry;
 pub mod topic_tools;

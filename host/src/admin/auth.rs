@@ -1,6 +1,8 @@
-//! The optional bearer token: when one is configured (`admin.token`, or the
+//! The optional token: when one is configured (`admin.token`, or the
 //! `WASM_CONNECT_ADMIN_TOKEN` environment variable), every request but `GET /health`
-//! must carry `Authorization: Bearer <token>`; anything else is answered 401.
+//! must carry it, as `Authorization: Bearer <token>` or, for the Kafka Connect tools
+//! that only speak HTTP Basic, as the password of `Authorization: Basic` (any user
+//! name); the scheme is case-insensitive (RFC 9110). Anything else is answered 401.
 
 use std::sync::Arc;
 
@@ -18,22 +20,40 @@ pub(super) async fn require_token(State(state): State<AdminState>, request: Requ
     if request.method() == Method::GET && request.uri().path() == "/health" {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    if presented.is_some_and(|presented| same(presented.as_bytes(), token.as_bytes())) {
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(presented_token);
+    if presented.as_deref().is_some_and(|presented| same(presented.as_bytes(), token.as_bytes())) {
         return next.run(request).await;
     }
     let message = match presented {
-        None => "this API needs a bearer token: send Authorization: Bearer <token> (admin.token or WASM_CONNECT_ADMIN_TOKEN)",
-        Some(_) => "the bearer token is wrong: send the one configured as admin.token or WASM_CONNECT_ADMIN_TOKEN",
+        None => {
+            "this API needs the admin token: send Authorization: Bearer <token>, or HTTP Basic with the token as the \
+             password (admin.token or WASM_CONNECT_ADMIN_TOKEN)"
+        }
+        Some(_) => "the token is wrong: send the one configured as admin.token or WASM_CONNECT_ADMIN_TOKEN",
     };
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message.to_owned()).into_response();
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    let headers = response.headers_mut();
+    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wasm-connect\", charset=\"UTF-8\""));
     response
+}
+
+/// The token an `Authorization` value carries: a `Bearer` token, or the password of
+/// `Basic` credentials; schemes in any case.
+fn presented_token(authorization: &str) -> Option<String> {
+    let (scheme, credentials) = authorization.trim().split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.to_owned());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (_user, password) = decoded.split_once(':')?;
+        return Some(password.to_owned());
+    }
+    None
 }
 
 /// Compares in time independent of where the two differ.
@@ -56,7 +76,20 @@ pub fn configured_token(configured: Option<&str>) -> Option<Arc<str>> {
 
 #[cfg(test)]
 mod tests {
-    use super::same;
+    use super::{presented_token, same};
+
+    #[test]
+    fn bearer_and_basic_in_any_case() {
+        assert_eq!(presented_token("Bearer s3cr3t").as_deref(), Some("s3cr3t"));
+        assert_eq!(presented_token("bearer s3cr3t").as_deref(), Some("s3cr3t"));
+        assert_eq!(presented_token("BEARER   s3cr3t ").as_deref(), Some("s3cr3t"));
+        // "admin:s3cr3t" and ":s3cr3t"
+        assert_eq!(presented_token("Basic YWRtaW46czNjcjN0").as_deref(), Some("s3cr3t"));
+        assert_eq!(presented_token("basic OnMzY3IzdA==").as_deref(), Some("s3cr3t"));
+        assert_eq!(presented_token("Basic not-base64!"), None);
+        assert_eq!(presented_token("Digest s3cr3t"), None);
+        assert_eq!(presented_token("s3cr3t"), None);
+    }
 
     #[test]
     fn tokens_match_only_when_equal() {

@@ -106,6 +106,10 @@ fn host_keys(config: &ConnectorConfig, tasks: u32) -> Vec<(String, String)> {
     keys
 }
 
+/// The most keys a connector configuration may have: bounds the work and the answer
+/// of every request that carries one.
+pub const MAX_CONFIG_KEYS: usize = 1000;
+
 /// A JSON object of config values as strings: Kafka Connect's maps are strings, but
 /// numbers and booleans are taken as what they spell. `null` is allowed only where
 /// `allow_null` (a PATCH removing a key) and kept as `None`.
@@ -113,6 +117,12 @@ pub fn string_map(value: &Value, allow_null: bool) -> Result<BTreeMap<String, Op
     let Some(object) = value.as_object() else {
         return Err(vec![("config".into(), "must be a JSON object of string values".into())]);
     };
+    if object.len() > MAX_CONFIG_KEYS {
+        return Err(vec![(
+            "config".into(),
+            format!("has {} keys; a connector configuration has at most {MAX_CONFIG_KEYS}", object.len()),
+        )]);
+    }
     let mut map = BTreeMap::new();
     let mut problems = Vec::new();
     for (key, value) in object {

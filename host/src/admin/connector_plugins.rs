@@ -16,7 +16,7 @@ use crate::runtime::{ConfigOptionDescription, OptionType, PluginKind};
 /// `GET /connector-plugins[?connectorsOnly=false]`: every plugin as `{class, type,
 /// version}`; transforms are listed only with `connectorsOnly=false`.
 pub(super) async fn list(State(state): State<AdminState>, Query(query): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let connectors_only = query_flag(&query, "connectorsOnly", true)?;
+    let connectors_only = query_flag(&query, "connectorsOnly", true);
     let plugins: Vec<Value> = state
         .manager
         .catalog()
@@ -136,6 +136,14 @@ pub(super) async fn validate(
         Err(problems) => problems,
         Ok(config) => state.manager.check(&config).await.into_iter().map(|(key, message)| (flat_key(&key), message)).collect(),
     };
+    // Without a topic key the pure check cannot tell a source from a sink; the plugin
+    // can: a sink's missing key is `topics`.
+    if plugin.description.kind == PluginKind::Sink && !given.contains_key("topic") {
+        problems.retain(|(key, _)| key != "topic");
+        if !given.contains_key("topics") {
+            problems.push(("topics".into(), "missing: a sink connector needs `topics`, the topics it reads (comma-separated)".into()));
+        }
+    }
     if !given.contains_key("name") && !problems.iter().any(|(key, _)| key == "name") {
         problems.push(("name".into(), "missing: every connector needs a name".into()));
     }
@@ -167,7 +175,10 @@ pub(super) async fn validate(
     for (key, message) in problems {
         leftover.entry(key).or_default().push(message);
     }
-    for (key, errors) in leftover {
+    let unlisted = leftover.len().saturating_sub(super::MAX_PROBLEMS_LISTED);
+    for (key, mut errors) in leftover.into_iter().take(super::MAX_PROBLEMS_LISTED) {
+        errors.truncate(super::MAX_PROBLEMS_LISTED);
+        let key = super::shorten(&key);
         let definition = json!({
             "name": key, "type": "STRING", "required": false, "default_value": null, "importance": "LOW",
             "documentation": "not an option of this plugin", "group": null, "width": "NONE", "display_name": key,
@@ -175,7 +186,17 @@ pub(super) async fn validate(
         });
         configs.push(json!({"definition": definition, "value": value_of(&key, true, errors)}));
     }
-    let error_count: usize = configs.iter().map(|config| config["value"]["errors"].as_array().map_or(0, Vec::len)).sum();
+    let mut error_count: usize = configs.iter().map(|config| config["value"]["errors"].as_array().map_or(0, Vec::len)).sum();
+    if unlisted > 0 {
+        error_count += unlisted;
+        let definition = json!({
+            "name": "...", "type": "STRING", "required": false, "default_value": null, "importance": "LOW",
+            "documentation": "keys left out of this answer", "group": null, "width": "NONE", "display_name": "...",
+            "dependents": [], "order": -1,
+        });
+        let errors = [format!("and {unlisted} more keys that are not options of this plugin")];
+        configs.push(json!({"definition": definition, "value": {"name": "...", "value": null, "recommended_values": [], "errors": errors, "visible": true}}));
+    }
     Ok(Json(json!({
         "name": description.name,
         "error_count": error_count,

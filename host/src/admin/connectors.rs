@@ -28,9 +28,11 @@ fn describe(connector: &ManagedConnector) -> Value {
     })
 }
 
-/// The tasks a connector has: none while stopped, as Kafka Connect shows it.
+/// The tasks a connector has: none while stopped, as Kafka Connect shows it, and none
+/// when it could not be planned (its plugin is missing, say), as its status shows.
 fn task_ids(connector: &ManagedConnector) -> std::ops::Range<u32> {
     match connector.target {
+        _ if connector.plan.is_err() => 0..0,
         TargetState::Stopped => 0..0,
         _ => 0..connector.task_count(),
     }
@@ -121,7 +123,12 @@ pub(super) async fn create(State(state): State<AdminState>, body: Result<Bytes, 
     };
     let flat = flat_config(config, &name)?;
     let connector = state.manager.create(model(&flat, None)?, target).await?;
-    Ok((StatusCode::CREATED, Json(describe(&connector))).into_response())
+    let mut response = (StatusCode::CREATED, Json(describe(&connector))).into_response();
+    // The name passed the connector-name alphabet, so it is a valid header value.
+    if let Ok(location) = axum::http::HeaderValue::from_str(&format!("/connectors/{}", connector.config.name)) {
+        response.headers_mut().insert(axum::http::header::LOCATION, location);
+    }
+    Ok(response)
 }
 
 /// `GET /connectors/{name}`.
@@ -189,8 +196,8 @@ pub(super) async fn restart(
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let include_tasks = query_flag(&query, "includeTasks", false)?;
-    let only_failed = query_flag(&query, "onlyFailed", false)?;
+    let include_tasks = query_flag(&query, "includeTasks", false);
+    let only_failed = query_flag(&query, "onlyFailed", false);
     let status = state.manager.restart(&name, include_tasks, only_failed).await?;
     if !include_tasks && !only_failed {
         return Ok(StatusCode::NO_CONTENT.into_response());

@@ -7,6 +7,7 @@
 //! submitted to the [`Manager`], which owns the running set.
 
 mod auth;
+mod browser;
 mod connector_config;
 mod connectors;
 mod loggers;
@@ -14,9 +15,10 @@ mod offsets;
 mod connector_plugins;
 mod plugins;
 mod routes;
+mod server;
+mod tls;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,6 +33,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub use auth::configured_token;
+pub use server::{ServerLimits, bind};
+pub use tls::ReloadingTls;
 use crate::manager::{Manager, ManagerError};
 use crate::telemetry::Metrics;
 use crate::transport::TransportError;
@@ -46,6 +50,21 @@ pub struct AdminState {
     pub max_plugin_bytes: usize,
     /// The bearer token every request but `GET /health` must carry, if any.
     pub token: Option<Arc<str>>,
+    /// Web origins whose pages may call the API (`admin.allowed_origins`).
+    pub allowed_origins: Arc<[String]>,
+    /// Time to read a request and answer it (`admin.request_timeout`).
+    pub request_timeout: std::time::Duration,
+}
+
+/// The most problems an error message lists: a body with thousands of bad keys gets a
+/// short answer, not one as large as itself.
+pub(crate) const MAX_PROBLEMS_LISTED: usize = 50;
+
+/// A key from a request as a message shows it: at most 100 characters, control
+/// characters escaped.
+pub(crate) fn shorten(key: &str) -> String {
+    let head: String = key.chars().take(100).flat_map(char::escape_debug).collect();
+    if key.chars().count() > 100 { format!("{head}...") } else { head }
 }
 
 /// Kafka Connect's error body: `{"error_code": status, "message": "..."}`.
@@ -68,9 +87,14 @@ impl ApiError {
         Self { status: StatusCode::NOT_FOUND, message }
     }
 
-    /// A configuration refused with every problem, keys in Kafka Connect's flat names.
+    /// A configuration refused with its problems, keys in Kafka Connect's flat names:
+    /// the first [`MAX_PROBLEMS_LISTED`] listed, and how many more there were.
     pub(crate) fn invalid_config(problems: &[(String, String)]) -> Self {
-        let lines: Vec<String> = problems.iter().map(|(key, message)| format!("{key}: {message}")).collect();
+        let mut lines: Vec<String> =
+            problems.iter().take(MAX_PROBLEMS_LISTED).map(|(key, message)| format!("{}: {message}", shorten(key))).collect();
+        if problems.len() > MAX_PROBLEMS_LISTED {
+            lines.push(format!("... and {} more", problems.len() - MAX_PROBLEMS_LISTED));
+        }
         Self::bad_request(format!(
             "Connector configuration is invalid and contains the following {} error(s):\n{}",
             problems.len(),
@@ -88,7 +112,7 @@ impl From<ManagerError> for ApiError {
             | ManagerError::WrongState(_)
             | ManagerError::Conflict(_) => StatusCode::CONFLICT,
             ManagerError::PluginNotFound(_) => StatusCode::NOT_FOUND,
-            ManagerError::PluginRefused(_) => StatusCode::BAD_REQUEST,
+            ManagerError::PluginRefused(_) | ManagerError::BadOffsets(_) => StatusCode::BAD_REQUEST,
             ManagerError::Invalid(problems) => {
                 let problems: Vec<(String, String)> =
                     problems.iter().map(|(key, message)| (connector_config::flat_key(key), message.clone())).collect();
@@ -120,29 +144,31 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Ap
     serde_json::from_slice(&bytes).map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))
 }
 
-/// A boolean query parameter: `true` or `false` in any case, `default` when absent.
-pub(crate) fn query_flag(query: &HashMap<String, String>, name: &str, default: bool) -> Result<bool, ApiError> {
-    match query.get(name).map(|value| value.to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(value) if value == "true" => Ok(true),
-        Some(value) if value == "false" => Ok(false),
-        Some(value) => Err(ApiError::bad_request(format!("{name} must be true or false, not {value:?}"))),
-    }
+/// A boolean query parameter read as Kafka Connect reads it: `true` in any case is
+/// true, anything else false, `default` when absent.
+pub(crate) fn query_flag(query: &HashMap<String, String>, name: &str, default: bool) -> bool {
+    query.get(name).map_or(default, |value| value.eq_ignore_ascii_case("true"))
 }
 
 /// The router, built from [`routes::endpoints`]; exposed so tests can drive it
 /// without a socket.
 pub fn router(state: AdminState) -> Router {
     let mut router = Router::new();
+    let mut bodies = Vec::new();
     for endpoint in routes::endpoints(state.max_plugin_bytes) {
+        let method = axum::http::Method::from_bytes(endpoint.method.as_bytes()).expect("the table's methods are valid");
+        bodies.push((method, endpoint.path, endpoint.body));
         router = router.route(endpoint.path, endpoint.handler);
     }
+    let browser_rules = browser::BrowserRules::new(&state.allowed_origins, bodies);
     router
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README or GET /openapi.json".to_owned()) })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method; see GET /openapi.json".to_owned())
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(axum::middleware::from_fn_with_state(browser_rules, browser::guard))
+        .layer(axum::middleware::from_fn_with_state(state.request_timeout, time_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
 }
@@ -158,22 +184,34 @@ async fn count_requests(State(state): State<AdminState>, request: Request, next:
     response
 }
 
+/// Answers 408 when reading a request's body and answering it takes longer than
+/// `admin.request_timeout` (a client trickling a body holds nothing for long).
+async fn time_limit(State(limit): State<std::time::Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request was not read and answered within admin.request_timeout ({limit:?})"),
+        )
+        .into_response(),
+    }
+}
+
 /// `GET /openapi.json`: the OpenAPI 3 document of every endpoint.
 async fn openapi(State(state): State<AdminState>) -> Json<Value> {
     Json(routes::openapi(&routes::endpoints(state.max_plugin_bytes)))
 }
 
-/// Binds `address` and serves until `shutdown`; returns the bound address.
-pub async fn serve(address: SocketAddr, state: AdminState, shutdown: CancellationToken) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    let bound = listener.local_addr()?;
-    let handle = tokio::spawn(async move {
-        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move { shutdown.cancelled().await });
-        if let Err(error) = server.await {
-            tracing::error!(%error, "The admin API stopped.");
-        }
-    });
-    Ok((bound, handle))
+/// Serves the API on `listener` (bound beforehand with [`bind`]) until `shutdown`,
+/// within `limits`, over TLS when `tls` is given.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    limits: ServerLimits,
+    tls: Option<Arc<ReloadingTls>>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    server::serve(listener, router(state), limits, tls, shutdown)
 }
 
 async fn root() -> Json<Value> {

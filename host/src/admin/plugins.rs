@@ -1,12 +1,12 @@
 //! `/plugins/...`, what Kafka Connect cannot do: upload a plugin component while the
-//! host runs (the raw component as `application/wasm`, or the first file of a
-//! `multipart/form-data` body), list plugins with their versions, digests and users,
+//! host runs (the raw component as `application/wasm`; no multipart form, which a
+//! browser could send from another site), list plugins with their versions, digests and users,
 //! and remove an uploaded version no connector uses.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -25,44 +25,30 @@ fn describe(state: &AdminState, plugin: &LoadedPlugin) -> Value {
     value
 }
 
-/// The component of an upload: the raw body, or the first non-empty part of a
-/// multipart form.
-async fn component(state: &AdminState, request: Request) -> Result<Vec<u8>, ApiError> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
-    let too_large = |status: StatusCode| {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, format!(
+/// The component of an upload: the raw body (`application/wasm`, checked before the
+/// handler runs).
+async fn component(state: &AdminState, request: Request) -> Result<Bytes, ApiError> {
+    let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(rejection.status(), format!(
                 "the component is larger than plugins.max_upload_mib ({} MiB); raise it in the configuration",
                 state.max_plugin_bytes >> 20
             ))
         } else {
-            ApiError::new(status, "the upload could not be read".to_owned())
+            ApiError::new(rejection.status(), "the upload could not be read".to_owned())
         }
-    };
-    if content_type.starts_with("multipart/form-data") {
-        let mut form = Multipart::from_request(request, &()).await.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-        while let Some(field) = form.next_field().await.map_err(|error| too_large(error.status()))? {
-            let bytes = field.bytes().await.map_err(|error| too_large(error.status()))?;
-            if !bytes.is_empty() {
-                return Ok(bytes.to_vec());
-            }
-        }
-        return Err(ApiError::bad_request("the multipart form has no file part: send the component as its first file".to_owned()));
-    }
-    let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| too_large(rejection.status()))?;
+    })?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request(
-            "the body is empty: send the component, as application/wasm or in a multipart form".to_owned(),
-        ));
+        return Err(ApiError::bad_request("the body is empty: send the component as application/wasm".to_owned()));
     }
-    Ok(bytes.to_vec())
+    Ok(bytes)
 }
 
 /// `POST /plugins`: 201 with the description of a new plugin version, 200 when the
 /// same component was already there.
 pub(super) async fn upload(State(state): State<AdminState>, request: Request) -> Result<Response, ApiError> {
     let bytes = component(&state, request).await?;
-    let (status, plugin) = match state.manager.add_plugin(bytes).await? {
+    let (status, plugin) = match state.manager.add_plugin(bytes.to_vec()).await? {
         Upload::Added(plugin) => (StatusCode::CREATED, plugin),
         Upload::Unchanged(plugin) => (StatusCode::OK, plugin),
     };
@@ -75,8 +61,21 @@ pub(super) async fn list(State(state): State<AdminState>) -> Json<Value> {
     Json(json!(plugins))
 }
 
+/// A plugin name from the URL, refused (400) unless it keeps to the name alphabet.
+fn checked_name(name: &str) -> Result<(), ApiError> {
+    crate::names::check_name(name).map_err(|problem| ApiError::bad_request(format!("the plugin name in the URL {problem}")))
+}
+
+/// A plugin name and version from the URL, refused (400) unless both keep to their
+/// alphabets.
+fn checked_version(name: &str, version: &str) -> Result<(), ApiError> {
+    checked_name(name)?;
+    crate::names::check_version(version).map_err(|problem| ApiError::bad_request(format!("the plugin version in the URL {problem}")))
+}
+
 /// `GET /plugins/{name}`: `{"name", "versions": [...]}`, oldest version first.
 pub(super) async fn versions(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    checked_name(&name)?;
     let versions: Vec<Value> = state
         .manager
         .catalog()
@@ -96,6 +95,7 @@ pub(super) async fn version(
     State(state): State<AdminState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    checked_version(&name, &version)?;
     let catalog = state.manager.catalog();
     let plugin = catalog.get(&name, &version).ok_or(ManagerError::PluginNotFound(format!("{name}@{version}")))?;
     Ok(Json(describe(&state, plugin)))
@@ -107,25 +107,16 @@ pub(super) async fn delete_version(
     State(state): State<AdminState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    checked_version(&name, &version)?;
     state.manager.delete_plugin(&name, &version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE /plugins/{name}`: every uploaded version, each as `DELETE .../{version}`.
+/// `DELETE /plugins/{name}`: every uploaded version, or none: refused (409) before
+/// anything is removed when one of them is in use or only `plugins.dir` has the
+/// plugin. Versions from `plugins.dir` stay.
 pub(super) async fn delete_all(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    let versions: Vec<String> = state
-        .manager
-        .catalog()
-        .plugins()
-        .iter()
-        .filter(|plugin| plugin.description.name == name)
-        .map(|plugin| plugin.description.version.clone())
-        .collect();
-    if versions.is_empty() {
-        return Err(ManagerError::PluginNotFound(name).into());
-    }
-    for version in versions {
-        state.manager.delete_plugin(&name, &version).await?;
-    }
+    checked_name(&name)?;
+    state.manager.delete_uploaded_versions(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,7 +15,7 @@ pub(super) enum Body {
     None,
     /// A JSON document, described in words.
     Json(&'static str),
-    /// A plugin component (`application/wasm`, or a multipart form).
+    /// A plugin component (`application/wasm`).
     Component,
 }
 
@@ -79,8 +79,8 @@ pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
         endpoint("GET", "/connectors/{name}/config", "The flat configuration; secrets read [hidden].", Body::None, FOUND, connectors::config),
         endpoint("PUT", "/connectors/{name}/config", "Replaces the configuration, or creates the connector.", Body::Json("flat string map"), &[(200, "updated: the info"), (201, "created: the info"), (400, "invalid"), (409, "the file owns this connector")], connectors::put_config),
         endpoint("PATCH", "/connectors/{name}/config", "Merges keys into the configuration; null removes a key.", Body::Json("flat map of strings or nulls"), CHANGED, connectors::patch_config),
-        endpoint("POST", "/connectors/{name}/restart", "Restarts the connector, and with includeTasks its tasks.", Body::None, &[(202, "the status after the restart"), (204, "restarted"), (400, "a flag is not true or false"), (404, "no such connector")], connectors::restart)
-            .query(&[("includeTasks", "true or false (default)"), ("onlyFailed", "true or false (default)")]),
+        endpoint("POST", "/connectors/{name}/restart", "Restarts the connector, and with includeTasks its tasks.", Body::None, &[(202, "the status after the restart"), (204, "restarted"), (404, "no such connector")], connectors::restart)
+            .query(&[("includeTasks", "true, or false (the default; any other value reads as false, as in Kafka Connect)"), ("onlyFailed", "true, or false (the default; any other value reads as false)")]),
         endpoint("PUT", "/connectors/{name}/pause", "Pauses the connector: its tasks stop until resumed.", Body::None, &[(202, "pausing"), (404, "no such connector")], connectors::pause),
         endpoint("PUT", "/connectors/{name}/resume", "Resumes a paused or stopped connector.", Body::None, &[(202, "resuming"), (404, "no such connector")], connectors::resume),
         endpoint("PUT", "/connectors/{name}/stop", "Stops the connector: no tasks; offsets may then change.", Body::None, &[(204, "stopped"), (404, "no such connector")], connectors::stop),
@@ -93,8 +93,8 @@ pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
         endpoint("DELETE", "/connectors/{name}/offsets", "Forgets every offset of a STOPPED connector.", Body::None, &[(200, "reset"), (400, "not STOPPED"), (404, "no such connector")], offsets::reset),
         endpoint("GET", "/connectors/{name}/topics", "The connector's topics.", Body::None, FOUND, connectors::topics),
         endpoint("PUT", "/connectors/{name}/topics/reset", "Accepted; the topics shown are the configured ones.", Body::None, &[(202, "accepted"), (404, "no such connector")], connectors::reset_topics),
-        endpoint("GET", "/connector-plugins", "The plugins, as Kafka Connect lists them.", Body::None, &[(200, "[{class, type, version}]"), (400, "connectorsOnly is not true or false")], connector_plugins::list)
-            .query(&[("connectorsOnly", "true (default) or false: list transforms too")]),
+        endpoint("GET", "/connector-plugins", "The plugins, as Kafka Connect lists them.", Body::None, &[(200, "[{class, type, version}]")], connector_plugins::list)
+            .query(&[("connectorsOnly", "true (default), or anything else to list transforms too")]),
         endpoint("GET", "/connector-plugins/{plugin}/config", "A plugin's option definitions.", Body::None, &[(200, "definitions"), (404, "no such plugin")], connector_plugins::config_definitions),
         endpoint("PUT", "/connector-plugins/{plugin}/config/validate", "Validates a configuration without creating anything.", Body::Json("flat string map"), &[(200, "{name, error_count, groups, configs}"), (400, "the body is invalid"), (404, "no such plugin")], connector_plugins::validate),
         endpoint("POST", "/plugins", "Uploads a plugin component while the host runs.", Body::Component, &[(200, "that very component was already there"), (201, "added: its description"), (400, "not a usable plugin"), (409, "the version is taken by other content"), (413, "larger than plugins.max_upload_mib")], plugins::upload.layer(DefaultBodyLimit::max(max_plugin_bytes))),
@@ -136,7 +136,13 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
             }
             responses.insert(status.to_string(), response);
         }
-        responses.insert("401".into(), json!({"description": "a token is configured and the request lacks it", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
+        let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+        responses.insert("401".into(), json!({"description": "a token is configured and the request lacks it", "content": error}));
+        responses.insert("403".into(), json!({"description": "the request carries an Origin that admin.allowed_origins does not list", "content": error}));
+        responses.insert("408".into(), json!({"description": "the request was not read and answered within admin.request_timeout", "content": error}));
+        if endpoint.body != Body::None || endpoint.method != "GET" {
+            responses.insert("415".into(), json!({"description": "the body's Content-Type is not the one this endpoint takes", "content": error}));
+        }
         let method = endpoint.method.to_ascii_lowercase();
         let mut operation = json!({
             "summary": endpoint.summary,
@@ -152,7 +158,6 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
             Body::Component => {
                 operation["requestBody"] = json!({"required": true, "content": {
                     "application/wasm": {"schema": {"type": "string", "format": "binary"}},
-                    "multipart/form-data": {"schema": {"type": "object", "properties": {"component": {"type": "string", "format": "binary"}}}},
                 }});
             }
         }
@@ -168,8 +173,8 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
         "paths": paths,
         "components": {
             "schemas": {"Error": {"type": "object", "required": ["error_code", "message"], "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"}}}},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}, "basic": {"type": "http", "scheme": "basic"}},
         },
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"basic": []}],
     })
 }

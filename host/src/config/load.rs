@@ -65,19 +65,65 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedConfig, Co
     if !problems.is_empty() {
         return Err(located_all(problems));
     }
-    let mut config: HostConfig = serde_path_to_error::deserialize(value.clone()).map_err(|error| {
-        let path = error.path().to_string();
-        let message = error.into_inner().to_string();
-        let (path, message) = unknown_key_path(&path, &humane_types(&message));
-        located_all(vec![(path, message)])
-    })?;
-    let problems = validate(&config);
-    if !problems.is_empty() {
-        return Err(located_all(problems));
+    // Every problem at once: an unknown key is reported, taken out and the rest read
+    // again, so the problems behind it are reported with it.
+    let mut readable = value.clone();
+    let mut problems = Vec::new();
+    let mut config: Option<HostConfig> = None;
+    for _ in 0..MAX_UNKNOWN_KEYS {
+        match serde_path_to_error::deserialize::<_, HostConfig>(readable.clone()) {
+            Ok(read) => {
+                config = Some(read);
+                break;
+            }
+            Err(error) => {
+                let path = error.path().to_string();
+                let message = error.into_inner().to_string();
+                let unknown = message.starts_with("unknown field `");
+                let (path, message) = unknown_key_path(&path, &humane_types(&message));
+                let removed = unknown && remove_key(&mut readable, &path);
+                problems.push((path, message));
+                if !removed {
+                    break;
+                }
+            }
+        }
     }
+    if let Some(config) = &config {
+        problems.extend(validate(config));
+    }
+    let (Some(mut config), true) = (config, problems.is_empty()) else {
+        return Err(located_all(problems));
+    };
     config.data_dir = base_dir.join(&config.data_dir);
     config.plugins.dir = base_dir.join(&config.plugins.dir);
+    if let Some(tls) = &mut config.admin.tls {
+        tls.cert_file = base_dir.join(&tls.cert_file);
+        tls.key_file = base_dir.join(&tls.key_file);
+    }
     Ok(LoadedConfig { config, file: file.to_owned(), source_map, base_dir: base_dir.to_path_buf() })
+}
+
+/// The most unknown keys reported from one file.
+const MAX_UNKNOWN_KEYS: usize = 50;
+
+/// Removes the key at `path` (`connectors[0].task_max`, `admin.tokn`) from `value`;
+/// false when there is nothing there.
+fn remove_key(value: &mut Value, path: &str) -> bool {
+    let mut segments: Vec<&str> = path.split('.').collect();
+    let Some(last) = segments.pop() else { return false };
+    let mut current = value;
+    for segment in segments {
+        let (key, indexes) = segment.split_once('[').map_or((segment, ""), |(key, rest)| (key, rest));
+        let Some(next) = current.get_mut(key) else { return false };
+        current = next;
+        for index in indexes.split('[').filter(|index| !index.is_empty()) {
+            let Ok(index) = index.trim_end_matches(']').parse::<usize>() else { return false };
+            let Some(next) = current.get_mut(index) else { return false };
+            current = next;
+        }
+    }
+    current.as_mapping_mut().and_then(|mapping| mapping.remove(last)).is_some()
 }
 
 /// serde_path_to_error stops at the map that holds an unknown key: point at the key.

@@ -51,15 +51,66 @@ pub struct AdminConfig {
     /// `${VAR}` or `${file:PATH}`); without it, `WASM_CONNECT_ADMIN_TOKEN` if set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Web origins (`https://ui.example.com`) whose pages may call the API from a
+    /// browser, like Kafka Connect's `access.control.allow.origin`; `*` allows any.
+    /// Empty (the default): a request that carries an `Origin` header is refused, so a
+    /// web page can never drive the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+    /// Connections open at once; at the limit a new connection replaces the oldest
+    /// one that is not answering a request.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Time a client has to send a whole request head; also how long an idle
+    /// keep-alive connection is kept.
+    #[serde(default = "default_header_timeout", with = "human_duration")]
+    pub header_timeout: Duration,
+    /// Time to read a request's body and answer it (408 after that).
+    #[serde(default = "default_admin_request_timeout", with = "human_duration")]
+    pub request_timeout: Duration,
+    /// Serve the API over TLS with this certificate and key, so the token never
+    /// crosses a network in clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin API's TLS files, PEM; read again when they change.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// The certificate chain, server certificate first.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8083))
 }
 
+fn default_max_connections() -> u32 {
+    256
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_admin_request_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: default_listen(), token: None }
+        Self {
+            listen: default_listen(),
+            token: None,
+            allowed_origins: Vec::new(),
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            request_timeout: default_admin_request_timeout(),
+            tls: None,
+        }
     }
 }
 

@@ -144,6 +144,10 @@ pub enum ManagerError {
     /// An uploaded component is not a usable plugin.
     #[error("{0}")]
     PluginRefused(String),
+    /// Offsets that cannot be honoured (a partition the topic lacks, an offset past
+    /// its end, a position the plugin cannot start from).
+    #[error("{0}")]
+    BadOffsets(String),
     /// A plugin could not be stored or removed on disk.
     #[error("{0}")]
     PluginStorage(String),
@@ -289,6 +293,9 @@ impl Manager {
         let mut running = self.running.lock().await;
         let (created, target) = match self.connector(&config.name) {
             Ok(existing) if existing.origin == Origin::File => return Err(ManagerError::OwnedByFile(config.name)),
+            // The same configuration again changes nothing, as a file reload that
+            // changes nothing restarts nothing.
+            Ok(existing) if existing.config == config && existing.plan.is_ok() => return Ok((false, existing)),
             Ok(existing) => (false, existing.target),
             Err(_) => (true, TargetState::Running),
         };
@@ -338,12 +345,21 @@ impl Manager {
             return self.status(name);
         }
         if include_tasks && existing.target == TargetState::Running {
-            let status = self.status(name)?;
-            let tasks: Vec<u32> =
-                status.tasks.iter().filter(|task| !only_failed || task.state == State::Failed).map(|task| task.id).collect();
+            // Kafka Connect's answer: the status as the restart begins, with what is
+            // being restarted shown as RESTARTING.
+            let mut answer = self.status(name)?;
+            if !only_failed || answer.connector.state == State::Failed {
+                answer.connector.state = State::Restarting;
+            }
+            let mut tasks = Vec::new();
+            for task in answer.tasks.iter_mut().filter(|task| !only_failed || task.state == State::Failed) {
+                task.state = State::Restarting;
+                tasks.push(task.id);
+            }
             for task in tasks {
                 self.restart_task_locked(&mut running, &existing, task).await?;
             }
+            return Ok(answer);
         }
         self.status(name)
     }
