@@ -13,6 +13,31 @@ use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
 
+/// The commit the host is built from, for `GET /` (`WASM_CONNECT_COMMIT`); nothing
+/// outside a git checkout.
+fn emit_commit(root: &Path) {
+    let git = root.join(".git");
+    if !git.is_dir() {
+        return;
+    }
+    println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
+    if let Ok(head) = std::fs::read_to_string(git.join("HEAD"))
+        && let Some(reference) = head.trim().strip_prefix("ref: ")
+    {
+        println!("cargo:rerun-if-changed={}", git.join(reference).display());
+        println!("cargo:rerun-if-changed={}", git.join("packed-refs").display());
+    }
+    let commit = Command::new("git").arg("-C").arg(root).args(["rev-parse", "HEAD"]).output();
+    if let Ok(output) = commit
+        && output.status.success()
+    {
+        let commit = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()) {
+            println!("cargo:rustc-env=WASM_CONNECT_COMMIT={commit}");
+        }
+    }
+}
+
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("host/ sits in the repository root").to_path_buf();
@@ -21,6 +46,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
     println!("cargo:rerun-if-env-changed=WASM_CONNECT_SKIP_PLUGIN_BUILD");
+    emit_commit(&root);
     if std::env::var_os("WASM_CONNECT_SKIP_PLUGIN_BUILD").is_some() {
         return;
     }

@@ -24,9 +24,11 @@ enum Command {
         #[arg(default_value = "connectors.yaml")]
         config: PathBuf,
     },
-    /// Checks a configuration, its plugins and every connector's options, then exits.
+    /// Checks a configuration, its plugins and every connector's options, then exits;
+    /// writes nothing.
     Validate {
         /// The configuration file.
+        #[arg(default_value = "connectors.yaml")]
         config: PathBuf,
     },
     /// Lists the plugins found in the configuration's plugin directory.
@@ -137,7 +139,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run { config } => load(&config).and_then(|loaded| run(loaded).map_err(report)),
         Command::Validate { config } => load(&config).and_then(|loaded| {
-            let (_, _, plans) = wasm_connect::host::prepare(&loaded).map_err(report)?;
+            let plans = wasm_connect::host::validate(&loaded).map_err(report)?;
             println!("{}: valid, {} connector(s)", loaded.file, plans.len());
             Ok(())
         }),
@@ -152,7 +154,7 @@ fn main() -> ExitCode {
 
 fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
         tokio::spawn(async move {
@@ -164,7 +166,11 @@ fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
             signals.cancel();
         });
         wasm_connect::run(loaded, shutdown).await
-    })
+    });
+    // Every task has committed and stopped by now; a blocking call still in flight (a
+    // poll waiting on its timeout) holds nothing that needs it, so do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    outcome
 }
 
 fn topics(loaded: &LoadedConfig, command: TopicsCommand) -> anyhow::Result<()> {
@@ -210,15 +216,31 @@ fn list_plugins(loaded: &LoadedConfig, json: bool) -> anyhow::Result<()> {
     let (_, catalog) = wasm_connect::host::load_plugins(loaded)?;
     let plugins = catalog.plugins();
     if json {
-        let descriptions: Vec<_> = plugins.iter().map(|plugin| &plugin.description).collect();
+        let descriptions: Vec<_> = plugins
+            .iter()
+            .map(|plugin| {
+                let mut description = serde_json::to_value(&plugin.description)?;
+                description["origin"] = serde_json::json!(plugin.origin);
+                Ok(description)
+            })
+            .collect::<anyhow::Result<_>>()?;
         println!("{}", serde_json::to_string_pretty(&descriptions)?);
         return Ok(());
     }
     for plugin in plugins {
         let description = &plugin.description;
-        println!("{}@{} ({}) - {}", description.name, description.version, description.kind, description.documentation);
+        // Uploaded plugins live in data_dir, not in plugins.dir: say where each comes from.
+        let origin = match plugin.origin {
+            wasm_connect::runtime::PluginOrigin::Directory => "plugins.dir",
+            wasm_connect::runtime::PluginOrigin::Uploaded => "uploaded",
+        };
+        println!("{}@{} ({}, {origin}) - {}", description.name, description.version, description.kind, description.documentation);
         for option in &description.options {
-            let default = option.default.as_deref().map(|default| format!(" [default: {default}]")).unwrap_or_default();
+            let default = match option.default.as_deref() {
+                Some("") => " [default: empty]".to_owned(),
+                Some(default) => format!(" [default: {default}]"),
+                None => String::new(),
+            };
             let flags = [(option.required, " required"), (option.secret, " secret")]
                 .iter()
                 .filter(|(set, _)| *set)

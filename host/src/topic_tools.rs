@@ -227,6 +227,9 @@ pub struct WriteOptions {
 /// written, each batch durable (acks=all, or committed to the embedded store) before
 /// the next is read.
 pub async fn write(transport: &dyn Transport, options: &WriteOptions, input: &mut dyn BufRead) -> anyhow::Result<usize> {
+    // The rule the host applies to every connector's topics: a topic it would refuse
+    // to use is never created.
+    crate::config::check_topic_name(&options.topic).map_err(|problem| anyhow::anyhow!("cannot write: {problem}"))?;
     let existing = transport.describe_topics(Some(&options.topic)).await.context("cannot look for the topic")?;
     if existing.is_empty() {
         transport.ensure_topics(std::slice::from_ref(&options.topic)).await.with_context(|| format!("cannot create topic {}", options.topic))?;

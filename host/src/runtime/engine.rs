@@ -40,6 +40,9 @@ pub struct Runtime {
     /// Pooled store clients (Elasticsearch, MongoDB), shared by every task.
     pub stores: Arc<StoreClients>,
     cache_dir: PathBuf,
+    /// Whether newly compiled components are written to `cache_dir` (not by `validate`,
+    /// which only reads).
+    cache_writes: bool,
 }
 
 impl Runtime {
@@ -62,7 +65,13 @@ impl Runtime {
             limits,
             stores: Arc::new(StoreClients::default()),
             cache_dir: cache_dir.to_path_buf(),
+            cache_writes: true,
         })
+    }
+
+    /// The same runtime, reading the compiled-component cache but never writing to it.
+    pub fn without_cache_writes(self) -> Self {
+        Self { cache_writes: false, ..self }
     }
 
     /// Compiles a component, or loads it from the cache when the same bytes were
@@ -82,6 +91,9 @@ impl Runtime {
             }
         }
         let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
+        if !self.cache_writes {
+            return Ok(component);
+        }
         if let Err(error) = self.store_in_cache(&component, &cached) {
             tracing::warn!(path = %cached.display(), %error, "Compiled plugin could not be cached; it will be compiled again next start.");
         }
