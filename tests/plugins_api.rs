@@ -1,5 +1,5 @@
 //! Plugins while running, over HTTP against the real binary: components built from
-//! `plugins/` uploaded (raw and multipart), refused when they are not plugins, too
+//! `plugins/` uploaded (raw; a multipart form is refused), refused when they are not plugins, too
 //! large or a different build under a taken version; a connector moved from one
 //! version to another and back while records flow, with no record lost or repeated;
 //! removal refused while in use; and uploads surviving a restart.
@@ -98,8 +98,12 @@ fn a_plugin_uploaded_while_running_is_upgraded_and_downgraded_without_losing_a_r
     assert_eq!(added["origin"], "uploaded");
     assert!(added["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(added["options"][0]["name"], "rate");
+    assert_eq!(upload(&host, "application/wasm", &version_one).0, 200, "the same component again is no change");
+    // A multipart form is what a web page can post across sites: refused.
     let (content_type, form) = multipart(&version_one);
-    assert_eq!(upload(&host, &content_type, &form).0, 200, "the same component again is no change");
+    let (status, refused) = upload(&host, &content_type, &form);
+    assert_eq!(status, 415, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("Content-Type: application/wasm"), "{refused}");
     assert_eq!(upload(&host, "application/wasm", &version_two).0, 201);
     let (_, versions) = host.call("GET", "/plugins/counter-source", None);
     let listed: Vec<&str> = versions["versions"].as_array().unwrap().iter().map(|plugin| plugin["version"].as_str().unwrap()).collect();
@@ -167,5 +171,15 @@ fn a_plugin_uploaded_while_running_is_upgraded_and_downgraded_without_losing_a_r
     assert_eq!(plugin["used_by"], json!(["counter"]));
     assert_eq!(host.call("GET", "/connectors/counter/config", None).1["connector.class"], "counter-source@1.0.0");
     assert_eq!(host.call("GET", "/connectors/counter/status", None).1["connector"]["state"], "STOPPED");
+    assert_eq!(host.call("PUT", "/connectors/counter/resume", None).0, 202);
+    host.stop();
+
+    // Its plugin gone, the connector is FAILED with no tasks, in its info as in its status.
+    std::fs::remove_file(directory.join("data/plugins/counter-source@1.0.0.wasm")).unwrap();
+    let host = Host::start(&config);
+    let (_, status) = host.call("GET", "/connectors/counter/status", None);
+    assert_eq!(status["connector"]["state"], "FAILED", "{status}");
+    assert_eq!(status["tasks"], json!([]), "{status}");
+    assert_eq!(host.call("GET", "/connectors/counter", None).1["tasks"], json!([]));
     host.stop();
 }

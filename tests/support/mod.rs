@@ -68,7 +68,7 @@ impl Host {
             }
         });
         let host = Host { child: Mutex::new(child), log };
-        host.wait_for_log("admin API at http://", Duration::from_secs(60));
+        host.wait_for_log("admin API at ", Duration::from_secs(60));
         host
     }
 
@@ -106,7 +106,7 @@ impl Host {
     /// The admin API's base URL, read from the start-up log line.
     pub fn admin_url(&self) -> String {
         let log = self.log();
-        let start = log.find("admin API at http://").expect("start-up line") + "admin API at ".len();
+        let start = log.find("admin API at ").expect("start-up line") + "admin API at ".len();
         log[start..].split_whitespace().next().unwrap().trim_end_matches('/').to_owned()
     }
 
@@ -144,6 +144,11 @@ impl Host {
         let log = self.log();
         assert!(status.success(), "wasm-connect exited with {status} after SIGTERM:\n{log}");
         log
+    }
+
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
     }
 
     /// The host's resident memory, in bytes.
