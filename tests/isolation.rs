@@ -1,6 +1,7 @@
 //! Plugin isolation through the real binary: components that trap, loop forever or
 //! exhaust memory fail only their own task, are restarted with backoff and counted,
-//! while a healthy pipeline beside them keeps delivering.
+//! while a healthy pipeline beside them keeps delivering; hostile ones that flood the
+//! log or return a batch larger than their memory limit are throttled or fail alone.
 
 mod support;
 
@@ -14,13 +15,12 @@ fn misbehaving(name: &str, behaviour: &str) -> String {
     )
 }
 
-#[test]
-fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
-    let directory = tempfile::tempdir().unwrap();
-    let output = directory.path().join("output");
+/// A host configuration (32 MiB per task, `call_timeout`, quick restarts) with a
+/// healthy pipeline of a sensor simulator into files under `output`.
+fn with_healthy_pipeline(directory: &std::path::Path, call_timeout: &str, output: &std::path::Path) -> String {
     let mut config = format!(
-        "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\n  memory_limit_mib: 32\n  call_timeout: 500ms\n  restart_backoff: 100ms\n  max_restart_backoff: 400ms\nconnectors:\n",
-        directory.path().join("data").display(),
+        "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\n  memory_limit_mib: 32\n  call_timeout: {call_timeout}\n  restart_backoff: 100ms\n  max_restart_backoff: 400ms\nconnectors:\n",
+        directory.join("data").display(),
         support::test_plugins_dir().display()
     );
     config.push_str("  - name: healthy\n    plugin: iot-sensor-simulator\n    topic: readings\n    config:\n      rate: 400\n");
@@ -28,6 +28,14 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
         "  - name: healthy-files\n    plugin: file-sink\n    topics: [readings]\n    config:\n      directory: {}\n",
         output.display()
     ));
+    config
+}
+
+#[test]
+fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = directory.path().join("output");
+    let mut config = with_healthy_pipeline(directory.path(), "500ms", &output);
     config.push_str(&misbehaving("trapper", "trap"));
     config.push_str(&misbehaving("looper", "loop"));
     config.push_str(&misbehaving("hoarder", "oom"));
@@ -66,4 +74,39 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     let log = host.stop();
     assert!(log.contains("The task failed."), "failures are logged:\n{log}");
+}
+
+#[test]
+fn hostile_plugins_that_flood_the_log_or_return_a_huge_batch_fail_or_throttle_only_themselves() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = directory.path().join("output");
+    let mut config = with_healthy_pipeline(directory.path(), "5s", &output);
+    config.push_str(&misbehaving("flooder", "log-flood"));
+    config.push_str(&misbehaving("bigbatch", "big-batch"));
+    // Plugins' info lines are logged, so a flood would reach the log.
+    let host = Host::start_with_env(&write_config(directory.path(), &config), &[("WASM_CONNECT_LOG", "info")]);
+
+    // A 60 MiB batch does not fit the 32 MiB the task may use: that task fails, saying so.
+    host.wait_until("the big batch to fail its task", Duration::from_secs(60), || {
+        let status = host.get_json("/connectors/bigbatch/status");
+        status["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("memory limit"))
+    });
+    // 1 GiB of log lines per poll: at most 100 lines a second reach the log, and the drops are said.
+    host.wait_for_log("lines were dropped", Duration::from_secs(60));
+    let flooded = || host.log().lines().filter(|line| line.contains("flooder") && line.contains("xxxxxxxxxxxxxxxx")).count();
+    let (before, since) = (flooded(), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let (after, elapsed) = (flooded(), since.elapsed().as_secs_f64());
+    assert!((after - before) as f64 <= 100.0 * elapsed + 1_000.0, "{} flood lines in {elapsed:.1} s", after - before);
+    assert!(host.log().len() < 64 << 20, "the log grew to {} bytes", host.log().len());
+
+    // The healthy pipeline never failed and keeps delivering.
+    let count = || read_sink_output(&output).get("readings").map_or(0, Vec::len);
+    let delivered = count();
+    host.wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= delivered + 200);
+    let metrics = host.get_text("/metrics");
+    for healthy in ["healthy", "healthy-files"] {
+        assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
+    }
+    host.stop();
 }

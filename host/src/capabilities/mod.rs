@@ -6,7 +6,7 @@ mod cassandra;
 mod elasticsearch;
 pub mod files;
 pub mod http;
-mod log;
+pub mod log;
 mod mongodb;
 mod source_status;
 mod stores;

@@ -14,6 +14,7 @@ use super::engine::EPOCH_TICK;
 use super::{LoadedPlugin, PluginFailure, Runtime};
 use crate::capabilities::files::FileGrant;
 use crate::capabilities::http::NetworkClock;
+use crate::capabilities::log::LogBudget;
 use crate::capabilities::{Egress, Grants, StoreClients, Throttle};
 use crate::telemetry::Metrics;
 
@@ -121,6 +122,8 @@ pub struct TaskState {
     metrics: Option<Arc<Metrics>>,
     /// The pause the source asked for in its last call, if any (`source-status`).
     pub throttle: Option<Throttle>,
+    /// How many more lines the plugin may log now (`log`).
+    pub log_budget: LogBudget,
 }
 
 impl TaskState {
@@ -141,6 +144,11 @@ impl TaskState {
             metrics.store_write(&self.identity, result.is_ok(), started.elapsed());
         }
         result
+    }
+
+    /// The length of the longest secret option value.
+    pub fn longest_secret(&self) -> usize {
+        self.secrets.iter().map(String::len).max().unwrap_or(0)
     }
 
     /// `text` with every secret option value replaced by `[redacted]`.
@@ -185,6 +193,7 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
         secrets,
         metrics,
         throttle: None,
+        log_budget: LogBudget::default(),
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limiter);
