@@ -156,6 +156,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         token: admin::configured_token(config.admin.token.as_deref()),
         allowed_origins: config.admin.allowed_origins.clone().into(),
         request_timeout: config.admin.request_timeout,
+        uploads: Arc::new(tokio::sync::Semaphore::new(admin::CONCURRENT_UPLOADS)),
     };
     let limits = ServerLimits {
         max_connections: config.admin.max_connections as usize,
@@ -182,7 +183,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
 fn register_host_secrets(config: &HostConfig) {
     let token = admin::configured_token(config.admin.token.as_deref());
     let kafka_secrets = config.kafka.iter().flat_map(|kafka| &kafka.client).filter(|(key, _)| {
-        ["password", "secret", "key.pem", "jaas", "token"].iter().any(|word| key.contains(word))
+        ["password", "secret", ".key", "key.pem", "jaas", "token", "sasl.oauthbearer.config"].iter().any(|word| key.contains(word))
     });
     SecretRegistration::forever(token.as_deref().into_iter().chain(kafka_secrets.map(|(_, value)| value.0.as_str())));
 }

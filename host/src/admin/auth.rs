@@ -32,9 +32,9 @@ pub(super) async fn require_token(State(state): State<AdminState>, request: Requ
         Some(_) => "the token is wrong: send the one configured as admin.token or WASM_CONNECT_ADMIN_TOKEN",
     };
     let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message.to_owned()).into_response();
-    let headers = response.headers_mut();
-    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"wasm-connect\", charset=\"UTF-8\""));
+    // No Basic challenge: a browser would remember the credentials and send them on
+    // cross-site requests; clients that speak Basic send it unasked.
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
 

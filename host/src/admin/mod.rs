@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::configured_token;
 pub use server::{ServerLimits, bind};
+pub use plugins::CONCURRENT_UPLOADS;
 pub use tls::ReloadingTls;
 use crate::manager::{Manager, ManagerError};
 use crate::telemetry::Metrics;
@@ -52,8 +53,10 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
     /// Web origins whose pages may call the API (`admin.allowed_origins`).
     pub allowed_origins: Arc<[String]>,
-    /// Time to read a request and answer it (`admin.request_timeout`).
+    /// Time for a request's body to arrive (`admin.request_timeout`).
     pub request_timeout: std::time::Duration,
+    /// Uploads read at once: each may buffer `max_plugin_bytes`.
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// The most problems an error message lists: a body with thousands of bad keys gets a
@@ -137,11 +140,46 @@ impl IntoResponse for ApiError {
 /// A request body as JSON, refused with Kafka Connect's error body when it is too
 /// large or not JSON.
 pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rejection| ApiError { status: rejection.status(), message: rejection.body_text() })?;
+    let bytes = body.map_err(|rejection| unreadable_body(&rejection, || rejection.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request needs a JSON body".to_owned()));
     }
+    // Counted before anything is built: a body of tens of thousands of keys costs a
+    // scan, not tens of megabytes of parsed values.
+    let keys = count_keys(&bytes);
+    if keys > MAX_BODY_KEYS {
+        return Err(ApiError::bad_request(format!(
+            "the body has {keys} keys; at most {MAX_BODY_KEYS} are read (a connector configuration has at most {})",
+            connector_config::MAX_CONFIG_KEYS
+        )));
+    }
     serde_json::from_slice(&bytes).map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))
+}
+
+/// The most object keys a JSON body may hold in all: a configuration's keys and room
+/// for the body around them (name, offsets entries...).
+const MAX_BODY_KEYS: usize = connector_config::MAX_CONFIG_KEYS + 100;
+
+/// The number of object keys in a JSON text (its `:` outside strings), counted
+/// without building anything; a text that is not JSON gives some count and fails to
+/// parse later.
+fn count_keys(bytes: &[u8]) -> usize {
+    let (mut keys, mut in_string, mut escaped) = (0, false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if byte == b':' {
+            keys += 1;
+        }
+    }
+    keys
 }
 
 /// A boolean query parameter read as Kafka Connect reads it: `true` in any case is
@@ -184,16 +222,61 @@ async fn count_requests(State(state): State<AdminState>, request: Request, next:
     response
 }
 
-/// Answers 408 when reading a request's body and answering it takes longer than
-/// `admin.request_timeout` (a client trickling a body holds nothing for long).
+/// Gives a request's body `admin.request_timeout` to arrive: a client trickling a body
+/// holds its connection no longer than that. Only the reading is timed, never the
+/// handler's work, so no change is ever cut off half-way.
 async fn time_limit(State(limit): State<std::time::Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the request was not read and answered within admin.request_timeout ({limit:?})"),
-        )
-        .into_response(),
+    let (parts, body) = request.into_parts();
+    let body = axum::body::Body::new(DeadlineBody { inner: body, deadline: Box::pin(tokio::time::sleep(limit)), limit });
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: std::time::Duration,
+}
+
+/// The error of a body that did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body was not received within admin.request_timeout ({0:?})")]
+struct BodyTimedOut(std::time::Duration);
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.get_mut();
+        if this.deadline.as_mut().poll(context).is_ready() {
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.limit)))));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body that could not be read, as Kafka Connect's error: 408 when it did not arrive
+/// within `admin.request_timeout`, 413 when too large, 400 otherwise.
+pub(crate) fn unreadable_body(rejection: &BytesRejection, too_large: impl FnOnce() -> String) -> ApiError {
+    let text = rejection.body_text();
+    if text.contains("admin.request_timeout") {
+        return ApiError::new(StatusCode::REQUEST_TIMEOUT, text);
+    }
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, too_large()),
+        status => ApiError::new(status, text),
     }
 }
 
@@ -243,4 +326,16 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
         "text/plain; version=0.0.4; charset=utf-8"
     };
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render(openmetrics)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_keys;
+
+    #[test]
+    fn keys_are_counted_outside_strings() {
+        assert_eq!(count_keys(br#"{"a": 1, "b": {"c": "x:y", "d\\": "e\"f:g"}}"#), 4);
+        assert_eq!(count_keys(b"[]"), 0);
+        assert_eq!(count_keys(br#"{"url": "http://h:1/"}"#), 1);
+    }
 }

@@ -25,30 +25,28 @@ fn describe(state: &AdminState, plugin: &LoadedPlugin) -> Value {
     value
 }
 
-/// The component of an upload: the raw body (`application/wasm`, checked before the
-/// handler runs).
-async fn component(state: &AdminState, request: Request) -> Result<Bytes, ApiError> {
+/// The most uploads read at once: each buffers up to `plugins.max_upload_mib`.
+pub const CONCURRENT_UPLOADS: usize = 2;
+
+/// `POST /plugins`: 201 with the description of a new plugin version, 200 when the
+/// same component was already there; 429 while [`CONCURRENT_UPLOADS`] others are read.
+pub(super) async fn upload(State(state): State<AdminState>, request: Request) -> Result<Response, ApiError> {
+    let Ok(_permit) = state.uploads.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{CONCURRENT_UPLOADS} uploads are being read already; send this one when they are done"),
+        ));
+    };
+    // The content type (application/wasm) was checked before the handler ran.
     let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(rejection.status(), format!(
-                "the component is larger than plugins.max_upload_mib ({} MiB); raise it in the configuration",
-                state.max_plugin_bytes >> 20
-            ))
-        } else {
-            ApiError::new(rejection.status(), "the upload could not be read".to_owned())
-        }
+        super::unreadable_body(&rejection, || {
+            format!("the component is larger than plugins.max_upload_mib ({} MiB); raise it in the configuration", state.max_plugin_bytes >> 20)
+        })
     })?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the body is empty: send the component as application/wasm".to_owned()));
     }
-    Ok(bytes)
-}
-
-/// `POST /plugins`: 201 with the description of a new plugin version, 200 when the
-/// same component was already there.
-pub(super) async fn upload(State(state): State<AdminState>, request: Request) -> Result<Response, ApiError> {
-    let bytes = component(&state, request).await?;
-    let (status, plugin) = match state.manager.add_plugin(bytes.to_vec()).await? {
+    let (status, plugin) = match state.manager.add_plugin(bytes).await? {
         Upload::Added(plugin) => (StatusCode::CREATED, plugin),
         Upload::Unchanged(plugin) => (StatusCode::OK, plugin),
     };

@@ -97,7 +97,7 @@ pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
             .query(&[("connectorsOnly", "true (default), or anything else to list transforms too")]),
         endpoint("GET", "/connector-plugins/{plugin}/config", "A plugin's option definitions.", Body::None, &[(200, "definitions"), (404, "no such plugin")], connector_plugins::config_definitions),
         endpoint("PUT", "/connector-plugins/{plugin}/config/validate", "Validates a configuration without creating anything.", Body::Json("flat string map"), &[(200, "{name, error_count, groups, configs}"), (400, "the body is invalid"), (404, "no such plugin")], connector_plugins::validate),
-        endpoint("POST", "/plugins", "Uploads a plugin component while the host runs.", Body::Component, &[(200, "that very component was already there"), (201, "added: its description"), (400, "not a usable plugin"), (409, "the version is taken by other content"), (413, "larger than plugins.max_upload_mib")], plugins::upload.layer(DefaultBodyLimit::max(max_plugin_bytes))),
+        endpoint("POST", "/plugins", "Uploads a plugin component while the host runs.", Body::Component, &[(200, "that very component was already there"), (201, "added: its description"), (400, "not a usable plugin"), (409, "the version is taken by other content"), (413, "larger than plugins.max_upload_mib"), (429, "two other uploads are being read")], plugins::upload.layer(DefaultBodyLimit::max(max_plugin_bytes))),
         endpoint("GET", "/plugins", "Every plugin version, with digest, origin and users.", Body::None, &[(200, "OK")], plugins::list),
         endpoint("GET", "/plugins/{name}", "A plugin's versions.", Body::None, &[(200, "OK"), (404, "no such plugin")], plugins::versions),
         endpoint("DELETE", "/plugins/{name}", "Removes every uploaded version of a plugin.", Body::None, &[(204, "removed"), (404, "no such plugin"), (409, "in use, or from plugins.dir")], plugins::delete_all),
@@ -139,7 +139,7 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
         let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
         responses.insert("401".into(), json!({"description": "a token is configured and the request lacks it", "content": error}));
         responses.insert("403".into(), json!({"description": "the request carries an Origin that admin.allowed_origins does not list", "content": error}));
-        responses.insert("408".into(), json!({"description": "the request was not read and answered within admin.request_timeout", "content": error}));
+        responses.insert("408".into(), json!({"description": "the request's body did not arrive within admin.request_timeout", "content": error}));
         if endpoint.body != Body::None || endpoint.method != "GET" {
             responses.insert("415".into(), json!({"description": "the body's Content-Type is not the one this endpoint takes", "content": error}));
         }

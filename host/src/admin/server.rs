@@ -14,11 +14,13 @@
 
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -48,13 +50,20 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
-/// One open connection, as the limit sees it.
+/// What a connection is doing, as the limit sees it.
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const EVICTED: u8 = 2;
+
+/// One open connection.
 struct Connection {
     id: u64,
     /// Cancelled to close the connection at once.
     evict: CancellationToken,
-    /// True while a request is being answered.
-    busy: Arc<AtomicBool>,
+    /// [`IDLE`] (sending a request head, or between requests), [`BUSY`] (a request
+    /// is being answered) or [`EVICTED`]; changed only by compare-and-swap, so a
+    /// connection is never evicted once its request has started.
+    state: Arc<AtomicU8>,
 }
 
 /// The open connections, oldest first.
@@ -73,16 +82,18 @@ impl Connections {
     /// Registers a new connection if there is room, making room by closing the
     /// oldest connection that is not answering a request; `None` when every open
     /// connection is answering one.
-    fn admit(&self) -> Option<(u64, CancellationToken, Arc<AtomicBool>)> {
+    fn admit(&self) -> Option<(u64, CancellationToken, Arc<AtomicU8>)> {
         let mut open = self.open.lock().expect("connections lock");
         if open.len() >= self.max {
-            let idle = open.iter().position(|connection| !connection.busy.load(Ordering::Acquire))?;
+            let idle = open.iter().position(|connection| {
+                connection.state.compare_exchange(IDLE, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            })?;
             open.remove(idle).evict.cancel();
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (evict, busy) = (CancellationToken::new(), Arc::new(AtomicBool::new(false)));
-        open.push(Connection { id, evict: evict.clone(), busy: busy.clone() });
-        Some((id, evict, busy))
+        let (evict, state) = (CancellationToken::new(), Arc::new(AtomicU8::new(IDLE)));
+        open.push(Connection { id, evict: evict.clone(), state: state.clone() });
+        Some((id, evict, state))
     }
 
     fn release(&self, id: u64) {
@@ -91,12 +102,17 @@ impl Connections {
     }
 }
 
-/// Clears a connection's busy flag when its request is answered (or abandoned).
-struct Answering(Arc<AtomicBool>);
+/// A connection's request being answered: idle again when dropped, which may make
+/// room for a connection waiting to be admitted.
+struct Answering {
+    state: Arc<AtomicU8>,
+    connections: Arc<Connections>,
+}
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.state.store(IDLE, Ordering::Release);
+        self.connections.released.notify_one();
     }
 }
 
@@ -133,14 +149,18 @@ pub fn serve(
                     _ = connections.released.notified() => {}
                 }
             };
-            let Some((id, evict, busy)) = admitted else { break };
+            let Some((id, evict, state)) = admitted else { break };
             let _ = stream.set_nodelay(true);
-            let router = router.clone();
+            let (router, answering_connections) = (router.clone(), connections.clone());
             let service = hyper::service::service_fn(move |request| {
                 let mut router = router.clone();
-                busy.store(true, Ordering::Release);
-                let answering = Answering(busy.clone());
+                // Evicted between its head and now: the connection is closing.
+                let started = state.compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire).is_ok();
+                let answering = started.then(|| Answering { state: state.clone(), connections: answering_connections.clone() });
                 async move {
+                    if answering.is_none() {
+                        return Ok(StatusCode::SERVICE_UNAVAILABLE.into_response());
+                    }
                     let response = router.call(without_trailing_slash(request)).await;
                     drop(answering);
                     response
@@ -160,8 +180,9 @@ pub fn serve(
                     }
                 };
                 tokio::select! {
-                    _ = served => {}
+                    biased;
                     _ = evict.cancelled() => {}
+                    _ = served => {}
                 }
                 connections.release(id);
             });
@@ -196,7 +217,8 @@ where
 /// `/connectors`, as Kafka Connect serves it).
 fn without_trailing_slash<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
     let path = request.uri().path();
-    if path.len() > 1 && path.ends_with('/') {
+    // Not for DELETE: `/plugins/x/` (an empty version) must not become "every version".
+    if path.len() > 1 && path.ends_with('/') && request.method() != axum::http::Method::DELETE {
         let trimmed = match path.trim_end_matches('/') {
             "" => "/",
             trimmed => trimmed,
@@ -230,5 +252,7 @@ mod tests {
         assert_eq!(path("/"), "/");
         assert_eq!(path("//"), "/");
         assert_eq!(path("/connectors"), "/connectors");
+        let delete = without_trailing_slash(Request::delete("/plugins/x/").body(()).unwrap());
+        assert_eq!(delete.uri().to_string(), "/plugins/x/", "a DELETE keeps its slash");
     }
 }

@@ -20,7 +20,7 @@ pub enum Upload {
 
 impl Manager {
     /// Validates, stores and loads an uploaded component.
-    pub async fn add_plugin(&self, bytes: Vec<u8>) -> Result<Upload, ManagerError> {
+    pub async fn add_plugin(&self, bytes: bytes::Bytes) -> Result<Upload, ManagerError> {
         let runtime = self.context.runtime.clone();
         let plugin = tokio::task::spawn_blocking(move || {
             load_component(&runtime, &bytes, Path::new("(upload)"), PluginOrigin::Uploaded).map(|plugin| (plugin, bytes))
