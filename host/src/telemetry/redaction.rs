@@ -13,6 +13,10 @@ use std::sync::RwLock;
 
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Shorter values are not treated as secrets in logs: replacing a one- or
+/// two-letter value everywhere would wipe ordinary words from every line.
+pub const MIN_SECRET_LENGTH: usize = 4;
+
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
@@ -32,16 +36,25 @@ impl std::fmt::Debug for SecretRegistration {
 }
 
 impl SecretRegistration {
-    /// Registers `values` (empty ones are ignored), each also in its percent-encoded
-    /// form when that differs.
+    /// Registers `values` (those shorter than [`MIN_SECRET_LENGTH`] are ignored), each
+    /// also in the forms it takes in a URL (percent-encoded in upper or lower case,
+    /// `+` for a space) and in a Rust debug string (escaped).
     pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut registered = Vec::new();
-        for value in values.into_iter().filter(|value| !value.is_empty()) {
+        let mut registered: Vec<String> = Vec::new();
+        for value in values.into_iter().filter(|value| value.len() >= MIN_SECRET_LENGTH) {
             let encoded = percent_encoded(value);
-            if encoded != value {
-                registered.push(encoded);
+            let forms = [
+                value.to_owned(),
+                lower_case_escapes(&encoded),
+                encoded.replace("%20", "+"),
+                value.escape_debug().to_string(),
+                encoded,
+            ];
+            for form in forms {
+                if !registered.contains(&form) {
+                    registered.push(form);
+                }
             }
-            registered.push(value.to_owned());
         }
         let mut secrets = SECRETS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for value in &registered {
@@ -102,6 +115,20 @@ fn percent_encoded(value: &str) -> String {
     encoded
 }
 
+/// `encoded` with the hex digits of its `%XX` escapes in lower case.
+fn lower_case_escapes(encoded: &str) -> String {
+    let mut output = String::with_capacity(encoded.len());
+    let mut rest = encoded;
+    while let Some(index) = rest.find('%') {
+        output.push_str(&rest[..index]);
+        let escape = rest.get(index..index + 3).unwrap_or(&rest[index..]);
+        output.push_str(&escape.to_ascii_lowercase());
+        rest = &rest[index + escape.len()..];
+    }
+    output.push_str(rest);
+    output
+}
+
 /// Standard error, one redacted line at a time: `tracing`'s formatter writes an
 /// event into one [`RedactedLine`], which is redacted and written out when dropped.
 #[derive(Debug, Clone, Copy, Default)]
@@ -148,11 +175,13 @@ mod tests {
 
     #[test]
     fn registered_secrets_are_redacted_plain_and_url_encoded_until_released() {
-        let registration = SecretRegistration::new(["k3y/with+chars", "abc-123-unit-test", ""]);
+        let registration = SecretRegistration::new(["k3y/with+chars", "abc-123-unit-test", "", "ab", "sp ace\"q"]);
         assert_eq!(
-            redact("GET /v9/flights?api_key=k3y%2Fwith%2Bchars&x=1 and abc-123-unit-test, k3y/with+chars"),
-            "GET /v9/flights?api_key=[redacted]&x=1 and [redacted], [redacted]"
+            redact("GET /v9/flights?api_key=k3y%2Fwith%2Bchars&x=1 and abc-123-unit-test, k3y/with+chars, k3y%2fwith%2bchars"),
+            "GET /v9/flights?api_key=[redacted]&x=1 and [redacted], [redacted], [redacted]"
         );
+        assert_eq!(redact("q=sp+ace%22q and sp%20ace%22q and \"sp ace\\\"q\""), "q=[redacted] and [redacted] and \"[redacted]\"");
+        assert_eq!(redact("ab stays"), "ab stays", "too short to be treated as a secret");
         let second = SecretRegistration::new(["abc-123-unit-test"]);
         drop(registration);
         assert_eq!(redact("k3y/with+chars abc-123-unit-test"), "k3y/with+chars [redacted]", "still held by the second");

@@ -87,6 +87,7 @@ pub fn plan_connector(
     let plugin = catalog.find(&connector.plugin).map_err(|message| vec![("plugin".to_owned(), message)])?;
     let description = &plugin.description;
     match description.kind {
+        // Keyed by what was written instead, so a file's error points at that line.
         PluginKind::Source if connector.topic.is_none() => {
             problems.push(("topics".into(), format!("plugin {} is a source: give `topic` (one topic to write to)", description.name)))
         }
@@ -102,6 +103,14 @@ pub fn plan_connector(
     // tasks_max is a maximum, as in Kafka Connect: a source runs one task whatever it says.
     let plugin_config: Vec<(String, String)> =
         connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+    // Registered before the plugin sees them: what it logs while validating, and every
+    // problem below, are kept free of them too.
+    let secrets = plugin_config
+        .iter()
+        .filter(|(key, value)| !value.is_empty() && description.options.iter().any(|option| option.name == *key && option.secret))
+        .map(|(_, value)| value.clone())
+        .collect::<Vec<String>>();
+    let log_redaction = Arc::new(SecretRegistration::new(secrets.iter().map(String::as_str)));
     let option_problems = description.check_options(plugin_config.iter().map(|(key, value)| (key.as_str(), value.as_str())));
     let options_valid = option_problems.is_empty();
     problems.extend(option_problems.into_iter().map(|(key, message)| (format!("config.{key}"), message)));
@@ -112,18 +121,12 @@ pub fn plan_connector(
         }
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(problems.into_iter().map(|(key, message)| (key, redact_secrets(&secrets, &message))).collect());
     }
     let mut grants = Grants { egress: connector.egress.clone(), ..Grants::default() };
     for (option_type, value) in description.grants(&plugin_config) {
         grants.add(option_type, value, |directory| resolve(directory.as_ref()));
     }
-    let secrets = plugin_config
-        .iter()
-        .filter(|(key, value)| !value.is_empty() && description.options.iter().any(|option| option.name == *key && option.secret))
-        .map(|(_, value)| value.clone())
-        .collect::<Vec<String>>();
-    let log_redaction = Arc::new(SecretRegistration::new(secrets.iter().map(String::as_str)));
     Ok(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets, log_redaction })
 }
 
