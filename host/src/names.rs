@@ -68,6 +68,60 @@ pub fn check_version(version: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Orders two versions by semantic-versioning precedence: the three numbers, then a
+/// release above its pre-releases, pre-release identifiers numerically or by text;
+/// build metadata does not count (ties are broken by the whole text, so the order is
+/// total). Versions that are not semantic versions compare by text after those that are.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    /// Digit strings without leading zeros, compared as numbers of any size.
+    fn numeric(a: &str, b: &str) -> Ordering {
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+    }
+    fn parts(version: &str) -> Option<([&str; 3], Option<&str>)> {
+        check_version(version).ok()?;
+        let without_build = version.split('+').next()?;
+        let (core, prerelease) = match without_build.split_once('-') {
+            Some((core, prerelease)) => (core, Some(prerelease)),
+            None => (without_build, None),
+        };
+        let mut numbers = core.split('.');
+        Some(([numbers.next()?, numbers.next()?, numbers.next()?], prerelease))
+    }
+    let (Some((core_a, pre_a)), Some((core_b, pre_b))) = (parts(a), parts(b)) else {
+        return check_version(a).is_ok().cmp(&check_version(b).is_ok()).then_with(|| a.cmp(b));
+    };
+    let cores = core_a.iter().zip(core_b.iter()).map(|(x, y)| numeric(x, y)).find(|order| order.is_ne()).unwrap_or(Ordering::Equal);
+    let prereleases = match (pre_a, pre_b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => {
+            let (mut x, mut y) = (x.split('.'), y.split('.'));
+            loop {
+                match (x.next(), y.next()) {
+                    (None, None) => break Ordering::Equal,
+                    (None, Some(_)) => break Ordering::Less,
+                    (Some(_), None) => break Ordering::Greater,
+                    (Some(p), Some(q)) => {
+                        let digits = |text: &str| text.chars().all(|c| c.is_ascii_digit());
+                        let order = match (digits(p), digits(q)) {
+                            (true, true) => numeric(p.trim_start_matches('0'), q.trim_start_matches('0')),
+                            (true, false) => Ordering::Less,
+                            (false, true) => Ordering::Greater,
+                            (false, false) => p.cmp(q),
+                        };
+                        if order.is_ne() {
+                            break order;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    cores.then(prereleases).then_with(|| a.cmp(b))
+}
+
 /// A character as a reader can see it in a message, control characters escaped.
 fn describe_character(character: char) -> String {
     if character == ' ' {
@@ -113,5 +167,15 @@ mod tests {
             assert!(check_version(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(check_version("1.0.0/x").unwrap_err().contains("`/` at position 6"));
+    }
+
+    #[test]
+    fn versions_order_by_semantic_precedence() {
+        let mut versions = vec!["1.0.0", "1.0.0-rc.1", "0.10.0", "0.9.1", "1.0.0-alpha", "1.0.0-alpha.2", "1.0.0-alpha.10", "2.0.0", "99999999999999999999999.0.0", "1.0.0-beta"];
+        versions.sort_by(|a, b| super::compare_versions(a, b));
+        assert_eq!(
+            versions,
+            ["0.9.1", "0.10.0", "1.0.0-alpha", "1.0.0-alpha.2", "1.0.0-alpha.10", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "2.0.0", "99999999999999999999999.0.0"]
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_path_to_error::Segment;
 use serde_yaml::Value;
 
 use super::{ConfigError, ConfigErrors, HostConfig, SourceMap, validate};
@@ -77,11 +78,12 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedConfig, Co
                 break;
             }
             Err(error) => {
+                let segments: Vec<Segment> = error.path().iter().cloned().collect();
                 let path = error.path().to_string();
                 let message = error.into_inner().to_string();
-                let unknown = message.starts_with("unknown field `");
+                let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next()).map(str::to_owned);
                 let (path, message) = unknown_key_path(&path, &humane_types(&message));
-                let removed = unknown && remove_key(&mut readable, &path);
+                let removed = unknown.is_some_and(|key| remove_key(&mut readable, &segments, &key));
                 problems.push((path, message));
                 if !removed {
                     break;
@@ -107,23 +109,26 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<LoadedConfig, Co
 /// The most unknown keys reported from one file.
 const MAX_UNKNOWN_KEYS: usize = 50;
 
-/// Removes the key at `path` (`connectors[0].task_max`, `admin.tokn`) from `value`;
-/// false when there is nothing there.
-fn remove_key(value: &mut Value, path: &str) -> bool {
-    let mut segments: Vec<&str> = path.split('.').collect();
-    let Some(last) = segments.pop() else { return false };
-    let mut current = value;
-    for segment in segments {
-        let (key, indexes) = segment.split_once('[').map_or((segment, ""), |(key, rest)| (key, rest));
-        let Some(next) = current.get_mut(key) else { return false };
-        current = next;
-        for index in indexes.split('[').filter(|index| !index.is_empty()) {
-            let Ok(index) = index.trim_end_matches(']').parse::<usize>() else { return false };
-            let Some(next) = current.get_mut(index) else { return false };
-            current = next;
+/// Removes the unknown `key` from the map at `segments` (where serde_path_to_error
+/// stopped: the map holding it, or the key itself); false when it is not there.
+fn remove_key(value: &mut Value, segments: &[Segment], key: &str) -> bool {
+    fn at<'a>(mut value: &'a mut Value, segments: &[Segment]) -> Option<&'a mut Value> {
+        for segment in segments {
+            value = match segment {
+                Segment::Seq { index } => value.get_mut(*index)?,
+                Segment::Map { key } => value.get_mut(key.as_str())?,
+                Segment::Enum { .. } | Segment::Unknown => return None,
+            };
         }
+        Some(value)
     }
-    current.as_mapping_mut().and_then(|mapping| mapping.remove(last)).is_some()
+    let holds_key = |value: &Value| value.as_mapping().is_some_and(|mapping| mapping.contains_key(key));
+    let target = match at(value, segments) {
+        Some(map) if holds_key(map) => segments,
+        _ if matches!(segments.last(), Some(Segment::Map { key: last }) if last == key) => &segments[..segments.len() - 1],
+        _ => return false,
+    };
+    at(value, target).and_then(Value::as_mapping_mut).and_then(|mapping| mapping.remove(key)).is_some()
 }
 
 /// serde_path_to_error stops at the map that holds an unknown key: point at the key.
@@ -294,6 +299,16 @@ fn describe(value: &Value, path: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_keys_are_reported_with_the_problems_behind_them() {
+        let text = "version: 1\n\"admin.token\": x\nadmin:\n  token: t\n  tls:\n    tls: 1\n    cert_file: c\n    key_file: k\nembedded:\n  partitions: 0\nconnectors:\n  - name: a\n    plugin: p\n    topic: t\n    colour: red\n";
+        let errors = parse(text, "x.yaml", Path::new(".")).unwrap_err().to_string();
+        for expected in ["\"admin.token\": unknown key", "\"admin.tls.tls\": unknown key", "\"embedded.partitions\": must be between", "key \"colour\": unknown key"] {
+            assert!(errors.contains(expected), "{expected} missing from:\n{errors}");
+        }
+        assert_eq!(errors.matches("admin.token").count(), 1, "{errors}");
+    }
 
     #[test]
     fn defaults_stand_in_for_unset_and_empty_variables() {

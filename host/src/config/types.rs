@@ -65,7 +65,8 @@ pub struct AdminConfig {
     /// keep-alive connection is kept.
     #[serde(default = "default_header_timeout", with = "human_duration")]
     pub header_timeout: Duration,
-    /// Time to read a request's body and answer it (408 after that).
+    /// Time for a request's body to arrive (408 after that); the work a request
+    /// starts is never cut off.
     #[serde(default = "default_admin_request_timeout", with = "human_duration")]
     pub request_timeout: Duration,
     /// Serve the API over TLS with this certificate and key, so the token never

@@ -293,13 +293,20 @@ impl Manager {
         let mut running = self.running.lock().await;
         let (created, target) = match self.connector(&config.name) {
             Ok(existing) if existing.origin == Origin::File => return Err(ManagerError::OwnedByFile(config.name)),
-            // The same configuration again changes nothing, as a file reload that
-            // changes nothing restarts nothing.
-            Ok(existing) if existing.config == config && existing.plan.is_ok() => return Ok((false, existing)),
+            // The same configuration again, still resolving to the plugin version it
+            // runs, changes nothing, as a file reload that changes nothing restarts nothing.
+            Ok(existing) if existing.config == config && self.runs_resolved_plugin(&existing) => return Ok((false, existing)),
             Ok(existing) => (false, existing.target),
             Err(_) => (true, TargetState::Running),
         };
         Ok((created, self.install(&mut running, config, target).await?))
+    }
+
+    /// Whether `connector` runs the plugin version its `plugin` names today (a newer
+    /// upload changes what a name without a version resolves to).
+    fn runs_resolved_plugin(&self, connector: &ManagedConnector) -> bool {
+        let Ok(plan) = &connector.plan else { return false };
+        self.catalog().find(&connector.config.plugin).is_ok_and(|resolved| Arc::ptr_eq(&resolved, &plan.plugin))
     }
 
     /// Deletes an API-owned connector: its tasks stop (committing the batch in hand).

@@ -9,6 +9,7 @@ use wasmtime::component::{Component, InstancePre};
 use super::bindings::{grant_declarations, sink, source, transform};
 use super::task::{TaskIdentity, TaskState};
 use super::{OptionType, PluginDescription, PluginFailure, PluginKind, Runtime};
+use crate::names::compare_versions;
 
 /// The `plugin` export of a component built against WIT 0.1.0, before grants existed.
 const LEGACY_PLUGIN_EXPORT: &str = "wasm-connect:connector/plugin@0.1.0";
@@ -135,8 +136,7 @@ impl PluginCatalog {
     pub fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
         let mut plugins = self.plugins.clone();
         plugins.sort_by(|a, b| {
-            (a.description.name.as_str(), version_key(&a.description.version))
-                .cmp(&(b.description.name.as_str(), version_key(&b.description.version)))
+            a.description.name.cmp(&b.description.name).then_with(|| compare_versions(&a.description.version, &b.description.version))
         });
         plugins
     }
@@ -158,7 +158,7 @@ impl PluginCatalog {
                 .plugins
                 .iter()
                 .filter(|plugin| plugin.description.name == name)
-                .max_by_key(|plugin| version_key(&plugin.description.version))
+                .max_by(|a, b| compare_versions(&a.description.version, &b.description.version))
                 .cloned(),
         };
         found.ok_or_else(|| {
@@ -170,11 +170,6 @@ impl PluginCatalog {
             )
         })
     }
-}
-
-/// Orders versions numerically part by part (`0.10.0` after `0.9.1`).
-fn version_key(version: &str) -> Vec<u64> {
-    version.split(['.', '-', '+']).map(|part| part.parse().unwrap_or(0)).collect()
 }
 
 /// Compiles and describes a component (found at `path`), or says why it is not a
