@@ -10,29 +10,13 @@
 #[path = "../../../tests/support/services.rs"]
 mod services;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use wasm_connect_bench::{pipeline_config, repository};
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The default pipeline's connectors.yaml, with its data and output in `directory`
-/// and the admin API on `port`.
-fn pipeline_config(directory: &Path, port: u16) -> PathBuf {
-    let shipped = std::fs::read_to_string(repository().join("connectors.yaml")).unwrap();
-    let text = shipped
-        .replace("data_dir: ./data", &format!("data_dir: {}", directory.join("data").display()))
-        .replace("listen: 127.0.0.1:8083", &format!("listen: 127.0.0.1:{port}"))
-        .replace("dir: ./plugins/dist", &format!("dir: {}", repository().join("plugins/dist").display()))
-        .replace("directory: ./output", &format!("directory: {}", directory.join("output").display()));
-    let file = directory.join("connectors.yaml");
-    std::fs::write(&file, text).unwrap();
-    file
-}
 
 fn call(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
     let response = services::http_request(method, &format!("http://127.0.0.1:{port}{path}"), &[("Content-Type", content_type)], body);

@@ -1,6 +1,28 @@
-//! What the benchmarks in `benches/` share: the records they push through.
+//! What the benchmarks in `benches/` share: the records they push through, and the
+//! shipped default pipeline set up in a directory of their own.
+
+use std::path::{Path, PathBuf};
 
 use wasm_connect_protocol::Record;
+
+/// The repository root.
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The default pipeline's connectors.yaml, with its data and output in `directory`
+/// and the admin API on `port`.
+pub fn pipeline_config(directory: &Path, port: u16) -> PathBuf {
+    let shipped = std::fs::read_to_string(repository().join("connectors.yaml")).unwrap();
+    let text = shipped
+        .replace("data_dir: ./data", &format!("data_dir: {}", directory.join("data").display()))
+        .replace("listen: 127.0.0.1:8083", &format!("listen: 127.0.0.1:{port}"))
+        .replace("dir: ./plugins/dist", &format!("dir: {}", repository().join("plugins/dist").display()))
+        .replace("directory: ./output", &format!("directory: {}", directory.join("output").display()));
+    let file = directory.join("connectors.yaml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
 
 /// `count` flight-like records of about 230 bytes (AirLabs-shaped JSON values),
 /// keyed by a unique hex code, spread over four partitions.
