@@ -1,7 +1,9 @@
 //! `log`: plugin log lines, written through `tracing` with the connector and task.
 //! A plugin cannot flood the log: each line is cut at 8 KiB, and each task may write
-//! 100 lines a second on average (bursts of 1,000); lines past that are dropped, and
-//! how many is said in the next line that gets through.
+//! 100 lines a second on average (bursts of 200); lines past that are dropped, and
+//! how many is said in the next line that gets through. A plugin that goes on logging
+//! (10,000 lines dropped in a row) has its call stopped within 100 ms and its task
+//! failed with that reason, to be restarted with backoff like any failure.
 
 use std::time::Instant;
 
@@ -13,7 +15,16 @@ const MAX_LINE: usize = 8 * 1024;
 /// Lines a task may log per second, on average.
 const LINES_PER_SECOND: f64 = 100.0;
 /// Lines a task may log at once after a quiet while.
-const BURST_LINES: f64 = 1_000.0;
+const BURST_LINES: f64 = 200.0;
+
+/// Lines dropped in a row after which the call is stopped and the task failed: a
+/// plugin that keeps logging past its allowance only burns CPU its neighbours need.
+const FLOOD_LINES: u64 = 10_000;
+/// How often a running call is checked for a flood.
+pub const LOG_FLOOD_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+/// The failure of a task stopped for flooding the log.
+pub const LOG_FLOOD_REASON: &str =
+    "the plugin kept logging far beyond its allowance of 100 lines a second (10,000 lines dropped in a row); the task is failed to protect the others";
 
 /// A task's allowance of log lines (a token bucket).
 #[derive(Debug)]
@@ -30,6 +41,11 @@ impl Default for LogBudget {
 }
 
 impl LogBudget {
+    /// True once [`FLOOD_LINES`] lines in a row were dropped.
+    pub fn flooding(&self) -> bool {
+        self.dropped >= FLOOD_LINES
+    }
+
     /// Whether one more line may be written now; counts it as dropped if not.
     fn take(&mut self) -> bool {
         let now = Instant::now();

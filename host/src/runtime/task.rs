@@ -14,7 +14,7 @@ use super::engine::EPOCH_TICK;
 use super::{LoadedPlugin, PluginFailure, Runtime};
 use crate::capabilities::files::FileGrant;
 use crate::capabilities::http::NetworkClock;
-use crate::capabilities::log::LogBudget;
+use crate::capabilities::log::{LOG_FLOOD_CHECK, LOG_FLOOD_REASON, LogBudget};
 use crate::capabilities::{Egress, Grants, StoreClients, Throttle};
 use crate::telemetry::Metrics;
 
@@ -199,11 +199,15 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
     store.limiter(|state| &mut state.limiter);
     let timeout = runtime.limits.call_timeout;
     store.epoch_deadline_callback(move |context| {
+        if context.data().log_budget.flooding() {
+            return Err(wasmtime::format_err!("{}", LOG_FLOOD_REASON));
+        }
         let guest_time = context.data().clock.guest_time();
         if guest_time >= timeout {
             Err(Trap::Interrupt.into())
         } else {
-            Ok(UpdateDeadline::Continue(ticks(timeout - guest_time)))
+            // At least every LOG_FLOOD_CHECK, so a flood is stopped within that.
+            Ok(UpdateDeadline::Continue(ticks(timeout - guest_time).min(ticks(LOG_FLOOD_CHECK))))
         }
     });
     store
@@ -218,7 +222,7 @@ fn start_call(store: &mut Store<TaskState>, runtime: &Runtime) {
     let network = store.data().egress.clock.clone();
     store.data_mut().clock = CallClock::new(network);
     store.data_mut().throttle = None;
-    store.set_epoch_deadline(ticks(runtime.limits.call_timeout));
+    store.set_epoch_deadline(ticks(runtime.limits.call_timeout).min(ticks(LOG_FLOOD_CHECK)));
 }
 
 /// What one poll of a source returned.
