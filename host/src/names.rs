@@ -6,6 +6,39 @@
 /// URL path segments, and Kafka's own limit on such names is 249.
 pub const MAX_NAME_LENGTH: usize = 249;
 
+/// [`check_name`]'s alphabet as a pattern, for the API's description.
+pub const NAME_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,248}$";
+
+/// [`check_version`]'s shape as a pattern (its length is bounded apart).
+pub const VERSION_PATTERN: &str = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+
+/// [`check_logger`]'s alphabet as a pattern.
+pub const LOGGER_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(::[A-Za-z_][A-Za-z0-9_]{0,63}){0,7}$";
+
+/// Checks a logger name: `root`, or a target such as `wasm_connect::worker`: up to
+/// eight `::`-separated parts of letters, digits and `_`, each not starting with a
+/// digit and at most 64 characters.
+pub fn check_logger(logger: &str) -> Result<(), String> {
+    const SHAPE: &str = "use root or a target such as wasm_connect::worker";
+    let parts: Vec<&str> = logger.split("::").collect();
+    let part_ok = |part: &&str| {
+        (1..=64).contains(&part.len())
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !part.starts_with(|c: char| c.is_ascii_digit())
+    };
+    if parts.len() > 8 || !parts.iter().all(part_ok) {
+        return Err(format!("{} is not a logger name: {SHAPE}", shorten_for_message(logger)));
+    }
+    Ok(())
+}
+
+/// A name from outside as a message may show it: at most 100 characters, control
+/// characters escaped, quoted.
+fn shorten_for_message(text: &str) -> String {
+    let head: String = text.chars().take(100).collect();
+    format!("{head:?}{}", if text.chars().count() > 100 { "..." } else { "" })
+}
+
 /// The longest plugin version.
 pub const MAX_VERSION_LENGTH: usize = 64;
 
@@ -135,7 +168,42 @@ fn describe_character(character: char) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{check_name, check_version};
+    use super::{LOGGER_PATTERN, NAME_PATTERN, VERSION_PATTERN, check_logger, check_name, check_version};
+    use proptest::prelude::*;
+
+    /// Texts near the alphabets: their characters, separators and a few outsiders.
+    fn near_alphabet(max: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just('a'), Just('Z'), Just('0'), Just('1'), Just('9'), Just('_'), Just('.'), Just('-'), Just('+'),
+                Just(':'), Just('/'), Just(' '), Just('\n'), Just('é'), any::<char>()
+            ],
+            0..max,
+        )
+        .prop_map(|chars| chars.into_iter().collect())
+    }
+
+    proptest! {
+        /// The patterns the API's description shows accept exactly what the checks accept.
+        #[test]
+        fn the_described_patterns_are_the_checks(text in near_alphabet(12), long in near_alphabet(300)) {
+            let name = regex::Regex::new(NAME_PATTERN).unwrap();
+            let version = regex::Regex::new(VERSION_PATTERN).unwrap();
+            let logger = regex::Regex::new(LOGGER_PATTERN).unwrap();
+            for text in [&text, &long] {
+                prop_assert_eq!(name.is_match(text), check_name(text).is_ok(), "name {:?}", text);
+                prop_assert_eq!(logger.is_match(text), check_logger(text).is_ok(), "logger {:?}", text);
+                if text.len() <= 64 {
+                    prop_assert_eq!(version.is_match(text), check_version(text).is_ok(), "version {:?}", text);
+                }
+            }
+            for text in ["1.2.3", "1.0.0-rc.1+b.5", "01.0.0", "1.0", "1.0.0-", "1.0.0-a..b", "root", "wasm_connect::worker", "a::", "1a", "x-y"] {
+                prop_assert_eq!(version.is_match(text), check_version(text).is_ok(), "version {:?}", text);
+                prop_assert_eq!(logger.is_match(text), check_logger(text).is_ok(), "logger {:?}", text);
+                prop_assert_eq!(name.is_match(text), check_name(text).is_ok(), "name {:?}", text);
+            }
+        }
+    }
 
     #[test]
     fn names_keep_to_one_alphabet() {

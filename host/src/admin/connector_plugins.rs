@@ -7,17 +7,21 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use serde_json::{Value, json};
+
 
 use super::connector_config::{HIDDEN, flat_key, from_flat, string_map};
+use super::dto::{ConfigInfos, ConfigKeyDefinition, ConfigKeyInfo, ConfigKeyValue, ConnectorPlugin};
 use super::{AdminState, ApiError, json_body, query_flag};
 use crate::runtime::{ConfigOptionDescription, OptionType, PluginKind};
 
 /// `GET /connector-plugins[?connectorsOnly=false]`: every plugin as `{class, type,
 /// version}`; transforms are listed only with `connectorsOnly=false`.
-pub(super) async fn list(State(state): State<AdminState>, Query(query): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list(
+    State(state): State<AdminState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<ConnectorPlugin>>, ApiError> {
     let connectors_only = query_flag(&query, "connectorsOnly", true);
-    let plugins: Vec<Value> = state
+    let plugins = state
         .manager
         .catalog()
         .plugins()
@@ -25,10 +29,10 @@ pub(super) async fn list(State(state): State<AdminState>, Query(query): Query<Ha
         .filter(|plugin| !connectors_only || plugin.description.kind != PluginKind::Transform)
         .map(|plugin| {
             let description = &plugin.description;
-            json!({"class": description.name, "type": description.kind, "version": description.version})
+            ConnectorPlugin { class: description.name.clone(), kind: description.kind, version: description.version.clone() }
         })
         .collect();
-    Ok(Json(json!(plugins)))
+    Ok(Json(plugins))
 }
 
 /// Kafka Connect's type names for an option.
@@ -43,30 +47,50 @@ fn connect_type(option_type: OptionType) -> &'static str {
 }
 
 /// Kafka Connect's definition of one of the plugin's options, in `group`.
-fn option_definition(option: &ConfigOptionDescription, group: Option<&str>, order: i64) -> Value {
-    json!({
-        "name": option.name,
-        "type": if option.secret { "PASSWORD" } else { connect_type(option.option_type) },
-        "required": option.required && option.default.is_none(),
-        "default_value": option.default,
-        "importance": if option.required { "HIGH" } else { "MEDIUM" },
-        "documentation": option.documentation,
-        "group": group,
-        "width": "NONE",
-        "display_name": option.name,
-        "dependents": [],
-        "order": order,
+fn option_definition(option: &ConfigOptionDescription, group: Option<&str>, order: i64) -> ConfigKeyDefinition {
+    ConfigKeyDefinition {
+        name: option.name.clone(),
+        kind: if option.secret { "PASSWORD" } else { connect_type(option.option_type) }.to_owned(),
+        required: option.required && option.default.is_none(),
+        default_value: option.default.clone(),
+        importance: if option.required { "HIGH" } else { "MEDIUM" }.to_owned(),
+        documentation: option.documentation.clone(),
+        group: group.map(str::to_owned),
+        width: "NONE".to_owned(),
+        display_name: option.name.clone(),
+        dependents: Vec::new(),
+        order,
         // What wasm-connect adds: the declared type, grants included.
-        "wasm_connect_type": option.option_type,
-    })
+        wasm_connect_type: Some(option.option_type),
+    }
+}
+
+/// The definition of a key that is not one of the plugin's options.
+fn plain_definition(name: &str, kind: &str, default: Option<&str>, documentation: &str, group: Option<&str>, order: i64) -> ConfigKeyDefinition {
+    ConfigKeyDefinition {
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        required: false,
+        default_value: default.map(str::to_owned),
+        importance: "LOW".to_owned(),
+        documentation: documentation.to_owned(),
+        group: group.map(str::to_owned),
+        width: "NONE".to_owned(),
+        display_name: name.to_owned(),
+        dependents: Vec::new(),
+        order,
+        wasm_connect_type: None,
+    }
 }
 
 /// `GET /connector-plugins/{plugin}/config`: the definition of every option (`name`
 /// or `name@version`).
-pub(super) async fn config_definitions(State(state): State<AdminState>, Path(plugin): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn config_definitions(
+    State(state): State<AdminState>,
+    Path(plugin): Path<String>,
+) -> Result<Json<Vec<ConfigKeyDefinition>>, ApiError> {
     let plugin = state.manager.catalog().find(&plugin).map_err(ApiError::not_found)?;
-    let definitions: Vec<Value> = plugin.description.options.iter().map(|option| option_definition(option, None, -1)).collect();
-    Ok(Json(json!(definitions)))
+    Ok(Json(plugin.description.options.iter().map(|option| option_definition(option, None, -1)).collect()))
 }
 
 /// One host-level key, as Kafka Connect defines it.
@@ -113,7 +137,7 @@ pub(super) async fn validate(
     State(state): State<AdminState>,
     Path(reference): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConfigInfos>, ApiError> {
     let plugin = state.manager.catalog().find(&reference).map_err(ApiError::not_found)?;
     let given: BTreeMap<String, String> = string_map(&json_body(body)?, false)
         .map_err(|problems| ApiError::invalid_config(&problems))?
@@ -150,7 +174,7 @@ pub(super) async fn validate(
     let description = &plugin.description;
     let value_of = |name: &str, secret: bool, errors: Vec<String>| {
         let value = given.get(name).map(|value| if secret { HIDDEN.to_owned() } else { value.clone() });
-        json!({"name": name, "value": value, "recommended_values": [], "errors": errors, "visible": true})
+        ConfigKeyValue { name: name.to_owned(), value, recommended_values: Vec::new(), errors, visible: true }
     };
     let mut errors_of = |name: &str| -> Vec<String> {
         let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut problems).into_iter().partition(|(key, _)| key == name);
@@ -159,16 +183,16 @@ pub(super) async fn validate(
     };
     let mut configs = Vec::new();
     for (order, host_key) in host_definitions(description.kind).into_iter().enumerate() {
-        let definition = json!({
-            "name": host_key.name, "type": host_key.kind, "required": host_key.required, "default_value": host_key.default,
-            "importance": "HIGH", "documentation": host_key.documentation, "group": host_key.group, "width": "NONE",
-            "display_name": host_key.name, "dependents": [], "order": order,
-        });
-        configs.push(json!({"definition": definition, "value": value_of(host_key.name, false, errors_of(host_key.name))}));
+        let definition = ConfigKeyDefinition {
+            required: host_key.required,
+            importance: "HIGH".to_owned(),
+            ..plain_definition(host_key.name, host_key.kind, host_key.default, host_key.documentation, Some(host_key.group), order as i64)
+        };
+        configs.push(ConfigKeyInfo { definition, value: value_of(host_key.name, false, errors_of(host_key.name)) });
     }
     for (order, option) in description.options.iter().enumerate() {
         let definition = option_definition(option, Some(&description.name), order as i64);
-        configs.push(json!({"definition": definition, "value": value_of(&option.name, option.secret, errors_of(&option.name))}));
+        configs.push(ConfigKeyInfo { definition, value: value_of(&option.name, option.secret, errors_of(&option.name)) });
     }
     // What fits no definition (an unknown key, say) is reported under its own name.
     let mut leftover: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -179,28 +203,21 @@ pub(super) async fn validate(
     for (key, mut errors) in leftover.into_iter().take(super::MAX_PROBLEMS_LISTED) {
         errors.truncate(super::MAX_PROBLEMS_LISTED);
         let key = super::shorten(&key);
-        let definition = json!({
-            "name": key, "type": "STRING", "required": false, "default_value": null, "importance": "LOW",
-            "documentation": "not an option of this plugin", "group": null, "width": "NONE", "display_name": key,
-            "dependents": [], "order": -1,
-        });
-        configs.push(json!({"definition": definition, "value": value_of(&key, true, errors)}));
+        let definition = plain_definition(&key, "STRING", None, "not an option of this plugin", None, -1);
+        configs.push(ConfigKeyInfo { definition, value: value_of(&key, true, errors) });
     }
-    let mut error_count: usize = configs.iter().map(|config| config["value"]["errors"].as_array().map_or(0, Vec::len)).sum();
+    let mut error_count: usize = configs.iter().map(|config| config.value.errors.len()).sum();
     if unlisted > 0 {
         error_count += unlisted;
-        let definition = json!({
-            "name": "...", "type": "STRING", "required": false, "default_value": null, "importance": "LOW",
-            "documentation": "keys left out of this answer", "group": null, "width": "NONE", "display_name": "...",
-            "dependents": [], "order": -1,
-        });
-        let errors = [format!("and {unlisted} more keys that are not options of this plugin")];
-        configs.push(json!({"definition": definition, "value": {"name": "...", "value": null, "recommended_values": [], "errors": errors, "visible": true}}));
+        let definition = plain_definition("...", "STRING", None, "keys left out of this answer", None, -1);
+        let errors = vec![format!("and {unlisted} more keys that are not options of this plugin")];
+        let value = ConfigKeyValue { name: "...".to_owned(), value: None, recommended_values: Vec::new(), errors, visible: true };
+        configs.push(ConfigKeyInfo { definition, value });
     }
-    Ok(Json(json!({
-        "name": description.name,
-        "error_count": error_count,
-        "groups": ["Common", "Error Handling", description.name],
-        "configs": configs,
-    })))
+    Ok(Json(ConfigInfos {
+        name: description.name.clone(),
+        error_count,
+        groups: vec!["Common".to_owned(), "Error Handling".to_owned(), description.name.clone()],
+        configs,
+    }))
 }

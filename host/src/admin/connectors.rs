@@ -10,22 +10,25 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::connector_config::{from_flat, string_map, to_flat, to_flat_unredacted};
+use super::dto::{
+    ConnectorExpansion, ConnectorInfo, ConnectorList, ConnectorTopics, CreateConnector, FlatConfig, InitialState, TaskId, TaskInfo,
+};
 use super::{AdminState, ApiError, json_body, query_flag};
 use crate::config::ConnectorConfig;
 use crate::manager::{ManagedConnector, ManagerError, TargetState};
 
 /// Kafka Connect's connector info: `{name, config, tasks, type}`.
-fn describe(connector: &ManagedConnector) -> Value {
+fn describe(connector: &ManagedConnector) -> ConnectorInfo {
     let name = &connector.config.name;
-    json!({
-        "name": name,
-        "config": to_flat(connector),
-        "tasks": task_ids(connector).map(|task| json!({"connector": name, "task": task})).collect::<Vec<_>>(),
-        "type": connector.kind(),
-    })
+    ConnectorInfo {
+        name: name.clone(),
+        config: to_flat(connector),
+        tasks: task_ids(connector).map(|task| TaskId { connector: name.clone(), task }).collect(),
+        kind: connector.kind(),
+    }
 }
 
 /// The tasks a connector has: none while stopped, as Kafka Connect shows it, and none
@@ -51,24 +54,21 @@ fn expansions(query: Option<&str>) -> Vec<String> {
 }
 
 /// `GET /connectors[?expand=status|info]`.
-pub(super) async fn list(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Json<Value> {
+pub(super) async fn list(State(state): State<AdminState>, RawQuery(query): RawQuery) -> Json<ConnectorList> {
     let connectors = state.manager.connectors();
     let expand = expansions(query.as_deref());
     if expand.is_empty() && !query.as_deref().unwrap_or_default().contains("expand=") {
-        return Json(json!(connectors.keys().collect::<Vec<_>>()));
+        return Json(ConnectorList::Names(connectors.keys().cloned().collect()));
     }
-    let mut expanded = serde_json::Map::new();
-    for (name, connector) in &connectors {
-        let mut entry = serde_json::Map::new();
-        if expand.iter().any(|value| value == "status") {
-            entry.insert("status".into(), json!(state.manager.status(name).ok()));
-        }
-        if expand.iter().any(|value| value == "info") {
-            entry.insert("info".into(), describe(connector));
-        }
-        expanded.insert(name.clone(), Value::Object(entry));
-    }
-    Json(Value::Object(expanded))
+    let expanded = connectors
+        .iter()
+        .map(|(name, connector)| {
+            let status = expand.iter().any(|value| value == "status").then(|| state.manager.status(name).ok()).flatten();
+            let info = expand.iter().any(|value| value == "info").then(|| describe(connector));
+            (name.clone(), ConnectorExpansion { status, info })
+        })
+        .collect();
+    Json(ConnectorList::Expanded(expanded))
 }
 
 /// Reads a config object into the flat map, the name checked against `name`.
@@ -99,29 +99,20 @@ fn model(flat: &BTreeMap<String, String>, previous: Option<&ConnectorConfig>) ->
     from_flat(flat, previous).map_err(|problems| ApiError::invalid_config(&problems))
 }
 
-/// `POST /connectors` with `{"name", "config", "initial_state"?}`: 201 and the info.
+/// `POST /connectors` with `{"name", "config", "initial_state"?}`: 201 and the info,
+/// with the connector's address in `Location`.
 pub(super) async fn create(State(state): State<AdminState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = json_body(body)?;
-    let Some(object) = body.as_object() else {
-        return Err(ApiError::bad_request("the body must be a JSON object: {\"name\": ..., \"config\": {...}}".to_owned()));
+    let body: CreateConnector = serde_json::from_value(json_body(body)?).map_err(|error| {
+        ApiError::bad_request(format!(
+            "the body must be a JSON object {{\"name\": ..., \"config\": {{...}}, \"initial_state\"?: RUNNING|PAUSED|STOPPED}}: {error}"
+        ))
+    })?;
+    let target = match body.initial_state {
+        None | Some(InitialState::Running) => TargetState::Running,
+        Some(InitialState::Paused) => TargetState::Paused,
+        Some(InitialState::Stopped) => TargetState::Stopped,
     };
-    if let Some(unknown) = object.keys().find(|key| !["name", "config", "initial_state"].contains(&key.as_str())) {
-        return Err(ApiError::bad_request(format!("unknown field {unknown:?}; the body takes name, config and initial_state")));
-    }
-    let config = object.get("config").ok_or_else(|| ApiError::bad_request("the body needs a \"config\" object".to_owned()))?;
-    let name = match (object.get("name"), config.get("name")) {
-        (Some(Value::String(name)), _) => name.trim().to_owned(),
-        (None, Some(Value::String(name))) => name.trim().to_owned(),
-        (Some(_), _) => return Err(ApiError::bad_request("\"name\" must be a string".to_owned())),
-        (None, _) => return Err(ApiError::bad_request("the body needs a \"name\"".to_owned())),
-    };
-    let target = match object.get("initial_state") {
-        None | Some(Value::Null) => TargetState::Running,
-        Some(value) => serde_json::from_value(value.clone()).map_err(|_| {
-            ApiError::bad_request(format!("initial_state must be RUNNING, PAUSED or STOPPED, not {value}"))
-        })?,
-    };
-    let flat = flat_config(config, &name)?;
+    let flat = flat_config(&body.config, &body.name)?;
     let connector = state.manager.create(model(&flat, None)?, target).await?;
     let mut response = (StatusCode::CREATED, Json(describe(&connector))).into_response();
     // The name passed the connector-name alphabet, so it is a valid header value.
@@ -132,7 +123,7 @@ pub(super) async fn create(State(state): State<AdminState>, body: Result<Bytes, 
 }
 
 /// `GET /connectors/{name}`.
-pub(super) async fn info(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn info(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<ConnectorInfo>, ApiError> {
     Ok(Json(describe(&*state.manager.connector(&name)?)))
 }
 
@@ -143,13 +134,16 @@ pub(super) async fn delete(State(state): State<AdminState>, Path(name): Path<Str
 }
 
 /// `GET /connectors/{name}/status`.
-pub(super) async fn status(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.manager.status(&name)?)))
+pub(super) async fn status(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::telemetry::ConnectorStatus>, ApiError> {
+    Ok(Json(state.manager.status(&name)?))
 }
 
 /// `GET /connectors/{name}/config`: the flat configuration map, secrets `[hidden]`.
-pub(super) async fn config(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(to_flat(&*state.manager.connector(&name)?))))
+pub(super) async fn config(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<FlatConfig>, ApiError> {
+    Ok(Json(to_flat(&*state.manager.connector(&name)?)))
 }
 
 /// `PUT /connectors/{name}/config`: replaces the configuration, or creates the
@@ -202,7 +196,7 @@ pub(super) async fn restart(
     if !include_tasks && !only_failed {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok((StatusCode::ACCEPTED, Json(json!(status))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
 
 async fn set_target(state: &AdminState, name: &str, target: TargetState, answer: StatusCode) -> Result<StatusCode, ApiError> {
@@ -238,36 +232,41 @@ fn task_configs(connector: &ManagedConnector) -> Vec<(u32, BTreeMap<String, Stri
 }
 
 /// `GET /connectors/{name}/tasks`: each task with its configuration.
-pub(super) async fn tasks(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn tasks(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Vec<TaskInfo>>, ApiError> {
     let connector = state.manager.connector(&name)?;
-    let tasks: Vec<Value> = task_configs(&connector)
+    let tasks = task_configs(&connector)
         .into_iter()
-        .map(|(task, config)| json!({"id": {"connector": name, "task": task}, "config": config}))
+        .map(|(task, config)| TaskInfo { id: TaskId { connector: name.clone(), task }, config })
         .collect();
-    Ok(Json(json!(tasks)))
+    Ok(Json(tasks))
 }
 
 /// `GET /connectors/{name}/tasks-config`: `{"<name>-<task>": config}`.
-pub(super) async fn tasks_config(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn tasks_config(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<BTreeMap<String, FlatConfig>>, ApiError> {
     let connector = state.manager.connector(&name)?;
-    let tasks: serde_json::Map<String, Value> =
-        task_configs(&connector).into_iter().map(|(task, config)| (format!("{name}-{task}"), json!(config))).collect();
-    Ok(Json(Value::Object(tasks)))
+    Ok(Json(task_configs(&connector).into_iter().map(|(task, config)| (format!("{name}-{task}"), config)).collect()))
 }
 
 fn task_number(name: &str, task: &str) -> Result<u32, ApiError> {
-    task.parse().map_err(|_| ApiError::not_found(format!("Task {task} of connector {name} not found: task ids are whole numbers")))
+    task.bytes()
+        .all(|byte| byte.is_ascii_digit())
+        .then(|| task.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::not_found(format!("Task {} of connector {name} not found: task ids are whole numbers", super::shorten(task))))
 }
 
 /// `GET /connectors/{name}/tasks/{task}/status`.
 pub(super) async fn task_status(
     State(state): State<AdminState>,
     Path((name, task)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<crate::telemetry::TaskStatus>, ApiError> {
     let id = task_number(&name, &task)?;
     let status = state.manager.status(&name)?;
     let task = status.tasks.into_iter().find(|task| task.id == id).ok_or(ManagerError::TaskNotFound(name, id))?;
-    Ok(Json(json!(task)))
+    Ok(Json(task))
 }
 
 /// `POST /connectors/{name}/tasks/{task}/restart`: 204.
@@ -281,11 +280,14 @@ pub(super) async fn restart_task(
 }
 
 /// `GET /connectors/{name}/topics`: the topics the connector writes to or reads from.
-pub(super) async fn topics(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn topics(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Result<Json<BTreeMap<String, ConnectorTopics>>, ApiError> {
     let connector = state.manager.connector(&name)?;
     let config = &connector.config;
-    let topics: Vec<&String> = config.topic.iter().chain(&config.topics).collect();
-    Ok(Json(json!({ name: { "topics": topics } })))
+    let topics = config.topic.iter().chain(&config.topics).cloned().collect();
+    Ok(Json(BTreeMap::from([(name, ConnectorTopics { topics })])))
 }
 
 /// `PUT /connectors/{name}/topics/reset`: 202. The topics shown are the configured

@@ -13,6 +13,7 @@ mod connectors;
 mod loggers;
 mod offsets;
 mod connector_plugins;
+mod dto;
 mod plugins;
 mod routes;
 mod server;
@@ -29,7 +30,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::configured_token;
@@ -133,7 +134,7 @@ impl From<ManagerError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error_code": self.status.as_u16(), "message": self.message}))).into_response()
+        (self.status, Json(dto::ErrorBody { error_code: self.status.as_u16(), message: self.message })).into_response()
     }
 }
 
@@ -297,19 +298,23 @@ pub fn serve(
     server::serve(listener, router(state), limits, tls, shutdown)
 }
 
-async fn root() -> Json<Value> {
-    Json(json!({"version": env!("CARGO_PKG_VERSION"), "commit": option_env!("WASM_CONNECT_COMMIT").unwrap_or("unknown"), "kafka_cluster_id": null}))
+async fn root() -> Json<dto::ServerInfo> {
+    Json(dto::ServerInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        commit: option_env!("WASM_CONNECT_COMMIT").unwrap_or("unknown").to_owned(),
+        kafka_cluster_id: None,
+    })
 }
 
 /// `GET /health`: Kafka Connect's answer, plus what became of the configuration
 /// file's latest version (`config_file`: its `errors` if it was not applied, the
 /// `restart_required` keys if it changed host-level settings).
-async fn health(State(state): State<AdminState>) -> Json<Value> {
-    Json(json!({
-        "status": "healthy",
-        "message": "Worker has completed startup and is ready to handle requests.",
-        "config_file": state.manager.file_state(),
-    }))
+async fn health(State(state): State<AdminState>) -> Json<dto::Health> {
+    Json(dto::Health {
+        status: "healthy".to_owned(),
+        message: "Worker has completed startup and is ready to handle requests.".to_owned(),
+        config_file: state.manager.file_state(),
+    })
 }
 
 /// `GET /metrics`: OpenMetrics for a scraper that asks for it (Prometheus does),

@@ -8,21 +8,21 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-
+use super::dto::{PluginVersion, PluginVersions};
 use super::{AdminState, ApiError};
 use crate::manager::{ManagerError, Upload};
 use crate::runtime::LoadedPlugin;
 
 /// A plugin with what the host knows of it: its description, digest, origin and the
 /// connectors using it.
-fn describe(state: &AdminState, plugin: &LoadedPlugin) -> Value {
+fn describe(state: &AdminState, plugin: &LoadedPlugin) -> PluginVersion {
     let description = &plugin.description;
-    let mut value = serde_json::to_value(description).unwrap_or_else(|_| json!({}));
-    value["digest"] = json!(format!("sha256:{}", plugin.digest));
-    value["origin"] = json!(plugin.origin);
-    value["used_by"] = json!(state.manager.plugin_users(&description.name, &description.version));
-    value
+    PluginVersion {
+        description: description.clone(),
+        digest: format!("sha256:{}", plugin.digest),
+        origin: plugin.origin,
+        used_by: state.manager.plugin_users(&description.name, &description.version),
+    }
 }
 
 /// The most uploads read at once: each buffers up to `plugins.max_upload_mib`.
@@ -54,9 +54,8 @@ pub(super) async fn upload(State(state): State<AdminState>, request: Request) ->
 }
 
 /// `GET /plugins`: every plugin version.
-pub(super) async fn list(State(state): State<AdminState>) -> Json<Value> {
-    let plugins: Vec<Value> = state.manager.catalog().plugins().iter().map(|plugin| describe(&state, plugin)).collect();
-    Json(json!(plugins))
+pub(super) async fn list(State(state): State<AdminState>) -> Json<Vec<PluginVersion>> {
+    Json(state.manager.catalog().plugins().iter().map(|plugin| describe(&state, plugin)).collect())
 }
 
 /// A plugin name from the URL, refused (400) unless it keeps to the name alphabet.
@@ -72,9 +71,9 @@ fn checked_version(name: &str, version: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /plugins/{name}`: `{"name", "versions": [...]}`, oldest version first.
-pub(super) async fn versions(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn versions(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Json<PluginVersions>, ApiError> {
     checked_name(&name)?;
-    let versions: Vec<Value> = state
+    let versions: Vec<PluginVersion> = state
         .manager
         .catalog()
         .plugins()
@@ -85,14 +84,14 @@ pub(super) async fn versions(State(state): State<AdminState>, Path(name): Path<S
     if versions.is_empty() {
         return Err(ManagerError::PluginNotFound(name).into());
     }
-    Ok(Json(json!({"name": name, "versions": versions})))
+    Ok(Json(PluginVersions { name, versions }))
 }
 
 /// `GET /plugins/{name}/{version}`.
 pub(super) async fn version(
     State(state): State<AdminState>,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginVersion>, ApiError> {
     checked_version(&name, &version)?;
     let catalog = state.manager.catalog();
     let plugin = catalog.get(&name, &version).ok_or(ManagerError::PluginNotFound(format!("{name}@{version}")))?;

@@ -20,7 +20,7 @@ use crate::worker::{ConnectorPlan, plan_connectors};
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What became of the file's latest version.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FileState {
     /// The configuration file.
     pub path: String,

@@ -15,7 +15,7 @@ use crate::names::compare_versions;
 const LEGACY_PLUGIN_EXPORT: &str = "wasm-connect:connector/plugin@0.1.0";
 
 /// Where a plugin came from, which decides who may remove it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginOrigin {
     /// A file in `plugins.dir`: remove the file to remove the plugin.

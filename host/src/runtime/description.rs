@@ -8,7 +8,7 @@ use super::bindings::grant_declarations::exports::wasm_connect::connector::grant
 use super::bindings::types as wit;
 
 /// What kind of connector a plugin implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     /// Pulls data into topics.
@@ -31,7 +31,7 @@ impl std::fmt::Display for PluginKind {
 
 /// The type an option's value must have. The last five are grants: the value names
 /// something the connector may reach, and only what such options name is reachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptionType {
     /// Any text.
@@ -91,7 +91,7 @@ impl std::fmt::Display for OptionType {
 }
 
 /// One option a plugin understands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConfigOptionDescription {
     /// The key in `config:`.
     pub name: String,
@@ -109,7 +109,7 @@ pub struct ConfigOptionDescription {
 }
 
 /// What a plugin says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PluginDescription {
     /// The name connectors refer to.
     pub name: String,

@@ -17,7 +17,7 @@ const LEVELS: &[(&str, &str)] =
     &[("OFF", "off"), ("FATAL", "error"), ("ERROR", "error"), ("WARN", "warn"), ("INFO", "info"), ("DEBUG", "debug"), ("TRACE", "trace")];
 
 /// One logger's level.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct LoggerLevel {
     /// `OFF`, `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
     pub level: String,
@@ -25,6 +25,9 @@ pub struct LoggerLevel {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<u64>,
 }
+
+/// The most loggers with a level of their own: each is a directive of the filter.
+const MAX_LOGGERS: usize = 1000;
 
 /// The levels in force and the filter they are applied through.
 pub struct LogLevels {
@@ -90,10 +93,11 @@ impl LogLevels {
         let (canonical, _) = LEVELS.iter().find(|(name, _)| name.eq_ignore_ascii_case(level)).ok_or_else(|| {
             format!("level must be one of {}, not {level:?}", LEVELS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", "))
         })?;
-        if logger.is_empty() || !logger.chars().all(|c| c.is_ascii_alphanumeric() || "_:-.".contains(c)) {
-            return Err(format!("{logger:?} is not a logger name: use root or a target such as wasm_connect::worker"));
-        }
+        crate::names::check_logger(logger)?;
         let mut levels = self.levels.lock().expect("log levels lock");
+        if !levels.contains_key(logger) && levels.len() >= MAX_LOGGERS {
+            return Err(format!("{MAX_LOGGERS} loggers have levels already; set a level on a parent such as root instead"));
+        }
         let below = format!("{logger}::");
         let affected: Vec<String> = levels
             .keys()
@@ -104,10 +108,13 @@ impl LogLevels {
             .into_iter()
             .collect();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64);
+        // The new levels are applied before they are kept: a level the filter refuses
+        // leaves the old ones in force and in the map.
+        let mut updated = levels.clone();
         for name in &affected {
-            levels.insert(name.clone(), LoggerLevel { level: (*canonical).to_owned(), last_modified: Some(now) });
+            updated.insert(name.clone(), LoggerLevel { level: (*canonical).to_owned(), last_modified: Some(now) });
         }
-        let directives: Vec<String> = levels
+        let directives: Vec<String> = updated
             .iter()
             .map(|(name, level)| {
                 let filter = LEVELS.iter().find(|(known, _)| *known == level.level).map_or("info", |(_, filter)| filter);
@@ -116,6 +123,7 @@ impl LogLevels {
             .collect();
         let filter = EnvFilter::try_new(directives.join(",")).map_err(|error| format!("the levels could not be applied: {error}"))?;
         self.filter.reload(filter).map_err(|error| format!("the levels could not be applied: {error}"))?;
+        *levels = updated;
         Ok(affected)
     }
 }

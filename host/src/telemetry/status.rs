@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::runtime::PluginKind;
 
 /// Kafka Connect's state names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     /// Not started yet.
@@ -43,7 +43,7 @@ impl State {
 }
 
 /// One task's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TaskStatus {
     /// Task number.
     pub id: u32,
@@ -61,7 +61,7 @@ pub struct TaskStatus {
 }
 
 /// Why a source is held back and until when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Throttled {
     /// The provider's answer, as the source summarised it.
     pub reason: String,
@@ -70,7 +70,7 @@ pub struct Throttled {
 }
 
 /// One connector's status, in Kafka Connect's `GET /connectors/{name}/status` shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConnectorStatus {
     /// Connector name.
     pub name: String,
@@ -84,7 +84,7 @@ pub struct ConnectorStatus {
 }
 
 /// The connector part of a status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConnectorState {
     /// Its state.
     pub state: State,
