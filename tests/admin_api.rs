@@ -344,3 +344,46 @@ fn kafka_connect_details_locations_trailing_slashes_same_configs_and_offsets_tha
     assert_eq!(status, 200, "{answer}");
     host.stop();
 }
+
+/// schemathesis (pinned, from PyPI) against a running host with a token: the examples,
+/// coverage, fuzzing and stateful phases with every check (server errors, status
+/// codes, content types, response schemas and headers, negative and positive data,
+/// authentication, use after delete), within a time budget. The one allowance it is
+/// given, and why, is in `tests/fixtures/schemathesis/schemathesis.toml`.
+#[test]
+fn schemathesis_finds_nothing_wrong_with_the_api() {
+    let directory = tempfile::tempdir().unwrap();
+    let host = Host::start_with_env(&support::host_config(directory.path(), "  - name: sim\n    plugin: iot-sensor-simulator\n    topic: iot\n    config: { rate: 5 }\n"), &[("WASM_CONNECT_ADMIN_TOKEN", PLANTED_TOKEN)]);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/schemathesis");
+    let budget = std::env::var("SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "120".to_owned());
+    let output = std::process::Command::new(support::services::schemathesis())
+        .current_dir(&fixtures)
+        .env("PYTHONPATH", &fixtures)
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .args(["run", &format!("{}/openapi.json", host.admin_url()), "--checks", "all", "--workers", "2", "--max-time", &budget, "--no-color"])
+        .args(["--header", &format!("Authorization: Bearer {PLANTED_TOKEN}")])
+        .output()
+        .unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "schemathesis found problems:\n{report}");
+    // It reached the API: every operation, every phase, many cases, stateful scenarios.
+    assert!(report.contains("Tested: 36"), "not every operation was tested:\n{report}");
+    for phase in ["✅ Examples", "✅ Coverage", "✅ Fuzzing", "✅ Stateful"] {
+        assert!(report.contains(phase), "{phase} did not pass:\n{report}");
+    }
+    let generated: u64 = report
+        .lines()
+        .find_map(|line| line.trim().split_once(" generated, ")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no count of generated cases:\n{report}"));
+    assert!(generated > 1000, "only {generated} cases:\n{report}");
+    // It created connectors (from the documented example) and went on to use them,
+    // and the host is still well.
+    let metrics = call(&host, "GET", "/metrics", Some(PLANTED_TOKEN), "").body;
+    let answered = |method: &str, route: &str, status: &str| {
+        support::metric(&metrics, "wasm_connect_admin_requests_total", &[("method", method), ("route", route), ("status", status)])
+    };
+    assert!(answered("POST", "/connectors", "201") >= 1.0, "no connector was created:\n{metrics}");
+    assert!(answered("GET", "/connectors/{name}/status", "200") >= 1.0, "no connector's status was read:\n{metrics}");
+    assert_eq!(call(&host, "GET", "/health", None, "").status, 200);
+    assert!(!host.log().contains("panicked"), "the host panicked:\n{}", host.log());
+}

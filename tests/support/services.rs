@@ -17,18 +17,41 @@ const PACKAGES: &[&str] = &["osmem-server==0.1.6", "noida-db==0.2.3", "secantusd
 
 /// The virtualenv with the test servers, created once and reused by later runs.
 pub fn venv() -> PathBuf {
+    cached_venv(&format!("venv-{}", PACKAGES.join("-")), &[PACKAGES])
+}
+
+/// The API fuzzer and its dependencies, pinned, for a virtualenv of their own.
+const SCHEMATHESIS_REQUIREMENTS: &str = include_str!("../fixtures/schemathesis/requirements.txt");
+
+/// The `schemathesis` command, installed on first use.
+pub fn schemathesis() -> PathBuf {
+    let pinned: Vec<&str> = SCHEMATHESIS_REQUIREMENTS.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()).collect();
+    let version = pinned.iter().find(|line| line.starts_with("schemathesis==")).expect("schemathesis is pinned");
+    // Named after the pins (FNV-1a of their text): any change installs afresh.
+    let digest = pinned.iter().flat_map(|line| line.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    cached_venv(&format!("{version}-{digest:016x}"), &[&pinned]).join("bin/schemathesis")
+}
+
+/// A virtualenv under the target directory named after what it holds, created once
+/// and reused by later runs: each entry of `installs` is one `pip install`, in order.
+/// Several test binaries may ask at once: one installs, the others wait.
+fn cached_venv(name: &str, installs: &[&[&str]]) -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-services");
     std::fs::create_dir_all(&root).unwrap();
-    let venv = root.join(format!("venv-{}", PACKAGES.join("-").replace(['=', '.'], "_")));
+    let name = name.replace(['=', '.'], "_");
+    let venv = root.join(&name);
     let complete = venv.join(".complete");
-    // Several test binaries may start at once: one installs, the others wait.
-    let lock = std::fs::File::create(root.join("install.lock")).unwrap();
+    let lock = std::fs::File::create(root.join(format!("{name}.lock"))).unwrap();
     lock.lock().unwrap();
     if !complete.exists() {
         let _ = std::fs::remove_dir_all(&venv);
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(PACKAGES));
-        std::fs::write(&complete, PACKAGES.join("\n")).unwrap();
+        for packages in installs {
+            run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "--disable-pip-version-check"]).args(*packages));
+        }
+        std::fs::write(&complete, format!("{installs:?}")).unwrap();
     }
     lock.unlock().unwrap();
     venv
@@ -55,20 +78,7 @@ const COMPOSE: &str = "docker-compose==1.29.2";
 /// Runs `docker-compose -f FILE config -q`, which checks a compose file against the
 /// Compose schema without an engine; its report when the file is refused.
 pub fn compose_config_errors(file: &Path) -> Option<String> {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-services");
-    std::fs::create_dir_all(&root).unwrap();
-    let venv = root.join(format!("compose-{}", COMPOSE.replace(['=', '.'], "_")));
-    let lock = std::fs::File::create(root.join("compose.lock")).unwrap();
-    lock.lock().unwrap();
-    if !venv.join(".complete").exists() {
-        let _ = std::fs::remove_dir_all(&venv);
-        run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        let pip = venv.join("bin/pip");
-        run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check", "--no-deps", COMPOSE]));
-        run(Command::new(&pip).args(["install", "--quiet", "--disable-pip-version-check"]).args(COMPOSE_PACKAGES));
-        std::fs::write(venv.join(".complete"), COMPOSE).unwrap();
-    }
-    lock.unlock().unwrap();
+    let venv = cached_venv(&format!("compose-{COMPOSE}"), &[&["--no-deps", COMPOSE], COMPOSE_PACKAGES]);
     let output = Command::new(venv.join("bin/docker-compose")).arg("-f").arg(file).args(["config", "-q"]).output().unwrap();
     (!output.status.success()).then(|| format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
 }
