@@ -237,8 +237,8 @@ const MIN_RECORD_BYTES: usize = 8 + 4 + 8 + 4 + 4 + 4 + 4;
 /// Decodes a whole batch into borrowed records.
 pub fn decode(batch: &[u8]) -> Result<Vec<RecordView<'_>>, DecodeError> {
     let mut reader = BatchReader::new(batch)?;
-    // The count is the sender's claim: reserve no more than the bytes can hold.
-    let mut records = Vec::with_capacity(reader.remaining().min(batch.len() / MIN_RECORD_BYTES));
+    // The count was checked against the bytes: it bounds the reservation.
+    let mut records = Vec::with_capacity(reader.remaining());
     while let Some(record) = reader.next_record()? {
         records.push(record);
     }
@@ -260,6 +260,10 @@ impl<'a> BatchReader<'a> {
             return Err(DecodeError { position: 0, reason: "missing WCB1 header" });
         }
         let count = u32::from_le_bytes(data[4..8].try_into().expect("four bytes"));
+        // A count the bytes cannot hold is refused before any record is read.
+        if count as usize > (data.len() - 8) / MIN_RECORD_BYTES {
+            return Err(DecodeError { position: 4, reason: "the header claims more records than the batch's bytes can hold" });
+        }
         Ok(Self { data, position: 8, remaining: count })
     }
 
@@ -369,6 +373,21 @@ mod tests {
         padded.push(0);
         assert_eq!(decode(&padded).unwrap_err().reason, "trailing bytes after the last record");
         assert_eq!(decode(b"nope").unwrap_err().reason, "missing WCB1 header");
+    }
+
+    #[test]
+    fn a_count_the_bytes_cannot_hold_is_refused_before_reading() {
+        let mut encoded = encode(&sample());
+        encoded[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let error = decode(&encoded).unwrap_err();
+        assert_eq!((error.position, error.reason), (4, "the header claims more records than the batch's bytes can hold"));
+        // One more than the records present, but within what the bytes could hold: the
+        // reader runs out of bytes instead.
+        let mut one_more = encode(&sample());
+        let claimed = sample().len() as u32 + 1;
+        one_more[4..8].copy_from_slice(&claimed.to_le_bytes());
+        one_more.extend_from_slice(&[0; MIN_RECORD_BYTES - 1]);
+        assert_eq!(decode(&one_more).unwrap_err().reason, "truncated batch");
     }
 
     #[test]
