@@ -1,7 +1,8 @@
 //! Plugin isolation through the real binary: components that trap, loop forever or
 //! exhaust memory fail only their own task, are restarted with backoff and counted,
 //! while a healthy pipeline beside them keeps delivering; hostile ones that flood the
-//! log or return a batch larger than their memory limit are throttled or fail alone.
+//! log, return a batch larger than their memory limit or one whose header claims 2^32
+//! records, or call a store capability in a tight loop, are throttled or fail alone.
 
 mod support;
 
@@ -77,12 +78,14 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
 }
 
 #[test]
-fn hostile_plugins_that_flood_the_log_or_return_a_huge_batch_fail_or_throttle_only_themselves() {
+fn hostile_plugins_that_flood_the_log_or_return_huge_or_lying_batches_fail_or_throttle_only_themselves() {
     let directory = tempfile::tempdir().unwrap();
     let output = directory.path().join("output");
     let mut config = with_healthy_pipeline(directory.path(), "5s", &output);
     config.push_str(&misbehaving("flooder", "log-flood"));
     config.push_str(&misbehaving("bigbatch", "big-batch"));
+    // Each batch holds a few records and claims 4,294,967,295.
+    config.push_str("  - name: liar\n    plugin: legacy-source\n    topic: liar-out\n    config:\n      count: 1000000\n      claim: 4294967295\n");
     // Plugins' info lines are logged, so a flood would reach the log.
     let host = Host::start_with_env(&write_config(directory.path(), &config), &[("WASM_CONNECT_LOG", "info")]);
 
@@ -91,6 +94,15 @@ fn hostile_plugins_that_flood_the_log_or_return_a_huge_batch_fail_or_throttle_on
         let status = host.get_json("/connectors/bigbatch/status");
         status["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("memory limit"))
     });
+    // A batch that claims 2^32 - 1 records is refused for what it is, without trusting
+    // the count (the task's restarts read the same lie again, and fail the same way).
+    host.wait_until("the lying batch to fail its task", Duration::from_secs(60), || {
+        let status = host.get_json("/connectors/liar/status");
+        status["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("the header claims more records than the batch's bytes can hold"))
+    });
+    let lies = metric(&host.get_text("/metrics"), "wasm_connect_task_failures_total", &[("connector", "liar")]);
+    assert!(lies >= 1.0, "the lying task's failures are not counted");
+    assert!(host.get_json("/connectors/liar/offsets")["offsets"].as_array().is_some_and(Vec::is_empty), "a record of a lying batch was kept");
     // 1 GiB of log lines per poll: at most 100 lines a second reach the log, the drops
     // are said, and a plugin that goes on is stopped and its task failed, saying why.
     host.wait_for_log("lines were dropped", Duration::from_secs(60));
@@ -107,6 +119,52 @@ fn hostile_plugins_that_flood_the_log_or_return_a_huge_batch_fail_or_throttle_on
     let allowed = 100.0 * elapsed + 200.0 * (restarted + 1.0) + 50.0;
     assert!((after - before) as f64 <= allowed, "{} flood lines in {elapsed:.1} s over {restarted} restarts", after - before);
     assert!(host.log().len() < 64 << 20, "the log grew to {} bytes", host.log().len());
+
+    // The healthy pipeline never failed and keeps delivering.
+    let count = || read_sink_output(&output).get("readings").map_or(0, Vec::len);
+    let delivered = count();
+    host.wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= delivered + 200);
+    let metrics = host.get_text("/metrics");
+    for healthy in ["healthy", "healthy-files"] {
+        assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
+    }
+    host.stop();
+}
+
+#[test]
+fn plugins_calling_a_store_capability_in_a_tight_loop_are_interrupted_and_hold_few_descriptors() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = directory.path().join("output");
+    let mut config = with_healthy_pipeline(directory.path(), "2s", &output);
+    for call in ["size", "append-new-files"] {
+        config.push_str(&format!(
+            "  - name: hammer-{call}\n    plugin: hammering-sink\n    topics: [readings]\n    config:\n      call: {call}\n      directory: {}\n",
+            directory.path().join(call).display()
+        ));
+    }
+    let host = Host::start(&write_config(directory.path(), &config));
+    let descriptors_at_start = support::open_descriptors(host.pid());
+
+    // Each write never returns: the call is interrupted at call_timeout and only that
+    // task fails, saying so, again after each restart.
+    for call in ["size", "append-new-files"] {
+        host.wait_until(&format!("hammer-{call} to be interrupted"), Duration::from_secs(60), || {
+            let status = host.get_json(&format!("/connectors/hammer-{call}/status"));
+            status["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("ran longer than 2s and was interrupted"))
+        });
+    }
+    host.wait_until("a second interruption of each", Duration::from_secs(60), || {
+        let metrics = host.get_text("/metrics");
+        ["hammer-size", "hammer-append-new-files"]
+            .iter()
+            .all(|name| metric(&metrics, "wasm_connect_task_failures_total", &[("connector", name)]) >= 2.0)
+    });
+    // Thousands of files were written, and the host held at most a few dozen of them
+    // open at a time.
+    let written = std::fs::read_dir(directory.path().join("append-new-files")).unwrap().count();
+    assert!(written > 1000, "only {written} files were written: the loop did not run");
+    let descriptors = support::open_descriptors(host.pid());
+    assert!(descriptors < descriptors_at_start + 100, "{descriptors} descriptors open, {descriptors_at_start} at start");
 
     // The healthy pipeline never failed and keeps delivering.
     let count = || read_sink_output(&output).get("readings").map_or(0, Vec::len);

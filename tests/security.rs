@@ -268,17 +268,13 @@ fn a_config_with_thousands_of_bad_keys_gets_a_short_answer() {
     host.stop();
 }
 
-/// The number of file descriptors `pid` has open.
-fn open_descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
-}
 
 #[test]
 fn connections_that_never_finish_a_request_are_closed_and_bounded() {
     let directory = tempfile::tempdir().unwrap();
     let host = Host::start(&config(directory.path(), "  max_connections: 40\n  header_timeout: 1s\n", "  []\n"));
     let address = host.admin_url().trim_start_matches("http://").to_owned();
-    let before = open_descriptors(host.pid());
+    let before = support::open_descriptors(host.pid());
     let mut slow: Vec<TcpStream> = (0..300)
         .map(|_| {
             let mut stream = TcpStream::connect(&address).unwrap();
@@ -287,7 +283,7 @@ fn connections_that_never_finish_a_request_are_closed_and_bounded() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(2500));
-    let during = open_descriptors(host.pid());
+    let during = support::open_descriptors(host.pid());
     assert!(during <= before + 45, "{before} descriptors before, {during} with 300 slow clients");
     // The first ones were closed by the host after the header timeout.
     slow[0].set_read_timeout(Some(Duration::from_secs(5))).unwrap();

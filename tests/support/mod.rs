@@ -274,6 +274,11 @@ pub fn host_config(directory: &Path, connectors: &str) -> PathBuf {
     )
 }
 
+/// The number of file descriptors `pid` has open.
+pub fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
 /// The sum of a metric's samples whose labels contain every `label="value"` given.
 pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()

@@ -13,6 +13,11 @@ use crate::runtime::bindings::types::Error;
 /// Most bytes one `read-tail` call returns.
 const MAX_TAIL: u32 = 1 << 20;
 
+/// Most files a task keeps open. A plugin that writes to ever new names has the
+/// others synced and closed rather than holding a descriptor each, which would
+/// exhaust the host's (and with them the admin API's connections).
+const MAX_OPEN_FILES: usize = 64;
+
 /// The directory granted to one task and the files it has open.
 #[derive(Debug)]
 pub struct FileGrant {
@@ -45,6 +50,11 @@ impl FileGrant {
         Self::check_name(name)?;
         let io = |error: std::io::Error| Error::Retriable(format!("writing {name}: {error}"));
         if !self.open.contains_key(name) {
+            if self.open.len() >= MAX_OPEN_FILES {
+                // Synced first: a commit after this write must still find them durable.
+                self.sync()?;
+                self.open.clear();
+            }
             std::fs::create_dir_all(&self.directory).map_err(io)?;
             self.created = true;
             let file = OpenOptions::new().create(true).append(true).open(self.directory.join(name)).map_err(io)?;
@@ -101,7 +111,7 @@ impl FileGrant {
             }
         }
         // Keep few descriptors open: a rotated-away file is never appended again.
-        if self.open.len() > 64 {
+        if self.open.len() >= MAX_OPEN_FILES {
             self.open.clear();
         }
         Ok(())
@@ -131,5 +141,25 @@ impl Host for TaskState {
 
     fn truncate(&mut self, name: String, size: u64) -> Result<(), Error> {
         self.files.as_mut().ok_or_else(not_granted)?.truncate(&name, size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_writing_ever_new_files_holds_a_bounded_number_open_and_loses_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut grant = FileGrant::new(directory.path().to_owned());
+        for n in 0..500 {
+            grant.append(&format!("file-{n}"), format!("{n}\n").as_bytes()).unwrap();
+            assert!(grant.open.len() <= MAX_OPEN_FILES, "{} files open", grant.open.len());
+        }
+        grant.sync().unwrap();
+        for n in 0..500 {
+            assert_eq!(std::fs::read_to_string(directory.path().join(format!("file-{n}"))).unwrap(), format!("{n}\n"));
+        }
+        assert!(grant.unsynced.is_empty());
     }
 }
