@@ -124,22 +124,27 @@ fn not_granted() -> Error {
 
 impl Host for TaskState {
     fn append(&mut self, name: String, data: Vec<u8>) -> Result<u64, Error> {
+        self.count_capability_call();
         self.files.as_mut().ok_or_else(not_granted)?.append(&name, &data)
     }
 
     fn size(&mut self, name: String) -> Option<u64> {
+        self.count_capability_call();
         self.files.as_ref()?.size(&name)
     }
 
     fn sync(&mut self) -> Result<(), Error> {
+        self.count_capability_call();
         self.files.as_mut().ok_or_else(not_granted)?.sync()
     }
 
     fn read_tail(&mut self, name: String, length: u32) -> Result<Vec<u8>, Error> {
+        self.count_capability_call();
         self.files.as_ref().ok_or_else(not_granted)?.read_tail(&name, length)
     }
 
     fn truncate(&mut self, name: String, size: u64) -> Result<(), Error> {
+        self.count_capability_call();
         self.files.as_mut().ok_or_else(not_granted)?.truncate(&name, size)
     }
 }

@@ -124,12 +124,32 @@ pub struct TaskState {
     pub throttle: Option<Throttle>,
     /// How many more lines the plugin may log now (`log`).
     pub log_budget: LogBudget,
+    /// Calls of the files and store capabilities in the current plugin call.
+    capability_calls: u32,
 }
 
+/// The most calls of the files and store capabilities one plugin call may make: far
+/// above what a sink makes per batch (a few) or a file sink when it opens (one per
+/// rotated file), and reached within milliseconds by a plugin that calls them in a
+/// loop, which is then failed instead of keeping a core and a store busy.
+pub const MAX_CAPABILITY_CALLS: u32 = 10_000;
+
+/// Why a plugin call was stopped after [`MAX_CAPABILITY_CALLS`].
+pub const CAPABILITY_FLOOD_REASON: &str = "the plugin called the files and store capabilities more than 10,000 times in one call; \
+     the task is failed to protect the others";
+
 impl TaskState {
+    /// Counts one call of the files or a store capability; past
+    /// [`MAX_CAPABILITY_CALLS`] in one plugin call, the call is stopped at its next
+    /// deadline check (within 100 ms).
+    pub fn count_capability_call(&mut self) {
+        self.capability_calls = self.capability_calls.saturating_add(1);
+    }
+
     /// Runs a host capability's blocking work; its duration does not count against
     /// the plugin's call deadline.
     pub fn in_host<R>(&mut self, work: impl FnOnce(&StoreClients) -> R) -> R {
+        self.count_capability_call();
         let started = Instant::now();
         let result = work(&self.stores);
         self.clock.in_host += started.elapsed();
@@ -194,6 +214,7 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
         metrics,
         throttle: None,
         log_budget: LogBudget::default(),
+        capability_calls: 0,
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -202,11 +223,15 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
         if context.data().log_budget.flooding() {
             return Err(wasmtime::format_err!("{}", LOG_FLOOD_REASON));
         }
+        if context.data().capability_calls > MAX_CAPABILITY_CALLS {
+            return Err(wasmtime::format_err!("{}", CAPABILITY_FLOOD_REASON));
+        }
         let guest_time = context.data().clock.guest_time();
         if guest_time >= timeout {
             Err(Trap::Interrupt.into())
         } else {
-            // At least every LOG_FLOOD_CHECK, so a flood is stopped within that.
+            // At least every LOG_FLOOD_CHECK, so a flood (of log lines or of
+            // capability calls) is stopped within that.
             Ok(UpdateDeadline::Continue(ticks(timeout - guest_time).min(ticks(LOG_FLOOD_CHECK))))
         }
     });
@@ -222,6 +247,7 @@ fn start_call(store: &mut Store<TaskState>, runtime: &Runtime) {
     let network = store.data().egress.clock.clone();
     store.data_mut().clock = CallClock::new(network);
     store.data_mut().throttle = None;
+    store.data_mut().capability_calls = 0;
     store.set_epoch_deadline(ticks(runtime.limits.call_timeout).min(ticks(LOG_FLOOD_CHECK)));
 }
 
