@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::RwLock;
 
+use wasm_connect_protocol::url::{QUERY_KEPT, percent_encode};
+
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Shorter values are not treated as secrets in logs: replacing a one- or
@@ -20,8 +22,22 @@ pub const MIN_SECRET_LENGTH: usize = 4;
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
-/// Every secret value known now, with how many registrations hold it.
-static SECRETS: RwLock<BTreeMap<String, usize>> = RwLock::new(BTreeMap::new());
+/// Every secret value known now, with how many registrations hold it, and the same
+/// values longest first, the order they are replaced in (kept at registration, not
+/// sorted on every log line).
+struct Secrets {
+    counts: BTreeMap<String, usize>,
+    longest_first: Vec<String>,
+}
+
+impl Secrets {
+    fn reorder(&mut self) {
+        self.longest_first = self.counts.keys().cloned().collect();
+        self.longest_first.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    }
+}
+
+static SECRETS: RwLock<Secrets> = RwLock::new(Secrets { counts: BTreeMap::new(), longest_first: Vec::new() });
 
 /// Secret values kept out of the logs for as long as this lives.
 #[derive(Default)]
@@ -42,14 +58,12 @@ impl SecretRegistration {
     pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
         let mut registered: Vec<String> = Vec::new();
         for value in values.into_iter().filter(|value| value.len() >= MIN_SECRET_LENGTH) {
-            let encoded = percent_encoded(value);
-            let forms = [
-                value.to_owned(),
-                lower_case_escapes(&encoded),
-                encoded.replace("%20", "+"),
-                value.escape_debug().to_string(),
-                encoded,
-            ];
+            let mut forms = vec![value.to_owned(), value.escape_debug().to_string()];
+            // Encoded wholly, or as the SDK encodes a query component (`,` kept).
+            for kept in [&b""[..], QUERY_KEPT] {
+                let encoded = percent_encode(value, kept);
+                forms.extend([lower_case_escapes(&encoded), encoded.replace("%20", "+"), encoded]);
+            }
             for form in forms {
                 if !registered.contains(&form) {
                     registered.push(form);
@@ -58,8 +72,9 @@ impl SecretRegistration {
         }
         let mut secrets = SECRETS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for value in &registered {
-            *secrets.entry(value.clone()).or_default() += 1;
+            *secrets.counts.entry(value.clone()).or_default() += 1;
         }
+        secrets.reorder();
         Self { values: registered }
     }
 
@@ -73,13 +88,14 @@ impl Drop for SecretRegistration {
     fn drop(&mut self) {
         let mut secrets = SECRETS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         for value in &self.values {
-            if let Some(count) = secrets.get_mut(value) {
+            if let Some(count) = secrets.counts.get_mut(value) {
                 *count -= 1;
                 if *count == 0 {
-                    secrets.remove(value);
+                    secrets.counts.remove(value);
                 }
             }
         }
+        secrets.reorder();
     }
 }
 
@@ -87,32 +103,13 @@ impl Drop for SecretRegistration {
 /// secret that contains another is removed whole).
 pub fn redact(text: &str) -> String {
     let secrets = SECRETS.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if secrets.is_empty() {
-        return text.to_owned();
-    }
-    let mut by_length: Vec<&String> = secrets.keys().collect();
-    by_length.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
     let mut text = text.to_owned();
-    for secret in by_length {
+    for secret in &secrets.longest_first {
         if text.contains(secret.as_str()) {
             text = text.replace(secret.as_str(), REDACTED);
         }
     }
     text
-}
-
-/// `value` as it appears in a URL: everything but RFC 3986's unreserved characters
-/// percent-encoded.
-fn percent_encoded(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
 }
 
 /// `encoded` with the hex digits of its `%XX` escapes in lower case.
@@ -182,6 +179,11 @@ mod tests {
         );
         assert_eq!(redact("q=sp+ace%22q and sp%20ace%22q and \"sp ace\\\"q\""), "q=[redacted] and [redacted] and \"[redacted]\"");
         assert_eq!(redact("ab stays"), "ab stays", "too short to be treated as a secret");
+        // As the plugins' SDK encodes a query component: `,` left plain.
+        let listed = SecretRegistration::new(["a b,c/d"]);
+        let sent = wasm_connect_protocol::url::percent_encode("a b,c/d", wasm_connect_protocol::url::QUERY_KEPT);
+        assert_eq!(redact(&format!("?key={sent}&x")), "?key=[redacted]&x");
+        drop(listed);
         let second = SecretRegistration::new(["abc-123-unit-test"]);
         drop(registration);
         assert_eq!(redact("k3y/with+chars abc-123-unit-test"), "k3y/with+chars [redacted]", "still held by the second");

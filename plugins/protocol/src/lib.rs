@@ -1,12 +1,13 @@
 //! What the wasm-connect host and its plugins must agree on, written once and linked
 //! by both sides: the flat record-batch encoding that crosses the WebAssembly boundary
 //! ([`batch`]), the syntax of configuration option values ([`values`]) and calendar
-//! arithmetic both sides need ([`time`]).
+//! arithmetic both sides need ([`time`]), and percent-encoding ([`url`]).
 
 #![forbid(unsafe_code)]
 
 pub mod batch;
 pub mod time;
+pub mod url;
 pub mod values;
 
 pub use batch::{BatchReader, BatchWriter, DecodeError, Record, RecordView, decode, encode};

@@ -203,15 +203,7 @@ pub fn url(base: &str, path: &str, query: &[(&str, &str)]) -> String {
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters and `,` stay).
 pub fn encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~,".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    wasm_connect_protocol::url::percent_encode(text, wasm_connect_protocol::url::QUERY_KEPT)
 }
 
 #[cfg(test)]
