@@ -278,7 +278,7 @@ fn connections_that_never_finish_a_request_are_closed_and_bounded() {
     let mut slow: Vec<TcpStream> = (0..300)
         .map(|_| {
             let mut stream = TcpStream::connect(&address).unwrap();
-            stream.write_all(b"GET /connectors HTTP/1.1\r\nHost: x\r\nX-Slow: ").unwrap();
+            stream.write_all(b"GET /connectors HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").unwrap();
             stream
         })
         .collect();
@@ -297,7 +297,7 @@ fn connections_that_never_finish_a_request_are_closed_and_bounded() {
     // An idle keep-alive connection is closed the same way.
     let mut idle = TcpStream::connect(&address).unwrap();
     drop(slow.drain(..));
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let started = Instant::now();
     let mut answer = Vec::new();
@@ -455,4 +455,46 @@ fn tls_on_the_admin_listener_with_a_certificate_renewed_while_running() {
     let (started, stderr) = run_to_exit(&config);
     assert!(!started);
     assert!(stderr.contains("admin.tls.key_file"), "{stderr}");
+}
+
+/// A GET whose `Host` header is `name`, as a browser sends it to a page's own origin.
+fn get_as(host: &Host, name: &str, authorization: Option<&str>) -> (u16, String) {
+    let address = host.admin_url().trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let credentials = authorization.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+    write!(stream, "GET /connectors HTTP/1.1\r\nHost: {name}\r\n{credentials}Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
+#[test]
+fn without_a_token_a_page_on_a_name_of_its_own_cannot_read_the_api() {
+    let directory = tempfile::tempdir().unwrap();
+    let connector = "  - name: planted\n    plugin: counter-source\n    topic: t\n";
+    let host = Host::start(&config(directory.path(), "  allowed_hosts: [wasm-connect]\n", connector));
+    let port = host.admin_url().rsplit(':').next().unwrap().to_owned();
+    // DNS rebinding: the page's own name now resolves to the host; the browser sends
+    // that name, and no Origin on a GET.
+    for rebound in [format!("attacker.example:{port}"), "attacker.example".to_owned(), format!("wasm-connect.attacker.example:{port}")] {
+        let (status, response) = get_as(&host, &rebound, None);
+        assert_eq!(status, 403, "{rebound}: {response}");
+        assert!(response.contains("admin.allowed_hosts") && !response.contains("planted"), "{response}");
+    }
+    // Addresses, localhost and the listed name are served.
+    for served in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}"), format!("WASM-CONNECT:{port}"), "wasm-connect".to_owned()] {
+        let (status, response) = get_as(&host, &served, None);
+        assert_eq!(status, 200, "{served}: {response}");
+        assert!(response.contains("planted"), "{response}");
+    }
+    host.stop();
+
+    // With a token, a page cannot present it: any name is served to whoever has it.
+    let directory = tempfile::tempdir().unwrap();
+    let host = Host::start_with_env(&config(directory.path(), "", connector), &[("WASM_CONNECT_ADMIN_TOKEN", "a-token-for-the-host-test")]);
+    assert_eq!(get_as(&host, "connect.example.com", Some("a-token-for-the-host-test")).0, 200);
+    assert_eq!(get_as(&host, "connect.example.com", None).0, 401);
+    host.stop();
 }

@@ -155,6 +155,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         max_plugin_bytes: config.plugins.max_upload_mib as usize * 1024 * 1024,
         token: admin::configured_token(config.admin.token.as_deref()),
         allowed_origins: config.admin.allowed_origins.clone().into(),
+        allowed_hosts: config.admin.allowed_hosts.clone().into(),
         request_timeout: config.admin.request_timeout,
         uploads: Arc::new(tokio::sync::Semaphore::new(admin::CONCURRENT_UPLOADS)),
     };

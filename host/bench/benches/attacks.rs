@@ -134,7 +134,7 @@ fn main() {
     let slow: Vec<TcpStream> = (0..2_000)
         .filter_map(|_| {
             let mut stream = TcpStream::connect(&address).ok()?;
-            stream.write_all(b"GET /connectors HTTP/1.1\r\nHost: x\r\nX-Slow: ").ok()?;
+            stream.write_all(b"GET /connectors HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").ok()?;
             Some(stream)
         })
         .collect();

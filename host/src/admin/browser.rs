@@ -9,6 +9,10 @@
 //! - A request body has the type its endpoint takes: `application/json` for JSON
 //!   endpoints, `application/wasm` for uploads (415 otherwise, as Kafka Connect
 //!   answers), so a cross-site form or `text/plain` fetch cannot reach a handler.
+//! - Without a token, a request whose `Host` header names neither an IP address,
+//!   `localhost`, nor a name `admin.allowed_hosts` lists is refused with 403: a page
+//!   on a DNS name its author points at this host (DNS rebinding) is same-origin to
+//!   the browser, sends no `Origin` on a GET, and could otherwise read the API.
 //! - A state-changing request (anything but GET and HEAD) with one of the three
 //!   content types a browser sends without a preflight (`text/plain`,
 //!   `application/x-www-form-urlencoded`, `multipart/form-data`) is refused on every
@@ -33,14 +37,34 @@ const SIMPLE_CONTENT_TYPES: &[&str] = &["text/plain", "application/x-www-form-ur
 #[derive(Debug, Clone, Default)]
 pub struct BrowserRules {
     allowed_origins: Arc<[String]>,
+    /// The names `Host` may carry beside IP addresses and `localhost`; none: any.
+    allowed_hosts: Option<Arc<[String]>>,
     bodies: Arc<[(Method, &'static str, Body)]>,
 }
 
 impl BrowserRules {
     /// The rules for `allowed_origins` (`*` allows any) and the endpoints' bodies.
-    pub(super) fn new(allowed_origins: &[String], bodies: Vec<(Method, &'static str, Body)>) -> Self {
+    pub(super) fn new(allowed_origins: &[String], allowed_hosts: Option<Arc<[String]>>, bodies: Vec<(Method, &'static str, Body)>) -> Self {
         let allowed_origins = allowed_origins.iter().map(|origin| origin.trim_end_matches('/').to_ascii_lowercase()).collect();
-        Self { allowed_origins, bodies: bodies.into() }
+        Self { allowed_origins, allowed_hosts, bodies: bodies.into() }
+    }
+
+    /// Whether a `Host` header value may be served: an IP address, `localhost`, or a
+    /// listed name, with or without a port.
+    fn serves_host(&self, host: &str) -> bool {
+        let Some(allowed) = &self.allowed_hosts else { return true };
+        if host.starts_with('[') {
+            return true; // an IPv6 literal
+        }
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || name.ends_with(".localhost")
+            || allowed.iter().any(|listed| listed == "*" || listed.eq_ignore_ascii_case(&name))
     }
 
     fn allows(&self, origin: &str) -> bool {
@@ -57,6 +81,20 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 /// Applies the rules above before the request reaches authentication or a handler.
 pub(super) async fn guard(State(rules): State<BrowserRules>, request: Request, next: Next) -> Response {
     let rules = &rules;
+    if let Some(host) = request.headers().get(header::HOST)
+        && !rules.serves_host(host.to_str().unwrap_or("invalid"))
+    {
+        let shown: String = String::from_utf8_lossy(host.as_bytes()).chars().take(100).flat_map(char::escape_debug).collect();
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this request names the host \"{shown}\", which is not an IP address, localhost or a name admin.allowed_hosts \
+                 lists; without admin.token only such names are served, so that a web page cannot reach the API through a DNS \
+                 name of its own. Add the name to admin.allowed_hosts, or set admin.token"
+            ),
+        )
+        .into_response();
+    }
     let origin = request.headers().get(header::ORIGIN).map(|value| value.to_str().unwrap_or("invalid").to_owned());
     if let Some(origin) = &origin
         && !rules.allows(origin)

@@ -54,6 +54,8 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
     /// Web origins whose pages may call the API (`admin.allowed_origins`).
     pub allowed_origins: Arc<[String]>,
+    /// Names the `Host` header may carry without a token (`admin.allowed_hosts`).
+    pub allowed_hosts: Arc<[String]>,
     /// Time for a request's body to arrive (`admin.request_timeout`).
     pub request_timeout: std::time::Duration,
     /// Uploads read at once: each may buffer `max_plugin_bytes`.
@@ -199,7 +201,10 @@ pub fn router(state: AdminState) -> Router {
         bodies.push((method, endpoint.path, endpoint.body));
         router = router.route(endpoint.path, endpoint.handler);
     }
-    let browser_rules = browser::BrowserRules::new(&state.allowed_origins, bodies);
+    // With a token, a page that reaches the API through a name of its own cannot
+    // present it; without one, only names the operator lists are served.
+    let host_names = state.token.is_none().then(|| state.allowed_hosts.clone());
+    let browser_rules = browser::BrowserRules::new(&state.allowed_origins, host_names, bodies);
     router
         .fallback(|| async { ApiError::not_found("no such endpoint; see the README or GET /openapi.json".to_owned()) })
         .method_not_allowed_fallback(|| async {

@@ -274,7 +274,7 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
         if endpoint.path != "/health" {
             add("401", "a token is configured and the request lacks it");
         }
-        add("403", "the request carries an Origin that admin.allowed_origins does not list");
+        add("403", "the request carries an Origin that admin.allowed_origins does not list, or (without a token) a Host that is not an IP address, localhost or in admin.allowed_hosts");
         if !matches!(endpoint.body, Body::None) {
             add("400", "the body is not what this endpoint takes");
             add("408", "the request's body did not arrive within admin.request_timeout");

@@ -57,6 +57,12 @@ pub struct AdminConfig {
     /// web page can never drive the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_origins: Vec<String>,
+    /// Host names a request's `Host` header may name beside IP addresses and
+    /// `localhost`, when no token is configured (`*` allows any). Without a token, a
+    /// web page could otherwise read the API through a DNS name it controls that
+    /// resolves to this host (DNS rebinding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
     /// Connections open at once; at the limit a new connection replaces the oldest
     /// one that is not answering a request.
     #[serde(default = "default_max_connections")]
@@ -107,6 +113,7 @@ impl Default for AdminConfig {
             listen: default_listen(),
             token: None,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
             request_timeout: default_admin_request_timeout(),

@@ -37,6 +37,16 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
             problem(format!("admin.allowed_origins[{index}]"), &message);
         }
     }
+    for (index, name) in config.admin.allowed_hosts.iter().enumerate() {
+        let valid = name == "*"
+            || (!name.is_empty() && name.len() <= 253 && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)));
+        if !valid {
+            problem(
+                format!("admin.allowed_hosts[{index}]"),
+                "is not a host name: write the name alone (`connect.example.com`), without a scheme or port, or `*`",
+            );
+        }
+    }
     if config.plugins.memory_limit_mib == 0 {
         problem("plugins.memory_limit_mib".into(), "must be at least 1");
     }
