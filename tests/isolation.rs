@@ -32,6 +32,19 @@ fn with_healthy_pipeline(directory: &std::path::Path, call_timeout: &str, output
     config
 }
 
+/// The healthy pipeline of [`with_healthy_pipeline`] never failed, is RUNNING and keeps
+/// delivering.
+fn assert_healthy_pipeline_keeps_delivering(host: &Host, output: &std::path::Path) {
+    let count = || read_sink_output(output).get("readings").map_or(0, Vec::len);
+    let before = count();
+    host.wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= before + 200);
+    let metrics = host.get_text("/metrics");
+    for healthy in ["healthy", "healthy-files"] {
+        assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
+        assert_eq!(metric(&metrics, "wasm_connect_task_state", &[("connector", healthy), ("state", "RUNNING")]), 1.0, "{healthy} is not RUNNING");
+    }
+}
+
 #[test]
 fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
     let directory = tempfile::tempdir().unwrap();
@@ -63,14 +76,7 @@ fn broken_plugins_fail_only_their_own_task_and_are_restarted() {
     }
 
     // Meanwhile the healthy pipeline never failed and keeps delivering.
-    let count = || read_sink_output(&output).get("readings").map_or(0, Vec::len);
-    let before = count();
-    host.wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= before + 200);
-    let metrics = host.get_text("/metrics");
-    for healthy in ["healthy", "healthy-files"] {
-        assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
-        assert_eq!(metric(&metrics, "wasm_connect_task_state", &[("connector", healthy), ("state", "RUNNING")]), 1.0);
-    }
+    assert_healthy_pipeline_keeps_delivering(&host, &output);
     let status = host.get_json("/connectors/healthy-files/status");
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
     let log = host.stop();
@@ -121,13 +127,7 @@ fn hostile_plugins_that_flood_the_log_or_return_huge_or_lying_batches_fail_or_th
     assert!(host.log().len() < 64 << 20, "the log grew to {} bytes", host.log().len());
 
     // The healthy pipeline never failed and keeps delivering.
-    let count = || read_sink_output(&output).get("readings").map_or(0, Vec::len);
-    let delivered = count();
-    host.wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= delivered + 200);
-    let metrics = host.get_text("/metrics");
-    for healthy in ["healthy", "healthy-files"] {
-        assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
-    }
+    assert_healthy_pipeline_keeps_delivering(&host, &output);
     host.stop();
 }
 
@@ -172,12 +172,6 @@ fn plugins_calling_a_store_capability_in_a_tight_loop_are_stopped_and_hold_few_d
     assert!(descriptors < descriptors_at_start + 100, "{descriptors} descriptors open, {descriptors_at_start} at start");
 
     // The healthy pipeline never failed and keeps delivering.
-    let count = || read_sink_output(&output).get("readings").map_or(0, Vec::len);
-    let delivered = count();
-    host.wait_until("the healthy pipeline to keep delivering", Duration::from_secs(20), || count() >= delivered + 200);
-    let metrics = host.get_text("/metrics");
-    for healthy in ["healthy", "healthy-files"] {
-        assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
-    }
+    assert_healthy_pipeline_keeps_delivering(&host, &output);
     host.stop();
 }
