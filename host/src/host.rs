@@ -10,13 +10,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadingTls, ServerLimits};
 use crate::data_dir::DataDirLock;
-use crate::config::{HostConfig, LoadedConfig};
+use crate::config::{ConfigErrors, HostConfig, LoadedConfig};
 use crate::manager::Manager;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
 use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
 use crate::telemetry::redaction::SecretRegistration;
 use crate::telemetry::{Metrics, StatusBoard};
-use crate::transport::{EmbeddedTransport, KafkaTransport, Transport};
+use crate::transport::{EmbeddedTransport, KafkaTransport, Transport, kafka};
 use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
 
 /// How long tasks get to finish their current batch after shutdown was requested.
@@ -66,6 +66,7 @@ pub fn uploaded_plugins_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
 
 /// Loads plugins and plans every connector: what `validate` checks.
 pub fn prepare(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCatalog, Vec<ConnectorPlan>)> {
+    check_kafka_client(loaded)?;
     let (runtime, catalog) = load_plugins(loaded)?;
     let plans = plan_connectors(loaded, &catalog, &runtime)?;
     Ok((runtime, catalog, plans))
@@ -74,8 +75,21 @@ pub fn prepare(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCatalog,
 /// What `wasm-connect validate` checks: the plugins and every connector's plan, with
 /// nothing written to `data_dir`.
 pub fn validate(loaded: &LoadedConfig) -> anyhow::Result<Vec<ConnectorPlan>> {
+    check_kafka_client(loaded)?;
     let (runtime, catalog) = load_plugins_with(loaded, false)?;
     Ok(plan_connectors(loaded, &catalog, &runtime)?)
+}
+
+/// The `kafka.client` settings, checked by librdkafka itself before anything starts,
+/// each problem located in the file.
+fn check_kafka_client(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
+    let Some(kafka) = &loaded.config.kafka else { return Ok(()) };
+    let client = kafka.client.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+    let problems: Vec<(String, String)> = kafka::client_problems(&client)
+        .into_iter()
+        .map(|(key, message)| (if key.is_empty() { "kafka.client".to_owned() } else { format!("kafka.client.{key}") }, message))
+        .collect();
+    if problems.is_empty() { Ok(()) } else { Err(loaded.errors(problems)) }
 }
 
 /// The client of the configuration's Kafka cluster; none for the embedded transport.
@@ -129,10 +143,13 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     topics.sort();
     topics.dedup();
     transport.ensure_topics(&topics).await.with_context(|| match &config.kafka {
-        Some(kafka) => format!(
-            "cannot reach the Kafka cluster at {} to check the connectors' topics; check kafka.bootstrap_servers and kafka.client",
-            kafka.bootstrap_servers
-        ),
+        Some(kafka) => match kafka::last_client_error() {
+            Some(reason) => format!("cannot reach the Kafka cluster at {} to check the connectors' topics. {reason}", kafka.bootstrap_servers),
+            None => format!(
+                "cannot reach the Kafka cluster at {} to check the connectors' topics; check kafka.bootstrap_servers and kafka.client",
+                kafka.bootstrap_servers
+            ),
+        },
         None => format!("cannot create the connectors' topics in {}", config.data_dir.display()),
     })?;
     let worker_id = config.admin.listen.to_string();
@@ -183,9 +200,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
 /// client settings that hold passwords, keys or secrets.
 fn register_host_secrets(config: &HostConfig) {
     let token = admin::configured_token(config.admin.token.as_deref());
-    let kafka_secrets = config.kafka.iter().flat_map(|kafka| &kafka.client).filter(|(key, _)| {
-        ["password", "secret", ".key", "key.pem", "jaas", "token", "sasl.oauthbearer.config"].iter().any(|word| key.contains(word))
-    });
+    let kafka_secrets = config.kafka.iter().flat_map(|kafka| &kafka.client).filter(|(key, _)| kafka::is_secret_setting(key));
     SecretRegistration::forever(token.as_deref().into_iter().chain(kafka_secrets.map(|(_, value)| value.0.as_str())));
 }
 

@@ -12,10 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::try_join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -42,7 +42,7 @@ pub struct KafkaTransport {
     /// Topics already checked or created by this process: each is asked for once.
     known_topics: Arc<Mutex<HashSet<String>>>,
     /// Writes to the host's compacted topics (desired state, position resets).
-    control_producer: Arc<OnceLock<FutureProducer>>,
+    control_producer: Arc<OnceLock<FutureProducer<Reporting>>>,
 }
 
 impl KafkaTransport {
@@ -55,6 +55,11 @@ impl KafkaTransport {
         for (key, value) in client {
             base.set(key, value);
         }
+        // librdkafka's lines reach the host's log (its informational ones, such as a
+        // closed connection, at debug level); its debug lines only when the `debug`
+        // setting asks for them.
+        let level = if client.contains_key("debug") { rdkafka::config::RDKafkaLogLevel::Debug } else { rdkafka::config::RDKafkaLogLevel::Info };
+        base.set_log_level(level);
         Self {
             base,
             offsets_topic: offsets_topic.to_owned(),
@@ -74,7 +79,7 @@ impl KafkaTransport {
             if offsets.is_empty() {
                 return Ok(());
             }
-            let consumer: BaseConsumer = config.create()?;
+            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
             let mut topics: Vec<&str> = offsets.iter().map(|(topic, _, _)| topic.as_str()).collect();
             topics.sort();
             topics.dedup();
@@ -137,8 +142,8 @@ impl KafkaTransport {
         let config = self.base.clone();
         let asked = wanted.clone();
         let missing: Vec<String> = tokio::task::spawn_blocking(move || -> TransportResult<Vec<String>> {
-            let probe: BaseConsumer = config.create()?;
-            let metadata = probe.fetch_metadata(None, REQUEST_TIMEOUT)?;
+            let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+            let metadata = fetch_metadata(&probe, None)?;
             let existing: Vec<&str> = metadata.topics().iter().map(|topic| topic.name()).collect();
             Ok(wanted.into_iter().filter(|topic| !existing.contains(&topic.as_str())).collect())
         })
@@ -148,7 +153,7 @@ impl KafkaTransport {
         if missing.is_empty() {
             return Ok(());
         }
-        let admin: AdminClient<DefaultClientContext> = self.base.create()?;
+        let admin: AdminClient<Reporting> = self.base.create_with_context(Reporting)?;
         let new_topics: Vec<NewTopic<'_>> = missing
             .iter()
             .map(|topic| {
@@ -175,6 +180,192 @@ impl KafkaTransport {
     }
 }
 
+/// The context of every client the host creates: librdkafka's errors are logged in
+/// words that name the setting to fix, each the first time and then at most once a
+/// minute while it repeats (librdkafka reports it at every reconnection, per client).
+#[derive(Clone, Copy, Default)]
+pub struct Reporting;
+
+impl ClientContext for Reporting {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        log_client_line(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for Reporting {}
+
+/// Forwards a librdkafka log line to the host's log (target `librdkafka`); a line
+/// about a refused password or a failed TLS handshake is reported instead, naming
+/// the setting to fix. librdkafka queues these lines; whoever polls the client (or
+/// waits in [`fetch_metadata`]) hands them over.
+fn log_client_line(level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as Level;
+    if message.contains("SASL authentication error") || message.contains("Authentication failed") {
+        return report_client_problem(ClientProblem::Credentials, message);
+    }
+    // A broker that wants a client certificate closes a TLS 1.3 connection without
+    // one right after the handshake.
+    if message.contains("SSL handshake failed") || message.contains("SSL connection closed by peer") {
+        return report_client_problem(ClientProblem::Tls, message);
+    }
+    // librdkafka's own guess when a plaintext client meets a TLS listener.
+    if message.contains("incorrect security.protocol") {
+        return report_client_problem(ClientProblem::Unreachable, message);
+    }
+    match level {
+        Level::Emerg | Level::Alert | Level::Critical | Level::Error => tracing::error!(target: "librdkafka", facility, "{message}"),
+        Level::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        Level::Notice => tracing::info!(target: "librdkafka", facility, "{message}"),
+        Level::Info => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        Level::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+/// Why a cluster cannot be used, as far as the clients tell.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientProblem {
+    Credentials,
+    Tls,
+    Unreachable,
+    Other,
+}
+
+impl ClientProblem {
+    fn of(error: &KafkaError) -> Self {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => Self::Credentials,
+            Some(RDKafkaErrorCode::SSL) => Self::Tls,
+            Some(RDKafkaErrorCode::AllBrokersDown) => Self::Unreachable,
+            _ => Self::Other,
+        }
+    }
+
+    /// What to do about it, naming the settings.
+    fn advice(self) -> &'static str {
+        match self {
+            Self::Credentials => {
+                "The Kafka cluster refused the host's credentials: check kafka.client's sasl.username and sasl.password \
+                 (and sasl.mechanisms: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, as the cluster expects)."
+            }
+            Self::Tls => {
+                "The TLS connection to the Kafka cluster failed: if the broker's certificate is not trusted, set \
+                 kafka.client's ssl.ca.location to the CA that signed it; if the broker asks for a client certificate, \
+                 set ssl.certificate.location and ssl.key.location."
+            }
+            Self::Unreachable => {
+                "No Kafka broker can be reached: check kafka.bootstrap_servers, the network, and kafka.client's \
+                 security.protocol (a TLS listener needs SSL or SASL_SSL)."
+            }
+            Self::Other => "The Kafka client reported an error.",
+        }
+    }
+}
+
+/// How often one kind of client problem is logged again while it lasts (librdkafka
+/// reports it at every reconnection, for every client).
+const PROBLEM_REPEAT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The last problem the clients reported: its kind, the whole text, when.
+static LAST_CLIENT_PROBLEM: Mutex<Option<(ClientProblem, String, std::time::Instant)>> = Mutex::new(None);
+
+/// What the clients reported last, in words that name the setting to fix.
+pub fn last_client_error() -> Option<String> {
+    LAST_CLIENT_PROBLEM.lock().expect("last client problem lock").as_ref().map(|(_, text, _)| text.clone())
+}
+
+fn report_client_error(error: &KafkaError, reason: &str) {
+    report_client_problem(ClientProblem::of(error), reason);
+}
+
+fn report_client_problem(problem: ClientProblem, reason: &str) {
+    {
+        let mut last = LAST_CLIENT_PROBLEM.lock().expect("last client problem lock");
+        if let Some((kind, _, at)) = last.as_ref()
+            && at.elapsed() < PROBLEM_REPEAT_INTERVAL
+        {
+            // "All brokers are down" follows every refused login: the refusal says more.
+            let less_specific = problem == ClientProblem::Unreachable && matches!(kind, ClientProblem::Credentials | ClientProblem::Tls);
+            if *kind == problem || less_specific {
+                return;
+            }
+        }
+        *last = Some((problem, format!("{} librdkafka says: {reason}", problem.advice()), std::time::Instant::now()));
+    }
+    tracing::error!(reason, "{}", problem.advice());
+}
+
+/// Whether a librdkafka setting holds a secret (a password, a key, a token): its value
+/// is registered for redaction and never shown in an error.
+pub fn is_secret_setting(key: &str) -> bool {
+    ["password", "secret", ".key", "key.pem", "jaas", "token", "sasl.oauthbearer.config"].iter().any(|word| key.contains(word))
+}
+
+/// A client context that keeps librdkafka's own log lines to itself: the check below
+/// creates clients that are never meant to connect.
+struct Silent;
+
+impl ClientContext for Silent {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _facility: &str, _message: &str) {}
+}
+
+impl ConsumerContext for Silent {}
+
+impl rdkafka::producer::ProducerContext for Silent {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+/// The problems librdkafka finds in `client` (the `kafka.client` settings), as
+/// `(key, message)`; an empty key is about the settings together. Each setting is
+/// tried on its own (unknown keys, bad values, features this build lacks), then a
+/// producer and a consumer are created with all of them and no broker to reach, so
+/// unreadable certificates and keys are found too. Nothing connects; no value of a
+/// secret setting appears in a message.
+pub fn client_problems(client: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    let secrets: Vec<&str> =
+        client.iter().filter(|(key, value)| is_secret_setting(key) && value.len() >= 4).map(|(_, value)| value.as_str()).collect();
+    let hide = |message: String| secrets.iter().fold(message, |message, secret| message.replace(secret, "[redacted]"));
+    let mut problems = Vec::new();
+    for (key, value) in client {
+        if key == "bootstrap.servers" {
+            problems.push((key.clone(), "is set by kafka.bootstrap_servers; remove it here".to_owned()));
+            continue;
+        }
+        let mut single = ClientConfig::new();
+        single.set(key, value);
+        if let Err(KafkaError::ClientConfig(_, description, _, _)) = single.create_native_config() {
+            problems.push((key.clone(), hide(format!("librdkafka refuses it: {description}"))));
+        }
+    }
+    if !problems.is_empty() {
+        return problems;
+    }
+    let mut config = ClientConfig::new();
+    for (key, value) in client {
+        // An OIDC client fetches its first token as it is created: check its settings
+        // without the fetch.
+        if key == "sasl.oauthbearer.method" && value.eq_ignore_ascii_case("oidc") {
+            continue;
+        }
+        config.set(key, value);
+    }
+    let producer = config.create_with_context::<_, rdkafka::producer::BaseProducer<Silent>>(Silent).map(drop);
+    let consumer = config.clone().set("group.id", "wasm-connect-validate").create_with_context::<_, BaseConsumer<Silent>>(Silent).map(drop);
+    if let Err(error) = producer.and(consumer) {
+        let reason = match error {
+            KafkaError::ClientCreation(reason) => reason,
+            KafkaError::ClientConfig(_, description, _, _) => description,
+            other => other.to_string(),
+        };
+        problems.push((String::new(), hide(format!("librdkafka cannot create a client with these settings: {reason}"))));
+    }
+    problems
+}
+
 #[async_trait]
 impl Transport for KafkaTransport {
     async fn ensure_topics(&self, topics: &[String]) -> TransportResult<()> {
@@ -187,7 +378,7 @@ impl Transport for KafkaTransport {
 
     async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>> {
         Ok(Box::new(KafkaProducer {
-            producer: self.producer_config().create()?,
+            producer: self.producer_config().create_with_context(Reporting)?,
             offsets_topic: self.offsets_topic.clone(),
             connector: connector.to_owned(),
         }))
@@ -208,10 +399,10 @@ impl Transport for KafkaTransport {
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
         let (config, group, topics) = (self.group_config(connector), consumer_group(connector), topics.to_vec());
         tokio::task::spawn_blocking(move || -> TransportResult<Vec<PartitionOffset>> {
-            let consumer: BaseConsumer = config.create()?;
+            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
             let mut partitions = TopicPartitionList::new();
             for topic in &topics {
-                let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+                let metadata = fetch_metadata(&consumer, Some(topic))?;
                 for topic_metadata in metadata.topics().iter().filter(|candidate| candidate.name() == topic) {
                     for partition in topic_metadata.partitions() {
                         partitions.add_partition(topic, partition.id());
@@ -254,10 +445,10 @@ impl Transport for KafkaTransport {
         // that refuse it) take it too.
         let (config, topics) = (self.group_config(connector), topics.to_vec());
         let starts = tokio::task::spawn_blocking(move || -> TransportResult<Vec<(String, i32, i64)>> {
-            let consumer: BaseConsumer = config.create()?;
+            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
             let mut starts = Vec::new();
             for topic in &topics {
-                let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+                let metadata = fetch_metadata(&consumer, Some(topic))?;
                 for partition in metadata.topics().iter().filter(|candidate| candidate.name() == topic).flat_map(|topic| topic.partitions()) {
                     let (low, _) = consumer.fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)?;
                     starts.push((topic.clone(), partition.id(), low));
@@ -277,8 +468,8 @@ impl Transport for KafkaTransport {
     async fn describe_topics(&self, only: Option<&str>) -> TransportResult<Vec<TopicDescription>> {
         let (config, only) = (self.base.clone(), only.map(str::to_owned));
         tokio::task::spawn_blocking(move || -> TransportResult<Vec<TopicDescription>> {
-            let consumer: BaseConsumer = config.create()?;
-            let metadata = consumer.fetch_metadata(only.as_deref(), REQUEST_TIMEOUT)?;
+            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+            let metadata = fetch_metadata(&consumer, only.as_deref())?;
             let mut topics = Vec::new();
             // Kafka's own topics (`__consumer_offsets`, ...) are not the user's; a
             // topic asked for that does not exist comes back with an error.
@@ -304,8 +495,8 @@ impl Transport for KafkaTransport {
         config.set("group.id", "wasm-connect-topic-tools").set("enable.auto.commit", "false");
         let topic = topic.to_owned();
         let (consumer, remaining) = tokio::task::spawn_blocking(move || -> TransportResult<_> {
-            let consumer: BaseConsumer = config.create()?;
-            let metadata = consumer.fetch_metadata(Some(&topic), REQUEST_TIMEOUT)?;
+            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+            let metadata = fetch_metadata(&consumer, Some(&topic))?;
             let numbers: Vec<i32> = metadata
                 .topics()
                 .iter()
@@ -350,13 +541,36 @@ fn consumer_group(connector: &str) -> String {
     format!("wasm-connect-{connector}")
 }
 
+/// The cluster's metadata (of `topic` only, if given), within `REQUEST_TIMEOUT`. The
+/// request is repeated in short turns, and the client's queue served between them, so
+/// that the logs and errors librdkafka queues meanwhile (a refused password, a failed
+/// handshake) are reported while the caller waits rather than never.
+/// The most queued events (log lines, errors) served between two metadata requests.
+const QUEUED_EVENTS_PER_TURN: usize = 200;
+
+fn fetch_metadata<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: Option<&str>) -> KafkaResult<rdkafka::metadata::Metadata> {
+    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let result = consumer.fetch_metadata(topic, Duration::from_secs(1));
+        // Each poll hands over one queued event; messages never come: these
+        // consumers have no subscription.
+        for _ in 0..QUEUED_EVENTS_PER_TURN {
+            let _ = consumer.poll(Duration::ZERO);
+        }
+        match result {
+            Err(_) if std::time::Instant::now() < deadline => continue,
+            result => return result,
+        }
+    }
+}
+
 /// Reads a compacted topic to its end: the latest value of every key, a key whose
 /// latest message is a tombstone (no payload) left out. `what` names the topic's role
 /// in errors.
 fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
-    let consumer: BaseConsumer =
-        config.clone().set("enable.auto.commit", "false").set("group.id", "wasm-connect-compacted-reader").create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+    let consumer: BaseConsumer<Reporting> =
+        config.clone().set("enable.auto.commit", "false").set("group.id", "wasm-connect-compacted-reader").create_with_context(Reporting)?;
+    let metadata = fetch_metadata(&consumer, Some(topic))?;
     let mut latest = BTreeMap::new();
     let Some(topic_metadata) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else {
         return Ok(latest);
@@ -411,7 +625,7 @@ impl KafkaTransport {
         let producer = match self.control_producer.get() {
             Some(producer) => producer,
             None => {
-                let producer: FutureProducer = self.producer_config().create()?;
+                let producer: FutureProducer<Reporting> = self.producer_config().create_with_context(Reporting)?;
                 self.control_producer.get_or_init(|| producer)
             }
         };
@@ -425,7 +639,7 @@ impl KafkaTransport {
 }
 
 struct KafkaProducer {
-    producer: FutureProducer,
+    producer: FutureProducer<Reporting>,
     offsets_topic: String,
     connector: String,
 }
@@ -465,7 +679,7 @@ impl RecordProducer for KafkaProducer {
 
 /// Reads assigned partitions for the topic tools.
 struct KafkaReader {
-    consumer: Arc<BaseConsumer>,
+    consumer: Arc<BaseConsumer<Reporting>>,
     /// (partition, end offset at the start) of the partitions not read to that end yet.
     remaining: Vec<(i32, i64)>,
 }
@@ -510,7 +724,15 @@ struct KafkaConsumer {
 /// committed.
 struct CommitOnRevoke;
 
-impl ClientContext for CommitOnRevoke {}
+impl ClientContext for CommitOnRevoke {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        log_client_line(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_client_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for CommitOnRevoke {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -601,5 +823,65 @@ impl RecordConsumer for KafkaConsumer {
             }
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+    }
+
+    #[test]
+    fn this_build_speaks_tls_every_sasl_mechanism_and_every_codec() {
+        let features = ClientConfig::new().create_native_config().unwrap().get("builtin.features").unwrap();
+        let features: Vec<&str> = features.split(',').collect();
+        for wanted in ["gzip", "snappy", "ssl", "sasl", "sasl_plain", "sasl_scram", "sasl_oauthbearer", "zstd", "lz4"] {
+            assert!(features.contains(&wanted), "librdkafka lacks {wanted}: {features:?}");
+        }
+    }
+
+    #[test]
+    fn secured_clusters_and_every_codec_pass_the_client_check() {
+        for client in [
+            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "PLAIN"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
+            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "SCRAM-SHA-512"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
+            settings(&[("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanisms", "SCRAM-SHA-256"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
+            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "OAUTHBEARER"), ("sasl.oauthbearer.config", "principal=connect")]),
+            settings(&[("compression.type", "zstd")]),
+            settings(&[("compression.type", "lz4")]),
+            settings(&[("compression.type", "snappy")]),
+            settings(&[("compression.type", "gzip")]),
+        ] {
+            assert_eq!(client_problems(&client), Vec::<(String, String)>::new(), "{client:?}");
+        }
+    }
+
+    #[test]
+    fn the_client_check_names_each_bad_setting_and_never_shows_a_secret() {
+        let problems = client_problems(&settings(&[
+            ("compression.typo", "zstd"),
+            ("security.protocol", "SASL_SSLL"),
+            ("bootstrap.servers", "elsewhere:9092"),
+            ("sasl.password", "p4ssw0rd-planted"),
+        ]));
+        let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, ["bootstrap.servers", "compression.typo", "security.protocol"], "{problems:?}");
+        assert!(problems[1].1.contains("No such configuration property"), "{problems:?}");
+        assert!(problems[2].1.contains("Invalid value"), "{problems:?}");
+
+        // A certificate that cannot be read fails client creation, which is reported
+        // for the settings together, with the secret hidden wherever it would appear.
+        let problems = client_problems(&settings(&[
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", "/nonexistent/ca.pem"),
+            ("ssl.key.password", "p4ssw0rd-planted"),
+        ]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "");
+        assert!(problems[0].1.contains("ssl.ca.location"), "{problems:?}");
+        assert!(!format!("{problems:?}").contains("p4ssw0rd-planted"));
     }
 }

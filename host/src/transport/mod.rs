@@ -4,7 +4,7 @@
 //! committed position per sink connector, and source positions stored with batches.
 
 mod embedded;
-mod kafka;
+pub mod kafka;
 
 use std::time::Duration;
 
