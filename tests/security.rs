@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::replay::{Answer, ReplayServer};
-use support::{Host, HttpResponse, binary, http_request, test_plugins_dir, write_config};
+use support::{Host, HttpResponse, http_request, run_to_exit, test_plugins_dir, write_config};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -307,24 +307,6 @@ fn connections_that_never_finish_a_request_are_closed_and_bounded() {
     // And the host answers everyone else.
     assert_eq!(host.call("GET", "/connectors", None).0, 200);
     host.stop();
-}
-
-/// Runs `wasm-connect run CONFIG`, expecting it to exit by itself: (success, stderr).
-fn run_to_exit(config: &Path) -> (bool, String) {
-    let mut child = Command::new(binary()).arg("run").arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-            return (status.success(), stderr);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("wasm-connect kept running; it should have refused to start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod cql_server;
+pub mod kafka;
 pub mod proxy;
 pub mod replay;
 pub mod services;
@@ -323,4 +324,22 @@ pub fn every_file_ends_with_a_newline(directory: &Path) -> bool {
         .unwrap()
         .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
         .all(|content| content.is_empty() || content.ends_with(b"\n"))
+}
+
+/// Runs `wasm-connect run CONFIG`, expecting it to exit by itself: (success, stderr).
+pub fn run_to_exit(config: &Path) -> (bool, String) {
+    let mut child = Command::new(binary()).arg("run").arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            return (status.success(), stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("wasm-connect kept running; it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

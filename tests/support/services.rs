@@ -37,7 +37,7 @@ pub fn schemathesis() -> PathBuf {
 /// A virtualenv under the target directory named after what it holds, created once
 /// and reused by later runs: each entry of `installs` is one `pip install`, in order.
 /// Several test binaries may ask at once: one installs, the others wait.
-fn cached_venv(name: &str, installs: &[&[&str]]) -> PathBuf {
+pub fn cached_venv(name: &str, installs: &[&[&str]]) -> PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-services");
     std::fs::create_dir_all(&root).unwrap();
     let name = name.replace(['=', '.'], "_");
@@ -100,7 +100,7 @@ fn run(command: &mut Command) {
     );
 }
 
-fn site_packages(venv: &Path) -> PathBuf {
+pub fn site_packages(venv: &Path) -> PathBuf {
     let lib = venv.join("lib");
     let python = std::fs::read_dir(&lib).unwrap().map(|entry| entry.unwrap().path()).find(|path| {
         path.file_name().unwrap().to_string_lossy().starts_with("python")
@@ -209,7 +209,7 @@ impl Drop for Server {
     }
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {

