@@ -124,10 +124,12 @@ fn load(path: &Path) -> Result<LoadedConfig, ExitCode> {
 }
 
 fn report(error: anyhow::Error) -> ExitCode {
-    match error.downcast_ref::<config::ConfigErrors>() {
-        Some(errors) => eprintln!("{errors}"),
-        None => eprintln!("error: {error:#}"),
-    }
+    // Printed, not logged: the secrets the host knows are taken out here too.
+    let text = match error.downcast_ref::<config::ConfigErrors>() {
+        Some(errors) => errors.to_string(),
+        None => format!("error: {error:#}"),
+    };
+    eprintln!("{}", wasm_connect::telemetry::redaction::redact(&text));
     ExitCode::FAILURE
 }
 

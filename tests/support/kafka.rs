@@ -32,7 +32,7 @@ pub enum Listener {
 /// A broker and its front; the certificates live in `certificates`.
 pub struct SecuredBroker {
     broker: Child,
-    front: Child,
+    front: Option<Child>,
     /// `127.0.0.1:PORT` of the front.
     pub bootstrap: String,
     /// `ca.pem` (signed the server and client certificates), `server.pem`,
@@ -43,7 +43,7 @@ pub struct SecuredBroker {
 
 impl Drop for SecuredBroker {
     fn drop(&mut self) {
-        for child in [&mut self.front, &mut self.broker] {
+        for child in self.front.iter_mut().chain([&mut self.broker]) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -86,7 +86,7 @@ impl SecuredBroker {
         std::fs::create_dir_all(certificates).unwrap();
         make_certificates(certificates);
         let (broker_port, front_port) = (free_port(), free_port());
-        let mut broker = Command::new(tansu())
+        let broker = Command::new(tansu())
             .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{broker_port}")])
             .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{front_port}")])
             .args(["--storage-engine", "memory://tansu/", "--silent"])
@@ -95,7 +95,10 @@ impl SecuredBroker {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting tansu");
-        wait_for_port(broker_port, &mut broker, "tansu");
+        // Held from here on, so that both processes go if a wait below fails.
+        let mut started =
+            SecuredBroker { broker, front: None, bootstrap: format!("127.0.0.1:{front_port}"), certificates: certificates.to_owned() };
+        wait_for_port(broker_port, &mut started.broker, "tansu");
         let mut front = Command::new("python3");
         front
             .arg(super::repo_root().join("tests/fixtures/kafka/sasl_front.py"))
@@ -108,8 +111,8 @@ impl SecuredBroker {
             Listener::SaslSsl => front.args(["--user", &format!("{USER}:{PASSWORD}"), "--mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER"]),
             Listener::MutualTls => front.arg("--no-sasl").arg("--client-ca").arg(certificates.join("ca.pem")),
         };
-        let mut front = front.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting the front");
-        wait_for_port(front_port, &mut front, "the TLS/SASL front");
-        SecuredBroker { broker, front, bootstrap: format!("127.0.0.1:{front_port}"), certificates: certificates.to_owned() }
+        let front = started.front.insert(front.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting the front"));
+        wait_for_port(front_port, front, "the TLS/SASL front");
+        started
     }
 }

@@ -204,12 +204,20 @@ impl ConsumerContext for Reporting {}
 /// waits in [`fetch_metadata`]) hands them over.
 fn log_client_line(level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
     use rdkafka::config::RDKafkaLogLevel as Level;
+    // A malformed `sasl.oauthbearer.config` is quoted from where it goes wrong.
+    let message = match message.split_once("sasl.oauthbearer.config beginning at: ") {
+        Some((before, _)) => format!("{before}sasl.oauthbearer.config beginning at: [redacted]"),
+        None => message.to_owned(),
+    };
+    let message = message.as_str();
     if message.contains("SASL authentication error") || message.contains("Authentication failed") {
         return report_client_problem(ClientProblem::Credentials, message);
     }
-    // A broker that wants a client certificate closes a TLS 1.3 connection without
-    // one right after the handshake.
-    if message.contains("SSL handshake failed") || message.contains("SSL connection closed by peer") {
+    // A broker that wants a client certificate refuses one without it with an alert,
+    // or (TLS 1.3) closes the connection before the first answer. A connection closed
+    // later (an idle one, a broker restarting) is no TLS problem.
+    let closed_before_answering = message.contains("SSL connection closed by peer") && message.contains("in state APIVERSION_QUERY");
+    if message.contains("SSL handshake failed") || message.contains("certificate required") || closed_before_answering {
         return report_client_problem(ClientProblem::Tls, message);
     }
     // librdkafka's own guess when a plaintext client meets a TLS listener.
@@ -249,7 +257,8 @@ impl ClientProblem {
         match self {
             Self::Credentials => {
                 "The Kafka cluster refused the host's credentials: check kafka.client's sasl.username and sasl.password \
-                 (and sasl.mechanisms: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, as the cluster expects)."
+                 (and sasl.mechanisms: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, as the cluster expects; for \
+                 OAUTHBEARER, the sasl.oauthbearer settings)."
             }
             Self::Tls => {
                 "The TLS connection to the Kafka cluster failed: if the broker's certificate is not trusted, set \
@@ -273,8 +282,10 @@ const PROBLEM_REPEAT_INTERVAL: Duration = Duration::from_secs(60);
 static LAST_CLIENT_PROBLEM: Mutex<Option<(ClientProblem, String, std::time::Instant)>> = Mutex::new(None);
 
 /// What the clients reported last, in words that name the setting to fix.
+/// Nothing once the last one is older than a minute.
 pub fn last_client_error() -> Option<String> {
-    LAST_CLIENT_PROBLEM.lock().expect("last client problem lock").as_ref().map(|(_, text, _)| text.clone())
+    let last = LAST_CLIENT_PROBLEM.lock().expect("last client problem lock");
+    last.as_ref().filter(|(_, _, at)| at.elapsed() < PROBLEM_REPEAT_INTERVAL).map(|(_, text, _)| text.clone())
 }
 
 fn report_client_error(error: &KafkaError, reason: &str) {
@@ -282,6 +293,11 @@ fn report_client_error(error: &KafkaError, reason: &str) {
 }
 
 fn report_client_problem(problem: ClientProblem, reason: &str) {
+    if problem == ClientProblem::Other {
+        // Each is its own story (a fatal producer error, a fenced member): all logged.
+        tracing::error!(reason, "{}", problem.advice());
+        return;
+    }
     {
         let mut last = LAST_CLIENT_PROBLEM.lock().expect("last client problem lock");
         if let Some((kind, _, at)) = last.as_ref()
@@ -541,26 +557,36 @@ fn consumer_group(connector: &str) -> String {
     format!("wasm-connect-{connector}")
 }
 
-/// The cluster's metadata (of `topic` only, if given), within `REQUEST_TIMEOUT`. The
-/// request is repeated in short turns, and the client's queue served between them, so
-/// that the logs and errors librdkafka queues meanwhile (a refused password, a failed
-/// handshake) are reported while the caller waits rather than never.
 /// The most queued events (log lines, errors) served between two metadata requests.
 const QUEUED_EVENTS_PER_TURN: usize = 200;
 
+/// The cluster's metadata (of `topic` only, if given), within `REQUEST_TIMEOUT`. While
+/// the cluster cannot be reached the request is repeated in turns of 1, 2, 4... s, and
+/// the client's queue served between them, so that what librdkafka queues meanwhile (a
+/// refused password, a failed handshake) is reported while the caller waits. Only for
+/// clients that read no messages (no subscription, no assignment): serving their queue
+/// must not take one.
 fn fetch_metadata<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: Option<&str>) -> KafkaResult<rdkafka::metadata::Metadata> {
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut turn = Duration::from_secs(1);
     loop {
-        let result = consumer.fetch_metadata(topic, Duration::from_secs(1));
-        // Each poll hands over one queued event; messages never come: these
-        // consumers have no subscription.
+        let started = std::time::Instant::now();
+        let result = consumer.fetch_metadata(topic, turn.min(deadline.saturating_duration_since(started)));
         for _ in 0..QUEUED_EVENTS_PER_TURN {
             let _ = consumer.poll(Duration::ZERO);
         }
-        match result {
-            Err(_) if std::time::Instant::now() < deadline => continue,
-            result => return result,
+        let unreachable = matches!(
+            &result,
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+            ))
+        );
+        if !unreachable || std::time::Instant::now() >= deadline {
+            return result;
         }
+        // An answer that came at once (no broker up) is not asked again at once.
+        std::thread::sleep(Duration::from_millis(200).saturating_sub(started.elapsed()));
+        turn *= 2;
     }
 }
 
