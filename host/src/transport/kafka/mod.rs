@@ -12,18 +12,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::try_join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use wasm_connect_protocol::Record;
 
+mod client;
+mod group;
+
+pub use client::{Reporting, client_problems, is_secret_setting, last_client_error};
+use client::fetch_metadata;
+use group::{CommitOnRevoke, KafkaConsumer};
+
 use super::{
     PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, TaskShare, TopicDescription,
-    TopicReader, Transport, TransportError, TransportResult, next_offsets,
+    TopicReader, Transport, TransportError, TransportResult,
 };
 
 /// How long a metadata or admin request may take.
@@ -178,208 +184,6 @@ impl KafkaTransport {
         }
         Ok(())
     }
-}
-
-/// The context of every client the host creates: librdkafka's errors are logged in
-/// words that name the setting to fix, each the first time and then at most once a
-/// minute while it repeats (librdkafka reports it at every reconnection, per client).
-#[derive(Clone, Copy, Default)]
-pub struct Reporting;
-
-impl ClientContext for Reporting {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        log_client_line(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        report_client_error(&error, reason);
-    }
-}
-
-impl ConsumerContext for Reporting {}
-
-/// Forwards a librdkafka log line to the host's log (target `librdkafka`); a line
-/// about a refused password or a failed TLS handshake is reported instead, naming
-/// the setting to fix. librdkafka queues these lines; whoever polls the client (or
-/// waits in [`fetch_metadata`]) hands them over.
-fn log_client_line(level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-    use rdkafka::config::RDKafkaLogLevel as Level;
-    // A malformed `sasl.oauthbearer.config` is quoted from where it goes wrong.
-    let message = match message.split_once("sasl.oauthbearer.config beginning at: ") {
-        Some((before, _)) => format!("{before}sasl.oauthbearer.config beginning at: [redacted]"),
-        None => message.to_owned(),
-    };
-    let message = message.as_str();
-    if message.contains("SASL authentication error") || message.contains("Authentication failed") {
-        return report_client_problem(ClientProblem::Credentials, message);
-    }
-    // A broker that wants a client certificate refuses one without it with an alert,
-    // or (TLS 1.3) closes the connection before the first answer. A connection closed
-    // later (an idle one, a broker restarting) is no TLS problem.
-    let closed_before_answering = message.contains("SSL connection closed by peer") && message.contains("in state APIVERSION_QUERY");
-    if message.contains("SSL handshake failed") || message.contains("certificate required") || closed_before_answering {
-        return report_client_problem(ClientProblem::Tls, message);
-    }
-    // librdkafka's own guess when a plaintext client meets a TLS listener.
-    if message.contains("incorrect security.protocol") {
-        return report_client_problem(ClientProblem::Unreachable, message);
-    }
-    match level {
-        Level::Emerg | Level::Alert | Level::Critical | Level::Error => tracing::error!(target: "librdkafka", facility, "{message}"),
-        Level::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-        Level::Notice => tracing::info!(target: "librdkafka", facility, "{message}"),
-        Level::Info => tracing::debug!(target: "librdkafka", facility, "{message}"),
-        Level::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
-    }
-}
-
-/// Why a cluster cannot be used, as far as the clients tell.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ClientProblem {
-    Credentials,
-    Tls,
-    Unreachable,
-    Other,
-}
-
-impl ClientProblem {
-    fn of(error: &KafkaError) -> Self {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => Self::Credentials,
-            Some(RDKafkaErrorCode::SSL) => Self::Tls,
-            Some(RDKafkaErrorCode::AllBrokersDown) => Self::Unreachable,
-            _ => Self::Other,
-        }
-    }
-
-    /// What to do about it, naming the settings.
-    fn advice(self) -> &'static str {
-        match self {
-            Self::Credentials => {
-                "The Kafka cluster refused the host's credentials: check kafka.client's sasl.username and sasl.password \
-                 (and sasl.mechanisms: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, as the cluster expects; for \
-                 OAUTHBEARER, the sasl.oauthbearer settings)."
-            }
-            Self::Tls => {
-                "The TLS connection to the Kafka cluster failed: if the broker's certificate is not trusted, set \
-                 kafka.client's ssl.ca.location to the CA that signed it; if the broker asks for a client certificate, \
-                 set ssl.certificate.location and ssl.key.location."
-            }
-            Self::Unreachable => {
-                "No Kafka broker can be reached: check kafka.bootstrap_servers, the network, and kafka.client's \
-                 security.protocol (a TLS listener needs SSL or SASL_SSL)."
-            }
-            Self::Other => "The Kafka client reported an error.",
-        }
-    }
-}
-
-/// How often one kind of client problem is logged again while it lasts (librdkafka
-/// reports it at every reconnection, for every client).
-const PROBLEM_REPEAT_INTERVAL: Duration = Duration::from_secs(60);
-
-/// The last problem the clients reported: its kind, the whole text, when.
-static LAST_CLIENT_PROBLEM: Mutex<Option<(ClientProblem, String, std::time::Instant)>> = Mutex::new(None);
-
-/// What the clients reported last, in words that name the setting to fix.
-/// Nothing once the last one is older than a minute.
-pub fn last_client_error() -> Option<String> {
-    let last = LAST_CLIENT_PROBLEM.lock().expect("last client problem lock");
-    last.as_ref().filter(|(_, _, at)| at.elapsed() < PROBLEM_REPEAT_INTERVAL).map(|(_, text, _)| text.clone())
-}
-
-fn report_client_error(error: &KafkaError, reason: &str) {
-    report_client_problem(ClientProblem::of(error), reason);
-}
-
-fn report_client_problem(problem: ClientProblem, reason: &str) {
-    if problem == ClientProblem::Other {
-        // Each is its own story (a fatal producer error, a fenced member): all logged.
-        tracing::error!(reason, "{}", problem.advice());
-        return;
-    }
-    {
-        let mut last = LAST_CLIENT_PROBLEM.lock().expect("last client problem lock");
-        if let Some((kind, _, at)) = last.as_ref()
-            && at.elapsed() < PROBLEM_REPEAT_INTERVAL
-        {
-            // "All brokers are down" follows every refused login: the refusal says more.
-            let less_specific = problem == ClientProblem::Unreachable && matches!(kind, ClientProblem::Credentials | ClientProblem::Tls);
-            if *kind == problem || less_specific {
-                return;
-            }
-        }
-        *last = Some((problem, format!("{} librdkafka says: {reason}", problem.advice()), std::time::Instant::now()));
-    }
-    tracing::error!(reason, "{}", problem.advice());
-}
-
-/// Whether a librdkafka setting holds a secret (a password, a key, a token): its value
-/// is registered for redaction and never shown in an error.
-pub fn is_secret_setting(key: &str) -> bool {
-    ["password", "secret", ".key", "key.pem", "jaas", "token", "sasl.oauthbearer.config"].iter().any(|word| key.contains(word))
-}
-
-/// A client context that keeps librdkafka's own log lines to itself: the check below
-/// creates clients that are never meant to connect.
-struct Silent;
-
-impl ClientContext for Silent {
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _facility: &str, _message: &str) {}
-}
-
-impl ConsumerContext for Silent {}
-
-impl rdkafka::producer::ProducerContext for Silent {
-    type DeliveryOpaque = ();
-    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
-}
-
-/// The problems librdkafka finds in `client` (the `kafka.client` settings), as
-/// `(key, message)`; an empty key is about the settings together. Each setting is
-/// tried on its own (unknown keys, bad values, features this build lacks), then a
-/// producer and a consumer are created with all of them and no broker to reach, so
-/// unreadable certificates and keys are found too. Nothing connects; no value of a
-/// secret setting appears in a message.
-pub fn client_problems(client: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    let secrets: Vec<&str> =
-        client.iter().filter(|(key, value)| is_secret_setting(key) && value.len() >= 4).map(|(_, value)| value.as_str()).collect();
-    let hide = |message: String| secrets.iter().fold(message, |message, secret| message.replace(secret, "[redacted]"));
-    let mut problems = Vec::new();
-    for (key, value) in client {
-        if key == "bootstrap.servers" {
-            problems.push((key.clone(), "is set by kafka.bootstrap_servers; remove it here".to_owned()));
-            continue;
-        }
-        let mut single = ClientConfig::new();
-        single.set(key, value);
-        if let Err(KafkaError::ClientConfig(_, description, _, _)) = single.create_native_config() {
-            problems.push((key.clone(), hide(format!("librdkafka refuses it: {description}"))));
-        }
-    }
-    if !problems.is_empty() {
-        return problems;
-    }
-    let mut config = ClientConfig::new();
-    for (key, value) in client {
-        // An OIDC client fetches its first token as it is created: check its settings
-        // without the fetch.
-        if key == "sasl.oauthbearer.method" && value.eq_ignore_ascii_case("oidc") {
-            continue;
-        }
-        config.set(key, value);
-    }
-    let producer = config.create_with_context::<_, rdkafka::producer::BaseProducer<Silent>>(Silent).map(drop);
-    let consumer = config.clone().set("group.id", "wasm-connect-validate").create_with_context::<_, BaseConsumer<Silent>>(Silent).map(drop);
-    if let Err(error) = producer.and(consumer) {
-        let reason = match error {
-            KafkaError::ClientCreation(reason) => reason,
-            KafkaError::ClientConfig(_, description, _, _) => description,
-            other => other.to_string(),
-        };
-        problems.push((String::new(), hide(format!("librdkafka cannot create a client with these settings: {reason}"))));
-    }
-    problems
 }
 
 #[async_trait]
@@ -556,41 +360,6 @@ impl Transport for KafkaTransport {
 fn consumer_group(connector: &str) -> String {
     format!("wasm-connect-{connector}")
 }
-
-/// The most queued events (log lines, errors) served between two metadata requests.
-const QUEUED_EVENTS_PER_TURN: usize = 200;
-
-/// The cluster's metadata (of `topic` only, if given), within `REQUEST_TIMEOUT`. While
-/// the cluster cannot be reached the request is repeated in turns of 1, 2, 4... s, and
-/// the client's queue served between them, so that what librdkafka queues meanwhile (a
-/// refused password, a failed handshake) is reported while the caller waits. Only for
-/// clients that read no messages (no subscription, no assignment): serving their queue
-/// must not take one.
-fn fetch_metadata<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: Option<&str>) -> KafkaResult<rdkafka::metadata::Metadata> {
-    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
-    let mut turn = Duration::from_secs(1);
-    loop {
-        let started = std::time::Instant::now();
-        let result = consumer.fetch_metadata(topic, turn.min(deadline.saturating_duration_since(started)));
-        for _ in 0..QUEUED_EVENTS_PER_TURN {
-            let _ = consumer.poll(Duration::ZERO);
-        }
-        let unreachable = matches!(
-            &result,
-            Err(KafkaError::MetadataFetch(
-                RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
-            ))
-        );
-        if !unreachable || std::time::Instant::now() >= deadline {
-            return result;
-        }
-        // An answer that came at once (no broker up) is not asked again at once.
-        std::thread::sleep(Duration::from_millis(200).saturating_sub(started.elapsed()));
-        turn *= 2;
-    }
-}
-
-/// Reads a compacted topic to its end: the latest value of every key, a key whose
 /// latest message is a tombstone (no payload) left out. `what` names the topic's role
 /// in errors.
 fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
@@ -739,39 +508,6 @@ impl TopicReader for KafkaReader {
     }
 }
 
-struct KafkaConsumer {
-    /// Shared with the blocking thread that asks the brokers for watermarks.
-    consumer: Arc<StreamConsumer<CommitOnRevoke>>,
-}
-
-/// Commits the offsets of every acknowledged batch, synchronously, before a rebalance
-/// takes partitions away, as Kafka Connect does: their new owner then starts right
-/// after them instead of re-reading whatever the periodic auto-commit had not yet
-/// committed.
-struct CommitOnRevoke;
-
-impl ClientContext for CommitOnRevoke {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        log_client_line(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        report_client_error(&error, reason);
-    }
-}
-
-impl ConsumerContext for CommitOnRevoke {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if !matches!(rebalance, Rebalance::Revoke(_)) {
-            return;
-        }
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-            Err(error) => tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again."),
-        }
-    }
-}
-
 fn owned_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
     let headers = message
         .headers()
@@ -788,126 +524,3 @@ fn owned_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
     }
 }
 
-#[async_trait]
-impl RecordConsumer for KafkaConsumer {
-    async fn poll(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
-        let mut records = Vec::new();
-        let mut timeout = wait;
-        while records.len() < max {
-            match tokio::time::timeout(timeout, self.consumer.recv()).await {
-                Ok(message) => records.push(owned_record(&message?)),
-                Err(_elapsed) => break,
-            }
-            // Once something arrived, only take what is already buffered.
-            timeout = Duration::from_millis(5);
-        }
-        Ok(records)
-    }
-
-    async fn commit(&mut self, records: &[Record]) -> TransportResult<()> {
-        let mut offsets = TopicPartitionList::new();
-        for (topic, partition, next) in next_offsets(records) {
-            offsets.add_partition_offset(&topic, partition, Offset::Offset(next))?;
-        }
-        match self.consumer.store_offsets(&offsets) {
-            Ok(()) => Ok(()),
-            // A rebalance took the partition away: its new owner re-reads the batch,
-            // which this sink already wrote (at-least-once, idempotent sinks).
-            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)) => {
-                tracing::info!("Offsets of a batch were not stored: the partition was reassigned during the write.");
-                Ok(())
-            }
-            Err(error) => Err(error.into()),
-        }
-    }
-
-    async fn lag(&mut self) -> TransportResult<u64> {
-        let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || -> TransportResult<u64> {
-            let positions = consumer.position()?;
-            let mut lag = 0;
-            for element in positions.elements() {
-                // A partition not read from yet has no position: its lag shows once it has.
-                let Offset::Offset(position) = element.offset() else { continue };
-                let (_, high) = consumer.fetch_watermarks(element.topic(), element.partition(), REQUEST_TIMEOUT)?;
-                lag += (high - position).max(0) as u64;
-            }
-            Ok(lag)
-        })
-        .await
-        .map_err(|error| TransportError::Other(format!("measuring the consumer lag failed: {error}")))?
-    }
-
-    async fn close(&mut self) -> TransportResult<()> {
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
-            // The group is rebalancing: the commit in `pre_rebalance` carries what was
-            // acknowledged, or the partitions' next owner re-reads it (at least once).
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration)) => {
-                tracing::info!("The group was rebalancing as the task stopped; its last batch may be delivered again.");
-                Ok(())
-            }
-            Err(error) => Err(error.into()),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
-    }
-
-    #[test]
-    fn this_build_speaks_tls_every_sasl_mechanism_and_every_codec() {
-        let features = ClientConfig::new().create_native_config().unwrap().get("builtin.features").unwrap();
-        let features: Vec<&str> = features.split(',').collect();
-        for wanted in ["gzip", "snappy", "ssl", "sasl", "sasl_plain", "sasl_scram", "sasl_oauthbearer", "zstd", "lz4"] {
-            assert!(features.contains(&wanted), "librdkafka lacks {wanted}: {features:?}");
-        }
-    }
-
-    #[test]
-    fn secured_clusters_and_every_codec_pass_the_client_check() {
-        for client in [
-            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "PLAIN"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
-            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "SCRAM-SHA-512"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
-            settings(&[("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanisms", "SCRAM-SHA-256"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
-            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "OAUTHBEARER"), ("sasl.oauthbearer.config", "principal=connect")]),
-            settings(&[("compression.type", "zstd")]),
-            settings(&[("compression.type", "lz4")]),
-            settings(&[("compression.type", "snappy")]),
-            settings(&[("compression.type", "gzip")]),
-        ] {
-            assert_eq!(client_problems(&client), Vec::<(String, String)>::new(), "{client:?}");
-        }
-    }
-
-    #[test]
-    fn the_client_check_names_each_bad_setting_and_never_shows_a_secret() {
-        let problems = client_problems(&settings(&[
-            ("compression.typo", "zstd"),
-            ("security.protocol", "SASL_SSLL"),
-            ("bootstrap.servers", "elsewhere:9092"),
-            ("sasl.password", "p4ssw0rd-planted"),
-        ]));
-        let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
-        assert_eq!(keys, ["bootstrap.servers", "compression.typo", "security.protocol"], "{problems:?}");
-        assert!(problems[1].1.contains("No such configuration property"), "{problems:?}");
-        assert!(problems[2].1.contains("Invalid value"), "{problems:?}");
-
-        // A certificate that cannot be read fails client creation, which is reported
-        // for the settings together, with the secret hidden wherever it would appear.
-        let problems = client_problems(&settings(&[
-            ("security.protocol", "SSL"),
-            ("ssl.ca.location", "/nonexistent/ca.pem"),
-            ("ssl.key.password", "p4ssw0rd-planted"),
-        ]));
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert_eq!(problems[0].0, "");
-        assert!(problems[0].1.contains("ssl.ca.location"), "{problems:?}");
-        assert!(!format!("{problems:?}").contains("p4ssw0rd-planted"));
-    }
-}
