@@ -69,11 +69,48 @@ pub fn owner_only_file(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, Permissions::from_mode(0o600))
 }
 
+/// The file under `data_dir` that names this host to Kafka's consumer groups.
+const HOST_ID_FILE: &str = "host-id";
+
+/// This host's identity: 32 hex digits made at the first start and kept in
+/// `data_dir/host-id`, so that it survives restarts and differs between hosts (each
+/// has its own `data_dir`). Sink tasks join their groups as static members named
+/// after it, so a restarted host gets its partitions back at once.
+pub fn host_identity(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join(HOST_ID_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim();
+        if text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(text.to_owned());
+        }
+    }
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
+    let identity: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    owner_only_file(&path)?;
+    std::fs::write(&path, format!("{identity}\n"))?;
+    Ok(identity)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
-    use super::{DataDirError, DataDirLock, owner_only_file};
+    use super::{DataDirError, DataDirLock, host_identity, owner_only_file};
+
+    #[test]
+    fn the_host_identity_is_made_once_and_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let first = host_identity(root.path()).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(host_identity(root.path()).unwrap(), first);
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(host_identity(other.path()).unwrap(), first);
+        // A damaged file is replaced.
+        std::fs::write(root.path().join("host-id"), "../../x").unwrap();
+        let replaced = host_identity(root.path()).unwrap();
+        assert!(replaced.len() == 32 && replaced != first);
+    }
 
     #[test]
     fn one_holder_at_a_time_and_owner_only() {

@@ -126,7 +126,14 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let prepared = loaded.clone();
     let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let config = &loaded.config;
-    let kafka_transport = kafka_transport(config);
+    let kafka_transport = match kafka_transport(config) {
+        Some(kafka) => {
+            let identity = crate::data_dir::host_identity(&config.data_dir)
+                .with_context(|| format!("cannot keep this host's identity in {}", config.data_dir.display()))?;
+            Some(kafka.with_host_identity(&identity))
+        }
+        None => None,
+    };
     let transport: Arc<dyn Transport> = match &kafka_transport {
         Some(kafka) => Arc::new(kafka.clone()),
         None => {

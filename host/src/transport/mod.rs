@@ -160,6 +160,15 @@ pub trait RecordConsumer: Send {
     /// Records in this consumer's partitions after its read positions (the consumer
     /// lag); on Kafka, one watermark request per assigned partition.
     async fn lag(&mut self) -> TransportResult<u64>;
+    /// Records the consumer jumped over since the last call because the transport no
+    /// longer held them (Kafka's retention removed them before they were read).
+    fn skipped_by_offset_reset(&mut self) -> u64 {
+        0
+    }
+    /// How long, and why, the transport has been out of reach, while it is.
+    fn outage(&self) -> Option<(Duration, String)> {
+        None
+    }
     /// Commits synchronously what was marked done, before the consumer goes away.
     async fn close(&mut self) -> TransportResult<()>;
 }

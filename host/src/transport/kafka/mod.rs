@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use futures::future::try_join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -25,7 +25,7 @@ mod group;
 
 pub use client::{Reporting, client_problems, is_secret_setting, last_client_error};
 use client::fetch_metadata;
-use group::{CommitOnRevoke, KafkaConsumer};
+use group::{KafkaConsumer, Siblings};
 
 use super::{
     PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, TaskShare, TopicDescription,
@@ -49,6 +49,13 @@ pub struct KafkaTransport {
     known_topics: Arc<Mutex<HashSet<String>>>,
     /// Writes to the host's compacted topics (desired state, position resets).
     control_producer: Arc<OnceLock<FutureProducer<Reporting>>>,
+    /// This host's identity, when known: each sink task joins its group as the static
+    /// member `{identity}-{task}` (`group.instance.id`), so a restarted host takes its
+    /// partitions back at once instead of waiting for the old members' sessions.
+    host_identity: Option<String>,
+    /// The sink tasks' group members in this process, so that stopping ones leave
+    /// their groups only once all that stop together have committed.
+    siblings: Arc<Siblings>,
 }
 
 impl KafkaTransport {
@@ -72,7 +79,16 @@ impl KafkaTransport {
             host_topics: vec![offsets_topic.to_owned(), config_topic.to_owned()],
             known_topics: Arc::default(),
             control_producer: Arc::default(),
+            host_identity: None,
+            siblings: Arc::default(),
         }
+    }
+
+    /// Sink tasks join their groups as static members named after `identity` (see
+    /// `data_dir::host_identity`).
+    pub fn with_host_identity(mut self, identity: &str) -> Self {
+        self.host_identity = Some(identity.to_owned());
+        self
     }
 
     /// Commits `offsets` (topic, partition, next offset) for a sink connector's group
@@ -131,8 +147,8 @@ impl KafkaTransport {
 
     /// Creates, in one request, those of `topics` the cluster does not have, plus the
     /// host's own topics the first time. Each topic is asked for once per process.
-    /// Failures are logged, not fatal: the broker may auto-create topics, or forbid the
-    /// call.
+    /// The creation runs in the background; its failures are logged, not fatal (the
+    /// broker may auto-create topics, or forbid the call).
     async fn create_missing_topics(&self, topics: &[String]) -> TransportResult<()> {
         let wanted: Vec<String> = {
             let known = self.known_topics.lock().expect("known topics lock");
@@ -159,29 +175,40 @@ impl KafkaTransport {
         if missing.is_empty() {
             return Ok(());
         }
+        // Asked for in the background: a cluster that takes long to answer (or never
+        // answers) CreateTopics holds up no start; the tasks wait for their topics, and
+        // the log says which are missing.
         let admin: AdminClient<Reporting> = self.base.create_with_context(Reporting)?;
-        let new_topics: Vec<NewTopic<'_>> = missing
-            .iter()
-            .map(|topic| {
-                let new_topic = NewTopic::new(topic, -1, TopicReplication::Fixed(-1));
-                if self.host_topics.contains(topic) { new_topic.set("cleanup.policy", "compact") } else { new_topic }
-            })
-            .collect();
-        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
-        match admin.create_topics(&new_topics, &options).await {
-            Ok(results) => {
-                for result in results {
-                    match result {
-                        Ok(topic) => tracing::info!(topic, "Created topic."),
-                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((topic, code)) => {
-                            tracing::warn!(topic, error = %code, "Topic could not be created; relying on the broker's auto-creation.")
+        let host_topics = self.host_topics.clone();
+        tokio::spawn(async move {
+            let new_topics: Vec<NewTopic<'_>> = missing
+                .iter()
+                .map(|topic| {
+                    let new_topic = NewTopic::new(topic, -1, TopicReplication::Fixed(-1));
+                    if host_topics.contains(topic) { new_topic.set("cleanup.policy", "compact") } else { new_topic }
+                })
+                .collect();
+            let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
+            let advice = "create them, or let the broker create topics on first use (auto.create.topics.enable)";
+            match admin.create_topics(&new_topics, &options).await {
+                Ok(results) => {
+                    for result in results {
+                        match result {
+                            Ok(topic) => tracing::info!(topic, "Created topic."),
+                            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                            Err((topic, code)) => tracing::warn!(
+                                topic, error = %code,
+                                "The topic is missing and could not be created; the tasks that use it wait for it: {advice}."
+                            ),
                         }
                     }
                 }
+                Err(error) => tracing::warn!(
+                    topics = ?missing, %error,
+                    "These topics are missing and could not be created; the tasks that use them wait for them: {advice}."
+                ),
             }
-            Err(error) => tracing::warn!(topics = ?missing, %error, "Topics could not be created; relying on the broker's auto-creation."),
-        }
+        });
         Ok(())
     }
 }
@@ -204,16 +231,27 @@ impl Transport for KafkaTransport {
         }))
     }
 
-    async fn consumer(&self, connector: &str, topics: &[String], _share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
+    async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
         let mut config = self.group_config(connector);
-        config
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer<CommitOnRevoke> = config.create_with_context(CommitOnRevoke)?;
-        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
-        Ok(Box::new(KafkaConsumer { consumer: Arc::new(consumer) }))
+        config.set("enable.auto.offset.store", "false").set("auto.offset.reset", "earliest");
+        // A dead member's partitions wait for its session to end (and brokers without
+        // static membership make a restarted host's members wait for it too): 6 s,
+        // the least brokers accept by default, rather than librdkafka's 45 s, unless
+        // kafka.client says otherwise.
+        if self.base.get("session.timeout.ms").is_none() {
+            config.set("session.timeout.ms", "6000");
+            if self.base.get("heartbeat.interval.ms").is_none() {
+                config.set("heartbeat.interval.ms", "2000");
+            }
+        }
+        if let Some(host) = &self.host_identity {
+            config.set("group.instance.id", format!("{host}-{}", share.task));
+        }
+        let (topics, group, siblings) = (topics.to_vec(), consumer_group(connector), self.siblings.clone());
+        let consumer = tokio::task::spawn_blocking(move || KafkaConsumer::join(&config, &topics, group, siblings))
+            .await
+            .map_err(|error| TransportError::Other(error.to_string()))??;
+        Ok(Box::new(consumer))
     }
 
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
