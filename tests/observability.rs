@@ -24,7 +24,7 @@ const RATE_INTERVAL: &str = "30s";
 fn promtool_accepts_the_metrics_rules_and_scrape_config() {
     let prometheus = repo_root().join("compose/prometheus");
     let rules = services::promtool(&["check", "rules", prometheus.join("alerts.yml").to_str().unwrap()], None);
-    assert!(rules.contains("SUCCESS: 7 rules found"), "{rules}");
+    assert!(rules.contains("SUCCESS: 8 rules found"), "{rules}");
     let config = services::promtool(&["check", "config", prometheus.join("prometheus.yml").to_str().unwrap()], None);
     assert!(config.contains("is valid prometheus config file syntax"), "{config}");
 

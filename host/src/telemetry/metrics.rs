@@ -109,10 +109,12 @@ pub struct Metrics {
     batch_size: Family<TaskLabels, Histogram, fn() -> Histogram>,
     plugin_memory: Family<TaskLabels, Gauge>,
     write_retries: Family<TaskLabels, Counter>,
+    records_skipped: Family<TaskLabels, Counter>,
     tasks_retrying: Family<TaskLabels, Gauge>,
     http_requests: Family<OutcomeLabels, Counter>,
     source_throttles: Family<TaskLabels, Counter>,
     sources_throttled: Family<TaskLabels, Gauge>,
+    transport_unreachable: Family<TaskLabels, Gauge>,
     poll_retries: Family<TaskLabels, Counter>,
     admin_requests: Family<RouteLabels, Counter>,
     admin_request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -156,10 +158,12 @@ impl Metrics {
             batch_size: Family::new_with_constructor(batch_size_histogram),
             plugin_memory: Family::default(),
             write_retries: Family::default(),
+            records_skipped: Family::default(),
             tasks_retrying: Family::default(),
             http_requests: Family::default(),
             source_throttles: Family::default(),
             sources_throttled: Family::default(),
+            transport_unreachable: Family::default(),
             poll_retries: Family::default(),
             admin_requests: Family::default(),
             admin_request_duration: Family::new_with_constructor(admin_duration_histogram),
@@ -168,7 +172,7 @@ impl Metrics {
         };
         let mut root = Registry::default();
         let registry = root.sub_registry_with_prefix("wasm_connect");
-        let counters: [(&str, &str, &Family<TaskLabels, Counter>); 12] = [
+        let counters: [(&str, &str, &Family<TaskLabels, Counter>); 13] = [
             ("records_polled", "Records a source task took from its plugin", &metrics.records_polled),
             ("records_produced", "Records a source task wrote to its topic (durable: acks=all, or committed to the embedded store)", &metrics.records_produced),
             ("records_consumed", "Records a sink task read from its topics", &metrics.records_consumed),
@@ -179,17 +183,19 @@ impl Metrics {
             ("bytes_out", "Key and value bytes a task delivered: produced to topics, or written by a sink plugin", &metrics.bytes_out),
             ("task_restarts", "Restarts of a failed task", &metrics.task_restarts),
             ("write_retries", "Retries of a batch after a retriable error (store unreachable, overloaded or throttling)", &metrics.write_retries),
+            ("records_skipped_by_offset_reset", "Records a sink task never read because the broker no longer held them when it got there (retention, a truncated log)", &metrics.records_skipped),
             ("source_throttles", "Times a source was held back by its provider's rate limit or quota", &metrics.source_throttles),
             ("poll_retries", "Polls of a source retried after a retriable error (provider unreachable, malformed answer)", &metrics.poll_retries),
         ];
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
         }
-        let gauges: [(&str, &str, &Family<TaskLabels, Gauge>); 4] = [
+        let gauges: [(&str, &str, &Family<TaskLabels, Gauge>); 5] = [
             ("consumer_lag_records", "Records in a sink task's partitions not yet read: end offsets minus the task's positions", &metrics.consumer_lag),
             ("plugin_memory_bytes", "Linear memory a task's plugin instance has grown to", &metrics.plugin_memory),
             ("task_retrying", "1 while a sink task is retrying a batch because its store is unreachable or refusing, else 0", &metrics.tasks_retrying),
             ("source_throttled", "1 while a source waits for its provider's rate-limit or quota window to reset, else 0", &metrics.sources_throttled),
+            ("transport_unreachable", "1 while a task cannot reach its transport (the Kafka cluster does not answer), else 0", &metrics.transport_unreachable),
         ];
         for (name, help, family) in gauges {
             registry.register(name, help, family.clone());
@@ -240,12 +246,13 @@ impl Metrics {
         let counters: &[&Family<TaskLabels, Counter>] = if source {
             &[&self.records_polled, &self.records_produced, &self.source_throttles, &self.poll_retries]
         } else {
-            &[&self.records_consumed, &self.records_written, &self.write_retries]
+            &[&self.records_consumed, &self.records_written, &self.write_retries, &self.records_skipped]
         };
         let shared = [&self.records_failed, &self.records_dead_lettered, &self.bytes_in, &self.bytes_out, &self.task_restarts];
         for family in counters.iter().chain(&shared) {
             drop(family.get_or_create(labels));
         }
+        drop(self.transport_unreachable.get_or_create(labels));
         if source {
             drop(self.sources_throttled.get_or_create(labels));
         } else {
@@ -372,6 +379,23 @@ impl Metrics {
         self.sources_throttled.get_or_create(labels).set(1);
     }
 
+    /// A sink task's consumer jumped over `records` the transport no longer held.
+    pub fn records_skipped(&self, labels: &TaskLabels, records: u64) {
+        self.records_skipped.get_or_create(labels).inc_by(records);
+    }
+
+    /// A task found its transport out of reach (`reason`), or reachable again (`None`).
+    pub fn transport_outage(&self, labels: &TaskLabels, reason: Option<&str>) {
+        match reason {
+            Some(reason) => tracing::warn!(
+                connector = %labels.connector, task = %labels.task, reason,
+                "The task cannot reach the Kafka cluster; it waits for it and carries on by itself."
+            ),
+            None => tracing::info!(connector = %labels.connector, task = %labels.task, "The task reaches the Kafka cluster again."),
+        }
+        self.transport_unreachable.get_or_create(labels).set(i64::from(reason.is_some()));
+    }
+
     /// A throttled source resumed polling.
     pub fn source_resumed(&self, labels: &TaskLabels) {
         tracing::info!(connector = %labels.connector, task = %labels.task, "The source resumes polling after its rate-limit pause.");
@@ -393,6 +417,7 @@ impl Metrics {
             &self.bytes_out,
             &self.task_restarts,
             &self.write_retries,
+            &self.records_skipped,
             &self.source_throttles,
             &self.poll_retries,
         ];
@@ -400,7 +425,7 @@ impl Metrics {
             for family in task_families {
                 family.remove(labels);
             }
-            for family in [&self.consumer_lag, &self.plugin_memory, &self.tasks_retrying, &self.sources_throttled] {
+            for family in [&self.consumer_lag, &self.plugin_memory, &self.tasks_retrying, &self.sources_throttled, &self.transport_unreachable] {
                 family.remove(labels);
             }
             self.end_to_end_latency.remove(labels);

@@ -2,6 +2,7 @@
 //! the supervisor that restarts a failed task with exponential backoff.
 
 mod dead_letters;
+mod outage;
 mod plan;
 mod sink;
 mod source;

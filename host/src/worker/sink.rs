@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::{Record, encode};
 
 use super::dead_letters::{DeadLetters, Stage};
+use super::outage::OutageReport;
 use super::{ConnectorPlan, TaskError, WorkerContext, call_plugin};
 use crate::runtime::{PluginFailure, SinkInstance, TaskAccess, TaskIdentity};
 use crate::telemetry::{State, TaskLabels};
@@ -59,6 +60,7 @@ async fn consume(
     let mut sink = opened?;
     let mut dead_letters = DeadLetters::default();
     let mut lag_measured = Instant::now() - LAG_INTERVAL;
+    let mut outage = OutageReport::default();
     loop {
         let records = tokio::select! {
             biased;
@@ -71,6 +73,11 @@ async fn consume(
                 Ok(lag) => context.metrics.consumer_lag(&labels, lag),
                 Err(error) => tracing::debug!(connector = %identity.connector, %error, "The consumer lag could not be measured."),
             }
+        }
+        outage.update(context, identity, consumer.outage());
+        let skipped = consumer.skipped_by_offset_reset();
+        if skipped > 0 {
+            context.metrics.records_skipped(&labels, skipped);
         }
         if records.is_empty() {
             continue;

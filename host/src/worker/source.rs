@@ -13,13 +13,18 @@ use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::{DEAD_LETTER_REASON_HEADER, Record, decode, time::format_rfc3339};
 
 use super::dead_letters::{DeadLetters, Stage};
+use super::outage::{OutageReport, SEND_PATIENCE};
 use super::{ConnectorPlan, TaskError, WorkerContext, call_plugin};
 use crate::capabilities::Throttle;
 use crate::runtime::{PluginFailure, PollOutcome, SourceInstance, TaskAccess, TaskIdentity};
 use crate::telemetry::{State, TaskLabels, Throttled, payload_bytes};
+use crate::transport::RecordProducer;
 
 /// Longest wait between retries of a failed poll.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// How long a stopping source still waits for the transport to take its batch in
+/// flight; after that the batch comes again from the stored position at the next start.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs one source task until cancelled (Ok) or failed (Err).
 pub async fn run(
@@ -46,6 +51,7 @@ pub async fn run(
     let batch_size = plan.config.batch_size;
     let mut retry_delay = context.restart_backoff;
     let mut retrying = false;
+    let mut outage = OutageReport::default();
     loop {
         if cancel.is_cancelled() {
             return Ok(());
@@ -89,7 +95,9 @@ pub async fn run(
         }
         if count > 0 || outcome.position.is_some() {
             let bytes = payload_bytes(&records.live);
-            producer.send(records.live, outcome.position).await?;
+            if !send_watched(context, identity, producer.as_mut(), records.live, outcome.position, &mut outage, cancel).await? {
+                return Ok(());
+            }
             context.metrics.records_produced(&labels, count, bytes);
         }
         if outcome.finished {
@@ -106,6 +114,46 @@ pub async fn run(
             if !pause(cancel, idle).await {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Hands a batch and its position to the transport and waits until both are durable;
+/// while that takes longer than a healthy cluster would, the task shows the outage.
+/// False when the task was stopped and the batch was not taken within `STOP_GRACE`.
+async fn send_watched(
+    context: &WorkerContext,
+    identity: &TaskIdentity,
+    producer: &mut dyn RecordProducer,
+    records: Vec<Record>,
+    position: Option<String>,
+    outage: &mut OutageReport,
+    cancel: &CancellationToken,
+) -> Result<bool, TaskError> {
+    let started = Instant::now();
+    let sending = producer.send(records, position);
+    tokio::pin!(sending);
+    let mut give_up_at = None;
+    loop {
+        tokio::select! {
+            sent = &mut sending => {
+                outage.update(context, identity, None);
+                sent?;
+                return Ok(true);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if started.elapsed() >= SEND_PATIENCE {
+            let reason = crate::transport::kafka::last_client_error()
+                .unwrap_or_else(|| "the cluster has not acknowledged the last batch".to_owned());
+            outage.update(context, identity, Some((started.elapsed(), reason)));
+        }
+        if cancel.is_cancelled() && Instant::now() >= *give_up_at.get_or_insert_with(|| Instant::now() + STOP_GRACE) {
+            tracing::warn!(
+                connector = %identity.connector, task = identity.task,
+                "The task stopped before the Kafka cluster took its last batch; the batch is produced again from the stored position at the next start."
+            );
+            return Ok(false);
         }
     }
 }
