@@ -64,21 +64,9 @@ fn assert_exactly_once(output: &BTreeMap<String, Vec<SinkLine>>, suffix: &str, l
         assert_eq!(lines.len(), limit, "{topic}: every record once");
         let coordinates: HashSet<(i64, i64)> = lines.iter().map(|line| (line.partition, line.offset)).collect();
         assert_eq!(coordinates.len(), limit, "{topic}: no (partition, offset) twice");
-        assert_contiguous(&coordinates, &topic);
+        support::assert_contiguous(&coordinates, &topic);
         let expected = simulated_values(plugin, "21", START, limit);
         assert_eq!(sorted_texts(lines.iter().map(|line| &line.value)), sorted_texts(&expected), "{topic}: the simulator's records");
-    }
-}
-
-fn assert_contiguous(coordinates: &HashSet<(i64, i64)>, topic: &str) {
-    let mut per_partition: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for (partition, offset) in coordinates {
-        per_partition.entry(*partition).or_default().push(*offset);
-    }
-    for (partition, mut offsets) in per_partition {
-        offsets.sort();
-        let expected: Vec<i64> = (0..offsets.len() as i64).collect();
-        assert_eq!(offsets, expected, "{topic} partition {partition}: offsets 0..n without gaps");
     }
 }
 
@@ -190,7 +178,7 @@ fn a_killed_host_loses_nothing_and_repeats_at_most_the_uncommitted_batches() {
             }
         }
         assert_eq!(seen.len(), LIMIT, "{topic}: no record lost");
-        assert_contiguous(&seen.keys().copied().collect(), topic);
+        support::assert_contiguous(&seen.keys().copied().collect(), topic);
         // The sources resumed exactly: the topic holds each simulated record once.
         let expected = simulated_values(plugin, "21", START, LIMIT);
         assert_eq!(sorted_texts(seen.values().map(|line| &line.value)), sorted_texts(&expected), "{topic}");

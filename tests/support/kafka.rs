@@ -1,4 +1,5 @@
-//! A Kafka-protocol broker behind TLS and SASL, for the secured-cluster tests.
+//! Kafka-protocol brokers in processes of their own: one behind TLS and SASL for the
+//! secured-cluster tests, and librdkafka's mock cluster for the crash and outage tests.
 //!
 //! No broker installable here speaks TLS and SASL itself (tansu's own TLS flags cannot
 //! be combined and its memory engine stores no SCRAM credentials; noida-db has no TLS
@@ -10,8 +11,9 @@
 //! every connection of the host's librdkafka goes through it. Certificates are made
 //! per test with the system's `openssl`. Both processes are killed on drop.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use super::services::{cached_venv, free_port, site_packages, wait_for_port};
 
@@ -114,5 +116,86 @@ impl SecuredBroker {
         let front = started.front.insert(front.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting the front"));
         wait_for_port(front_port, front, "the TLS/SASL front");
         started
+    }
+}
+
+/// librdkafka's mock cluster (one broker) in a process of its own: the librdkafka of
+/// PyPI's `confluent-kafka` (pinned, in a cached virtualenv) driven by
+/// `tests/fixtures/kafka/mock_broker.py`. It lives on while the host is killed, and
+/// can be taken down and up (data kept) or frozen. Killed on drop.
+pub struct MockBroker {
+    child: Child,
+    commands: ChildStdin,
+    answers: BufReader<ChildStdout>,
+    /// `127.0.0.1:PORT` of its broker.
+    pub bootstrap: String,
+}
+
+impl MockBroker {
+    /// Starts the cluster on a free port of 127.0.0.1 (the mock picks it).
+    pub fn start() -> MockBroker {
+        let venv = cached_venv("confluent-kafka==2.12.1", &[&["confluent-kafka==2.12.1"]]);
+        let mut child = Command::new(venv.join("bin/python"))
+            .arg(super::repo_root().join("tests/fixtures/kafka/mock_broker.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the mock broker");
+        let (commands, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let mut broker = MockBroker { child, commands, answers: BufReader::new(stdout), bootstrap: String::new() };
+        broker.bootstrap = broker.answer();
+        assert!(broker.bootstrap.starts_with("127.0.0.1:"), "the mock broker said {:?}", broker.bootstrap);
+        broker
+    }
+
+    fn answer(&mut self) -> String {
+        let mut line = String::new();
+        self.answers.read_line(&mut line).expect("reading the mock broker's answer");
+        line.trim().to_owned()
+    }
+
+    fn command(&mut self, command: &str) {
+        writeln!(self.commands, "{command}").expect("writing to the mock broker");
+        assert_eq!(self.answer(), "ok", "mock broker command {command:?}");
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&mut self, topic: &str, partitions: u32) {
+        self.command(&format!("topic {topic} {partitions}"));
+    }
+
+    /// The broker drops its connections and refuses new ones, until [`MockBroker::up`].
+    pub fn down(&mut self) {
+        self.command("down");
+    }
+
+    /// The broker takes connections again, with the data it had.
+    pub fn up(&mut self) {
+        self.command("up");
+    }
+
+    /// Freezes the process (SIGSTOP): connections are still accepted (by the kernel)
+    /// and nothing is answered, until [`MockBroker::thaw`].
+    pub fn freeze(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    /// Ends [`MockBroker::freeze`].
+    pub fn thaw(&self) {
+        signal(self.child.id(), "CONT");
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().expect("running kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+impl Drop for MockBroker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").arg(self.child.id().to_string()).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -309,6 +309,28 @@ pub fn simulated_values(plugin: &str, seed: &str, start: &str, count: usize) -> 
         }
     }
     values
+}
+
+/// Asserts that a topic's (partition, offset) pairs cover 0..n in every partition: no
+/// record was skipped.
+pub fn assert_contiguous(coordinates: &HashSet<(i64, i64)>, topic: &str) {
+    let mut per_partition: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (partition, offset) in coordinates {
+        per_partition.entry(*partition).or_default().push(*offset);
+    }
+    for (partition, mut offsets) in per_partition {
+        offsets.sort();
+        // Reported as the missing ranges, not as the whole list.
+        let mut missing: Vec<(i64, i64)> = Vec::new();
+        let mut expected = 0;
+        for offset in offsets {
+            if offset > expected {
+                missing.push((expected, offset - 1));
+            }
+            expected = offset + 1;
+        }
+        assert!(missing.is_empty(), "{topic} partition {partition}: offsets missing (first..last): {missing:?}");
+    }
 }
 
 /// Sorted JSON texts, to compare collections of values as multisets.
