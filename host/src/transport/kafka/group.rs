@@ -320,6 +320,9 @@ fn commit_through_rebalance(consumer: &BaseConsumer<GroupMember>) -> KafkaResult
         }
         result = commit_acknowledged(consumer);
     }
+    // The pause outlives a revoke (librdkafka keeps the application's pause flag across
+    // unassign and assign): lift it from every partition paused here.
+    let _ = consumer.resume(&paused);
     // What is still assigned (the same partitions, or those of a new generation) reads on.
     if let Ok(assigned) = consumer.assignment() {
         for ((topic, partition), offset) in &rewind {
