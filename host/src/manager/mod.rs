@@ -479,14 +479,16 @@ impl Manager {
     }
 }
 
-/// Stops `tasks` one after the other, each finishing its batch, within `grace` in
-/// all. One at a time because on Kafka a consumer that leaves while its group is
-/// rebalancing cannot say so, and the group then waits for it to time out.
+/// Stops `tasks` together, each finishing its batch, within `grace` in all. On Kafka
+/// the sink tasks of a connector commit first and leave their group once all of them
+/// have committed (a leave starts a rebalance, during which commits may be refused).
 async fn stop_tasks_within(tasks: Vec<RunningTask>, grace: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + grace;
-    let mut in_time = true;
-    for task in tasks.into_iter().rev() {
+    for task in &tasks {
         task.cancel.cancel();
+    }
+    let mut in_time = true;
+    for task in tasks {
         in_time &= tokio::time::timeout_at(deadline, task.handle).await.is_ok();
     }
     in_time
