@@ -73,6 +73,8 @@ enum ClientProblem {
     Credentials,
     Tls,
     Unreachable,
+    /// One broker connection failed (refused, closed, timed out); librdkafka reconnects.
+    Connection,
     Other,
 }
 
@@ -82,6 +84,7 @@ impl ClientProblem {
             Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => Self::Credentials,
             Some(RDKafkaErrorCode::SSL) => Self::Tls,
             Some(RDKafkaErrorCode::AllBrokersDown) => Self::Unreachable,
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => Self::Connection,
             _ => Self::Other,
         }
     }
@@ -103,6 +106,7 @@ impl ClientProblem {
                 "No Kafka broker can be reached: check kafka.bootstrap_servers, the network, and kafka.client's \
                  security.protocol (a TLS listener needs SSL or SASL_SSL)."
             }
+            Self::Connection => "A connection to a Kafka broker failed; the client connects again by itself.",
             Self::Other => "The Kafka client reported an error.",
         }
     }
@@ -138,14 +142,24 @@ fn report_client_problem(problem: ClientProblem, reason: &str) {
             && at.elapsed() < PROBLEM_REPEAT_INTERVAL
         {
             // "All brokers are down" follows every refused login: the refusal says more.
-            let less_specific = problem == ClientProblem::Unreachable && matches!(kind, ClientProblem::Credentials | ClientProblem::Tls);
+            // A failed connection follows each of those, and comes with every reconnect.
+            let less_specific = match problem {
+                ClientProblem::Unreachable => matches!(kind, ClientProblem::Credentials | ClientProblem::Tls),
+                ClientProblem::Connection => *kind != ClientProblem::Other,
+                _ => false,
+            };
             if *kind == problem || less_specific {
                 return;
             }
         }
         *last = Some((problem, format!("{} librdkafka says: {reason}", problem.advice()), std::time::Instant::now()));
     }
-    tracing::error!(reason, "{}", problem.advice());
+    if problem == ClientProblem::Connection {
+        // Idle connections closed by a broker, a broker restarting: routine.
+        tracing::warn!(reason, "{}", problem.advice());
+    } else {
+        tracing::error!(reason, "{}", problem.advice());
+    }
 }
 
 /// Whether a librdkafka setting holds a secret (a password, a key, a token): its value

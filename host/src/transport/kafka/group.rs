@@ -5,10 +5,16 @@
 //! commit callbacks), the commits of a stopping task, watermark requests, and the
 //! consumer's own close when it is dropped.
 //!
+//! Only the sink task's own poll reads records: commits never poll, so no record can
+//! be taken where the sink does not see it.
+//!
 //! Offsets: once the sink acknowledged a batch its offsets are stored and committed, and
 //! the task waits for the broker's answer (up to `COMMIT_ANSWER_WAIT`) before it takes
-//! the next batch. So after a crash, at most the batch the sink was writing is
-//! delivered again. Before a rebalance takes partitions away and when the task stops,
+//! the next batch. A refused commit (the group rebalances, or the coordinator is
+//! unreachable) pauses the task's partitions: its polls then only serve the rebalance
+//! and try the commit again, for up to `COMMIT_ANSWER_WAIT`. So after a crash, at most
+//! the batch the sink was writing is delivered again (more only when commits failed for
+//! longer than that). Before a rebalance takes partitions away and when the task stops,
 //! what was acknowledged is committed too; a stopping task then leaves the group.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +27,6 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use wasm_connect_protocol::Record;
 
@@ -29,8 +34,12 @@ use super::client::{log_client_line, report_client_error};
 use super::owned_record;
 use crate::transport::{RecordConsumer, TransportError, TransportResult, next_offsets};
 
-/// How long a poll waits for the broker to confirm the previous batch's commit.
+/// How long a commit waits for the broker's answer, and how long a task whose commit
+/// was refused holds its partitions paused while it tries again.
 const COMMIT_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How long one poll of a task that owes a commit serves the rebalance before it tries
+/// the commit again.
+const OWED_POLL: Duration = Duration::from_millis(100);
 /// How long a stopping task tries to commit what its sink acknowledged.
 const CLOSE_COMMIT_WAIT: Duration = Duration::from_secs(10);
 /// How long a stopping task waits for the other members of its group in this process
@@ -49,6 +58,12 @@ pub(super) struct KafkaConsumer {
     /// A commit the broker has not answered within `COMMIT_ANSWER_WAIT` (its blocking
     /// thread still waits): no other is sent meanwhile, the next carries its offsets.
     commit_in_flight: Option<tokio::task::JoinHandle<KafkaResult<()>>>,
+    /// A commit that failed and is being tried again, with the task's partitions paused.
+    owed: Option<OwedCommit>,
+    /// Records that came out of polls while the partitions were paused (fetched before
+    /// the pause): handed to the sink once the commit went through, unless a rebalance
+    /// took partitions away meanwhile (their owners read them from the commit).
+    held: Vec<Record>,
     /// This member's group, and the group's other members in this process.
     group: String,
     siblings: Arc<Siblings>,
@@ -100,6 +115,29 @@ impl Siblings {
     }
 }
 
+/// A commit the broker refused or did not answer: since when, the partitions paused
+/// for it, and how many revokes had happened when they were paused.
+struct OwedCommit {
+    since: Instant,
+    paused: Vec<(String, i32)>,
+    revokes: u64,
+}
+
+/// A member on its way out: counted out of its group's members here when dropped,
+/// also if its thread panics.
+struct Leaving {
+    siblings: Arc<Siblings>,
+    group: String,
+    /// Counted among the members that made their last commit.
+    committed: bool,
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.siblings.left(&self.group, self.committed);
+    }
+}
+
 impl KafkaConsumer {
     /// Joins `group` (which `config` names) and subscribes to `topics`.
     pub(super) fn join(config: &ClientConfig, topics: &[String], group: String, siblings: Arc<Siblings>) -> TransportResult<Self> {
@@ -107,7 +145,7 @@ impl KafkaConsumer {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         siblings.joined(&group);
-        Ok(Self { consumer: Some(Arc::new(consumer)), commit_in_flight: None, group, siblings, counted: true })
+        Ok(Self { consumer: Some(Arc::new(consumer)), commit_in_flight: None, owed: None, held: Vec::new(), group, siblings, counted: true })
     }
 
     fn member(&self) -> &Arc<BaseConsumer<GroupMember>> {
@@ -140,11 +178,35 @@ struct GroupMember {
     outage: Mutex<Option<(Instant, String)>>,
     /// Records jumped over by offset resets since the task last asked.
     skipped: AtomicU64,
+    /// Partitions whose read position librdkafka reset, with the offset it was at: the
+    /// next record read there tells how many were jumped over (librdkafka does not
+    /// always log the offset it moved to).
+    resets: Mutex<HashMap<(String, i32), i64>>,
+    /// How many times a rebalance took this member's partitions away.
+    revokes: AtomicU64,
 }
 
 impl GroupMember {
     fn reached(&self) {
         *self.outage.lock().expect("outage lock") = None;
+    }
+
+    fn is_unreachable(&self) -> bool {
+        self.outage.lock().expect("outage lock").is_some()
+    }
+
+    /// Counts the records an offset reset jumped over in `record`'s partition, once the
+    /// first record after it arrived.
+    fn read_after_reset(&self, record: &Record) {
+        let mut resets = self.resets.lock().expect("resets lock");
+        if resets.is_empty() {
+            return;
+        }
+        let (Some(partition), Some(offset)) = (record.partition, record.offset) else { return };
+        if let Some(from) = resets.remove(&(record.topic.clone(), partition)) {
+            let skipped = report_reset(&record.topic, partition, from, offset);
+            self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        }
     }
 
     fn unreachable(&self, reason: String) {
@@ -157,49 +219,43 @@ impl GroupMember {
 }
 
 /// librdkafka moved a partition's read position because the broker no longer holds
-/// the offset it was at: records removed by retention (or a truncated log) before the
-/// sink read them are jumped over; a log that now ends before the position (a broker
-/// that lost acknowledged records) is read again from its start.
+/// the offset it was at (`OFFSET_OUT_OF_RANGE`).
 #[derive(Debug, PartialEq, Eq)]
 struct OffsetReset<'a> {
-    partition: &'a str,
+    topic: &'a str,
+    partition: i32,
     from: i64,
-    to: i64,
 }
 
 impl<'a> OffsetReset<'a> {
     /// Reads librdkafka's line: `TOPIC [N]: offset reset (at offset 105 (leader epoch
-    /// 0), broker 1) to cached BEGINNING offset offset 3180 (leader epoch -1): ...`.
+    /// 0), broker 1) to cached BEGINNING offset offset 3180 ...`, or (when the broker
+    /// told no log start) `... to offset BEGINNING (leader epoch -1) ...`.
     fn parse(message: &'a str) -> Option<Self> {
         let (partition, rest) = message.split_once(": offset reset (at offset ")?;
-        let number = |text: &str| -> Option<i64> {
-            let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        };
-        let from = number(rest)?;
-        let (_, target) = rest.split_once(") to ")?;
-        let (_, after) = target.split_once("offset ")?;
-        let to = number(after.trim_start_matches("offset "))?;
-        Some(Self { partition: partition.rsplit("]: ").next().unwrap_or(partition), from, to })
+        let partition = partition.rsplit("]: ").next().unwrap_or(partition);
+        let (topic, number) = partition.strip_suffix(']')?.rsplit_once(" [")?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some(Self { topic, partition: number.parse().ok()?, from: digits.parse().ok()? })
     }
+}
 
-    /// Logs what the reset means for the sink; returns the records jumped over.
-    fn report(&self) -> u64 {
-        let Self { partition, from, to } = self;
-        if to > from {
-            tracing::warn!(
-                partition, from, to,
-                "The broker no longer holds records this sink had not read yet (removed by retention, or a truncated log): {} records were skipped and will not reach the sink.",
-                to - from
-            );
-            (to - from) as u64
-        } else {
-            tracing::warn!(
-                partition, from, to,
-                "The broker's log ends before this sink's position (a broker that lost acknowledged records, or a topic deleted and made again): it is read again from its first offset."
-            );
-            0
-        }
+/// Logs what an offset reset from `from` meant, now that the first record after it
+/// (at `next`) arrived; returns the records jumped over.
+fn report_reset(topic: &str, partition: i32, from: i64, next: i64) -> u64 {
+    if next > from {
+        tracing::warn!(
+            topic, partition, from, next,
+            "The broker no longer holds records this sink had not read yet (removed by retention, or a truncated log): {} records were skipped and will not reach the sink.",
+            next - from
+        );
+        (next - from) as u64
+    } else {
+        tracing::warn!(
+            topic, partition, from, next,
+            "The broker's log ends before this sink's position (a broker that lost acknowledged records, or a topic deleted and made again): it is read again from its first offset."
+        );
+        0
     }
 }
 
@@ -226,7 +282,7 @@ fn is_outage(code: RDKafkaErrorCode) -> bool {
 impl ClientContext for GroupMember {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         if let Some(reset) = OffsetReset::parse(message) {
-            self.skipped.fetch_add(reset.report(), Ordering::Relaxed);
+            self.resets.lock().expect("resets lock").insert((reset.topic.to_owned(), reset.partition), reset.from);
         }
         log_client_line(level, facility, message);
     }
@@ -248,10 +304,11 @@ impl ConsumerContext for GroupMember {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // As Kafka Connect does: the partitions' next owner starts right after what
         // this task's sink acknowledged.
-        if matches!(rebalance, Rebalance::Revoke(_))
-            && let Err(error) = commit_acknowledged(consumer)
-        {
-            tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again.");
+        if matches!(rebalance, Rebalance::Revoke(_)) {
+            self.revokes.fetch_add(1, Ordering::Relaxed);
+            if let Err(error) = commit_acknowledged(consumer) {
+                tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again.");
+            }
         }
     }
 }
@@ -287,52 +344,23 @@ fn take(consumer: &BaseConsumer<GroupMember>, timeout: Duration) -> TransportRes
         None => Ok(None),
         // A record may come from what was fetched before an outage: it says nothing
         // about the cluster now.
-        Some(Ok(message)) => Ok(Some(owned_record(&message))),
+        Some(Ok(message)) => {
+            let record = owned_record(&message);
+            consumer.context().read_after_reset(&record);
+            Ok(Some(record))
+        }
         Some(Err(KafkaError::MessageConsumption(code))) if is_outage(code) => {
             consumer.context().unreachable(format!("{code}"));
             Ok(None)
         }
+        // A subscribed topic not made yet (its creation runs in the background, or the
+        // cluster refuses it): the task reads it once it exists.
+        Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic))) => {
+            tracing::warn!("A topic this sink reads does not exist yet; the task waits for it.");
+            Ok(None)
+        }
         Some(Err(error)) => Err(error.into()),
     }
-}
-
-/// Commits what was acknowledged. While the group rebalances (some brokers refuse
-/// commits all along), the task's partitions are paused and the rebalance served until
-/// the commit goes through or the partitions were revoked (their revoke commits), so
-/// that a rebalance repeats at most the batch in hand, not all a task read meanwhile.
-fn commit_through_rebalance(consumer: &BaseConsumer<GroupMember>) -> KafkaResult<()> {
-    let rebalancing = |result: &KafkaResult<()>| {
-        matches!(result, Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration)))
-    };
-    let mut result = commit_acknowledged(consumer);
-    if !rebalancing(&result) {
-        return result;
-    }
-    let Ok(paused) = consumer.assignment() else { return result };
-    let _ = consumer.pause(&paused);
-    let deadline = Instant::now() + COMMIT_ANSWER_WAIT;
-    // Records already fetched before the pause still come out of a poll: each
-    // partition is set back to the first of them, to be read again.
-    let mut rewind: HashMap<(String, i32), i64> = HashMap::new();
-    while rebalancing(&result) && Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            rewind.entry((message.topic().to_owned(), message.partition())).or_insert(message.offset());
-        }
-        result = commit_acknowledged(consumer);
-    }
-    // The pause outlives a revoke (librdkafka keeps the application's pause flag across
-    // unassign and assign): lift it from every partition paused here.
-    let _ = consumer.resume(&paused);
-    // What is still assigned (the same partitions, or those of a new generation) reads on.
-    if let Ok(assigned) = consumer.assignment() {
-        for ((topic, partition), offset) in &rewind {
-            if assigned.find_partition(topic, *partition).is_some() {
-                let _ = consumer.seek(topic, *partition, Offset::Offset(*offset), Duration::from_secs(5));
-            }
-        }
-        let _ = consumer.resume(&assigned);
-    }
-    result
 }
 
 /// Commits what was acknowledged as the task stops, waiting out a rebalance under way
@@ -371,48 +399,139 @@ fn joined<T>(result: Result<T, tokio::task::JoinError>) -> TransportResult<T> {
 
 impl KafkaConsumer {
     /// Commits the stored offsets and waits for the answer, up to `COMMIT_ANSWER_WAIT`.
-    /// A failed commit fails nothing: the next one carries the same offsets, and after
-    /// a crash the batch is delivered again.
+    /// A refused or unanswered commit pauses the task's partitions (see `poll_owing`).
     async fn commit_stored(&mut self) {
         if let Some(previous) = &self.commit_in_flight {
             if !previous.is_finished() {
+                self.owe();
                 return;
             }
             self.commit_in_flight = None;
         }
         let consumer = self.member().clone();
-        let mut committing = tokio::task::spawn_blocking(move || commit_through_rebalance(&consumer));
+        let mut committing = tokio::task::spawn_blocking(move || commit_acknowledged(&consumer));
         let result = match tokio::time::timeout(COMMIT_ANSWER_WAIT, &mut committing).await {
             Ok(Ok(result)) => result,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "A commit's thread failed; the next commit carries its offsets.");
-                return;
-            }
+            Ok(Err(error)) => Err(KafkaError::Canceled).inspect_err(|_| tracing::error!(%error, "A commit's thread failed.")),
             Err(_elapsed) => {
                 self.commit_in_flight = Some(committing);
-                tracing::warn!(
-                    "The Kafka cluster has not answered a commit within {} s; the task goes on, and the next commit carries these offsets.",
-                    COMMIT_ANSWER_WAIT.as_secs()
-                );
+                if self.owed.is_none() {
+                    tracing::warn!("The Kafka cluster has not answered a commit within {} s; the task waits for it.", COMMIT_ANSWER_WAIT.as_secs());
+                }
+                self.owe();
                 return;
             }
         };
+        self.commit_answered(result);
+    }
+
+    fn commit_answered(&mut self, result: KafkaResult<()>) {
         let context = self.member().context();
         match result {
-            Ok(()) => context.reached(),
+            Ok(()) => {
+                context.reached();
+                self.settle();
+            }
             Err(error) => {
+                let rebalancing = matches!(
+                    error,
+                    KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration)
+                );
                 if let Some(code) = error.rdkafka_error_code().filter(|code| is_outage(*code)) {
                     context.unreachable(format!("committing offsets failed: {code}"));
                 }
-                tracing::warn!(%error, "The offsets of an acknowledged batch could not be committed; the next commit carries them, and after a crash the batch is delivered again.");
+                if self.owed.is_none() && !rebalancing {
+                    tracing::warn!(%error, "The offsets of an acknowledged batch could not be committed; the task tries again before it reads on.");
+                }
+                self.owe();
             }
         }
     }
+
+    /// Pauses the task's partitions until a commit goes through (or `COMMIT_ANSWER_WAIT`
+    /// passed), so that a crash meanwhile repeats only the batch in hand.
+    fn owe(&mut self) {
+        if self.owed.is_some() {
+            return;
+        }
+        let consumer = self.member();
+        let paused = consumer.assignment().map(|assignment| partitions_of(&assignment)).unwrap_or_default();
+        let _ = consumer.pause(&partition_list(&paused));
+        let revokes = consumer.context().revokes.load(Ordering::Relaxed);
+        self.owed = Some(OwedCommit { since: Instant::now(), paused, revokes });
+    }
+
+    /// Reads on after an owed commit went through, or was given up: lifts the pause from
+    /// every partition paused for it (librdkafka keeps the pause across a rebalance) and
+    /// from what is assigned now. Records held meanwhile go to the sink unless a
+    /// rebalance took partitions away since (their new owners read from the commit).
+    fn settle(&mut self) {
+        let Some(owed) = self.owed.take() else { return };
+        let consumer = self.member();
+        let _ = consumer.resume(&partition_list(&owed.paused));
+        if let Ok(assigned) = consumer.assignment() {
+            let _ = consumer.resume(&assigned);
+        }
+        if consumer.context().revokes.load(Ordering::Relaxed) != owed.revokes {
+            self.held.clear();
+        }
+    }
+
+    /// A poll while a commit is owed: serves the rebalance (its callbacks run in polls)
+    /// with the partitions paused, holds what still comes out, and tries the commit
+    /// again. Returns no records until the commit went through or was given up.
+    async fn poll_owing(&mut self) -> TransportResult<()> {
+        if let Some(previous) = &self.commit_in_flight {
+            if previous.is_finished() {
+                let previous = self.commit_in_flight.take().expect("checked above");
+                let result = joined(previous.await)?;
+                self.commit_answered(result);
+            }
+        }
+        let Some(owed) = &self.owed else { return Ok(()) };
+        if owed.since.elapsed() >= COMMIT_ANSWER_WAIT {
+            tracing::warn!(
+                "No commit went through for {} s; the task reads on, and after a crash the batches since the last commit are delivered again.",
+                COMMIT_ANSWER_WAIT.as_secs()
+            );
+            self.settle();
+            return Ok(());
+        }
+        let consumer = self.member().clone();
+        let mut held = joined(tokio::task::spawn_blocking(move || poll_blocking(&consumer, usize::MAX, OWED_POLL)).await)??;
+        self.held.append(&mut held);
+        if self.commit_in_flight.is_none() {
+            self.commit_stored().await;
+        }
+        Ok(())
+    }
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements().iter().map(|element| (element.topic().to_owned(), element.partition())).collect()
+}
+
+fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        list.add_partition(topic, *partition);
+    }
+    list
 }
 
 #[async_trait]
 impl RecordConsumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
+        if self.owed.is_some() {
+            self.poll_owing().await?;
+            if self.owed.is_some() {
+                return Ok(Vec::new());
+            }
+        }
+        if !self.held.is_empty() {
+            let rest = self.held.split_off(max.min(self.held.len()));
+            return Ok(std::mem::replace(&mut self.held, rest));
+        }
         let consumer = self.member().clone();
         // Dropped when the task is cancelled: what it fetched was not acknowledged, so
         // nothing is committed past it.
@@ -444,11 +563,13 @@ impl RecordConsumer for KafkaConsumer {
         let measured = tokio::task::spawn_blocking(move || -> TransportResult<u64> {
             let positions = consumer.position()?;
             let mut lag = 0;
+            let mut answered = false;
             for element in positions.elements() {
                 // A partition not read from yet has no position: its lag shows once it has.
                 let Offset::Offset(position) = element.offset() else { continue };
                 match consumer.fetch_watermarks(element.topic(), element.partition(), WATERMARK_TIMEOUT) {
                     Ok((_, high)) => {
+                        answered = true;
                         consumer.context().reached();
                         lag += (high - position).max(0) as u64;
                     }
@@ -458,6 +579,16 @@ impl RecordConsumer for KafkaConsumer {
                         }
                         return Err(error.into());
                     }
+                }
+            }
+            // A task with nothing to read asks for its topic's metadata instead, so that
+            // an outage it noticed also clears by itself.
+            if !answered && consumer.context().is_unreachable() {
+                let subscription = consumer.subscription()?;
+                if let Some(element) = subscription.elements().first()
+                    && consumer.fetch_metadata(Some(element.topic()), WATERMARK_TIMEOUT).is_ok()
+                {
+                    consumer.context().reached();
                 }
             }
             Ok(lag)
@@ -478,10 +609,11 @@ impl RecordConsumer for KafkaConsumer {
         // From here the closing thread counts this member out of its group.
         self.counted = false;
         let committing = tokio::task::spawn_blocking(move || -> KafkaResult<()> {
+            let mut leaving = Leaving { siblings, group, committed: false };
             let committed = commit_before_leaving(&consumer);
-            siblings.committed_and_wait(&group);
+            leaving.siblings.committed_and_wait(&leaving.group);
+            leaving.committed = true;
             leave_group(&consumer);
-            siblings.left(&group, true);
             committed
         });
         match tokio::time::timeout(CLOSE_COMMIT_WAIT + SIBLINGS_WAIT + LEAVE_WAIT + Duration::from_secs(1), committing).await {
@@ -505,16 +637,22 @@ impl RecordConsumer for KafkaConsumer {
 
 #[cfg(test)]
 mod tests {
-    use super::OffsetReset;
+    use super::{OffsetReset, report_reset};
 
     #[test]
     fn offset_resets_are_read_from_librdkafkas_lines() {
-        let skipped = "flights [0]: offset reset (at offset 105 (leader epoch 0), broker 1) to cached BEGINNING offset offset 3180 (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
-        assert_eq!(OffsetReset::parse(skipped), Some(OffsetReset { partition: "flights [0]", from: 105, to: 3180 }));
-        assert_eq!(OffsetReset::parse(skipped).unwrap().report(), 3075);
-        let rewound = "[thrd:main]: iot [3]: offset reset (at offset 5000, broker 1) to BEGINNING offset 0: fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
-        assert_eq!(OffsetReset::parse(rewound), Some(OffsetReset { partition: "iot [3]", from: 5000, to: 0 }));
-        assert_eq!(OffsetReset::parse(rewound).unwrap().report(), 0);
+        let cached = "flights [0]: offset reset (at offset 105 (leader epoch 0), broker 1) to cached BEGINNING offset offset 3180 (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
+        assert_eq!(OffsetReset::parse(cached), Some(OffsetReset { topic: "flights", partition: 0, from: 105 }));
+        let logical = "[thrd:main]: iot.raw [3]: offset reset (at offset 5000 (leader epoch 2), broker 1) to offset BEGINNING (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
+        assert_eq!(OffsetReset::parse(logical), Some(OffsetReset { topic: "iot.raw", partition: 3, from: 5000 }));
         assert_eq!(OffsetReset::parse("Consumer group session timed out"), None);
+        assert_eq!(OffsetReset::parse("x: offset reset (at offset 12, broker 1) to END"), None);
+    }
+
+    #[test]
+    fn the_first_record_after_a_reset_tells_how_many_were_skipped() {
+        assert_eq!(report_reset("flights", 0, 105, 3180), 3075);
+        assert_eq!(report_reset("iot", 3, 5000, 0), 0);
+        assert_eq!(report_reset("iot", 3, 5000, 5000), 0);
     }
 }
