@@ -1,5 +1,6 @@
 //! Secured Kafka clusters and compression: the host's librdkafka speaks TLS (with and
-//! without a client certificate), SASL PLAIN and SCRAM-SHA-512 to a broker process,
+//! without a client certificate), SASL PLAIN, SCRAM-SHA-512 and OAUTHBEARER (with an
+//! unsecured JWT, and with tokens fetched from an OIDC token endpoint) to a broker process,
 //! names the setting to fix when the password or the CA is wrong, and never logs a
 //! secret; every codec is produced and consumed.
 //!
@@ -12,7 +13,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::kafka::{Listener, PASSWORD, SecuredBroker, USER};
+use support::kafka::{Listener, OIDC_CLIENT, OIDC_SECRET, PASSWORD, SecuredBroker, USER};
 use support::{Host, read_sink_output, run_to_exit, simulated_values, sorted_texts, write_config};
 
 const START: &str = "2024-05-01T00:00:00Z";
@@ -69,22 +70,42 @@ fn sasl_ssl_with_scram_plain_and_oauthbearer_carries_a_pipeline_and_never_logs_t
     let directory = tempfile::tempdir().unwrap();
     let broker = SecuredBroker::start(Listener::SaslSsl, &directory.path().join("certificates"));
     let ca = broker.certificates.join("ca.pem");
-    for (mechanism, topic) in [("SCRAM-SHA-512", "readings-scram"), ("PLAIN", "readings-plain"), ("OAUTHBEARER", "readings-oauth")] {
+    let cases = [("SCRAM-SHA-512", "readings-scram"), ("PLAIN", "readings-plain"), ("OAUTHBEARER", "readings-oauth"), ("OIDC", "readings-oidc")];
+    for (mechanism, topic) in cases {
         let run = directory.path().join(topic);
         std::fs::create_dir(&run).unwrap();
-        let secret = password_file(&run, PASSWORD);
+        let secret = password_file(&run, if mechanism == "OIDC" { OIDC_SECRET } else { PASSWORD });
         // zstd on the wire as well: what a managed cluster's users ask for.
-        let mut client = sasl_client(mechanism, &secret, &ca) + "    compression.type: zstd\n";
-        if mechanism == "OAUTHBEARER" {
+        let client = match mechanism {
             // librdkafka's own unsecured JWT for the principal: what the front accepts.
-            client.push_str("    sasl.oauthbearer.config: principal=connect-host\n    enable.sasl.oauthbearer.unsecure.jwt: true\n");
-        }
+            "OAUTHBEARER" => sasl_client(mechanism, &secret, &ca)
+                + "    sasl.oauthbearer.config: principal=connect-host\n    enable.sasl.oauthbearer.unsecure.jwt: true\n",
+            "OIDC" => oidc_client(&broker, &secret),
+            _ => sasl_client(mechanism, &secret, &ca),
+        } + "    compression.type: zstd\n";
+        let issued_before = broker.issued_tokens();
         let config = pipeline(&run, &broker.bootstrap, &client, topic);
         let validate = std::process::Command::new(support::binary()).arg("validate").arg(&config).output().unwrap();
         assert!(validate.status.success(), "validate refused {mechanism}: {}", String::from_utf8_lossy(&validate.stderr));
         let log = deliver_every_record(&config, &run.join("output"), topic);
-        assert!(!log.contains(PASSWORD), "{mechanism}: the password reached the log");
+        assert!(!log.contains(PASSWORD) && !log.contains(OIDC_SECRET), "{mechanism}: the secret reached the log");
+        if mechanism == "OIDC" {
+            assert!(broker.issued_tokens() > issued_before, "the pipeline ran without a token from the OIDC endpoint");
+        }
     }
+}
+
+/// OAUTHBEARER with tokens librdkafka fetches from the front's OIDC token endpoint
+/// (client credentials; the secret in `secret_file`), trusting the test CA for both.
+fn oidc_client(broker: &SecuredBroker, secret_file: &str) -> String {
+    let ca = broker.certificates.join("ca.pem");
+    format!(
+        "    security.protocol: SASL_SSL\n    ssl.ca.location: {ca}\n    sasl.mechanisms: OAUTHBEARER\n    sasl.oauthbearer.method: oidc\n\
+         \x20   sasl.oauthbearer.client.id: {OIDC_CLIENT}\n    sasl.oauthbearer.client.secret: ${{file:{secret_file}}}\n\
+         \x20   sasl.oauthbearer.token.endpoint.url: {}\n    https.ca.location: {ca}\n",
+        broker.token_endpoint,
+        ca = ca.display(),
+    )
 }
 
 #[test]
@@ -95,12 +116,17 @@ fn a_wrong_password_and_an_untrusted_certificate_each_name_the_setting_to_fix() 
     let cases = [
         ("wrong-password", wrong_password, broker.certificates.join("ca.pem"), "check kafka.client's sasl.username and sasl.password"),
         ("untrusted", PASSWORD, broker.certificates.join("other-ca.pem"), "set kafka.client's ssl.ca.location to the CA that signed it"),
+        ("wrong-oidc-secret", wrong_password, broker.certificates.join("ca.pem"), "sasl.oauthbearer.client.id and sasl.oauthbearer.client.secret"),
     ];
     for (topic, password, ca, advice) in cases {
         let run = directory.path().join(topic);
         std::fs::create_dir(&run).unwrap();
         let secret = password_file(&run, password);
-        let config = pipeline(&run, &broker.bootstrap, &sasl_client("SCRAM-SHA-512", &secret, &ca), topic);
+        let client = match topic {
+            "wrong-oidc-secret" => oidc_client(&broker, &secret),
+            _ => sasl_client("SCRAM-SHA-512", &secret, &ca),
+        };
+        let config = pipeline(&run, &broker.bootstrap, &client, topic);
         // The host cannot check its topics, so it does not start, and says why.
         let (started, stderr) = run_to_exit(&config);
         assert!(!started);

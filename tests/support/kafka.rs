@@ -20,15 +20,23 @@ use super::services::{cached_venv, free_port, site_packages, wait_for_port};
 /// The user the front accepts, and its password.
 pub const USER: &str = "connect-host";
 pub const PASSWORD: &str = "planted-kafka-password-5e7f1c";
+/// The OAuth client the front's token endpoint knows, and its secret.
+pub const OIDC_CLIENT: &str = "connect-host-oidc";
+pub const OIDC_SECRET: &str = "planted-oidc-secret-83d1a0";
 
 /// How the front lets clients in.
 #[derive(Clone, Copy, PartialEq)]
 pub enum Listener {
     /// TLS, then SASL: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 with [`USER`], and
-    /// OAUTHBEARER with any unexpired unsecured JWT that names a subject.
+    /// OAUTHBEARER with any unexpired unsecured JWT that names a subject, or one that
+    /// the front's OIDC token endpoint issued to [`OIDC_CLIENT`].
     SaslSsl,
     /// TLS with a client certificate signed by the test CA, no SASL.
     MutualTls,
+    /// TLS, no client certificate, no SASL (the benchmark's TLS case).
+    Tls,
+    /// Neither TLS nor SASL: the front only pipes (the benchmark's baseline).
+    Plain,
 }
 
 /// A broker and its front; the certificates live in `certificates`.
@@ -37,6 +45,9 @@ pub struct SecuredBroker {
     front: Option<Child>,
     /// `127.0.0.1:PORT` of the front.
     pub bootstrap: String,
+    /// `https://127.0.0.1:PORT/token`: the front's OAuth token endpoint (SASL_SSL only;
+    /// its certificate is the broker's).
+    pub token_endpoint: String,
     /// `ca.pem` (signed the server and client certificates), `server.pem`,
     /// `client.pem` with `client.key` (encrypted with [`PASSWORD`]), and `other-ca.pem`,
     /// a CA nobody's certificate comes from.
@@ -87,7 +98,7 @@ impl SecuredBroker {
     pub fn start(listener: Listener, certificates: &Path) -> SecuredBroker {
         std::fs::create_dir_all(certificates).unwrap();
         make_certificates(certificates);
-        let (broker_port, front_port) = (free_port(), free_port());
+        let (broker_port, front_port, oidc_port) = (free_port(), free_port(), free_port());
         let broker = Command::new(tansu())
             .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{broker_port}")])
             .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{front_port}")])
@@ -98,24 +109,50 @@ impl SecuredBroker {
             .spawn()
             .expect("starting tansu");
         // Held from here on, so that both processes go if a wait below fails.
-        let mut started =
-            SecuredBroker { broker, front: None, bootstrap: format!("127.0.0.1:{front_port}"), certificates: certificates.to_owned() };
+        let mut started = SecuredBroker {
+            broker,
+            front: None,
+            bootstrap: format!("127.0.0.1:{front_port}"),
+            token_endpoint: format!("https://127.0.0.1:{oidc_port}/token"),
+            certificates: certificates.to_owned(),
+        };
         wait_for_port(broker_port, &mut started.broker, "tansu");
         let mut front = Command::new("python3");
         front
             .arg(super::repo_root().join("tests/fixtures/kafka/sasl_front.py"))
             .args(["--listen", &format!("127.0.0.1:{front_port}"), "--backend", &format!("127.0.0.1:{broker_port}")])
-            .arg("--cert")
-            .arg(certificates.join("server.pem"))
-            .arg("--key")
-            .arg(certificates.join("server.key"));
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if listener != Listener::Plain {
+            front.arg("--cert").arg(certificates.join("server.pem")).arg("--key").arg(certificates.join("server.key"));
+        }
         match listener {
-            Listener::SaslSsl => front.args(["--user", &format!("{USER}:{PASSWORD}"), "--mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER"]),
+            Listener::SaslSsl => front
+                .args(["--user", &format!("{USER}:{PASSWORD}"), "--mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER"])
+                .args(["--oidc-listen", &format!("127.0.0.1:{oidc_port}"), "--oidc-client", &format!("{OIDC_CLIENT}:{OIDC_SECRET}")]),
             Listener::MutualTls => front.arg("--no-sasl").arg("--client-ca").arg(certificates.join("ca.pem")),
+            Listener::Tls | Listener::Plain => front.arg("--no-sasl"),
         };
-        let front = started.front.insert(front.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting the front"));
+        let front = started.front.insert(front.spawn().expect("starting the front"));
         wait_for_port(front_port, front, "the TLS/SASL front");
+        if listener == Listener::SaslSsl {
+            wait_for_port(oidc_port, front, "the front's token endpoint");
+        }
         started
+    }
+
+    /// How many tokens the front's OIDC token endpoint issued.
+    pub fn issued_tokens(&self) -> u64 {
+        let url = self.token_endpoint.replace("/token", "/issued");
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(self.certificates.join("ca.pem"))
+            .arg(&url)
+            .output()
+            .expect("running curl");
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{url}: {}", String::from_utf8_lossy(&output.stderr)));
+        answer["issued"].as_u64().expect("an issued count")
     }
 }
 

@@ -44,6 +44,9 @@ pub(super) fn log_client_line(level: rdkafka::config::RDKafkaLogLevel, facility:
         None => message.to_owned(),
     };
     let message = message.as_str();
+    if message.contains("Failed to retrieve OIDC token") || message.contains("Failed to retrieve JWT token") {
+        return report_client_problem(ClientProblem::Token, message);
+    }
     if message.contains("SASL authentication error") || message.contains("Authentication failed") {
         return report_client_problem(ClientProblem::Credentials, message);
     }
@@ -71,6 +74,8 @@ pub(super) fn log_client_line(level: rdkafka::config::RDKafkaLogLevel, facility:
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ClientProblem {
     Credentials,
+    /// No OAUTHBEARER token from the OIDC provider.
+    Token,
     Tls,
     Unreachable,
     /// One broker connection failed (refused, closed, timed out); librdkafka reconnects.
@@ -96,6 +101,11 @@ impl ClientProblem {
                 "The Kafka cluster refused the host's credentials: check kafka.client's sasl.username and sasl.password \
                  (and sasl.mechanisms: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, as the cluster expects; for \
                  OAUTHBEARER, the sasl.oauthbearer settings)."
+            }
+            Self::Token => {
+                "The host could not get an OAUTHBEARER token from the OIDC provider: check kafka.client's \
+                 sasl.oauthbearer.token.endpoint.url, sasl.oauthbearer.client.id and sasl.oauthbearer.client.secret \
+                 (and https.ca.location when the provider's certificate comes from a private CA)."
             }
             Self::Tls => {
                 "The TLS connection to the Kafka cluster failed: if the broker's certificate is not trusted, set \
@@ -127,6 +137,9 @@ pub fn last_client_error() -> Option<String> {
 }
 
 pub(super) fn report_client_error(error: &KafkaError, reason: &str) {
+    if reason.contains("Failed to acquire SASL OAUTHBEARER token") {
+        return report_client_problem(ClientProblem::Token, reason);
+    }
     report_client_problem(ClientProblem::of(error), reason);
 }
 
@@ -144,7 +157,8 @@ fn report_client_problem(problem: ClientProblem, reason: &str) {
             // "All brokers are down" follows every refused login: the refusal says more.
             // A failed connection follows each of those, and comes with every reconnect.
             let less_specific = match problem {
-                ClientProblem::Unreachable => matches!(kind, ClientProblem::Credentials | ClientProblem::Tls),
+                ClientProblem::Unreachable => matches!(kind, ClientProblem::Credentials | ClientProblem::Token | ClientProblem::Tls),
+                ClientProblem::Credentials => *kind == ClientProblem::Token,
                 ClientProblem::Connection => *kind != ClientProblem::Other,
                 _ => false,
             };
@@ -276,7 +290,8 @@ mod tests {
     fn this_build_speaks_tls_every_sasl_mechanism_and_every_codec() {
         let features = ClientConfig::new().create_native_config().unwrap().get("builtin.features").unwrap();
         let features: Vec<&str> = features.split(',').collect();
-        for wanted in ["gzip", "snappy", "ssl", "sasl", "sasl_plain", "sasl_scram", "sasl_oauthbearer", "zstd", "lz4"] {
+        // `http` and `oidc`: librdkafka found libcurl (see .cargo/config.toml).
+        for wanted in ["gzip", "snappy", "ssl", "sasl", "sasl_plain", "sasl_scram", "sasl_oauthbearer", "http", "oidc", "zstd", "lz4"] {
             assert!(features.contains(&wanted), "librdkafka lacks {wanted}: {features:?}");
         }
     }
