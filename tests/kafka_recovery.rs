@@ -4,17 +4,22 @@
 //! `WASM_CONNECT_TEST_KAFKA_BOOTSTRAP` (topics get a unique suffix then). The outage
 //! test always starts its own broker: it takes it down and freezes it.
 //!
+//! The crash test also runs an Elasticsearch sink (document ids from the offsets) on an
+//! in-memory Elasticsearch-compatible server, or the one named by `ES_URL`.
+//!
 //! The mock keeps about 5 MB per partition (older records go, as by retention), so
 //! the volumes here stay well under that.
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::kafka::MockBroker;
+use support::services;
+use support::topics::{create_elasticsearch_index, elasticsearch_documents};
 use support::{Host, SinkLine, read_sink_output, simulated_values, write_config};
 
 const START: &str = "2024-05-01T00:00:00Z";
@@ -27,9 +32,11 @@ const SINK_BATCH: usize = 200;
 /// the past replays as fast as the host goes), and a file sink with two tasks.
 fn config(data_dir: &Path, output: &Path, bootstrap: &str, suffix: &str, start: &str, rate: u32, limit: usize) -> String {
     let mut text = format!(
-        "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\nkafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: wasm-connect-offsets{suffix}\n  config_topic: wasm-connect-configs{suffix}\n  client:\n    topic.metadata.refresh.interval.ms: 500\nconnectors:\n",
+        "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\nkafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: wasm-connect-offsets{suffix}\n  config_topic: wasm-connect-configs{suffix}\n  client:\n    topic.metadata.refresh.interval.ms: 500\n{}connectors:\n",
         data_dir.display(),
-        support::test_plugins_dir().display()
+        support::test_plugins_dir().display(),
+        // librdkafka's own debug lines, when diagnosing (e.g. `cgrp,fetch`).
+        std::env::var("TEST_KAFKA_DEBUG").map(|contexts| format!("    debug: {contexts}\n")).unwrap_or_default(),
     );
     for (plugin, topic) in SIMULATORS {
         text.push_str(&format!(
@@ -86,8 +93,17 @@ fn a_killed_host_resumes_in_seconds_and_a_clean_stop_repeats_nothing() {
     let (_mock, bootstrap) = broker(&suffix);
     let directory = tempfile::tempdir().unwrap();
     let (data_dir, output) = (directory.path().join("data"), directory.path().join("output"));
+    // An idempotent store beside the file sink: the flights by topic+partition+offset.
+    let store = services::elasticsearch(if std::env::var_os("ES_URL").is_some() { "external" } else { "osmem" });
+    let index = format!("kafka-crash-{}", std::process::id());
+    create_elasticsearch_index(&store.url, &index);
+    let flights = format!("flights{suffix}");
+    let store_connector = format!(
+        "  - name: to-store\n    plugin: elasticsearch-sink\n    topics: [{flights}]\n    tasks_max: {SINK_TASKS}\n    batch_size: {SINK_BATCH}\n    config:\n      url: {}\n      index: {index}\n      document_id: offset\n",
+        store.url
+    );
     // As fast as the host goes, so that the records are the simulator's reference ones.
-    let config = write_config(directory.path(), &config(&data_dir, &output, &bootstrap, &suffix, START, 0, LIMIT));
+    let config = write_config(directory.path(), &(config(&data_dir, &output, &bootstrap, &suffix, START, 0, LIMIT) + &store_connector));
     let total = SIMULATORS.len() * LIMIT;
 
     // A clean stop mid-stream, and a restart: nothing is written twice. (First, while
@@ -122,6 +138,13 @@ fn a_killed_host_resumes_in_seconds_and_a_clean_stop_repeats_nothing() {
     assert!(resumed_after < Duration::from_secs(30), "the sink resumed only after {resumed_after:?}:\n{}", host.log());
     host.wait_until("every record", Duration::from_secs(180), || writes(&output).len() >= total);
     std::thread::sleep(Duration::from_secs(2));
+    // The store holds every flight the topic holds, once: the ids are the offsets.
+    let offsets: BTreeSet<String> =
+        writes(&output).into_keys().filter(|(topic, _, _)| *topic == flights).map(|(topic, partition, offset)| format!("{topic}+{partition}+{offset}")).collect();
+    host.wait_until("every flight in the store", Duration::from_secs(120), || elasticsearch_documents(&store.url, &index).len() >= offsets.len());
+    let stored: BTreeSet<String> = elasticsearch_documents(&store.url, &index).into_keys().collect();
+    assert_eq!(stored.len(), offsets.len(), "the store holds each flight once");
+    assert_eq!(stored, offsets, "the store holds exactly the topic's flights");
     let status = host.get_json("/connectors/files/status");
     host.stop();
     assert!(status["tasks"].as_array().unwrap().iter().all(|task| task["state"] == "RUNNING" && task.get("trace").is_none()), "{status}");
@@ -218,13 +241,26 @@ fn the_admin_api_answers_and_status_shows_a_broker_outage_and_a_hang_and_the_hos
         );
         assert!(gauge_up, "wasm_connect_transport_unreachable never went to 1 during {outage}");
         let at_end = line_count(&output);
-        host.wait_until(&format!("the host to recover from {outage}"), Duration::from_secs(90), || {
-            let recovered = ["files", "flights-sim", "iot-sim"].iter().all(|connector| {
-                let status = host.get_json(&format!("/connectors/{connector}/status"));
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let statuses: Vec<Value> =
+                ["files", "flights-sim", "iot-sim"].iter().map(|connector| host.get_json(&format!("/connectors/{connector}/status"))).collect();
+            let recovered = statuses.iter().all(|status| {
                 status["tasks"].as_array().unwrap().iter().all(|task| task["state"] == "RUNNING" && task.get("trace").is_none())
             });
-            recovered && line_count(&output) > at_end
-        });
+            let lines = line_count(&output);
+            if recovered && lines > at_end {
+                break;
+            }
+            // Everything there is to know when it does not recover.
+            assert!(
+                Instant::now() < deadline,
+                "the host did not recover from {outage} in 90 s: {lines} lines written ({at_end} at its end); statuses {statuses:?}\nmetrics:\n{}\nlog:\n{}",
+                host.get_text("/metrics").lines().filter(|line| line.contains("unreachable") || line.contains("records_total") || line.contains("lag")).collect::<Vec<_>>().join("\n"),
+                host.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let metrics = host.get_text("/metrics");
         assert_eq!(support::metric(&metrics, "wasm_connect_transport_unreachable", &[("connector", "files"), ("task", "0")]), 0.0);
     }

@@ -77,18 +77,30 @@ const HOST_ID_FILE: &str = "host-id";
 /// has its own `data_dir`). Sink tasks join their groups as static members named
 /// after it, so a restarted host gets its partitions back at once.
 pub fn host_identity(data_dir: &Path) -> std::io::Result<String> {
+    use std::io::{Read, Write};
     let path = data_dir.join(HOST_ID_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let text = text.trim();
-        if text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Ok(text.to_owned());
+    // At most a few bytes are read, and never through a link placed there.
+    let no_follow = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&path);
+    if let Ok(file) = no_follow {
+        let mut text = String::new();
+        if file.take(64).read_to_string(&mut text).is_ok() {
+            let text = text.trim();
+            if text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Ok(text.to_owned());
+            }
         }
     }
     let mut bytes = [0u8; 16];
-    std::io::Read::read_exact(&mut File::open("/dev/urandom")?, &mut bytes)?;
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     let identity: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    owner_only_file(&path)?;
-    std::fs::write(&path, format!("{identity}\n"))?;
+    // Written whole under another name, then renamed over: a crash leaves the old
+    // file or the new one, never half of one.
+    let written = data_dir.join(format!("{HOST_ID_FILE}.new"));
+    let _ = std::fs::remove_file(&written);
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&written)?;
+    file.write_all(format!("{identity}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&written, &path)?;
     Ok(identity)
 }
 
@@ -110,6 +122,15 @@ mod tests {
         std::fs::write(root.path().join("host-id"), "../../x").unwrap();
         let replaced = host_identity(root.path()).unwrap();
         assert!(replaced.len() == 32 && replaced != first);
+        // A link put in its place is neither read through nor written through.
+        let elsewhere = other.path().join("target");
+        std::fs::write(&elsewhere, format!("{first}\n")).unwrap();
+        std::fs::remove_file(root.path().join("host-id")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.path().join("host-id")).unwrap();
+        let fresh = host_identity(root.path()).unwrap();
+        assert_ne!(fresh, first);
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), format!("{first}\n"));
+        assert!(!std::fs::symlink_metadata(root.path().join("host-id")).unwrap().file_type().is_symlink());
     }
 
     #[test]

@@ -93,8 +93,12 @@ fn check_kafka_client(loaded: &LoadedConfig) -> Result<(), ConfigErrors> {
 }
 
 /// The client of the configuration's Kafka cluster; none for the embedded transport.
+/// The client settings that hold secrets are kept out of every log line from here on
+/// (the host and the topic tools alike).
 pub fn kafka_transport(config: &HostConfig) -> Option<KafkaTransport> {
     config.kafka.as_ref().map(|kafka| {
+        let secrets = kafka.client.iter().filter(|(key, _)| kafka::is_secret_setting(key));
+        SecretRegistration::forever(secrets.map(|(_, value)| value.0.as_str()));
         let client = kafka.client.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
         KafkaTransport::new(&kafka.bootstrap_servers, &client, &kafka.offsets_topic, &kafka.config_topic)
     })
@@ -203,12 +207,11 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// Keeps the host's own secrets out of every log line: the admin token and the Kafka
-/// client settings that hold passwords, keys or secrets.
+/// Keeps the admin token out of every log line (the Kafka client's secrets are
+/// registered with its transport, [`kafka_transport`]).
 fn register_host_secrets(config: &HostConfig) {
     let token = admin::configured_token(config.admin.token.as_deref());
-    let kafka_secrets = config.kafka.iter().flat_map(|kafka| &kafka.client).filter(|(key, _)| kafka::is_secret_setting(key));
-    SecretRegistration::forever(token.as_deref().into_iter().chain(kafka_secrets.map(|(_, value)| value.0.as_str())));
+    SecretRegistration::forever(token.as_deref());
 }
 
 fn spawn_retention(embedded: EmbeddedTransport, retention: Duration, shutdown: CancellationToken) {

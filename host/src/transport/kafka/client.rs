@@ -197,6 +197,22 @@ impl rdkafka::producer::ProducerContext for Silent {
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
 }
 
+/// Why the host sets `key` itself, if `value` differs from what the host sets: these
+/// make its delivery guarantees (see the README's "Delivery guarantees").
+fn host_owned(key: &str, value: &str) -> Option<&'static str> {
+    let is = |expected: &[&str]| expected.iter().any(|wanted| value.eq_ignore_ascii_case(wanted));
+    match key {
+        "group.id" => Some("each sink connector is the consumer group connect-<name>"),
+        "group.instance.id" => Some("each sink task is a static member named after data_dir/host-id and its task number"),
+        "enable.auto.commit" | "enable.auto.offset.store" if !is(&["false"]) => {
+            Some("offsets are committed once the sink acknowledged their batch, never before")
+        }
+        "enable.idempotence" if !is(&["true"]) => Some("producers are idempotent, so that retries duplicate nothing"),
+        "acks" | "request.required.acks" if !is(&["all", "-1"]) => Some("every record is acknowledged by all in-sync replicas"),
+        _ => None,
+    }
+}
+
 /// The problems librdkafka finds in `client` (the `kafka.client` settings), as
 /// `(key, message)`; an empty key is about the settings together. Each setting is
 /// tried on its own (unknown keys, bad values, features this build lacks), then a
@@ -211,6 +227,10 @@ pub fn client_problems(client: &BTreeMap<String, String>) -> Vec<(String, String
     for (key, value) in client {
         if key == "bootstrap.servers" {
             problems.push((key.clone(), "is set by kafka.bootstrap_servers; remove it here".to_owned()));
+            continue;
+        }
+        if let Some(why) = host_owned(key, value) {
+            problems.push((key.clone(), format!("is set by the host ({why}); remove it here")));
             continue;
         }
         let mut single = ClientConfig::new();
@@ -324,6 +344,19 @@ mod tests {
         assert_eq!(keys, ["bootstrap.servers", "compression.typo", "security.protocol"], "{problems:?}");
         assert!(problems[1].1.contains("No such configuration property"), "{problems:?}");
         assert!(problems[2].1.contains("Invalid value"), "{problems:?}");
+
+        // Settings the host's guarantees rest on are the host's, unless set as it sets them.
+        let problems = client_problems(&settings(&[
+            ("group.id", "mine"),
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "false"),
+            ("acks", "1"),
+            ("enable.idempotence", "true"),
+            ("auto.offset.reset", "latest"),
+        ]));
+        let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, ["acks", "enable.auto.commit", "group.id"], "{problems:?}");
+        assert!(problems.iter().all(|(_, problem)| problem.contains("is set by the host")), "{problems:?}");
 
         // A certificate that cannot be read fails client creation, which is reported
         // for the settings together, with the secret hidden wherever it would appear.

@@ -5,8 +5,10 @@
 //! commit callbacks), the commits of a stopping task, watermark requests, and the
 //! consumer's own close when it is dropped.
 //!
-//! Only the sink task's own poll reads records: commits never poll, so no record can
-//! be taken where the sink does not see it.
+//! Only the sink task's own poll hands records out: commits never poll, so no record
+//! can be taken where the sink does not see it. (A stopping task's last commit and its
+//! leave poll to serve the rebalance and drop what they read: nothing after it is
+//! stored.)
 //!
 //! Offsets: once the sink acknowledged a batch its offsets are stored and committed, and
 //! the task waits for the broker's answer (up to `COMMIT_ANSWER_WAIT`) before it takes
@@ -17,7 +19,7 @@
 //! longer than that). Before a rebalance takes partitions away and when the task stops,
 //! what was acknowledged is committed too; a stopping task then leaves the group.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +39,8 @@ use crate::transport::{RecordConsumer, TransportError, TransportResult, next_off
 /// How long a commit waits for the broker's answer, and how long a task whose commit
 /// was refused holds its partitions paused while it tries again.
 const COMMIT_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How long an unanswered commit holds back the next one.
+const ABANDON_COMMIT_AFTER: Duration = Duration::from_secs(30);
 /// How long one poll of a task that owes a commit serves the rebalance before it tries
 /// the commit again.
 const OWED_POLL: Duration = Duration::from_millis(100);
@@ -56,13 +60,17 @@ pub(super) struct KafkaConsumer {
     /// taken by `drop`.
     consumer: Option<Arc<BaseConsumer<GroupMember>>>,
     /// A commit the broker has not answered within `COMMIT_ANSWER_WAIT` (its blocking
-    /// thread still waits): no other is sent meanwhile, the next carries its offsets.
-    commit_in_flight: Option<tokio::task::JoinHandle<KafkaResult<()>>>,
+    /// thread still waits) and when it was sent: no other is sent meanwhile (for up to
+    /// `ABANDON_COMMIT_AFTER`), the next carries its offsets.
+    commit_in_flight: Option<(tokio::task::JoinHandle<KafkaResult<()>>, Instant)>,
     /// A commit that failed and is being tried again, with the task's partitions paused.
     owed: Option<OwedCommit>,
+    /// Offsets were stored after the commit in flight was sent: its answer does not
+    /// settle what is owed.
+    unsent: bool,
     /// Records that came out of polls while the partitions were paused (fetched before
-    /// the pause): handed to the sink once the commit went through, unless a rebalance
-    /// took partitions away meanwhile (their owners read them from the commit).
+    /// the pause): handed to the sink once the commit went through, those of partitions
+    /// still assigned.
     held: Vec<Record>,
     /// This member's group, and the group's other members in this process.
     group: String,
@@ -115,12 +123,11 @@ impl Siblings {
     }
 }
 
-/// A commit the broker refused or did not answer: since when, the partitions paused
-/// for it, and how many revokes had happened when they were paused.
+/// A commit the broker refused or did not answer: since when, and the partitions paused
+/// for it.
 struct OwedCommit {
     since: Instant,
     paused: Vec<(String, i32)>,
-    revokes: u64,
 }
 
 /// A member on its way out: counted out of its group's members here when dropped,
@@ -145,7 +152,7 @@ impl KafkaConsumer {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         siblings.joined(&group);
-        Ok(Self { consumer: Some(Arc::new(consumer)), commit_in_flight: None, owed: None, held: Vec::new(), group, siblings, counted: true })
+        Ok(Self { consumer: Some(Arc::new(consumer)), commit_in_flight: None, owed: None, unsent: false, held: Vec::new(), group, siblings, counted: true })
     }
 
     fn member(&self) -> &Arc<BaseConsumer<GroupMember>> {
@@ -175,47 +182,109 @@ impl Drop for KafkaConsumer {
 struct GroupMember {
     /// Since when, and why, the cluster cannot be reached (cleared by the next answer to
     /// a commit or a watermark request).
-    outage: Mutex<Option<(Instant, String)>>,
+    outage: Mutex<Option<Outage>>,
     /// Records jumped over by offset resets since the task last asked.
     skipped: AtomicU64,
-    /// Partitions whose read position librdkafka reset, with the offset it was at: the
-    /// next record read there tells how many were jumped over (librdkafka does not
-    /// always log the offset it moved to).
-    resets: Mutex<HashMap<(String, i32), i64>>,
-    /// How many times a rebalance took this member's partitions away.
-    revokes: AtomicU64,
+    /// Partitions whose read position librdkafka reset, and where it was: the first
+    /// record read there after the reset tells how many were jumped over (librdkafka
+    /// does not always log the offset it moved to).
+    resets: Mutex<HashMap<(String, i32), PendingReset>>,
+    /// While a commit is owed, partitions a rebalance assigns are paused at once, as
+    /// those paused for it are (see `KafkaConsumer::owe`).
+    pausing_assigned: AtomicBool,
+}
+
+struct Outage {
+    since: Instant,
+    reason: String,
+    /// Noticed by the client's error callback (every broker down, a refused login):
+    /// any answer from the cluster, metadata included, ends it. An outage a commit
+    /// found (no coordinator) ends only with a commit that goes through.
+    cleared_by_metadata: bool,
+}
+
+/// An offset reset whose first record has not come yet.
+struct PendingReset {
+    /// The position that was out of range.
+    from: i64,
+    /// The last record taken since that is still below `from`: fetched before the
+    /// reset (still queued), or read again from a log that now ends before `from`.
+    below: Option<i64>,
+}
+
+/// A lock that a panic elsewhere does not turn into another one: these are taken in
+/// librdkafka's callbacks, where a panic aborts the process.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl GroupMember {
     fn reached(&self) {
-        *self.outage.lock().expect("outage lock") = None;
+        *locked(&self.outage) = None;
+    }
+
+    /// An answer to a metadata request: ends an outage the error callback noticed.
+    fn metadata_answered(&self) {
+        let mut outage = locked(&self.outage);
+        if outage.as_ref().is_some_and(|outage| outage.cleared_by_metadata) {
+            *outage = None;
+        }
     }
 
     fn is_unreachable(&self) -> bool {
-        self.outage.lock().expect("outage lock").is_some()
+        locked(&self.outage).is_some()
+    }
+
+    fn unreachable(&self, reason: String, cleared_by_metadata: bool) {
+        let mut outage = locked(&self.outage);
+        match outage.as_mut() {
+            Some(outage) => {
+                outage.reason = reason;
+                outage.cleared_by_metadata &= cleared_by_metadata;
+            }
+            None => *outage = Some(Outage { since: Instant::now(), reason, cleared_by_metadata }),
+        }
     }
 
     /// Counts the records an offset reset jumped over in `record`'s partition, once the
     /// first record after it arrived.
     fn read_after_reset(&self, record: &Record) {
-        let mut resets = self.resets.lock().expect("resets lock");
-        if resets.is_empty() {
-            return;
-        }
         let (Some(partition), Some(offset)) = (record.partition, record.offset) else { return };
-        if let Some(from) = resets.remove(&(record.topic.clone(), partition)) {
-            let skipped = report_reset(&record.topic, partition, from, offset);
-            self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        let outcome = {
+            let mut resets = locked(&self.resets);
+            if resets.is_empty() {
+                return;
+            }
+            let key = (record.topic.clone(), partition);
+            let Some(pending) = resets.get_mut(&key) else { return };
+            let outcome = match pending.below {
+                _ if offset >= pending.from => Some(ResetOutcome::Skipped((offset - pending.from) as u64)),
+                // Back to an offset already taken: the log was read again from its start.
+                Some(below) if offset <= below => Some(ResetOutcome::Rewound),
+                _ => {
+                    pending.below = Some(offset);
+                    None
+                }
+            };
+            if outcome.is_some() {
+                resets.remove(&key);
+            }
+            outcome
+        };
+        match outcome {
+            Some(ResetOutcome::Skipped(skipped)) => {
+                report_skipped(&record.topic, partition, offset - skipped as i64, offset);
+                self.skipped.fetch_add(skipped, Ordering::Relaxed);
+            }
+            Some(ResetOutcome::Rewound) => report_rewound(&record.topic, partition, offset),
+            None => {}
         }
     }
+}
 
-    fn unreachable(&self, reason: String) {
-        let mut outage = self.outage.lock().expect("outage lock");
-        match outage.as_mut() {
-            Some((_, last)) => *last = reason,
-            None => *outage = Some((Instant::now(), reason)),
-        }
-    }
+enum ResetOutcome {
+    Skipped(u64),
+    Rewound,
 }
 
 /// librdkafka moved a partition's read position because the broker no longer holds
@@ -225,6 +294,9 @@ struct OffsetReset<'a> {
     topic: &'a str,
     partition: i32,
     from: i64,
+    /// Where it moved to, when librdkafka says (a cached log start); not when it asks
+    /// the broker first (`to offset BEGINNING`).
+    to: Option<i64>,
 }
 
 impl<'a> OffsetReset<'a> {
@@ -235,28 +307,30 @@ impl<'a> OffsetReset<'a> {
         let (partition, rest) = message.split_once(": offset reset (at offset ")?;
         let partition = partition.rsplit("]: ").next().unwrap_or(partition);
         let (topic, number) = partition.strip_suffix(']')?.rsplit_once(" [")?;
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        Some(Self { topic, partition: number.parse().ok()?, from: digits.parse().ok()? })
+        let leading_number = |text: &str| -> Option<i64> { text.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok() };
+        let to = rest
+            .split_once(") to ")
+            .and_then(|(_, target)| target.split_once(" offset offset ").or_else(|| target.split_once("offset ")))
+            .and_then(|(_, after)| leading_number(after));
+        Some(Self { topic, partition: number.parse().ok()?, from: leading_number(rest)?, to })
     }
 }
 
-/// Logs what an offset reset from `from` meant, now that the first record after it
-/// (at `next`) arrived; returns the records jumped over.
-fn report_reset(topic: &str, partition: i32, from: i64, next: i64) -> u64 {
+fn report_skipped(topic: &str, partition: i32, from: i64, next: i64) {
     if next > from {
         tracing::warn!(
             topic, partition, from, next,
             "The broker no longer holds records this sink had not read yet (removed by retention, or a truncated log): {} records were skipped and will not reach the sink.",
             next - from
         );
-        (next - from) as u64
-    } else {
-        tracing::warn!(
-            topic, partition, from, next,
-            "The broker's log ends before this sink's position (a broker that lost acknowledged records, or a topic deleted and made again): it is read again from its first offset."
-        );
-        0
     }
+}
+
+fn report_rewound(topic: &str, partition: i32, next: i64) {
+    tracing::warn!(
+        topic, partition, next,
+        "The broker's log ends before this sink's position (a broker that lost acknowledged records, or a topic deleted and made again): it is read again from its first offset."
+    );
 }
 
 /// Errors that mean the cluster cannot be reached for now: the task waits for it
@@ -282,7 +356,14 @@ fn is_outage(code: RDKafkaErrorCode) -> bool {
 impl ClientContext for GroupMember {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         if let Some(reset) = OffsetReset::parse(message) {
-            self.resets.lock().expect("resets lock").insert((reset.topic.to_owned(), reset.partition), reset.from);
+            match reset.to {
+                Some(to) if to < reset.from => report_rewound(reset.topic, reset.partition, to),
+                _ => {
+                    // A second reset before the first record keeps the first position.
+                    let pending = PendingReset { from: reset.from, below: None };
+                    locked(&self.resets).entry((reset.topic.to_owned(), reset.partition)).or_insert(pending);
+                }
+            }
         }
         log_client_line(level, facility, message);
     }
@@ -294,7 +375,7 @@ impl ClientContext for GroupMember {
             && code != RDKafkaErrorCode::BrokerTransportFailure
             && is_outage(code)
         {
-            self.unreachable(format!("{code}: {reason}"));
+            self.unreachable(format!("{code}: {reason}"), true);
         }
         report_client_error(&error, reason);
     }
@@ -304,11 +385,34 @@ impl ConsumerContext for GroupMember {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // As Kafka Connect does: the partitions' next owner starts right after what
         // this task's sink acknowledged.
-        if matches!(rebalance, Rebalance::Revoke(_)) {
-            self.revokes.fetch_add(1, Ordering::Relaxed);
-            if let Err(error) = commit_acknowledged(consumer) {
-                tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again.");
+        if let Rebalance::Revoke(revoked) = rebalance {
+            {
+                let mut resets = locked(&self.resets);
+                for element in revoked.elements() {
+                    resets.remove(&(element.topic().to_owned(), element.partition()));
+                }
             }
+            // Sent, not awaited: a synchronous commit waits for its answer without end,
+            // and in here it would hold the task's poll (a coordinator that went away
+            // during the rebalance answers only once the rebalance goes on). The
+            // OffsetCommit goes out before the JoinGroup that follows, on the same
+            // connection, so the coordinator takes it first.
+            if consumer.assignment_lost() {
+                tracing::info!("The group took this task's partitions away after its session ended; their next owner starts from the last commit.");
+            } else {
+                match consumer.commit_consumer_state(CommitMode::Async) {
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                    Err(error) => tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again."),
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance
+            && self.pausing_assigned.load(Ordering::Relaxed)
+        {
+            let _ = consumer.pause(assigned);
         }
     }
 }
@@ -350,7 +454,7 @@ fn take(consumer: &BaseConsumer<GroupMember>, timeout: Duration) -> TransportRes
             Ok(Some(record))
         }
         Some(Err(KafkaError::MessageConsumption(code))) if is_outage(code) => {
-            consumer.context().unreachable(format!("{code}"));
+            consumer.context().unreachable(format!("{code}"), true);
             Ok(None)
         }
         // A subscribed topic not made yet (its creation runs in the background, or the
@@ -401,20 +505,27 @@ impl KafkaConsumer {
     /// Commits the stored offsets and waits for the answer, up to `COMMIT_ANSWER_WAIT`.
     /// A refused or unanswered commit pauses the task's partitions (see `poll_owing`).
     async fn commit_stored(&mut self) {
-        if let Some(previous) = &self.commit_in_flight {
-            if !previous.is_finished() {
+        if let Some((previous, sent)) = &self.commit_in_flight {
+            // librdkafka waits for a commit's answer without end (while the group has no
+            // coordinator, for one): one unanswered for long is left to its thread.
+            if !previous.is_finished() && sent.elapsed() < ABANDON_COMMIT_AFTER {
+                // Its answer will not cover the offsets stored since.
+                self.unsent = true;
                 self.owe();
                 return;
             }
+            // The commit sent now carries its offsets too.
             self.commit_in_flight = None;
         }
+        self.unsent = false;
         let consumer = self.member().clone();
         let mut committing = tokio::task::spawn_blocking(move || commit_acknowledged(&consumer));
         let result = match tokio::time::timeout(COMMIT_ANSWER_WAIT, &mut committing).await {
             Ok(Ok(result)) => result,
             Ok(Err(error)) => Err(KafkaError::Canceled).inspect_err(|_| tracing::error!(%error, "A commit's thread failed.")),
             Err(_elapsed) => {
-                self.commit_in_flight = Some(committing);
+                let sent = Instant::now().checked_sub(COMMIT_ANSWER_WAIT).unwrap_or_else(Instant::now);
+                self.commit_in_flight = Some((committing, sent));
                 if self.owed.is_none() {
                     tracing::warn!("The Kafka cluster has not answered a commit within {} s; the task waits for it.", COMMIT_ANSWER_WAIT.as_secs());
                 }
@@ -430,7 +541,10 @@ impl KafkaConsumer {
         match result {
             Ok(()) => {
                 context.reached();
-                self.settle();
+                // Offsets stored after this commit was sent still wait for theirs.
+                if !self.unsent {
+                    self.settle();
+                }
             }
             Err(error) => {
                 let rebalancing = matches!(
@@ -438,7 +552,7 @@ impl KafkaConsumer {
                     KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress | RDKafkaErrorCode::IllegalGeneration)
                 );
                 if let Some(code) = error.rdkafka_error_code().filter(|code| is_outage(*code)) {
-                    context.unreachable(format!("committing offsets failed: {code}"));
+                    context.unreachable(format!("committing offsets failed: {code}"), false);
                 }
                 if self.owed.is_none() && !rebalancing {
                     tracing::warn!(%error, "The offsets of an acknowledged batch could not be committed; the task tries again before it reads on.");
@@ -449,44 +563,43 @@ impl KafkaConsumer {
     }
 
     /// Pauses the task's partitions until a commit goes through (or `COMMIT_ANSWER_WAIT`
-    /// passed), so that a crash meanwhile repeats only the batch in hand.
+    /// passed), so that a crash meanwhile repeats only the batch in hand. Partitions a
+    /// rebalance assigns meanwhile are paused as they come (`GroupMember::post_rebalance`).
     fn owe(&mut self) {
         if self.owed.is_some() {
             return;
         }
         let consumer = self.member();
+        consumer.context().pausing_assigned.store(true, Ordering::Relaxed);
         let paused = consumer.assignment().map(|assignment| partitions_of(&assignment)).unwrap_or_default();
         let _ = consumer.pause(&partition_list(&paused));
-        let revokes = consumer.context().revokes.load(Ordering::Relaxed);
-        self.owed = Some(OwedCommit { since: Instant::now(), paused, revokes });
+        self.owed = Some(OwedCommit { since: Instant::now(), paused });
     }
 
     /// Reads on after an owed commit went through, or was given up: lifts the pause from
     /// every partition paused for it (librdkafka keeps the pause across a rebalance) and
-    /// from what is assigned now. Records held meanwhile go to the sink unless a
-    /// rebalance took partitions away since (their new owners read from the commit).
+    /// from what is assigned now. Records held meanwhile go to the sink if their
+    /// partition is still this task's (one assigned again reads from its commit, so a
+    /// few of them may come twice); the others' new owners read them from the commit.
     fn settle(&mut self) {
         let Some(owed) = self.owed.take() else { return };
         let consumer = self.member();
+        consumer.context().pausing_assigned.store(false, Ordering::Relaxed);
         let _ = consumer.resume(&partition_list(&owed.paused));
-        if let Ok(assigned) = consumer.assignment() {
-            let _ = consumer.resume(&assigned);
-        }
-        if consumer.context().revokes.load(Ordering::Relaxed) != owed.revokes {
-            self.held.clear();
-        }
+        let assigned = consumer.assignment().map(|assignment| partitions_of(&assignment)).unwrap_or_default();
+        let _ = consumer.resume(&partition_list(&assigned));
+        self.held.retain(|record| assigned.iter().any(|(topic, partition)| *topic == record.topic && Some(*partition) == record.partition));
     }
 
     /// A poll while a commit is owed: serves the rebalance (its callbacks run in polls)
-    /// with the partitions paused, holds what still comes out, and tries the commit
-    /// again. Returns no records until the commit went through or was given up.
-    async fn poll_owing(&mut self) -> TransportResult<()> {
-        if let Some(previous) = &self.commit_in_flight {
-            if previous.is_finished() {
-                let previous = self.commit_in_flight.take().expect("checked above");
-                let result = joined(previous.await)?;
-                self.commit_answered(result);
-            }
+    /// with the partitions paused, holds what still comes out (fetched before the
+    /// pause), and tries the commit again. Returns no records until the commit went
+    /// through or was given up.
+    async fn poll_owing(&mut self, max: usize) -> TransportResult<()> {
+        if self.commit_in_flight.as_ref().is_some_and(|(previous, _)| previous.is_finished()) {
+            let (previous, _) = self.commit_in_flight.take().expect("checked above");
+            let result = joined(previous.await)?;
+            self.commit_answered(result);
         }
         let Some(owed) = &self.owed else { return Ok(()) };
         if owed.since.elapsed() >= COMMIT_ANSWER_WAIT {
@@ -498,7 +611,7 @@ impl KafkaConsumer {
             return Ok(());
         }
         let consumer = self.member().clone();
-        let mut held = joined(tokio::task::spawn_blocking(move || poll_blocking(&consumer, usize::MAX, OWED_POLL)).await)??;
+        let mut held = joined(tokio::task::spawn_blocking(move || poll_blocking(&consumer, max, OWED_POLL)).await)??;
         self.held.append(&mut held);
         if self.commit_in_flight.is_none() {
             self.commit_stored().await;
@@ -523,7 +636,7 @@ fn partition_list(partitions: &[(String, i32)]) -> TopicPartitionList {
 impl RecordConsumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
         if self.owed.is_some() {
-            self.poll_owing().await?;
+            self.poll_owing(max).await?;
             if self.owed.is_some() {
                 return Ok(Vec::new());
             }
@@ -575,7 +688,7 @@ impl RecordConsumer for KafkaConsumer {
                     }
                     Err(error) => {
                         if let Some(code) = error.rdkafka_error_code().filter(|code| is_outage(*code)) {
-                            consumer.context().unreachable(format!("no answer to a watermark request: {code}"));
+                            consumer.context().unreachable(format!("no answer to a watermark request: {code}"), true);
                         }
                         return Err(error.into());
                     }
@@ -588,7 +701,7 @@ impl RecordConsumer for KafkaConsumer {
                 if let Some(element) = subscription.elements().first()
                     && consumer.fetch_metadata(Some(element.topic()), WATERMARK_TIMEOUT).is_ok()
                 {
-                    consumer.context().reached();
+                    consumer.context().metadata_answered();
                 }
             }
             Ok(lag)
@@ -601,7 +714,7 @@ impl RecordConsumer for KafkaConsumer {
     }
 
     fn outage(&self) -> Option<(Duration, String)> {
-        self.member().context().outage.lock().expect("outage lock").as_ref().map(|(since, reason)| (since.elapsed(), reason.clone()))
+        locked(&self.member().context().outage).as_ref().map(|outage| (outage.since.elapsed(), outage.reason.clone()))
     }
 
     async fn close(&mut self) -> TransportResult<()> {
@@ -637,22 +750,56 @@ impl RecordConsumer for KafkaConsumer {
 
 #[cfg(test)]
 mod tests {
-    use super::{OffsetReset, report_reset};
+    use wasm_connect_protocol::Record;
+
+    use super::{GroupMember, OffsetReset};
+    use rdkafka::client::ClientContext;
+    use rdkafka::config::RDKafkaLogLevel;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn offset_resets_are_read_from_librdkafkas_lines() {
         let cached = "flights [0]: offset reset (at offset 105 (leader epoch 0), broker 1) to cached BEGINNING offset offset 3180 (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
-        assert_eq!(OffsetReset::parse(cached), Some(OffsetReset { topic: "flights", partition: 0, from: 105 }));
+        assert_eq!(OffsetReset::parse(cached), Some(OffsetReset { topic: "flights", partition: 0, from: 105, to: Some(3180) }));
         let logical = "[thrd:main]: iot.raw [3]: offset reset (at offset 5000 (leader epoch 2), broker 1) to offset BEGINNING (leader epoch -1): fetch failed due to requested offset not available on the broker: Broker: Offset out of range";
-        assert_eq!(OffsetReset::parse(logical), Some(OffsetReset { topic: "iot.raw", partition: 3, from: 5000 }));
+        assert_eq!(OffsetReset::parse(logical), Some(OffsetReset { topic: "iot.raw", partition: 3, from: 5000, to: None }));
+        let end = "iot [1]: offset reset (at offset 12, broker 1) to offset END (leader epoch -1): fetch failed";
+        assert_eq!(OffsetReset::parse(end), Some(OffsetReset { topic: "iot", partition: 1, from: 12, to: None }));
         assert_eq!(OffsetReset::parse("Consumer group session timed out"), None);
-        assert_eq!(OffsetReset::parse("x: offset reset (at offset 12, broker 1) to END"), None);
+        assert_eq!(OffsetReset::parse("no partition: offset reset (at offset 12, broker 1) to END"), None);
+    }
+
+    fn record(partition: i32, offset: i64) -> Record {
+        Record { topic: "iot".into(), partition: Some(partition), offset: Some(offset), timestamp: None, key: None, value: None, headers: Vec::new() }
+    }
+
+    fn reset(member: &GroupMember, partition: i32, from: i64) {
+        let line = format!("iot [{partition}]: offset reset (at offset {from} (leader epoch 0), broker 1) to offset BEGINNING (leader epoch -1): fetch failed");
+        member.log(RDKafkaLogLevel::Info, "OFFSET", &line);
     }
 
     #[test]
     fn the_first_record_after_a_reset_tells_how_many_were_skipped() {
-        assert_eq!(report_reset("flights", 0, 105, 3180), 3075);
-        assert_eq!(report_reset("iot", 3, 5000, 0), 0);
-        assert_eq!(report_reset("iot", 3, 5000, 5000), 0);
+        let member = GroupMember::default();
+        // Records fetched before the reset (below it, in sequence) come first.
+        reset(&member, 0, 105);
+        for offset in [103, 104] {
+            member.read_after_reset(&record(0, offset));
+        }
+        // A second reset of the same partition before its first record keeps the first position.
+        reset(&member, 0, 3180);
+        member.read_after_reset(&record(1, 7));
+        assert_eq!(member.skipped.load(Ordering::Relaxed), 0);
+        member.read_after_reset(&record(0, 3180));
+        assert_eq!(member.skipped.load(Ordering::Relaxed), 3075);
+        // Later records count nothing more.
+        member.read_after_reset(&record(0, 3181));
+        assert_eq!(member.skipped.load(Ordering::Relaxed), 3075);
+        // A log read again from its start (back below what was taken) skips nothing.
+        reset(&member, 2, 5000);
+        for offset in [4998, 4999, 0, 1, 5000, 5001] {
+            member.read_after_reset(&record(2, offset));
+        }
+        assert_eq!(member.skipped.load(Ordering::Relaxed), 3075);
     }
 }

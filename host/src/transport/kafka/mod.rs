@@ -225,7 +225,7 @@ impl Transport for KafkaTransport {
 
     async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>> {
         Ok(Box::new(KafkaProducer {
-            producer: self.producer_config().create_with_context(Reporting)?,
+            producer: Some(self.producer_config().create_with_context(Reporting)?),
             offsets_topic: self.offsets_topic.clone(),
             connector: connector.to_owned(),
         }))
@@ -233,7 +233,12 @@ impl Transport for KafkaTransport {
 
     async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
         let mut config = self.group_config(connector);
-        config.set("enable.auto.offset.store", "false").set("auto.offset.reset", "earliest");
+        config.set("enable.auto.offset.store", "false");
+        // A new group reads its topics from their start, as Kafka Connect's sinks do,
+        // unless kafka.client says otherwise (`latest`: only what comes from now on).
+        if self.base.get("auto.offset.reset").is_none() {
+            config.set("auto.offset.reset", "earliest");
+        }
         // A dead member's partitions wait for its session to end (and brokers without
         // static membership make a restarted host's members wait for it too): 6 s,
         // the least brokers accept by default, rather than librdkafka's 45 s, unless
@@ -472,9 +477,26 @@ impl KafkaTransport {
 }
 
 struct KafkaProducer {
-    producer: FutureProducer<Reporting>,
+    /// Taken by `drop`.
+    producer: Option<FutureProducer<Reporting>>,
     offsets_topic: String,
     connector: String,
+}
+
+impl KafkaProducer {
+    fn producer(&self) -> &FutureProducer<Reporting> {
+        self.producer.as_ref().expect("the producer is taken only when dropped")
+    }
+}
+
+impl Drop for KafkaProducer {
+    fn drop(&mut self) {
+        // librdkafka's destroy waits for requests in flight, for as long as an
+        // unreachable broker takes to time out: never on an async thread.
+        if let Some(producer) = self.producer.take() {
+            let _ = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(producer));
+        }
+    }
 }
 
 fn delivery_error((error, _): (KafkaError, rdkafka::message::OwnedMessage)) -> TransportError {
@@ -499,12 +521,12 @@ impl RecordProducer for KafkaProducer {
             if let Some(timestamp) = record.timestamp {
                 message = message.timestamp(timestamp);
             }
-            self.producer.send(message, rdkafka::util::Timeout::Never)
+            self.producer().send(message, rdkafka::util::Timeout::Never)
         });
         try_join_all(deliveries).await.map_err(delivery_error)?;
         if let Some(position) = position {
             let message = FutureRecord::to(&self.offsets_topic).key(&self.connector).payload(&position);
-            self.producer.send(message, rdkafka::util::Timeout::Never).await.map_err(delivery_error)?;
+            self.producer().send(message, rdkafka::util::Timeout::Never).await.map_err(delivery_error)?;
         }
         Ok(())
     }
