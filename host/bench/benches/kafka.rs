@@ -1,0 +1,222 @@
+//! Kafka, timed with the real `wasm-connect` binary (`target/release/wasm-connect`,
+//! built first with `cargo build --release`): a simulator's records through Kafka to
+//! the file sink, in records/s,
+//! - on one broker (tansu behind the test front) in plaintext, over TLS, and over
+//!   SASL_SSL with SCRAM-SHA-512, the same front piping each;
+//! - on librdkafka's mock cluster with no compression, zstd, and lz4;
+//!
+//! and the time from the restart that follows a SIGKILL to the sink's first write, on
+//! the mock cluster. Prints the figures.
+//!
+//! `cargo bench -p wasm-connect-bench --bench kafka [-- RECORDS]`
+
+// The tests' broker helpers, which find `services` and `repo_root` beside them.
+#[allow(dead_code)]
+#[path = "../../../tests/support/kafka.rs"]
+mod kafka;
+#[allow(dead_code)]
+#[path = "../../../tests/support/services.rs"]
+mod services;
+
+fn repo_root() -> PathBuf {
+    wasm_connect_bench::repository()
+}
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka::{Listener, MockBroker, PASSWORD, SecuredBroker, USER};
+use wasm_connect_bench::repository;
+
+const START: &str = "2024-05-01T00:00:00Z";
+
+fn binary() -> PathBuf {
+    let binary = repository().join("target/release/wasm-connect");
+    assert!(binary.exists(), "{} is missing: run `cargo build --release` first", binary.display());
+    binary
+}
+
+/// A host process, killed when dropped; its log goes to `directory/host.log`.
+struct HostProcess(Child);
+
+impl HostProcess {
+    fn start(config: &Path) -> HostProcess {
+        let log = std::fs::File::create(config.with_file_name("host.log")).unwrap();
+        let child = Command::new(binary())
+            .arg("run")
+            .arg(config)
+            .env("WASM_CONNECT_LOG", "warn,plugin=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting wasm-connect");
+        HostProcess(child)
+    }
+
+    /// SIGTERM, and the wait for the exit.
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines the file sink wrote under `output` (every file, every topic).
+fn lines_written(output: &Path) -> usize {
+    let Ok(topics) = std::fs::read_dir(output) else { return 0 };
+    let mut lines = 0;
+    for entry in topics.flatten() {
+        let path = entry.path();
+        let files: Vec<PathBuf> =
+            if path.is_dir() { std::fs::read_dir(&path).unwrap().flatten().map(|file| file.path()).collect() } else { vec![path] };
+        for file in files {
+            if let Ok(bytes) = std::fs::read(&file) {
+                lines += bytes.iter().filter(|byte| **byte == b'\n').count();
+            }
+        }
+    }
+    lines
+}
+
+/// A sensor simulator (`records` readings replayed as fast as the host goes, in
+/// batches of 500) into `topic`, and a file sink reading it with `sink_tasks` tasks.
+fn config(directory: &Path, bootstrap: &str, client: &str, topic: &str, records: usize, sink_tasks: usize, rate_and_start: (u32, &str)) -> PathBuf {
+    let (rate, start) = rate_and_start;
+    let text = format!(
+        "version: 1\ndata_dir: {data}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {plugins}\n\
+         kafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: {topic}-offsets\n  config_topic: {topic}-configs\n  client:\n{client}    session.timeout.ms: 6000\n\
+         connectors:\n  - name: sensors\n    plugin: iot-sensor-simulator\n    topic: {topic}\n    batch_size: 500\n    config:\n      seed: 3\n      rate: {rate}\n      start: {start}\n      limit: {records}\n\
+         \x20 - name: files\n    plugin: file-sink\n    topics: [{topic}]\n    tasks_max: {sink_tasks}\n    batch_size: 500\n    config:\n      directory: {output}\n",
+        data = directory.join("data").display(),
+        plugins = repository().join("plugins/dist").display(),
+        output = directory.join("output").display(),
+    );
+    let file = directory.join("connectors.yaml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Runs the pipeline until the sink wrote `records` lines; records/s from the sink's
+/// first line to its last (start-up and the group join left out).
+fn throughput(directory: &Path, bootstrap: &str, client: &str, topic: &str, records: usize) -> f64 {
+    std::fs::create_dir_all(directory).unwrap();
+    let config = config(directory, bootstrap, client, topic, records, 1, (0, START));
+    let output = directory.join("output");
+    let host = HostProcess::start(&config);
+    let started = Instant::now();
+    let (mut first, mut first_at) = (0, None);
+    loop {
+        let written = lines_written(&output);
+        if written > 0 && first_at.is_none() {
+            (first, first_at) = (written, Some(Instant::now()));
+        }
+        if written >= records {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "{topic}: {written} of {records} written after 10 minutes; see {}", directory.join("host.log").display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = first_at.unwrap().elapsed().as_secs_f64();
+    host.stop();
+    (records - first) as f64 / elapsed
+}
+
+fn print_row(what: &str, rate: f64, baseline: f64) {
+    println!("{what:<44} {rate:>10.0} records/s  {:>6.2}x", rate / baseline);
+}
+
+/// The time from each restart after a SIGKILL to the sink's next line, `runs` times.
+fn restart_to_first_write(directory: &Path, runs: usize) -> Vec<Duration> {
+    std::fs::create_dir_all(directory).unwrap();
+    let mut mock = MockBroker::start();
+    mock.create_topic("restarts", 4);
+    for topic in ["restarts-offsets", "restarts-configs"] {
+        mock.create_topic(topic, 1);
+    }
+    // A steady stream (not a replay) that outlasts every run.
+    let config = config(directory, &mock.bootstrap, "", "restarts", 1_000_000, 2, (2_000, "now"));
+    let output = directory.join("output");
+    let mut host = HostProcess::start(&config);
+    let mut figures = Vec::new();
+    for _ in 0..runs {
+        let before = lines_written(&output);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while lines_written(&output) < before + 2_000 {
+            assert!(Instant::now() < deadline, "the sink did not write 2,000 lines in 2 minutes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        host.0.kill().unwrap();
+        host.0.wait().unwrap();
+        let at_kill = lines_written(&output);
+        host = HostProcess::start(&config);
+        let restarted = Instant::now();
+        while lines_written(&output) == at_kill {
+            assert!(restarted.elapsed() < Duration::from_secs(300), "the sink did not write within 5 minutes of the restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        figures.push(restarted.elapsed());
+    }
+    host.stop();
+    figures
+}
+
+fn main() {
+    let records: usize = std::env::args().skip(1).find_map(|argument| argument.parse().ok()).unwrap_or(50_000);
+    let directory = tempfile::tempdir().unwrap();
+    println!("{records} sensor readings (about 200 bytes each) from a simulator through Kafka to the file sink; records/s from the sink's first line to its last");
+
+    println!("\none broker (tansu 0.6, memory engine) behind the test front (Python asyncio), which pipes every connection:");
+    let mut plain = 0.0;
+    for (name, listener) in [("plaintext", Listener::Plain), ("TLS", Listener::Tls), ("SASL_SSL, SCRAM-SHA-512", Listener::SaslSsl)] {
+        let run = directory.path().join(name.replace([' ', ',', '_'], "-"));
+        let broker = SecuredBroker::start(listener, &run.join("certificates"));
+        let ca = broker.certificates.join("ca.pem");
+        let client = match listener {
+            Listener::Plain => String::new(),
+            Listener::Tls => format!("    security.protocol: SSL\n    ssl.ca.location: {}\n", ca.display()),
+            _ => {
+                let secret = run.join("password");
+                std::fs::write(&secret, PASSWORD).unwrap();
+                format!(
+                    "    security.protocol: SASL_SSL\n    ssl.ca.location: {}\n    sasl.mechanisms: SCRAM-SHA-512\n    sasl.username: {USER}\n    sasl.password: ${{file:{}}}\n",
+                    ca.display(),
+                    secret.display()
+                )
+            }
+        };
+        let rate = throughput(&run, &broker.bootstrap, &client, "readings", records);
+        if listener == Listener::Plain {
+            plain = rate;
+        }
+        print_row(name, rate, plain);
+    }
+
+    println!("\nlibrdkafka's mock cluster (one broker, its own process), plaintext:");
+    let mut none = 0.0;
+    for codec in ["none", "zstd", "lz4"] {
+        let mut mock = MockBroker::start();
+        for (topic, partitions) in [("readings", 4), ("readings-offsets", 1), ("readings-configs", 1)] {
+            mock.create_topic(topic, partitions);
+        }
+        let run = directory.path().join(format!("mock-{codec}"));
+        // The mock keeps about 5 MB per partition: more records would drop the first.
+        let rate = throughput(&run, &mock.bootstrap, &format!("    compression.type: {codec}\n"), "readings", records.min(80_000));
+        if codec == "none" {
+            none = rate;
+        }
+        print_row(&format!("compression.type: {codec}"), rate, none);
+    }
+
+    println!("\nrestart after a SIGKILL to the sink's first write (mock cluster, 2 sink tasks, 2,000 records/s):");
+    let figures = restart_to_first_write(&directory.path().join("restarts"), 3);
+    for (run, figure) in figures.iter().enumerate() {
+        println!("run {}: {:.1} s", run + 1, figure.as_secs_f64());
+    }
+}
