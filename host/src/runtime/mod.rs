@@ -13,4 +13,4 @@ pub(crate) use catalog::validate_config;
 pub use description::{ConfigOptionDescription, OptionType, PluginDescription, PluginKind};
 pub use engine::{Runtime, TaskLimits};
 pub use failure::PluginFailure;
-pub use task::{PollOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState};
+pub use task::{PluginInstance, PluginWorld, PollOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState, TransformInstance};

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{InstancePre, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{sink, source};
+use super::bindings::{sink, source, transform, types as wit};
 use super::engine::EPOCH_TICK;
 use super::{LoadedPlugin, PluginFailure, Runtime};
 use crate::capabilities::files::FileGrant;
@@ -266,36 +266,56 @@ pub struct PollOutcome {
     pub throttle: Option<Throttle>,
 }
 
-/// A running source plugin.
-pub struct SourceInstance {
+/// The generated bindings of one plugin world (source, sink, transform): how to
+/// instantiate them in a task's store.
+pub trait PluginWorld: Sized + Send + 'static {
+    /// Instantiates the world's exports of a pre-linked component.
+    fn instantiate(pre: InstancePre<TaskState>, store: &mut Store<TaskState>) -> wasmtime::Result<Self>;
+}
+
+impl PluginWorld for source::SourceBase {
+    fn instantiate(pre: InstancePre<TaskState>, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
+        source::SourceBasePre::new(pre)?.instantiate(store)
+    }
+}
+
+impl PluginWorld for sink::SinkBase {
+    fn instantiate(pre: InstancePre<TaskState>, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
+        sink::SinkBasePre::new(pre)?.instantiate(store)
+    }
+}
+
+impl PluginWorld for transform::TransformBase {
+    fn instantiate(pre: InstancePre<TaskState>, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
+        transform::TransformBasePre::new(pre)?.instantiate(store)
+    }
+}
+
+/// One task's running plugin, of any world: its store (limits, deadline, grants) and
+/// its bindings. Every call starts the deadline clock and classifies its failure the
+/// same way, whatever the world.
+pub struct PluginInstance<W> {
     store: Store<TaskState>,
-    bindings: source::SourceBase,
+    bindings: W,
     runtime: Runtime,
 }
 
-impl SourceInstance {
+/// A running source plugin.
+pub type SourceInstance = PluginInstance<source::SourceBase>;
+/// A running sink plugin.
+pub type SinkInstance = PluginInstance<sink::SinkBase>;
+/// A running transform plugin.
+pub type TransformInstance = PluginInstance<transform::TransformBase>;
+
+impl<W: PluginWorld> PluginInstance<W> {
     /// Instantiates `plugin` for one task; `access` is what its connector's
     /// configuration lets it reach.
     pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity, access: impl Into<TaskAccess>) -> Result<Self, PluginFailure> {
         let mut store = new_store(runtime, identity, access.into());
         start_call(&mut store, runtime);
-        let pre = source::SourceBasePre::new(plugin.instance_pre(runtime)?)
-            .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
-        let bindings = pre
-            .instantiate(&mut store)
+        let bindings = W::instantiate(plugin.instance_pre(runtime)?, &mut store)
             .map_err(|error| PluginFailure::from_trap(&error, runtime.limits.call_timeout))?;
         Ok(Self { store, bindings, runtime: runtime.clone() })
-    }
-
-    /// Starts the source from its stored position.
-    pub fn open(&mut self, config: &[(String, String)], position: Option<&str>) -> Result<(), PluginFailure> {
-        start_call(&mut self.store, &self.runtime);
-        let timeout = self.runtime.limits.call_timeout;
-        self.bindings
-            .wasm_connect_connector_source_connector()
-            .call_open(&mut self.store, &config.to_vec(), position)
-            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
-            .map_err(PluginFailure::from)
     }
 
     /// Linear memory the plugin has grown to, in bytes.
@@ -303,16 +323,29 @@ impl SourceInstance {
         self.store.data().limiter.memory_bytes
     }
 
-    /// Asks for up to `max_records` records.
-    pub fn poll(&mut self, max_records: u32) -> Result<PollOutcome, PluginFailure> {
+    /// One call into the plugin: the deadline clock starts, a trap and an error value
+    /// the plugin returned both become a [`PluginFailure`].
+    fn call<T>(
+        &mut self,
+        call: impl FnOnce(&W, &mut Store<TaskState>) -> wasmtime::Result<Result<T, wit::Error>>,
+    ) -> Result<T, PluginFailure> {
         start_call(&mut self.store, &self.runtime);
         let timeout = self.runtime.limits.call_timeout;
-        let result = self
-            .bindings
-            .wasm_connect_connector_source_connector()
-            .call_poll(&mut self.store, max_records)
+        call(&self.bindings, &mut self.store)
             .map_err(|error| PluginFailure::from_trap(&error, timeout))?
-            .map_err(PluginFailure::from)?;
+            .map_err(PluginFailure::from)
+    }
+}
+
+impl SourceInstance {
+    /// Starts the source from its stored position.
+    pub fn open(&mut self, config: &[(String, String)], position: Option<&str>) -> Result<(), PluginFailure> {
+        self.call(|bindings, store| bindings.wasm_connect_connector_source_connector().call_open(store, &config.to_vec(), position))
+    }
+
+    /// Asks for up to `max_records` records.
+    pub fn poll(&mut self, max_records: u32) -> Result<PollOutcome, PluginFailure> {
+        let result = self.call(|bindings, store| bindings.wasm_connect_connector_source_connector().call_poll(store, max_records))?;
         Ok(PollOutcome {
             batch: result.batch,
             position: result.position,
@@ -323,52 +356,15 @@ impl SourceInstance {
     }
 }
 
-/// A running sink plugin.
-pub struct SinkInstance {
-    store: Store<TaskState>,
-    bindings: sink::SinkBase,
-    runtime: Runtime,
-}
-
 impl SinkInstance {
-    /// Instantiates `plugin` for one task; `grants` is what its connector's
-    /// configuration lets it reach.
-    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity, access: impl Into<TaskAccess>) -> Result<Self, PluginFailure> {
-        let mut store = new_store(runtime, identity, access.into());
-        start_call(&mut store, runtime);
-        let pre = sink::SinkBasePre::new(plugin.instance_pre(runtime)?)
-            .map_err(|error| PluginFailure::Fatal(format!("{error:#}")))?;
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|error| PluginFailure::from_trap(&error, runtime.limits.call_timeout))?;
-        Ok(Self { store, bindings, runtime: runtime.clone() })
-    }
-
     /// Prepares the sink.
     pub fn open(&mut self, config: &[(String, String)]) -> Result<(), PluginFailure> {
-        start_call(&mut self.store, &self.runtime);
-        let timeout = self.runtime.limits.call_timeout;
-        self.bindings
-            .wasm_connect_connector_sink_connector()
-            .call_open(&mut self.store, &config.to_vec())
-            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
-            .map_err(PluginFailure::from)
-    }
-
-    /// Linear memory the plugin has grown to, in bytes.
-    pub fn memory_bytes(&self) -> usize {
-        self.store.data().limiter.memory_bytes
+        self.call(|bindings, store| bindings.wasm_connect_connector_sink_connector().call_open(store, &config.to_vec()))
     }
 
     /// Writes one encoded batch; ok means durably written.
     pub fn write(&mut self, batch: Vec<u8>) -> Result<(), PluginFailure> {
-        start_call(&mut self.store, &self.runtime);
-        let timeout = self.runtime.limits.call_timeout;
-        self.bindings
-            .wasm_connect_connector_sink_connector()
-            .call_write(&mut self.store, &batch)
-            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
-            .map_err(PluginFailure::from)
+        self.call(|bindings, store| bindings.wasm_connect_connector_sink_connector().call_write(store, &batch))
     }
 }
 
