@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use wasm_connect::transport::{EmbeddedTransport, TaskShare, Transport};
+use wasm_connect::transport::{EmbeddedTransport, TaskShare, Transport, next_offsets};
 use wasm_connect_bench::sample_records;
 use wasm_connect_protocol::Record;
 
@@ -101,8 +101,9 @@ where
         let batch = consumer.poll(BATCH, Duration::from_millis(500)).await.unwrap();
         started.get_or_insert_with(Instant::now);
         done += batch.len();
-        send(batch.clone()).await;
-        consumer.commit(&batch).await.unwrap();
+        let next = next_offsets(&batch);
+        send(batch).await;
+        consumer.commit(&next).await.unwrap();
     }
     count as f64 / started.unwrap().elapsed().as_secs_f64()
 }

@@ -381,9 +381,9 @@ impl TopicReader for EmbeddedReader {
             let positions: Vec<(String, i32, i64)> =
                 self.partitions.iter().map(|partition| (partition.topic.clone(), partition.range.partition, partition.next)).collect();
             let records = blocking(move || Ok(read_from(&connection.lock().expect("reader lock"), &positions, 0, max)?)).await?;
-            for (_, partition, next) in next_offsets(&records) {
-                if let Some(position) = self.partitions.iter_mut().find(|position| position.range.partition == partition) {
-                    position.next = next;
+            for next in next_offsets(&records) {
+                if let Some(position) = self.partitions.iter_mut().find(|position| position.range.partition == next.partition) {
+                    position.next = next.offset;
                 }
             }
             if !records.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -498,9 +498,9 @@ impl EmbeddedConsumer {
         if !self.positions.is_empty() {
             self.next_partition = (self.next_partition + 1) % self.positions.len();
         }
-        for (topic, partition, next) in next_offsets(&records) {
-            if let Some(position) = self.positions.iter_mut().find(|(t, p, _)| *t == topic && *p == partition) {
-                position.2 = next;
+        for next in next_offsets(&records) {
+            if let Some(position) = self.positions.iter_mut().find(|(topic, partition, _)| *topic == next.topic && *partition == next.partition) {
+                position.2 = next.offset;
             }
         }
         Ok(records)
@@ -524,12 +524,12 @@ impl RecordConsumer for EmbeddedConsumer {
         self.read(max).await
     }
 
-    async fn commit(&mut self, records: &[Record]) -> TransportResult<()> {
-        let (shared, group, offsets) = (self.shared.clone(), self.group.clone(), next_offsets(records));
+    async fn commit(&mut self, offsets: &[PartitionOffset]) -> TransportResult<()> {
+        let (shared, group, offsets) = (self.shared.clone(), self.group.clone(), offsets.to_vec());
         blocking(move || {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
-            for (topic, partition, next) in offsets {
+            for PartitionOffset { topic, partition, offset: next } in offsets {
                 transaction.execute(
                     "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",

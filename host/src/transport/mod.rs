@@ -155,8 +155,9 @@ pub trait RecordProducer: Send {
 pub trait RecordConsumer: Send {
     /// Up to `max` records after the last ones returned, waiting up to `wait` for some.
     async fn poll(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>>;
-    /// Marks everything up to and including `records` as done for the connector.
-    async fn commit(&mut self, records: &[Record]) -> TransportResult<()>;
+    /// Marks everything before `next` (the next offset to read of each partition, as
+    /// [`next_offsets`] gives them for a delivered batch) as done for the connector.
+    async fn commit(&mut self, next: &[PartitionOffset]) -> TransportResult<()>;
     /// Records in this consumer's partitions after its read positions (the consumer
     /// lag); on Kafka, one watermark request per assigned partition.
     async fn lag(&mut self) -> TransportResult<u64>;
@@ -174,13 +175,13 @@ pub trait RecordConsumer: Send {
 }
 
 /// The next offset to read per topic-partition after `records`.
-pub fn next_offsets(records: &[Record]) -> Vec<(String, i32, i64)> {
-    let mut next: Vec<(String, i32, i64)> = Vec::new();
+pub fn next_offsets(records: &[Record]) -> Vec<PartitionOffset> {
+    let mut next: Vec<PartitionOffset> = Vec::new();
     for record in records {
         let (Some(partition), Some(offset)) = (record.partition, record.offset) else { continue };
-        match next.iter_mut().find(|(topic, existing, _)| *topic == record.topic && *existing == partition) {
-            Some(entry) => entry.2 = entry.2.max(offset + 1),
-            None => next.push((record.topic.clone(), partition, offset + 1)),
+        match next.iter_mut().find(|entry| entry.topic == record.topic && entry.partition == partition) {
+            Some(entry) => entry.offset = entry.offset.max(offset + 1),
+            None => next.push(PartitionOffset { topic: record.topic.clone(), partition, offset: offset + 1 }),
         }
     }
     next
@@ -250,6 +251,7 @@ mod tests {
             ..Record::default()
         };
         let records = [record("a", 0, 5), record("a", 1, 2), record("a", 0, 7), record("b", 0, 0)];
-        assert_eq!(next_offsets(&records), vec![("a".into(), 0, 8), ("a".into(), 1, 3), ("b".into(), 0, 1)]);
+        let next = |topic: &str, partition, offset| PartitionOffset { topic: topic.into(), partition, offset };
+        assert_eq!(next_offsets(&records), vec![next("a", 0, 8), next("a", 1, 3), next("b", 0, 1)]);
     }
 }

@@ -1,12 +1,12 @@
-//! The dead-letter topic of one task: records a sink refused or a source could not
-//! convert, with where they came from and why in Kafka Connect's `__connect.errors.*`
-//! headers. The producer is created on first use.
+//! The error policy of one task and its dead-letter topic: records a sink refused or a
+//! source could not convert, with where they came from and why in Kafka Connect's
+//! `__connect.errors.*` headers. The producer is created on first use.
 
 use wasm_connect_protocol::Record;
 
-use super::{ConnectorPlan, TaskError, WorkerContext};
-use crate::runtime::TaskIdentity;
-use crate::telemetry::TaskLabels;
+use super::TaskError;
+use super::task::TaskContext;
+use crate::runtime::PluginFailure;
 use crate::transport::RecordProducer;
 
 /// Kafka Connect's `__connect.errors.stage` of a failed record.
@@ -19,7 +19,8 @@ pub enum Stage {
 }
 
 impl Stage {
-    fn name(self) -> &'static str {
+    /// Kafka Connect's name of the stage.
+    pub fn name(self) -> &'static str {
         match self {
             Stage::TaskPoll => "TASK_POLL",
             Stage::TaskPut => "TASK_PUT",
@@ -27,43 +28,63 @@ impl Stage {
     }
 }
 
-/// Where one task's tolerated bad records go.
+/// One task's error policy for records that failed at a stage (`errors.*`), the same
+/// for every kind of task: each is counted, logged when `errors.log` is set, and then
+/// either fails the task (`errors.tolerance: none`) or goes to the dead-letter topic.
 #[derive(Default)]
 pub struct DeadLetters {
     producer: Option<Box<dyn RecordProducer>>,
 }
 
 impl DeadLetters {
+    /// Applies the policy to `record`, which failed at `stage` as the batch's record
+    /// `index`; `reason` is already redacted.
+    pub async fn reject(&mut self, task: &TaskContext, record: Record, reason: String, stage: Stage, index: u32) -> Result<(), TaskError> {
+        task.metrics().record_failed(&task.labels);
+        if task.plan.config.errors.log {
+            tracing::warn!(
+                connector = %task.identity.connector, task = task.identity.task, topic = record.topic,
+                partition = record.partition.unwrap_or(-1), offset = record.offset.unwrap_or(-1), reason, stage = stage.name(),
+                "A record failed and was not written."
+            );
+        }
+        if !task.plan.tolerates_errors() {
+            return Err(TaskError::Intolerable(failure_at(index, reason, &record)));
+        }
+        self.send(task, record, &reason, stage).await
+    }
+
     /// Sends `record` to the connector's dead-letter topic (or logs that it is skipped
-    /// when none is configured); `reason` is already redacted.
-    pub async fn send(
-        &mut self,
-        context: &WorkerContext,
-        plan: &ConnectorPlan,
-        identity: &TaskIdentity,
-        record: Record,
-        reason: &str,
-        stage: Stage,
-    ) -> Result<(), TaskError> {
-        let labels = TaskLabels::from(identity);
+    /// when none is configured).
+    async fn send(&mut self, task: &TaskContext, record: Record, reason: &str, stage: Stage) -> Result<(), TaskError> {
+        let plan = &task.plan;
         let Some(topic) = &plan.config.errors.dead_letter_topic else {
-            tracing::warn!(connector = %identity.connector, reason, "A record was refused and skipped (errors.tolerance: all, no dead-letter topic).");
+            tracing::warn!(connector = %task.identity.connector, reason, "A record was refused and skipped (errors.tolerance: all, no dead-letter topic).");
             return Ok(());
         };
         if self.producer.is_none() {
-            self.producer = Some(context.transport.producer(&format!("{}-dead-letters", plan.config.name)).await?);
+            self.producer = Some(task.worker.transport.producer(&format!("{}-dead-letters", plan.config.name)).await?);
         }
-        let letter = dead_letter(record, topic, plan, identity, reason, stage);
+        let letter = dead_letter(record, topic, task, reason, stage);
         self.producer.as_mut().expect("created above").send(vec![letter], None).await?;
-        context.metrics.record_dead_lettered(&labels, topic, reason);
+        task.metrics().record_dead_lettered(&task.labels, topic, reason);
         Ok(())
     }
 }
 
+/// A bad-record failure that says which record it was.
+fn failure_at(index: u32, reason: String, record: &Record) -> PluginFailure {
+    let at = match (record.partition, record.offset) {
+        (Some(partition), Some(offset)) => format!("topic {}, partition {partition}, offset {offset}", record.topic),
+        _ => format!("for topic {}", record.topic),
+    };
+    PluginFailure::BadRecord { index, reason: format!("{reason} ({at})") }
+}
+
 /// The record, addressed to the dead-letter topic, with where it came from and why it
 /// failed in Kafka Connect's `__connect.errors.*` headers.
-fn dead_letter(mut record: Record, topic: &str, plan: &ConnectorPlan, identity: &TaskIdentity, reason: &str, stage: Stage) -> Record {
-    let description = &plan.plugin.description;
+fn dead_letter(mut record: Record, topic: &str, task: &TaskContext, reason: &str, stage: Stage) -> Record {
+    let (description, identity) = (&task.plan.plugin.description, &task.identity);
     let headers = [
         ("__connect.errors.topic", record.topic.clone()),
         ("__connect.errors.partition", record.partition.unwrap_or(-1).to_string()),

@@ -1,12 +1,18 @@
-//! Connector tasks: the source loop, the sink loop (with dead-letter handling), and
-//! the supervisor that restarts a failed task with exponential backoff.
+//! Connector tasks: one engine runs every task (input -> output -> checkpoint, see
+//! `engine`), with one error policy and dead-letter topic, one backoff, and the
+//! supervisor that restarts a failed task.
 
+mod backoff;
 mod dead_letters;
+mod engine;
 mod outage;
 mod plan;
+mod plugin;
 mod sink;
 mod source;
 mod supervisor;
+mod task;
+mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,19 +81,4 @@ impl TaskError {
             TaskError::RetriesExhausted { .. } => "retries_exhausted",
         }
     }
-}
-
-/// Runs a plugin call on a blocking thread, moving the instance there and back.
-async fn call_plugin<I, R>(instance: I, call: impl FnOnce(&mut I) -> R + Send + 'static) -> Result<(I, R), TaskError>
-where
-    I: Send + 'static,
-    R: Send + 'static,
-{
-    tokio::task::spawn_blocking(move || {
-        let mut instance = instance;
-        let result = call(&mut instance);
-        (instance, result)
-    })
-    .await
-    .map_err(|error| TaskError::Plugin(PluginFailure::Trapped(format!("the plugin call panicked in the host: {error}"))))
 }

@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use super::WorkerContext;
-use crate::runtime::TaskIdentity;
-use crate::telemetry::{State, TaskLabels};
+use super::task::TaskContext;
+use crate::telemetry::State;
 
 /// How long a source may wait for the cluster to take a batch before that counts as
 /// an outage (a healthy cluster answers in milliseconds).
@@ -20,21 +19,20 @@ pub struct OutageReport {
 
 impl OutageReport {
     /// Shows `outage` (how long, and why), or that there is none, if that changed.
-    pub fn update(&mut self, context: &WorkerContext, identity: &TaskIdentity, outage: Option<(Duration, String)>) {
-        let labels = TaskLabels::from(identity);
+    pub fn update(&mut self, task: &TaskContext, outage: Option<(Duration, String)>) {
         match outage {
             Some((since, reason)) => {
                 let trace = format!("the Kafka cluster cannot be reached (for {} s): {reason}", since.as_secs());
                 if self.shown.is_none() {
-                    context.metrics.transport_outage(&labels, Some(&reason));
+                    task.metrics().transport_outage(&task.labels, Some(&reason));
                 }
-                context.status.set_task(&identity.connector, identity.task, State::Running, Some(trace.clone()));
+                task.show(State::Running, Some(trace.clone()));
                 self.shown = Some(trace);
             }
             None => {
                 if self.shown.take().is_some() {
-                    context.metrics.transport_outage(&labels, None);
-                    context.status.set_task(&identity.connector, identity.task, State::Running, None);
+                    task.metrics().transport_outage(&task.labels, None);
+                    task.show(State::Running, None);
                 }
             }
         }

@@ -34,7 +34,7 @@ use wasm_connect_protocol::Record;
 
 use super::client::{log_client_line, report_client_error};
 use super::owned_record;
-use crate::transport::{RecordConsumer, TransportError, TransportResult, next_offsets};
+use crate::transport::{PartitionOffset, RecordConsumer, TransportError, TransportResult};
 
 /// How long a commit waits for the broker's answer, and how long a task whose commit
 /// was refused holds its partitions paused while it tries again.
@@ -651,10 +651,10 @@ impl RecordConsumer for KafkaConsumer {
         joined(tokio::task::spawn_blocking(move || poll_blocking(&consumer, max, wait)).await)?
     }
 
-    async fn commit(&mut self, records: &[Record]) -> TransportResult<()> {
+    async fn commit(&mut self, next: &[PartitionOffset]) -> TransportResult<()> {
         let mut offsets = TopicPartitionList::new();
-        for (topic, partition, next) in next_offsets(records) {
-            offsets.add_partition_offset(&topic, partition, Offset::Offset(next))?;
+        for PartitionOffset { topic, partition, offset } in next {
+            offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
         match self.member().store_offsets(&offsets) {
             Ok(()) => {

@@ -1,0 +1,158 @@
+//! The one loop every task runs, whatever its connector's kind:
+//!
+//! input (a source plugin's `poll`, or the connector's topics) -> the batch's failed
+//! records through the error policy -> output (the connector's topic, or a sink
+//! plugin's `write`) -> one checkpoint, committed once the output acknowledged the
+//! batch: a source position is stored in the same write as the records, topic offsets
+//! are committed after it. A new kind of task is a new input or output, not a new loop.
+
+use tokio_util::sync::CancellationToken;
+use wasm_connect_protocol::Record;
+
+use super::TaskError;
+use super::dead_letters::{DeadLetters, Stage};
+use super::sink::SinkOutput;
+use super::source::SourceInput;
+use super::task::TaskContext;
+use super::topics::{TopicInput, TopicOutput};
+use crate::runtime::PluginKind;
+use crate::transport::PartitionOffset;
+
+/// Records on their way through a task.
+pub struct Batch {
+    /// The records to deliver.
+    pub records: Vec<Record>,
+    /// Records that already failed, to go through the error policy.
+    pub failed: Vec<FailedRecord>,
+    /// What the batch moves forward once delivered.
+    pub checkpoint: Checkpoint,
+}
+
+/// A record that failed on its way, and why.
+pub struct FailedRecord {
+    /// Its index in the batch as the stage saw it.
+    pub index: u32,
+    /// The record as it was when it failed.
+    pub record: Record,
+    /// Why, with secrets already removed.
+    pub reason: String,
+    /// Where it failed.
+    pub stage: Stage,
+}
+
+/// Where a task resumes from once a batch is delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// The source's position after the batch (None: it did not move).
+    Position(Option<String>),
+    /// The next offset of every input partition the batch read, taken before any
+    /// stage changed the records, so a stage that renames a topic cannot move them.
+    Offsets(Vec<PartitionOffset>),
+}
+
+/// Where a task's batches come from.
+enum Input {
+    Source(SourceInput),
+    Topics(TopicInput),
+}
+
+/// Where a task's batches go.
+enum Output {
+    Topic(TopicOutput),
+    Sink(SinkOutput),
+}
+
+impl Input {
+    async fn open(task: &TaskContext) -> Result<Self, TaskError> {
+        Ok(match task.plan.kind() {
+            PluginKind::Source => Input::Source(SourceInput::open(task).await?),
+            PluginKind::Sink | PluginKind::Transform => Input::Topics(TopicInput::open(task).await?),
+        })
+    }
+
+    async fn next(&mut self, task: &TaskContext, cancel: &CancellationToken) -> Result<Option<Batch>, TaskError> {
+        match self {
+            Input::Source(source) => source.next(task, cancel).await,
+            Input::Topics(topics) => topics.next(task, cancel).await,
+        }
+    }
+
+    /// Commits a delivered batch's checkpoint, unless the output already stored it.
+    async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), TaskError> {
+        match self {
+            Input::Source(_) => Ok(()),
+            Input::Topics(topics) => topics.commit(checkpoint).await,
+        }
+    }
+
+    /// Waits before the next batch as long as the input asks; false when stopped.
+    async fn rest(&mut self, task: &TaskContext, cancel: &CancellationToken) -> bool {
+        match self {
+            Input::Source(source) => source.rest(task, cancel).await,
+            Input::Topics(_) => true,
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), TaskError> {
+        match self {
+            Input::Source(_) => Ok(()),
+            Input::Topics(topics) => topics.close().await,
+        }
+    }
+}
+
+impl Output {
+    async fn open(task: &TaskContext) -> Result<Self, TaskError> {
+        Ok(match task.plan.kind() {
+            PluginKind::Source => Output::Topic(TopicOutput::open(task).await?),
+            PluginKind::Sink | PluginKind::Transform => Output::Sink(SinkOutput::open(task).await?),
+        })
+    }
+
+    /// True once the batch is durable where it goes; false when stopped before that.
+    async fn deliver(
+        &mut self,
+        task: &TaskContext,
+        records: Vec<Record>,
+        checkpoint: &Checkpoint,
+        dead_letters: &mut DeadLetters,
+        cancel: &CancellationToken,
+    ) -> Result<bool, TaskError> {
+        match self {
+            Output::Topic(topic) => topic.deliver(task, records, checkpoint, cancel).await,
+            Output::Sink(sink) => sink.deliver(task, records, dead_letters, cancel).await,
+        }
+    }
+}
+
+/// Runs one task until it is stopped (Ok) or fails (Err).
+pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), TaskError> {
+    let mut input = Input::open(task).await?;
+    let result = async {
+        let mut output = Output::open(task).await?;
+        pump(task, &mut input, &mut output, cancel).await
+    }
+    .await;
+    // A topic input commits what was acknowledged even when the task failed.
+    let closed = input.close().await;
+    result?;
+    closed
+}
+
+async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel: &CancellationToken) -> Result<(), TaskError> {
+    let mut dead_letters = DeadLetters::default();
+    loop {
+        let Some(batch) = input.next(task, cancel).await? else { return Ok(()) };
+        for failed in batch.failed {
+            dead_letters.reject(task, failed.record, failed.reason, failed.stage, failed.index).await?;
+        }
+        if !output.deliver(task, batch.records, &batch.checkpoint, &mut dead_letters, cancel).await? {
+            // Stopped before the batch was delivered: it comes again at the next start.
+            return Ok(());
+        }
+        input.commit(&batch.checkpoint).await?;
+        if !input.rest(task, cancel).await {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Topics as a task's input and output. A topic input is the connector's consumer:
+//! a batch's checkpoint is the next offset of each partition it read, committed once
+//! the output acknowledged the batch. A topic output is a producer: it stores a
+//! source position in the same write as the batch's records, and shows an outage
+//! while the cluster does not take them.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use wasm_connect_protocol::Record;
+
+use super::engine::{Batch, Checkpoint};
+use super::outage::{OutageReport, SEND_PATIENCE};
+use super::task::TaskContext;
+use super::TaskError;
+use crate::telemetry::payload_bytes;
+use crate::transport::{RecordConsumer, RecordProducer, next_offsets};
+
+/// How long one consumer poll waits for records.
+const POLL_WAIT: Duration = Duration::from_millis(500);
+/// How often a task measures its consumer lag.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a stopping task still waits for the transport to take its batch in
+/// flight; after that the batch comes again from the stored position at the next start.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The connector's topics, read through its consumer group.
+pub struct TopicInput {
+    consumer: Box<dyn RecordConsumer>,
+    lag_measured: Instant,
+    outage: OutageReport,
+}
+
+impl TopicInput {
+    /// Joins the connector's consumer group with this task's share of the partitions.
+    pub async fn open(task: &TaskContext) -> Result<Self, TaskError> {
+        let config = &task.plan.config;
+        let consumer = task.worker.transport.consumer(&config.name, &config.topics, task.share).await?;
+        Ok(Self { consumer, lag_measured: Instant::now() - LAG_INTERVAL, outage: OutageReport::default() })
+    }
+
+    /// The next records; None when the task was stopped first.
+    pub async fn next(&mut self, task: &TaskContext, cancel: &CancellationToken) -> Result<Option<Batch>, TaskError> {
+        loop {
+            let records = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(None),
+                records = self.consumer.poll(task.plan.config.batch_size as usize, POLL_WAIT) => records?,
+            };
+            if self.lag_measured.elapsed() >= LAG_INTERVAL {
+                self.lag_measured = Instant::now();
+                match self.consumer.lag().await {
+                    Ok(lag) => task.metrics().consumer_lag(&task.labels, lag),
+                    Err(error) => tracing::debug!(connector = %task.identity.connector, %error, "The consumer lag could not be measured."),
+                }
+            }
+            self.outage.update(task, self.consumer.outage());
+            let skipped = self.consumer.skipped_by_offset_reset();
+            if skipped > 0 {
+                task.metrics().records_skipped(&task.labels, skipped);
+            }
+            if records.is_empty() {
+                continue;
+            }
+            task.metrics().records_consumed(&task.labels, &records);
+            let checkpoint = Checkpoint::Offsets(next_offsets(&records));
+            return Ok(Some(Batch { records, failed: Vec::new(), checkpoint }));
+        }
+    }
+
+    /// Commits the offsets of a delivered batch.
+    pub async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), TaskError> {
+        if let Checkpoint::Offsets(offsets) = checkpoint {
+            self.consumer.commit(offsets).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits what was acknowledged and leaves the group.
+    pub async fn close(&mut self) -> Result<(), TaskError> {
+        Ok(self.consumer.close().await?)
+    }
+}
+
+/// The connector's topic, written through a producer.
+pub struct TopicOutput {
+    producer: Box<dyn RecordProducer>,
+    outage: OutageReport,
+}
+
+impl TopicOutput {
+    /// A producer for the connector.
+    pub async fn open(task: &TaskContext) -> Result<Self, TaskError> {
+        let producer = task.worker.transport.producer(&task.plan.config.name).await?;
+        Ok(Self { producer, outage: OutageReport::default() })
+    }
+
+    /// Hands the batch, and the source position its checkpoint holds, to the transport
+    /// and waits until both are durable; false when the task was stopped and the batch
+    /// was not taken within `STOP_GRACE`.
+    pub async fn deliver(
+        &mut self,
+        task: &TaskContext,
+        records: Vec<Record>,
+        checkpoint: &Checkpoint,
+        cancel: &CancellationToken,
+    ) -> Result<bool, TaskError> {
+        let position = match checkpoint {
+            Checkpoint::Position(position) => position.clone(),
+            Checkpoint::Offsets(_) => None,
+        };
+        if records.is_empty() && position.is_none() {
+            return Ok(true);
+        }
+        let (count, bytes) = (records.len(), payload_bytes(&records));
+        if !self.send_watched(task, records, position, cancel).await? {
+            return Ok(false);
+        }
+        task.metrics().records_produced(&task.labels, count, bytes);
+        Ok(true)
+    }
+
+    /// Sends and waits; while that takes longer than a healthy cluster would, the task
+    /// shows the outage.
+    async fn send_watched(
+        &mut self,
+        task: &TaskContext,
+        records: Vec<Record>,
+        position: Option<String>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, TaskError> {
+        let started = Instant::now();
+        let sending = self.producer.send(records, position);
+        tokio::pin!(sending);
+        let mut give_up_at = None;
+        loop {
+            tokio::select! {
+                sent = &mut sending => {
+                    self.outage.update(task, None);
+                    sent?;
+                    return Ok(true);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            if started.elapsed() >= SEND_PATIENCE {
+                let reason = crate::transport::kafka::last_client_error()
+                    .unwrap_or_else(|| "the cluster has not acknowledged the last batch".to_owned());
+                self.outage.update(task, Some((started.elapsed(), reason)));
+            }
+            if cancel.is_cancelled() && Instant::now() >= *give_up_at.get_or_insert_with(|| Instant::now() + STOP_GRACE) {
+                tracing::warn!(
+                    connector = %task.identity.connector, task = task.identity.task,
+                    "The task stopped before the Kafka cluster took its last batch; the batch is produced again from the stored position at the next start."
+                );
+                return Ok(false);
+            }
+        }
+    }
+}
