@@ -1,0 +1,161 @@
+//! The whole data path on one host, in the bench process on the embedded transport:
+//! `flight-simulator` (as fast as the host polls, a fixed number of records) -> the
+//! `flights` topic -> `file-sink`, one task each. Prints records/s from the sink's first
+//! written line to its last, best of several runs, and the CPU time per record.
+//!
+//! `cargo bench -p wasm-connect-bench --bench pipeline [-- RECORDS]`
+
+#[allow(dead_code)]
+#[path = "../../../tests/support/services.rs"]
+mod services;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use wasm_connect_bench::repository;
+
+const RUNS: usize = 3;
+
+/// A configuration of the pipeline with its data, compile cache and output in `directory`.
+fn config(directory: &Path, port: u16, records: usize) -> std::path::PathBuf {
+    let text = format!(
+        r#"version: 1
+data_dir: {data}
+admin:
+  listen: 127.0.0.1:{port}
+plugins:
+  dir: {plugins}
+connectors:
+  - name: flights-sim
+    plugin: flight-simulator
+    topic: flights
+    config:
+      flights: 2000
+      rate: 0
+      limit: {records}
+      seed: 7
+      start: "2024-01-01T00:00:00Z"
+  - name: flights-to-files
+    plugin: file-sink
+    topics: [flights]
+    config:
+      directory: {output}
+      max_file_bytes: 1073741824
+"#,
+        data = directory.join("data").display(),
+        plugins = repository().join("plugins/dist").display(),
+        output = directory.join("output").display(),
+    );
+    let file = directory.join("connectors.yaml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// Counts the lines the file sink writes, reading only what was added since the last look.
+#[derive(Default)]
+struct LineCounter {
+    read: std::collections::HashMap<std::path::PathBuf, u64>,
+    lines: usize,
+}
+
+impl LineCounter {
+    fn count(&mut self, output: &Path) -> usize {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(entries) = std::fs::read_dir(output) else { return 0 };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().ends_with(".jsonl") {
+                continue;
+            }
+            let offset = self.read.entry(entry.path()).or_default();
+            let Ok(mut file) = std::fs::File::open(entry.path()) else { continue };
+            file.seek(SeekFrom::Start(*offset)).unwrap();
+            let mut added = Vec::new();
+            file.read_to_end(&mut added).unwrap();
+            // Only whole lines: a line still being written is counted next time.
+            let whole = added.iter().rposition(|&byte| byte == b'\n').map_or(0, |last| last + 1);
+            self.lines += added[..whole].iter().filter(|&&byte| byte == b'\n').count();
+            *offset += whole as u64;
+        }
+        self.lines
+    }
+}
+
+/// CPU time (user + system) of this process so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / 100.0)
+}
+
+struct Run {
+    records_per_second: f64,
+    cpu_per_record: Duration,
+}
+
+/// One run in a fresh directory (the compile cache of `cache` copied in, so that no
+/// run compiles the components).
+async fn run(records: usize, cache: &Path) -> Run {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(directory.path().join("data")).unwrap();
+    if cache.exists() {
+        let status = std::process::Command::new("cp").arg("-r").arg(cache).arg(directory.path().join("data")).status().unwrap();
+        assert!(status.success());
+    }
+    let port = services::free_port();
+    let loaded = wasm_connect::config::load(&config(directory.path(), port, records)).unwrap_or_else(|errors| panic!("{errors}"));
+    let shutdown = CancellationToken::new();
+    let host = tokio::spawn(wasm_connect::run(loaded, shutdown.clone()));
+    let output = directory.path().join("output");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut counter = LineCounter::default();
+    let (first, first_count, cpu_at_first) = loop {
+        let count = counter.count(&output);
+        if count > 0 {
+            break (Instant::now(), count, cpu_time());
+        }
+        assert!(Instant::now() < deadline, "the sink wrote nothing in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    loop {
+        let count = counter.count(&output);
+        assert!(count <= records, "the sink wrote {count} lines for {records} records");
+        if count == records {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sink wrote {count} of {records} records in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = first.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_at_first);
+    if !cache.exists() {
+        let status = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(directory.path().join("data/cache"))
+            .arg(cache)
+            .status()
+            .unwrap();
+        assert!(status.success(), "the compile cache was not where expected");
+    }
+    shutdown.cancel();
+    host.await.unwrap().unwrap();
+    let measured = (records - first_count) as f64;
+    Run { records_per_second: measured / elapsed.as_secs_f64(), cpu_per_record: cpu.div_f64(measured) }
+}
+
+#[tokio::main]
+async fn main() {
+    let records: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(200_000);
+    let cache_root = tempfile::tempdir().unwrap();
+    let cache = cache_root.path().join("cache");
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        runs.push(run(records, &cache).await);
+    }
+    let best = runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
+    let worst = runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
+    let cpu = runs.iter().map(|run| run.cpu_per_record).min().unwrap();
+    println!("flight-simulator -> embedded topic -> file-sink, {records} records, best of {RUNS}:");
+    println!("  {best:.0} records/s (worst {worst:.0}), {:.2} µs CPU per record", cpu.as_secs_f64() * 1e6);
+}
