@@ -16,6 +16,7 @@ pub mod names;
 pub mod runtime;
 pub mod telemetry;
 pub mod topic_tools;
+pub mod transforms;
 pub mod transport;
 pub mod worker;
 
