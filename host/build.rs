@@ -122,10 +122,7 @@ fn plugin_packages(plugins: &Path) -> Vec<Package> {
 }
 
 fn package_name(manifest: &str) -> Option<String> {
-    manifest
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("name = "))
-        .map(|name| name.trim_matches('"').to_owned())
+    manifest.lines().find_map(|line| line.trim().strip_prefix("name = ")).map(|name| name.trim_matches('"').to_owned())
 }
 
 /// `rust-toolchain.toml` lists the target, but rustup installs listed targets only
@@ -146,11 +143,7 @@ fn ensure_target() {
 fn build_plugin(plugins: &Path, target_dir: &Path, package: &str) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
-    command
-        .current_dir(plugins)
-        .args(["build", "--release", "--target", TARGET, "-p", package])
-        .arg("--target-dir")
-        .arg(target_dir);
+    command.current_dir(plugins).args(["build", "--release", "--target", TARGET, "-p", package]).arg("--target-dir").arg(target_dir);
     // The outer build's settings (flags, profile, jobserver) are not the plugins'.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();

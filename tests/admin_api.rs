@@ -116,7 +116,15 @@ fn connector_plugins_and_their_option_definitions() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["name"], "elasticsearch-sink");
     assert_eq!(report["groups"][0], "Common");
-    let entry = |name: &str| report["configs"].as_array().unwrap().iter().find(|config| config["value"]["name"] == name).cloned().unwrap_or_else(|| panic!("no {name} in {report}"));
+    let entry = |name: &str| {
+        report["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|config| config["value"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+    };
     let errors = |name: &str| entry(name)["value"]["errors"].as_array().unwrap().len();
     assert_eq!((errors("bulk_max_actions"), errors("colour"), errors("tasks.max")), (1, 1, 1), "{report}");
     assert_eq!(report["error_count"], 3, "{report}");
@@ -171,11 +179,23 @@ fn a_token_guards_the_api_and_planted_secrets_appear_in_no_answer_and_no_log_lin
     );
     let host = Host::start_with_env(
         &config,
-        &[("PLANTED_ES_KEY", PLANTED_KEY), ("WASM_CONNECT_ADMIN_TOKEN", PLANTED_TOKEN), ("WASM_CONNECT_LOG", "info,wasm_connect=debug,plugin=debug")],
+        &[
+            ("PLANTED_ES_KEY", PLANTED_KEY),
+            ("WASM_CONNECT_ADMIN_TOKEN", PLANTED_TOKEN),
+            ("WASM_CONNECT_LOG", "info,wasm_connect=debug,plugin=debug"),
+        ],
     );
 
     // Without the token, or with a wrong one: 401 everywhere but GET /health.
-    for (method, path) in [("GET", "/"), ("GET", "/connectors"), ("POST", "/connectors"), ("GET", "/metrics"), ("GET", "/plugins"), ("GET", "/nowhere"), ("PUT", "/admin/loggers/root")] {
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/connectors"),
+        ("POST", "/connectors"),
+        ("GET", "/metrics"),
+        ("GET", "/plugins"),
+        ("GET", "/nowhere"),
+        ("PUT", "/admin/loggers/root"),
+    ] {
         for token in [None, Some("wrong")] {
             let response = call(&host, method, path, token, "{}");
             assert_eq!(response.status, 401, "{method} {path} with {token:?}: {}", response.body);
@@ -197,7 +217,8 @@ fn a_token_guards_the_api_and_planted_secrets_appear_in_no_answer_and_no_log_lin
     }).to_string());
     assert_eq!(refused.status, 400, "{}", refused.body);
     // A PUT of what was read back keeps the stored secret.
-    let read_back: Value = serde_json::from_str(&call(&host, "GET", "/connectors/search-api/config", Some(PLANTED_TOKEN), "").body).unwrap();
+    let read_back: Value =
+        serde_json::from_str(&call(&host, "GET", "/connectors/search-api/config", Some(PLANTED_TOKEN), "").body).unwrap();
     assert_eq!(read_back["api_key"], "[hidden]");
     let put = call(&host, "PUT", "/connectors/search-api/config", Some(PLANTED_TOKEN), &read_back.to_string());
     assert_eq!(put.status, 200, "{}", put.body);
@@ -218,7 +239,8 @@ fn a_token_guards_the_api_and_planted_secrets_appear_in_no_answer_and_no_log_lin
     assert_eq!(levels["wasm_connect"]["level"], "DEBUG");
     let changed = call(&host, "PUT", "/admin/loggers/wasm_connect::worker", Some(PLANTED_TOKEN), r#"{"level": "trace"}"#);
     assert_eq!((changed.status, serde_json::from_str::<Value>(&changed.body).unwrap()), (200, json!(["wasm_connect::worker"])));
-    let inherited: Value = serde_json::from_str(&call(&host, "GET", "/admin/loggers/wasm_connect::worker::sink", Some(PLANTED_TOKEN), "").body).unwrap();
+    let inherited: Value =
+        serde_json::from_str(&call(&host, "GET", "/admin/loggers/wasm_connect::worker::sink", Some(PLANTED_TOKEN), "").body).unwrap();
     assert_eq!(inherited, json!({"level": "TRACE"}));
     assert_eq!(call(&host, "PUT", "/admin/loggers/root", Some(PLANTED_TOKEN), r#"{"level": "LOUD"}"#).status, 400);
     assert_eq!(call(&host, "PUT", "/admin/loggers/root", Some(PLANTED_TOKEN), r#"{"level": "INFO"}"#).status, 200);
@@ -229,11 +251,24 @@ fn a_token_guards_the_api_and_planted_secrets_appear_in_no_answer_and_no_log_lin
 
     // Every answer, and the whole log, is free of the planted secrets.
     let paths = [
-        "/", "/connectors", "/connectors?expand=status&expand=info", "/connectors/search", "/connectors/search/config",
-        "/connectors/search/tasks", "/connectors/search/tasks-config", "/connectors/search/status", "/connectors/search-api",
-        "/connectors/search-api/config", "/connectors/search-api/tasks", "/connectors/search-api/status",
-        "/connectors/search-api/offsets", "/metrics", "/plugins", "/plugins/elasticsearch-sink",
-        "/connector-plugins/elasticsearch-sink/config", "/admin/loggers",
+        "/",
+        "/connectors",
+        "/connectors?expand=status&expand=info",
+        "/connectors/search",
+        "/connectors/search/config",
+        "/connectors/search/tasks",
+        "/connectors/search/tasks-config",
+        "/connectors/search/status",
+        "/connectors/search-api",
+        "/connectors/search-api/config",
+        "/connectors/search-api/tasks",
+        "/connectors/search-api/status",
+        "/connectors/search-api/offsets",
+        "/metrics",
+        "/plugins",
+        "/plugins/elasticsearch-sink",
+        "/connector-plugins/elasticsearch-sink/config",
+        "/admin/loggers",
     ];
     let mut answers = vec![created.body, refused.body, put.body];
     for path in paths {
@@ -260,7 +295,15 @@ fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
     support::services::validate_openapi(&response.body);
     let document: Value = serde_json::from_str(&response.body).unwrap();
     let paths = document["paths"].as_object().unwrap();
-    for expected in ["/connectors", "/connectors/{name}/config", "/connectors/{name}/offsets", "/plugins", "/connector-plugins/{plugin}/config/validate", "/admin/loggers/{logger}", "/openapi.json"] {
+    for expected in [
+        "/connectors",
+        "/connectors/{name}/config",
+        "/connectors/{name}/offsets",
+        "/plugins",
+        "/connector-plugins/{plugin}/config/validate",
+        "/admin/loggers/{logger}",
+        "/openapi.json",
+    ] {
         assert!(paths.contains_key(expected), "{expected} is not documented");
     }
     let mut operations = 0;
@@ -268,13 +311,24 @@ fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
         for method in item.as_object().unwrap().keys() {
             operations += 1;
             // Unknown names everywhere: the answer must come from the endpoint, not the router.
-            let concrete = path.replace("{name}", "nobody").replace("{task}", "0").replace("{plugin}", "nothing").replace("{version}", "0.0.0").replace("{logger}", "wasm_connect");
+            let concrete = path
+                .replace("{name}", "nobody")
+                .replace("{task}", "0")
+                .replace("{plugin}", "nothing")
+                .replace("{version}", "0.0.0")
+                .replace("{logger}", "wasm_connect");
             let method = method.to_ascii_uppercase();
-            let answer = support::http_request(&method, &format!("{}{concrete}", host.admin_url()), &[("Content-Type", "application/json")], b"{}");
+            let answer =
+                support::http_request(&method, &format!("{}{concrete}", host.admin_url()), &[("Content-Type", "application/json")], b"{}");
             assert_ne!(answer.status, 405, "{method} {path} is documented but not served");
             assert!(!answer.body.contains("no such endpoint"), "{method} {path} is documented but not served: {}", answer.body);
             let documented = item[method.to_ascii_lowercase()]["responses"].as_object().unwrap();
-            assert!(documented.contains_key(&answer.status.to_string()), "{method} {concrete} answered {} (not documented): {}", answer.status, answer.body);
+            assert!(
+                documented.contains_key(&answer.status.to_string()),
+                "{method} {concrete} answered {} (not documented): {}",
+                answer.status,
+                answer.body
+            );
         }
     }
     assert!(operations >= 37, "only {operations} operations documented");
@@ -285,7 +339,9 @@ fn the_openapi_document_is_valid_and_every_operation_in_it_is_served() {
 fn kafka_connect_details_locations_trailing_slashes_same_configs_and_offsets_that_can_be_honoured() {
     let directory = tempfile::tempdir().unwrap();
     let host = start(directory.path());
-    host.wait_until("the sink running", Duration::from_secs(30), || get(&host, "/connectors/files/status").1["tasks"][1]["state"] == "RUNNING");
+    host.wait_until("the sink running", Duration::from_secs(30), || {
+        get(&host, "/connectors/files/status").1["tasks"][1]["state"] == "RUNNING"
+    });
     let root = get(&host, "/").1;
     let commit = root["commit"].as_str().unwrap();
     assert!(commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()), "{root}");
@@ -303,7 +359,8 @@ fn kafka_connect_details_locations_trailing_slashes_same_configs_and_offsets_tha
     );
     assert_eq!(response.status, 201, "{}", response.body);
     assert!(response.headers.lines().any(|line| line.eq_ignore_ascii_case("location: /connectors/made")), "{}", response.headers);
-    let applied = |log: &str| log.lines().filter(|line| line.contains("Applied the connector's configuration") && line.contains("made")).count();
+    let applied =
+        |log: &str| log.lines().filter(|line| line.contains("Applied the connector's configuration") && line.contains("made")).count();
     assert_eq!(host.call("PUT", "/connectors/made/config", Some(&made)).0, 200);
     let mut changed = made.clone();
     changed["batch.size"] = json!("100");
@@ -313,11 +370,20 @@ fn kafka_connect_details_locations_trailing_slashes_same_configs_and_offsets_tha
     assert_eq!(applied(&host.log()), 2, "an identical PUT restarted the connector");
 
     // Validate names a sink's missing key as Kafka Connect does: topics.
-    let (_, validated) = host.call("PUT", "/connector-plugins/file-sink/config/validate", Some(&json!({"name": "v", "directory": "/tmp/x"})));
+    let (_, validated) =
+        host.call("PUT", "/connector-plugins/file-sink/config/validate", Some(&json!({"name": "v", "directory": "/tmp/x"})));
     let errors_of = |key: &str| {
-        validated["configs"].as_array().unwrap().iter().find(|config| config["value"]["name"] == key).map(|config| config["value"]["errors"].clone())
+        validated["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|config| config["value"]["name"] == key)
+            .map(|config| config["value"]["errors"].clone())
     };
-    assert!(errors_of("topics").unwrap().as_array().unwrap().iter().any(|error| error.as_str().unwrap().contains("missing")), "{validated}");
+    assert!(
+        errors_of("topics").unwrap().as_array().unwrap().iter().any(|error| error.as_str().unwrap().contains("missing")),
+        "{validated}"
+    );
     assert!(errors_of("topic").is_none_or(|errors| errors == json!([])), "{validated}");
 
     // Offsets that cannot be honoured are refused, saying why; those that can are taken.
@@ -353,14 +419,30 @@ fn kafka_connect_details_locations_trailing_slashes_same_configs_and_offsets_tha
 #[test]
 fn schemathesis_finds_nothing_wrong_with_the_api() {
     let directory = tempfile::tempdir().unwrap();
-    let host = Host::start_with_env(&support::host_config(directory.path(), "  - name: sim\n    plugin: iot-sensor-simulator\n    topic: iot\n    config: { rate: 5 }\n"), &[("WASM_CONNECT_ADMIN_TOKEN", PLANTED_TOKEN)]);
+    let host = Host::start_with_env(
+        &support::host_config(
+            directory.path(),
+            "  - name: sim\n    plugin: iot-sensor-simulator\n    topic: iot\n    config: { rate: 5 }\n",
+        ),
+        &[("WASM_CONNECT_ADMIN_TOKEN", PLANTED_TOKEN)],
+    );
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/schemathesis");
     let budget = std::env::var("SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "120".to_owned());
     let output = std::process::Command::new(support::services::schemathesis())
         .current_dir(&fixtures)
         .env("PYTHONPATH", &fixtures)
         .env("SCHEMATHESIS_HOOKS", "hooks")
-        .args(["run", &format!("{}/openapi.json", host.admin_url()), "--checks", "all", "--workers", "2", "--max-time", &budget, "--no-color"])
+        .args([
+            "run",
+            &format!("{}/openapi.json", host.admin_url()),
+            "--checks",
+            "all",
+            "--workers",
+            "2",
+            "--max-time",
+            &budget,
+            "--no-color",
+        ])
         .args(["--header", &format!("Authorization: Bearer {PLANTED_TOKEN}")])
         .output()
         .unwrap();

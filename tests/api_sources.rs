@@ -205,7 +205,8 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     assert!(metric(&metrics, "wasm_connect_http_requests_total", &[("connector", "redirected"), ("outcome", "denied")]) >= 1.0);
     assert!(host.log().contains("Refused an outgoing HTTP request"));
     // The same redirect with the host in egress.allowed_hosts is followed.
-    let has_key = |key: &str| read_sink_output(&output).get("a").is_some_and(|lines| lines.iter().any(|line| line.key.as_deref() == Some(key)));
+    let has_key =
+        |key: &str| read_sink_output(&output).get("a").is_some_and(|lines| lines.iter().any(|line| line.key.as_deref() == Some(key)));
     host.wait_until("the allowed redirect followed", WAIT, || has_key("7"));
     let followed = read_sink_output(&output)["a"].iter().find(|line| line.key.as_deref() == Some("7")).cloned().unwrap();
     assert_eq!(followed.value, json!({"id": 7}));
@@ -224,7 +225,9 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     let status = host.call("GET", "/connectors/big/status", None).1;
     assert_eq!(status["tasks"][0]["state"], "RUNNING", "an oversized answer is retried, not fatal: {status}");
     host.wait_until("the retry shown", WAIT, || {
-        host.call("GET", "/connectors/big/status", None).1["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("max_response_mib"))
+        host.call("GET", "/connectors/big/status", None).1["tasks"][0]["trace"]
+            .as_str()
+            .is_some_and(|trace| trace.contains("max_response_mib"))
     });
     assert_eq!(metric(&host.get_text("/metrics"), "wasm_connect_records_produced_total", &[("connector", "big")]), 0.0);
     let config_answer = host.call("GET", "/connectors/posted/config", None).1;
@@ -281,7 +284,10 @@ fn airlabs_emits_each_aircraft_update_once_and_reads_errors_from_the_body() {
     let mut missing_hex = flight("", 1);
     missing_hex.as_object_mut().unwrap().remove("hex");
     server.serve("/api/v9/flights", Answer::json(200, &airlabs_body(&[flight("4CA1FA", 100), flight("3c6444", 100), missing_hex])));
-    limited.serve("/api/v9/flights", Answer::json(200, r#"{"error":{"message":"Minute limit exceeded","code":"minute_limit_exceeded"},"terms":"t"}"#));
+    limited.serve(
+        "/api/v9/flights",
+        Answer::json(200, r#"{"error":{"message":"Minute limit exceeded","code":"minute_limit_exceeded"},"terms":"t"}"#),
+    );
     refused.serve("/api/v9/flights", Answer::json(200, r#"{"error":{"message":"Unknown API key","code":"unknown_api_key"},"terms":"t"}"#));
     let source = |name: &str, server: &ReplayServer| {
         format!(
@@ -345,8 +351,10 @@ fn airlabs_emits_each_aircraft_update_once_and_reads_errors_from_the_body() {
 fn openaq_location(id: i64, sensors: &[(i64, i64, &str, &str)]) -> Value {
     let sensors: Vec<Value> = sensors
         .iter()
-        .map(|(sensor, parameter, name, units)| json!({"id": sensor, "name": format!("{name} {units}"),
-            "parameter": {"id": parameter, "name": name, "units": units, "displayName": name.to_uppercase()}}))
+        .map(|(sensor, parameter, name, units)| {
+            json!({"id": sensor, "name": format!("{name} {units}"),
+            "parameter": {"id": parameter, "name": name, "units": units, "displayName": name.to_uppercase()}})
+        })
         .collect();
     json!({"id": id, "name": format!("Station {id}"), "locality": "Paris", "timezone": "Europe/Paris",
            "country": {"id": 22, "code": "FR", "name": "France"}, "owner": {"id": 4, "name": "Airparif"},
@@ -370,13 +378,23 @@ fn openaq_pages_through_locations_and_emits_each_measurement_once() {
     let server = ReplayServer::start();
     let refused = ReplayServer::start();
     // A full first page whose total is unknown (`">2"`), then a last page.
-    server.serve("/v3/locations?page=1", Answer::json(200, &openaq_page(json!(">2"), 1, &[
-        openaq_location(1, &[(11, 2, "pm25", "µg/m³"), (12, 7, "no2", "ppm")]),
-        openaq_location(2, &[(21, 2, "pm25", "µg/m³")]),
-    ])));
+    server.serve(
+        "/v3/locations?page=1",
+        Answer::json(
+            200,
+            &openaq_page(
+                json!(">2"),
+                1,
+                &[openaq_location(1, &[(11, 2, "pm25", "µg/m³"), (12, 7, "no2", "ppm")]), openaq_location(2, &[(21, 2, "pm25", "µg/m³")])],
+            ),
+        ),
+    );
     server.serve("/v3/locations?page=2", Answer::json(200, &openaq_page(json!(3), 2, &[openaq_location(3, &[(31, 2, "pm25", "µg/m³")])])));
     let t1 = "2024-01-15T10:00:00Z";
-    server.serve("/v3/locations/1/latest", Answer::json(200, &openaq_page(json!(2), 1, &[latest(11, 1, t1, json!(12.3)), latest(12, 1, t1, json!(0.02))])));
+    server.serve(
+        "/v3/locations/1/latest",
+        Answer::json(200, &openaq_page(json!(2), 1, &[latest(11, 1, t1, json!(12.3)), latest(12, 1, t1, json!(0.02))])),
+    );
     server.serve("/v3/locations/2/latest", Answer::json(200, &openaq_page(json!(1), 1, &[latest(21, 2, t1, Value::Null)])));
     server.serve("/v3/locations/3/latest", Answer::json(200, &openaq_page(json!(1), 1, &[latest(31, 3, t1, json!(8.0))])));
     refused.serve("/v3/locations", Answer::json(401, r#"{"detail":"Invalid credentials"}"#));
@@ -409,7 +427,10 @@ fn openaq_pages_through_locations_and_emits_each_measurement_once() {
     assert_eq!(measurements.iter().map(|line| line.key.clone().unwrap()).collect::<Vec<_>>(), vec!["11", "31"], "no2 filtered, each once");
     let first = &measurements[0].value;
     assert_eq!((first["parameter"].as_str(), first["units"].as_str(), first["value"].as_f64()), (Some("pm25"), Some("µg/m³"), Some(12.3)));
-    assert_eq!((first["location"].as_str(), first["country"].as_str(), first["datetime"].as_str()), (Some("Station 1"), Some("FR"), Some("2024-01-15T10:00:00.000Z")));
+    assert_eq!(
+        (first["location"].as_str(), first["country"].as_str(), first["datetime"].as_str()),
+        (Some("Station 1"), Some("FR"), Some("2024-01-15T10:00:00.000Z"))
+    );
     let dead = lines(&output, "airquality-dlq");
     assert_eq!(dead.len(), 1, "the null value is dead-lettered once: {dead:?}");
     assert!(dead[0].headers.to_string().contains("numeric value"));
@@ -418,7 +439,10 @@ fn openaq_pages_through_locations_and_emits_each_measurement_once() {
     assert_eq!(server.received("/v3/locations")[0].header("x-api-key"), Some(PLANTED_KEY));
     assert_fails_for_good(&host, "refused", "OpenAQ refused the API key (401 Invalid credentials)");
     // A newer measurement of one sensor: exactly that one follows.
-    server.serve("/v3/locations/3/latest", Answer::json(200, &openaq_page(json!(1), 1, &[latest(31, 3, "2024-01-15T11:00:00Z", json!(9.5))])));
+    server.serve(
+        "/v3/locations/3/latest",
+        Answer::json(200, &openaq_page(json!(1), 1, &[latest(31, 3, "2024-01-15T11:00:00Z", json!(9.5))])),
+    );
     host.wait_until("the newer measurement", WAIT, || lines(&output, "airquality").len() == 3);
     assert_eq!(lines(&output, "airquality")[2].value["value"], 9.5);
     let log = host.stop();
@@ -428,12 +452,21 @@ fn openaq_pages_through_locations_and_emits_each_measurement_once() {
 #[test]
 fn openaq_rate_limits_and_quirky_errors() {
     let server = ReplayServer::start();
-    server.once("/v3/locations/8118", Answer::json(429, r#"{"detail":"Too many requests"}"#)
-        .header("x-ratelimit-limit", "60").header("x-ratelimit-used", "60").header("x-ratelimit-remaining", "0").header("x-ratelimit-reset", "30"));
+    server.once(
+        "/v3/locations/8118",
+        Answer::json(429, r#"{"detail":"Too many requests"}"#)
+            .header("x-ratelimit-limit", "60")
+            .header("x-ratelimit-used", "60")
+            .header("x-ratelimit-remaining", "0")
+            .header("x-ratelimit-reset", "30"),
+    );
     let invalid = ReplayServer::start();
     invalid.serve("/v3/locations/8118", Answer::json(422, r#""Date/time from must be older than date/time to""#));
     let source = |name: &str, server: &ReplayServer| {
-        format!("  - name: {name}\n    plugin: openaq-source\n    topic: airquality\n    config: {{ base_url: '{}', api_key: k, location_ids: 8118, interval: 200ms }}\n", server.url())
+        format!(
+            "  - name: {name}\n    plugin: openaq-source\n    topic: airquality\n    config: {{ base_url: '{}', api_key: k, location_ids: 8118, interval: 200ms }}\n",
+            server.url()
+        )
     };
     let connectors = format!("{}{}", source("limited", &server), source("invalid", &invalid));
     let directory = tempfile::tempdir().unwrap();
@@ -456,7 +489,9 @@ fn quote(price: &str) -> String {
 fn intraday(points: &[(&str, &str)]) -> String {
     let series: serde_json::Map<String, Value> = points
         .iter()
-        .map(|(time, close)| ((*time).to_owned(), json!({"1. open": "166.0", "2. high": "166.5", "3. low": "165.9", "4. close": close, "5. volume": "60"})))
+        .map(|(time, close)| {
+            ((*time).to_owned(), json!({"1. open": "166.0", "2. high": "166.5", "3. low": "165.9", "4. close": close, "5. volume": "60"}))
+        })
         .collect();
     json!({"Meta Data": {"1. Information": "Intraday (5min) open, high, low, close prices and volume", "2. Symbol": "IBM",
         "3. Last Refreshed": "2024-08-02 19:55:00", "4. Interval": "5min", "5. Output Size": "Compact", "6. Time Zone": "US/Eastern"},
@@ -467,7 +502,10 @@ fn intraday(points: &[(&str, &str)]) -> String {
 #[test]
 fn alpha_vantage_converts_series_and_quotes_and_respects_its_quota() {
     let server = ReplayServer::start();
-    server.serve("/query?function=TIME_SERIES_INTRADAY", Answer::json(200, &intraday(&[("2024-08-02 19:50:00", "165.1"), ("2024-08-02 19:55:00", "166.1")])));
+    server.serve(
+        "/query?function=TIME_SERIES_INTRADAY",
+        Answer::json(200, &intraday(&[("2024-08-02 19:50:00", "165.1"), ("2024-08-02 19:55:00", "166.1")])),
+    );
     server.serve("/query?function=GLOBAL_QUOTE", Answer::json(200, &quote("185.92")));
     let quota = ReplayServer::start();
     quota.serve("/query", Answer::json(200, r#"{"Information": "Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. Please subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly remove all daily rate limits."}"#));
@@ -505,8 +543,11 @@ fn alpha_vantage_converts_series_and_quotes_and_respects_its_quota() {
     let host = Host::start_with_env(&config, &[("ALPHAVANTAGE_KEY", PLANTED_KEY)]);
     host.wait_until("two points and a quote", WAIT, || lines(&output, "markets").len() == 3);
     // The budget of 3 requests: after them the source waits for the window, asking no more.
-    host.wait_until("the budget used up", WAIT, || throttled_reason(&host, "intraday").is_some_and(|reason| reason.contains("request budget")));
-    let intraday_requests = server.received("/query").iter().filter(|request| request.param("function").as_deref() == Some("TIME_SERIES_INTRADAY")).count();
+    host.wait_until("the budget used up", WAIT, || {
+        throttled_reason(&host, "intraday").is_some_and(|reason| reason.contains("request budget"))
+    });
+    let intraday_requests =
+        server.received("/query").iter().filter(|request| request.param("function").as_deref() == Some("TIME_SERIES_INTRADAY")).count();
     assert_eq!(intraday_requests, 3, "the budget is never exceeded");
     let markets = lines(&output, "markets");
     let points: Vec<&support::SinkLine> = markets.iter().filter(|line| line.value.get("interval").is_some()).collect();
@@ -518,8 +559,12 @@ fn alpha_vantage_converts_series_and_quotes_and_respects_its_quota() {
     assert_eq!((quote_line.value["price"].as_f64(), quote_line.value["change_percent"].as_f64()), (Some(185.92), Some(0.9235)));
     assert_eq!(quote_line.value["latest_trading_day"], "2024-01-15");
 
-    host.wait_until("the daily quota shown", WAIT, || throttled_reason(&host, "quota").is_some_and(|reason| reason.contains("25 requests per day")));
-    host.wait_until("the per-minute note shown", WAIT, || throttled_reason(&host, "throttle").is_some_and(|reason| reason.contains("5 calls per minute")));
+    host.wait_until("the daily quota shown", WAIT, || {
+        throttled_reason(&host, "quota").is_some_and(|reason| reason.contains("25 requests per day"))
+    });
+    host.wait_until("the per-minute note shown", WAIT, || {
+        throttled_reason(&host, "throttle").is_some_and(|reason| reason.contains("5 calls per minute"))
+    });
     assert_eq!((quota.received("/query").len(), throttle.received("/query").len()), (1, 1));
     assert_fails_for_good(&host, "invalid", "check api_key");
     assert_fails_for_good(&host, "premium", "premium endpoint");
@@ -536,7 +581,8 @@ fn malformed_and_truncated_answers_are_retried_not_fatal() {
     let server = ReplayServer::start();
     let path = "/opendata/station_status.json";
     let good = stations(&[(1, 5, 100)]);
-    server.once(path, Answer { headers: vec![("content-type".into(), "text/html".into())], ..Answer::json(200, "<html>Bad gateway</html>") });
+    server
+        .once(path, Answer { headers: vec![("content-type".into(), "text/html".into())], ..Answer::json(200, "<html>Bad gateway</html>") });
     server.once(path, Answer { cut_after: Some(good.len() / 2), ..Answer::json(200, &good) });
     server.serve(path, Answer::json(200, &good));
     let directory = tempfile::tempdir().unwrap();

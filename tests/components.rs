@@ -151,8 +151,10 @@ fn iot_readings_are_well_formed_and_anomalies_are_flagged() {
         assert_eq!(flagged, !reading["anomaly_kind"].is_null(), "{reading}");
         if flagged {
             anomalies += 1;
-            assert!(["temperature_spike", "pm25_spike", "stuck_sensor", "humidity_dropout"]
-                .contains(&reading["anomaly_kind"].as_str().unwrap()));
+            assert!(
+                ["temperature_spike", "pm25_spike", "stuck_sensor", "humidity_dropout"]
+                    .contains(&reading["anomaly_kind"].as_str().unwrap())
+            );
         }
     }
     assert!((60..=180).contains(&anomalies), "{anomalies} anomalies in 600 readings at p=0.2");
@@ -285,7 +287,13 @@ fn a_plugin_built_against_wit_0_1_0_still_loads_and_writes() {
     let mut sink = wasm_connect::runtime::SinkInstance::new(&plugins.runtime, &legacy, identity, grants).unwrap();
     sink.open(&[("directory".to_owned(), "ignored".to_owned())]).unwrap();
     let records: Vec<Record> = (0..3)
-        .map(|n| Record { topic: "t".into(), partition: Some(0), offset: Some(n), value: Some(format!("{{\"n\":{n}}}").into_bytes()), ..Record::default() })
+        .map(|n| Record {
+            topic: "t".into(),
+            partition: Some(0),
+            offset: Some(n),
+            value: Some(format!("{{\"n\":{n}}}").into_bytes()),
+            ..Record::default()
+        })
         .collect();
     sink.write(wasm_connect_protocol::encode(&records)).unwrap();
     let written = std::fs::read_to_string(output.path().join("legacy.jsonl")).unwrap();

@@ -65,7 +65,8 @@ fn the_stack_has_every_service_with_health_checks_and_start_order() {
 #[test]
 fn prometheus_and_grafana_point_at_the_compose_services() {
     let root = support::repo_root();
-    let scrape: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root.join("compose/prometheus/prometheus.yml")).unwrap()).unwrap();
+    let scrape: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("compose/prometheus/prometheus.yml")).unwrap()).unwrap();
     assert_eq!(scrape["scrape_configs"][0]["static_configs"][0]["targets"][0], "wasm-connect:8083");
     let host: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root.join("compose/connectors.yaml")).unwrap()).unwrap();
     assert_eq!(host["admin"]["listen"], "0.0.0.0:8083", "the host listens where Prometheus scrapes");
@@ -107,7 +108,15 @@ fn validate_compose_connectors(environment: &[(&str, &str)]) -> String {
     copy_dir(&root.join("compose/mappings"), &directory.path().join("mappings"));
     let mut command = Command::new(support::binary());
     command.arg("validate").arg(&config);
-    for name in ["AIRLABS_ENABLED", "FLIGHT_SIMULATOR_ENABLED", "OPENAQ_ENABLED", "ALPHAVANTAGE_ENABLED", "AIRLABS_KEY", "OPENAQ_KEY", "ALPHAVANTAGE_KEY"] {
+    for name in [
+        "AIRLABS_ENABLED",
+        "FLIGHT_SIMULATOR_ENABLED",
+        "OPENAQ_ENABLED",
+        "ALPHAVANTAGE_ENABLED",
+        "AIRLABS_KEY",
+        "OPENAQ_KEY",
+        "ALPHAVANTAGE_KEY",
+    ] {
         command.env_remove(name);
     }
     let output = command.envs(environment.iter().copied()).output().unwrap();

@@ -17,8 +17,8 @@ fn every_error_fixture_reports_its_exact_message() {
     entries.sort();
     for fixture in entries.iter().filter(|path| path.extension().is_some_and(|extension| extension == "yaml")) {
         let name = fixture.file_name().unwrap().to_str().unwrap();
-        let expected = std::fs::read_to_string(fixture.with_extension("expected"))
-            .unwrap_or_else(|_| panic!("{name} has no .expected file"));
+        let expected =
+            std::fs::read_to_string(fixture.with_extension("expected")).unwrap_or_else(|_| panic!("{name} has no .expected file"));
         let output = Command::new(support::binary())
             .args(["validate", name])
             .current_dir(&fixtures)
@@ -146,7 +146,10 @@ fn examples_run_beside_the_compose_host_without_sharing_its_state() {
         let Some(kafka) = example["kafka"].as_mapping() else { continue };
         on_the_stack += 1;
         assert_eq!(kafka["bootstrap_servers"], "localhost:9094", "{}: the stack's Kafka", path.display());
-        state_topics.extend(["offsets_topic", "config_topic"].map(|key| kafka[key].as_str().unwrap_or_else(|| panic!("{} sets {key}", path.display())).to_owned()));
+        state_topics.extend(
+            ["offsets_topic", "config_topic"]
+                .map(|key| kafka[key].as_str().unwrap_or_else(|| panic!("{} sets {key}", path.display())).to_owned()),
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         for url in ["http://elasticsearch", "mongodb://mongodb", "cassandra:9042", "kafka:9092"] {
             assert!(!text.contains(url), "{}: {url} is a name inside the stack; use localhost", path.display());

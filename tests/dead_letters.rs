@@ -96,9 +96,9 @@ fn a_refused_record_without_tolerance_fails_the_task_and_loses_nothing() {
     host.wait_until("the picky task to fail", Duration::from_secs(60), || {
         let status = host.get_json("/connectors/picky/status");
         status["tasks"][0]["state"] == "FAILED"
-            && status["tasks"][0]["trace"].as_str().is_some_and(|trace| {
-                trace.contains(&"bad record at index".to_string()) && trace.contains("errors.tolerance is none")
-            })
+            && status["tasks"][0]["trace"]
+                .as_str()
+                .is_some_and(|trace| trace.contains(&"bad record at index".to_string()) && trace.contains("errors.tolerance is none"))
     });
     // The status says which record: its topic, partition and offset.
     let status = host.get_json("/connectors/picky/status");

@@ -73,7 +73,11 @@ fn flights_to_mongodb_keeps_one_document_per_aircraft_and_every_position() {
     let config = example(
         "flights-to-mongodb.yaml",
         directory.path(),
-        &[(uri, mongo.url.clone()), ("interval: 10s ", "interval: 1s ".to_owned()), ("database: aviation", "database: aviation_example".to_owned())],
+        &[
+            (uri, mongo.url.clone()),
+            ("interval: 10s ", "interval: 1s ".to_owned()),
+            ("database: aviation", "database: aviation_example".to_owned()),
+        ],
     );
     let host = Host::start(&config);
     let runtime = topics::runtime();
@@ -104,7 +108,8 @@ fn simulators_reach_cassandra_and_mongodb_with_the_examples_column_mappings() {
             .build()
             .await
             .unwrap();
-        let create = format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}");
+        let create =
+            format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}");
         session.query_unpaged(create, ()).await.unwrap();
         session
     });

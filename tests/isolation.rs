@@ -41,7 +41,11 @@ fn assert_healthy_pipeline_keeps_delivering(host: &Host, output: &std::path::Pat
     let metrics = host.get_text("/metrics");
     for healthy in ["healthy", "healthy-files"] {
         assert_eq!(metric(&metrics, "wasm_connect_task_failures_total", &[("connector", healthy)]), 0.0, "{healthy} failed");
-        assert_eq!(metric(&metrics, "wasm_connect_task_state", &[("connector", healthy), ("state", "RUNNING")]), 1.0, "{healthy} is not RUNNING");
+        assert_eq!(
+            metric(&metrics, "wasm_connect_task_state", &[("connector", healthy), ("state", "RUNNING")]),
+            1.0,
+            "{healthy} is not RUNNING"
+        );
     }
 }
 
@@ -91,7 +95,9 @@ fn hostile_plugins_that_flood_the_log_or_return_huge_or_lying_batches_fail_or_th
     config.push_str(&misbehaving("flooder", "log-flood"));
     config.push_str(&misbehaving("bigbatch", "big-batch"));
     // Each batch holds a few records and claims 4,294,967,295.
-    config.push_str("  - name: liar\n    plugin: legacy-source\n    topic: liar-out\n    config:\n      count: 1000000\n      claim: 4294967295\n");
+    config.push_str(
+        "  - name: liar\n    plugin: legacy-source\n    topic: liar-out\n    config:\n      count: 1000000\n      claim: 4294967295\n",
+    );
     // Plugins' info lines are logged, so a flood would reach the log.
     let host = Host::start_with_env(&write_config(directory.path(), &config), &[("WASM_CONNECT_LOG", "info")]);
 
@@ -104,11 +110,16 @@ fn hostile_plugins_that_flood_the_log_or_return_huge_or_lying_batches_fail_or_th
     // the count (the task's restarts read the same lie again, and fail the same way).
     host.wait_until("the lying batch to fail its task", Duration::from_secs(60), || {
         let status = host.get_json("/connectors/liar/status");
-        status["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains("the header claims more records than the batch's bytes can hold"))
+        status["tasks"][0]["trace"]
+            .as_str()
+            .is_some_and(|trace| trace.contains("the header claims more records than the batch's bytes can hold"))
     });
     let lies = metric(&host.get_text("/metrics"), "wasm_connect_task_failures_total", &[("connector", "liar")]);
     assert!(lies >= 1.0, "the lying task's failures are not counted");
-    assert!(host.get_json("/connectors/liar/offsets")["offsets"].as_array().is_some_and(Vec::is_empty), "a record of a lying batch was kept");
+    assert!(
+        host.get_json("/connectors/liar/offsets")["offsets"].as_array().is_some_and(Vec::is_empty),
+        "a record of a lying batch was kept"
+    );
     // 1 GiB of log lines per poll: at most 100 lines a second reach the log, the drops
     // are said, and a plugin that goes on is stopped and its task failed, saying why.
     host.wait_for_log("lines were dropped", Duration::from_secs(60));
@@ -156,7 +167,9 @@ fn plugins_calling_a_store_capability_in_a_tight_loop_are_stopped_and_hold_few_d
     });
     host.wait_until("hammer-append-new-files to be stopped", Duration::from_secs(60), || {
         let status = host.get_json("/connectors/hammer-append-new-files/status");
-        status["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains(flood) || trace.contains("ran longer than 2s and was interrupted"))
+        status["tasks"][0]["trace"]
+            .as_str()
+            .is_some_and(|trace| trace.contains(flood) || trace.contains("ran longer than 2s and was interrupted"))
     });
     host.wait_until("a second interruption of each", Duration::from_secs(60), || {
         let metrics = host.get_text("/metrics");

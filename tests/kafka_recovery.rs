@@ -125,7 +125,12 @@ fn a_killed_host_resumes_in_seconds_and_a_clean_stop_repeats_nothing() {
     assert!(at_kill < total, "the kill must land mid-stream ({at_kill} of {total} written)");
     let repeated_after_stop: Vec<_> =
         writes(&output).into_iter().filter(|(coordinates, count)| at_stop.get(coordinates).is_some_and(|before| count > before)).collect();
-    assert!(repeated_after_stop.is_empty(), "a clean stop repeated {} records, e.g. {:?}", repeated_after_stop.len(), repeated_after_stop.first());
+    assert!(
+        repeated_after_stop.is_empty(),
+        "a clean stop repeated {} records, e.g. {:?}",
+        repeated_after_stop.len(),
+        repeated_after_stop.first()
+    );
 
     // The restarted host's sink tasks take their partitions back as the same static
     // members, instead of waiting for the dead members' sessions and a rebalance.
@@ -139,9 +144,14 @@ fn a_killed_host_resumes_in_seconds_and_a_clean_stop_repeats_nothing() {
     host.wait_until("every record", Duration::from_secs(180), || writes(&output).len() >= total);
     std::thread::sleep(Duration::from_secs(2));
     // The store holds every flight the topic holds, once: the ids are the offsets.
-    let offsets: BTreeSet<String> =
-        writes(&output).into_keys().filter(|(topic, _, _)| *topic == flights).map(|(topic, partition, offset)| format!("{topic}+{partition}+{offset}")).collect();
-    host.wait_until("every flight in the store", Duration::from_secs(120), || elasticsearch_documents(&store.url, &index).len() >= offsets.len());
+    let offsets: BTreeSet<String> = writes(&output)
+        .into_keys()
+        .filter(|(topic, _, _)| *topic == flights)
+        .map(|(topic, partition, offset)| format!("{topic}+{partition}+{offset}"))
+        .collect();
+    host.wait_until("every flight in the store", Duration::from_secs(120), || {
+        elasticsearch_documents(&store.url, &index).len() >= offsets.len()
+    });
     let stored: BTreeSet<String> = elasticsearch_documents(&store.url, &index).into_keys().collect();
     assert_eq!(stored.len(), offsets.len(), "the store holds each flight once");
     assert_eq!(stored, offsets, "the store holds exactly the topic's flights");
@@ -243,8 +253,10 @@ fn the_admin_api_answers_and_status_shows_a_broker_outage_and_a_hang_and_the_hos
         let at_end = line_count(&output);
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let statuses: Vec<Value> =
-                ["files", "flights-sim", "iot-sim"].iter().map(|connector| host.get_json(&format!("/connectors/{connector}/status"))).collect();
+            let statuses: Vec<Value> = ["files", "flights-sim", "iot-sim"]
+                .iter()
+                .map(|connector| host.get_json(&format!("/connectors/{connector}/status")))
+                .collect();
             let recovered = statuses.iter().all(|status| {
                 status["tasks"].as_array().unwrap().iter().all(|task| task["state"] == "RUNNING" && task.get("trace").is_none())
             });
@@ -256,7 +268,11 @@ fn the_admin_api_answers_and_status_shows_a_broker_outage_and_a_hang_and_the_hos
             assert!(
                 Instant::now() < deadline,
                 "the host did not recover from {outage} in 90 s: {lines} lines written ({at_end} at its end); statuses {statuses:?}\nmetrics:\n{}\nlog:\n{}",
-                host.get_text("/metrics").lines().filter(|line| line.contains("unreachable") || line.contains("records_total") || line.contains("lag")).collect::<Vec<_>>().join("\n"),
+                host.get_text("/metrics")
+                    .lines()
+                    .filter(|line| line.contains("unreachable") || line.contains("records_total") || line.contains("lag"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 host.log()
             );
             std::thread::sleep(Duration::from_millis(200));
@@ -328,12 +344,17 @@ fn records_the_broker_dropped_before_the_sink_read_them_are_counted_and_logged()
         missing += (first..LIMIT as i64).filter(|offset| !written.contains(offset)).count();
     }
     assert!(missing > 0, "the mock dropped nothing: the test proves nothing");
-    let offset_lines: Vec<String> = log.lines().filter(|line| line.contains("offset")).map(str::to_owned).chain(SIMULATORS.iter().map(|(_, topic)| {
-        let mut offsets: Vec<i64> = lines[*topic].iter().map(|line| line.offset).collect();
-        offsets.sort();
-        let gaps: Vec<(i64, i64)> = offsets.windows(2).filter(|pair| pair[1] > pair[0] + 1).map(|pair| (pair[0], pair[1])).collect();
-        format!("{topic}: {} lines, first {:?}, last {:?}, gaps {gaps:?}", offsets.len(), offsets.first(), offsets.last())
-    })).collect();
+    let offset_lines: Vec<String> = log
+        .lines()
+        .filter(|line| line.contains("offset"))
+        .map(str::to_owned)
+        .chain(SIMULATORS.iter().map(|(_, topic)| {
+            let mut offsets: Vec<i64> = lines[*topic].iter().map(|line| line.offset).collect();
+            offsets.sort();
+            let gaps: Vec<(i64, i64)> = offsets.windows(2).filter(|pair| pair[1] > pair[0] + 1).map(|pair| (pair[0], pair[1])).collect();
+            format!("{topic}: {} lines, first {:?}, last {:?}, gaps {gaps:?}", offsets.len(), offsets.first(), offsets.last())
+        }))
+        .collect();
     assert_eq!(skipped, missing as f64, "every record the sink never wrote is counted as skipped:\n{}", offset_lines.join("\n"));
     assert!(log.contains("records were skipped and will not reach the sink"), "{log}");
 }

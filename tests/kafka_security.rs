@@ -70,7 +70,8 @@ fn sasl_ssl_with_scram_plain_and_oauthbearer_carries_a_pipeline_and_never_logs_t
     let directory = tempfile::tempdir().unwrap();
     let broker = SecuredBroker::start(Listener::SaslSsl, &directory.path().join("certificates"));
     let ca = broker.certificates.join("ca.pem");
-    let cases = [("SCRAM-SHA-512", "readings-scram"), ("PLAIN", "readings-plain"), ("OAUTHBEARER", "readings-oauth"), ("OIDC", "readings-oidc")];
+    let cases =
+        [("SCRAM-SHA-512", "readings-scram"), ("PLAIN", "readings-plain"), ("OAUTHBEARER", "readings-oauth"), ("OIDC", "readings-oidc")];
     for (mechanism, topic) in cases {
         let run = directory.path().join(topic);
         std::fs::create_dir(&run).unwrap();
@@ -78,8 +79,10 @@ fn sasl_ssl_with_scram_plain_and_oauthbearer_carries_a_pipeline_and_never_logs_t
         // zstd on the wire as well: what a managed cluster's users ask for.
         let client = match mechanism {
             // librdkafka's own unsecured JWT for the principal: what the front accepts.
-            "OAUTHBEARER" => sasl_client(mechanism, &secret, &ca)
-                + "    sasl.oauthbearer.config: principal=connect-host\n    enable.sasl.oauthbearer.unsecure.jwt: true\n",
+            "OAUTHBEARER" => {
+                sasl_client(mechanism, &secret, &ca)
+                    + "    sasl.oauthbearer.config: principal=connect-host\n    enable.sasl.oauthbearer.unsecure.jwt: true\n"
+            }
             "OIDC" => oidc_client(&broker, &secret),
             _ => sasl_client(mechanism, &secret, &ca),
         } + "    compression.type: zstd\n";
@@ -116,7 +119,12 @@ fn a_wrong_password_and_an_untrusted_certificate_each_name_the_setting_to_fix() 
     let cases = [
         ("wrong-password", wrong_password, broker.certificates.join("ca.pem"), "check kafka.client's sasl.username and sasl.password"),
         ("untrusted", PASSWORD, broker.certificates.join("other-ca.pem"), "set kafka.client's ssl.ca.location to the CA that signed it"),
-        ("wrong-oidc-secret", wrong_password, broker.certificates.join("ca.pem"), "sasl.oauthbearer.client.id and sasl.oauthbearer.client.secret"),
+        (
+            "wrong-oidc-secret",
+            wrong_password,
+            broker.certificates.join("ca.pem"),
+            "sasl.oauthbearer.client.id and sasl.oauthbearer.client.secret",
+        ),
     ];
     for (topic, password, ca, advice) in cases {
         let run = directory.path().join(topic);
@@ -189,7 +197,8 @@ fn every_compression_codec_is_produced_and_consumed() {
 #[test]
 fn validate_reports_kafka_client_settings_this_build_or_librdkafka_refuses() {
     let directory = tempfile::tempdir().unwrap();
-    let client = "    compression.type: zstd\n    security.protocol: SASL_SSLL\n    sasl.mechanism: SCRAM-SHA-512\n    ssl.keystore.passwrod: x\n";
+    let client =
+        "    compression.type: zstd\n    security.protocol: SASL_SSLL\n    sasl.mechanism: SCRAM-SHA-512\n    ssl.keystore.passwrod: x\n";
     let config = pipeline(directory.path(), "127.0.0.1:9", client, "readings");
     let output = std::process::Command::new(support::binary()).arg("validate").arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

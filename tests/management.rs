@@ -39,7 +39,10 @@ fn files_connector(output: &Path, tasks: u32, topic: &str) -> Value {
 
 fn task_states(host: &Host, name: &str) -> Vec<String> {
     let (_, status) = host.call("GET", &format!("/connectors/{name}/status"), None);
-    status["tasks"].as_array().map(|tasks| tasks.iter().map(|task| task["state"].as_str().unwrap_or("").to_owned()).collect()).unwrap_or_default()
+    status["tasks"]
+        .as_array()
+        .map(|tasks| tasks.iter().map(|task| task["state"].as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
 }
 
 fn wait_for_states(host: &Host, name: &str, expected: &[&str]) {
@@ -191,7 +194,8 @@ fn the_file_owns_its_connectors_and_bad_requests_say_what_to_change() {
     assert!(refused["message"].as_str().unwrap().contains("edit the file"), "{refused}");
     assert_eq!(host.call("PATCH", "/connectors/sim/config", Some(&json!({"rate": "5"}))).0, 409);
     assert_eq!(host.call("DELETE", "/connectors/sim", None).0, 409);
-    let (status, clash) = host.call("POST", "/connectors", Some(&json!({"name": "sim", "config": {"connector.class": "log-sink", "topics": "flights"}})));
+    let (status, clash) =
+        host.call("POST", "/connectors", Some(&json!({"name": "sim", "config": {"connector.class": "log-sink", "topics": "flights"}})));
     assert_eq!((status, clash["message"].as_str().unwrap()), (409, "Connector sim already exists"));
     assert_eq!(host.call("PUT", "/connectors/sim/pause", None).0, 202);
     wait_for_states(&host, "sim", &["PAUSED"]);
@@ -200,7 +204,8 @@ fn the_file_owns_its_connectors_and_bad_requests_say_what_to_change() {
 
     // Malformed requests: 4xx with Kafka Connect's error body, saying what to change.
     let expect_error = |method: &str, path: &str, body: &str, status: u16, says: &str| {
-        let response = support::http_request(method, &format!("{}{path}", host.admin_url()), &[("Content-Type", "application/json")], body.as_bytes());
+        let response =
+            support::http_request(method, &format!("{}{path}", host.admin_url()), &[("Content-Type", "application/json")], body.as_bytes());
         assert_eq!(response.status, status, "{method} {path} {body}: {}", response.body);
         let error: Value = serde_json::from_str(&response.body).unwrap_or_else(|_| panic!("not JSON: {}", response.body));
         assert_eq!(error["error_code"], status);
@@ -213,14 +218,62 @@ fn the_file_owns_its_connectors_and_bad_requests_say_what_to_change() {
     expect_error("POST", "/connectors", r#"{"name": "x"}"#, 400, "missing field `config`");
     expect_error("POST", "/connectors", r#"{"name": "x", "config": {}, "colour": 1}"#, 400, "unknown field `colour`");
     expect_error("POST", "/connectors", r#"{"name": "x", "config": {}}"#, 400, "connector.class: missing");
-    expect_error("POST", "/connectors", r#"{"name": "x", "config": {"connector.class": "nope-sink", "topics": "a"}}"#, 400, "no plugin nope-sink");
-    expect_error("POST", "/connectors", r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": ["a"]}}"#, 400, "topics: must be a string, not an array");
-    expect_error("POST", "/connectors", r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a", "tasks.max": "lots"}}"#, 400, "tasks.max: must be a whole number");
-    expect_error("POST", "/connectors", r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a", "colour": "red"}}"#, 400, "colour:");
-    expect_error("POST", "/connectors", r#"{"name": "x y", "config": {"connector.class": "log-sink", "topics": "a"}}"#, 400, "name: has a space at position 2");
-    expect_error("POST", "/connectors", r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a", "name": "y"}}"#, 400, "doesn't match");
-    expect_error("POST", "/connectors", r#"{"name": "x", "config": {"connector.class": "flight-simulator", "topics": "a"}}"#, 400, "give `topic`");
-    expect_error("POST", "/connectors", r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a"}, "initial_state": "ASLEEP"}"#, 400, "unknown variant `ASLEEP`, expected one of `RUNNING`, `PAUSED`, `STOPPED`");
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x", "config": {"connector.class": "nope-sink", "topics": "a"}}"#,
+        400,
+        "no plugin nope-sink",
+    );
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": ["a"]}}"#,
+        400,
+        "topics: must be a string, not an array",
+    );
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a", "tasks.max": "lots"}}"#,
+        400,
+        "tasks.max: must be a whole number",
+    );
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a", "colour": "red"}}"#,
+        400,
+        "colour:",
+    );
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x y", "config": {"connector.class": "log-sink", "topics": "a"}}"#,
+        400,
+        "name: has a space at position 2",
+    );
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a", "name": "y"}}"#,
+        400,
+        "doesn't match",
+    );
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x", "config": {"connector.class": "flight-simulator", "topics": "a"}}"#,
+        400,
+        "give `topic`",
+    );
+    expect_error(
+        "POST",
+        "/connectors",
+        r#"{"name": "x", "config": {"connector.class": "log-sink", "topics": "a"}, "initial_state": "ASLEEP"}"#,
+        400,
+        "unknown variant `ASLEEP`, expected one of `RUNNING`, `PAUSED`, `STOPPED`",
+    );
     expect_error("PUT", "/connectors/nope/pause", "", 404, "Connector nope not found");
     expect_error("PATCH", "/connectors/nope/config", "{}", 404, "Connector nope not found");
     expect_error("DELETE", "/connectors/sim/status", "", 405, "does not take that method");
@@ -250,7 +303,17 @@ fn the_file_owns_its_connectors_and_bad_requests_say_what_to_change() {
             let url = url.clone();
             std::thread::spawn(move || {
                 let body = if index % 2 == 0 { "{broken" } else { r#"{"name": "x", "config": {}}"# };
-                (0..10).map(|_| support::http_request("POST", &format!("{url}/connectors"), &[("Content-Type", "application/json")], body.as_bytes()).status).collect::<Vec<_>>()
+                (0..10)
+                    .map(|_| {
+                        support::http_request(
+                            "POST",
+                            &format!("{url}/connectors"),
+                            &[("Content-Type", "application/json")],
+                            body.as_bytes(),
+                        )
+                        .status
+                    })
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -372,7 +435,10 @@ fn restart_survival(directory: &Path, kafka: Option<&str>, suffix: &str) {
     let outcome = std::process::Command::new(support::binary()).arg("run").arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&outcome.stderr);
     assert!(!outcome.status.success());
-    assert!(stderr.contains("connector \"files\" is declared in the configuration file and was also created through the REST API"), "{stderr}");
+    assert!(
+        stderr.contains("connector \"files\" is declared in the configuration file and was also created through the REST API"),
+        "{stderr}"
+    );
 }
 
 #[test]

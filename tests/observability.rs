@@ -193,7 +193,8 @@ fn dashboard_expressions() -> Vec<String> {
 /// Each alert's measure: its expression without the final comparison with its
 /// threshold, so that a healthy host still answers it with data.
 fn alert_measures() -> Vec<String> {
-    let rules: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("compose/prometheus/alerts.yml")).unwrap()).unwrap();
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("compose/prometheus/alerts.yml")).unwrap()).unwrap();
     let mut measures = Vec::new();
     for group in rules["groups"].as_sequence().unwrap() {
         for rule in group["rules"].as_sequence().unwrap() {

@@ -16,12 +16,8 @@ use support::{Host, SinkLine, read_sink_output, simulated_values, sorted_texts, 
 use wasm_connect::transport::EmbeddedTransport;
 
 const START: &str = "2024-05-01T00:00:00Z";
-const SIMULATORS: [(&str, &str); 4] = [
-    ("flight-simulator", "flights"),
-    ("iot-sensor-simulator", "iot"),
-    ("weblog-simulator", "weblogs"),
-    ("payment-simulator", "payments"),
-];
+const SIMULATORS: [(&str, &str); 4] =
+    [("flight-simulator", "flights"), ("iot-sensor-simulator", "iot"), ("weblog-simulator", "weblogs"), ("payment-simulator", "payments")];
 const SINK_TASKS: u32 = 2;
 const SINK_BATCH: u32 = 200;
 
@@ -158,9 +154,9 @@ fn a_killed_host_loses_nothing_and_repeats_at_most_the_uncommitted_batches() {
     host.wait_until("every record after the restart", Duration::from_secs(300), || {
         let written = read_sink_output(&output);
         SIMULATORS.iter().all(|(_, topic)| {
-            written.get(*topic).is_some_and(|lines| {
-                lines.iter().map(|line| (line.partition, line.offset)).collect::<HashSet<_>>().len() >= LIMIT
-            })
+            written
+                .get(*topic)
+                .is_some_and(|lines| lines.iter().map(|line| (line.partition, line.offset)).collect::<HashSet<_>>().len() >= LIMIT)
         })
     });
     host.stop();

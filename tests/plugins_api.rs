@@ -94,7 +94,10 @@ fn a_plugin_uploaded_while_running_is_upgraded_and_downgraded_without_losing_a_r
 
     let (status, added) = upload(&host, "application/wasm", &version_one);
     assert_eq!(status, 201, "{added}");
-    assert_eq!((added["name"].as_str(), added["version"].as_str(), added["kind"].as_str()), (Some("counter-source"), Some("1.0.0"), Some("source")));
+    assert_eq!(
+        (added["name"].as_str(), added["version"].as_str(), added["kind"].as_str()),
+        (Some("counter-source"), Some("1.0.0"), Some("source"))
+    );
     assert_eq!(added["origin"], "uploaded");
     assert!(added["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(added["options"][0]["name"], "rate");
@@ -108,7 +111,13 @@ fn a_plugin_uploaded_while_running_is_upgraded_and_downgraded_without_losing_a_r
     let (_, versions) = host.call("GET", "/plugins/counter-source", None);
     let listed: Vec<&str> = versions["versions"].as_array().unwrap().iter().map(|plugin| plugin["version"].as_str().unwrap()).collect();
     assert_eq!(listed, vec!["1.0.0", "2.0.0"]);
-    assert!(host.call("GET", "/connector-plugins", None).1.as_array().unwrap().contains(&json!({"class": "counter-source", "type": "source", "version": "2.0.0"})));
+    assert!(
+        host.call("GET", "/connector-plugins", None)
+            .1
+            .as_array()
+            .unwrap()
+            .contains(&json!({"class": "counter-source", "type": "source", "version": "2.0.0"}))
+    );
 
     // What is not a usable plugin is refused, saying why.
     let (status, refused) = upload(&host, "application/wasm", b"\0asm not really");

@@ -31,7 +31,10 @@ fn connectors(output: &Path, extra: &str) -> String {
 
 /// How often the host started `connector`'s tasks so far.
 fn starts(host: &Host, connector: &str) -> usize {
-    host.log().lines().filter(|line| line.contains("Started the connector's tasks.") && line.contains(&format!("connector={connector} "))).count()
+    host.log()
+        .lines()
+        .filter(|line| line.contains("Started the connector's tasks.") && line.contains(&format!("connector={connector} ")))
+        .count()
 }
 
 fn health(host: &Host) -> Value {

@@ -139,7 +139,8 @@ fn a_web_page_on_another_origin_cannot_change_anything() {
     let directory = tempfile::tempdir().unwrap();
     let output = directory.path().join("anywhere");
     let host = Host::start(&config(directory.path(), "  allowed_origins: [\"https://ui.example.com\"]\n", "  []\n"));
-    let connector = json!({"name": "planted", "config": {"connector.class": "file-sink", "topics": "t", "directory": output.display().to_string()}});
+    let connector =
+        json!({"name": "planted", "config": {"connector.class": "file-sink", "topics": "t", "directory": output.display().to_string()}});
     let body = connector.to_string();
     let evil = "https://evil.example";
 
@@ -223,7 +224,10 @@ fn bearer_and_basic_credentials_in_any_case() {
     assert_eq!(response.status, 401);
     let challenges: Vec<&str> = response.headers.lines().filter(|line| line.to_ascii_lowercase().starts_with("www-authenticate")).collect();
     // Bearer only: a Basic challenge would make browsers remember credentials.
-    assert!(challenges.iter().any(|line| line.contains("Bearer")) && !challenges.iter().any(|line| line.contains("Basic")), "{challenges:?}");
+    assert!(
+        challenges.iter().any(|line| line.contains("Bearer")) && !challenges.iter().any(|line| line.contains("Basic")),
+        "{challenges:?}"
+    );
     assert!(!host.log().contains(token), "the token reached the log");
     host.stop();
 }
@@ -259,7 +263,8 @@ fn a_config_with_thousands_of_bad_keys_gets_a_short_answer() {
     assert!(text.contains("998 error(s)") && text.contains("... and 948 more"), "{text}");
     assert_eq!(text.lines().count(), 52, "{text}");
     let flat = json!(config).to_string();
-    let response = request(&host, "PUT", "/connector-plugins/log-sink/config/validate", &[("Content-Type", "application/json")], flat.as_bytes());
+    let response =
+        request(&host, "PUT", "/connector-plugins/log-sink/config/validate", &[("Content-Type", "application/json")], flat.as_bytes());
     assert_eq!(response.status, 200);
     let answer: Value = serde_json::from_str(&response.body).unwrap();
     assert!(answer["error_count"].as_u64().unwrap() >= 998, "{}", answer["error_count"]);
@@ -267,7 +272,6 @@ fn a_config_with_thousands_of_bad_keys_gets_a_short_answer() {
     assert!(response.body.len() < 64 << 10, "a {} byte answer", response.body.len());
     host.stop();
 }
-
 
 #[test]
 fn connections_that_never_finish_a_request_are_closed_and_bounded() {
@@ -413,7 +417,10 @@ fn tls_on_the_admin_listener_with_a_certificate_renewed_while_running() {
     assert!(ok && answer.ends_with("\n200") && answer.starts_with("[]"), "{answer}");
     // Plain HTTP on the TLS port gets no answer from the API.
     let plain = url.replace("https://", "http://");
-    let output = Command::new("curl").args(["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", &format!("{plain}/connectors")]).output().unwrap();
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}", &format!("{plain}/connectors")])
+        .output()
+        .unwrap();
     assert_ne!(String::from_utf8_lossy(&output.stdout), "200");
 
     // A renewed certificate is used without a restart; the old one is no longer served.
@@ -466,7 +473,13 @@ fn without_a_token_a_page_on_a_name_of_its_own_cannot_read_the_api() {
         assert!(response.contains("admin.allowed_hosts") && !response.contains("planted"), "{response}");
     }
     // Addresses, localhost and the listed name are served.
-    for served in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}"), format!("WASM-CONNECT:{port}"), "wasm-connect".to_owned()] {
+    for served in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+        format!("WASM-CONNECT:{port}"),
+        "wasm-connect".to_owned(),
+    ] {
         let (status, response) = get_as(&host, &served, None);
         assert_eq!(status, 200, "{served}: {response}");
         assert!(response.contains("planted"), "{response}");

@@ -185,7 +185,8 @@ fn a_slow_store_slows_only_its_own_connector() {
             host_config(directory.path(), &healthy(&output))
         };
         let host = Host::start(&config);
-        let delivered = |host: &Host| metric(&host.get_text("/metrics"), "wasm_connect_records_written_total", &[("connector", "healthy-sink")]);
+        let delivered =
+            |host: &Host| metric(&host.get_text("/metrics"), "wasm_connect_records_written_total", &[("connector", "healthy-sink")]);
         host.wait_until("the healthy pipeline delivering", Duration::from_secs(30), || delivered(&host) > 0.0);
         std::thread::sleep(Duration::from_secs(2));
         let start = delivered(&host);
@@ -215,9 +216,7 @@ fn a_throttling_store_is_retried_until_it_accepts_and_nothing_is_lost() {
     let data_dir = directory.path().join("data");
     topics::feed(&data_dir, "events", records(0..1_000));
     let host = Host::start(&store_config(directory.path(), &format!("http://{}", proxy.address), &index, ""));
-    host.wait_until("the first records stored", Duration::from_secs(60), || {
-        elasticsearch_documents(&server.url, &index).len() == 1_000
-    });
+    host.wait_until("the first records stored", Duration::from_secs(60), || elasticsearch_documents(&server.url, &index).len() == 1_000);
     // Every attempt of the next requests is answered 429: more than the host's own
     // attempts per call, so the batch goes back to the worker and is retried there.
     proxy.throttle(8);
@@ -229,6 +228,9 @@ fn a_throttling_store_is_retried_until_it_accepts_and_nothing_is_lost() {
     assert!(metric(&metrics, "wasm_connect_write_retries_total", &[("connector", "to-store")]) >= 1.0, "{metrics}");
     assert_eq!(metric(&metrics, "wasm_connect_records_dead_lettered_total", &[("connector", "to-store")]), 0.0);
     assert!(host.log().contains("(429)"), "the 429 answers are in the log");
-    assert_eq!(elasticsearch_documents(&server.url, &index).keys().cloned().collect::<std::collections::BTreeSet<_>>(), expected_ids(&data_dir));
+    assert_eq!(
+        elasticsearch_documents(&server.url, &index).keys().cloned().collect::<std::collections::BTreeSet<_>>(),
+        expected_ids(&data_dir)
+    );
     host.stop();
 }

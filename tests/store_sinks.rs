@@ -184,7 +184,10 @@ struct Mongodb {
 
 impl Store for Mongodb {
     fn sink(&self) -> (&'static str, String) {
-        ("mongodb-sink", format!("      uri: \"{}\"\n      database: {}\n      collection: \"{{topic}}\"\n", self.server.url, self.database))
+        (
+            "mongodb-sink",
+            format!("      uri: \"{}\"\n      database: {}\n      collection: \"{{topic}}\"\n", self.server.url, self.database),
+        )
     }
 
     fn poison(&self) -> Vec<Vec<u8>> {
@@ -197,7 +200,8 @@ impl Store for Mongodb {
         runtime().block_on(async {
             let client = mongodb::Client::with_uri_str(&self.server.url).await.unwrap();
             let collection = client.database(&self.database).collection::<mongodb::bson::Document>("events");
-            let documents: Vec<mongodb::bson::Document> = collection.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+            let documents: Vec<mongodb::bson::Document> =
+                collection.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
             documents
                 .into_iter()
                 .map(|document| {
@@ -408,14 +412,16 @@ fn mongodb_sink_write_models_and_indexes() {
     };
 
     // insert: a duplicate key counts as already written; the first document stays.
-    let mut sink = DirectSink::open("mongodb-sink", &[("uri", uri), ("database", &database), ("collection", "inserted"), ("write_model", "insert")]);
+    let mut sink =
+        DirectSink::open("mongodb-sink", &[("uri", uri), ("database", &database), ("collection", "inserted"), ("write_model", "insert")]);
     sink.write(&[(Some("k1"), Some(json!({"v": 1})))]);
     sink.write(&[(Some("k1"), Some(json!({"v": 2}))), (Some("k2"), Some(json!({"v": 3})))]);
     let documents = mongodb_documents(uri, &database, "inserted");
     assert_eq!(documents, vec![json!({"_id": "k1", "v": 1}), json!({"_id": "k2", "v": 3})]);
 
     // update: fields are set on the existing document, others kept.
-    let mut sink = DirectSink::open("mongodb-sink", &[("uri", uri), ("database", &database), ("collection", "updated"), ("write_model", "update")]);
+    let mut sink =
+        DirectSink::open("mongodb-sink", &[("uri", uri), ("database", &database), ("collection", "updated"), ("write_model", "update")]);
     sink.write(&[(Some("k1"), Some(json!({"a": 1, "b": 1})))]);
     sink.write(&[(Some("k1"), Some(json!({"b": 2, "c": 3})))]);
     assert_eq!(mongodb_documents(uri, &database, "updated"), vec![json!({"_id": "k1", "a": 1, "b": 2, "c": 3})]);
@@ -423,12 +429,15 @@ fn mongodb_sink_write_models_and_indexes() {
     // replace_by_business_key: one document per (flight, day), the last one wins.
     let mut sink = DirectSink::open(
         "mongodb-sink",
-        &[("uri", uri), ("database", &database), ("collection", "flights"), ("write_model", "replace_by_business_key"), ("business_key", "flight,day")],
+        &[
+            ("uri", uri),
+            ("database", &database),
+            ("collection", "flights"),
+            ("write_model", "replace_by_business_key"),
+            ("business_key", "flight,day"),
+        ],
     );
-    sink.write(&[
-        (None, Some(json!({"flight": "AF1", "day": "d1", "v": 1}))),
-        (None, Some(json!({"flight": "AF1", "day": "d2", "v": 1}))),
-    ]);
+    sink.write(&[(None, Some(json!({"flight": "AF1", "day": "d1", "v": 1}))), (None, Some(json!({"flight": "AF1", "day": "d2", "v": 1})))]);
     sink.write(&[(None, Some(json!({"flight": "AF1", "day": "d1", "v": 2})))]);
     let mut documents: Vec<Value> = mongodb_documents(uri, &database, "flights")
         .into_iter()
@@ -458,9 +467,19 @@ fn mongodb_sink_write_models_and_indexes() {
         cursor.try_collect::<Vec<_>>().await.unwrap().into_iter().map(|model| mongodb::bson::to_document(&model).unwrap()).collect()
     });
     let ttl = indexes.iter().find(|index| index.get_document("key").is_ok_and(|key| key.contains_key("record_time"))).expect("a TTL index");
-    assert_eq!(ttl.get_document("options").map(|options| options.get("expireAfterSeconds").cloned()).ok().flatten().or_else(|| ttl.get("expireAfterSeconds").cloned()).and_then(|seconds| seconds.as_i64().or(seconds.as_i32().map(i64::from))), Some(3600), "{ttl}");
+    assert_eq!(
+        ttl.get_document("options")
+            .map(|options| options.get("expireAfterSeconds").cloned())
+            .ok()
+            .flatten()
+            .or_else(|| ttl.get("expireAfterSeconds").cloned())
+            .and_then(|seconds| seconds.as_i64().or(seconds.as_i32().map(i64::from))),
+        Some(3600),
+        "{ttl}"
+    );
     let unique = indexes.iter().find(|index| index.get_document("key").is_ok_and(|key| key.contains_key("email"))).expect("a unique index");
-    let unique_flag = unique.get_document("options").ok().and_then(|options| options.get_bool("unique").ok()).or_else(|| unique.get_bool("unique").ok());
+    let unique_flag =
+        unique.get_document("options").ok().and_then(|options| options.get_bool("unique").ok()).or_else(|| unique.get_bool("unique").ok());
     assert_eq!(unique_flag, Some(true), "{unique}");
 }
 
@@ -480,10 +499,14 @@ fn elasticsearch_sink_operations_and_ids() {
     let mut sink = DirectSink::open("elasticsearch-sink", &[("url", url), ("index", &index("upsert")), ("operation", "upsert")]);
     sink.write(&[(Some("k1"), Some(json!({"a": 1, "b": 1})))]);
     sink.write(&[(Some("k1"), Some(json!({"b": 2, "c": 3})))]);
-    assert_eq!(topics::elasticsearch_documents(url, &index("upsert")), BTreeMap::from([("k1".to_owned(), json!({"a": 1, "b": 2, "c": 3}))]));
+    assert_eq!(
+        topics::elasticsearch_documents(url, &index("upsert")),
+        BTreeMap::from([("k1".to_owned(), json!({"a": 1, "b": 2, "c": 3}))])
+    );
 
     // field: ids come from the value; a tombstone with such ids cannot address anything.
-    let mut sink = DirectSink::open("elasticsearch-sink", &[("url", url), ("index", &index("field")), ("document_id", "field:flight.icao")]);
+    let mut sink =
+        DirectSink::open("elasticsearch-sink", &[("url", url), ("index", &index("field")), ("document_id", "field:flight.icao")]);
     sink.write(&[(None, Some(json!({"flight": {"icao": "AFR12"}}))), (None, Some(json!({"flight": {"icao": "BAW9"}})))]);
     let ids: Vec<String> = topics::elasticsearch_documents(url, &index("field")).into_keys().collect();
     assert_eq!(ids, vec!["AFR12", "BAW9"]);

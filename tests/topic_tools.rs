@@ -58,11 +58,13 @@ fn config(directory: &Path, bootstrap: Option<&str>, connectors: &str) -> PathBu
 /// follows new records; on whichever transport `config` names.
 fn write_list_read_and_follow(config: &Path, topic: &str) {
     let lines: String = (0..6).map(|n| format!("k{n}|{{\"n\":{n},\"text\":\"a|b\"}}\n")).collect::<String>() + "\n";
-    let written: Value = serde_json::from_str(&topics(config, &["write", topic, "--key-separator", "|", "-H", "origin=test", "--json"], &lines)).unwrap();
+    let written: Value =
+        serde_json::from_str(&topics(config, &["write", topic, "--key-separator", "|", "-H", "origin=test", "--json"], &lines)).unwrap();
     assert_eq!(written["written"], 6);
 
     let listed: Value = serde_json::from_str(&topics(config, &["list", "--json"], "")).unwrap();
-    let entry = listed.as_array().unwrap().iter().find(|entry| entry["name"] == topic).unwrap_or_else(|| panic!("{topic} listed: {listed}"));
+    let entry =
+        listed.as_array().unwrap().iter().find(|entry| entry["name"] == topic).unwrap_or_else(|| panic!("{topic} listed: {listed}"));
     assert_eq!(entry["records"], 6, "{entry}");
     let ends: i64 = entry["partitions"].as_array().unwrap().iter().map(|partition| partition["end"].as_i64().unwrap()).sum();
     assert_eq!(ends, 6, "{entry}");
@@ -81,15 +83,14 @@ fn write_list_read_and_follow(config: &Path, topic: &str) {
     }
 
     // One partition from an offset: exactly that partition's records from there on.
-    let busiest = records.iter().map(|record| record["partition"].as_i64().unwrap()).max_by_key(|partition| {
-        records.iter().filter(|record| record["partition"].as_i64() == Some(*partition)).count()
-    });
+    let busiest = records
+        .iter()
+        .map(|record| record["partition"].as_i64().unwrap())
+        .max_by_key(|partition| records.iter().filter(|record| record["partition"].as_i64() == Some(*partition)).count());
     let busiest = busiest.unwrap();
     let partition = busiest.to_string();
-    let expected: Vec<&Value> = records
-        .iter()
-        .filter(|record| record["partition"].as_i64() == Some(busiest) && record["offset"].as_i64().unwrap() >= 1)
-        .collect();
+    let expected: Vec<&Value> =
+        records.iter().filter(|record| record["partition"].as_i64() == Some(busiest) && record["offset"].as_i64().unwrap() >= 1).collect();
     let from_offset = json_lines(&topics(config, &["read", topic, "--json", "--partition", &partition, "--offset", "1"], ""));
     assert_eq!(from_offset.iter().collect::<Vec<_>>(), expected);
     assert_eq!(json_lines(&topics(config, &["read", topic, "--json", "-n", "2"], "")).len(), 2);
@@ -164,11 +165,15 @@ fn topic_tools_on_the_embedded_store() {
     assert_eq!(readers, ["demo-to-files", "api-reader"], "{after}");
     for reader in after["connectors"].as_array().unwrap() {
         assert_eq!(reader["lag"], 0, "{after}");
-        let committed: i64 = reader["partitions"].as_array().unwrap().iter().map(|partition| partition["committed"].as_i64().unwrap_or(0)).sum();
+        let committed: i64 =
+            reader["partitions"].as_array().unwrap().iter().map(|partition| partition["committed"].as_i64().unwrap_or(0)).sum();
         assert_eq!(committed, records, "{reader}");
     }
     let text = topics(&config, &["describe", "demo"], "");
-    assert!(text.contains("Connector demo-to-files: committed") && text.contains("Connector api-reader: committed") && text.contains("lag 0"), "{text}");
+    assert!(
+        text.contains("Connector demo-to-files: committed") && text.contains("Connector api-reader: committed") && text.contains("lag 0"),
+        "{text}"
+    );
 }
 
 #[test]

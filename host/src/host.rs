@@ -9,8 +9,8 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadingTls, ServerLimits};
-use crate::data_dir::DataDirLock;
 use crate::config::{ConfigErrors, HostConfig, LoadedConfig};
+use crate::data_dir::DataDirLock;
 use crate::manager::Manager;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
 use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
@@ -34,10 +34,7 @@ pub fn load_plugins(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCat
 /// only when `write_cache`.
 fn load_plugins_with(loaded: &LoadedConfig, write_cache: bool) -> anyhow::Result<(Runtime, PluginCatalog)> {
     let plugins = &loaded.config.plugins;
-    let limits = TaskLimits {
-        memory_bytes: plugins.memory_limit_mib as usize * 1024 * 1024,
-        call_timeout: plugins.call_timeout,
-    };
+    let limits = TaskLimits { memory_bytes: plugins.memory_limit_mib as usize * 1024 * 1024, call_timeout: plugins.call_timeout };
     let runtime = Runtime::new(&loaded.config.data_dir.join("cache").join("compiled"), limits)?;
     let runtime = if write_cache { runtime } else { runtime.without_cache_writes() };
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &plugins.dir).with_context(|| {
@@ -155,7 +152,9 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     topics.dedup();
     transport.ensure_topics(&topics).await.with_context(|| match &config.kafka {
         Some(kafka) => match kafka::last_client_error() {
-            Some(reason) => format!("cannot reach the Kafka cluster at {} to check the connectors' topics. {reason}", kafka.bootstrap_servers),
+            Some(reason) => {
+                format!("cannot reach the Kafka cluster at {} to check the connectors' topics. {reason}", kafka.bootstrap_servers)
+            }
             None => format!(
                 "cannot reach the Kafka cluster at {} to check the connectors' topics; check kafka.bootstrap_servers and kafka.client",
                 kafka.bootstrap_servers
@@ -187,10 +186,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         request_timeout: config.admin.request_timeout,
         uploads: Arc::new(tokio::sync::Semaphore::new(admin::CONCURRENT_UPLOADS)),
     };
-    let limits = ServerLimits {
-        max_connections: config.admin.max_connections as usize,
-        header_timeout: config.admin.header_timeout,
-    };
+    let limits = ServerLimits { max_connections: config.admin.max_connections as usize, header_timeout: config.admin.header_timeout };
     let bound = listener.local_addr()?;
     if let Some(tls) = &tls {
         tls.clone().watch(shutdown.clone());

@@ -111,9 +111,7 @@ enum TopicsCommand {
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
+    text.split_once('=').map(|(name, value)| (name.to_owned(), value.to_owned())).ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
 fn load(path: &Path) -> Result<LoadedConfig, ExitCode> {
@@ -185,7 +183,9 @@ fn topics(loaded: &LoadedConfig, command: TopicsCommand) -> anyhow::Result<()> {
         let mut out = stdout.lock();
         match command {
             TopicsCommand::List { json } => topic_tools::list(transport.as_ref(), json, &mut out).await,
-            TopicsCommand::Describe { topic, json } => topic_tools::describe(transport.as_ref(), &loaded.config, &topic, json, &mut out).await,
+            TopicsCommand::Describe { topic, json } => {
+                topic_tools::describe(transport.as_ref(), &loaded.config, &topic, json, &mut out).await
+            }
             TopicsCommand::Read { topic, partition, offset, from_end, follow, max, json } => {
                 let start = match (offset, from_end) {
                     (Some(offset), _) => StartAt::Offset(offset),

@@ -10,7 +10,8 @@ pub const MAX_NAME_LENGTH: usize = 249;
 pub const NAME_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,248}$";
 
 /// [`check_version`]'s shape as a pattern (its length is bounded apart).
-pub const VERSION_PATTERN: &str = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+pub const VERSION_PATTERN: &str =
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
 
 /// [`check_logger`]'s alphabet as a pattern.
 pub const LOGGER_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]{0,63}(::[A-Za-z_][A-Za-z0-9_]{0,63}){0,7}$";
@@ -76,9 +77,7 @@ pub fn check_version(version: &str) -> Result<(), String> {
     if version.len() > MAX_VERSION_LENGTH {
         return Err(format!("is {} bytes long; at most {MAX_VERSION_LENGTH} are allowed", version.len()));
     }
-    if let Some((position, character)) =
-        version.chars().enumerate().find(|(_, c)| !(c.is_ascii_alphanumeric() || ".-+".contains(*c)))
-    {
+    if let Some((position, character)) = version.chars().enumerate().find(|(_, c)| !(c.is_ascii_alphanumeric() || ".-+".contains(*c))) {
         return Err(format!("has {} at position {}: use {SHAPE}", describe_character(character), position + 1));
     }
     let (rest, build) = match version.split_once('+') {
@@ -94,7 +93,8 @@ pub fn check_version(version: &str) -> Result<(), String> {
     if numbers.len() != 3 || !numbers.iter().all(numeric) {
         return Err(format!("{version:?} is not {SHAPE}: it must start with three numbers without leading zeros"));
     }
-    let identifiers = |part: &str| !part.is_empty() && part.split('.').all(|identifier| !identifier.is_empty() && !identifier.contains('+'));
+    let identifiers =
+        |part: &str| !part.is_empty() && part.split('.').all(|identifier| !identifier.is_empty() && !identifier.contains('+'));
     if prerelease.is_some_and(|part| !identifiers(part)) || build.is_some_and(|part| !identifiers(part)) {
         return Err(format!("{version:?} is not {SHAPE}: a pre-release or build part has an empty identifier"));
     }
@@ -175,8 +175,21 @@ mod tests {
     fn near_alphabet(max: usize) -> impl Strategy<Value = String> {
         proptest::collection::vec(
             prop_oneof![
-                Just('a'), Just('Z'), Just('0'), Just('1'), Just('9'), Just('_'), Just('.'), Just('-'), Just('+'),
-                Just(':'), Just('/'), Just(' '), Just('\n'), Just('é'), any::<char>()
+                Just('a'),
+                Just('Z'),
+                Just('0'),
+                Just('1'),
+                Just('9'),
+                Just('_'),
+                Just('.'),
+                Just('-'),
+                Just('+'),
+                Just(':'),
+                Just('/'),
+                Just(' '),
+                Just('\n'),
+                Just('é'),
+                any::<char>()
             ],
             0..max,
         )
@@ -231,7 +244,9 @@ mod tests {
         for good in ["0.1.0", "1.0.0", "10.20.30", "1.2.3-rc.1", "1.2.3+build.5", "1.2.3-alpha-2+sha.0abc"] {
             assert_eq!(check_version(good), Ok(()), "{good}");
         }
-        for bad in ["", "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "../1.0.0", "1.0.0/..", "1.0.0\n", "1.2.3-", "1.2.3+", "1.2.3-a..b", "v1.2.3"] {
+        for bad in
+            ["", "1", "1.2", "1.2.3.4", "01.2.3", "1.2.x", "../1.0.0", "1.0.0/..", "1.0.0\n", "1.2.3-", "1.2.3+", "1.2.3-a..b", "v1.2.3"]
+        {
             assert!(check_version(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(check_version("1.0.0/x").unwrap_err().contains("`/` at position 6"));
@@ -239,11 +254,33 @@ mod tests {
 
     #[test]
     fn versions_order_by_semantic_precedence() {
-        let mut versions = vec!["1.0.0", "1.0.0-rc.1", "0.10.0", "0.9.1", "1.0.0-alpha", "1.0.0-alpha.2", "1.0.0-alpha.10", "2.0.0", "99999999999999999999999.0.0", "1.0.0-beta"];
+        let mut versions = vec![
+            "1.0.0",
+            "1.0.0-rc.1",
+            "0.10.0",
+            "0.9.1",
+            "1.0.0-alpha",
+            "1.0.0-alpha.2",
+            "1.0.0-alpha.10",
+            "2.0.0",
+            "99999999999999999999999.0.0",
+            "1.0.0-beta",
+        ];
         versions.sort_by(|a, b| super::compare_versions(a, b));
         assert_eq!(
             versions,
-            ["0.9.1", "0.10.0", "1.0.0-alpha", "1.0.0-alpha.2", "1.0.0-alpha.10", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "2.0.0", "99999999999999999999999.0.0"]
+            [
+                "0.9.1",
+                "0.10.0",
+                "1.0.0-alpha",
+                "1.0.0-alpha.2",
+                "1.0.0-alpha.10",
+                "1.0.0-beta",
+                "1.0.0-rc.1",
+                "1.0.0",
+                "2.0.0",
+                "99999999999999999999999.0.0"
+            ]
         );
     }
 }

@@ -41,7 +41,10 @@ fn records_held(topic: &TopicDescription) -> i64 {
 pub async fn list(transport: &dyn Transport, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let topics = transport.describe_topics(None).await.context("cannot list the topics")?;
     if json {
-        let shown: Vec<Value> = topics.iter().map(|topic| json!({"name": topic.name, "partitions": topic.partitions, "records": records_held(topic)})).collect();
+        let shown: Vec<Value> = topics
+            .iter()
+            .map(|topic| json!({"name": topic.name, "partitions": topic.partitions, "records": records_held(topic)}))
+            .collect();
         writeln!(out, "{}", Value::Array(shown))?;
         return Ok(());
     }
@@ -67,7 +70,8 @@ pub async fn known_connectors(transport: &dyn Transport, config: &HostConfig) ->
     }
     let kafka = crate::host::kafka_transport(config);
     let store = crate::host::state_store(config, kafka.as_ref())?;
-    let created = crate::manager::api_connector_configs(store.as_ref()).await.context("cannot read the connectors created through the API")?;
+    let created =
+        crate::manager::api_connector_configs(store.as_ref()).await.context("cannot read the connectors created through the API")?;
     connectors.extend(created);
     Ok(connectors)
 }
@@ -116,9 +120,21 @@ pub async fn describe(transport: &dyn Transport, config: &HostConfig, topic: &st
             .as_array()
             .into_iter()
             .flatten()
-            .map(|partition| format!("{}:{}", partition["partition"], partition["committed"].as_i64().map_or("-".to_owned(), |offset| offset.to_string())))
+            .map(|partition| {
+                format!(
+                    "{}:{}",
+                    partition["partition"],
+                    partition["committed"].as_i64().map_or("-".to_owned(), |offset| offset.to_string())
+                )
+            })
             .collect();
-        writeln!(out, "Connector {}: committed {}  lag {}", reader["connector"].as_str().unwrap_or_default(), committed.join(" "), reader["lag"])?;
+        writeln!(
+            out,
+            "Connector {}: committed {}  lag {}",
+            reader["connector"].as_str().unwrap_or_default(),
+            committed.join(" "),
+            reader["lag"]
+        )?;
     }
     Ok(())
 }
@@ -177,7 +193,8 @@ fn bytes_text(bytes: &Option<Vec<u8>>) -> Value {
 /// A record as one JSON object: the value parsed when it is JSON, else a string.
 fn record_json(record: &Record) -> Value {
     let headers: Map<String, Value> = record.headers.iter().map(|(name, value)| (name.clone(), bytes_text(value))).collect();
-    let value = record.value.as_ref().map_or(Value::Null, |bytes| serde_json::from_slice(bytes).unwrap_or_else(|_| bytes_text(&record.value)));
+    let value =
+        record.value.as_ref().map_or(Value::Null, |bytes| serde_json::from_slice(bytes).unwrap_or_else(|_| bytes_text(&record.value)));
     json!({
         "topic": record.topic,
         "partition": record.partition,
@@ -232,7 +249,10 @@ pub async fn write(transport: &dyn Transport, options: &WriteOptions, input: &mu
     crate::config::check_topic_name(&options.topic).map_err(|problem| anyhow::anyhow!("cannot write: {problem}"))?;
     let existing = transport.describe_topics(Some(&options.topic)).await.context("cannot look for the topic")?;
     if existing.is_empty() {
-        transport.ensure_topics(std::slice::from_ref(&options.topic)).await.with_context(|| format!("cannot create topic {}", options.topic))?;
+        transport
+            .ensure_topics(std::slice::from_ref(&options.topic))
+            .await
+            .with_context(|| format!("cannot create topic {}", options.topic))?;
     }
     let mut producer = transport.producer("wasm-connect-topic-tools").await?;
     let mut written = 0;
@@ -253,7 +273,10 @@ pub async fn write(transport: &dyn Transport, options: &WriteOptions, input: &mu
             return Ok(written);
         }
         let count = batch.len();
-        producer.send(batch, None).await.with_context(|| format!("cannot write to topic {}; {written} records were written before", options.topic))?;
+        producer
+            .send(batch, None)
+            .await
+            .with_context(|| format!("cannot write to topic {}; {written} records were written before", options.topic))?;
         written += count;
     }
 }
@@ -262,7 +285,9 @@ fn line_record(line: &str, options: &WriteOptions) -> anyhow::Result<Record> {
     let (key, value) = match &options.key_separator {
         Some(separator) => match line.split_once(separator.as_str()) {
             Some((key, value)) => (Some(key.as_bytes().to_vec()), value),
-            None => anyhow::bail!("the line {line:?} has no key separator {separator:?}; write KEY{separator}VALUE, or leave out --key-separator"),
+            None => anyhow::bail!(
+                "the line {line:?} has no key separator {separator:?}; write KEY{separator}VALUE, or leave out --key-separator"
+            ),
         },
         None => (None, line),
     };

@@ -81,15 +81,57 @@ fn openssl(directory: &Path, arguments: &[&str]) {
 /// an encrypted key, and an unrelated CA, in `directory`.
 fn make_certificates(directory: &Path) {
     for ca in ["ca", "other-ca"] {
-        openssl(directory, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN=test {ca}"), "-keyout", &format!("{ca}.key"), "-out", &format!("{ca}.pem")]);
+        openssl(
+            directory,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=test {ca}"),
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ],
+        );
     }
     std::fs::write(directory.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
     openssl(directory, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-    openssl(directory, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem"]);
+    openssl(
+        directory,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
     let passphrase = format!("pass:{PASSWORD}");
-    openssl(directory, &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-aes256", "-pass", &passphrase, "-out", "client.key"]);
+    openssl(
+        directory,
+        &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-aes256", "-pass", &passphrase, "-out", "client.key"],
+    );
     openssl(directory, &["req", "-new", "-key", "client.key", "-passin", &passphrase, "-subj", "/CN=connect-host", "-out", "client.csr"]);
-    openssl(directory, &["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", "client.pem"]);
+    openssl(
+        directory,
+        &["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-out", "client.pem"],
+    );
 }
 
 impl SecuredBroker {
@@ -151,7 +193,8 @@ impl SecuredBroker {
             .arg(&url)
             .output()
             .expect("running curl");
-        let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{url}: {}", String::from_utf8_lossy(&output.stderr)));
+        let answer: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{url}: {}", String::from_utf8_lossy(&output.stderr)));
         answer["issued"].as_u64().expect("an issued count")
     }
 }

@@ -228,8 +228,8 @@ pub fn read_sink_output(directory: &Path) -> BTreeMap<String, Vec<SinkLine>> {
         // A line still being written (no newline yet) is not read.
         let complete = &text[..text.rfind('\n').map_or(0, |end| end + 1)];
         for line in complete.lines() {
-            let document: Value = serde_json::from_str(line)
-                .unwrap_or_else(|error| panic!("{}: not a JSON line ({error}): {line}", file.display()));
+            let document: Value =
+                serde_json::from_str(line).unwrap_or_else(|error| panic!("{}: not a JSON line ({error}): {line}", file.display()));
             let topic = document["topic"].as_str().unwrap().to_owned();
             output.entry(topic.clone()).or_default().push(SinkLine {
                 topic,
@@ -298,7 +298,8 @@ pub fn simulated_values(plugin: &str, seed: &str, start: &str, count: usize) -> 
     let runtime = Runtime::new(cache.path(), limits).unwrap();
     let (catalog, _) = PluginCatalog::load_dir(&runtime, &test_plugins_dir()).unwrap();
     let identity = TaskIdentity { connector: Arc::from("expected"), task: 0, plugin: Arc::from(plugin) };
-    let mut instance = SourceInstance::new(&runtime, &catalog.find(plugin).unwrap(), identity, wasm_connect::capabilities::Grants::default()).unwrap();
+    let mut instance =
+        SourceInstance::new(&runtime, &catalog.find(plugin).unwrap(), identity, wasm_connect::capabilities::Grants::default()).unwrap();
     let config = [("seed", seed), ("rate", "0"), ("start", start)].map(|(key, value)| (key.to_owned(), value.to_owned()));
     instance.open(&config, None).unwrap();
     let mut values = Vec::new();

@@ -28,9 +28,10 @@ pub fn schemathesis() -> PathBuf {
     let pinned: Vec<&str> = SCHEMATHESIS_REQUIREMENTS.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()).collect();
     let version = pinned.iter().find(|line| line.starts_with("schemathesis==")).expect("schemathesis is pinned");
     // Named after the pins (FNV-1a of their text): any change installs afresh.
-    let digest = pinned.iter().flat_map(|line| line.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let digest = pinned
+        .iter()
+        .flat_map(|line| line.bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
     cached_venv(&format!("{version}-{digest:016x}"), &[&pinned]).join("bin/schemathesis")
 }
 
@@ -102,9 +103,10 @@ fn run(command: &mut Command) {
 
 pub fn site_packages(venv: &Path) -> PathBuf {
     let lib = venv.join("lib");
-    let python = std::fs::read_dir(&lib).unwrap().map(|entry| entry.unwrap().path()).find(|path| {
-        path.file_name().unwrap().to_string_lossy().starts_with("python")
-    });
+    let python = std::fs::read_dir(&lib)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.file_name().unwrap().to_string_lossy().starts_with("python"));
     python.expect("a pythonX.Y directory in the venv").join("site-packages")
 }
 

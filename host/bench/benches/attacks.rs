@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wasm_connect_bench::{pipeline_config, repository};
 
-
 fn status_field(name: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|line| line.starts_with(name)).unwrap();
@@ -174,7 +173,9 @@ fn main() {
             )
         })
         .collect::<String>();
-    hostile.push_str("  - name: hostile-liar\n    plugin: legacy-source\n    topic: hostile-liar\n    config: { count: 1000000, claim: 4294967295 }\n");
+    hostile.push_str(
+        "  - name: hostile-liar\n    plugin: legacy-source\n    topic: hostile-liar\n    config: { count: 1000000, claim: 4294967295 }\n",
+    );
     for call in ["size", "append-new-files"] {
         hostile.push_str(&format!(
             "  - name: hostile-{call}\n    plugin: hammering-sink\n    topics: [flights]\n    config: {{ call: {call}, directory: {} }}\n",

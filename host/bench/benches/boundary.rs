@@ -77,11 +77,6 @@ fn main() {
         let component = bench_component(&batches, directory);
         let native = bench_native(&batches, directory);
         let rate = |elapsed: Duration| records as f64 / elapsed.as_secs_f64();
-        println!(
-            "{label:<28} {:>14.0} {:>14.0} {:>7.2}x",
-            rate(component),
-            rate(native),
-            component.as_secs_f64() / native.as_secs_f64()
-        );
+        println!("{label:<28} {:>14.0} {:>14.0} {:>7.2}x", rate(component), rate(native), component.as_secs_f64() / native.as_secs_f64());
     }
 }

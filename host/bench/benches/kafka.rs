@@ -87,7 +87,15 @@ fn lines_written(output: &Path) -> usize {
 
 /// A sensor simulator (`records` readings replayed as fast as the host goes, in
 /// batches of 500) into `topic`, and a file sink reading it with `sink_tasks` tasks.
-fn config(directory: &Path, bootstrap: &str, client: &str, topic: &str, records: usize, sink_tasks: usize, rate_and_start: (u32, &str)) -> PathBuf {
+fn config(
+    directory: &Path,
+    bootstrap: &str,
+    client: &str,
+    topic: &str,
+    records: usize,
+    sink_tasks: usize,
+    rate_and_start: (u32, &str),
+) -> PathBuf {
     let (rate, start) = rate_and_start;
     let text = format!(
         "version: 1\ndata_dir: {data}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {plugins}\n\
@@ -120,7 +128,11 @@ fn throughput(directory: &Path, bootstrap: &str, client: &str, topic: &str, reco
         if written >= records {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "{topic}: {written} of {records} written after 10 minutes; see {}", directory.join("host.log").display());
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{topic}: {written} of {records} written after 10 minutes; see {}",
+            directory.join("host.log").display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let elapsed = first_at.unwrap().elapsed().as_secs_f64();
@@ -170,7 +182,9 @@ fn restart_to_first_write(directory: &Path, runs: usize) -> Vec<Duration> {
 fn main() {
     let records: usize = std::env::args().skip(1).find_map(|argument| argument.parse().ok()).unwrap_or(50_000);
     let directory = tempfile::tempdir().unwrap();
-    println!("{records} sensor readings (about 200 bytes each) from a simulator through Kafka to the file sink; records/s from the sink's first line to its last");
+    println!(
+        "{records} sensor readings (about 200 bytes each) from a simulator through Kafka to the file sink; records/s from the sink's first line to its last"
+    );
 
     println!("\none broker (tansu 0.6, memory engine) behind the test front (Python asyncio), which pipes every connection:");
     let mut plain = 0.0;

@@ -17,7 +17,6 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use wasm_connect_bench::{pipeline_config, repository};
 
-
 fn call(port: u16, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
     let response = services::http_request(method, &format!("http://127.0.0.1:{port}{path}"), &[("Content-Type", content_type)], body);
     (response.status, serde_json::from_str(&response.body).unwrap_or(Value::Null))
@@ -52,9 +51,10 @@ async fn start(config: &Path, port: u16, expected: usize) -> (Duration, Cancella
 
 async fn wait_running(port: u16, connector: &'static str, since: Instant) -> Duration {
     loop {
-        let (_, status) = tokio::task::spawn_blocking(move || call(port, "GET", &format!("/connectors/{connector}/status"), "application/json", b""))
-            .await
-            .unwrap();
+        let (_, status) =
+            tokio::task::spawn_blocking(move || call(port, "GET", &format!("/connectors/{connector}/status"), "application/json", b""))
+                .await
+                .unwrap();
         if status["tasks"].as_array().is_some_and(|tasks| !tasks.is_empty() && tasks.iter().all(|task| task["state"] == "RUNNING")) {
             return since.elapsed();
         }
@@ -86,7 +86,11 @@ async fn main() {
     }
     warm.sort();
     println!("start-up to all 5 connectors (6 tasks) RUNNING, cold compile cache: {}", milliseconds(cold));
-    println!("start-up to all 5 connectors (6 tasks) RUNNING, warm compile cache: {} (best of 3; worst {})", milliseconds(warm[0]), milliseconds(warm[2]));
+    println!(
+        "start-up to all 5 connectors (6 tasks) RUNNING, warm compile cache: {} (best of 3; worst {})",
+        milliseconds(warm[0]),
+        milliseconds(warm[2])
+    );
 
     // Hot-add while the pipeline runs: upload, create, RUNNING.
     let (_, shutdown, host) = start(&config, port, 5).await;
@@ -98,23 +102,34 @@ async fn main() {
     let (status, _) = tokio::task::spawn_blocking(move || call(port, "POST", "/plugins", "application/wasm", &version_one)).await.unwrap();
     assert_eq!(status, 201);
     let uploaded = since.elapsed();
-    let counter = json!({"name": "counter", "config": {"connector.class": "counter-source@1.0.0", "topic": "counts", "rate": "100"}}).to_string();
-    let (status, _) = tokio::task::spawn_blocking(move || call(port, "POST", "/connectors", "application/json", counter.as_bytes())).await.unwrap();
+    let counter =
+        json!({"name": "counter", "config": {"connector.class": "counter-source@1.0.0", "topic": "counts", "rate": "100"}}).to_string();
+    let (status, _) =
+        tokio::task::spawn_blocking(move || call(port, "POST", "/connectors", "application/json", counter.as_bytes())).await.unwrap();
     assert_eq!(status, 201);
     let hot_add = wait_running(port, "counter", since).await;
-    println!("POST /plugins ({size_kb} KB Rust component, cold compile) answered in {}; connector on it RUNNING after {}", milliseconds(uploaded), milliseconds(hot_add));
+    println!(
+        "POST /plugins ({size_kb} KB Rust component, cold compile) answered in {}; connector on it RUNNING after {}",
+        milliseconds(uploaded),
+        milliseconds(hot_add)
+    );
     let since = Instant::now();
     let (status, _) = tokio::task::spawn_blocking(move || call(port, "POST", "/plugins", "application/wasm", &version_two)).await.unwrap();
     assert_eq!(status, 201);
     let patch = json!({"connector.class": "counter-source@2.0.0"}).to_string();
-    let (status, _) = tokio::task::spawn_blocking(move || call(port, "PATCH", "/connectors/counter/config", "application/json", patch.as_bytes())).await.unwrap();
+    let (status, _) =
+        tokio::task::spawn_blocking(move || call(port, "PATCH", "/connectors/counter/config", "application/json", patch.as_bytes()))
+            .await
+            .unwrap();
     assert_eq!(status, 200);
     let upgrade = wait_running(port, "counter", since).await;
     println!("upload of version 2.0.0 and the running connector moved to it: RUNNING after {}", milliseconds(upgrade));
 
     // Admin requests per second from concurrent clients, the pipeline running.
     let seconds = 5.0;
-    for (clients, path) in [(4, "/connectors/flights-sim/status"), (4, "/connectors?expand=status&expand=info"), (16, "/connectors/flights-sim/status")] {
+    for (clients, path) in
+        [(4, "/connectors/flights-sim/status"), (4, "/connectors?expand=status&expand=info"), (16, "/connectors/flights-sim/status")]
+    {
         let deadline = Instant::now() + Duration::from_secs_f64(seconds);
         let workers: Vec<_> = (0..clients)
             .map(|_| {
@@ -130,7 +145,8 @@ async fn main() {
                 })
             })
             .collect();
-        let (answered, failed) = workers.into_iter().map(|worker| worker.join().unwrap()).fold((0, 0), |sum, one| (sum.0 + one.0, sum.1 + one.1));
+        let (answered, failed) =
+            workers.into_iter().map(|worker| worker.join().unwrap()).fold((0, 0), |sum, one| (sum.0 + one.0, sum.1 + one.1));
         println!(
             "GET {path}, {clients} clients, a new connection per request, pipeline running: {:.0} requests/s ({failed} failed)",
             answered as f64 / seconds

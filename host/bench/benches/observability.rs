@@ -72,7 +72,13 @@ async fn topic_tools_throughput() {
     let transport = EmbeddedTransport::open(directory.path(), 4).unwrap();
     let lines: String = sample_records(TOPIC_RECORDS)
         .iter()
-        .map(|record| format!("{}|{}\n", String::from_utf8_lossy(record.key.as_ref().unwrap()), String::from_utf8_lossy(record.value.as_ref().unwrap())))
+        .map(|record| {
+            format!(
+                "{}|{}\n",
+                String::from_utf8_lossy(record.key.as_ref().unwrap()),
+                String::from_utf8_lossy(record.value.as_ref().unwrap())
+            )
+        })
         .collect();
     let options = WriteOptions { topic: "flights".into(), key_separator: Some("|".into()), headers: Vec::new() };
     let started = Instant::now();

@@ -130,12 +130,7 @@ async fn run(records: usize, cache: &Path) -> Run {
     let elapsed = first.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_at_first);
     if !cache.exists() {
-        let status = std::process::Command::new("cp")
-            .arg("-r")
-            .arg(directory.path().join("data/cache"))
-            .arg(cache)
-            .status()
-            .unwrap();
+        let status = std::process::Command::new("cp").arg("-r").arg(directory.path().join("data/cache")).arg(cache).status().unwrap();
         assert!(status.success(), "the compile cache was not where expected");
     }
     shutdown.cancel();

@@ -56,9 +56,8 @@ async fn connector(data_dir: &Path, count: usize, plugin: &str, config: &str) ->
     let shutdown = CancellationToken::new();
     let host = tokio::spawn(wasm_connect::run(loaded, shutdown.clone()));
     let delivered = || async move {
-        let metrics = tokio::task::spawn_blocking(move || services::http("GET", &format!("http://127.0.0.1:{port}/metrics"), None))
-            .await
-            .unwrap();
+        let metrics =
+            tokio::task::spawn_blocking(move || services::http("GET", &format!("http://127.0.0.1:{port}/metrics"), None)).await.unwrap();
         metrics
             .1
             .lines()
@@ -113,7 +112,8 @@ async fn elasticsearch(count: usize) -> (f64, f64) {
     // own costs show more.
     let server = services::elasticsearch(if std::env::var_os("ES_URL").is_some() { "external" } else { "noida" });
     let data = topic_with(count).await;
-    let component = connector(data.path(), count, "elasticsearch-sink", &format!("      url: {}\n      index: bench-component\n", server.url)).await;
+    let component =
+        connector(data.path(), count, "elasticsearch-sink", &format!("      url: {}\n      index: bench-component\n", server.url)).await;
     let url = elasticsearch::http::Url::parse(&server.url).unwrap();
     let pool = elasticsearch::http::transport::SingleNodeConnectionPool::new(url);
     let client = elasticsearch::Elasticsearch::new(elasticsearch::http::transport::TransportBuilder::new(pool).build().unwrap());
@@ -200,7 +200,8 @@ async fn cassandra(count: usize) -> (f64, f64) {
         .query_unpaged("CREATE TABLE IF NOT EXISTS bench.native (id text, hex text, lat double, lng double, alt bigint, flight text, at timestamp, PRIMARY KEY ((id)))", ())
         .await
         .unwrap();
-    let insert = session.prepare("INSERT INTO bench.native (id, hex, lat, lng, alt, flight, at) VALUES (?, ?, ?, ?, ?, ?, ?)").await.unwrap();
+    let insert =
+        session.prepare("INSERT INTO bench.native (id, hex, lat, lng, alt, flight, at) VALUES (?, ?, ?, ?, ?, ?, ?)").await.unwrap();
     let data = topic_with(count).await;
     let native = native(data.path(), count, |batch| {
         let (session, insert) = (&session, &insert);

@@ -25,8 +25,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::routes::Body;
 use super::ApiError;
+use super::routes::Body;
 
 /// The media types a browser sends cross-site without asking first (CORS "simple"
 /// requests).
@@ -146,17 +146,19 @@ fn check_content_type(rules: &BrowserRules, request: &Request) -> Result<(), Api
     let media_type = media_type(request.headers());
     let method = request.method();
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    let expected =
-        route.and_then(|route| rules.bodies.iter().find(|(m, path, _)| m == method && *path == route)).map(|(_, _, body)| *body);
+    let expected = route.and_then(|route| rules.bodies.iter().find(|(m, path, _)| m == method && *path == route)).map(|(_, _, body)| *body);
     let unsupported = |message: String| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message);
     match expected {
         Some(Body::Json(_)) if media_type.as_deref() != Some("application/json") => {
             Err(unsupported("this endpoint takes a JSON body: send it with Content-Type: application/json".to_owned()))
         }
-        Some(Body::Component) if media_type.as_deref() != Some("application/wasm") => Err(unsupported(
-            "upload the component as the raw request body with Content-Type: application/wasm".to_owned(),
-        )),
-        _ if *method != Method::GET && *method != Method::HEAD && media_type.as_deref().is_some_and(|media_type| SIMPLE_CONTENT_TYPES.contains(&media_type)) => {
+        Some(Body::Component) if media_type.as_deref() != Some("application/wasm") => {
+            Err(unsupported("upload the component as the raw request body with Content-Type: application/wasm".to_owned()))
+        }
+        _ if *method != Method::GET
+            && *method != Method::HEAD
+            && media_type.as_deref().is_some_and(|media_type| SIMPLE_CONTENT_TYPES.contains(&media_type)) =>
+        {
             Err(unsupported(format!(
                 "requests that change something may not carry Content-Type {}, which browsers send across sites; send \
                  application/json, or no body",

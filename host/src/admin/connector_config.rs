@@ -118,10 +118,7 @@ pub fn string_map(value: &Value, allow_null: bool) -> Result<BTreeMap<String, Op
         return Err(vec![("config".into(), "must be a JSON object of string values".into())]);
     };
     if object.len() > MAX_CONFIG_KEYS {
-        return Err(vec![(
-            "config".into(),
-            format!("has {} keys; a connector configuration has at most {MAX_CONFIG_KEYS}", object.len()),
-        )]);
+        return Err(vec![("config".into(), format!("has {} keys; a connector configuration has at most {MAX_CONFIG_KEYS}", object.len()))]);
     }
     let mut map = BTreeMap::new();
     let mut problems = Vec::new();
@@ -155,10 +152,7 @@ fn json_kind(value: &Value) -> &'static str {
 /// Reads a flat map into the YAML model, or every problem by flat key. Values of
 /// secret options given as `[hidden]` are taken from `previous` (what a client read
 /// back and sent unchanged).
-pub fn from_flat(
-    flat: &BTreeMap<String, String>,
-    previous: Option<&ConnectorConfig>,
-) -> Result<ConnectorConfig, Problems> {
+pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorConfig>) -> Result<ConnectorConfig, Problems> {
     let mut problems: Vec<(String, String)> = Vec::new();
     let take = |key: &str| flat.get(key).map(|value| value.trim().to_owned());
     let name = take("name").unwrap_or_default();
@@ -293,7 +287,10 @@ mod tests {
     fn values_must_be_strings_numbers_or_booleans() {
         let value = serde_json::json!({"a": "x", "b": 2, "c": true, "d": null, "e": [1]});
         let problems = string_map(&value, false).unwrap_err();
-        assert_eq!(problems, vec![("d".to_owned(), "must be a string, not null".to_owned()), ("e".to_owned(), "must be a string, not an array".to_owned())]);
+        assert_eq!(
+            problems,
+            vec![("d".to_owned(), "must be a string, not null".to_owned()), ("e".to_owned(), "must be a string, not an array".to_owned())]
+        );
         let patch = string_map(&serde_json::json!({"b": 2, "d": null}), true).unwrap();
         assert_eq!(patch["b"].as_deref(), Some("2"));
         assert_eq!(patch["d"], None);

@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 
-
 use super::connector_config::{HIDDEN, flat_key, from_flat, string_map};
 use super::dto::{ConfigInfos, ConfigKeyDefinition, ConfigKeyInfo, ConfigKeyValue, ConnectorPlugin};
 use super::{AdminState, ApiError, json_body, query_flag};
@@ -66,7 +65,14 @@ fn option_definition(option: &ConfigOptionDescription, group: Option<&str>, orde
 }
 
 /// The definition of a key that is not one of the plugin's options.
-fn plain_definition(name: &str, kind: &str, default: Option<&str>, documentation: &str, group: Option<&str>, order: i64) -> ConfigKeyDefinition {
+fn plain_definition(
+    name: &str,
+    kind: &str,
+    default: Option<&str>,
+    documentation: &str,
+    group: Option<&str>,
+    order: i64,
+) -> ConfigKeyDefinition {
     ConfigKeyDefinition {
         name: name.to_owned(),
         kind: kind.to_owned(),
@@ -103,7 +109,13 @@ struct HostKey {
     group: &'static str,
 }
 
-const fn key(name: &'static str, kind: &'static str, default: Option<&'static str>, documentation: &'static str, group: &'static str) -> HostKey {
+const fn key(
+    name: &'static str,
+    kind: &'static str,
+    default: Option<&'static str>,
+    documentation: &'static str,
+    group: &'static str,
+) -> HostKey {
     HostKey { name, kind, required: default.is_none(), default, documentation, group }
 }
 

@@ -251,11 +251,9 @@ pub(super) async fn tasks_config(
 }
 
 fn task_number(name: &str, task: &str) -> Result<u32, ApiError> {
-    task.bytes()
-        .all(|byte| byte.is_ascii_digit())
-        .then(|| task.parse().ok())
-        .flatten()
-        .ok_or_else(|| ApiError::not_found(format!("Task {} of connector {name} not found: task ids are whole numbers", super::shorten(task))))
+    task.bytes().all(|byte| byte.is_ascii_digit()).then(|| task.parse().ok()).flatten().ok_or_else(|| {
+        ApiError::not_found(format!("Task {} of connector {name} not found: task ids are whole numbers", super::shorten(task)))
+    })
 }
 
 /// `GET /connectors/{name}/tasks/{task}/status`.

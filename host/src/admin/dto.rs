@@ -13,8 +13,7 @@ use crate::runtime::{OptionType, PluginDescription, PluginKind, PluginOrigin};
 use crate::telemetry::ConnectorStatus;
 
 /// Kafka Connect's level names in any case.
-pub const LEVEL_PATTERN: &str =
-    "^([Oo][Ff][Ff]|[Ff][Aa][Tt][Aa][Ll]|[Ee][Rr][Rr][Oo][Rr]|[Ww][Aa][Rr][Nn]|[Ii][Nn][Ff][Oo]|[Dd][Ee][Bb][Uu][Gg]|[Tt][Rr][Aa][Cc][Ee])$";
+pub const LEVEL_PATTERN: &str = "^([Oo][Ff][Ff]|[Ff][Aa][Tt][Aa][Ll]|[Ee][Rr][Rr][Oo][Rr]|[Ww][Aa][Rr][Nn]|[Ii][Nn][Ff][Oo]|[Dd][Ee][Bb][Uu][Gg]|[Tt][Rr][Aa][Cc][Ee])$";
 
 /// `GET /`: the host's version.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -419,9 +418,11 @@ mod tests {
             serde_json::Value::Object(many),
         ];
         for body in bodies {
-            let described = serde_json::from_value::<ConfigRequest>(body.clone()).is_ok() && body.as_object().is_some_and(|map| map.len() <= 1000);
+            let described =
+                serde_json::from_value::<ConfigRequest>(body.clone()).is_ok() && body.as_object().is_some_and(|map| map.len() <= 1000);
             assert_eq!(described, string_map(&body, false).is_ok(), "{body}");
-            let described = serde_json::from_value::<ConfigPatch>(body.clone()).is_ok() && body.as_object().is_some_and(|map| map.len() <= 1000);
+            let described =
+                serde_json::from_value::<ConfigPatch>(body.clone()).is_ok() && body.as_object().is_some_and(|map| map.len() <= 1000);
             assert_eq!(described, string_map(&body, true).is_ok(), "{body}");
         }
     }

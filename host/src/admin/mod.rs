@@ -9,11 +9,11 @@
 mod auth;
 mod browser;
 mod connector_config;
+mod connector_plugins;
 mod connectors;
+mod dto;
 mod loggers;
 mod offsets;
-mod connector_plugins;
-mod dto;
 mod plugins;
 mod routes;
 mod server;
@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Request, State};
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,13 +33,13 @@ use axum::{Json, Router};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::configured_token;
-pub use server::{ServerLimits, bind};
-pub use plugins::CONCURRENT_UPLOADS;
-pub use tls::ReloadingTls;
 use crate::manager::{Manager, ManagerError};
 use crate::telemetry::Metrics;
 use crate::transport::TransportError;
+pub use auth::configured_token;
+pub use plugins::CONCURRENT_UPLOADS;
+pub use server::{ServerLimits, bind};
+pub use tls::ReloadingTls;
 
 /// What the handlers use.
 #[derive(Clone)]
@@ -113,10 +113,9 @@ impl From<ManagerError> for ApiError {
     fn from(error: ManagerError) -> Self {
         let status = match &error {
             ManagerError::NotFound(_) | ManagerError::TaskNotFound(..) => StatusCode::NOT_FOUND,
-            ManagerError::AlreadyExists(_)
-            | ManagerError::OwnedByFile(_)
-            | ManagerError::WrongState(_)
-            | ManagerError::Conflict(_) => StatusCode::CONFLICT,
+            ManagerError::AlreadyExists(_) | ManagerError::OwnedByFile(_) | ManagerError::WrongState(_) | ManagerError::Conflict(_) => {
+                StatusCode::CONFLICT
+            }
             ManagerError::PluginNotFound(_) => StatusCode::NOT_FOUND,
             ManagerError::PluginRefused(_) | ManagerError::BadOffsets(_) => StatusCode::BAD_REQUEST,
             ManagerError::Invalid(problems) => {
@@ -126,9 +125,7 @@ impl From<ManagerError> for ApiError {
             }
             ManagerError::NotStopped(_) => StatusCode::BAD_REQUEST,
             ManagerError::Transport(TransportError::GroupNotEmpty(_)) => StatusCode::CONFLICT,
-            ManagerError::Store(_) | ManagerError::Transport(_) | ManagerError::PluginStorage(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ManagerError::Store(_) | ManagerError::Transport(_) | ManagerError::PluginStorage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self { status, message: error.to_string() }
     }
@@ -330,11 +327,8 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
         .iter()
         .filter_map(|value| value.to_str().ok())
         .any(|accept| accept.contains("application/openmetrics-text"));
-    let content_type = if openmetrics {
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    } else {
-        "text/plain; version=0.0.4; charset=utf-8"
-    };
+    let content_type =
+        if openmetrics { "application/openmetrics-text; version=1.0.0; charset=utf-8" } else { "text/plain; version=0.0.4; charset=utf-8" };
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render(openmetrics)).into_response()
 }
 

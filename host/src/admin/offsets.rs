@@ -9,8 +9,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 
 use super::dto::{
-    ConnectorOffset, ConnectorOffsets as OffsetsAnswer, Message, OffsetChange, OffsetsChangeRequest, SinkOffset, SinkPartition, SourceOffset,
-    SourcePartition,
+    ConnectorOffset, ConnectorOffsets as OffsetsAnswer, Message, OffsetChange, OffsetsChangeRequest, SinkOffset, SinkPartition,
+    SourceOffset, SourcePartition,
 };
 use super::{AdminState, ApiError, json_body};
 use crate::manager::{ConnectorOffsets, OffsetsChange};
@@ -82,11 +82,17 @@ fn sink_change(entry: OffsetChange) -> Result<PartitionOffsetChange, ApiError> {
     if partition.kafka_partition < 0 || offset.as_ref().is_some_and(|offset| offset.kafka_offset < 0) {
         return Err(ApiError::bad_request(SINK_SHAPE.to_owned()));
     }
-    Ok(PartitionOffsetChange { topic: partition.kafka_topic, partition: partition.kafka_partition, offset: offset.map(|offset| offset.kafka_offset) })
+    Ok(PartitionOffsetChange {
+        topic: partition.kafka_topic,
+        partition: partition.kafka_partition,
+        offset: offset.map(|offset| offset.kafka_offset),
+    })
 }
 
 fn source_change(name: &str, entries: Vec<OffsetChange>) -> Result<OffsetsChange, ApiError> {
-    let [OffsetChange::Source { partition, offset }] = <[OffsetChange; 1]>::try_from(entries).map_err(|_| ApiError::bad_request(source_shape(name)))? else {
+    let [OffsetChange::Source { partition, offset }] =
+        <[OffsetChange; 1]>::try_from(entries).map_err(|_| ApiError::bad_request(source_shape(name)))?
+    else {
         return Err(ApiError::bad_request(source_shape(name)));
     };
     if partition.connector != name {

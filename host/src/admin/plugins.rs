@@ -3,15 +3,15 @@
 //! browser could send from another site), list plugins with their versions, digests and users,
 //! and remove an uploaded version no connector uses.
 
+use super::dto::{PluginVersion, PluginVersions};
+use super::{AdminState, ApiError};
+use crate::manager::{ManagerError, Upload};
+use crate::runtime::LoadedPlugin;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use super::dto::{PluginVersion, PluginVersions};
-use super::{AdminState, ApiError};
-use crate::manager::{ManagerError, Upload};
-use crate::runtime::LoadedPlugin;
 
 /// A plugin with what the host knows of it: its description, digest, origin and the
 /// connectors using it.
@@ -40,7 +40,10 @@ pub(super) async fn upload(State(state): State<AdminState>, request: Request) ->
     // The content type (application/wasm) was checked before the handler ran.
     let bytes = Bytes::from_request(request, &()).await.map_err(|rejection| {
         super::unreadable_body(&rejection, || {
-            format!("the component is larger than plugins.max_upload_mib ({} MiB); raise it in the configuration", state.max_plugin_bytes >> 20)
+            format!(
+                "the component is larger than plugins.max_upload_mib ({} MiB); raise it in the configuration",
+                state.max_plugin_bytes >> 20
+            )
         })
     })?;
     if bytes.is_empty() {

@@ -66,14 +66,7 @@ pub(super) struct Endpoint {
     pub handler: MethodRouter<AdminState>,
 }
 
-fn endpoint<H, T>(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    body: Body,
-    answers: Vec<Answer>,
-    handler: H,
-) -> Endpoint
+fn endpoint<H, T>(method: &'static str, path: &'static str, summary: &'static str, body: Body, answers: Vec<Answer>, handler: H) -> Endpoint
 where
     H: Handler<T, AdminState>,
     T: 'static,
@@ -112,46 +105,338 @@ fn invalid() -> Answer {
 pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
     let file_owned = || bare(409, "the configuration file owns this connector, or it is being changed");
     vec![
-        endpoint("GET", "/", "The host's version.", Body::None, vec![with::<ServerInfo>(200, "version, commit, kafka_cluster_id")], super::root),
-        endpoint("GET", "/health", "Whether the host runs, and what became of the configuration file's latest version (no token needed).", Body::None, vec![with::<Health>(200, "healthy")], super::health),
+        endpoint(
+            "GET",
+            "/",
+            "The host's version.",
+            Body::None,
+            vec![with::<ServerInfo>(200, "version, commit, kafka_cluster_id")],
+            super::root,
+        ),
+        endpoint(
+            "GET",
+            "/health",
+            "Whether the host runs, and what became of the configuration file's latest version (no token needed).",
+            Body::None,
+            vec![with::<Health>(200, "healthy")],
+            super::health,
+        ),
         endpoint("GET", "/metrics", "Prometheus / OpenMetrics metrics.", Body::None, vec![bare(200, "metrics text")], super::metrics),
         endpoint("GET", "/openapi.json", "This document.", Body::None, vec![bare(200, "OpenAPI 3.1 document")], super::openapi),
-        endpoint("GET", "/connectors", "The connectors' names, or with expand their status and info.", Body::None, vec![with::<ConnectorList>(200, "names, or a map of expansions by name")], connectors::list)
-            .query(&[("expand", "status or info; repeatable or comma-separated; other values are ignored")]),
-        endpoint("POST", "/connectors", "Creates a connector owned by the API.", json::<CreateConnector>(), vec![with::<ConnectorInfo>(201, "created: the connector's info; Location is its address"), invalid(), bare(409, "the name is taken")], connectors::create),
-        endpoint("GET", "/connectors/{name}", "A connector's info: name, config, tasks, type.", Body::None, vec![with::<ConnectorInfo>(200, "OK"), no_connector()], connectors::info),
-        endpoint("DELETE", "/connectors/{name}", "Deletes an API-owned connector.", Body::None, vec![bare(204, "deleted"), no_connector(), file_owned()], connectors::delete),
-        endpoint("GET", "/connectors/{name}/status", "A connector's and its tasks' states.", Body::None, vec![with::<ConnectorStatus>(200, "OK"), no_connector()], connectors::status),
-        endpoint("GET", "/connectors/{name}/config", "The flat configuration; secrets read [hidden].", Body::None, vec![with::<FlatConfig>(200, "OK"), no_connector()], connectors::config),
-        endpoint("PUT", "/connectors/{name}/config", "Replaces the configuration, or creates the connector.", json::<ConfigRequest>(), vec![with::<ConnectorInfo>(200, "updated: the info"), with::<ConnectorInfo>(201, "created: the info"), invalid(), file_owned()], connectors::put_config),
-        endpoint("PATCH", "/connectors/{name}/config", "Merges keys into the configuration; null removes a key.", json::<ConfigPatch>(), vec![with::<ConnectorInfo>(200, "updated: the info"), invalid(), no_connector(), file_owned()], connectors::patch_config),
-        endpoint("POST", "/connectors/{name}/restart", "Restarts the connector, and with includeTasks its tasks.", Body::None, vec![with::<ConnectorStatus>(202, "the status, instances being restarted shown RESTARTING"), bare(204, "restarted"), no_connector(), bare(409, "the connector is being changed")], connectors::restart)
-            .query(&[("includeTasks", "true, or false (the default; any other value reads as false, as in Kafka Connect)"), ("onlyFailed", "true, or false (the default; any other value reads as false)")]),
-        endpoint("PUT", "/connectors/{name}/pause", "Pauses the connector: its tasks stop until resumed.", Body::None, vec![bare(202, "pausing"), no_connector(), bare(409, "the connector is being changed")], connectors::pause),
-        endpoint("PUT", "/connectors/{name}/resume", "Resumes a paused or stopped connector.", Body::None, vec![bare(202, "resuming"), no_connector(), bare(409, "the connector is being changed")], connectors::resume),
-        endpoint("PUT", "/connectors/{name}/stop", "Stops the connector: no tasks; offsets may then change.", Body::None, vec![bare(204, "stopped"), no_connector(), bare(409, "the connector is being changed")], connectors::stop),
-        endpoint("GET", "/connectors/{name}/tasks", "Each task with its configuration.", Body::None, vec![with::<Vec<TaskInfo>>(200, "OK"), no_connector()], connectors::tasks),
-        endpoint("GET", "/connectors/{name}/tasks-config", "Each task's configuration, by `<name>-<task>`.", Body::None, vec![with::<std::collections::BTreeMap<String, FlatConfig>>(200, "OK"), no_connector()], connectors::tasks_config),
-        endpoint("GET", "/connectors/{name}/tasks/{task}/status", "One task's state.", Body::None, vec![with::<TaskStatus>(200, "OK"), bare(404, "no such connector or task")], connectors::task_status),
-        endpoint("POST", "/connectors/{name}/tasks/{task}/restart", "Restarts one task.", Body::None, vec![bare(204, "restarted"), bare(404, "no such connector or task"), bare(409, "the connector is not running")], connectors::restart_task),
-        endpoint("GET", "/connectors/{name}/offsets", "A sink's committed offsets, or a source's position.", Body::None, vec![with::<ConnectorOffsets>(200, "OK"), no_connector()], offsets::get),
-        endpoint("PATCH", "/connectors/{name}/offsets", "Changes the offsets of a STOPPED connector.", json::<OffsetsChangeRequest>(), vec![with::<Message>(200, "altered"), bare(400, "not STOPPED, the body is invalid, or the offsets cannot be honoured"), no_connector(), bare(409, "the connector is being changed")], offsets::alter),
-        endpoint("DELETE", "/connectors/{name}/offsets", "Forgets every offset of a STOPPED connector.", Body::None, vec![with::<Message>(200, "reset"), bare(400, "not STOPPED"), no_connector(), bare(409, "the connector is being changed, or its consumer group is in use")], offsets::reset),
-        endpoint("GET", "/connectors/{name}/topics", "The connector's topics.", Body::None, vec![with::<std::collections::BTreeMap<String, ConnectorTopics>>(200, "OK"), no_connector()], connectors::topics),
-        endpoint("PUT", "/connectors/{name}/topics/reset", "Accepted; the topics shown are the configured ones.", Body::None, vec![bare(202, "accepted"), no_connector()], connectors::reset_topics),
-        endpoint("GET", "/connector-plugins", "The plugins, as Kafka Connect lists them.", Body::None, vec![with::<Vec<ConnectorPlugin>>(200, "OK")], connector_plugins::list)
-            .query(&[("connectorsOnly", "true (the default), or anything else to list transforms too")]),
-        endpoint("GET", "/connector-plugins/{plugin}/config", "A plugin's option definitions.", Body::None, vec![with::<Vec<ConfigKeyDefinition>>(200, "definitions"), bare(404, "no such plugin")], connector_plugins::config_definitions),
-        endpoint("PUT", "/connector-plugins/{plugin}/config/validate", "Validates a configuration without creating anything.", json::<ConfigRequest>(), vec![with::<ConfigInfos>(200, "every key with its errors; error_count 0 when valid"), bare(400, "the body is invalid, or connector.class names another plugin"), bare(404, "no such plugin")], connector_plugins::validate),
-        endpoint("POST", "/plugins", "Uploads a plugin component while the host runs.", Body::Component, vec![with::<PluginVersion>(200, "that very component was already there"), with::<PluginVersion>(201, "added: its description"), bare(400, "not a usable plugin"), bare(409, "the version is taken by other content"), bare(413, "larger than plugins.max_upload_mib"), bare(429, "two other uploads are being read")], plugins::upload.layer(DefaultBodyLimit::max(max_plugin_bytes))),
-        endpoint("GET", "/plugins", "Every plugin version, with digest, origin and users.", Body::None, vec![with::<Vec<PluginVersion>>(200, "OK")], plugins::list),
-        endpoint("GET", "/plugins/{name}", "A plugin's versions.", Body::None, vec![with::<PluginVersions>(200, "OK"), bare(400, "not a plugin name"), bare(404, "no such plugin")], plugins::versions),
-        endpoint("DELETE", "/plugins/{name}", "Removes every uploaded version of a plugin.", Body::None, vec![bare(204, "removed"), bare(400, "not a plugin name"), bare(404, "no such plugin"), bare(409, "in use, or from plugins.dir")], plugins::delete_all),
-        endpoint("GET", "/plugins/{name}/{version}", "One plugin version.", Body::None, vec![with::<PluginVersion>(200, "OK"), bare(400, "not a plugin name or version"), bare(404, "no such plugin")], plugins::version),
-        endpoint("DELETE", "/plugins/{name}/{version}", "Removes an uploaded plugin version.", Body::None, vec![bare(204, "removed"), bare(400, "not a plugin name or version"), bare(404, "no such plugin"), bare(409, "in use, or from plugins.dir")], plugins::delete_version),
-        endpoint("GET", "/admin/loggers", "Every logger's level.", Body::None, vec![with::<std::collections::BTreeMap<String, LoggerLevel>>(200, "OK")], loggers::list),
-        endpoint("GET", "/admin/loggers/{logger}", "One logger's level, its own or inherited.", Body::None, vec![with::<LoggerLevel>(200, "OK"), bare(404, "not a logger name")], loggers::get),
-        endpoint("PUT", "/admin/loggers/{logger}", "Sets a logger's level, and those of the loggers below it.", json::<LevelRequest>(), vec![with::<Vec<String>>(200, "the loggers changed"), bare(400, "not a level, or too many loggers"), bare(404, "not a logger name")], loggers::set),
+        endpoint(
+            "GET",
+            "/connectors",
+            "The connectors' names, or with expand their status and info.",
+            Body::None,
+            vec![with::<ConnectorList>(200, "names, or a map of expansions by name")],
+            connectors::list,
+        )
+        .query(&[("expand", "status or info; repeatable or comma-separated; other values are ignored")]),
+        endpoint(
+            "POST",
+            "/connectors",
+            "Creates a connector owned by the API.",
+            json::<CreateConnector>(),
+            vec![
+                with::<ConnectorInfo>(201, "created: the connector's info; Location is its address"),
+                invalid(),
+                bare(409, "the name is taken"),
+            ],
+            connectors::create,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}",
+            "A connector's info: name, config, tasks, type.",
+            Body::None,
+            vec![with::<ConnectorInfo>(200, "OK"), no_connector()],
+            connectors::info,
+        ),
+        endpoint(
+            "DELETE",
+            "/connectors/{name}",
+            "Deletes an API-owned connector.",
+            Body::None,
+            vec![bare(204, "deleted"), no_connector(), file_owned()],
+            connectors::delete,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}/status",
+            "A connector's and its tasks' states.",
+            Body::None,
+            vec![with::<ConnectorStatus>(200, "OK"), no_connector()],
+            connectors::status,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}/config",
+            "The flat configuration; secrets read [hidden].",
+            Body::None,
+            vec![with::<FlatConfig>(200, "OK"), no_connector()],
+            connectors::config,
+        ),
+        endpoint(
+            "PUT",
+            "/connectors/{name}/config",
+            "Replaces the configuration, or creates the connector.",
+            json::<ConfigRequest>(),
+            vec![with::<ConnectorInfo>(200, "updated: the info"), with::<ConnectorInfo>(201, "created: the info"), invalid(), file_owned()],
+            connectors::put_config,
+        ),
+        endpoint(
+            "PATCH",
+            "/connectors/{name}/config",
+            "Merges keys into the configuration; null removes a key.",
+            json::<ConfigPatch>(),
+            vec![with::<ConnectorInfo>(200, "updated: the info"), invalid(), no_connector(), file_owned()],
+            connectors::patch_config,
+        ),
+        endpoint(
+            "POST",
+            "/connectors/{name}/restart",
+            "Restarts the connector, and with includeTasks its tasks.",
+            Body::None,
+            vec![
+                with::<ConnectorStatus>(202, "the status, instances being restarted shown RESTARTING"),
+                bare(204, "restarted"),
+                no_connector(),
+                bare(409, "the connector is being changed"),
+            ],
+            connectors::restart,
+        )
+        .query(&[
+            ("includeTasks", "true, or false (the default; any other value reads as false, as in Kafka Connect)"),
+            ("onlyFailed", "true, or false (the default; any other value reads as false)"),
+        ]),
+        endpoint(
+            "PUT",
+            "/connectors/{name}/pause",
+            "Pauses the connector: its tasks stop until resumed.",
+            Body::None,
+            vec![bare(202, "pausing"), no_connector(), bare(409, "the connector is being changed")],
+            connectors::pause,
+        ),
+        endpoint(
+            "PUT",
+            "/connectors/{name}/resume",
+            "Resumes a paused or stopped connector.",
+            Body::None,
+            vec![bare(202, "resuming"), no_connector(), bare(409, "the connector is being changed")],
+            connectors::resume,
+        ),
+        endpoint(
+            "PUT",
+            "/connectors/{name}/stop",
+            "Stops the connector: no tasks; offsets may then change.",
+            Body::None,
+            vec![bare(204, "stopped"), no_connector(), bare(409, "the connector is being changed")],
+            connectors::stop,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}/tasks",
+            "Each task with its configuration.",
+            Body::None,
+            vec![with::<Vec<TaskInfo>>(200, "OK"), no_connector()],
+            connectors::tasks,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}/tasks-config",
+            "Each task's configuration, by `<name>-<task>`.",
+            Body::None,
+            vec![with::<std::collections::BTreeMap<String, FlatConfig>>(200, "OK"), no_connector()],
+            connectors::tasks_config,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}/tasks/{task}/status",
+            "One task's state.",
+            Body::None,
+            vec![with::<TaskStatus>(200, "OK"), bare(404, "no such connector or task")],
+            connectors::task_status,
+        ),
+        endpoint(
+            "POST",
+            "/connectors/{name}/tasks/{task}/restart",
+            "Restarts one task.",
+            Body::None,
+            vec![bare(204, "restarted"), bare(404, "no such connector or task"), bare(409, "the connector is not running")],
+            connectors::restart_task,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}/offsets",
+            "A sink's committed offsets, or a source's position.",
+            Body::None,
+            vec![with::<ConnectorOffsets>(200, "OK"), no_connector()],
+            offsets::get,
+        ),
+        endpoint(
+            "PATCH",
+            "/connectors/{name}/offsets",
+            "Changes the offsets of a STOPPED connector.",
+            json::<OffsetsChangeRequest>(),
+            vec![
+                with::<Message>(200, "altered"),
+                bare(400, "not STOPPED, the body is invalid, or the offsets cannot be honoured"),
+                no_connector(),
+                bare(409, "the connector is being changed"),
+            ],
+            offsets::alter,
+        ),
+        endpoint(
+            "DELETE",
+            "/connectors/{name}/offsets",
+            "Forgets every offset of a STOPPED connector.",
+            Body::None,
+            vec![
+                with::<Message>(200, "reset"),
+                bare(400, "not STOPPED"),
+                no_connector(),
+                bare(409, "the connector is being changed, or its consumer group is in use"),
+            ],
+            offsets::reset,
+        ),
+        endpoint(
+            "GET",
+            "/connectors/{name}/topics",
+            "The connector's topics.",
+            Body::None,
+            vec![with::<std::collections::BTreeMap<String, ConnectorTopics>>(200, "OK"), no_connector()],
+            connectors::topics,
+        ),
+        endpoint(
+            "PUT",
+            "/connectors/{name}/topics/reset",
+            "Accepted; the topics shown are the configured ones.",
+            Body::None,
+            vec![bare(202, "accepted"), no_connector()],
+            connectors::reset_topics,
+        ),
+        endpoint(
+            "GET",
+            "/connector-plugins",
+            "The plugins, as Kafka Connect lists them.",
+            Body::None,
+            vec![with::<Vec<ConnectorPlugin>>(200, "OK")],
+            connector_plugins::list,
+        )
+        .query(&[("connectorsOnly", "true (the default), or anything else to list transforms too")]),
+        endpoint(
+            "GET",
+            "/connector-plugins/{plugin}/config",
+            "A plugin's option definitions.",
+            Body::None,
+            vec![with::<Vec<ConfigKeyDefinition>>(200, "definitions"), bare(404, "no such plugin")],
+            connector_plugins::config_definitions,
+        ),
+        endpoint(
+            "PUT",
+            "/connector-plugins/{plugin}/config/validate",
+            "Validates a configuration without creating anything.",
+            json::<ConfigRequest>(),
+            vec![
+                with::<ConfigInfos>(200, "every key with its errors; error_count 0 when valid"),
+                bare(400, "the body is invalid, or connector.class names another plugin"),
+                bare(404, "no such plugin"),
+            ],
+            connector_plugins::validate,
+        ),
+        endpoint(
+            "POST",
+            "/plugins",
+            "Uploads a plugin component while the host runs.",
+            Body::Component,
+            vec![
+                with::<PluginVersion>(200, "that very component was already there"),
+                with::<PluginVersion>(201, "added: its description"),
+                bare(400, "not a usable plugin"),
+                bare(409, "the version is taken by other content"),
+                bare(413, "larger than plugins.max_upload_mib"),
+                bare(429, "two other uploads are being read"),
+            ],
+            plugins::upload.layer(DefaultBodyLimit::max(max_plugin_bytes)),
+        ),
+        endpoint(
+            "GET",
+            "/plugins",
+            "Every plugin version, with digest, origin and users.",
+            Body::None,
+            vec![with::<Vec<PluginVersion>>(200, "OK")],
+            plugins::list,
+        ),
+        endpoint(
+            "GET",
+            "/plugins/{name}",
+            "A plugin's versions.",
+            Body::None,
+            vec![with::<PluginVersions>(200, "OK"), bare(400, "not a plugin name"), bare(404, "no such plugin")],
+            plugins::versions,
+        ),
+        endpoint(
+            "DELETE",
+            "/plugins/{name}",
+            "Removes every uploaded version of a plugin.",
+            Body::None,
+            vec![
+                bare(204, "removed"),
+                bare(400, "not a plugin name"),
+                bare(404, "no such plugin"),
+                bare(409, "in use, or from plugins.dir"),
+            ],
+            plugins::delete_all,
+        ),
+        endpoint(
+            "GET",
+            "/plugins/{name}/{version}",
+            "One plugin version.",
+            Body::None,
+            vec![with::<PluginVersion>(200, "OK"), bare(400, "not a plugin name or version"), bare(404, "no such plugin")],
+            plugins::version,
+        ),
+        endpoint(
+            "DELETE",
+            "/plugins/{name}/{version}",
+            "Removes an uploaded plugin version.",
+            Body::None,
+            vec![
+                bare(204, "removed"),
+                bare(400, "not a plugin name or version"),
+                bare(404, "no such plugin"),
+                bare(409, "in use, or from plugins.dir"),
+            ],
+            plugins::delete_version,
+        ),
+        endpoint(
+            "GET",
+            "/admin/loggers",
+            "Every logger's level.",
+            Body::None,
+            vec![with::<std::collections::BTreeMap<String, LoggerLevel>>(200, "OK")],
+            loggers::list,
+        ),
+        endpoint(
+            "GET",
+            "/admin/loggers/{logger}",
+            "One logger's level, its own or inherited.",
+            Body::None,
+            vec![with::<LoggerLevel>(200, "OK"), bare(404, "not a logger name")],
+            loggers::get,
+        ),
+        endpoint(
+            "PUT",
+            "/admin/loggers/{logger}",
+            "Sets a logger's level, and those of the loggers below it.",
+            json::<LevelRequest>(),
+            vec![
+                with::<Vec<String>>(200, "the loggers changed"),
+                bare(400, "not a level, or too many loggers"),
+                bare(404, "not a logger name"),
+            ],
+            loggers::set,
+        ),
     ]
 }
 
@@ -179,12 +464,48 @@ struct Producer {
 /// Every response that yields a name others take: what lets a client (and a
 /// stateful fuzzer) follow from creating a connector or plugin to using it.
 const PRODUCERS: &[Producer] = &[
-    Producer { method: "POST", path: "/connectors", statuses: &[201], family: &["/connectors/{name}"], values: &[("name", "$response.body#/name"), ("task", "$response.body#/tasks/0/task")] },
-    Producer { method: "PUT", path: "/connectors/{name}/config", statuses: &[200, 201], family: &["/connectors/{name}"], values: &[("name", "$response.body#/name"), ("task", "$response.body#/tasks/0/task")] },
-    Producer { method: "GET", path: "/connectors", statuses: &[200], family: &["/connectors/{name}"], values: &[("name", "$response.body#/0")] },
-    Producer { method: "POST", path: "/plugins", statuses: &[200, 201], family: &["/plugins/{name}", "/connector-plugins/{plugin}"], values: &[("name", "$response.body#/name"), ("version", "$response.body#/version"), ("plugin", "$response.body#/name")] },
-    Producer { method: "GET", path: "/connector-plugins", statuses: &[200], family: &["/connector-plugins/{plugin}"], values: &[("plugin", "$response.body#/0/class")] },
-    Producer { method: "GET", path: "/plugins", statuses: &[200], family: &["/plugins/{name}"], values: &[("name", "$response.body#/0/name"), ("version", "$response.body#/0/version")] },
+    Producer {
+        method: "POST",
+        path: "/connectors",
+        statuses: &[201],
+        family: &["/connectors/{name}"],
+        values: &[("name", "$response.body#/name"), ("task", "$response.body#/tasks/0/task")],
+    },
+    Producer {
+        method: "PUT",
+        path: "/connectors/{name}/config",
+        statuses: &[200, 201],
+        family: &["/connectors/{name}"],
+        values: &[("name", "$response.body#/name"), ("task", "$response.body#/tasks/0/task")],
+    },
+    Producer {
+        method: "GET",
+        path: "/connectors",
+        statuses: &[200],
+        family: &["/connectors/{name}"],
+        values: &[("name", "$response.body#/0")],
+    },
+    Producer {
+        method: "POST",
+        path: "/plugins",
+        statuses: &[200, 201],
+        family: &["/plugins/{name}", "/connector-plugins/{plugin}"],
+        values: &[("name", "$response.body#/name"), ("version", "$response.body#/version"), ("plugin", "$response.body#/name")],
+    },
+    Producer {
+        method: "GET",
+        path: "/connector-plugins",
+        statuses: &[200],
+        family: &["/connector-plugins/{plugin}"],
+        values: &[("plugin", "$response.body#/0/class")],
+    },
+    Producer {
+        method: "GET",
+        path: "/plugins",
+        statuses: &[200],
+        family: &["/plugins/{name}"],
+        values: &[("name", "$response.body#/0/name"), ("version", "$response.body#/0/version")],
+    },
 ];
 
 fn operation_id(method: &str, path: &str) -> String {
@@ -243,9 +564,9 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
             .into_iter()
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_parameter(name)}))
             .collect();
-        parameters.extend(
-            endpoint.query.iter().map(|(name, about)| json!({"name": name, "in": "query", "required": false, "description": about, "schema": {"type": "string"}})),
-        );
+        parameters.extend(endpoint.query.iter().map(
+            |(name, about)| json!({"name": name, "in": "query", "required": false, "description": about, "schema": {"type": "string"}}),
+        ));
         let mut responses = Map::new();
         for answer in &endpoint.answers {
             let mut response = json!({"description": answer.about});
@@ -253,7 +574,9 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
                 (200, None) if endpoint.path == "/metrics" => {
                     response["content"] = json!({"application/openmetrics-text": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}});
                 }
-                (200, None) if endpoint.path == "/openapi.json" => response["content"] = json!({"application/json": {"schema": {"type": "object"}}}),
+                (200, None) if endpoint.path == "/openapi.json" => {
+                    response["content"] = json!({"application/json": {"schema": {"type": "object"}}})
+                }
                 (400.., _) => response["content"] = error.clone(),
                 (_, Some(body)) => response["content"] = json!({"application/json": {"schema": body(&mut generator)}}),
                 (_, None) => {}
@@ -274,7 +597,10 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
         if endpoint.path != "/health" {
             add("401", "a token is configured and the request lacks it");
         }
-        add("403", "the request carries an Origin that admin.allowed_origins does not list, or (without a token) a Host that is not an IP address, localhost or in admin.allowed_hosts");
+        add(
+            "403",
+            "the request carries an Origin that admin.allowed_origins does not list, or (without a token) a Host that is not an IP address, localhost or in admin.allowed_hosts",
+        );
         if !matches!(endpoint.body, Body::None) {
             add("400", "the body is not what this endpoint takes");
             add("408", "the request's body did not arrive within admin.request_timeout");
@@ -293,7 +619,8 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
         match endpoint.body {
             Body::None => {}
             Body::Json(body) => {
-                operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body(&mut request_generator)}}});
+                operation["requestBody"] =
+                    json!({"required": true, "content": {"application/json": {"schema": body(&mut request_generator)}}});
             }
             Body::Component => {
                 operation["requestBody"] = json!({"required": true, "content": {

@@ -85,9 +85,9 @@ impl Connections {
     fn admit(&self) -> Option<(u64, CancellationToken, Arc<AtomicU8>)> {
         let mut open = self.open.lock().expect("connections lock");
         if open.len() >= self.max {
-            let idle = open.iter().position(|connection| {
-                connection.state.compare_exchange(IDLE, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_ok()
-            })?;
+            let idle = open
+                .iter()
+                .position(|connection| connection.state.compare_exchange(IDLE, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_ok())?;
             open.remove(idle).evict.cancel();
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

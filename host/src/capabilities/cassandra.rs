@@ -57,10 +57,8 @@ impl CassandraClient {
         if let Some(username) = &connection.username {
             builder = builder.user(username.clone(), connection.password.clone().unwrap_or_default());
         }
-        let session = builder
-            .build()
-            .await
-            .map_err(|error| Error::Retriable(format!("cannot connect to Cassandra at {shown}: {error}")))?;
+        let session =
+            builder.build().await.map_err(|error| Error::Retriable(format!("cannot connect to Cassandra at {shown}: {error}")))?;
         Ok(Self { session, prepared: Mutex::new(HashMap::new()), in_flight: Semaphore::new(MAX_IN_FLIGHT_PER_ENDPOINT), shown })
     }
 
@@ -101,7 +99,12 @@ impl CassandraClient {
     }
 
     /// Writes every row and returns one outcome each.
-    pub(crate) async fn write(&self, statements: &[String], rows: Vec<Row>, consistency: Consistency) -> Result<Vec<Option<String>>, Error> {
+    pub(crate) async fn write(
+        &self,
+        statements: &[String],
+        rows: Vec<Row>,
+        consistency: Consistency,
+    ) -> Result<Vec<Option<String>>, Error> {
         let consistency = driver_consistency(consistency);
         let mut prepared = Vec::with_capacity(statements.len());
         for statement in statements {

@@ -40,8 +40,7 @@ pub(crate) struct ElasticsearchClient {
 impl ElasticsearchClient {
     pub(super) fn new(connection: &Connection) -> Result<Self, Error> {
         let shown_url = redact_url(&connection.url);
-        let url = Url::parse(&connection.url)
-            .map_err(|error| Error::BadConfig(format!("{shown_url} is not a valid URL: {error}")))?;
+        let url = Url::parse(&connection.url).map_err(|error| Error::BadConfig(format!("{shown_url} is not a valid URL: {error}")))?;
         let mut transport = TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(REQUEST_TIMEOUT).disable_proxy();
         match (&connection.api_key, &connection.username) {
             (Some(api_key), _) => transport = transport.auth(Credentials::EncodedApiKey(api_key.clone())),
@@ -50,9 +49,8 @@ impl ElasticsearchClient {
             }
             (None, None) => {}
         }
-        let transport = transport
-            .build()
-            .map_err(|error| Error::Fatal(format!("cannot build an Elasticsearch client for {shown_url}: {error}")))?;
+        let transport =
+            transport.build().map_err(|error| Error::Fatal(format!("cannot build an Elasticsearch client for {shown_url}: {error}")))?;
         Ok(Self { client: Elasticsearch::new(transport), in_flight: Semaphore::new(MAX_IN_FLIGHT_PER_ENDPOINT), shown_url })
     }
 
@@ -111,9 +109,10 @@ impl ElasticsearchClient {
                 Ok(response) => {
                     let status = response.status_code().as_u16();
                     if (200..300).contains(&status) {
-                        let body: Value = response.json().await.map_err(|error| {
-                            Error::Retriable(format!("{}: unreadable bulk response: {error}", self.shown_url))
-                        })?;
+                        let body: Value = response
+                            .json()
+                            .await
+                            .map_err(|error| Error::Retriable(format!("{}: unreadable bulk response: {error}", self.shown_url)))?;
                         return parse_bulk_items(&body)
                             .ok_or_else(|| Error::Fatal(format!("{}: the bulk response has no items", self.shown_url)));
                     }
@@ -168,9 +167,10 @@ impl ElasticsearchClient {
                 Ok(response) => {
                     let status = response.status_code().as_u16();
                     if !matches!(status, 429 | 502 | 503 | 504) {
-                        let bytes = response.bytes().await.map_err(|error| {
-                            Error::Retriable(format!("{}: unreadable response: {error}", self.shown_url))
-                        })?;
+                        let bytes = response
+                            .bytes()
+                            .await
+                            .map_err(|error| Error::Retriable(format!("{}: unreadable response: {error}", self.shown_url)))?;
                         return Ok((status, bytes.to_vec()));
                     }
                     self.status_failure(status, "")
@@ -258,13 +258,7 @@ impl Host for TaskState {
         })
     }
 
-    fn request(
-        &mut self,
-        connection: Connection,
-        method: Method,
-        path: String,
-        body: Option<Vec<u8>>,
-    ) -> Result<(u16, Vec<u8>), Error> {
+    fn request(&mut self, connection: Connection, method: Method, path: String, body: Option<Vec<u8>>) -> Result<(u16, Vec<u8>), Error> {
         self.grants.check_elasticsearch(&connection.url)?;
         self.in_host(|stores| {
             let client = stores.elasticsearch(&connection)?;
@@ -278,7 +272,12 @@ mod tests {
     use super::*;
 
     fn operation(action: BulkAction, document: Option<&str>) -> BulkOperation {
-        BulkOperation { action, index: "flights".into(), id: Some("4ca7b5".into()), document: document.map(|text| text.as_bytes().to_vec()) }
+        BulkOperation {
+            action,
+            index: "flights".into(),
+            id: Some("4ca7b5".into()),
+            document: document.map(|text| text.as_bytes().to_vec()),
+        }
     }
 
     #[test]

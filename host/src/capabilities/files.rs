@@ -34,16 +34,8 @@ impl FileGrant {
     }
 
     fn check_name(name: &str) -> Result<(), Error> {
-        let plain = !name.is_empty()
-            && name.len() <= 255
-            && !name.starts_with('.')
-            && !name.contains(['/', '\\', '\0'])
-            && name != "..";
-        if plain {
-            Ok(())
-        } else {
-            Err(Error::Fatal(format!("file name {name:?} is not a plain file name inside the granted directory")))
-        }
+        let plain = !name.is_empty() && name.len() <= 255 && !name.starts_with('.') && !name.contains(['/', '\\', '\0']) && name != "..";
+        if plain { Ok(()) } else { Err(Error::Fatal(format!("file name {name:?} is not a plain file name inside the granted directory"))) }
     }
 
     fn append(&mut self, name: &str, data: &[u8]) -> Result<u64, Error> {

@@ -93,11 +93,7 @@ impl EgressPolicy {
             .filter_map(|url| HostPattern::from_url(url))
             .chain(egress.allowed_hosts.iter().map(|pattern| HostPattern::parse(pattern)))
             .collect();
-        Self {
-            hosts,
-            request_timeout: egress.request_timeout,
-            max_response_bytes: u64::from(egress.max_response_mib) << 20,
-        }
+        Self { hosts, request_timeout: egress.request_timeout, max_response_bytes: u64::from(egress.max_response_mib) << 20 }
     }
 
     /// Whether a request to `uri` may be sent.
@@ -188,10 +184,8 @@ pub fn shown_uri(uri: &http::Uri) -> String {
     ) + uri.path()
 }
 
-type ResponseFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
-        + Send,
->;
+type ResponseFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>> + Send>;
 
 impl WasiHttpHooks for Egress {
     fn send_request(

@@ -23,8 +23,7 @@ const FLOOD_LINES: u64 = 10_000;
 /// How often a running call is checked for a flood.
 pub const LOG_FLOOD_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
 /// The failure of a task stopped for flooding the log.
-pub const LOG_FLOOD_REASON: &str =
-    "the plugin kept logging far beyond its allowance of 100 lines a second (10,000 lines dropped in a row); the task is failed to protect the others";
+pub const LOG_FLOOD_REASON: &str = "the plugin kept logging far beyond its allowance of 100 lines a second (10,000 lines dropped in a row); the task is failed to protect the others";
 
 /// A task's allowance of log lines (a token bucket).
 #[derive(Debug)]

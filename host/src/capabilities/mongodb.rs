@@ -14,9 +14,7 @@ use tokio::sync::Semaphore;
 use super::redact_url;
 use super::stores::{MAX_IN_FLIGHT_PER_ENDPOINT, REQUEST_ATTEMPTS, retry_pause};
 use crate::runtime::TaskState;
-use crate::runtime::bindings::capabilities::wasm_connect::connector::mongodb::{
-    Host, IndexSpec, WriteKind, WriteOperation, WriteOutcome,
-};
+use crate::runtime::bindings::capabilities::wasm_connect::connector::mongodb::{Host, IndexSpec, WriteKind, WriteOperation, WriteOutcome};
 use crate::runtime::bindings::types::Error;
 
 /// How long the driver looks for a usable server before a call fails (retriable).
@@ -137,9 +135,7 @@ impl MongodbClient {
 
     fn classify(&self, error: &mongodb::error::Error) -> Error {
         match error.kind.as_ref() {
-            ErrorKind::Authentication { .. } => {
-                Error::Fatal(format!("MongoDB at {} refused the credentials in the URI", self.shown_uri))
-            }
+            ErrorKind::Authentication { .. } => Error::Fatal(format!("MongoDB at {} refused the credentials in the URI", self.shown_uri)),
             ErrorKind::Command(command) if !TRANSIENT_CODES.contains(&command.code) => Error::Fatal(format!(
                 "MongoDB at {} refused the command: {} ({}, code {})",
                 self.shown_uri, command.message, command.code_name, command.code
@@ -189,9 +185,7 @@ fn statement(operation: &WriteOperation) -> Result<Document, String> {
     let filter = || -> Result<Document, String> {
         extended_json(operation.filter.as_deref().ok_or("the operation needs a filter")?).map_err(|message| format!("filter: {message}"))
     };
-    let document = || -> Result<Document, String> {
-        extended_json(operation.document.as_deref().ok_or("the operation needs a document")?)
-    };
+    let document = || -> Result<Document, String> { extended_json(operation.document.as_deref().ok_or("the operation needs a document")?) };
     Ok(match operation.kind {
         WriteKind::Insert => document()?,
         WriteKind::Replace => doc! { "q": filter()?, "u": document()?, "upsert": true },
@@ -252,7 +246,10 @@ mod tests {
             filter: Some(br#"{"_id":"k"}"#.to_vec()),
             document: Some(br#"{"_id":"k","v":1}"#.to_vec()),
         };
-        assert_eq!(statement(&operation(WriteKind::Update)).unwrap(), doc! { "q": {"_id": "k"}, "u": {"$set": {"_id": "k", "v": 1}}, "upsert": true });
+        assert_eq!(
+            statement(&operation(WriteKind::Update)).unwrap(),
+            doc! { "q": {"_id": "k"}, "u": {"$set": {"_id": "k", "v": 1}}, "upsert": true }
+        );
         assert_eq!(statement(&operation(WriteKind::Delete)).unwrap(), doc! { "q": {"_id": "k"}, "limit": 1 });
         assert_eq!(statement(&operation(WriteKind::Insert)).unwrap(), doc! { "_id": "k", "v": 1 });
     }

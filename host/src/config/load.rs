@@ -258,7 +258,9 @@ fn resolve_reference(reference: &str, base_dir: &Path) -> Result<String, String>
         (Ok(value), Some(default)) if value.is_empty() => Ok(default.to_owned()),
         (Ok(value), _) => Ok(value),
         (Err(_), Some(default)) => Ok(default.to_owned()),
-        (Err(_), None) => Err(format!("environment variable {name} is not set; set it, give a default with ${{{name}:-default}}, or remove ${{{name}}}")),
+        (Err(_), None) => {
+            Err(format!("environment variable {name} is not set; set it, give a default with ${{{name}:-default}}, or remove ${{{name}}}"))
+        }
     }
 }
 
@@ -280,10 +282,7 @@ fn describe(value: &Value, path: &str, message: &str) -> String {
         return if path.is_empty() || path == "." { message.to_owned() } else { format!("key \"{path}\": {message}") };
     };
     let (index, key) = rest.split_once(']').unwrap_or((rest, ""));
-    let name = index
-        .parse::<usize>()
-        .ok()
-        .and_then(|index| value.get("connectors")?.get(index)?.get("name")?.as_str().map(str::to_owned));
+    let name = index.parse::<usize>().ok().and_then(|index| value.get("connectors")?.get(index)?.get("name")?.as_str().map(str::to_owned));
     let connector = match name {
         Some(name) => format!("connector \"{name}\""),
         None => format!("connector #{}", index.parse::<usize>().map_or(0, |index| index + 1)),
@@ -304,7 +303,12 @@ mod tests {
     fn unknown_keys_are_reported_with_the_problems_behind_them() {
         let text = "version: 1\n\"admin.token\": x\nadmin:\n  token: t\n  tls:\n    tls: 1\n    cert_file: c\n    key_file: k\nembedded:\n  partitions: 0\nconnectors:\n  - name: a\n    plugin: p\n    topic: t\n    colour: red\n";
         let errors = parse(text, "x.yaml", Path::new(".")).unwrap_err().to_string();
-        for expected in ["\"admin.token\": unknown key", "\"admin.tls.tls\": unknown key", "\"embedded.partitions\": must be between", "key \"colour\": unknown key"] {
+        for expected in [
+            "\"admin.token\": unknown key",
+            "\"admin.tls.tls\": unknown key",
+            "\"embedded.partitions\": must be between",
+            "key \"colour\": unknown key",
+        ] {
             assert!(errors.contains(expected), "{expected} missing from:\n{errors}");
         }
         assert_eq!(errors.matches("admin.token").count(), 1, "{errors}");

@@ -38,8 +38,8 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
         }
     }
     for (index, name) in config.admin.allowed_hosts.iter().enumerate() {
-        let valid = name == "*"
-            || (!name.is_empty() && name.len() <= 253 && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)));
+        let valid =
+            name == "*" || (!name.is_empty() && name.len() <= 253 && name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)));
         if !valid {
             problem(
                 format!("admin.allowed_hosts[{index}]"),
@@ -59,9 +59,7 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
         if duplicate {
             problems.push((format!("connectors[{index}].name"), "is used by an earlier connector; names must be unique".to_owned()));
         }
-        problems.extend(
-            validate_connector(connector).into_iter().map(|(key, message)| (format!("connectors[{index}].{key}"), message)),
-        );
+        problems.extend(validate_connector(connector).into_iter().map(|(key, message)| (format!("connectors[{index}].{key}"), message)));
     }
     problems
 }
@@ -138,8 +136,7 @@ pub fn check_host_pattern(pattern: &str) -> Result<(), String> {
     }
     let name = host.strip_prefix("*.").unwrap_or(host);
     let valid = !name.is_empty()
-        && (name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
-            || (name.starts_with('[') && name.ends_with(']')));
+        && (name.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) || (name.starts_with('[') && name.ends_with(']')));
     if !valid {
         return Err(format!("{pattern:?} must be a host name, `host:port` or `*.domain`"));
     }
@@ -153,9 +150,7 @@ fn check_origin(origin: &str) -> Result<(), String> {
         return Ok(());
     }
     let rest = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
-    let valid = rest.is_some_and(|rest| {
-        !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-    });
+    let valid = rest.is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)));
     if !valid {
         return Err(format!(
             "{origin:?} is not an origin: write it as a browser sends it, `https://host` or `http://host:port`, without a path, or `*`"

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{Manager, ManagerError, ManagedConnector, Origin, TargetState, connector_key, stop_tasks};
+use super::{ManagedConnector, Manager, ManagerError, Origin, TargetState, connector_key, stop_tasks};
 use crate::config::{self, HostConfig, LoadedConfig};
 use crate::worker::{ConnectorPlan, plan_connectors};
 
@@ -61,7 +61,9 @@ impl Manager {
     pub async fn apply_file(&self, plans: Vec<ConnectorPlan>) -> Result<FileDiff, ManagerError> {
         let mut running = self.running.lock().await;
         let current = self.connectors();
-        if let Some(taken) = plans.iter().find(|plan| current.get(&plan.config.name).is_some_and(|connector| connector.origin == Origin::Api)) {
+        if let Some(taken) =
+            plans.iter().find(|plan| current.get(&plan.config.name).is_some_and(|connector| connector.origin == Origin::Api))
+        {
             return Err(ManagerError::Conflict(format!(
                 "connector \"{}\" is declared in the file and was also created through the REST API; rename it in the file, or delete the API's connector",
                 taken.config.name
@@ -170,7 +172,9 @@ async fn reload(manager: &Manager, running: &LoadedConfig, path: &std::path::Pat
         tracing::warn!(keys = ?state.restart_required, "The edited configuration changes host-level keys; they take effect at the next start.");
     }
     match manager.apply_file(plans).await {
-        Ok(diff) => tracing::info!(added = ?diff.added, changed = ?diff.changed, removed = ?diff.removed, "Applied the edited configuration file."),
+        Ok(diff) => {
+            tracing::info!(added = ?diff.added, changed = ?diff.changed, removed = ?diff.removed, "Applied the edited configuration file.")
+        }
         Err(error) => {
             tracing::error!(%error, "The edited configuration file could not be applied; nothing was changed.");
             state.errors = vec![format!("{}: {error}", running.file)];

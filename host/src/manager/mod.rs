@@ -231,7 +231,9 @@ impl Manager {
                     }
                     connectors.push(ManagedConnector { config, plan, origin: Origin::Api, target: entry.target });
                 }
-                (Origin::Api, None) => tracing::error!(connector = %name, "The stored state of a connector has no configuration; it was skipped."),
+                (Origin::Api, None) => {
+                    tracing::error!(connector = %name, "The stored state of a connector has no configuration; it was skipped.")
+                }
             }
         }
         let mut running = manager.running.lock().await;
@@ -390,7 +392,10 @@ impl Manager {
         let mut running = self.running.lock().await;
         let connectors = running.drain().map(|(_, tasks)| stop_tasks_within(tasks, grace));
         if !futures::future::join_all(connectors).await.into_iter().all(|in_time| in_time) {
-            tracing::warn!(grace_seconds = grace.as_secs(), "Some tasks did not stop in time; their uncommitted batches will be delivered again.");
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "Some tasks did not stop in time; their uncommitted batches will be delivered again."
+            );
         }
         self.context.status.stop_all();
     }
@@ -464,8 +469,7 @@ impl Manager {
 
     /// Plans `config` against the plugins (blocking: runs the plugin's validation).
     async fn plan(&self, config: &ConnectorConfig) -> Result<Arc<ConnectorPlan>, Vec<(String, String)>> {
-        let (catalog, runtime, base_dir, config) =
-            (self.catalog(), self.context.runtime.clone(), self.base_dir.clone(), config.clone());
+        let (catalog, runtime, base_dir, config) = (self.catalog(), self.context.runtime.clone(), self.base_dir.clone(), config.clone());
         tokio::task::spawn_blocking(move || plan_connector(&config, &catalog, &runtime, &|path| base_dir.join(path)))
             .await
             .map_err(|error| vec![("plugin".to_owned(), format!("planning failed in the host: {error}"))])?
@@ -497,7 +501,10 @@ async fn stop_tasks_within(tasks: Vec<RunningTask>, grace: Duration) -> bool {
 /// Stops a connector's tasks (see [`stop_tasks_within`]), up to [`STOP_GRACE`].
 async fn stop_tasks(tasks: Vec<RunningTask>) {
     if !stop_tasks_within(tasks, STOP_GRACE).await {
-        tracing::warn!(grace_seconds = STOP_GRACE.as_secs(), "A connector's tasks did not stop in time; their uncommitted batches will be delivered again.");
+        tracing::warn!(
+            grace_seconds = STOP_GRACE.as_secs(),
+            "A connector's tasks did not stop in time; their uncommitted batches will be delivered again."
+        );
     }
 }
 
@@ -517,7 +524,12 @@ fn stored_document(connector: &ManagedConnector) -> String {
 /// The configurations of the connectors created through the API, as stored in the
 /// desired state (the file's own connectors are in the file).
 pub async fn api_connector_configs(store: &dyn StateStore) -> Result<Vec<ConnectorConfig>, StateStoreError> {
-    Ok(load_connectors(store).await?.into_values().filter(|stored| stored.origin == Origin::Api).filter_map(|stored| stored.config).collect())
+    Ok(load_connectors(store)
+        .await?
+        .into_values()
+        .filter(|stored| stored.origin == Origin::Api)
+        .filter_map(|stored| stored.config)
+        .collect())
 }
 
 async fn load_connectors(store: &dyn StateStore) -> Result<BTreeMap<String, StoredConnector>, StateStoreError> {
@@ -528,7 +540,9 @@ async fn load_connectors(store: &dyn StateStore) -> Result<BTreeMap<String, Stor
             Ok(stored) => {
                 connectors.insert(name.to_owned(), stored);
             }
-            Err(error) => tracing::error!(connector = name, %error, location = %store.location(), "A stored connector could not be read; it was skipped."),
+            Err(error) => {
+                tracing::error!(connector = name, %error, location = %store.location(), "A stored connector could not be read; it was skipped.")
+            }
         }
     }
     Ok(connectors)

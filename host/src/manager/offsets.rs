@@ -115,11 +115,8 @@ impl Manager {
         let (runtime, probe, position) = (self.context.runtime.clone(), plan.clone(), position.to_owned());
         let opened = tokio::task::spawn_blocking(move || {
             let plan = probe;
-            let identity = TaskIdentity {
-                connector: plan.config.name.as_str().into(),
-                task: 0,
-                plugin: plan.plugin.description.name.as_str().into(),
-            };
+            let identity =
+                TaskIdentity { connector: plan.config.name.as_str().into(), task: 0, plugin: plan.plugin.description.name.as_str().into() };
             let access = TaskAccess { grants: plan.grants.clone(), secrets: plan.secrets.clone().into(), metrics: None };
             let mut instance = SourceInstance::new(&runtime, &plan.plugin, identity, access)?;
             instance.open(&plan.plugin_config, Some(&position))

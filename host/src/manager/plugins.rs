@@ -160,7 +160,9 @@ mod tests {
     fn stored_paths_stay_inside_the_plugin_store() {
         let store = Path::new("/data/plugins");
         assert_eq!(stored_component_path(store, "counter-source", "1.0.0").unwrap(), store.join("counter-source@1.0.0.wasm"));
-        for (name, version) in [("../../x", "1.0.0"), ("/tmp/x", "1.0.0"), ("a/b", "1.0.0"), ("x", "../1.0.0"), ("x", "1.0.0/.."), ("..", "1.0.0")] {
+        for (name, version) in
+            [("../../x", "1.0.0"), ("/tmp/x", "1.0.0"), ("a/b", "1.0.0"), ("x", "../1.0.0"), ("x", "1.0.0/.."), ("..", "1.0.0")]
+        {
             assert!(stored_component_path(store, name, version).is_err(), "{name}@{version} was given a path");
         }
     }

@@ -40,11 +40,7 @@ pub struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("LoadedPlugin")
-            .field("description", &self.description)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        formatter.debug_struct("LoadedPlugin").field("description", &self.description).field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -59,9 +55,10 @@ impl LoadedPlugin {
         if let Some(pre) = self.instance_pre.get() {
             return Ok(pre.clone());
         }
-        let pre = runtime.linker.instantiate_pre(&self.component).map_err(|error| {
-            PluginFailure::Fatal(format!("the plugin needs imports this host does not offer: {error:#}"))
-        })?;
+        let pre = runtime
+            .linker
+            .instantiate_pre(&self.component)
+            .map_err(|error| PluginFailure::Fatal(format!("the plugin needs imports this host does not offer: {error:#}")))?;
         Ok(self.instance_pre.get_or_init(|| pre).clone())
     }
 }
@@ -115,12 +112,7 @@ impl PluginCatalog {
     pub fn insert(&mut self, plugin: Arc<LoadedPlugin>) -> Result<(), String> {
         let description = &plugin.description;
         if let Some(existing) = self.get(&description.name, &description.version) {
-            return Err(format!(
-                "{}@{} is already loaded from {}",
-                description.name,
-                description.version,
-                existing.path.display()
-            ));
+            return Err(format!("{}@{} is already loaded from {}", description.name, description.version, existing.path.display()));
         }
         self.plugins.push(plugin);
         Ok(())
@@ -176,17 +168,10 @@ impl PluginCatalog {
 /// usable plugin. Blocking: compiles, then runs the plugin's `describe`.
 pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: PluginOrigin) -> Result<LoadedPlugin, String> {
     let digest = sha256_hex(bytes);
-    let component = runtime
-        .compile(bytes)
-        .map_err(|error| format!("not a valid WebAssembly component: {}", first_line(&format!("{error:#}"))))?;
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(&runtime.engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    let exports_interface = |interface: &str| {
-        exports.iter().any(|name| name.starts_with(&format!("wasm-connect:connector/{interface}@")))
-    };
+    let component =
+        runtime.compile(bytes).map_err(|error| format!("not a valid WebAssembly component: {}", first_line(&format!("{error:#}"))))?;
+    let exports: Vec<String> = component.component_type().exports(&runtime.engine).map(|(name, _)| name.to_owned()).collect();
+    let exports_interface = |interface: &str| exports.iter().any(|name| name.starts_with(&format!("wasm-connect:connector/{interface}@")));
     let kind = if exports_interface("source-connector") {
         PluginKind::Source
     } else if exports_interface("sink-connector") {
@@ -228,11 +213,9 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
             .collect();
         description.apply_grants(legacy)?;
     } else {
-        return Err(
-            "exports no wasm-connect:connector/grants interface, which plugins built against WIT 0.1.1 or later must \
+        return Err("exports no wasm-connect:connector/grants interface, which plugins built against WIT 0.1.1 or later must \
              export; build it with the current SDK"
-                .to_owned(),
-        );
+            .to_owned());
     }
     if description.kind != kind {
         return Err(format!("describes itself as a {} but exports the {kind} world", description.kind));
@@ -275,9 +258,7 @@ macro_rules! with_plugin_export {
 
 fn describe(runtime: &Runtime, plugin: &LoadedPlugin, kind: PluginKind) -> Result<PluginDescription, PluginFailure> {
     let identity = TaskIdentity { connector: "(describe)".into(), task: 0, plugin: "(loading)".into() };
-    with_plugin_export!(runtime, plugin, kind, identity, |exports, store| exports
-        .call_describe(store)
-        .map(PluginDescription::from))
+    with_plugin_export!(runtime, plugin, kind, identity, |exports, store| exports.call_describe(store).map(PluginDescription::from))
 }
 
 fn declared_grants(runtime: &Runtime, plugin: &LoadedPlugin) -> Result<Vec<(String, OptionType)>, PluginFailure> {

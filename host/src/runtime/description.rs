@@ -199,10 +199,7 @@ impl PluginDescription {
         for (key, value) in &given {
             let Some(option) = self.options.iter().find(|option| option.name == *key) else {
                 let known: Vec<&str> = self.options.iter().map(|option| option.name.as_str()).collect();
-                problems.push((
-                    (*key).to_owned(),
-                    format!("unknown key for plugin {}; expected one of: {}", self.name, known.join(", ")),
-                ));
+                problems.push(((*key).to_owned(), format!("unknown key for plugin {}; expected one of: {}", self.name, known.join(", "))));
                 continue;
             };
             let checked = match option.option_type {

@@ -56,8 +56,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
         // Outgoing HTTP, checked per request against the connector's grants (capabilities/http.rs).
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
-        HostCapabilities::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
+        HostCapabilities::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |state| state).map_err(anyhow::Error::from)?;
         start_epoch_clock(&engine);
         Ok(Self {
             engine,

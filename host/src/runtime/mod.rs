@@ -8,9 +8,11 @@ mod engine;
 mod failure;
 mod task;
 
-pub use catalog::{LoadedPlugin, PluginCatalog, PluginLoadError, PluginOrigin, load_component, sha256_hex};
 pub(crate) use catalog::validate_config;
+pub use catalog::{LoadedPlugin, PluginCatalog, PluginLoadError, PluginOrigin, load_component, sha256_hex};
 pub use description::{ConfigOptionDescription, OptionType, PluginDescription, PluginKind};
 pub use engine::{Runtime, TaskLimits};
 pub use failure::PluginFailure;
-pub use task::{PluginInstance, PluginWorld, PollOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState, TransformInstance};
+pub use task::{
+    PluginInstance, PluginWorld, PollOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState, TransformInstance,
+};

@@ -194,10 +194,7 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
     // No preopened directories, no environment variables, no arguments: clocks,
     // random numbers and stdout/stderr (discarded) are all a plugin gets from WASI.
     let wasi = WasiCtx::builder().build();
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(runtime.limits.memory_bytes)
-        .trap_on_grow_failure(true)
-        .build();
+    let limits = StoreLimitsBuilder::new().memory_size(runtime.limits.memory_bytes).trap_on_grow_failure(true).build();
     let egress = Egress::new(grants.egress_policy(), identity.clone(), metrics.clone());
     let state = TaskState {
         wasi,
@@ -310,7 +307,12 @@ pub type TransformInstance = PluginInstance<transform::TransformBase>;
 impl<W: PluginWorld> PluginInstance<W> {
     /// Instantiates `plugin` for one task; `access` is what its connector's
     /// configuration lets it reach.
-    pub fn new(runtime: &Runtime, plugin: &LoadedPlugin, identity: TaskIdentity, access: impl Into<TaskAccess>) -> Result<Self, PluginFailure> {
+    pub fn new(
+        runtime: &Runtime,
+        plugin: &LoadedPlugin,
+        identity: TaskIdentity,
+        access: impl Into<TaskAccess>,
+    ) -> Result<Self, PluginFailure> {
         let mut store = new_store(runtime, identity, access.into());
         start_call(&mut store, runtime);
         let bindings = W::instantiate(plugin.instance_pre(runtime)?, &mut store)
@@ -331,9 +333,7 @@ impl<W: PluginWorld> PluginInstance<W> {
     ) -> Result<T, PluginFailure> {
         start_call(&mut self.store, &self.runtime);
         let timeout = self.runtime.limits.call_timeout;
-        call(&self.bindings, &mut self.store)
-            .map_err(|error| PluginFailure::from_trap(&error, timeout))?
-            .map_err(PluginFailure::from)
+        call(&self.bindings, &mut self.store).map_err(|error| PluginFailure::from_trap(&error, timeout))?.map_err(PluginFailure::from)
     }
 }
 

@@ -174,7 +174,11 @@ impl Metrics {
         let registry = root.sub_registry_with_prefix("wasm_connect");
         let counters: [(&str, &str, &Family<TaskLabels, Counter>); 13] = [
             ("records_polled", "Records a source task took from its plugin", &metrics.records_polled),
-            ("records_produced", "Records a source task wrote to its topic (durable: acks=all, or committed to the embedded store)", &metrics.records_produced),
+            (
+                "records_produced",
+                "Records a source task wrote to its topic (durable: acks=all, or committed to the embedded store)",
+                &metrics.records_produced,
+            ),
             ("records_consumed", "Records a sink task read from its topics", &metrics.records_consumed),
             ("records_written", "Records a sink task's plugin acknowledged as written to its store", &metrics.records_written),
             ("records_failed", "Records a plugin refused as bad (each is dead-lettered or fails the task)", &metrics.records_failed),
@@ -182,25 +186,57 @@ impl Metrics {
             ("bytes_in", "Key and value bytes a task took in: polled from a source plugin, or consumed by a sink", &metrics.bytes_in),
             ("bytes_out", "Key and value bytes a task delivered: produced to topics, or written by a sink plugin", &metrics.bytes_out),
             ("task_restarts", "Restarts of a failed task", &metrics.task_restarts),
-            ("write_retries", "Retries of a batch after a retriable error (store unreachable, overloaded or throttling)", &metrics.write_retries),
-            ("records_skipped_by_offset_reset", "Records a sink task never read because the broker no longer held them when it got there (retention, a truncated log)", &metrics.records_skipped),
+            (
+                "write_retries",
+                "Retries of a batch after a retriable error (store unreachable, overloaded or throttling)",
+                &metrics.write_retries,
+            ),
+            (
+                "records_skipped_by_offset_reset",
+                "Records a sink task never read because the broker no longer held them when it got there (retention, a truncated log)",
+                &metrics.records_skipped,
+            ),
             ("source_throttles", "Times a source was held back by its provider's rate limit or quota", &metrics.source_throttles),
-            ("poll_retries", "Polls of a source retried after a retriable error (provider unreachable, malformed answer)", &metrics.poll_retries),
+            (
+                "poll_retries",
+                "Polls of a source retried after a retriable error (provider unreachable, malformed answer)",
+                &metrics.poll_retries,
+            ),
         ];
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
         }
         let gauges: [(&str, &str, &Family<TaskLabels, Gauge>); 5] = [
-            ("consumer_lag_records", "Records in a sink task's partitions not yet read: end offsets minus the task's positions", &metrics.consumer_lag),
+            (
+                "consumer_lag_records",
+                "Records in a sink task's partitions not yet read: end offsets minus the task's positions",
+                &metrics.consumer_lag,
+            ),
             ("plugin_memory_bytes", "Linear memory a task's plugin instance has grown to", &metrics.plugin_memory),
-            ("task_retrying", "1 while a sink task is retrying a batch because its store is unreachable or refusing, else 0", &metrics.tasks_retrying),
-            ("source_throttled", "1 while a source waits for its provider's rate-limit or quota window to reset, else 0", &metrics.sources_throttled),
-            ("transport_unreachable", "1 while a task cannot reach its transport (the Kafka cluster does not answer), else 0", &metrics.transport_unreachable),
+            (
+                "task_retrying",
+                "1 while a sink task is retrying a batch because its store is unreachable or refusing, else 0",
+                &metrics.tasks_retrying,
+            ),
+            (
+                "source_throttled",
+                "1 while a source waits for its provider's rate-limit or quota window to reset, else 0",
+                &metrics.sources_throttled,
+            ),
+            (
+                "transport_unreachable",
+                "1 while a task cannot reach its transport (the Kafka cluster does not answer), else 0",
+                &metrics.transport_unreachable,
+            ),
         ];
         for (name, help, family) in gauges {
             registry.register(name, help, family.clone());
         }
-        registry.register("task_failures", "Task failures by outcome (trap, timeout, out_of_memory, fatal, ...)", metrics.task_failures.clone());
+        registry.register(
+            "task_failures",
+            "Task failures by outcome (trap, timeout, out_of_memory, fatal, ...)",
+            metrics.task_failures.clone(),
+        );
         registry.register(
             "http_requests",
             "Outgoing HTTP requests of plugins by outcome: 2xx..5xx (the status), denied (host not granted), timeout, too_large, failed",
@@ -425,13 +461,19 @@ impl Metrics {
             for family in task_families {
                 family.remove(labels);
             }
-            for family in [&self.consumer_lag, &self.plugin_memory, &self.tasks_retrying, &self.sources_throttled, &self.transport_unreachable] {
+            for family in
+                [&self.consumer_lag, &self.plugin_memory, &self.tasks_retrying, &self.sources_throttled, &self.transport_unreachable]
+            {
                 family.remove(labels);
             }
             self.end_to_end_latency.remove(labels);
             self.batch_size.remove(labels);
             for call in ["poll", "write"] {
-                self.plugin_call_duration.remove(&CallLabels { connector: labels.connector.clone(), plugin: labels.plugin.clone(), call: call.to_owned() });
+                self.plugin_call_duration.remove(&CallLabels {
+                    connector: labels.connector.clone(),
+                    plugin: labels.plugin.clone(),
+                    call: call.to_owned(),
+                });
             }
         }
         for labels in &series.outcomes {
@@ -470,10 +512,7 @@ pub fn payload_bytes(records: &[Record]) -> u64 {
 /// Rewrites OpenMetrics text as Prometheus's classic text format: a counter family is
 /// named with its `_total` suffix there, and `# UNIT` and `# EOF` do not exist.
 fn to_classic_text(openmetrics: &str) -> String {
-    let counters: HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
+    let counters: HashSet<&str> = openmetrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     let mut text = String::with_capacity(openmetrics.len() + counters.len() * 16);
     for line in openmetrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {
@@ -520,14 +559,21 @@ impl Collector for StateGauges {
                 let labels = ConnectorStateLabels { connector: status.name.clone(), state: state.name().to_owned() };
                 connectors.get_or_create(&labels).set(current);
                 for task in &status.tasks {
-                    let labels = TaskStateLabels { connector: status.name.clone(), task: task.id.to_string(), state: state.name().to_owned() };
+                    let labels =
+                        TaskStateLabels { connector: status.name.clone(), task: task.id.to_string(), state: state.name().to_owned() };
                     tasks.get_or_create(&labels).set(i64::from(task.state == state));
                 }
             }
         }
-        let described = encoder.encode_descriptor("connector_state", "1 for a connector's current state, 0 for the others", None, connectors.metric_type())?;
+        let described = encoder.encode_descriptor(
+            "connector_state",
+            "1 for a connector's current state, 0 for the others",
+            None,
+            connectors.metric_type(),
+        )?;
         connectors.encode(described)?;
-        let described = encoder.encode_descriptor("task_state", "1 for a task's current state, 0 for the others", None, tasks.metric_type())?;
+        let described =
+            encoder.encode_descriptor("task_state", "1 for a task's current state, 0 for the others", None, tasks.metric_type())?;
         tasks.encode(described)
     }
 }
@@ -560,8 +606,18 @@ mod tests {
         metrics.forget_connector("deleted");
         let text = metrics.render(false);
         assert!(!text.contains("connector=\"deleted\""), "{text}");
-        for family in ["records_written_total", "store_write_duration_seconds_count", "http_requests_total", "task_failures_total", "plugin_call_duration_seconds_count", "task_state"] {
-            assert!(text.lines().any(|line| line.starts_with(&format!("wasm_connect_{family}{{")) && line.contains("connector=\"kept\"")), "{family} of kept:\n{text}");
+        for family in [
+            "records_written_total",
+            "store_write_duration_seconds_count",
+            "http_requests_total",
+            "task_failures_total",
+            "plugin_call_duration_seconds_count",
+            "task_state",
+        ] {
+            assert!(
+                text.lines().any(|line| line.starts_with(&format!("wasm_connect_{family}{{")) && line.contains("connector=\"kept\"")),
+                "{family} of kept:\n{text}"
+            );
         }
     }
 

@@ -67,7 +67,12 @@ impl Collector for ProcessMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let Some(sample) = Sample::read() else { return Ok(()) };
         let cpu = ConstCounter::new(sample.cpu_seconds);
-        cpu.encode(encoder.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds", None, cpu.metric_type())?)?;
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            cpu.metric_type(),
+        )?)?;
         let gauges = [
             ("process_start_time_seconds", "Start time of the process since unix epoch in seconds", sample.start_time_seconds),
             ("process_resident_memory_bytes", "Resident memory size in bytes", sample.resident_bytes),

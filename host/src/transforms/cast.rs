@@ -31,7 +31,11 @@ impl Target {
             "float64" => Target::Float64,
             "boolean" => Target::Boolean,
             "string" => Target::Text,
-            other => return Err(format!("{other:?} is not a type Cast casts to (int8, int16, int32, int64, float32, float64, boolean, string)")),
+            other => {
+                return Err(format!(
+                    "{other:?} is not a type Cast casts to (int8, int16, int32, int64, float32, float64, boolean, string)"
+                ));
+            }
         })
     }
 }
@@ -96,7 +100,9 @@ fn cast(value: &Value, target: Target) -> Result<Value, String> {
     let refused = || format!("Cast cannot cast a {} to {target:?}", type_name(value));
     Ok(match (value, target) {
         (Value::Null, _) => Value::Null,
-        (Value::Array(_) | Value::Object(_), _) => return Err(format!("Cast does not cast a {}: only numbers, booleans and text", type_name(value))),
+        (Value::Array(_) | Value::Object(_), _) => {
+            return Err(format!("Cast does not cast a {}: only numbers, booleans and text", type_name(value)));
+        }
         (Value::Number(number), Target::Int(bits)) => Value::from(wrap(truncate(number), bits)),
         (Value::Bool(flag), Target::Int(_)) => Value::from(i64::from(*flag)),
         (Value::String(text), Target::Int(bits)) => {

@@ -74,7 +74,9 @@ impl Chain {
                 Ok(predicate) => {
                     built.insert(&spec.alias, Arc::from(predicate));
                 }
-                Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("predicates.{}.{key}", spec.alias), message))),
+                Err(found) => {
+                    problems.extend(found.into_iter().map(|(key, message)| (format!("predicates.{}.{key}", spec.alias), message)))
+                }
             }
         }
         let mut steps = Vec::new();
@@ -95,7 +97,9 @@ impl Chain {
             };
             match build_transform(&spec.type_name, &Options::new(spec.options.clone())) {
                 Ok(transform) => steps.push(Step { alias: spec.alias.clone(), type_name: spec.type_name.clone(), transform, predicate }),
-                Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("transforms.{}.{key}", spec.alias), message))),
+                Err(found) => {
+                    problems.extend(found.into_iter().map(|(key, message)| (format!("transforms.{}.{key}", spec.alias), message)))
+                }
             }
         }
         if problems.is_empty() { Ok(Self { steps }) } else { Err(problems) }

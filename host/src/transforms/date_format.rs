@@ -126,9 +126,14 @@ impl DateFormat {
                 Token::Text(literal) => rest = rest.strip_prefix(literal.as_str()).ok_or_else(fail)?,
                 Token::Field(letter, count) => {
                     // Digits run on unless the next token is a number too: then the count is the width.
-                    let next_is_number = matches!(self.tokens.get(position + 1), Some(Token::Field(next, _)) if "yMdDHhkKmsSu".contains(*next));
+                    let next_is_number =
+                        matches!(self.tokens.get(position + 1), Some(Token::Field(next, _)) if "yMdDHhkKmsSu".contains(*next));
                     let take_number = |rest: &mut &str, signed: bool| -> Result<i64, String> {
-                        let digits = rest.chars().enumerate().take_while(|(index, c)| c.is_ascii_digit() || (signed && *index == 0 && *c == '-')).count();
+                        let digits = rest
+                            .chars()
+                            .enumerate()
+                            .take_while(|(index, c)| c.is_ascii_digit() || (signed && *index == 0 && *c == '-'))
+                            .count();
                         let digits = if next_is_number { digits.min(*count) } else { digits };
                         if digits == 0 {
                             return Err(fail());

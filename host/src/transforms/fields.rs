@@ -40,8 +40,16 @@ pub struct InsertField {
 
 impl InsertField {
     /// Options as Kafka Connect names them.
-    pub const OPTIONS: &[&str] =
-        &["topic.field", "partition.field", "offset.field", "timestamp.field", "static.field", "static.value", "field.syntax.version", "replace.null.with.default"];
+    pub const OPTIONS: &[&str] = &[
+        "topic.field",
+        "partition.field",
+        "offset.field",
+        "timestamp.field",
+        "static.field",
+        "static.value",
+        "field.syntax.version",
+        "replace.null.with.default",
+    ];
 
     /// Reads the options.
     pub fn build(part: Part, options: &Options) -> Result<Self, OptionProblem> {
@@ -99,7 +107,8 @@ pub struct ReplaceField {
 
 impl ReplaceField {
     /// Options as Kafka Connect names them (`whitelist`/`blacklist` are the old names).
-    pub const OPTIONS: &[&str] = &["include", "exclude", "renames", "whitelist", "blacklist", "field.syntax.version", "replace.null.with.default"];
+    pub const OPTIONS: &[&str] =
+        &["include", "exclude", "renames", "whitelist", "blacklist", "field.syntax.version", "replace.null.with.default"];
 
     /// Reads the options.
     pub fn build(part: Part, options: &Options) -> Result<Self, OptionProblem> {
@@ -143,7 +152,8 @@ impl Transform for ReplaceField {
             {
                 // Renamed where it stands, as Kafka Connect keeps the field order.
                 let fields = std::mem::take(parent);
-                *parent = fields.into_iter().map(|(name, value)| if name == from.name() { (to.clone(), value) } else { (name, value) }).collect();
+                *parent =
+                    fields.into_iter().map(|(name, value)| if name == from.name() { (to.clone(), value) } else { (name, value) }).collect();
             }
         }
         Ok(Outcome::Keep)

@@ -78,7 +78,10 @@ impl HeaderFrom {
             return Err(("fields".to_owned(), "is required: the fields to make headers of".to_owned()));
         }
         if headers.len() != fields.len() {
-            return Err(("headers".to_owned(), format!("must name one header per field: {} fields, {} headers", fields.len(), headers.len())));
+            return Err((
+                "headers".to_owned(),
+                format!("must name one header per field: {} fields, {} headers", fields.len(), headers.len()),
+            ));
         }
         let moving = match options.required("operation")?.trim().to_ascii_lowercase().as_str() {
             "move" => true,
@@ -96,7 +99,8 @@ impl Transform for HeaderFrom {
             return Ok(Outcome::Keep);
         }
         let found = type_name(data);
-        let object = data.as_object_mut().ok_or_else(|| format!("only JSON objects are supported for header from field, found a {found}"))?;
+        let object =
+            data.as_object_mut().ok_or_else(|| format!("only JSON objects are supported for header from field, found a {found}"))?;
         let mut added = Vec::with_capacity(self.fields.len());
         for (path, header) in &self.fields {
             let value = if self.moving { path.remove(object) } else { path.get(object).cloned() };

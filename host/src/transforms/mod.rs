@@ -76,7 +76,9 @@ pub fn build_transform(type_name: &str, options: &Options) -> Result<Box<dyn Tra
     if !unknown.is_empty() {
         return Err(unknown);
     }
-    let needs_part = |part: Option<Part>| part.ok_or_else(|| vec![("type".to_owned(), format!("{base} needs $Key or $Value: {base}$Key or {base}$Value"))]);
+    let needs_part = |part: Option<Part>| {
+        part.ok_or_else(|| vec![("type".to_owned(), format!("{base} needs $Key or $Value: {base}$Key or {base}$Value"))])
+    };
     let one = |problem: OptionProblem| vec![problem];
     Ok(match base {
         "InsertField" => Box::new(fields::InsertField::build(needs_part(part)?, options).map_err(one)?),

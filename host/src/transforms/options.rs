@@ -62,10 +62,7 @@ impl Options {
 
     /// The field paths listed under `key`.
     pub fn paths(&self, key: &str, syntax: FieldSyntax) -> Result<Vec<FieldPath>, OptionProblem> {
-        self.list(key)
-            .iter()
-            .map(|name| FieldPath::parse(name, syntax).map_err(|message| (key.to_owned(), message)))
-            .collect()
+        self.list(key).iter().map(|name| FieldPath::parse(name, syntax).map_err(|message| (key.to_owned(), message))).collect()
     }
 
     /// A boolean option (`true`/`false`, any case), `default` when missing.

@@ -49,8 +49,8 @@ pub struct TopicNameMatches {
 impl TopicNameMatches {
     fn build(options: &Options) -> Result<Self, OptionProblem> {
         let pattern = options.required("pattern")?;
-        let pattern =
-            Regex::new(&format!("^(?:{pattern})$")).map_err(|error| ("pattern".to_owned(), format!("is not a regular expression: {error}")))?;
+        let pattern = Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|error| ("pattern".to_owned(), format!("is not a regular expression: {error}")))?;
         Ok(Self { pattern })
     }
 }

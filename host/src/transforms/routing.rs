@@ -23,7 +23,8 @@ impl RegexRouter {
     /// Reads the options.
     pub fn build(options: &Options) -> Result<Self, OptionProblem> {
         let pattern = options.required("regex")?;
-        let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|error| ("regex".to_owned(), format!("is not a regular expression: {error}")))?;
+        let regex = Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|error| ("regex".to_owned(), format!("is not a regular expression: {error}")))?;
         let replacement = options.get("replacement").ok_or_else(|| ("replacement".to_owned(), "is required".to_owned()))?;
         Ok(Self { regex, replacement: java_replacement(replacement) })
     }
@@ -77,8 +78,8 @@ impl TimestampRouter {
     /// Reads the options.
     pub fn build(options: &Options) -> Result<Self, OptionProblem> {
         let topic_format = options.get("topic.format").unwrap_or("${topic}-${timestamp}").to_owned();
-        let timestamp_format =
-            DateFormat::parse(options.get("timestamp.format").unwrap_or("yyyyMMdd")).map_err(|message| ("timestamp.format".to_owned(), message))?;
+        let timestamp_format = DateFormat::parse(options.get("timestamp.format").unwrap_or("yyyyMMdd"))
+            .map_err(|message| ("timestamp.format".to_owned(), message))?;
         Ok(Self { topic_format, timestamp_format })
     }
 }

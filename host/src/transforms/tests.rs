@@ -32,7 +32,9 @@ fn apply(type_name: &str, pairs: &[(&str, &str)], input: Record) -> Result<(Opti
     let mut working = WorkingRecord::from(input);
     assert_eq!(transform.apply(&mut working)?, Outcome::Keep);
     let out = working.into_record();
-    let parse = |bytes: Option<Vec<u8>>| bytes.map(|bytes| serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8(bytes).unwrap())));
+    let parse = |bytes: Option<Vec<u8>>| {
+        bytes.map(|bytes| serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8(bytes).unwrap())))
+    };
     Ok((parse(out.key), parse(out.value)))
 }
 
@@ -43,7 +45,11 @@ fn value_of(type_name: &str, pairs: &[(&str, &str)], value: Value) -> Value {
 #[test]
 fn insert_field_adds_a_static_field_and_the_record_coordinates() {
     assert_eq!(
-        value_of("InsertField$Value", &[("static.field", "MessageSource"), ("static.value", "Kafka Connect framework")], json!({"foo": "bar"})),
+        value_of(
+            "InsertField$Value",
+            &[("static.field", "MessageSource"), ("static.value", "Kafka Connect framework")],
+            json!({"foo": "bar"})
+        ),
         json!({"foo": "bar", "MessageSource": "Kafka Connect framework"})
     );
     let value = value_of(
@@ -115,9 +121,12 @@ fn flatten_joins_nested_names_with_the_delimiter() {
 
 #[test]
 fn value_to_key_builds_the_key_from_value_fields() {
-    let (key, value) =
-        apply("ValueToKey", &[("fields", "userId,city,state")], record(None, Some(json!({"userId": 7, "city": "Oslo", "state": null, "x": 1}))))
-            .unwrap();
+    let (key, value) = apply(
+        "ValueToKey",
+        &[("fields", "userId,city,state")],
+        record(None, Some(json!({"userId": 7, "city": "Oslo", "state": null, "x": 1}))),
+    )
+    .unwrap();
     assert_eq!(key, Some(json!({"userId": 7, "city": "Oslo", "state": null})));
     assert_eq!(value, Some(json!({"userId": 7, "city": "Oslo", "state": null, "x": 1})));
 }
@@ -136,7 +145,11 @@ fn unknown_types_variants_and_options_are_refused_with_what_to_write() {
 #[test]
 fn cast_converts_fields_or_the_whole_value() {
     assert_eq!(
-        value_of("Cast$Value", &[("spec", "ID:string,score:float64,flag:boolean,small:int8")], json!({"ID": 42, "score": 7, "flag": 1, "small": 300})),
+        value_of(
+            "Cast$Value",
+            &[("spec", "ID:string,score:float64,flag:boolean,small:int8")],
+            json!({"ID": 42, "score": 7, "flag": 1, "small": 300})
+        ),
         json!({"ID": "42", "score": 7.0, "flag": true, "small": 44})
     );
     assert_eq!(value_of("Cast$Value", &[("spec", "int64")], json!("17")), json!(17));
@@ -149,7 +162,10 @@ fn cast_converts_fields_or_the_whole_value() {
 fn timestamp_converter_reads_and_writes_each_target_type() {
     let at = json!({"ts": 1_483_625_229_123i64});
     let converted = |pairs: &[(&str, &str)]| value_of("TimestampConverter$Value", pairs, at.clone())["ts"].clone();
-    assert_eq!(converted(&[("field", "ts"), ("target.type", "string"), ("format", "yyyy-MM-dd HH:mm:ss.SSS")]), json!("2017-01-05 14:07:09.123"));
+    assert_eq!(
+        converted(&[("field", "ts"), ("target.type", "string"), ("format", "yyyy-MM-dd HH:mm:ss.SSS")]),
+        json!("2017-01-05 14:07:09.123")
+    );
     assert_eq!(converted(&[("field", "ts"), ("target.type", "unix")]), json!(1_483_625_229_123i64));
     // unix.precision reads whole numbers in that unit too.
     let seconds = value_of(
@@ -166,7 +182,11 @@ fn timestamp_converter_reads_and_writes_each_target_type() {
         json!({"at": "2017-01-05T15:07:09+01:00"}),
     );
     assert_eq!(parsed, json!({"at": 1_483_625_229_000i64}));
-    let whole = value_of("TimestampConverter$Value", &[("target.type", "unix"), ("format", "yyyy-MM-dd"), ("unix.precision", "microseconds")], json!("2017-01-05"));
+    let whole = value_of(
+        "TimestampConverter$Value",
+        &[("target.type", "unix"), ("format", "yyyy-MM-dd"), ("unix.precision", "microseconds")],
+        json!("2017-01-05"),
+    );
     assert_eq!(whole, json!(1_483_574_400_000_000i64));
     assert!(build_transform("TimestampConverter$Value", &options(&[("target.type", "string")])).is_err());
 }
@@ -205,7 +225,10 @@ fn routers_rename_the_topic() {
     assert_eq!(routed("RegexRouter", &regex, "dbserver1.inventory.customers_eu"), "eu");
     assert_eq!(routed("RegexRouter", &regex, "orders"), "orders");
     assert_eq!(routed("TimestampRouter", &[], "orders"), "orders-20231114");
-    assert_eq!(routed("TimestampRouter", &[("topic.format", "${timestamp}_${topic}"), ("timestamp.format", "yyyy.MM")], "orders"), "2023.11_orders");
+    assert_eq!(
+        routed("TimestampRouter", &[("topic.format", "${timestamp}_${topic}"), ("timestamp.format", "yyyy.MM")], "orders"),
+        "2023.11_orders"
+    );
 }
 
 #[test]
@@ -219,7 +242,11 @@ fn a_chain_applies_transforms_in_order_where_their_predicates_say() {
         options: pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
     };
     let predicates = vec![
-        PredicateSpec { alias: "isOrders".into(), type_name: "TopicNameMatches".into(), options: [("pattern".to_owned(), "orders".to_owned())].into() },
+        PredicateSpec {
+            alias: "isOrders".into(),
+            type_name: "TopicNameMatches".into(),
+            options: [("pattern".to_owned(), "orders".to_owned())].into(),
+        },
         PredicateSpec {
             alias: "tombstone".into(),
             type_name: "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone".into(),
@@ -244,7 +271,8 @@ fn a_chain_applies_transforms_in_order_where_their_predicates_say() {
     let failure = chain.apply(record(None, Some(json!([1, 2])))).unwrap_err();
     assert_eq!((failure.alias.as_str(), failure.type_name.as_str()), ("mask", "MaskField$Value"));
 
-    let problems = Chain::build(&[spec("x", "Filter", Some("nope"), false, &[]), spec("y", "Nope", None, false, &[])], &predicates).err().unwrap();
+    let problems =
+        Chain::build(&[spec("x", "Filter", Some("nope"), false, &[]), spec("y", "Nope", None, false, &[])], &predicates).err().unwrap();
     let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(keys, ["transforms.x.predicate", "transforms.y.type"]);
 }

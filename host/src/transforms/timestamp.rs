@@ -90,7 +90,12 @@ impl TimestampConverter {
             "milliseconds" => Unit::Milliseconds,
             "microseconds" => Unit::Microseconds,
             "nanoseconds" => Unit::Nanoseconds,
-            other => return Err(("unix.precision".to_owned(), format!("must be seconds, milliseconds, microseconds or nanoseconds, not {other:?}"))),
+            other => {
+                return Err((
+                    "unix.precision".to_owned(),
+                    format!("must be seconds, milliseconds, microseconds or nanoseconds, not {other:?}"),
+                ));
+            }
         };
         Ok(Self { part, field, target, format, unit })
     }
@@ -98,7 +103,9 @@ impl TimestampConverter {
     fn convert(&self, value: &Value) -> Result<Value, String> {
         let ms = match value {
             Value::Null => return Ok(Value::Null),
-            Value::Number(number) => self.unit.to_ms(number.as_i64().ok_or_else(|| format!("{number} is not a whole number of Unix time"))?),
+            Value::Number(number) => {
+                self.unit.to_ms(number.as_i64().ok_or_else(|| format!("{number} is not a whole number of Unix time"))?)
+            }
             Value::String(text) => match &self.format {
                 Some(format) => format.parse_time(text)?,
                 None => return Err(format!("{text:?} is text, and no format is set to read it")),
@@ -126,7 +133,9 @@ impl Transform for TimestampConverter {
             return Ok(Outcome::Keep);
         }
         let found = type_name(data);
-        let object = data.as_object_mut().ok_or_else(|| format!("only JSON objects are supported for converting a field's time, found a {found}"))?;
+        let object = data
+            .as_object_mut()
+            .ok_or_else(|| format!("only JSON objects are supported for converting a field's time, found a {found}"))?;
         if let Some(parent) = field.parent_mut(object)
             && let Some(value) = parent.get_mut(field.name())
         {

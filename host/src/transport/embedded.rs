@@ -63,9 +63,7 @@ fn now_ms() -> i64 {
 
 /// Runs blocking SQLite work off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> TransportResult<T> + Send + 'static) -> TransportResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| TransportError::Other(format!("embedded store task failed: {error}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|error| TransportError::Other(format!("embedded store task failed: {error}")))?
 }
 
 impl EmbeddedTransport {
@@ -78,14 +76,7 @@ impl EmbeddedTransport {
             .map_err(|error| TransportError::Other(format!("cannot create {}: {error}", database.display())))?;
         let writer = open_connection(&database)?;
         writer.execute_batch(SCHEMA)?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                writer: Mutex::new(writer),
-                database,
-                default_partitions,
-                appended: Notify::new(),
-            }),
-        })
+        Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), database, default_partitions, appended: Notify::new() }) })
     }
 
     /// Deletes records appended longer ago than `retention`; returns how many.
@@ -132,22 +123,20 @@ fn read_from(connection: &Connection, positions: &[(String, i32, i64)], start: u
 }
 
 fn partitions_of(connection: &Connection, topic: &str, default_partitions: u32) -> rusqlite::Result<u32> {
-    connection.execute(
-        "INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)",
-        params![topic, default_partitions],
-    )?;
+    connection.execute("INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)", params![topic, default_partitions])?;
     connection.query_row("SELECT partitions FROM topics WHERE name = ?1", params![topic], |row| row.get(0))
 }
 
 fn encode_headers(record: &Record) -> Option<Vec<u8>> {
-    (!record.headers.is_empty())
-        .then(|| wasm_connect_protocol::encode(&[Record { headers: record.headers.clone(), ..Record::default() }]))
+    (!record.headers.is_empty()).then(|| wasm_connect_protocol::encode(&[Record { headers: record.headers.clone(), ..Record::default() }]))
 }
 
 fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     let headers: Option<Vec<u8>> = row.get(6)?;
     let headers = headers
-        .and_then(|bytes| wasm_connect_protocol::decode(&bytes).ok().and_then(|records| records.first().map(|record| record.to_owned().headers)))
+        .and_then(|bytes| {
+            wasm_connect_protocol::decode(&bytes).ok().and_then(|records| records.first().map(|record| record.to_owned().headers))
+        })
         .unwrap_or_default();
     Ok(Record {
         topic: row.get(0)?,
@@ -228,12 +217,10 @@ impl Transport for EmbeddedTransport {
         let (shared, group, topics) = (self.shared.clone(), connector.to_owned(), topics.to_vec());
         blocking(move || {
             let writer = shared.writer.lock().expect("writer lock");
-            let mut statement = writer.prepare(
-                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE grp = ?1 ORDER BY topic, partition",
-            )?;
-            let rows = statement.query_map(params![group], |row| {
-                Ok(PartitionOffset { topic: row.get(0)?, partition: row.get(1)?, offset: row.get(2)? })
-            })?;
+            let mut statement =
+                writer.prepare("SELECT topic, partition, next_offset FROM consumer_offsets WHERE grp = ?1 ORDER BY topic, partition")?;
+            let rows = statement
+                .query_map(params![group], |row| Ok(PartitionOffset { topic: row.get(0)?, partition: row.get(1)?, offset: row.get(2)? }))?;
             let offsets: Vec<PartitionOffset> = rows.collect::<Result<_, _>>()?;
             Ok(offsets.into_iter().filter(|offset| topics.contains(&offset.topic)).collect())
         })
@@ -298,14 +285,16 @@ impl Transport for EmbeddedTransport {
         blocking(move || {
             let connection = open_connection(&database)?;
             let topics: Vec<(String, i32)> = {
-                let mut statement = connection.prepare("SELECT name, partitions FROM topics WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?;
+                let mut statement =
+                    connection.prepare("SELECT name, partitions FROM topics WHERE ?1 IS NULL OR name = ?1 ORDER BY name")?;
                 let rows = statement.query_map(params![only], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 rows.collect::<Result<_, _>>()?
             };
             topics
                 .into_iter()
                 .map(|(name, partitions)| {
-                    let partitions = (0..partitions).map(|partition| partition_range(&connection, &name, partition)).collect::<Result<_, _>>()?;
+                    let partitions =
+                        (0..partitions).map(|partition| partition_range(&connection, &name, partition)).collect::<Result<_, _>>()?;
                     Ok(TopicDescription { name, partitions })
                 })
                 .collect()
@@ -319,7 +308,9 @@ impl Transport for EmbeddedTransport {
             let connection = open_connection(&database)?;
             let count: Option<i32> =
                 connection.query_row("SELECT partitions FROM topics WHERE name = ?1", params![topic], |row| row.get(0)).optional()?;
-            let Some(count) = count else { return Err(TransportError::Other(format!("there is no topic {topic}; `topics list` shows the topics"))) };
+            let Some(count) = count else {
+                return Err(TransportError::Other(format!("there is no topic {topic}; `topics list` shows the topics")));
+            };
             if let Some(wanted) = partition.filter(|wanted| !(0..count).contains(wanted)) {
                 return Err(TransportError::Other(format!("topic {topic} has partitions 0 to {}, not {wanted}", count - 1)));
             }
@@ -347,11 +338,15 @@ impl Transport for EmbeddedTransport {
 /// The offsets a partition holds now.
 fn partition_range(connection: &Connection, topic: &str, partition: i32) -> rusqlite::Result<PartitionRange> {
     let end: i64 = connection
-        .query_row("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2", params![topic, partition], |row| row.get(0))
+        .query_row("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2", params![topic, partition], |row| {
+            row.get(0)
+        })
         .optional()?
         .unwrap_or(0);
     let first: Option<i64> =
-        connection.query_row("SELECT MIN(offset) FROM records WHERE topic = ?1 AND partition = ?2", params![topic, partition], |row| row.get(0))?;
+        connection.query_row("SELECT MIN(offset) FROM records WHERE topic = ?1 AND partition = ?2", params![topic, partition], |row| {
+            row.get(0)
+        })?;
     Ok(PartitionRange { partition, start: first.unwrap_or(end), end })
 }
 
@@ -499,7 +494,9 @@ impl EmbeddedConsumer {
             self.next_partition = (self.next_partition + 1) % self.positions.len();
         }
         for next in next_offsets(&records) {
-            if let Some(position) = self.positions.iter_mut().find(|(topic, partition, _)| *topic == next.topic && *partition == next.partition) {
+            if let Some(position) =
+                self.positions.iter_mut().find(|(topic, partition, _)| *topic == next.topic && *partition == next.partition)
+            {
                 position.2 = next.offset;
             }
         }
@@ -546,8 +543,7 @@ impl RecordConsumer for EmbeddedConsumer {
         let (reader, positions) = (self.reader.clone(), self.positions.clone());
         blocking(move || {
             let connection = reader.lock().expect("reader lock");
-            let mut statement =
-                connection.prepare_cached("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2")?;
+            let mut statement = connection.prepare_cached("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2")?;
             let mut lag = 0;
             for (topic, partition, next) in &positions {
                 let head: Option<i64> = statement.query_row(params![topic, partition], |row| row.get(0)).optional()?;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::capabilities::Grants;
 use crate::config::{ConnectorConfig, LoadedConfig, Tolerance};
-use crate::telemetry::redaction::SecretRegistration;
 use crate::runtime::{LoadedPlugin, PluginCatalog, PluginKind, Runtime, validate_config};
+use crate::telemetry::redaction::SecretRegistration;
 
 /// A connector ready to run.
 #[derive(Debug, Clone)]
@@ -94,15 +94,12 @@ pub fn plan_connector(
         PluginKind::Sink if connector.topics.is_empty() => {
             problems.push(("topic".into(), format!("plugin {} is a sink: give `topics` (a list to read from)", description.name)))
         }
-        PluginKind::Transform => problems.push((
-            "plugin".into(),
-            format!("plugin {} is a transform; a connector needs a source or sink plugin", description.name),
-        )),
+        PluginKind::Transform => problems
+            .push(("plugin".into(), format!("plugin {} is a transform; a connector needs a source or sink plugin", description.name))),
         _ => {}
     }
     // tasks_max is a maximum, as in Kafka Connect: a source runs one task whatever it says.
-    let plugin_config: Vec<(String, String)> =
-        connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
+    let plugin_config: Vec<(String, String)> = connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
     // Registered before the plugin sees them: what it logs while validating, and every
     // problem below, are kept free of them too.
     let secrets = plugin_config

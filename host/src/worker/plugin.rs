@@ -37,10 +37,8 @@ impl<W: PluginWorld> TaskPlugin<W> {
         name: &str,
         call: impl FnOnce(&mut PluginInstance<W>) -> R + Send + 'static,
     ) -> Result<R, TaskError> {
-        let mut instance = self
-            .instance
-            .take()
-            .ok_or_else(|| PluginFailure::Trapped("the plugin instance was lost in an earlier call".to_owned()))?;
+        let mut instance =
+            self.instance.take().ok_or_else(|| PluginFailure::Trapped("the plugin instance was lost in an earlier call".to_owned()))?;
         let started = Instant::now();
         let (instance, result) = blocking(move || {
             let result = call(&mut instance);

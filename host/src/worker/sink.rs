@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::{Record, encode};
 
+use super::TaskError;
 use super::dead_letters::{DeadLetters, Stage};
 use super::plugin::TaskPlugin;
 use super::task::{TaskContext, pause};
-use super::TaskError;
 use crate::runtime::bindings::sink::SinkBase;
 use crate::runtime::{PluginFailure, SinkInstance};
 use crate::telemetry::State;

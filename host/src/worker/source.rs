@@ -11,15 +11,15 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::{DEAD_LETTER_REASON_HEADER, decode, time::format_rfc3339};
 
+use super::TaskError;
 use super::backoff::Backoff;
 use super::dead_letters::Stage;
 use super::engine::{Batch, Checkpoint, FailedRecord};
 use super::plugin::TaskPlugin;
 use super::task::{TaskContext, pause};
-use super::TaskError;
 use crate::capabilities::Throttle;
-use crate::runtime::{PluginFailure, PollOutcome, SourceInstance};
 use crate::runtime::bindings::source::SourceBase;
+use crate::runtime::{PluginFailure, PollOutcome, SourceInstance};
 use crate::telemetry::{State, Throttled};
 
 /// Longest wait between retries of a failed poll.

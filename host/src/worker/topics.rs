@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::Record;
 
+use super::TaskError;
 use super::engine::{Batch, Checkpoint};
 use super::outage::{OutageReport, SEND_PATIENCE};
 use super::task::TaskContext;
-use super::TaskError;
 use crate::telemetry::payload_bytes;
 use crate::transport::{RecordConsumer, RecordProducer, next_offsets};
 

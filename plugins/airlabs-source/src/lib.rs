@@ -48,12 +48,26 @@ impl Plugin for AirlabsSource {
             env!("CARGO_PKG_VERSION"),
             "AirLabs v9 real-time flights: one record per aircraft keyed by hex, whenever its `updated` advances.",
         )
-        .option(ConfigOption::new("base_url", OptionType::HttpEndpoint, "The API base; grants its host.").default("https://airlabs.co/api/v9"))
+        .option(
+            ConfigOption::new("base_url", OptionType::HttpEndpoint, "The API base; grants its host.").default("https://airlabs.co/api/v9"),
+        )
         .option(ConfigOption::new("api_key", OptionType::String, "The AirLabs API key (write `${AIRLABS_KEY}`).").required().secret())
-        .option(ConfigOption::new("interval", OptionType::Duration, "Time between requests; the default stays within a free key's 1,000 calls a month.").default("1h"))
-        .option(ConfigOption::new("request_budget", OptionType::Integer, "Requests allowed per budget_window (the key's quota).").default("1000"))
+        .option(
+            ConfigOption::new(
+                "interval",
+                OptionType::Duration,
+                "Time between requests; the default stays within a free key's 1,000 calls a month.",
+            )
+            .default("1h"),
+        )
+        .option(
+            ConfigOption::new("request_budget", OptionType::Integer, "Requests allowed per budget_window (the key's quota).")
+                .default("1000"),
+        )
         .option(ConfigOption::new("budget_window", OptionType::Duration, "The window of request_budget (sliding).").default("30d"))
-        .option(ConfigOption::new("max_tracked_aircraft", OptionType::Integer, "Aircraft whose last `updated` is remembered.").default("20000"));
+        .option(
+            ConfigOption::new("max_tracked_aircraft", OptionType::Integer, "Aircraft whose last `updated` is remembered.").default("20000"),
+        );
         for (name, documentation) in FILTERS {
             description = description.option(ConfigOption::new(name, OptionType::String, documentation).default(""));
         }

@@ -16,7 +16,8 @@ use wasm_connect_sdk::polling::{Watermarks, now_ms};
 use wasm_connect_sdk::time::{format_rfc3339, local_to_utc, parse_local};
 use wasm_connect_sdk::{BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source};
 
-const FUNCTIONS: &[&str] = &["GLOBAL_QUOTE", "TIME_SERIES_INTRADAY", "TIME_SERIES_DAILY", "CURRENCY_EXCHANGE_RATE", "DIGITAL_CURRENCY_DAILY"];
+const FUNCTIONS: &[&str] =
+    &["GLOBAL_QUOTE", "TIME_SERIES_INTRADAY", "TIME_SERIES_DAILY", "CURRENCY_EXCHANGE_RATE", "DIGITAL_CURRENCY_DAILY"];
 const SERIES_INTERVALS: &[&str] = &["1min", "5min", "15min", "30min", "60min"];
 
 /// The task.
@@ -38,15 +39,52 @@ impl Plugin for AlphavantageSource {
             env!("CARGO_PKG_VERSION"),
             "Alpha Vantage quotes, time series, exchange rates and crypto: each point once, keyed by symbol, times in UTC.",
         )
-        .option(ConfigOption::new("base_url", OptionType::HttpEndpoint, "The API base (`/query` is appended); grants its host.").default("https://www.alphavantage.co"))
-        .option(ConfigOption::new("api_key", OptionType::String, "The Alpha Vantage API key (write `${ALPHAVANTAGE_KEY}`).").required().secret())
-        .option(ConfigOption::new("function", OptionType::String, "GLOBAL_QUOTE, TIME_SERIES_INTRADAY, TIME_SERIES_DAILY, CURRENCY_EXCHANGE_RATE or DIGITAL_CURRENCY_DAILY.").default("GLOBAL_QUOTE"))
-        .option(ConfigOption::new("symbols", OptionType::List, "Symbols (`IBM,MSFT`); currency pairs as `USD/JPY`; crypto as `BTC`. One request each per cycle.").default("IBM"))
-        .option(ConfigOption::new("series_interval", OptionType::String, "TIME_SERIES_INTRADAY's interval: 1min, 5min, 15min, 30min or 60min.").default("5min"))
+        .option(
+            ConfigOption::new("base_url", OptionType::HttpEndpoint, "The API base (`/query` is appended); grants its host.")
+                .default("https://www.alphavantage.co"),
+        )
+        .option(
+            ConfigOption::new("api_key", OptionType::String, "The Alpha Vantage API key (write `${ALPHAVANTAGE_KEY}`).")
+                .required()
+                .secret(),
+        )
+        .option(
+            ConfigOption::new(
+                "function",
+                OptionType::String,
+                "GLOBAL_QUOTE, TIME_SERIES_INTRADAY, TIME_SERIES_DAILY, CURRENCY_EXCHANGE_RATE or DIGITAL_CURRENCY_DAILY.",
+            )
+            .default("GLOBAL_QUOTE"),
+        )
+        .option(
+            ConfigOption::new(
+                "symbols",
+                OptionType::List,
+                "Symbols (`IBM,MSFT`); currency pairs as `USD/JPY`; crypto as `BTC`. One request each per cycle.",
+            )
+            .default("IBM"),
+        )
+        .option(
+            ConfigOption::new("series_interval", OptionType::String, "TIME_SERIES_INTRADAY's interval: 1min, 5min, 15min, 30min or 60min.")
+                .default("5min"),
+        )
         .option(ConfigOption::new("market", OptionType::String, "DIGITAL_CURRENCY_DAILY's market currency.").default("USD"))
-        .option(ConfigOption::new("outputsize", OptionType::String, "compact (last 100 points) or full (premium for intraday).").default("compact"))
-        .option(ConfigOption::new("interval", OptionType::Duration, "Time between cycles; the default keeps one symbol within 25 requests a day.").default("1h"))
-        .option(ConfigOption::new("request_budget", OptionType::Integer, "Requests allowed per budget_window (the free tier: 25 a day).").default("25"))
+        .option(
+            ConfigOption::new("outputsize", OptionType::String, "compact (last 100 points) or full (premium for intraday).")
+                .default("compact"),
+        )
+        .option(
+            ConfigOption::new(
+                "interval",
+                OptionType::Duration,
+                "Time between cycles; the default keeps one symbol within 25 requests a day.",
+            )
+            .default("1h"),
+        )
+        .option(
+            ConfigOption::new("request_budget", OptionType::Integer, "Requests allowed per budget_window (the free tier: 25 a day).")
+                .default("25"),
+        )
         .option(ConfigOption::new("budget_window", OptionType::Duration, "The window of request_budget (sliding).").default("1d"))
     }
 
@@ -78,7 +116,8 @@ impl Source for AlphavantageSource {
         let symbols: Vec<String> = settings.list("symbols")?.iter().map(|symbol| symbol.to_ascii_uppercase()).collect();
         let interval = settings.duration("interval")?;
         let requests_per_day = 86_400.0 / interval.as_secs_f64().max(1.0) * symbols.len() as f64;
-        let allowed_per_day = settings.integer("request_budget")? as f64 * 86_400.0 / settings.duration("budget_window")?.as_secs_f64().max(1.0);
+        let allowed_per_day =
+            settings.integer("request_budget")? as f64 * 86_400.0 / settings.duration("budget_window")?.as_secs_f64().max(1.0);
         if requests_per_day > allowed_per_day {
             wasm_connect_sdk::log::warn(&format!(
                 "{} symbol(s) every {}s ask for more requests than request_budget allows; cycles will wait for the budget",
@@ -104,20 +143,28 @@ impl Source for AlphavantageSource {
         poller.poll(max_records, batch, |requests, marks| {
             let mut items = Vec::new();
             for symbol in symbols.iter() {
-                let mut query: Vec<(&str, &str)> = vec![("function", function.as_str()), ("apikey", api_key.as_str()), ("datatype", "json")];
+                let mut query: Vec<(&str, &str)> =
+                    vec![("function", function.as_str()), ("apikey", api_key.as_str()), ("datatype", "json")];
                 match function.as_str() {
                     "CURRENCY_EXCHANGE_RATE" => {
                         let (from, to) = symbol.split_once('/').unwrap_or((symbol, "USD"));
                         query.extend([("from_currency", from), ("to_currency", to)]);
                     }
                     "DIGITAL_CURRENCY_DAILY" => query.extend([("symbol", symbol.as_str()), ("market", market.as_str())]),
-                    "TIME_SERIES_INTRADAY" => query.extend([("symbol", symbol.as_str()), ("interval", series_interval.as_str()), ("outputsize", outputsize.as_str())]),
+                    "TIME_SERIES_INTRADAY" => query.extend([
+                        ("symbol", symbol.as_str()),
+                        ("interval", series_interval.as_str()),
+                        ("outputsize", outputsize.as_str()),
+                    ]),
                     "TIME_SERIES_DAILY" => query.extend([("symbol", symbol.as_str()), ("outputsize", outputsize.as_str())]),
                     _ => query.push(("symbol", symbol.as_str())),
                 }
                 let address = url(base, "/query", &query);
                 let Some(body) = fetch(requests, &address)? else { break };
-                let series = format!("{function}:{symbol}{}", if function == "TIME_SERIES_INTRADAY" { format!(":{series_interval}") } else { String::new() });
+                let series = format!(
+                    "{function}:{symbol}{}",
+                    if function == "TIME_SERIES_INTRADAY" { format!(":{series_interval}") } else { String::new() }
+                );
                 items.extend(convert(function, symbol, &series, &body, marks));
             }
             Ok(items)
@@ -163,12 +210,9 @@ fn first_sentence(text: &str) -> &str {
 /// `"05. price"` -> `price`, `"10. change percent"` -> `change_percent`,
 /// `"1a. open (USD)"` -> `open_usd`.
 fn plain_name(key: &str) -> String {
-    let name = key.split_once(". ").map_or(key, |(number, name)| if number.chars().all(|c| c.is_ascii_alphanumeric()) { name } else { key });
-    name.trim()
-        .to_ascii_lowercase()
-        .replace(" (", "_")
-        .replace(['(', ')'], "")
-        .replace([' ', '-'], "_")
+    let name =
+        key.split_once(". ").map_or(key, |(number, name)| if number.chars().all(|c| c.is_ascii_alphanumeric()) { name } else { key });
+    name.trim().to_ascii_lowercase().replace(" (", "_").replace(['(', ')'], "").replace([' ', '-'], "_")
 }
 
 /// A numeric string as a number (`"0.9235%"` too); anything else as it is.
@@ -176,7 +220,9 @@ fn plain_value(value: &Value) -> Value {
     let Some(text) = value.as_str() else { return value.clone() };
     let number = text.trim().trim_end_matches('%');
     match number.parse::<f64>() {
-        Ok(parsed) if parsed.is_finite() && !number.is_empty() => serde_json::Number::from_f64(parsed).map_or_else(|| value.clone(), Value::Number),
+        Ok(parsed) if parsed.is_finite() && !number.is_empty() => {
+            serde_json::Number::from_f64(parsed).map_or_else(|| value.clone(), Value::Number)
+        }
         _ => value.clone(),
     }
 }
@@ -208,7 +254,9 @@ fn convert_quote(symbol: &str, series: &str, body: &Value, marks: &Watermarks) -
         return Item::dead_letter(Some(symbol.to_owned()), body, "the answer has no `Global Quote`", marks).into_iter().collect();
     };
     if quote.is_empty() {
-        return Item::dead_letter(Some(symbol.to_owned()), body, format!("Alpha Vantage knows no symbol {symbol}"), marks).into_iter().collect();
+        return Item::dead_letter(Some(symbol.to_owned()), body, format!("Alpha Vantage knows no symbol {symbol}"), marks)
+            .into_iter()
+            .collect();
     }
     let mut record = plain_object(quote);
     record.insert("delayed".to_owned(), Value::Bool(body.get("Global Quote - DATA DELAYED").is_some()));
@@ -222,15 +270,22 @@ fn convert_quote(symbol: &str, series: &str, body: &Value, marks: &Watermarks) -
 
 fn convert_exchange_rate(symbol: &str, series: &str, body: &Value, marks: &Watermarks) -> Vec<Item> {
     let Some(rate) = body.get("Realtime Currency Exchange Rate").and_then(Value::as_object) else {
-        return Item::dead_letter(Some(symbol.to_owned()), body, "the answer has no `Realtime Currency Exchange Rate`", marks).into_iter().collect();
+        return Item::dead_letter(Some(symbol.to_owned()), body, "the answer has no `Realtime Currency Exchange Rate`", marks)
+            .into_iter()
+            .collect();
     };
     let mut record = plain_object(rate);
     let zone = rate.iter().find(|(key, _)| key.ends_with("Time Zone")).and_then(|(_, zone)| zone.as_str()).unwrap_or("UTC");
     let refreshed = record.get("last_refreshed").and_then(Value::as_str).and_then(parse_local).and_then(|local| local_to_utc(zone, local));
     let Some(at) = refreshed else {
-        return Item::dead_letter(Some(symbol.to_owned()), body, format!("unreadable last refreshed time or unknown time zone {zone:?}"), marks)
-            .into_iter()
-            .collect();
+        return Item::dead_letter(
+            Some(symbol.to_owned()),
+            body,
+            format!("unreadable last refreshed time or unknown time zone {zone:?}"),
+            marks,
+        )
+        .into_iter()
+        .collect();
     };
     record.insert("last_refreshed".to_owned(), Value::String(format_rfc3339(at)));
     record.remove("time_zone");
@@ -247,7 +302,8 @@ fn convert_series(symbol: &str, series: &str, body: &Value, marks: &Watermarks) 
         return Item::dead_letter(Some(symbol.to_owned()), body, "the answer has no `Time Series` object", marks).into_iter().collect();
     };
     let zone = zone_of(&meta).unwrap_or("US/Eastern");
-    let interval = meta.as_object().and_then(|meta| meta.iter().find(|(key, _)| key.ends_with("Interval"))).and_then(|(_, value)| value.as_str());
+    let interval =
+        meta.as_object().and_then(|meta| meta.iter().find(|(key, _)| key.ends_with("Interval"))).and_then(|(_, value)| value.as_str());
     let mut converted: Vec<(i64, &str, &Value)> = Vec::new();
     let mut items = Vec::new();
     for (stamp, point) in points {
@@ -341,7 +397,10 @@ mod tests {
         let rate = json!({"Realtime Currency Exchange Rate": {"1. From_Currency Code": "USD", "3. To_Currency Code": "JPY",
             "5. Exchange Rate": "147.944", "6. Last Refreshed": "2024-02-07 15:35:01", "7. Time Zone": "UTC"}});
         let values = records(&convert("CURRENCY_EXCHANGE_RATE", "USD/JPY", "CURRENCY_EXCHANGE_RATE:USD/JPY", &rate, &marks));
-        assert_eq!((values[0]["exchange_rate"].as_f64(), values[0]["last_refreshed"].as_str()), (Some(147.944), Some("2024-02-07T15:35:01.000Z")));
+        assert_eq!(
+            (values[0]["exchange_rate"].as_f64(), values[0]["last_refreshed"].as_str()),
+            (Some(147.944), Some("2024-02-07T15:35:01.000Z"))
+        );
         let crypto = json!({"Meta Data": {"7. Time Zone": "UTC"}, "Time Series (Digital Currency Daily)": {
             "2024-02-07": {"1a. open (EUR)": "39000.1", "1b. open (USD)": "42000.5"}, "2024-02-06": {"1. open": "41000"}}});
         let values = records(&convert("DIGITAL_CURRENCY_DAILY", "BTC", "DIGITAL_CURRENCY_DAILY:BTC", &crypto, &marks));

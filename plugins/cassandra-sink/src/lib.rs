@@ -95,7 +95,11 @@ fn parse_columns(text: &str) -> Result<Vec<Column>, String> {
             "@partition" => Source::Partition,
             "@offset" => Source::Offset,
             path if !path.is_empty() && !path.starts_with('@') => Source::Field(path.split('.').map(str::to_owned).collect()),
-            other => return Err(format!("\"{entry}\": unknown source \"{other}\"; use a field path or @key, @time, @topic, @partition, @offset")),
+            other => {
+                return Err(format!(
+                    "\"{entry}\": unknown source \"{other}\"; use a field path or @key, @time, @topic, @partition, @offset"
+                ));
+            }
         };
         columns.push(Column { name: name.to_owned(), source, column_type: ColumnType::parse(column_type)? });
     }

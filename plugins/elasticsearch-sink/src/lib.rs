@@ -53,12 +53,20 @@ impl Plugin for ElasticsearchSink {
             .default("{topic}"),
         )
         .option(
-            ConfigOption::new("document_id", OptionType::String, "Document id: key, offset (topic+partition+offset), field:<dotted.path> or none.")
-                .default("key"),
+            ConfigOption::new(
+                "document_id",
+                OptionType::String,
+                "Document id: key, offset (topic+partition+offset), field:<dotted.path> or none.",
+            )
+            .default("key"),
         )
         .option(
-            ConfigOption::new("operation", OptionType::String, "index (replace), create (keep an existing document) or upsert (merge fields).")
-                .default("index"),
+            ConfigOption::new(
+                "operation",
+                OptionType::String,
+                "index (replace), create (keep an existing document) or upsert (merge fields).",
+            )
+            .default("index"),
         )
         .option(ConfigOption::new("bulk_max_actions", OptionType::Integer, "Most documents in one bulk request.").default("1000"))
         .option(ConfigOption::new("bulk_max_bytes", OptionType::Integer, "Most bytes of documents in one bulk request.").default("5242880"))

@@ -9,9 +9,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
-use wasm_connect_sdk::{
-    ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, log,
-};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, log};
 
 /// How far back a torn line is looked for; a longer line is cut as a whole.
 const TAIL_PROBE: u32 = 1 << 20;
@@ -31,8 +29,7 @@ fn file_name((topic, partition): &(String, i32), number: u32) -> String {
 pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let value = record.value.map(|bytes| serde_json::from_slice::<Value>(bytes).unwrap_or_else(|_| Value::String(text(bytes))));
-    let headers: Map<String, Value> =
-        record.headers.iter().map(|(name, value)| ((*name).to_owned(), json!(value.map(text)))).collect();
+    let headers: Map<String, Value> = record.headers.iter().map(|(name, value)| ((*name).to_owned(), json!(value.map(text)))).collect();
     let document = json!({
         "topic": record.topic,
         "partition": record.partition,

@@ -3,10 +3,8 @@
 //! their ICAO24 `hex`. Record `n` is aircraft `n % flights` at its report `n / flights`.
 
 use serde_json::json;
-use wasm_connect_sdk::simulation::{self, Simulator, Rng, Timeline};
-use wasm_connect_sdk::{
-    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
-};
+use wasm_connect_sdk::simulation::{self, Rng, Simulator, Timeline};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source};
 
 /// ICAO, IATA, latitude, longitude.
 const AIRPORTS: &[(&str, &str, f64, f64)] = &[
@@ -117,8 +115,7 @@ fn along_great_circle(lat1: f64, lon1: f64, lat2: f64, lon2: f64, fraction: f64)
     let z = a * phi1.sin() + b * phi2.sin();
     let phi = z.atan2((x * x + y * y).sqrt());
     let lambda = y.atan2(x);
-    let bearing = ((lambda2 - lambda).sin() * phi2.cos())
-        .atan2(phi.cos() * phi2.sin() - phi.sin() * phi2.cos() * (lambda2 - lambda).cos());
+    let bearing = ((lambda2 - lambda).sin() * phi2.cos()).atan2(phi.cos() * phi2.sin() - phi.sin() * phi2.cos() * (lambda2 - lambda).cos());
     (phi.to_degrees(), lambda.to_degrees(), (bearing.to_degrees() + 360.0) % 360.0)
 }
 

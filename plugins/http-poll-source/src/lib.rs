@@ -30,17 +30,32 @@ impl Plugin for HttpPollSource {
             "Polls a JSON API: one record per item of the array at items_pointer, keyed by key_field; with \
              position_field, only items whose position advanced.",
         )
-        .option(ConfigOption::new("base_url", OptionType::HttpEndpoint, "The URL to poll, with any non-secret query parameters; grants its host.").required())
+        .option(
+            ConfigOption::new(
+                "base_url",
+                OptionType::HttpEndpoint,
+                "The URL to poll, with any non-secret query parameters; grants its host.",
+            )
+            .required(),
+        )
         .option(ConfigOption::new("path", OptionType::String, "Appended to base_url (`/station_status.json`).").default(""))
-        .option(ConfigOption::new("api_key", OptionType::String, "An API key (write `${KEY}`), sent as api_key_header or api_key_query.").default("").secret())
+        .option(
+            ConfigOption::new("api_key", OptionType::String, "An API key (write `${KEY}`), sent as api_key_header or api_key_query.")
+                .default("")
+                .secret(),
+        )
         .option(ConfigOption::new("api_key_header", OptionType::String, "The header that carries api_key (`X-API-Key`).").default(""))
         .option(ConfigOption::new("api_key_query", OptionType::String, "The query parameter that carries api_key (`appid`).").default(""))
         .option(ConfigOption::new("method", OptionType::String, "HTTP method.").default("GET"))
         .option(ConfigOption::new("headers", OptionType::List, "Request headers as `Name: value`, comma-separated.").default(""))
         .option(
-            ConfigOption::new("secret_headers", OptionType::List, "Headers that carry credentials (`Authorization: Bearer ${TOKEN}`); never shown.")
-                .default("")
-                .secret(),
+            ConfigOption::new(
+                "secret_headers",
+                OptionType::List,
+                "Headers that carry credentials (`Authorization: Bearer ${TOKEN}`); never shown.",
+            )
+            .default("")
+            .secret(),
         )
         .option(
             ConfigOption::new("secret_query", OptionType::List, "Query parameters that carry credentials (`appid=${KEY}`); never shown.")
@@ -49,18 +64,34 @@ impl Plugin for HttpPollSource {
         )
         .option(ConfigOption::new("body", OptionType::String, "Request body, for POST.").default(""))
         .option(ConfigOption::new("interval", OptionType::Duration, "Time between polls.").default("60s"))
-        .option(ConfigOption::new(
-            "items_pointer",
-            OptionType::String,
-            "JSON pointer to the array of items (`/data/stations`); empty: the whole body (an array, or one object as one item).",
-        ).default(""))
-        .option(ConfigOption::new("key_field", OptionType::String, "The item's key: a field name or a JSON pointer inside the item (`/id`).").required())
-        .option(ConfigOption::new(
-            "position_field",
-            OptionType::String,
-            "A field that grows when an item changes (`last_reported`, a timestamp): only items whose value advanced are emitted.",
-        ).default(""))
-        .option(ConfigOption::new("request_budget", OptionType::Integer, "Requests allowed per budget_window (the provider's quota); 0: no budget.").default("0"))
+        .option(
+            ConfigOption::new(
+                "items_pointer",
+                OptionType::String,
+                "JSON pointer to the array of items (`/data/stations`); empty: the whole body (an array, or one object as one item).",
+            )
+            .default(""),
+        )
+        .option(
+            ConfigOption::new("key_field", OptionType::String, "The item's key: a field name or a JSON pointer inside the item (`/id`).")
+                .required(),
+        )
+        .option(
+            ConfigOption::new(
+                "position_field",
+                OptionType::String,
+                "A field that grows when an item changes (`last_reported`, a timestamp): only items whose value advanced are emitted.",
+            )
+            .default(""),
+        )
+        .option(
+            ConfigOption::new(
+                "request_budget",
+                OptionType::Integer,
+                "Requests allowed per budget_window (the provider's quota); 0: no budget.",
+            )
+            .default("0"),
+        )
         .option(ConfigOption::new("budget_window", OptionType::Duration, "The window of request_budget.").default("1d"))
         .option(ConfigOption::new("max_tracked_keys", OptionType::Integer, "Keys whose last position is remembered.").default("100000"))
     }
@@ -82,7 +113,8 @@ impl Plugin for HttpPollSource {
             problems.push(("items_pointer".to_owned(), format!("{pointer:?} must be a JSON pointer starting with `/`, or empty")));
         }
         let key_set = settings.get("api_key").is_some_and(|key| !key.is_empty());
-        let places = ["api_key_header", "api_key_query"].iter().filter(|place| settings.get(place).is_some_and(|name| !name.is_empty())).count();
+        let places =
+            ["api_key_header", "api_key_query"].iter().filter(|place| settings.get(place).is_some_and(|name| !name.is_empty())).count();
         if key_set && places != 1 {
             problems.push(("api_key".to_owned(), "say where the key goes: set exactly one of api_key_header and api_key_query".to_owned()));
         }
@@ -122,7 +154,8 @@ fn key_text(value: &Value) -> Option<String> {
 impl Source for HttpPollSource {
     fn open(settings: &Settings, position: Option<&str>) -> Result<Self, Error> {
         let base = url(&settings.string("base_url")?, &settings.string("path")?, &[]);
-        let (api_key, key_header, key_query) = (settings.string("api_key")?, settings.string("api_key_header")?, settings.string("api_key_query")?);
+        let (api_key, key_header, key_query) =
+            (settings.string("api_key")?, settings.string("api_key_header")?, settings.string("api_key_query")?);
         let mut secret_query = parse_pairs(&settings.list("secret_query")?, '=').map_err(Error::BadConfig)?;
         if !api_key.is_empty() && !key_query.is_empty() {
             secret_query.push((key_query, api_key.clone()));
@@ -215,7 +248,12 @@ fn convert(items: &[&Value], key_field: &str, position_field: Option<&str>, mark
                     output.push(Item::record(key, item, timestamp, Some(position.clone())));
                 }
             }
-            _ => output.extend(Item::dead_letter(Some(key), item, format!("the item has no number or text at position_field {field:?}"), marks)),
+            _ => output.extend(Item::dead_letter(
+                Some(key),
+                item,
+                format!("the item has no number or text at position_field {field:?}"),
+                marks,
+            )),
         }
     }
     output

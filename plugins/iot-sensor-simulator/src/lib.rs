@@ -4,9 +4,7 @@
 
 use serde_json::json;
 use wasm_connect_sdk::simulation::{self, Simulator, Timeline, format_rfc3339};
-use wasm_connect_sdk::{
-    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
-};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source};
 
 const SITES: &[&str] = &["warehouse-north", "warehouse-south", "office-hq", "plant-a", "plant-b", "cold-store"];
 
@@ -72,8 +70,7 @@ impl Plugin for IotSensorSimulator {
         )
         .option(ConfigOption::new("devices", OptionType::Integer, "Number of devices.").default("50"))
         .option(
-            ConfigOption::new("anomaly_probability", OptionType::Float, "Share of readings that are anomalies (0 to 1).")
-                .default("0.01"),
+            ConfigOption::new("anomaly_probability", OptionType::Float, "Share of readings that are anomalies (0 to 1).").default("0.01"),
         );
         simulation::options("10").into_iter().fold(description, Description::option)
     }

@@ -10,11 +10,9 @@ pub struct LogSink {
 
 impl Plugin for LogSink {
     fn description() -> Description {
-        Description::new("log-sink", env!("CARGO_PKG_VERSION"), "Logs one line per record: topic, partition, offset, key, value.")
-            .option(
-                ConfigOption::new("max_value_bytes", OptionType::Integer, "Values longer than this are cut in the log line.")
-                    .default("1024"),
-            )
+        Description::new("log-sink", env!("CARGO_PKG_VERSION"), "Logs one line per record: topic, partition, offset, key, value.").option(
+            ConfigOption::new("max_value_bytes", OptionType::Integer, "Values longer than this are cut in the log line.").default("1024"),
+        )
     }
 }
 

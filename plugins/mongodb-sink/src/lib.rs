@@ -63,7 +63,10 @@ impl Plugin for MongodbSink {
             OptionType::String,
             "A top-level field of the value naming the collection; records without it use `collection`.",
         ))
-        .option(ConfigOption::new("document_id", OptionType::String, "_id: key, offset (topic+partition+offset), field:<dotted.path> or none.").default("key"))
+        .option(
+            ConfigOption::new("document_id", OptionType::String, "_id: key, offset (topic+partition+offset), field:<dotted.path> or none.")
+                .default("key"),
+        )
         .option(
             ConfigOption::new(
                 "write_model",
@@ -73,8 +76,14 @@ impl Plugin for MongodbSink {
             .default("replace"),
         )
         .option(ConfigOption::new("business_key", OptionType::List, "Fields identifying a document for replace_by_business_key."))
-        .option(ConfigOption::new("ttl", OptionType::Duration, "Expire documents this long after their record time (a TTL index on ttl_field)."))
-        .option(ConfigOption::new("ttl_field", OptionType::String, "Field holding the record time as a date, for ttl.").default("record_time"))
+        .option(ConfigOption::new(
+            "ttl",
+            OptionType::Duration,
+            "Expire documents this long after their record time (a TTL index on ttl_field).",
+        ))
+        .option(
+            ConfigOption::new("ttl_field", OptionType::String, "Field holding the record time as a date, for ttl.").default("record_time"),
+        )
         .option(ConfigOption::new("unique_index", OptionType::List, "Fields of a unique index created when the task opens."))
     }
 
@@ -201,10 +210,13 @@ impl Sink for MongodbSink {
             indexes.push((format!("{{{}}}", keys.join(",")), true, None));
         }
         if !indexes.is_empty() && !fixed_collection {
-            return Err(Error::BadConfig("ttl and unique_index need a fixed collection (no {topic}, date pattern or collection_field)".to_owned()));
+            return Err(Error::BadConfig(
+                "ttl and unique_index need a fixed collection (no {topic}, date pattern or collection_field)".to_owned(),
+            ));
         }
         for (keys, unique, expire_after_seconds) in indexes {
-            let index = IndexSpec { collection: sink.collection.clone(), keys: keys.into_bytes(), name: None, unique, expire_after_seconds };
+            let index =
+                IndexSpec { collection: sink.collection.clone(), keys: keys.into_bytes(), name: None, unique, expire_after_seconds };
             mongodb::create_index(&sink.uri, &sink.database, &index)?;
         }
         Ok(sink)

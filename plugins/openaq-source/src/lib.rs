@@ -12,8 +12,9 @@ use wasm_connect_sdk::api::{ApiPoller, Item, Requests, reset_wait};
 use wasm_connect_sdk::http::{Request, Response, shown_url, url};
 use wasm_connect_sdk::polling::{Watermarks, now_ms};
 use wasm_connect_sdk::time::{format_rfc3339, parse_rfc3339};
-use wasm_connect_sdk::{BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source, log};
-
+use wasm_connect_sdk::{
+    BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source, log,
+};
 
 /// What a measurement is of, from the location's sensor list.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,16 +66,34 @@ impl Plugin for OpenaqSource {
             "OpenAQ v3: the latest measurement of every sensor of the chosen locations, each once, keyed by sensor.",
         )
         .option(ConfigOption::new("base_url", OptionType::HttpEndpoint, "The API base; grants its host.").default("https://api.openaq.org"))
-        .option(ConfigOption::new("api_key", OptionType::String, "The OpenAQ API key, sent as X-API-Key (write `${OPENAQ_KEY}`).").required().secret())
-        .option(ConfigOption::new("coordinates", OptionType::String, "`lat,lon` to search around (with radius); or give location_ids.").default(""))
+        .option(
+            ConfigOption::new("api_key", OptionType::String, "The OpenAQ API key, sent as X-API-Key (write `${OPENAQ_KEY}`).")
+                .required()
+                .secret(),
+        )
+        .option(
+            ConfigOption::new("coordinates", OptionType::String, "`lat,lon` to search around (with radius); or give location_ids.")
+                .default(""),
+        )
         .option(ConfigOption::new("radius", OptionType::Integer, "Search radius in metres (up to 25000).").default("10000"))
         .option(ConfigOption::new("location_ids", OptionType::List, "Location ids to read, instead of coordinates.").default(""))
-        .option(ConfigOption::new("parameters", OptionType::List, "Parameters to keep, by id (`2`) or name (`pm25`, `no2`); empty: all.").default(""))
-        .option(ConfigOption::new("max_locations", OptionType::Integer, "Most locations read per cycle (each costs a request).").default("25"))
+        .option(
+            ConfigOption::new("parameters", OptionType::List, "Parameters to keep, by id (`2`) or name (`pm25`, `no2`); empty: all.")
+                .default(""),
+        )
+        .option(
+            ConfigOption::new("max_locations", OptionType::Integer, "Most locations read per cycle (each costs a request).").default("25"),
+        )
         .option(ConfigOption::new("page_size", OptionType::Integer, "Locations per page of /v3/locations (1..1000).").default("100"))
         .option(ConfigOption::new("interval", OptionType::Duration, "Time between cycles.").default("10m"))
-        .option(ConfigOption::new("locations_refresh", OptionType::Duration, "How often the location list and sensors are read again.").default("1d"))
-        .option(ConfigOption::new("request_budget", OptionType::Integer, "Requests allowed per budget_window (the key's quota).").default("2000"))
+        .option(
+            ConfigOption::new("locations_refresh", OptionType::Duration, "How often the location list and sensors are read again.")
+                .default("1d"),
+        )
+        .option(
+            ConfigOption::new("request_budget", OptionType::Integer, "Requests allowed per budget_window (the key's quota).")
+                .default("2000"),
+        )
         .option(ConfigOption::new("budget_window", OptionType::Duration, "The window of request_budget (sliding).").default("1h"))
     }
 
@@ -134,7 +153,8 @@ impl Source for OpenaqSource {
     }
 
     fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error> {
-        let Self { base, api_key, scope, parameters, max_locations, page_size, locations_refresh_ms, locations, locations_read_at, poller } = self;
+        let Self { base, api_key, scope, parameters, max_locations, page_size, locations_refresh_ms, locations, locations_read_at, poller } =
+            self;
         poller.poll(max_records, batch, |requests, marks| {
             let mut api = Api { base, api_key, requests };
             let stale = locations_read_at.is_none_or(|read_at| now_ms() - read_at >= *locations_refresh_ms);
@@ -169,7 +189,8 @@ impl Api<'_, '_> {
     fn get(&mut self, path: &str, query: &[(&str, &str)]) -> Result<Option<Option<(Vec<Value>, Value)>>, Error> {
         let address = url(self.base, path, query);
         let shown = shown_url(&address);
-        let response = self.requests.send(&Request::get(&address).header("X-API-Key", self.api_key).header("Accept", "application/json"))?;
+        let response =
+            self.requests.send(&Request::get(&address).header("X-API-Key", self.api_key).header("Accept", "application/json"))?;
         match response.status {
             200..=299 => {}
             429 => {
@@ -185,7 +206,9 @@ impl Api<'_, '_> {
                 log::warn(&format!("{shown} answered 404 ({}); skipping it", detail(&response).unwrap_or_default()));
                 return Ok(Some(None));
             }
-            410 => return Err(Error::BadConfig(format!("{shown} answered 410 Gone: OpenAQ v1 and v2 are retired; base_url must serve v3"))),
+            410 => {
+                return Err(Error::BadConfig(format!("{shown} answered 410 Gone: OpenAQ v1 and v2 are retired; base_url must serve v3")));
+            }
             422 => {
                 return Err(Error::BadConfig(format!(
                     "OpenAQ refused the request as invalid: {}; check coordinates, radius, location_ids and parameters",
@@ -214,7 +237,13 @@ fn detail(response: &Response) -> Option<String> {
 }
 
 /// The locations in scope with their sensors; None when throttled.
-fn find_locations(api: &mut Api<'_, '_>, scope: &Scope, parameters: &[String], max: usize, page_size: usize) -> Result<Option<Vec<Location>>, Error> {
+fn find_locations(
+    api: &mut Api<'_, '_>,
+    scope: &Scope,
+    parameters: &[String],
+    max: usize,
+    page_size: usize,
+) -> Result<Option<Vec<Location>>, Error> {
     let mut locations = Vec::new();
     match scope {
         Scope::Ids(ids) => {
@@ -229,7 +258,13 @@ fn find_locations(api: &mut Api<'_, '_>, scope: &Scope, parameters: &[String], m
             let (radius, limit) = (radius.to_string(), page_size.to_string());
             for page in 1.. {
                 let page_text = page.to_string();
-                let query = [("coordinates", coordinates.as_str()), ("radius", &radius), ("parameters_id", &ids), ("limit", &limit), ("page", &page_text)];
+                let query = [
+                    ("coordinates", coordinates.as_str()),
+                    ("radius", &radius),
+                    ("parameters_id", &ids),
+                    ("limit", &limit),
+                    ("page", &page_text),
+                ];
                 let Some(answer) = api.get("/v3/locations", &query)? else { return Ok(None) };
                 let Some((results, meta)) = answer else { break };
                 let count = results.len();
@@ -267,12 +302,15 @@ fn read_location(item: &Value) -> Option<Location> {
                 .iter()
                 .filter_map(|sensor| {
                     let parameter = sensor.get("parameter")?;
-                    Some((sensor.get("id")?.as_i64()?, Sensor {
-                        parameter_id: parameter.get("id").and_then(Value::as_i64),
-                        parameter: text(parameter.get("name"))?,
-                        units: text(parameter.get("units")).unwrap_or_default(),
-                        display_name: text(parameter.get("displayName")),
-                    }))
+                    Some((
+                        sensor.get("id")?.as_i64()?,
+                        Sensor {
+                            parameter_id: parameter.get("id").and_then(Value::as_i64),
+                            parameter: text(parameter.get("name"))?,
+                            units: text(parameter.get("units")).unwrap_or_default(),
+                            display_name: text(parameter.get("displayName")),
+                        },
+                    ))
                 })
                 .collect()
         })
@@ -289,9 +327,9 @@ fn read_location(item: &Value) -> Option<Location> {
 
 fn wanted(sensor: &Sensor, parameters: &[String]) -> bool {
     parameters.is_empty()
-        || parameters.iter().any(|wanted| {
-            wanted.eq_ignore_ascii_case(&sensor.parameter) || sensor.parameter_id.is_some_and(|id| wanted == &id.to_string())
-        })
+        || parameters
+            .iter()
+            .any(|wanted| wanted.eq_ignore_ascii_case(&sensor.parameter) || sensor.parameter_id.is_some_and(|id| wanted == &id.to_string()))
 }
 
 /// One record per sensor whose latest measurement is newer than the last emitted.
@@ -370,7 +408,10 @@ mod tests {
         let Item::Record { key, value, timestamp, mark } = &items[0] else { panic!() };
         assert_eq!(key, "23534");
         let value: Value = serde_json::from_slice(value).unwrap();
-        assert_eq!((value["parameter"].as_str(), value["units"].as_str(), value["value"].as_f64()), (Some("pm25"), Some("µg/m³"), Some(12.3)));
+        assert_eq!(
+            (value["parameter"].as_str(), value["units"].as_str(), value["value"].as_f64()),
+            (Some("pm25"), Some("µg/m³"), Some(12.3))
+        );
         assert_eq!(value["datetime"], "2024-01-15T10:00:00.000Z");
         marks.advance(&mark.as_ref().unwrap().0, mark.as_ref().unwrap().1.clone());
         assert_eq!(*timestamp, parse_rfc3339("2024-01-15T10:00:00Z"));

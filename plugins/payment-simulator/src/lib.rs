@@ -3,10 +3,8 @@
 //! repeats, foreign merchants at night) flagged in the record. Keyed by `account_id`.
 
 use serde_json::json;
-use wasm_connect_sdk::simulation::{self, Simulator, Rng, Timeline, format_rfc3339};
-use wasm_connect_sdk::{
-    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
-};
+use wasm_connect_sdk::simulation::{self, Rng, Simulator, Timeline, format_rfc3339};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source};
 
 /// Name, category (ISO 18245 merchant category code), country.
 const MERCHANTS: &[(&str, &str, &str)] = &[

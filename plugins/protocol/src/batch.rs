@@ -69,11 +69,7 @@ impl RecordView<'_> {
             timestamp: self.timestamp,
             key: self.key.map(<[u8]>::to_vec),
             value: self.value.map(<[u8]>::to_vec),
-            headers: self
-                .headers
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), value.map(<[u8]>::to_vec)))
-                .collect(),
+            headers: self.headers.iter().map(|(name, value)| ((*name).to_owned(), value.map(<[u8]>::to_vec))).collect(),
         }
     }
 }
@@ -217,11 +213,7 @@ fn put_optional(buffer: &mut Vec<u8>, data: Option<&[u8]>) {
 pub fn encode(records: &[Record]) -> Vec<u8> {
     let size = records
         .iter()
-        .map(|record| {
-            40 + record.topic.len()
-                + record.key.as_ref().map_or(0, Vec::len)
-                + record.value.as_ref().map_or(0, Vec::len)
-        })
+        .map(|record| 40 + record.topic.len() + record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len))
         .sum();
     let mut writer = BatchWriter::with_capacity(size);
     for record in records {
@@ -275,11 +267,7 @@ impl<'a> BatchReader<'a> {
     /// The next record, or none at the end of the batch.
     pub fn next_record(&mut self) -> Result<Option<RecordView<'a>>, DecodeError> {
         if self.remaining == 0 {
-            return if self.position == self.data.len() {
-                Ok(None)
-            } else {
-                Err(self.error("trailing bytes after the last record"))
-            };
+            return if self.position == self.data.len() { Ok(None) } else { Err(self.error("trailing bytes after the last record")) };
         }
         let timestamp = i64::from_le_bytes(self.take_array()?);
         let partition = i32::from_le_bytes(self.take_array()?);
@@ -310,11 +298,7 @@ impl<'a> BatchReader<'a> {
     }
 
     fn take(&mut self, length: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .position
-            .checked_add(length)
-            .filter(|end| *end <= self.data.len())
-            .ok_or_else(|| self.error("truncated batch"))?;
+        let end = self.position.checked_add(length).filter(|end| *end <= self.data.len()).ok_or_else(|| self.error("truncated batch"))?;
         let slice = &self.data[self.position..end];
         self.position = end;
         Ok(slice)

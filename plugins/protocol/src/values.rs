@@ -7,18 +7,12 @@ use std::time::Duration;
 
 /// Parses a whole number.
 pub fn parse_integer(text: &str) -> Result<i64, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("expected a whole number, found \"{text}\""))
+    text.trim().parse().map_err(|_| format!("expected a whole number, found \"{text}\""))
 }
 
 /// Parses a decimal number.
 pub fn parse_float(text: &str) -> Result<f64, String> {
-    text.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|value| value.is_finite())
-        .ok_or_else(|| format!("expected a number, found \"{text}\""))
+    text.trim().parse::<f64>().ok().filter(|value| value.is_finite()).ok_or_else(|| format!("expected a number, found \"{text}\""))
 }
 
 /// Parses `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`), ignoring case.
@@ -64,11 +58,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a comma-separated list; blank items are dropped and items are trimmed.
 pub fn parse_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect()
+    text.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -81,10 +71,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(
-            parse_duration("10 seconds"),
-            Err("expected a duration such as 500ms, 10s, 1m30s or 2h, found \"10 seconds\"".into())
-        );
+        assert_eq!(parse_duration("10 seconds"), Err("expected a duration such as 500ms, 10s, 1m30s or 2h, found \"10 seconds\"".into()));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5").is_err());
     }

@@ -56,7 +56,9 @@ impl Item {
     /// (instead of under its own key): for records of one series keyed by symbol.
     pub fn marked(self, mark_key: &str, position: Value) -> Self {
         match self {
-            Item::Record { key, value, timestamp, .. } => Item::Record { key, value, timestamp, mark: Some((mark_key.to_owned(), position)) },
+            Item::Record { key, value, timestamp, .. } => {
+                Item::Record { key, value, timestamp, mark: Some((mark_key.to_owned(), position)) }
+            }
             other => other,
         }
     }
@@ -65,7 +67,12 @@ impl Item {
     pub fn dead_letter(key: Option<String>, value: &Value, reason: impl Into<String>, marks: &Watermarks) -> Option<Self> {
         let value = serde_json::to_vec(value).unwrap_or_default();
         let fingerprint = format!("dead-letter:{:016x}", fnv1a(&value));
-        marks.get(&fingerprint).is_none().then(|| Item::DeadLetter { key, value, reason: reason.into(), mark: Some((fingerprint, json!(1))) })
+        marks.get(&fingerprint).is_none().then(|| Item::DeadLetter {
+            key,
+            value,
+            reason: reason.into(),
+            mark: Some((fingerprint, json!(1))),
+        })
     }
 }
 

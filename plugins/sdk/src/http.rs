@@ -212,8 +212,10 @@ mod tests {
 
     #[test]
     fn urls_are_joined_and_encoded() {
-        assert_eq!(url("https://airlabs.co/api/v9/", "/flights", &[("api_key", "k y"), ("bbox", "1,2,3,4"), ("flag", "")]),
-            "https://airlabs.co/api/v9/flights?api_key=k%20y&bbox=1,2,3,4");
+        assert_eq!(
+            url("https://airlabs.co/api/v9/", "/flights", &[("api_key", "k y"), ("bbox", "1,2,3,4"), ("flag", "")]),
+            "https://airlabs.co/api/v9/flights?api_key=k%20y&bbox=1,2,3,4"
+        );
         assert_eq!(url("http://x/query?function=A", "", &[("symbol", "IBM")]), "http://x/query?function=A&symbol=IBM");
     }
 

@@ -26,15 +26,15 @@
 
 #![forbid(unsafe_code)]
 
-mod settings;
-pub mod document_id;
 #[cfg(feature = "http")]
 pub mod api;
+pub mod document_id;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod partial;
 #[cfg(feature = "source")]
 pub mod polling;
-pub mod partial;
+mod settings;
 pub mod simulation;
 
 use std::time::Duration;
@@ -158,10 +158,9 @@ pub mod __private {
                         OptionType::Duration => wit::OptionType::Duration,
                         OptionType::List | OptionType::CqlContactPoints => wit::OptionType::List,
                         // Grants are text on the wire; `declared-grants` says what they grant.
-                        OptionType::Directory
-                        | OptionType::ElasticsearchUrl
-                        | OptionType::MongodbUri
-                        | OptionType::HttpEndpoint => wit::OptionType::String,
+                        OptionType::Directory | OptionType::ElasticsearchUrl | OptionType::MongodbUri | OptionType::HttpEndpoint => {
+                            wit::OptionType::String
+                        }
                     },
                     default_value: option.default,
                     required: option.required,
@@ -175,10 +174,7 @@ pub mod __private {
     /// Runs the plugin's own checks on a configuration with defaults applied.
     pub fn validate<P: Plugin>(config: Vec<(String, String)>) -> Vec<ConfigIssue> {
         let settings = Settings::new::<P>(config);
-        P::validate(&settings)
-            .into_iter()
-            .map(|(key, message)| ConfigIssue { key, message })
-            .collect()
+        P::validate(&settings).into_iter().map(|(key, message)| ConfigIssue { key, message }).collect()
     }
 
     /// The error in its WIT form.
@@ -279,14 +275,7 @@ pub struct ConfigOption {
 impl ConfigOption {
     /// An optional option without default.
     pub fn new(name: &str, option_type: OptionType, documentation: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            option_type,
-            default: None,
-            required: false,
-            secret: false,
-            documentation: documentation.to_owned(),
-        }
+        Self { name: name.to_owned(), option_type, default: None, required: false, secret: false, documentation: documentation.to_owned() }
     }
 
     /// Sets the value used when the key is absent.
@@ -324,12 +313,7 @@ pub struct Description {
 impl Description {
     /// A description without options.
     pub fn new(name: &str, version: &str, documentation: &str) -> Self {
-        Self {
-            name: name.to_owned(),
-            version: version.to_owned(),
-            documentation: documentation.to_owned(),
-            options: Vec::new(),
-        }
+        Self { name: name.to_owned(), version: version.to_owned(), documentation: documentation.to_owned(), options: Vec::new() }
     }
 
     /// Adds an option.
@@ -425,9 +409,9 @@ pub mod log {
 /// Append-only files in the directory an option of type [`OptionType::Directory`]
 /// grants (sinks only).
 pub mod files {
-    use crate::Error;
     use crate::__private::capabilities::wasm_connect::connector::files;
     use crate::__private::capabilities::wasm_connect::connector::types::Error as WitError;
+    use crate::Error;
 
     pub(crate) fn from_wit(error: WitError) -> Error {
         match error {
@@ -467,10 +451,10 @@ pub mod files {
 /// Elasticsearch and OpenSearch through the host's client (sinks only). The URL must
 /// be the value of an option of type [`OptionType::ElasticsearchUrl`].
 pub mod elasticsearch {
+    use crate::__private::capabilities::wasm_connect::connector::elasticsearch as wit;
     pub use crate::__private::capabilities::wasm_connect::connector::elasticsearch::{
         BulkAction, BulkOperation, BulkOutcome, Connection, Method,
     };
-    use crate::__private::capabilities::wasm_connect::connector::elasticsearch as wit;
     use crate::Error;
 
     /// Sends the operations in bulk; one outcome per operation, in order.
@@ -487,10 +471,8 @@ pub mod elasticsearch {
 /// MongoDB through the host's client (sinks only). The URI must be the value of an
 /// option of type [`OptionType::MongodbUri`].
 pub mod mongodb {
-    pub use crate::__private::capabilities::wasm_connect::connector::mongodb::{
-        IndexSpec, WriteKind, WriteOperation, WriteOutcome,
-    };
     use crate::__private::capabilities::wasm_connect::connector::mongodb as wit;
+    pub use crate::__private::capabilities::wasm_connect::connector::mongodb::{IndexSpec, WriteKind, WriteOperation, WriteOutcome};
     use crate::Error;
 
     /// MongoDB's duplicate-key error code.
@@ -510,8 +492,8 @@ pub mod mongodb {
 /// Cassandra and ScyllaDB through the host's CQL session (sinks only). The contact
 /// points must be the value of an option of type [`OptionType::CqlContactPoints`].
 pub mod cassandra {
-    pub use crate::__private::capabilities::wasm_connect::connector::cassandra::{Connection, Consistency, CqlValue, Row};
     use crate::__private::capabilities::wasm_connect::connector::cassandra as wit;
+    pub use crate::__private::capabilities::wasm_connect::connector::cassandra::{Connection, Consistency, CqlValue, Row};
     use crate::Error;
 
     /// Runs one unprepared statement (CREATE TABLE ...).
@@ -581,19 +563,15 @@ macro_rules! __plugin_glue {
 macro_rules! export_source {
     ($plugin:ty) => {
         const _: () = {
-            use $crate::__private as sdk;
             use sdk::source::exports::wasm_connect::connector::source_connector;
+            use $crate::__private as sdk;
 
             $crate::__plugin_glue!($plugin, source, Source);
 
             impl source_connector::Guest for Exports {
-                fn open(
-                    config: source_connector::Config,
-                    position: Option<String>,
-                ) -> Result<(), source_connector::Error> {
+                fn open(config: source_connector::Config, position: Option<String>) -> Result<(), source_connector::Error> {
                     let settings = $crate::Settings::new::<$plugin>(config);
-                    let task = <$plugin as $crate::Source>::open(&settings, position.as_deref())
-                        .map_err(sdk::error)?;
+                    let task = <$plugin as $crate::Source>::open(&settings, position.as_deref()).map_err(sdk::error)?;
                     TASK.with(|cell| *cell.borrow_mut() = Some(task));
                     Ok(())
                 }
@@ -602,8 +580,7 @@ macro_rules! export_source {
                         let mut cell = cell.borrow_mut();
                         let task = cell.as_mut().ok_or_else(sdk::not_open)?;
                         let mut batch = sdk::BatchWriter::with_capacity(max_records as usize * 256);
-                        let status = <$plugin as $crate::Source>::poll(task, max_records as usize, &mut batch)
-                            .map_err(sdk::error)?;
+                        let status = <$plugin as $crate::Source>::poll(task, max_records as usize, &mut batch).map_err(sdk::error)?;
                         Ok(source_connector::PollResult {
                             batch: batch.finish(),
                             position: status.position,
@@ -628,8 +605,8 @@ macro_rules! export_source {
 macro_rules! export_sink {
     ($plugin:ty) => {
         const _: () = {
-            use $crate::__private as sdk;
             use sdk::sink::exports::wasm_connect::connector::sink_connector;
+            use $crate::__private as sdk;
 
             $crate::__plugin_glue!($plugin, sink, Sink);
 
@@ -664,8 +641,8 @@ macro_rules! export_sink {
 macro_rules! export_transform {
     ($plugin:ty) => {
         const _: () = {
-            use $crate::__private as sdk;
             use sdk::transform::exports::wasm_connect::connector::transform_connector;
+            use $crate::__private as sdk;
 
             $crate::__plugin_glue!($plugin, transform, Transform);
 
@@ -676,9 +653,7 @@ macro_rules! export_transform {
                     TASK.with(|cell| *cell.borrow_mut() = Some(task));
                     Ok(())
                 }
-                fn apply(
-                    batch: transform_connector::RecordBatch,
-                ) -> Result<transform_connector::RecordBatch, transform_connector::Error> {
+                fn apply(batch: transform_connector::RecordBatch) -> Result<transform_connector::RecordBatch, transform_connector::Error> {
                     TASK.with(|cell| {
                         let mut cell = cell.borrow_mut();
                         let task = cell.as_mut().ok_or_else(sdk::not_open)?;

@@ -34,9 +34,7 @@ impl PartialWrites {
                 }
             }
         }
-        Ok((0..records.len())
-            .filter(|index| coordinates(&records[*index]).is_none_or(|key| !self.written.contains(&key)))
-            .collect())
+        Ok((0..records.len()).filter(|index| coordinates(&records[*index]).is_none_or(|key| !self.written.contains(&key))).collect())
     }
 
     /// Records the outcome of writing `attempted` (indices into `records`), of which

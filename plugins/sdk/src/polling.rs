@@ -83,10 +83,7 @@ impl RequestBudget {
             return;
         }
         if let Some(counts) = saved.get("counts").and_then(Value::as_object) {
-            self.counts = counts
-                .iter()
-                .filter_map(|(bucket, count)| Some((bucket.parse().ok()?, count.as_u64()? as u32)))
-                .collect();
+            self.counts = counts.iter().filter_map(|(bucket, count)| Some((bucket.parse().ok()?, count.as_u64()? as u32))).collect();
         }
     }
 }

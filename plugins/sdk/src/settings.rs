@@ -32,8 +32,7 @@ impl Settings {
     }
 
     fn required(&self, key: &str) -> Result<&str, Error> {
-        self.get(key)
-            .ok_or_else(|| Error::BadConfig(format!("config key \"{key}\": is required")))
+        self.get(key).ok_or_else(|| Error::BadConfig(format!("config key \"{key}\": is required")))
     }
 
     fn parsed<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, Error> {

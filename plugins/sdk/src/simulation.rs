@@ -17,10 +17,8 @@ pub use crate::time::{format_rfc3339, parse_rfc3339};
 /// The options every simulator accepts besides its own.
 pub fn options(default_rate: &str) -> Vec<ConfigOption> {
     vec![
-        ConfigOption::new("seed", OptionType::Integer, "Seed of the generator: the same seed gives the same records.")
-            .default("42"),
-        ConfigOption::new("rate", OptionType::Float, "Records per second; 0 produces as fast as the host polls.")
-            .default(default_rate),
+        ConfigOption::new("seed", OptionType::Integer, "Seed of the generator: the same seed gives the same records.").default("42"),
+        ConfigOption::new("rate", OptionType::Float, "Records per second; 0 produces as fast as the host polls.").default(default_rate),
         ConfigOption::new(
             "start",
             OptionType::String,
@@ -97,15 +95,13 @@ impl Timeline {
         let rate = settings.float("rate")?;
         let limit = settings.integer("limit")?;
         let (next, start_ms) = match position {
-            Some(position) => parse_position(position)
-                .ok_or_else(|| Error::Fatal(format!("unreadable stored position {position:?}")))?,
+            Some(position) => parse_position(position).ok_or_else(|| Error::Fatal(format!("unreadable stored position {position:?}")))?,
             None => {
                 let start = settings.string("start")?;
                 let start_ms = if start == "now" {
                     now_ms()
                 } else {
-                    parse_rfc3339(&start)
-                        .ok_or_else(|| Error::BadConfig(format!("config key \"start\": cannot read \"{start}\"")))?
+                    parse_rfc3339(&start).ok_or_else(|| Error::BadConfig(format!("config key \"start\": cannot read \"{start}\"")))?
                 };
                 (0, start_ms)
             }
@@ -142,11 +138,7 @@ impl Timeline {
 
     /// The simulated time of record `n`, in milliseconds since the epoch.
     pub fn timestamp_ms(&self, n: u64) -> i64 {
-        if self.rate > 0.0 {
-            self.start_ms + (n as f64 * 1000.0 / self.rate) as i64
-        } else {
-            self.start_ms + n as i64
-        }
+        if self.rate > 0.0 { self.start_ms + (n as f64 * 1000.0 / self.rate) as i64 } else { self.start_ms + n as i64 }
     }
 
     /// The poll outcome after the records of `produced` were written.

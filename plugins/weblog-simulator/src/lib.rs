@@ -4,10 +4,8 @@
 //! something to find. Keyed by client ip.
 
 use serde_json::json;
-use wasm_connect_sdk::simulation::{self, Simulator, Rng, Timeline, format_rfc3339};
-use wasm_connect_sdk::{
-    ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source,
-};
+use wasm_connect_sdk::simulation::{self, Rng, Simulator, Timeline, format_rfc3339};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, Settings, export_source};
 
 const PAGES: &[(&str, u32)] = &[
     ("/", 20),
@@ -104,11 +102,7 @@ impl Plugin for WeblogSimulator {
 
 impl Simulator for WeblogSimulator {
     fn start(settings: &Settings, timeline: Timeline) -> Result<Self, Error> {
-        Ok(Self {
-            timeline,
-            clients: settings.integer("clients")?.max(1) as u64,
-            error_rate: settings.float("error_rate")?,
-        })
+        Ok(Self { timeline, clients: settings.integer("clients")?.max(1) as u64, error_rate: settings.float("error_rate")? })
     }
 
     fn timeline(&mut self) -> &mut Timeline {

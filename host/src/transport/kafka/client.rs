@@ -273,7 +273,10 @@ const QUEUED_EVENTS_PER_TURN: usize = 200;
 /// refused password, a failed handshake) is reported while the caller waits. Only for
 /// clients that read no messages (no subscription, no assignment): serving their queue
 /// must not take one.
-pub(super) fn fetch_metadata<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: Option<&str>) -> KafkaResult<rdkafka::metadata::Metadata> {
+pub(super) fn fetch_metadata<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: Option<&str>,
+) -> KafkaResult<rdkafka::metadata::Metadata> {
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
     let mut turn = Duration::from_secs(1);
     loop {
@@ -319,10 +322,29 @@ mod tests {
     #[test]
     fn secured_clusters_and_every_codec_pass_the_client_check() {
         for client in [
-            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "PLAIN"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
-            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "SCRAM-SHA-512"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
-            settings(&[("security.protocol", "SASL_PLAINTEXT"), ("sasl.mechanisms", "SCRAM-SHA-256"), ("sasl.username", "u"), ("sasl.password", "p4ssw0rd")]),
-            settings(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "OAUTHBEARER"), ("sasl.oauthbearer.config", "principal=connect")]),
+            settings(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "PLAIN"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p4ssw0rd"),
+            ]),
+            settings(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "SCRAM-SHA-512"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p4ssw0rd"),
+            ]),
+            settings(&[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanisms", "SCRAM-SHA-256"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p4ssw0rd"),
+            ]),
+            settings(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "OAUTHBEARER"),
+                ("sasl.oauthbearer.config", "principal=connect"),
+            ]),
             settings(&[("compression.type", "zstd")]),
             settings(&[("compression.type", "lz4")]),
             settings(&[("compression.type", "snappy")]),

@@ -19,8 +19,8 @@
 //! longer than that). Before a rebalance takes partitions away and when the task stops,
 //! what was acknowledged is committed too; a stopping task then leaves the group.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,7 +104,9 @@ impl Siblings {
             counts.1 += 1;
         }
         self.changed.notify_all();
-        let _ = self.changed.wait_timeout_while(groups, SIBLINGS_WAIT, |groups| groups.get(group).is_some_and(|(members, committed)| committed < members));
+        let _ = self
+            .changed
+            .wait_timeout_while(groups, SIBLINGS_WAIT, |groups| groups.get(group).is_some_and(|(members, committed)| committed < members));
     }
 
     /// Forgets a member that left (`committed`: after `committed_and_wait`).
@@ -152,7 +154,16 @@ impl KafkaConsumer {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         siblings.joined(&group);
-        Ok(Self { consumer: Some(Arc::new(consumer)), commit_in_flight: None, owed: None, unsent: false, held: Vec::new(), group, siblings, counted: true })
+        Ok(Self {
+            consumer: Some(Arc::new(consumer)),
+            commit_in_flight: None,
+            owed: None,
+            unsent: false,
+            held: Vec::new(),
+            group,
+            siblings,
+            counted: true,
+        })
     }
 
     fn member(&self) -> &Arc<BaseConsumer<GroupMember>> {
@@ -319,7 +330,10 @@ impl<'a> OffsetReset<'a> {
 fn report_skipped(topic: &str, partition: i32, from: i64, next: i64) {
     if next > from {
         tracing::warn!(
-            topic, partition, from, next,
+            topic,
+            partition,
+            from,
+            next,
             "The broker no longer holds records this sink had not read yet (removed by retention, or a truncated log): {} records were skipped and will not reach the sink.",
             next - from
         );
@@ -328,7 +342,9 @@ fn report_skipped(topic: &str, partition: i32, from: i64, next: i64) {
 
 fn report_rewound(topic: &str, partition: i32, next: i64) {
     tracing::warn!(
-        topic, partition, next,
+        topic,
+        partition,
+        next,
         "The broker's log ends before this sink's position (a broker that lost acknowledged records, or a topic deleted and made again): it is read again from its first offset."
     );
 }
@@ -398,11 +414,15 @@ impl ConsumerContext for GroupMember {
             // OffsetCommit goes out before the JoinGroup that follows, on the same
             // connection, so the coordinator takes it first.
             if consumer.assignment_lost() {
-                tracing::info!("The group took this task's partitions away after its session ended; their next owner starts from the last commit.");
+                tracing::info!(
+                    "The group took this task's partitions away after its session ended; their next owner starts from the last commit."
+                );
             } else {
                 match consumer.commit_consumer_state(CommitMode::Async) {
                     Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-                    Err(error) => tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again."),
+                    Err(error) => {
+                        tracing::warn!(%error, "The offsets of acknowledged batches could not be committed before a rebalance; their records will be delivered again.")
+                    }
                 }
             }
         }
@@ -527,7 +547,10 @@ impl KafkaConsumer {
                 let sent = Instant::now().checked_sub(COMMIT_ANSWER_WAIT).unwrap_or_else(Instant::now);
                 self.commit_in_flight = Some((committing, sent));
                 if self.owed.is_none() {
-                    tracing::warn!("The Kafka cluster has not answered a commit within {} s; the task waits for it.", COMMIT_ANSWER_WAIT.as_secs());
+                    tracing::warn!(
+                        "The Kafka cluster has not answered a commit within {} s; the task waits for it.",
+                        COMMIT_ANSWER_WAIT.as_secs()
+                    );
                 }
                 self.owe();
                 return;
@@ -770,11 +793,21 @@ mod tests {
     }
 
     fn record(partition: i32, offset: i64) -> Record {
-        Record { topic: "iot".into(), partition: Some(partition), offset: Some(offset), timestamp: None, key: None, value: None, headers: Vec::new() }
+        Record {
+            topic: "iot".into(),
+            partition: Some(partition),
+            offset: Some(offset),
+            timestamp: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        }
     }
 
     fn reset(member: &GroupMember, partition: i32, from: i64) {
-        let line = format!("iot [{partition}]: offset reset (at offset {from} (leader epoch 0), broker 1) to offset BEGINNING (leader epoch -1): fetch failed");
+        let line = format!(
+            "iot [{partition}]: offset reset (at offset {from} (leader epoch 0), broker 1) to offset BEGINNING (leader epoch -1): fetch failed"
+        );
         member.log(RDKafkaLogLevel::Info, "OFFSET", &line);
     }
 

@@ -23,8 +23,8 @@ use wasm_connect_protocol::Record;
 mod client;
 mod group;
 
-pub use client::{Reporting, client_problems, is_secret_setting, last_client_error};
 use client::fetch_metadata;
+pub use client::{Reporting, client_problems, is_secret_setting, last_client_error};
 use group::{KafkaConsumer, Siblings};
 
 use super::{
@@ -71,7 +71,8 @@ impl KafkaTransport {
         // librdkafka's lines reach the host's log (its informational ones, such as a
         // closed connection, at debug level); its debug lines only when the `debug`
         // setting asks for them.
-        let level = if client.contains_key("debug") { rdkafka::config::RDKafkaLogLevel::Debug } else { rdkafka::config::RDKafkaLogLevel::Info };
+        let level =
+            if client.contains_key("debug") { rdkafka::config::RDKafkaLogLevel::Debug } else { rdkafka::config::RDKafkaLogLevel::Info };
         base.set_log_level(level);
         Self {
             base,
@@ -152,8 +153,7 @@ impl KafkaTransport {
     async fn create_missing_topics(&self, topics: &[String]) -> TransportResult<()> {
         let wanted: Vec<String> = {
             let known = self.known_topics.lock().expect("known topics lock");
-            let mut wanted: Vec<String> =
-                topics.iter().chain(&self.host_topics).filter(|topic| !known.contains(*topic)).cloned().collect();
+            let mut wanted: Vec<String> = topics.iter().chain(&self.host_topics).filter(|topic| !known.contains(*topic)).cloned().collect();
             wanted.sort();
             wanted.dedup();
             wanted
@@ -312,7 +312,8 @@ impl Transport for KafkaTransport {
             let mut starts = Vec::new();
             for topic in &topics {
                 let metadata = fetch_metadata(&consumer, Some(topic))?;
-                for partition in metadata.topics().iter().filter(|candidate| candidate.name() == topic).flat_map(|topic| topic.partitions()) {
+                for partition in metadata.topics().iter().filter(|candidate| candidate.name() == topic).flat_map(|topic| topic.partitions())
+                {
                     let (low, _) = consumer.fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)?;
                     starts.push((topic.clone(), partition.id(), low));
                 }
@@ -406,8 +407,11 @@ fn consumer_group(connector: &str) -> String {
 /// latest message is a tombstone (no payload) left out. `what` names the topic's role
 /// in errors.
 fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
-    let consumer: BaseConsumer<Reporting> =
-        config.clone().set("enable.auto.commit", "false").set("group.id", "wasm-connect-compacted-reader").create_with_context(Reporting)?;
+    let consumer: BaseConsumer<Reporting> = config
+        .clone()
+        .set("enable.auto.commit", "false")
+        .set("group.id", "wasm-connect-compacted-reader")
+        .create_with_context(Reporting)?;
     let metadata = fetch_metadata(&consumer, Some(topic))?;
     let mut latest = BTreeMap::new();
     let Some(topic_metadata) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else {
@@ -583,4 +587,3 @@ fn owned_record(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         headers,
     }
 }
-

@@ -54,12 +54,8 @@ impl Sink for EndpointProber {
             mongodb::bulk_write(uri, "probe", &[document])?;
         }
         if let Some(contact_points) = &self.reach_cassandra {
-            let connection = cassandra::Connection {
-                contact_points: contact_points.clone(),
-                username: None,
-                password: None,
-                local_datacenter: None,
-            };
+            let connection =
+                cassandra::Connection { contact_points: contact_points.clone(), username: None, password: None, local_datacenter: None };
             cassandra::execute(&connection, "SELECT now() FROM system.local")?;
         }
         Ok(())

@@ -65,9 +65,15 @@ impl GrantsGuest for LegacySource {
 
 impl SourceGuest for LegacySource {
     fn open(config: Config, position: Option<String>) -> Result<(), Error> {
-        let count = config.iter().find(|(key, _)| key == "count").map_or(Ok(10), |(_, value)| value.parse())
+        let count = config
+            .iter()
+            .find(|(key, _)| key == "count")
+            .map_or(Ok(10), |(_, value)| value.parse())
             .map_err(|_| Error::BadConfig("count must be a whole number".to_owned()))?;
-        let claim = config.iter().find(|(key, _)| key == "claim").map(|(_, value)| value.parse::<u32>())
+        let claim = config
+            .iter()
+            .find(|(key, _)| key == "claim")
+            .map(|(_, value)| value.parse::<u32>())
             .transpose()
             .map_err(|_| Error::BadConfig("claim must be a whole number below 2^32".to_owned()))?;
         let next = position.map_or(Ok(0), |position| position.parse()).map_err(|_| Error::Fatal("unreadable position".to_owned()))?;

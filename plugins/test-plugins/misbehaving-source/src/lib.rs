@@ -5,9 +5,7 @@
 //! `log-flood` (logs 1 GiB in 8 KiB lines per poll), `big-batch` (returns a batch of
 //! `batch_mib` MiB).
 
-use wasm_connect_sdk::{
-    BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source,
-};
+use wasm_connect_sdk::{BatchWriter, ConfigOption, Description, Error, OptionType, Plugin, PollStatus, Settings, Source, export_source};
 
 /// The task.
 pub struct MisbehavingSource {
