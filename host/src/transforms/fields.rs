@@ -55,10 +55,7 @@ impl InsertField {
     pub fn build(part: Part, options: &Options) -> Result<Self, OptionProblem> {
         let syntax = options.syntax()?;
         let field = |key: &str| insert_target(options, key, syntax).map(|target| target.map(|(path, _)| path));
-        let fixed = match field("static.field")? {
-            Some(path) => Some((path, Value::String(options.get("static.value").unwrap_or_default().to_owned()))),
-            None => None,
-        };
+        let fixed = field("static.field")?.map(|path| (path, Value::String(options.get("static.value").unwrap_or_default().to_owned())));
         Ok(Self {
             part,
             topic: field("topic.field")?,

@@ -15,11 +15,14 @@ pub trait Predicate: Send + Sync {
 /// The package of Kafka Connect's built-in predicates.
 const PREDICATES_PACKAGE: &str = "org.apache.kafka.connect.transforms.predicates.";
 
+/// Builds one kind of predicate from its options.
+type BuildPredicate = fn(&Options) -> Result<Box<dyn Predicate>, OptionProblem>;
+
 /// Builds the predicate of type `type_name` (short or full class name).
 pub fn build_predicate(type_name: &str, options: &Options) -> Result<Box<dyn Predicate>, Vec<OptionProblem>> {
     let name = type_name.trim();
     let name = name.strip_prefix(PREDICATES_PACKAGE).unwrap_or(name);
-    let (known, build): (&[&str], fn(&Options) -> Result<Box<dyn Predicate>, OptionProblem>) = match name {
+    let (known, build): (&[&str], BuildPredicate) = match name {
         "TopicNameMatches" => (&["pattern"], |options| Ok(Box::new(TopicNameMatches::build(options)?))),
         "HasHeaderKey" => (&["name"], |options| Ok(Box::new(HasHeaderKey { name: options.required("name")?.to_owned() }))),
         "RecordIsTombstone" => (&[], |_| Ok(Box::new(RecordIsTombstone))),

@@ -50,7 +50,7 @@ impl Unit {
         }
     }
 
-    fn from_ms(self, ms: i64) -> i64 {
+    fn of_ms(self, ms: i64) -> i64 {
         match self {
             Unit::Seconds => ms.div_euclid(1000),
             Unit::Milliseconds => ms,
@@ -114,7 +114,7 @@ impl TimestampConverter {
         };
         Ok(match self.target {
             TargetType::Text => Value::String(self.format.as_ref().expect("checked when built").format(ms)),
-            TargetType::Unix => Value::from(self.unit.from_ms(ms)),
+            TargetType::Unix => Value::from(self.unit.of_ms(ms)),
             TargetType::Timestamp => Value::from(ms),
             TargetType::Date => Value::from(ms.div_euclid(86_400_000)),
             TargetType::Time => Value::from(ms.rem_euclid(86_400_000)),

@@ -52,7 +52,7 @@ pub enum Checkpoint {
 
 /// Where a task's batches come from.
 enum Input {
-    Source(SourceInput),
+    Source(Box<SourceInput>),
     Topics(TopicInput),
 }
 
@@ -65,7 +65,7 @@ enum Output {
 impl Input {
     async fn open(task: &TaskContext) -> Result<Self, TaskError> {
         Ok(match task.plan.kind() {
-            PluginKind::Source => Input::Source(SourceInput::open(task).await?),
+            PluginKind::Source => Input::Source(Box::new(SourceInput::open(task).await?)),
             PluginKind::Sink | PluginKind::Transform => Input::Topics(TopicInput::open(task).await?),
         })
     }
