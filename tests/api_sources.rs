@@ -203,7 +203,8 @@ fn the_egress_sandbox_refuses_ungranted_hosts_redirects_to_them_and_oversized_bo
     assert!(trace.contains("does not grant"), "{trace}");
     let metrics = host.get_text("/metrics");
     assert!(metric(&metrics, "wasm_connect_http_requests_total", &[("connector", "redirected"), ("outcome", "denied")]) >= 1.0);
-    assert!(host.log().contains("Refused an outgoing HTTP request"));
+    // The log is read from the host's output by a thread of its own: wait for it.
+    host.wait_for_log("Refused an outgoing HTTP request", WAIT);
     // The same redirect with the host in egress.allowed_hosts is followed.
     let has_key =
         |key: &str| read_sink_output(&output).get("a").is_some_and(|lines| lines.iter().any(|line| line.key.as_deref() == Some(key)));
