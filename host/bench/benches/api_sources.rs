@@ -15,13 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use wasm_connect_bench::{repository, write_config};
 
 const PAGE_ITEMS: u64 = 1_000;
 const MEASURE: Duration = Duration::from_secs(10);
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// Serves `/items`: a page of 1,000 stations whose `t` is the request number, so
 /// every item is new on every page. Returns the port and the request counter.
@@ -125,9 +122,7 @@ connectors:
         directory.join("data").display(),
         repository().join("plugins/dist").display()
     );
-    let file = directory.join("connectors.yaml");
-    std::fs::write(&file, text).unwrap();
-    file
+    write_config(directory, &text)
 }
 
 async fn run_host(config: &Path) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {

@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka::{Listener, MockBroker, PASSWORD, SecuredBroker, USER};
-use wasm_connect_bench::repository;
+use wasm_connect_bench::{repository, write_config};
 
 const START: &str = "2024-05-01T00:00:00Z";
 
@@ -106,9 +106,7 @@ fn config(
         plugins = repository().join("plugins/dist").display(),
         output = directory.join("output").display(),
     );
-    let file = directory.join("connectors.yaml");
-    std::fs::write(&file, text).unwrap();
-    file
+    write_config(directory, &text)
 }
 
 /// Runs the pipeline until the sink wrote `records` lines; records/s from the sink's

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use wasm_connect_bench::repository;
+use wasm_connect_bench::{repository, write_config};
 
 const RUNS: usize = 3;
 
@@ -47,9 +47,7 @@ connectors:
         plugins = repository().join("plugins/dist").display(),
         output = directory.join("output").display(),
     );
-    let file = directory.join("connectors.yaml");
-    std::fs::write(&file, text).unwrap();
-    file
+    write_config(directory, &text)
 }
 
 /// Counts the lines the file sink writes, reading only what was added since the last look.

@@ -19,6 +19,11 @@ pub fn pipeline_config(directory: &Path, port: u16) -> PathBuf {
         .replace("listen: 127.0.0.1:8083", &format!("listen: 127.0.0.1:{port}"))
         .replace("dir: ./plugins/dist", &format!("dir: {}", repository().join("plugins/dist").display()))
         .replace("directory: ./output", &format!("directory: {}", directory.join("output").display()));
+    write_config(directory, &text)
+}
+
+/// Writes `text` as `directory/connectors.yaml` and returns its path.
+pub fn write_config(directory: &Path, text: &str) -> PathBuf {
     let file = directory.join("connectors.yaml");
     std::fs::write(&file, text).unwrap();
     file
