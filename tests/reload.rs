@@ -76,7 +76,8 @@ fn edits_to_the_file_apply_as_a_diff_and_bad_edits_change_nothing() {
     assert!(errors.contains(&format!("connectors.yaml:{line}:13")), "{errors}");
     assert!(errors.contains("not closed"), "{errors}");
     assert_eq!(names(&host), json!(["files", "logs", "sim"]), "an invalid edit changed the connectors");
-    assert!(host.log().contains("The edited configuration file is invalid; nothing was changed."));
+    // The log is read from the host's output by a thread of its own: wait for the line.
+    host.wait_for_log("The edited configuration file is invalid; nothing was changed.", WAIT);
     // Invalid: a plugin option that does not exist, reported with its position.
     std::fs::write(&config, edited.replace("rate: 50", "rate: 50, colour: red")).unwrap();
     host.wait_until("the option error reported", WAIT, || health(&host)["config_file"]["errors"].to_string().contains("colour"));
