@@ -414,8 +414,8 @@ fn kafka_connect_details_locations_trailing_slashes_same_configs_and_offsets_tha
 /// schemathesis (pinned, from PyPI) against a running host with a token: the examples,
 /// coverage, fuzzing and stateful phases with every check (server errors, status
 /// codes, content types, response schemas and headers, negative and positive data,
-/// authentication, use after delete), within a time budget. The one allowance it is
-/// given, and why, is in `tests/fixtures/schemathesis/schemathesis.toml`.
+/// authentication, use after delete), within a time budget. The checks and the
+/// allowances it is given, and why, are in `tests/fixtures/schemathesis/schemathesis.toml`.
 #[test]
 fn schemathesis_finds_nothing_wrong_with_the_api() {
     let directory = tempfile::tempdir().unwrap();
@@ -435,8 +435,6 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
         .args([
             "run",
             &format!("{}/openapi.json", host.admin_url()),
-            "--checks",
-            "all",
             "--workers",
             "2",
             "--max-time",
