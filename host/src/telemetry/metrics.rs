@@ -103,6 +103,7 @@ pub struct Metrics {
     end_to_end_latency: Family<TaskLabels, Histogram, fn() -> Histogram>,
     store_write_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
     consumer_lag: Family<TaskLabels, Gauge>,
+    assigned_partitions: Family<TaskLabels, Gauge>,
     task_failures: Family<OutcomeLabels, Counter>,
     task_restarts: Family<TaskLabels, Counter>,
     plugin_call_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
@@ -152,6 +153,7 @@ impl Metrics {
             end_to_end_latency: Family::new_with_constructor(end_to_end_histogram),
             store_write_duration: Family::new_with_constructor(store_write_histogram),
             consumer_lag: Family::default(),
+            assigned_partitions: Family::default(),
             task_failures: Family::default(),
             task_restarts: Family::default(),
             plugin_call_duration: Family::new_with_constructor(call_duration_histogram),
@@ -206,11 +208,16 @@ impl Metrics {
         for (name, help, family) in counters {
             registry.register(name, help, family.clone());
         }
-        let gauges: [(&str, &str, &Family<TaskLabels, Gauge>); 5] = [
+        let gauges: [(&str, &str, &Family<TaskLabels, Gauge>); 6] = [
             (
                 "consumer_lag_records",
                 "Records in a sink task's partitions not yet read: end offsets minus the task's positions",
                 &metrics.consumer_lag,
+            ),
+            (
+                "assigned_partitions",
+                "Partitions a sink task reads now; 0 while its consumer group rebalances",
+                &metrics.assigned_partitions,
             ),
             ("plugin_memory_bytes", "Linear memory a task's plugin instance has grown to", &metrics.plugin_memory),
             (
@@ -294,6 +301,7 @@ impl Metrics {
         } else {
             drop(self.tasks_retrying.get_or_create(labels));
             drop(self.consumer_lag.get_or_create(labels));
+            drop(self.assigned_partitions.get_or_create(labels));
         }
     }
 
@@ -342,6 +350,11 @@ impl Metrics {
     /// A sink task's partitions hold `records` it has not read yet.
     pub fn consumer_lag(&self, labels: &TaskLabels, records: u64) {
         self.consumer_lag.get_or_create(labels).set(records.min(i64::MAX as u64) as i64);
+    }
+
+    /// A sink task reads `partitions` partitions now.
+    pub fn assigned_partitions(&self, labels: &TaskLabels, partitions: usize) {
+        self.assigned_partitions.get_or_create(labels).set(partitions.min(i64::MAX as usize) as i64);
     }
 
     /// A store request of a task took `duration` and succeeded or not.
@@ -461,9 +474,14 @@ impl Metrics {
             for family in task_families {
                 family.remove(labels);
             }
-            for family in
-                [&self.consumer_lag, &self.plugin_memory, &self.tasks_retrying, &self.sources_throttled, &self.transport_unreachable]
-            {
+            for family in [
+                &self.consumer_lag,
+                &self.assigned_partitions,
+                &self.plugin_memory,
+                &self.tasks_retrying,
+                &self.sources_throttled,
+                &self.transport_unreachable,
+            ] {
                 family.remove(labels);
             }
             self.end_to_end_latency.remove(labels);

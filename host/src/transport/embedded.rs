@@ -554,6 +554,10 @@ impl RecordConsumer for EmbeddedConsumer {
         .await
     }
 
+    fn assigned_partitions(&self) -> usize {
+        self.positions.len()
+    }
+
     async fn close(&mut self) -> TransportResult<()> {
         Ok(())
     }

@@ -161,6 +161,8 @@ pub trait RecordConsumer: Send {
     /// Records in this consumer's partitions after its read positions (the consumer
     /// lag); on Kafka, one watermark request per assigned partition.
     async fn lag(&mut self) -> TransportResult<u64>;
+    /// How many partitions the consumer reads now (none while its group rebalances).
+    fn assigned_partitions(&self) -> usize;
     /// Records the consumer jumped over since the last call because the transport no
     /// longer held them (Kafka's retention removed them before they were read).
     fn skipped_by_offset_reset(&mut self) -> u64 {

@@ -20,6 +20,8 @@ use crate::transport::{RecordConsumer, RecordProducer, next_offsets};
 const POLL_WAIT: Duration = Duration::from_millis(500);
 /// How often a task measures its consumer lag.
 const LAG_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a task shows how many partitions it reads.
+const ASSIGNMENT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a stopping task still waits for the transport to take its batch in
 /// flight; after that the batch comes again from the stored position at the next start.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -28,6 +30,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct TopicInput {
     consumer: Box<dyn RecordConsumer>,
     lag_measured: Instant,
+    assignment_shown: Instant,
     outage: OutageReport,
 }
 
@@ -36,7 +39,8 @@ impl TopicInput {
     pub async fn open(task: &TaskContext) -> Result<Self, TaskError> {
         let config = &task.plan.config;
         let consumer = task.worker.transport.consumer(&config.name, &config.topics, task.share).await?;
-        Ok(Self { consumer, lag_measured: Instant::now() - LAG_INTERVAL, outage: OutageReport::default() })
+        let long_ago = Instant::now() - LAG_INTERVAL;
+        Ok(Self { consumer, lag_measured: long_ago, assignment_shown: long_ago, outage: OutageReport::default() })
     }
 
     /// The next records; None when the task was stopped first.
@@ -53,6 +57,10 @@ impl TopicInput {
                     Ok(lag) => task.metrics().consumer_lag(&task.labels, lag),
                     Err(error) => tracing::debug!(connector = %task.identity.connector, %error, "The consumer lag could not be measured."),
                 }
+            }
+            if self.assignment_shown.elapsed() >= ASSIGNMENT_INTERVAL {
+                self.assignment_shown = Instant::now();
+                task.metrics().assigned_partitions(&task.labels, self.consumer.assigned_partitions());
             }
             self.outage.update(task, self.consumer.outage());
             let skipped = self.consumer.skipped_by_offset_reset();

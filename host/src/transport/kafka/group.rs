@@ -732,6 +732,10 @@ impl RecordConsumer for KafkaConsumer {
         joined(measured.await).map_err(|error| TransportError::Other(format!("measuring the consumer lag failed: {error}")))?
     }
 
+    fn assigned_partitions(&self) -> usize {
+        self.member().assignment().map_or(0, |assignment| assignment.count())
+    }
+
     fn skipped_by_offset_reset(&mut self) -> u64 {
         self.member().context().skipped.swap(0, Ordering::Relaxed)
     }
