@@ -432,15 +432,7 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
         .current_dir(&fixtures)
         .env("PYTHONPATH", &fixtures)
         .env("SCHEMATHESIS_HOOKS", "hooks")
-        .args([
-            "run",
-            &format!("{}/openapi.json", host.admin_url()),
-            "--workers",
-            "2",
-            "--max-time",
-            &budget,
-            "--no-color",
-        ])
+        .args(["run", &format!("{}/openapi.json", host.admin_url()), "--workers", "2", "--max-time", &budget, "--no-color"])
         .args(["--header", &format!("Authorization: Bearer {PLANTED_TOKEN}")])
         .output()
         .unwrap();
