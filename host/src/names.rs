@@ -28,16 +28,16 @@ pub fn check_logger(logger: &str) -> Result<(), String> {
             && !part.starts_with(|c: char| c.is_ascii_digit())
     };
     if parts.len() > 8 || !parts.iter().all(part_ok) {
-        return Err(format!("{} is not a logger name: {SHAPE}", shorten_for_message(logger)));
+        return Err(format!("{} is not a logger name: {SHAPE}", shown(logger)));
     }
     Ok(())
 }
 
-/// A name from outside as a message may show it: at most 100 characters, control
-/// characters escaped, quoted.
-fn shorten_for_message(text: &str) -> String {
-    let head: String = text.chars().take(100).collect();
-    format!("{head:?}{}", if text.chars().count() > 100 { "..." } else { "" })
+/// A name from outside as a message or a log line may show it: quoted, control
+/// characters escaped, at most 64 characters.
+pub fn shown(text: &str) -> String {
+    let head: String = text.chars().take(64).collect();
+    if head.len() < text.len() { format!("{head:?}...") } else { format!("{head:?}") }
 }
 
 /// The longest plugin version.

@@ -35,6 +35,23 @@ pub fn schemathesis() -> PathBuf {
     cached_venv(&format!("{version}-{digest:016x}"), &[&pinned]).join("bin/schemathesis")
 }
 
+/// A Kafka Connect REST client from PyPI (kafka-connect-py, the `kc` command) and its
+/// dependencies, pinned.
+const KAFKA_CONNECT_CLIENT: &[&str] = &[
+    "kafka-connect-py==1.0.0",
+    "click==8.1.8",
+    "requests==2.32.3",
+    "urllib3==2.2.3",
+    "certifi==2024.8.30",
+    "idna==3.10",
+    "charset-normalizer==3.4.0",
+];
+
+/// The `kc` command of kafka-connect-py, installed on first use.
+pub fn kafka_connect_client() -> PathBuf {
+    cached_venv(&format!("kc-{}", KAFKA_CONNECT_CLIENT[0]), &[KAFKA_CONNECT_CLIENT]).join("bin/kc")
+}
+
 /// A virtualenv under the target directory named after what it holds, created once
 /// and reused by later runs: each entry of `installs` is one `pip install`, in order.
 /// Several test binaries may ask at once: one installs, the others wait.

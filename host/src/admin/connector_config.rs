@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{ConnectorConfig, EgressConfig, ErrorsConfig, ScalarString, Tolerance};
+use crate::config::{ConnectorConfig, EgressConfig, ErrorsConfig, PredicateConfig, ScalarString, Tolerance, TransformConfig};
 use crate::manager::ManagedConnector;
 use crate::runtime::PluginDescription;
 
@@ -34,12 +34,54 @@ const HOST_KEYS: &[(&str, &str)] = &[
     ("egress.max.response.mib", "egress.max_response_mib"),
 ];
 
-/// The flat key for a problem found on the YAML model (`config.index` -> `index`).
+/// Kafka Connect framework keys that mean nothing here: accepted so that a Kafka
+/// Connect configuration pastes in, kept, and named in a warning.
+const IGNORED_KEYS: &[&str] = &[
+    "key.converter",
+    "value.converter",
+    "header.converter",
+    "config.action.reload",
+    "errors.retry.delay.max.ms",
+    "errors.log.include.messages",
+    "errors.deadletterqueue.topic.replication.factor",
+    "errors.deadletterqueue.context.headers.enable",
+    "exactly.once.support",
+    "transaction.boundary",
+    "transaction.boundary.interval.ms",
+    "offsets.storage.topic",
+    "tasks.max.enforce",
+    "topic.creation.groups",
+];
+
+/// Prefixes of further framework keys: converter settings and client overrides.
+const IGNORED_PREFIXES: &[&str] = &[
+    "key.converter.",
+    "value.converter.",
+    "header.converter.",
+    "consumer.override.",
+    "producer.override.",
+    "admin.override.",
+    "topic.creation.",
+];
+
+/// Whether `key` is a Kafka Connect framework key that has no effect here.
+pub fn is_ignored_key(key: &str) -> bool {
+    IGNORED_KEYS.contains(&key) || IGNORED_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+/// The flat key for a problem found on the YAML model (`config.index` -> `index`,
+/// `transforms[2].name` -> `transforms`; a transform's own keys are flat already).
 pub fn flat_key(model_key: &str) -> String {
     if let Some(option) = model_key.strip_prefix("config.") {
         return option.to_owned();
     }
     let base = model_key.split('[').next().unwrap_or(model_key);
+    if ["transforms", "predicates", "ignored"].contains(&base) && model_key.len() > base.len() && model_key[base.len()..].starts_with('[') {
+        return base.to_owned();
+    }
+    if let Some(key) = model_key.strip_prefix("ignored.") {
+        return key.to_owned();
+    }
     HOST_KEYS.iter().find(|(_, model)| *model == base).map_or_else(|| model_key.to_owned(), |(flat, _)| (*flat).to_owned())
 }
 
@@ -58,6 +100,7 @@ pub fn to_flat(connector: &ManagedConnector) -> BTreeMap<String, String> {
         .map(|(key, value)| (key.clone(), if is_secret(description, key) { HIDDEN.to_owned() } else { value.0.clone() }))
         .collect();
     flat.extend(host_keys(config, connector.task_count()));
+    flat.extend(chain_keys(config));
     flat
 }
 
@@ -66,7 +109,38 @@ pub fn to_flat(connector: &ManagedConnector) -> BTreeMap<String, String> {
 pub fn to_flat_unredacted(config: &ConnectorConfig) -> BTreeMap<String, String> {
     let mut flat: BTreeMap<String, String> = config.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
     flat.extend(host_keys(config, config.tasks_max));
+    flat.extend(chain_keys(config));
     flat
+}
+
+/// The transforms, the predicates and the ignored framework keys as flat keys.
+fn chain_keys(config: &ConnectorConfig) -> Vec<(String, String)> {
+    let mut keys = Vec::new();
+    let aliases = |names: Vec<&str>| names.join(",");
+    if !config.transforms.is_empty() {
+        keys.push(("transforms".to_owned(), aliases(config.transforms.iter().map(|transform| transform.name.as_str()).collect())));
+    }
+    for transform in &config.transforms {
+        let prefix = format!("transforms.{}.", transform.name);
+        keys.push((format!("{prefix}type"), transform.type_name.clone()));
+        if let Some(predicate) = &transform.predicate {
+            keys.push((format!("{prefix}predicate"), predicate.clone()));
+        }
+        if transform.negate {
+            keys.push((format!("{prefix}negate"), "true".to_owned()));
+        }
+        keys.extend(transform.options.iter().map(|(key, value)| (format!("{prefix}{key}"), value.0.clone())));
+    }
+    if !config.predicates.is_empty() {
+        keys.push(("predicates".to_owned(), aliases(config.predicates.iter().map(|predicate| predicate.name.as_str()).collect())));
+    }
+    for predicate in &config.predicates {
+        let prefix = format!("predicates.{}.", predicate.name);
+        keys.push((format!("{prefix}type"), predicate.type_name.clone()));
+        keys.extend(predicate.options.iter().map(|(key, value)| (format!("{prefix}{key}"), value.0.clone())));
+    }
+    keys.extend(config.ignored.iter().map(|(key, value)| (key.clone(), value.0.clone())));
+    keys
 }
 
 fn host_keys(config: &ConnectorConfig, tasks: u32) -> Vec<(String, String)> {
@@ -201,9 +275,45 @@ pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorCon
         }
     }
     egress.max_response_mib = number_of(&mut problems, take("egress.max.response.mib"), "egress.max.response.mib", egress.max_response_mib);
+    if flat.contains_key("topics.regex") {
+        problems.push(("topics.regex".into(), "is not supported: list the topics to read in `topics`".into()));
+    }
+    let transforms = aliased(flat, "transforms", &mut problems)
+        .into_iter()
+        .map(|(name, mut options)| {
+            let type_name = options.remove("type").map(|value| value.0).unwrap_or_else(|| {
+                problems.push((format!("transforms.{name}.type"), "missing: name the transform, e.g. InsertField$Value".into()));
+                String::new()
+            });
+            let predicate = options.remove("predicate").map(|value| value.0.trim().to_owned()).filter(|alias| !alias.is_empty());
+            let negate = match options.remove("negate").map(|value| value.0.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    problems.push((format!("transforms.{name}.negate"), format!("must be true or false, not {other:?}")));
+                    false
+                }
+            };
+            TransformConfig { name, type_name, predicate, negate, options }
+        })
+        .collect();
+    let predicates = aliased(flat, "predicates", &mut problems)
+        .into_iter()
+        .map(|(name, mut options)| {
+            let type_name = options.remove("type").map(|value| value.0).unwrap_or_else(|| {
+                problems.push((format!("predicates.{name}.type"), "missing: name the predicate, e.g. TopicNameMatches".into()));
+                String::new()
+            });
+            PredicateConfig { name, type_name, options }
+        })
+        .collect();
+    let ignored: BTreeMap<String, ScalarString> =
+        flat.iter().filter(|(key, _)| is_ignored_key(key)).map(|(key, value)| (key.clone(), ScalarString(value.clone()))).collect();
     let config: BTreeMap<String, ScalarString> = flat
         .iter()
-        .filter(|(key, _)| !HOST_KEYS.iter().any(|(host, _)| host == key))
+        .filter(|(key, _)| {
+            !HOST_KEYS.iter().any(|(host, _)| host == key) && !is_chain_key(key) && !is_ignored_key(key) && *key != "topics.regex"
+        })
         .map(|(key, value)| {
             let kept = previous.filter(|_| value == HIDDEN).and_then(|previous| previous.config.get(key)).cloned();
             (key.clone(), kept.unwrap_or_else(|| ScalarString(value.clone())))
@@ -212,7 +322,60 @@ pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorCon
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(ConnectorConfig { name, plugin, enabled: true, topic, topics, tasks_max, batch_size, config, errors, egress })
+    Ok(ConnectorConfig {
+        name,
+        plugin,
+        enabled: true,
+        topic,
+        topics,
+        tasks_max,
+        batch_size,
+        config,
+        errors,
+        egress,
+        transforms,
+        predicates,
+        ignored,
+    })
+}
+
+/// Whether `key` belongs to the transform chain: `transforms`, `predicates` or a key
+/// under one of them.
+fn is_chain_key(key: &str) -> bool {
+    ["transforms", "predicates"].iter().any(|list| key.strip_prefix(list).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+}
+
+/// The aliases `list` names (`transforms` or `predicates`), each with its keys (the
+/// part after `<list>.<alias>.`). A key under `list` that names no listed alias is a
+/// problem: Kafka Connect would ignore it, which hides a typo.
+fn aliased(flat: &BTreeMap<String, String>, list: &str, problems: &mut Problems) -> Vec<(String, BTreeMap<String, ScalarString>)> {
+    let mut entries: Vec<(String, BTreeMap<String, ScalarString>)> = Vec::new();
+    for alias in flat.get(list).map(String::as_str).unwrap_or_default().split(',').map(str::trim).filter(|alias| !alias.is_empty()) {
+        if entries.iter().any(|(listed, _)| listed == alias) {
+            problems.push((list.to_owned(), format!("lists {} twice; aliases must be unique", crate::names::shown(alias))));
+        } else {
+            entries.push((alias.to_owned(), BTreeMap::new()));
+        }
+    }
+    let prefix = format!("{list}.");
+    for (key, value) in flat.range(prefix.clone()..).take_while(|(key, _)| key.starts_with(&prefix)) {
+        let rest = &key[prefix.len()..];
+        // The longest listed alias the key starts with (an alias may contain dots).
+        let owner = entries
+            .iter_mut()
+            .filter(|(alias, _)| rest.strip_prefix(alias.as_str()).is_some_and(|option| option.len() > 1 && option.starts_with('.')))
+            .max_by_key(|(alias, _)| alias.len());
+        match owner {
+            Some((alias, options)) => {
+                let option = rest[alias.len() + 1..].to_owned();
+                options.insert(option, ScalarString(value.clone()));
+            }
+            None => {
+                problems.push((key.clone(), format!("names no alias listed in `{list}`: add the alias to `{list}`, or remove the key")))
+            }
+        }
+    }
+    entries
 }
 
 /// `text` as a whole number, or `default` with a problem under `key`.
@@ -272,6 +435,88 @@ mod tests {
         assert_eq!(flat_key("tasks_max"), "tasks.max");
         assert_eq!(flat_key("topics[1]"), "topics");
         assert_eq!(flat_key("errors.dead_letter_topic"), "errors.deadletterqueue.topic.name");
+    }
+
+    #[test]
+    fn a_kafka_connect_chain_and_its_framework_keys_read_into_the_model_and_back() {
+        let input = flat(&[
+            ("name", "shaped"),
+            ("connector.class", "file-sink"),
+            ("tasks.max", "1"),
+            ("topics", "payments"),
+            ("key.converter", "org.apache.kafka.connect.storage.StringConverter"),
+            ("value.converter.schemas.enable", "false"),
+            ("transforms", "mask,route.v2"),
+            ("transforms.mask.type", "MaskField$Value"),
+            ("transforms.mask.fields", "account_id"),
+            ("transforms.mask.predicate", "isPayments"),
+            ("transforms.mask.negate", "true"),
+            ("transforms.route.v2.type", "RegexRouter"),
+            ("transforms.route.v2.regex", "(.*)"),
+            ("transforms.route.v2.replacement", "$1-shaped"),
+            ("predicates", "isPayments"),
+            ("predicates.isPayments.type", "TopicNameMatches"),
+            ("predicates.isPayments.pattern", "payments"),
+            ("errors.tolerance", "none"),
+            ("errors.retry.timeout", "300000"),
+            ("errors.log.enable", "false"),
+            ("directory", "/tmp/out"),
+        ]);
+        let config = from_flat(&input, None).unwrap();
+        let aliases: Vec<&str> = config.transforms.iter().map(|transform| transform.name.as_str()).collect();
+        assert_eq!(aliases, ["mask", "route.v2"]);
+        assert_eq!(config.transforms[0].type_name, "MaskField$Value");
+        assert_eq!((config.transforms[0].predicate.as_deref(), config.transforms[0].negate), (Some("isPayments"), true));
+        assert_eq!(config.transforms[1].options["replacement"].0, "$1-shaped");
+        assert_eq!(config.predicates[0].options["pattern"].0, "payments");
+        assert_eq!(config.ignored.keys().collect::<Vec<_>>(), ["key.converter", "value.converter.schemas.enable"]);
+        assert_eq!(config.config.keys().collect::<Vec<_>>(), ["directory"], "only the plugin's own keys reach it");
+        assert!(crate::config::validate_connector(&config).is_empty(), "{:?}", crate::config::validate_connector(&config));
+        assert!(crate::config::ignored_keys_warning(&config).unwrap().contains("\"key.converter\""));
+        assert_eq!(to_flat_unredacted(&config), input, "the configuration reads back as it was written");
+
+        let mut stale = input.clone();
+        stale.insert("transforms.masc.fields".into(), "x".into());
+        stale.insert("transforms.mask.negate".into(), "maybe".into());
+        stale.insert("topics.regex".into(), "pay.*".into());
+        let keys: Vec<String> = from_flat(&stale, None).unwrap_err().into_iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, ["topics.regex", "transforms.masc.fields", "transforms.mask.negate"]);
+        let mut untyped = input.clone();
+        untyped.remove("predicates.isPayments.type");
+        let problems = from_flat(&untyped, None).unwrap_err();
+        assert_eq!(problems[0].0, "predicates.isPayments.type");
+    }
+
+    #[test]
+    fn chain_problems_are_reported_by_their_kafka_connect_keys() {
+        let input = flat(&[
+            ("connector.class", "file-sink"),
+            ("topics", "a"),
+            ("transforms", "mask,mask,bad alias"),
+            ("transforms.mask.type", "MaskField$Value"),
+            ("transforms.mask.colour", "red"),
+        ]);
+        let keys: Vec<String> = from_flat(&input, None).unwrap_err().into_iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, ["transforms", "transforms.bad alias.type"]);
+        let input = flat(&[
+            ("connector.class", "file-sink"),
+            ("topics", "a"),
+            ("transforms", "bad alias"),
+            ("transforms.bad alias.type", "Filter"),
+        ]);
+        let problems = crate::config::validate_connector(&from_flat(&input, None).unwrap());
+        let keys: Vec<String> = problems.iter().map(|(key, _)| flat_key(key)).collect();
+        assert_eq!(keys, ["name", "transforms"], "{problems:?}");
+        let input = flat(&[
+            ("connector.class", "file-sink"),
+            ("topics", "a"),
+            ("transforms", "mask"),
+            ("transforms.mask.type", "MaskField$Value"),
+            ("transforms.mask.colour", "red"),
+        ]);
+        let problems = crate::config::validate_connector(&from_flat(&input, None).unwrap());
+        let keys: Vec<String> = problems.iter().map(|(key, _)| flat_key(key)).collect();
+        assert_eq!(keys, ["name", "transforms.mask.colour"], "{problems:?}");
     }
 
     #[test]

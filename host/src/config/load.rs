@@ -274,7 +274,30 @@ fn locate_all(file: &str, source_map: &SourceMap, value: &Value, problems: Vec<(
 
 /// Locates a problem and prefixes it with the connector and key it is about.
 fn located(file: &str, source_map: &SourceMap, value: &Value, path: &str, message: &str) -> ConfigError {
-    ConfigError { file: file.to_owned(), position: source_map.locate(path), message: describe(value, path, message) }
+    let position = source_map.locate(&aliased_item_path(value, path).unwrap_or_else(|| path.to_owned()));
+    ConfigError { file: file.to_owned(), position, message: describe(value, path, message) }
+}
+
+/// A transform's or predicate's problem is keyed by its alias, as Kafka Connect's flat
+/// keys are (`connectors[0].transforms.mask.fields`); in the file it is the list item
+/// of that name (`connectors[0].transforms[1].fields`).
+fn aliased_item_path(value: &Value, path: &str) -> Option<String> {
+    let (index, rest) = path.strip_prefix("connectors[")?.split_once("].")?;
+    let connector = value.get("connectors")?.get(index.parse::<usize>().ok()?)?;
+    let (list, rest) = rest.split_once('.')?;
+    if list != "transforms" && list != "predicates" {
+        return None;
+    }
+    // The longest alias the key starts with (an alias may contain dots).
+    let (item, alias) = connector
+        .get(list)?
+        .as_sequence()?
+        .iter()
+        .enumerate()
+        .filter_map(|(item, entry)| Some((item, entry.get("name")?.as_str()?)))
+        .filter(|(_, alias)| rest.strip_prefix(alias).is_some_and(|key| key.is_empty() || key.starts_with('.')))
+        .max_by_key(|(_, alias)| alias.len())?;
+    Some(format!("connectors[{index}].{list}[{item}]{}", &rest[alias.len()..]))
 }
 
 fn describe(value: &Value, path: &str, message: &str) -> String {
@@ -312,6 +335,17 @@ mod tests {
             assert!(errors.contains(expected), "{expected} missing from:\n{errors}");
         }
         assert_eq!(errors.matches("admin.token").count(), 1, "{errors}");
+    }
+
+    #[test]
+    fn a_transform_problem_points_at_its_line() {
+        let text = "version: 1\nconnectors:\n  - name: a\n    plugin: p\n    topic: t\n    transforms:\n      - name: keep\n        type: Filter\n      - name: mask\n        type: MaskField$Value\n        fieldz: card\n      - name: big\n        type: Jq$Value\n        expression: '.amount >'\n";
+        let errors = parse(text, "x.yaml", Path::new(".")).unwrap_err();
+        let shown = errors.to_string();
+        assert!(shown.contains("x.yaml:11"), "{shown}");
+        assert!(shown.contains("key \"transforms.mask.fieldz\": is not an option of this transform"), "{shown}");
+        assert!(shown.contains("x.yaml:14"), "{shown}");
+        assert!(shown.contains("transforms.big.expression"), "{shown}");
     }
 
     #[test]

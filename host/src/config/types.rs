@@ -264,6 +264,56 @@ pub struct ConnectorConfig {
     /// Where the plugin's outgoing HTTP requests may go, and their limits.
     #[serde(default, skip_serializing_if = "EgressConfig::is_default")]
     pub egress: EgressConfig,
+    /// Transforms applied to every record in order, between the source and its topic
+    /// or between the topics and the sink (Kafka Connect's `transforms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<TransformConfig>,
+    /// Conditions transforms may be applied under (Kafka Connect's `predicates`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub predicates: Vec<PredicateConfig>,
+    /// Kafka Connect framework keys given through the REST API that have no effect
+    /// here (converters, client overrides...): kept so that the configuration reads
+    /// back as it was written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ignored: BTreeMap<String, ScalarString>,
+}
+
+/// One transform of a connector's chain: `name` is its alias, `type` a transform
+/// (Kafka Connect's short or full class name), every other key one of its options.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct TransformConfig {
+    /// The alias: Kafka Connect's `transforms.<alias>.*`.
+    pub name: String,
+    /// The transform, e.g. `InsertField$Value`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Apply only to records this predicate (named in `predicates`) matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicate: Option<String>,
+    /// Apply only to records the predicate does not match.
+    #[serde(default, deserialize_with = "flag", skip_serializing_if = "is_false")]
+    pub negate: bool,
+    /// The transform's own options.
+    #[serde(flatten)]
+    pub options: BTreeMap<String, ScalarString>,
+}
+
+/// One predicate: `name` is its alias, `type` a predicate, every other key one of its
+/// options.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct PredicateConfig {
+    /// The alias: Kafka Connect's `predicates.<alias>.*`.
+    pub name: String,
+    /// The predicate, e.g. `TopicNameMatches`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The predicate's own options.
+    #[serde(flatten)]
+    pub options: BTreeMap<String, ScalarString>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 fn enabled_by_default() -> bool {

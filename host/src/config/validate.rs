@@ -117,6 +117,36 @@ pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> 
     if connector.egress.max_response_mib == 0 {
         problem("egress.max_response_mib".into(), "must be at least 1");
     }
+    problems.extend(validate_chain(connector));
+    problems
+}
+
+/// The connector's transforms and predicates: aliases unique and in the name
+/// alphabet, every transform and predicate known with valid options.
+fn validate_chain(connector: &ConnectorConfig) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let lists = [
+        ("transforms", connector.transforms.iter().map(|transform| transform.name.as_str()).collect::<Vec<_>>()),
+        ("predicates", connector.predicates.iter().map(|predicate| predicate.name.as_str()).collect()),
+    ];
+    for (list, aliases) in lists {
+        let mut seen = HashSet::new();
+        for (index, alias) in aliases.into_iter().enumerate() {
+            if let Err(message) = crate::names::check_name(alias) {
+                problems.push((format!("{list}[{index}].name"), format!("the alias {message}")));
+            } else if !seen.insert(alias) {
+                problems.push((
+                    format!("{list}[{index}].name"),
+                    format!("the alias {alias} is used twice in `{list}`; aliases must be unique"),
+                ));
+            }
+        }
+    }
+    if problems.is_empty()
+        && let Err(found) = crate::transforms::Chain::build(&connector.transforms, &connector.predicates)
+    {
+        problems.extend(found);
+    }
     problems
 }
 
@@ -176,4 +206,21 @@ pub fn check_topic_name(topic: &str) -> Result<(), String> {
         return Err(format!("topic \"{}\" may contain only letters, digits, `.`, `_` and `-`", topic.escape_debug()));
     }
     Ok(())
+}
+
+/// A warning naming the Kafka Connect framework keys the connector carries (given
+/// through the REST API, kept in `ignored`) that have no effect here, if any.
+pub fn ignored_keys_warning(connector: &ConnectorConfig) -> Option<String> {
+    if connector.ignored.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = connector.ignored.keys().take(10).map(|key| crate::names::shown(key)).collect();
+    if connector.ignored.len() > 10 {
+        names.push(format!("and {} more", connector.ignored.len() - 10));
+    }
+    Some(format!(
+        "Kafka Connect keys that have no effect here were accepted and are ignored: {}. Records pass as the bytes they are \
+         (no converter runs), and the host's own client settings apply.",
+        names.join(", ")
+    ))
 }

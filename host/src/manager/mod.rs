@@ -413,6 +413,9 @@ impl Manager {
             return Err(ManagerError::Invalid(problems));
         }
         let plan = self.plan(&config).await.map_err(ManagerError::Invalid)?;
+        if let Some(warning) = crate::config::ignored_keys_warning(&config) {
+            tracing::warn!(connector = %config.name, "{warning}");
+        }
         let managed = ManagedConnector { config, plan: Ok(plan), origin: Origin::Api, target };
         self.ensure_topics(&managed).await?;
         self.store.put(&connector_key(&managed.config.name), Some(stored_document(&managed))).await?;

@@ -9,7 +9,7 @@ use wasmtime::component::{Component, InstancePre};
 use super::bindings::{grant_declarations, sink, source, transform};
 use super::task::{TaskIdentity, TaskState};
 use super::{OptionType, PluginDescription, PluginFailure, PluginKind, Runtime};
-use crate::names::compare_versions;
+use crate::names::{compare_versions, shown};
 
 /// The `plugin` export of a component built against WIT 0.1.0, before grants existed.
 const LEGACY_PLUGIN_EXPORT: &str = "wasm-connect:connector/plugin@0.1.0";
@@ -290,13 +290,6 @@ pub(crate) fn validate_config(
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// A name from a plugin as a message may show it: quoted, control characters escaped,
-/// at most 64 characters.
-fn shown(name: &str) -> String {
-    let head: String = name.chars().take(64).collect();
-    if head.len() < name.len() { format!("{head:?}...") } else { format!("{head:?}") }
 }
 
 fn first_line(text: &str) -> String {

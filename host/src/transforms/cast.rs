@@ -106,17 +106,17 @@ fn cast(value: &Value, target: Target) -> Result<Value, String> {
         (Value::Number(number), Target::Int(bits)) => Value::from(wrap(truncate(number), bits)),
         (Value::Bool(flag), Target::Int(_)) => Value::from(i64::from(*flag)),
         (Value::String(text), Target::Int(bits)) => {
-            let parsed: i64 = text.trim().parse().map_err(|_| format!("{text:?} is not a whole number"))?;
+            let parsed: i64 = text.trim().parse().map_err(|_| "the text is not a whole number".to_owned())?;
             if wrap(parsed, bits) != parsed {
-                return Err(format!("{text:?} does not fit in int{bits}"));
+                return Err(format!("the number in the text does not fit in int{bits}"));
             }
             Value::from(parsed)
         }
         (Value::Number(number), Target::Float64) => float(number.as_f64().ok_or_else(refused)?)?,
         (Value::Number(number), Target::Float32) => float32(number.as_f64().ok_or_else(refused)? as f32)?,
         (Value::Bool(flag), Target::Float64 | Target::Float32) => float(if *flag { 1.0 } else { 0.0 })?,
-        (Value::String(text), Target::Float64) => float(text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?)?,
-        (Value::String(text), Target::Float32) => float32(text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?)?,
+        (Value::String(text), Target::Float64) => float(text.trim().parse().map_err(|_| "the text is not a number".to_owned())?)?,
+        (Value::String(text), Target::Float32) => float32(text.trim().parse().map_err(|_| "the text is not a number".to_owned())?)?,
         (Value::Number(number), Target::Boolean) => Value::Bool(number.as_f64().is_some_and(|n| n != 0.0)),
         (Value::Bool(flag), Target::Boolean) => Value::Bool(*flag),
         (Value::String(text), Target::Boolean) => Value::Bool(text.trim().eq_ignore_ascii_case("true")),
@@ -137,7 +137,7 @@ fn wrap(value: i64, bits: u32) -> i64 {
 }
 
 fn float(value: f64) -> Result<Value, String> {
-    Number::from_f64(value).map(Value::Number).ok_or_else(|| format!("{value} is not a number JSON can hold"))
+    Number::from_f64(value).map(Value::Number).ok_or_else(|| "the result is not a number JSON can hold (infinite or NaN)".to_owned())
 }
 
 /// A float32 as JSON: the shortest decimal that reads back as the same float32.

@@ -11,33 +11,7 @@ use super::options::Options;
 use super::predicates::{Predicate, build_predicate};
 use super::record::WorkingRecord;
 use super::{Outcome, Transform, build_transform};
-
-/// One transform as configured: `transforms.<alias>.type`, `.predicate`, `.negate`
-/// and its own options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransformSpec {
-    /// Its alias in `transforms`.
-    pub alias: String,
-    /// `type`: a short or full class name.
-    pub type_name: String,
-    /// `predicate`: the alias of a predicate.
-    pub predicate: Option<String>,
-    /// `negate`: apply where the predicate does not match.
-    pub negate: bool,
-    /// Every other key.
-    pub options: BTreeMap<String, String>,
-}
-
-/// One predicate as configured: `predicates.<alias>.type` and its own options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PredicateSpec {
-    /// Its alias in `predicates`.
-    pub alias: String,
-    /// `type`: a short or full class name.
-    pub type_name: String,
-    /// Every other key.
-    pub options: BTreeMap<String, String>,
-}
+use crate::config::{PredicateConfig, ScalarString, TransformConfig};
 
 struct Step {
     alias: String,
@@ -50,6 +24,12 @@ struct Step {
 #[derive(Default)]
 pub struct Chain {
     steps: Vec<Step>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_list().entries(self.steps.iter().map(|step| (&step.alias, &step.type_name))).finish()
+    }
 }
 
 /// A record a transform (or its predicate) failed.
@@ -66,17 +46,15 @@ pub struct ChainFailure {
 impl Chain {
     /// Builds the chain, or returns every problem keyed as Kafka Connect's flat keys
     /// (`transforms.<alias>.<key>`, `predicates.<alias>.<key>`).
-    pub fn build(transforms: &[TransformSpec], predicates: &[PredicateSpec]) -> Result<Self, Vec<(String, String)>> {
+    pub fn build(transforms: &[TransformConfig], predicates: &[PredicateConfig]) -> Result<Self, Vec<(String, String)>> {
         let mut problems = Vec::new();
         let mut built: BTreeMap<&str, Arc<dyn Predicate>> = BTreeMap::new();
         for spec in predicates {
-            match build_predicate(&spec.type_name, &Options::new(spec.options.clone())) {
+            match build_predicate(&spec.type_name, &options_of(&spec.options)) {
                 Ok(predicate) => {
-                    built.insert(&spec.alias, Arc::from(predicate));
+                    built.insert(&spec.name, Arc::from(predicate));
                 }
-                Err(found) => {
-                    problems.extend(found.into_iter().map(|(key, message)| (format!("predicates.{}.{key}", spec.alias), message)))
-                }
+                Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("predicates.{}.{key}", spec.name), message))),
             }
         }
         let mut steps = Vec::new();
@@ -85,21 +63,19 @@ impl Chain {
                 None => None,
                 Some(alias) => match built.get(alias.as_str()) {
                     Some(predicate) => Some((predicate.clone(), spec.negate)),
-                    None if predicates.iter().any(|known| known.alias == *alias) => None,
+                    None if predicates.iter().any(|known| known.name == *alias) => None,
                     None => {
                         problems.push((
-                            format!("transforms.{}.predicate", spec.alias),
-                            format!("names the predicate {}, which `predicates` does not list", super::shown(alias)),
+                            format!("transforms.{}.predicate", spec.name),
+                            format!("names the predicate {}, which `predicates` does not list", crate::names::shown(alias)),
                         ));
                         None
                     }
                 },
             };
-            match build_transform(&spec.type_name, &Options::new(spec.options.clone())) {
-                Ok(transform) => steps.push(Step { alias: spec.alias.clone(), type_name: spec.type_name.clone(), transform, predicate }),
-                Err(found) => {
-                    problems.extend(found.into_iter().map(|(key, message)| (format!("transforms.{}.{key}", spec.alias), message)))
-                }
+            match build_transform(&spec.type_name, &options_of(&spec.options)) {
+                Ok(transform) => steps.push(Step { alias: spec.name.clone(), type_name: spec.type_name.clone(), transform, predicate }),
+                Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("transforms.{}.{key}", spec.name), message))),
             }
         }
         if problems.is_empty() { Ok(Self { steps }) } else { Err(problems) }
@@ -126,7 +102,15 @@ impl Chain {
             if step.transform.apply(&mut working).map_err(failed)? == Outcome::Drop {
                 return Ok(None);
             }
+            // A transform that routes must have made a topic name Kafka takes.
+            if step.transform.routes() {
+                crate::config::check_topic_name(&working.topic).map_err(failed)?;
+            }
         }
         Ok(Some(working.into_record()))
     }
+}
+
+fn options_of(options: &BTreeMap<String, ScalarString>) -> Options {
+    Options::new(options.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect())
 }

@@ -115,7 +115,7 @@ impl DateFormat {
 
     /// Reads `text` as a UTC time (or at the offset it states) into ms since the epoch.
     pub fn parse_time(&self, text: &str) -> Result<i64, String> {
-        let fail = || format!("{text:?} does not match the format");
+        let fail = || "the text does not match the format".to_owned();
         let (mut year, mut month, mut day, mut hour, mut minute, mut second, mut millis) = (1970, 1, 1, 0, 0, 0, 0);
         let mut pm: Option<bool> = None;
         let mut twelve_hour = false;

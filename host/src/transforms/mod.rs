@@ -7,6 +7,7 @@ mod chain;
 mod date_format;
 mod fields;
 mod headers;
+mod jq;
 pub mod options;
 pub mod path;
 mod predicates;
@@ -14,7 +15,7 @@ pub mod record;
 mod routing;
 mod timestamp;
 
-pub use chain::{Chain, ChainFailure, PredicateSpec, TransformSpec};
+pub use chain::{Chain, ChainFailure};
 pub use predicates::{Predicate, build_predicate};
 
 use options::{OptionProblem, Options};
@@ -33,6 +34,11 @@ pub enum Outcome {
 pub trait Transform: Send + Sync {
     /// Applies the transform; an error fails the record with that reason.
     fn apply(&self, record: &mut WorkingRecord) -> Result<Outcome, String>;
+
+    /// True when it may change the record's topic (whose new name is then checked).
+    fn routes(&self) -> bool {
+        false
+    }
 }
 
 /// The package of Kafka Connect's built-in transforms.
@@ -70,6 +76,7 @@ pub fn build_transform(type_name: &str, options: &Options) -> Result<Box<dyn Tra
         "TimestampRouter" => routing::TimestampRouter::OPTIONS,
         "Filter" => routing::Filter::OPTIONS,
         "SetSchemaMetadata" => routing::SetSchemaMetadata::OPTIONS,
+        "Jq" => jq::JqProgram::OPTIONS,
         _ => return Err(vec![("type".to_owned(), unknown_type(type_name))]),
     };
     let unknown = options.unknown(known);
@@ -90,6 +97,7 @@ pub fn build_transform(type_name: &str, options: &Options) -> Result<Box<dyn Tra
         "Cast" => Box::new(cast::Cast::build(needs_part(part)?, options).map_err(one)?),
         "TimestampConverter" => Box::new(timestamp::TimestampConverter::build(needs_part(part)?, options).map_err(one)?),
         "HeaderFrom" => Box::new(headers::HeaderFrom::build(needs_part(part)?, options).map_err(one)?),
+        "Jq" => Box::new(jq::JqTransform::build(needs_part(part)?, options).map_err(one)?),
         "SetSchemaMetadata" => {
             needs_part(part)?;
             Box::new(routing::SetSchemaMetadata::build(options).map_err(one)?)
@@ -116,15 +124,9 @@ fn unknown_type(type_name: &str) -> String {
         "{} is not a transform this host runs: use one of Kafka Connect's (Cast, DropHeaders, ExtractField, Filter, Flatten, \
          HeaderFrom, HoistField, InsertField, InsertHeader, MaskField, RegexRouter, ReplaceField, SetSchemaMetadata, \
          TimestampConverter, TimestampRouter, ValueToKey, with $Key or $Value where they have it; the \
-         org.apache.kafka.connect.transforms. prefix is optional)",
-        shown(type_name)
+         org.apache.kafka.connect.transforms. prefix is optional), or Jq$Value / Jq$Key",
+        crate::names::shown(type_name)
     )
-}
-
-/// A name from outside as a message may show it: quoted, escaped, at most 64 characters.
-pub fn shown(text: &str) -> String {
-    let head: String = text.chars().take(64).collect();
-    if head.len() < text.len() { format!("{head:?}...") } else { format!("{head:?}") }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Kafka Connect's predicates, which decide whether a transform applies to a record:
-//! TopicNameMatches, HasHeaderKey and RecordIsTombstone.
+//! TopicNameMatches, HasHeaderKey and RecordIsTombstone; and Jq (see `jq`).
 
 use regex::Regex;
 
@@ -26,13 +26,14 @@ pub fn build_predicate(type_name: &str, options: &Options) -> Result<Box<dyn Pre
         "TopicNameMatches" => (&["pattern"], |options| Ok(Box::new(TopicNameMatches::build(options)?))),
         "HasHeaderKey" => (&["name"], |options| Ok(Box::new(HasHeaderKey { name: options.required("name")?.to_owned() }))),
         "RecordIsTombstone" => (&[], |_| Ok(Box::new(RecordIsTombstone))),
+        "Jq" => (super::jq::JqProgram::OPTIONS, |options| Ok(Box::new(super::jq::JqPredicate::build(options)?))),
         _ => {
             return Err(vec![(
                 "type".to_owned(),
                 format!(
                     "{} is not a predicate this host runs: use TopicNameMatches, HasHeaderKey or RecordIsTombstone \
-                     (the org.apache.kafka.connect.transforms.predicates. prefix is optional)",
-                    super::shown(type_name)
+                     (the org.apache.kafka.connect.transforms.predicates. prefix is optional), or Jq",
+                    crate::names::shown(type_name)
                 ),
             )]);
         }

@@ -37,6 +37,10 @@ impl Transform for RegexRouter {
         }
         Ok(Outcome::Keep)
     }
+
+    fn routes(&self) -> bool {
+        true
+    }
 }
 
 /// Java's replacement syntax (`$1`, `${name}`, `\$`) in the regex crate's (`${1}`, `$$`).
@@ -90,6 +94,10 @@ impl Transform for TimestampRouter {
         record.topic =
             self.topic_format.replace("${topic}", &record.topic).replace("${timestamp}", &self.timestamp_format.format(timestamp));
         Ok(Outcome::Keep)
+    }
+
+    fn routes(&self) -> bool {
+        true
     }
 }
 

@@ -233,22 +233,23 @@ fn routers_rename_the_topic() {
 
 #[test]
 fn a_chain_applies_transforms_in_order_where_their_predicates_say() {
-    use super::{Chain, PredicateSpec, TransformSpec};
-    let spec = |alias: &str, type_name: &str, predicate: Option<&str>, negate: bool, pairs: &[(&str, &str)]| TransformSpec {
-        alias: alias.into(),
+    use super::Chain;
+    use crate::config::{PredicateConfig, ScalarString, TransformConfig};
+    let spec = |alias: &str, type_name: &str, predicate: Option<&str>, negate: bool, pairs: &[(&str, &str)]| TransformConfig {
+        name: alias.into(),
         type_name: type_name.into(),
         predicate: predicate.map(str::to_owned),
         negate,
-        options: pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect(),
+        options: pairs.iter().map(|(key, value)| ((*key).to_owned(), ScalarString((*value).to_owned()))).collect(),
     };
     let predicates = vec![
-        PredicateSpec {
-            alias: "isOrders".into(),
+        PredicateConfig {
+            name: "isOrders".into(),
             type_name: "TopicNameMatches".into(),
-            options: [("pattern".to_owned(), "orders".to_owned())].into(),
+            options: [("pattern".to_owned(), ScalarString("orders".to_owned()))].into(),
         },
-        PredicateSpec {
-            alias: "tombstone".into(),
+        PredicateConfig {
+            name: "tombstone".into(),
             type_name: "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone".into(),
             options: BTreeMap::new(),
         },
@@ -275,4 +276,56 @@ fn a_chain_applies_transforms_in_order_where_their_predicates_say() {
         Chain::build(&[spec("x", "Filter", Some("nope"), false, &[]), spec("y", "Nope", None, false, &[])], &predicates).err().unwrap();
     let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(keys, ["transforms.x.predicate", "transforms.y.type"]);
+}
+
+#[test]
+fn a_jq_transform_reshapes_the_value_with_the_record_in_reach_and_drops_what_it_selects_away() {
+    let mut input = record(Some(json!("S1")), Some(json!({"station_id": "S1", "num_bikes_available": 7, "amount": 1200})));
+    input.headers.push(("source".into(), Some(b"gbfs".to_vec())));
+    let shaped = "{station: .station_id, bikes: .num_bikes_available, topic: $topic, key: $key, source: $headers.source, at: $timestamp, \
+                  partition: $partition, offset: $offset}";
+    let (key, value) = apply("Jq$Value", &[("expression", shaped)], input.clone()).unwrap();
+    assert_eq!(key, Some(json!("S1")));
+    assert_eq!(
+        value,
+        Some(json!({"station": "S1", "bikes": 7, "topic": "orders", "key": "S1", "source": "gbfs", "at": 1_700_000_000_000_i64,
+                    "partition": 2, "offset": 41}))
+    );
+    // The key from the value, written as its bare text.
+    let (key, _) = apply("Jq$Key", &[("expression", "$value.station_id + \"-\" + ($value.amount | tostring)")], input.clone()).unwrap();
+    assert_eq!(key, Some(json!("S1-1200")));
+
+    let keep_large = build_transform("Jq$Value", &options(&[("expression", "select(.amount > 1000)")])).unwrap();
+    let mut large = WorkingRecord::from(input.clone());
+    assert_eq!(keep_large.apply(&mut large).unwrap(), Outcome::Keep);
+    let mut small = WorkingRecord::from(record(None, Some(json!({"amount": 10}))));
+    assert_eq!(keep_large.apply(&mut small).unwrap(), Outcome::Drop);
+
+    let many = build_transform("Jq$Value", &options(&[("expression", ".[]")])).unwrap();
+    let failure = many.apply(&mut WorkingRecord::from(record(None, Some(json!([1, 2]))))).unwrap_err();
+    assert!(failure.contains("more than one value"), "{failure}");
+    // A runtime error does not quote the record.
+    let failing = build_transform("Jq$Value", &options(&[("expression", ".secret | tonumber")])).unwrap();
+    let failure = failing.apply(&mut WorkingRecord::from(record(None, Some(json!({"secret": "hunter2"}))))).unwrap_err();
+    assert!(!failure.contains("hunter2"), "{failure}");
+}
+
+#[test]
+fn a_jq_predicate_matches_where_the_first_output_is_truthy_and_a_bad_program_says_where() {
+    use super::build_predicate;
+    let large = build_predicate("Jq", &options(&[("expression", ".amount > 1000")])).unwrap();
+    assert!(large.test(&mut WorkingRecord::from(record(None, Some(json!({"amount": 1500}))))).unwrap());
+    assert!(!large.test(&mut WorkingRecord::from(record(None, Some(json!({"amount": 15}))))).unwrap());
+    let on_topic = build_predicate("Jq", &options(&[("expression", "$topic | startswith(\"ord\")")])).unwrap();
+    assert!(on_topic.test(&mut WorkingRecord::from(record(None, None))).unwrap());
+
+    let problems = build_predicate("Jq", &options(&[("expression", ".amount > ")])).err().unwrap();
+    assert_eq!(problems[0].0, "expression");
+    assert!(problems[0].1.contains("at character"), "{problems:?}");
+    let problems = build_transform("Jq$Value", &options(&[("expression", "nosuchfunction(1)")])).err().unwrap();
+    assert!(problems[0].1.contains("at character 1"), "{problems:?}");
+    // The host's environment (and the secrets in it) is out of reach.
+    let problems = build_transform("Jq$Value", &options(&[("expression", "env")])).err().unwrap();
+    assert!(problems[0].1.contains("undefined"), "{problems:?}");
+    assert!(build_transform("Jq", &options(&[("expression", ".")])).is_err(), "Jq needs $Key or $Value");
 }

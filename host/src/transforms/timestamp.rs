@@ -104,11 +104,11 @@ impl TimestampConverter {
         let ms = match value {
             Value::Null => return Ok(Value::Null),
             Value::Number(number) => {
-                self.unit.to_ms(number.as_i64().ok_or_else(|| format!("{number} is not a whole number of Unix time"))?)
+                self.unit.to_ms(number.as_i64().ok_or_else(|| "the number is not a whole number of Unix time".to_owned())?)
             }
             Value::String(text) => match &self.format {
                 Some(format) => format.parse_time(text)?,
-                None => return Err(format!("{text:?} is text, and no format is set to read it")),
+                None => return Err("the time is text, and no format is set to read it".to_owned()),
             },
             other => return Err(format!("TimestampConverter cannot read a time from a {}", type_name(other))),
         };

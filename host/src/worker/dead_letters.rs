@@ -10,19 +10,25 @@ use crate::runtime::PluginFailure;
 use crate::transport::RecordProducer;
 
 /// Kafka Connect's `__connect.errors.stage` of a failed record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
     /// A source produced an item it could not convert.
     TaskPoll,
+    /// A transform of the connector's chain failed the record.
+    Transformation {
+        /// The transform's type, as configured (`__connect.errors.class.name`).
+        type_name: String,
+    },
     /// A sink refused the record in its write.
     TaskPut,
 }
 
 impl Stage {
     /// Kafka Connect's name of the stage.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Stage::TaskPoll => "TASK_POLL",
+            Stage::Transformation { .. } => "TRANSFORMATION",
             Stage::TaskPut => "TASK_PUT",
         }
     }
@@ -65,7 +71,7 @@ impl DeadLetters {
         if self.producer.is_none() {
             self.producer = Some(task.worker.transport.producer(&format!("{}-dead-letters", plan.config.name)).await?);
         }
-        let letter = dead_letter(record, topic, task, reason, stage);
+        let letter = dead_letter(record, topic, task, reason, &stage);
         self.producer.as_mut().expect("created above").send(vec![letter], None).await?;
         task.metrics().record_dead_lettered(&task.labels, topic, reason);
         Ok(())
@@ -83,8 +89,13 @@ fn failure_at(index: u32, reason: String, record: &Record) -> PluginFailure {
 
 /// The record, addressed to the dead-letter topic, with where it came from and why it
 /// failed in Kafka Connect's `__connect.errors.*` headers.
-fn dead_letter(mut record: Record, topic: &str, task: &TaskContext, reason: &str, stage: Stage) -> Record {
+fn dead_letter(mut record: Record, topic: &str, task: &TaskContext, reason: &str, stage: &Stage) -> Record {
     let (description, identity) = (&task.plan.plugin.description, &task.identity);
+    // The executing "class": the transform, or the plugin and its version.
+    let (class, exception) = match stage {
+        Stage::Transformation { type_name, .. } => (type_name.clone(), "org.apache.kafka.connect.errors.DataException"),
+        _ => (format!("{}@{}", description.name, description.version), "wasm-connect:connector/types.error.bad-record"),
+    };
     let headers = [
         ("__connect.errors.topic", record.topic.clone()),
         ("__connect.errors.partition", record.partition.unwrap_or(-1).to_string()),
@@ -92,9 +103,8 @@ fn dead_letter(mut record: Record, topic: &str, task: &TaskContext, reason: &str
         ("__connect.errors.connector.name", identity.connector.to_string()),
         ("__connect.errors.task.id", identity.task.to_string()),
         ("__connect.errors.stage", stage.name().to_owned()),
-        // The executing "class": the plugin and its version.
-        ("__connect.errors.class.name", format!("{}@{}", description.name, description.version)),
-        ("__connect.errors.exception.class.name", "wasm-connect:connector/types.error.bad-record".to_owned()),
+        ("__connect.errors.class.name", class),
+        ("__connect.errors.exception.class.name", exception.to_owned()),
         ("__connect.errors.exception.message", reason.to_owned()),
     ];
     record.headers.extend(headers.into_iter().map(|(name, value)| (name.to_owned(), Some(value.into_bytes()))));

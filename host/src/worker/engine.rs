@@ -1,21 +1,21 @@
 //! The one loop every task runs, whatever its connector's kind:
 //!
-//! input (a source plugin's `poll`, or the connector's topics) -> the batch's failed
-//! records through the error policy -> output (the connector's topic, or a sink
-//! plugin's `write`) -> one checkpoint, committed once the output acknowledged the
-//! batch: a source position is stored in the same write as the records, topic offsets
+//! input (a source plugin's `poll`, or the connector's topics) -> the connector's
+//! transforms -> the batch's failed records through the error policy -> output (the
+//! connector's topic, or a sink plugin's `write`) -> one checkpoint, committed once the
+//! output acknowledged the batch: a source position is stored in the same write as the records, topic offsets
 //! are committed after it. A new kind of task is a new input or output, not a new loop.
 
 use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::Record;
 
-use super::TaskError;
 use super::dead_letters::{DeadLetters, Stage};
 use super::sink::SinkOutput;
 use super::source::SourceInput;
 use super::task::TaskContext;
 use super::topics::{TopicInput, TopicOutput};
-use crate::runtime::PluginKind;
+use super::{ConnectorPlan, TaskError};
+use crate::runtime::{PluginFailure, PluginKind};
 use crate::transport::PartitionOffset;
 
 /// Records on their way through a task.
@@ -143,6 +143,7 @@ async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel
     let mut dead_letters = DeadLetters::default();
     loop {
         let Some(batch) = input.next(task, cancel).await? else { return Ok(()) };
+        let batch = transform(task, batch).await?;
         for failed in batch.failed {
             dead_letters.reject(task, failed.record, failed.reason, failed.stage, failed.index).await?;
         }
@@ -155,4 +156,38 @@ async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel
             return Ok(());
         }
     }
+}
+
+/// Runs the batch's records through the connector's transforms, off the async
+/// threads (a jq expression may take its time). A record a transform drops leaves the
+/// batch; one a transform fails joins the failed records as it was before the chain
+/// (what Kafka Connect dead-letters). The checkpoint stays: it was taken at input.
+async fn transform(task: &TaskContext, batch: Batch) -> Result<Batch, TaskError> {
+    if task.plan.chain.is_empty() || batch.records.is_empty() {
+        return Ok(batch);
+    }
+    let plan = task.plan.clone();
+    tokio::task::spawn_blocking(move || transform_batch(&plan, batch))
+        .await
+        .map_err(|error| PluginFailure::Fatal(format!("the transforms' thread failed: {error}")).into())
+}
+
+fn transform_batch(plan: &ConnectorPlan, mut batch: Batch) -> Batch {
+    let records = std::mem::take(&mut batch.records);
+    batch.records.reserve(records.len());
+    for (index, record) in records.into_iter().enumerate() {
+        let original = record.clone();
+        match plan.chain.apply(record) {
+            Ok(Some(record)) => batch.records.push(record),
+            Ok(None) => {}
+            Err(failure) => batch.failed.push(FailedRecord {
+                index: index as u32,
+                record: original,
+                reason: plan
+                    .redact(&format!("the transform {} ({}) failed the record: {}", failure.alias, failure.type_name, failure.reason)),
+                stage: Stage::Transformation { type_name: failure.type_name },
+            }),
+        }
+    }
+    batch
 }

@@ -8,6 +8,7 @@ use crate::capabilities::Grants;
 use crate::config::{ConnectorConfig, LoadedConfig, Tolerance};
 use crate::runtime::{LoadedPlugin, PluginCatalog, PluginKind, Runtime, validate_config};
 use crate::telemetry::redaction::SecretRegistration;
+use crate::transforms::Chain;
 
 /// A connector ready to run.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub struct ConnectorPlan {
     pub secrets: Vec<String>,
     /// Keeps the secrets out of every log line while the plan lives.
     pub log_redaction: Arc<SecretRegistration>,
+    /// The transforms every record goes through, built once for all tasks.
+    pub chain: Arc<Chain>,
 }
 
 impl ConnectorPlan {
@@ -64,6 +67,9 @@ pub fn plan_connectors(
     let mut plans = Vec::new();
     let mut problems: Vec<(String, String)> = Vec::new();
     for (index, connector) in loaded.config.connectors.iter().enumerate() {
+        if let Some(warning) = crate::config::ignored_keys_warning(connector) {
+            tracing::warn!(connector = %connector.name, "{warning}");
+        }
         match plan_connector(connector, catalog, runtime, &|path| loaded.resolve(path)) {
             Ok(plan) if connector.enabled => plans.push(plan),
             Ok(_) => tracing::info!(connector = %connector.name, "The connector is disabled (enabled: false): checked, not run."),
@@ -117,6 +123,10 @@ pub fn plan_connector(
             Err(failure) => problems.push(("plugin".into(), format!("the plugin failed to validate its configuration: {failure}"))),
         }
     }
+    let chain = Chain::build(&connector.transforms, &connector.predicates).unwrap_or_else(|found| {
+        problems.extend(found);
+        Chain::default()
+    });
     if !problems.is_empty() {
         return Err(problems.into_iter().map(|(key, message)| (key, redact_secrets(&secrets, &message))).collect());
     }
@@ -124,7 +134,15 @@ pub fn plan_connector(
     for (option_type, value) in description.grants(&plugin_config) {
         grants.add(option_type, value, |directory| resolve(directory.as_ref()));
     }
-    Ok(ConnectorPlan { config: connector.clone(), plugin: plugin.clone(), plugin_config, grants, secrets, log_redaction })
+    Ok(ConnectorPlan {
+        config: connector.clone(),
+        plugin: plugin.clone(),
+        plugin_config,
+        grants,
+        secrets,
+        log_redaction,
+        chain: Arc::new(chain),
+    })
 }
 
 /// `text` with every one of `secrets` replaced by `[redacted]`.
