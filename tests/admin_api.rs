@@ -88,9 +88,29 @@ fn connector_plugins_and_their_option_definitions() {
     let plugins = plugins.as_array().unwrap();
     assert!(plugins.contains(&json!({"class": "elasticsearch-sink", "type": "sink", "version": "0.1.0"})), "{plugins:?}");
     assert!(plugins.contains(&json!({"class": "flight-simulator", "type": "source", "version": "0.1.0"})));
-    assert_eq!(get(&host, "/connector-plugins?connectorsOnly=False").1.as_array().unwrap().len(), plugins.len());
+    assert!(!plugins.iter().any(|plugin| plugin["type"] == "transformation" || plugin["type"] == "predicate"));
+    // With connectorsOnly=false, every built-in transform (each variant) and predicate too.
+    let (_, everything) = get(&host, "/connector-plugins?connectorsOnly=false");
+    let everything = everything.as_array().unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    for listed in [
+        json!({"class": "org.apache.kafka.connect.transforms.InsertField$Value", "type": "transformation", "version": version}),
+        json!({"class": "org.apache.kafka.connect.transforms.RegexRouter", "type": "transformation", "version": version}),
+        json!({"class": "Jq$Value", "type": "transformation", "version": version}),
+        json!({"class": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches", "type": "predicate", "version": version}),
+    ] {
+        assert!(everything.contains(&listed), "{listed} missing from {everything:?}");
+    }
+    assert_eq!(everything.len(), plugins.len() + 32, "16 transforms (10 with two variants), Jq$Key and Jq$Value, 4 predicates");
     // Kafka Connect reads a flag that is not "true" as false.
-    assert_eq!(get(&host, "/connector-plugins?connectorsOnly=maybe").1.as_array().unwrap().len(), plugins.len());
+    assert_eq!(get(&host, "/connector-plugins?connectorsOnly=False").1.as_array().unwrap().len(), everything.len());
+    assert_eq!(get(&host, "/connector-plugins?connectorsOnly=maybe").1.as_array().unwrap().len(), everything.len());
+    let (status, definitions) = get(&host, "/connector-plugins/InsertField$Value/config");
+    assert_eq!(status, 200, "{definitions}");
+    let names: Vec<&str> = definitions.as_array().unwrap().iter().map(|definition| definition["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"static.field") && names.contains(&"offset.field"), "{names:?}");
+    let (status, definitions) = get(&host, "/connector-plugins/org.apache.kafka.connect.transforms.predicates.TopicNameMatches/config");
+    assert_eq!((status, definitions[0]["name"].as_str()), (200, Some("pattern")), "{definitions}");
 
     let (status, definitions) = get(&host, "/connector-plugins/elasticsearch-sink/config");
     assert_eq!(status, 200);
@@ -439,7 +459,7 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "schemathesis found problems:\n{report}");
     // It reached the API: every operation, every phase, many cases, stateful scenarios.
-    assert!(report.contains("Tested: 36"), "not every operation was tested:\n{report}");
+    assert!(report.contains("Tested: 38"), "not every operation was tested:\n{report}");
     for phase in ["✅ Examples", "✅ Coverage", "✅ Fuzzing", "✅ Stateful"] {
         assert!(report.contains(phase), "{phase} did not pass:\n{report}");
     }

@@ -1,4 +1,4 @@
-//! The `wasm-connect` command: `run`, `validate`, `plugins` and `topics`.
+//! The `wasm-connect` command: `run`, `validate`, `plugins`, `topics` and `transforms`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,27 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         command: TopicsCommand,
+    },
+    /// Works with a connector's transforms.
+    Transforms {
+        #[command(subcommand)]
+        command: TransformsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TransformsCommand {
+    /// Runs sample records through a connector's transforms: one JSON record per line of
+    /// stdin (`{"value": ..., "key": ..., "topic": ..., "headers": {...}, "timestamp": ...}`),
+    /// one result per line on stdout (what each transform made of it, and the record
+    /// written, dropped or failed). Nothing is written anywhere else.
+    Test {
+        /// The configuration file.
+        #[arg(default_value = "connectors.yaml")]
+        config: PathBuf,
+        /// The connector whose chain runs; may be left out when one connector has transforms.
+        #[arg(long, short)]
+        connector: Option<String>,
     },
 }
 
@@ -134,7 +155,7 @@ fn report(error: anyhow::Error) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The tools print their results; only warnings and errors are logged beside them.
-    let default_level = if matches!(cli.command, Command::Topics { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Topics { .. } | Command::Transforms { .. }) { "warn" } else { "info" };
     wasm_connect::telemetry::logging::init(&std::env::var("WASM_CONNECT_LOG").unwrap_or_else(|_| default_level.to_owned()));
     let outcome = match cli.command {
         Command::Run { config } => load(&config).and_then(|loaded| run(loaded).map_err(report)),
@@ -145,11 +166,57 @@ fn main() -> ExitCode {
         }),
         Command::Plugins { config, json } => load(&config).and_then(|loaded| list_plugins(&loaded, json).map_err(report)),
         Command::Topics { config, command } => load(&config).and_then(|loaded| topics(&loaded, command).map_err(report)),
+        Command::Transforms { command: TransformsCommand::Test { config, connector } } => {
+            load(&config).and_then(|loaded| test_transforms(&loaded, connector.as_deref()).map_err(report))
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     }
+}
+
+/// `wasm-connect transforms test`: stdin's sample records through a connector's chain.
+fn test_transforms(loaded: &LoadedConfig, name: Option<&str>) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    use wasm_connect::transforms::Chain;
+    use wasm_connect::transforms::sample::{samples_from, test_samples};
+
+    let connectors = &loaded.config.connectors;
+    let connector = match name {
+        Some(name) => connectors
+            .iter()
+            .find(|connector| connector.name == name)
+            .ok_or_else(|| anyhow::anyhow!("{}: no connector is named {}", loaded.file, wasm_connect::names::shown(name)))?,
+        None => {
+            let chained: Vec<_> = connectors.iter().filter(|connector| !connector.transforms.is_empty()).collect();
+            match chained.as_slice() {
+                [one] => *one,
+                [] => anyhow::bail!("{}: no connector has transforms", loaded.file),
+                _ => anyhow::bail!("{}: several connectors have transforms: name one with --connector", loaded.file),
+            }
+        }
+    };
+    let chain = Chain::build(&connector.transforms, &connector.predicates).map_err(|problems| {
+        anyhow::anyhow!("{}", problems.iter().map(|(key, message)| format!("{key}: {message}")).collect::<Vec<_>>().join("\n"))
+    })?;
+    let topic = connector.topic.clone().or_else(|| connector.topics.first().cloned()).unwrap_or_else(|| "test".to_owned());
+    let mut stdout = std::io::stdout().lock();
+    for (number, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let sample: serde_json::Value =
+            serde_json::from_str(&line).map_err(|error| anyhow::anyhow!("stdin line {}: not JSON: {error}", number + 1))?;
+        let samples = samples_from(&serde_json::Value::Array(vec![sample])).map_err(|error| {
+            anyhow::anyhow!("stdin line {}: not a sample record ({{\"value\": ..., \"key\": ..., ...}}): {error}", number + 1)
+        })?;
+        for tested in test_samples(&chain, &samples, &topic) {
+            writeln!(stdout, "{}", serde_json::to_string(&tested)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn run(loaded: LoadedConfig) -> anyhow::Result<()> {

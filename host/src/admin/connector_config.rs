@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{ConnectorConfig, EgressConfig, ErrorsConfig, PredicateConfig, ScalarString, Tolerance, TransformConfig};
+use crate::config::{
+    ConnectorConfig, EgressConfig, ErrorsConfig, PredicateConfig, ScalarString, Tolerance, TransformConfig, is_chain_key, is_ignored_key,
+    is_secret_ignored_key,
+};
 use crate::manager::ManagedConnector;
 use crate::runtime::PluginDescription;
+use crate::transforms::short_predicate_name;
 
 /// Problems as `(key, message)`.
 pub type Problems = Vec<(String, String)>;
@@ -33,41 +37,6 @@ const HOST_KEYS: &[(&str, &str)] = &[
     ("egress.request.timeout", "egress.request_timeout"),
     ("egress.max.response.mib", "egress.max_response_mib"),
 ];
-
-/// Kafka Connect framework keys that mean nothing here: accepted so that a Kafka
-/// Connect configuration pastes in, kept, and named in a warning.
-const IGNORED_KEYS: &[&str] = &[
-    "key.converter",
-    "value.converter",
-    "header.converter",
-    "config.action.reload",
-    "errors.retry.delay.max.ms",
-    "errors.log.include.messages",
-    "errors.deadletterqueue.topic.replication.factor",
-    "errors.deadletterqueue.context.headers.enable",
-    "exactly.once.support",
-    "transaction.boundary",
-    "transaction.boundary.interval.ms",
-    "offsets.storage.topic",
-    "tasks.max.enforce",
-    "topic.creation.groups",
-];
-
-/// Prefixes of further framework keys: converter settings and client overrides.
-const IGNORED_PREFIXES: &[&str] = &[
-    "key.converter.",
-    "value.converter.",
-    "header.converter.",
-    "consumer.override.",
-    "producer.override.",
-    "admin.override.",
-    "topic.creation.",
-];
-
-/// Whether `key` is a Kafka Connect framework key that has no effect here.
-pub fn is_ignored_key(key: &str) -> bool {
-    IGNORED_KEYS.contains(&key) || IGNORED_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
-}
 
 /// The flat key for a problem found on the YAML model (`config.index` -> `index`,
 /// `transforms[2].name` -> `transforms`; a transform's own keys are flat already).
@@ -101,6 +70,11 @@ pub fn to_flat(connector: &ManagedConnector) -> BTreeMap<String, String> {
         .collect();
     flat.extend(host_keys(config, connector.task_count()));
     flat.extend(chain_keys(config));
+    for (key, value) in flat.iter_mut() {
+        if config.ignored.contains_key(key) && is_secret_ignored_key(key) {
+            *value = HIDDEN.to_owned();
+        }
+    }
     flat
 }
 
@@ -137,7 +111,11 @@ fn chain_keys(config: &ConnectorConfig) -> Vec<(String, String)> {
     for predicate in &config.predicates {
         let prefix = format!("predicates.{}.", predicate.name);
         keys.push((format!("{prefix}type"), predicate.type_name.clone()));
-        keys.extend(predicate.options.iter().map(|(key, value)| (format!("{prefix}{key}"), value.0.clone())));
+        let header_key = short_predicate_name(&predicate.type_name) == "HasHeaderKey";
+        keys.extend(predicate.options.iter().map(|(key, value)| {
+            let key = if header_key && key == "header" { "name" } else { key.as_str() };
+            (format!("{prefix}{key}"), value.0.clone())
+        }));
     }
     keys.extend(config.ignored.iter().map(|(key, value)| (key.clone(), value.0.clone())));
     keys
@@ -278,37 +256,18 @@ pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorCon
     if flat.contains_key("topics.regex") {
         problems.push(("topics.regex".into(), "is not supported: list the topics to read in `topics`".into()));
     }
-    let transforms = aliased(flat, "transforms", &mut problems)
-        .into_iter()
-        .map(|(name, mut options)| {
-            let type_name = options.remove("type").map(|value| value.0).unwrap_or_else(|| {
-                problems.push((format!("transforms.{name}.type"), "missing: name the transform, e.g. InsertField$Value".into()));
-                String::new()
-            });
-            let predicate = options.remove("predicate").map(|value| value.0.trim().to_owned()).filter(|alias| !alias.is_empty());
-            let negate = match options.remove("negate").map(|value| value.0.trim().to_ascii_lowercase()).as_deref() {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    problems.push((format!("transforms.{name}.negate"), format!("must be true or false, not {other:?}")));
-                    false
-                }
-            };
-            TransformConfig { name, type_name, predicate, negate, options }
-        })
+    let (transforms, predicates, unlisted) = chain_from_flat(flat, &mut problems);
+    // A credential read back as `[hidden]` and sent unchanged keeps its stored value.
+    let kept = |key: &String, value: &String| {
+        let previous = previous.filter(|_| value == HIDDEN).and_then(|previous| previous.ignored.get(key));
+        previous.cloned().unwrap_or_else(|| ScalarString(value.clone()))
+    };
+    let ignored: BTreeMap<String, ScalarString> = flat
+        .iter()
+        .filter(|(key, _)| is_ignored_key(key))
+        .chain(unlisted.iter().map(|(key, value)| (key, value)))
+        .map(|(key, value)| (key.clone(), kept(key, value)))
         .collect();
-    let predicates = aliased(flat, "predicates", &mut problems)
-        .into_iter()
-        .map(|(name, mut options)| {
-            let type_name = options.remove("type").map(|value| value.0).unwrap_or_else(|| {
-                problems.push((format!("predicates.{name}.type"), "missing: name the predicate, e.g. TopicNameMatches".into()));
-                String::new()
-            });
-            PredicateConfig { name, type_name, options }
-        })
-        .collect();
-    let ignored: BTreeMap<String, ScalarString> =
-        flat.iter().filter(|(key, _)| is_ignored_key(key)).map(|(key, value)| (key.clone(), ScalarString(value.clone()))).collect();
     let config: BTreeMap<String, ScalarString> = flat
         .iter()
         .filter(|(key, _)| {
@@ -339,16 +298,62 @@ pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorCon
     })
 }
 
-/// Whether `key` belongs to the transform chain: `transforms`, `predicates` or a key
-/// under one of them.
-fn is_chain_key(key: &str) -> bool {
-    ["transforms", "predicates"].iter().any(|list| key.strip_prefix(list).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+/// A chain read from flat keys: the transforms, the predicates, and the keys under
+/// aliases that are not listed.
+pub type FlatChain = (Vec<TransformConfig>, Vec<PredicateConfig>, Vec<(String, String)>);
+
+/// The transforms and predicates of a flat map (Kafka Connect's `transforms`,
+/// `predicates` and the keys under their aliases), and the keys under aliases that are
+/// not listed (Kafka Connect ignores them); problems are added to `problems`.
+pub fn chain_from_flat(flat: &BTreeMap<String, String>, problems: &mut Problems) -> FlatChain {
+    let mut unlisted = Vec::new();
+    let transforms = aliased(flat, "transforms", problems, &mut unlisted)
+        .into_iter()
+        .map(|(name, mut options)| {
+            let type_name = options.remove("type").map(|value| value.0).unwrap_or_else(|| {
+                problems.push((format!("transforms.{name}.type"), "missing: name the transform, e.g. InsertField$Value".into()));
+                String::new()
+            });
+            let predicate = options.remove("predicate").map(|value| value.0.trim().to_owned()).filter(|alias| !alias.is_empty());
+            let negate = match options.remove("negate").map(|value| value.0.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    problems.push((format!("transforms.{name}.negate"), format!("must be true or false, not {other:?}")));
+                    false
+                }
+            };
+            TransformConfig { name, type_name, predicate, negate, options }
+        })
+        .collect();
+    let predicates = aliased(flat, "predicates", problems, &mut unlisted)
+        .into_iter()
+        .map(|(name, mut options)| {
+            let type_name = options.remove("type").map(|value| value.0).unwrap_or_else(|| {
+                problems.push((format!("predicates.{name}.type"), "missing: name the predicate, e.g. TopicNameMatches".into()));
+                String::new()
+            });
+            // HasHeaderKey's `name` option is `header` in the model, where `name` is the alias.
+            if short_predicate_name(&type_name) == "HasHeaderKey"
+                && let Some(header) = options.remove("name")
+            {
+                options.insert("header".to_owned(), header);
+            }
+            PredicateConfig { name, type_name, options }
+        })
+        .collect();
+    (transforms, predicates, unlisted)
 }
 
 /// The aliases `list` names (`transforms` or `predicates`), each with its keys (the
-/// part after `<list>.<alias>.`). A key under `list` that names no listed alias is a
-/// problem: Kafka Connect would ignore it, which hides a typo.
-fn aliased(flat: &BTreeMap<String, String>, list: &str, problems: &mut Problems) -> Vec<(String, BTreeMap<String, ScalarString>)> {
+/// part after `<list>.<alias>.`). A key under `list` that names no listed alias goes to
+/// `unlisted` (Kafka Connect ignores it).
+fn aliased(
+    flat: &BTreeMap<String, String>,
+    list: &str,
+    problems: &mut Problems,
+    unlisted: &mut Vec<(String, String)>,
+) -> Vec<(String, BTreeMap<String, ScalarString>)> {
     let mut entries: Vec<(String, BTreeMap<String, ScalarString>)> = Vec::new();
     for alias in flat.get(list).map(String::as_str).unwrap_or_default().split(',').map(str::trim).filter(|alias| !alias.is_empty()) {
         if entries.iter().any(|(listed, _)| listed == alias) {
@@ -370,9 +375,7 @@ fn aliased(flat: &BTreeMap<String, String>, list: &str, problems: &mut Problems)
                 let option = rest[alias.len() + 1..].to_owned();
                 options.insert(option, ScalarString(value.clone()));
             }
-            None => {
-                problems.push((key.clone(), format!("names no alias listed in `{list}`: add the alias to `{list}`, or remove the key")))
-            }
+            None => unlisted.push((key.clone(), value.clone())),
         }
     }
     entries
@@ -475,16 +478,53 @@ mod tests {
         assert!(crate::config::ignored_keys_warning(&config).unwrap().contains("\"key.converter\""));
         assert_eq!(to_flat_unredacted(&config), input, "the configuration reads back as it was written");
 
+        // A key under an alias that is not listed is kept and ignored, as Kafka Connect does.
+        let mut leftover = input.clone();
+        leftover.insert("transforms.masc.fields".into(), "x".into());
+        let with_leftover = from_flat(&leftover, None).unwrap();
+        assert_eq!(with_leftover.ignored["transforms.masc.fields"].0, "x");
+        assert!(crate::config::validate_connector(&with_leftover).is_empty());
+        assert_eq!(to_flat_unredacted(&with_leftover), leftover);
         let mut stale = input.clone();
-        stale.insert("transforms.masc.fields".into(), "x".into());
         stale.insert("transforms.mask.negate".into(), "maybe".into());
         stale.insert("topics.regex".into(), "pay.*".into());
         let keys: Vec<String> = from_flat(&stale, None).unwrap_err().into_iter().map(|(key, _)| key).collect();
-        assert_eq!(keys, ["topics.regex", "transforms.masc.fields", "transforms.mask.negate"]);
+        assert_eq!(keys, ["topics.regex", "transforms.mask.negate"]);
         let mut untyped = input.clone();
         untyped.remove("predicates.isPayments.type");
         let problems = from_flat(&untyped, None).unwrap_err();
         assert_eq!(problems[0].0, "predicates.isPayments.type");
+    }
+
+    #[test]
+    fn a_has_header_key_predicate_and_a_credential_among_the_ignored_keys_survive_storage() {
+        let input = flat(&[
+            ("name", "headers"),
+            ("connector.class", "file-sink"),
+            ("topics", "a"),
+            ("transforms", "drop"),
+            ("transforms.drop.type", "Filter"),
+            ("transforms.drop.predicate", "fromTest"),
+            ("predicates", "fromTest"),
+            ("predicates.fromTest.type", "HasHeaderKey"),
+            ("predicates.fromTest.name", "test-run"),
+            ("consumer.override.sasl.jaas.config", "org.apache.kafka.common.security.plain.PlainLoginModule required password=\"s3cr3t\";"),
+        ]);
+        let config = from_flat(&input, None).unwrap();
+        assert_eq!(config.predicates[0].options["header"].0, "test-run", "`name` is the alias in the model");
+        assert!(crate::config::validate_connector(&config).is_empty(), "{:?}", crate::config::validate_connector(&config));
+        // Stored and read back as the config topic and the store keep it.
+        let stored: ConnectorConfig = serde_json::from_str(&serde_json::to_string(&config).unwrap()).unwrap();
+        assert_eq!(stored, config);
+        let read_back = to_flat_unredacted(&stored);
+        for (key, value) in &input {
+            assert_eq!(read_back.get(key), Some(value), "{key} reads back as written");
+        }
+        assert!(crate::config::is_secret_ignored_key("consumer.override.sasl.jaas.config"));
+        let mut sent_back = input.clone();
+        sent_back.insert("consumer.override.sasl.jaas.config".into(), HIDDEN.into());
+        let updated = from_flat(&sent_back, Some(&config)).unwrap();
+        assert_eq!(updated.ignored, config.ignored, "a hidden credential keeps its stored value");
     }
 
     #[test]

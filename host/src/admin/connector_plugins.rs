@@ -9,18 +9,20 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 
 use super::connector_config::{HIDDEN, flat_key, from_flat, string_map};
-use super::dto::{ConfigInfos, ConfigKeyDefinition, ConfigKeyInfo, ConfigKeyValue, ConnectorPlugin};
+use super::dto::{ConfigInfos, ConfigKeyDefinition, ConfigKeyInfo, ConfigKeyValue, ConnectorPlugin, ListedKind};
 use super::{AdminState, ApiError, json_body, query_flag};
 use crate::runtime::{ConfigOptionDescription, OptionType, PluginKind};
+use crate::transforms::catalog;
 
 /// `GET /connector-plugins[?connectorsOnly=false]`: every plugin as `{class, type,
-/// version}`; transforms are listed only with `connectorsOnly=false`.
+/// version}`; with `connectorsOnly=false` also the transform plugins and every
+/// built-in transform and predicate (`transformation`, `predicate`), as Kafka Connect.
 pub(super) async fn list(
     State(state): State<AdminState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<ConnectorPlugin>>, ApiError> {
     let connectors_only = query_flag(&query, "connectorsOnly", true);
-    let plugins = state
+    let mut plugins: Vec<ConnectorPlugin> = state
         .manager
         .catalog()
         .plugins()
@@ -28,9 +30,19 @@ pub(super) async fn list(
         .filter(|plugin| !connectors_only || plugin.description.kind != PluginKind::Transform)
         .map(|plugin| {
             let description = &plugin.description;
-            ConnectorPlugin { class: description.name.clone(), kind: description.kind, version: description.version.clone() }
+            ConnectorPlugin { class: description.name.clone(), kind: description.kind.into(), version: description.version.clone() }
         })
         .collect();
+    if !connectors_only {
+        plugins.extend(catalog::entries().into_iter().map(|entry| ConnectorPlugin {
+            class: entry.class,
+            kind: match entry.kind {
+                catalog::Kind::Transformation => ListedKind::Transformation,
+                catalog::Kind::Predicate => ListedKind::Predicate,
+            },
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }));
+    }
     Ok(Json(plugins))
 }
 
@@ -89,14 +101,24 @@ fn plain_definition(
     }
 }
 
-/// `GET /connector-plugins/{plugin}/config`: the definition of every option (`name`
-/// or `name@version`).
+/// `GET /connector-plugins/{plugin}/config`: the definition of every option of a
+/// plugin (`name` or `name@version`), or of a built-in transform or predicate (its
+/// short or full class name).
 pub(super) async fn config_definitions(
     State(state): State<AdminState>,
     Path(plugin): Path<String>,
 ) -> Result<Json<Vec<ConfigKeyDefinition>>, ApiError> {
-    let plugin = state.manager.catalog().find(&plugin).map_err(ApiError::not_found)?;
-    Ok(Json(plugin.description.options.iter().map(|option| option_definition(option, None, -1)).collect()))
+    match state.manager.catalog().find(&plugin) {
+        Ok(found) => Ok(Json(found.description.options.iter().map(|option| option_definition(option, None, -1)).collect())),
+        Err(message) => {
+            let entry = catalog::find(&plugin).ok_or_else(|| ApiError::not_found(message))?;
+            let definitions = entry.options.iter().enumerate().map(|(order, option)| {
+                let (kind, default, documentation) = catalog::option_definition(option);
+                plain_definition(option, kind, default, documentation, None, order as i64)
+            });
+            Ok(Json(definitions.collect()))
+        }
+    }
 }
 
 /// One host-level key, as Kafka Connect defines it.

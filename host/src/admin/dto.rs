@@ -221,6 +221,17 @@ pub enum ConfigValue {
     Flag(bool),
 }
 
+impl ConfigValue {
+    /// The value as the string a flat configuration holds.
+    pub fn into_text(self) -> String {
+        match self {
+            ConfigValue::Text(text) => text,
+            ConfigValue::Number(number) => number.to_string(),
+            ConfigValue::Flag(flag) => flag.to_string(),
+        }
+    }
+}
+
 /// A connector configuration as a request carries it: at most 1,000 keys.
 #[allow(dead_code)]
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -273,16 +284,41 @@ fn create_example() -> serde_json::Value {
     serde_json::json!({"name": "iot", "config": config_example()})
 }
 
-/// One plugin as `GET /connector-plugins` lists it.
+/// One plugin as `GET /connector-plugins` lists it: a connector plugin, or (with
+/// `connectorsOnly=false`) a transform or predicate type.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ConnectorPlugin {
-    /// The plugin's name, what `connector.class` takes.
+    /// What `connector.class` (or a transform's or predicate's `type`) takes.
     pub class: String,
-    /// `source`, `sink` or `transform`.
+    /// `source`, `sink`, `transformation` or `predicate`.
     #[serde(rename = "type")]
-    pub kind: PluginKind,
-    /// Its version.
+    pub kind: ListedKind,
+    /// Its version (the host's for the built-in transforms and predicates).
     pub version: String,
+}
+
+/// Kafka Connect's plugin types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListedKind {
+    /// A source connector plugin.
+    Source,
+    /// A sink connector plugin.
+    Sink,
+    /// A transform: built in, or a transform plugin.
+    Transformation,
+    /// A predicate.
+    Predicate,
+}
+
+impl From<PluginKind> for ListedKind {
+    fn from(kind: PluginKind) -> Self {
+        match kind {
+            PluginKind::Source => ListedKind::Source,
+            PluginKind::Sink => ListedKind::Sink,
+            PluginKind::Transform => ListedKind::Transformation,
+        }
+    }
 }
 
 /// Kafka Connect's definition of one configuration key.
@@ -426,4 +462,35 @@ mod tests {
             assert_eq!(described, string_map(&body, true).is_ok(), "{body}");
         }
     }
+}
+
+/// `POST /connectors/{name}/transforms/test`: sample records for the connector's chain.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransformsTest {
+    /// At most 1000 records.
+    #[schemars(length(max = 1000))]
+    #[allow(dead_code)] // Read on their own: each must be an object (`samples_from`).
+    pub records: Vec<crate::transforms::sample::SampleRecord>,
+}
+
+/// `POST /transforms/test`: a configuration's chain (Kafka Connect's flat keys; only
+/// `transforms`, `predicates` and the keys under them count) and sample records.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigTransformsTest {
+    /// The flat configuration.
+    #[schemars(extend("maxProperties" = 1000))]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// At most 1000 records.
+    #[schemars(length(max = 1000))]
+    #[allow(dead_code)] // Read on their own: each must be an object (`samples_from`).
+    pub records: Vec<crate::transforms::sample::SampleRecord>,
+}
+
+/// What the chain made of each sample record, in order.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TransformsTestAnswer {
+    /// One entry per sample.
+    pub records: Vec<crate::transforms::sample::TestedRecord>,
 }

@@ -18,6 +18,7 @@ mod plugins;
 mod routes;
 mod server;
 mod tls;
+mod transforms;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -140,6 +141,12 @@ impl IntoResponse for ApiError {
 /// A request body as JSON, refused with Kafka Connect's error body when it is too
 /// large or not JSON.
 pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    json_body_within(body, MAX_BODY_KEYS, &format!("a connector configuration has at most {}", connector_config::MAX_CONFIG_KEYS))
+}
+
+/// [`json_body`] with a budget of `max_keys` object keys in all (`why` says where it
+/// comes from).
+pub(crate) fn json_body_within(body: Result<Bytes, BytesRejection>, max_keys: usize, why: &str) -> Result<Value, ApiError> {
     let bytes = body.map_err(|rejection| unreadable_body(&rejection, || rejection.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request needs a JSON body".to_owned()));
@@ -147,11 +154,8 @@ pub(crate) fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Ap
     // Counted before anything is built: a body of tens of thousands of keys costs a
     // scan, not tens of megabytes of parsed values.
     let keys = count_keys(&bytes);
-    if keys > MAX_BODY_KEYS {
-        return Err(ApiError::bad_request(format!(
-            "the body has {keys} keys; at most {MAX_BODY_KEYS} are read (a connector configuration has at most {})",
-            connector_config::MAX_CONFIG_KEYS
-        )));
+    if keys > max_keys {
+        return Err(ApiError::bad_request(format!("the body has {keys} keys; at most {max_keys} are read ({why})")));
     }
     serde_json::from_slice(&bytes).map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))
 }

@@ -10,11 +10,11 @@ use schemars::{JsonSchema, Schema};
 use serde_json::{Map, Value, json};
 
 use super::dto::{
-    ConfigInfos, ConfigKeyDefinition, ConfigPatch, ConfigRequest, ConnectorInfo, ConnectorList, ConnectorOffsets, ConnectorPlugin,
-    ConnectorTopics, CreateConnector, ErrorBody, FlatConfig, Health, LevelRequest, Message, OffsetsChangeRequest, PluginVersion,
-    PluginVersions, ServerInfo, TaskInfo,
+    ConfigInfos, ConfigKeyDefinition, ConfigPatch, ConfigRequest, ConfigTransformsTest, ConnectorInfo, ConnectorList, ConnectorOffsets,
+    ConnectorPlugin, ConnectorTopics, CreateConnector, ErrorBody, FlatConfig, Health, LevelRequest, Message, OffsetsChangeRequest,
+    PluginVersion, PluginVersions, ServerInfo, TaskInfo, TransformsTest, TransformsTestAnswer,
 };
-use super::{AdminState, connector_plugins, connectors, loggers, offsets, plugins};
+use super::{AdminState, connector_plugins, connectors, loggers, offsets, plugins, transforms};
 use crate::names::{LOGGER_PATTERN, MAX_VERSION_LENGTH, NAME_PATTERN, VERSION_PATTERN};
 use crate::telemetry::logging::LoggerLevel;
 use crate::telemetry::{ConnectorStatus, TaskStatus};
@@ -314,6 +314,22 @@ pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
             Body::None,
             vec![bare(202, "accepted"), no_connector()],
             connectors::reset_topics,
+        ),
+        endpoint(
+            "POST",
+            "/connectors/{name}/transforms/test",
+            "Runs sample records through the connector's transforms and shows what each made of them; writes nothing.",
+            json::<TransformsTest>(),
+            vec![with::<TransformsTestAnswer>(200, "each record's stages, output, drop or error"), invalid(), no_connector()],
+            transforms::test_connector,
+        ),
+        endpoint(
+            "POST",
+            "/transforms/test",
+            "Runs sample records through the transforms of a configuration (flat keys); needs no connector.",
+            json::<ConfigTransformsTest>(),
+            vec![with::<TransformsTestAnswer>(200, "each record's stages, output, drop or error"), invalid()],
+            transforms::test_config,
         ),
         endpoint(
             "GET",

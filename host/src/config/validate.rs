@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use super::{ConnectorConfig, HostConfig, Tolerance};
+use super::{ConnectorConfig, HostConfig, PredicateConfig, Tolerance, TransformConfig};
+
+/// The most transforms (and predicates) one connector has.
+const MAX_CHAIN: usize = 100;
 
 /// Kafka's own limit on topic names.
 const MAX_TOPIC_LENGTH: usize = 249;
@@ -117,19 +120,36 @@ pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> 
     if connector.egress.max_response_mib == 0 {
         problem("egress.max_response_mib".into(), "must be at least 1");
     }
-    problems.extend(validate_chain(connector));
+    for key in connector.config.keys() {
+        if is_chain_key(key) || is_ignored_key(key) || key == "topics.regex" {
+            problems.push((format!("config.{key}"), "is a Kafka Connect framework key, not a plugin option: write transforms and predicates as the connector's `transforms` and `predicates` lists".to_owned()));
+        }
+    }
+    for key in connector.ignored.keys() {
+        if !is_ignored_key(key) && !is_chain_key(key) {
+            problems.push((
+                format!("ignored.{key}"),
+                "only Kafka Connect framework keys with no effect here (converters, client overrides) can be ignored".to_owned(),
+            ));
+        }
+    }
+    problems.extend(validate_chain(&connector.transforms, &connector.predicates));
     problems
 }
 
 /// The connector's transforms and predicates: aliases unique and in the name
 /// alphabet, every transform and predicate known with valid options.
-fn validate_chain(connector: &ConnectorConfig) -> Vec<(String, String)> {
+pub fn validate_chain(transforms: &[TransformConfig], predicates: &[PredicateConfig]) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let lists = [
-        ("transforms", connector.transforms.iter().map(|transform| transform.name.as_str()).collect::<Vec<_>>()),
-        ("predicates", connector.predicates.iter().map(|predicate| predicate.name.as_str()).collect()),
+        ("transforms", transforms.iter().map(|transform| transform.name.as_str()).collect::<Vec<_>>()),
+        ("predicates", predicates.iter().map(|predicate| predicate.name.as_str()).collect()),
     ];
     for (list, aliases) in lists {
+        if aliases.len() > MAX_CHAIN {
+            problems.push((list.to_owned(), format!("lists {} aliases; a connector has at most {MAX_CHAIN}", aliases.len())));
+            continue;
+        }
         let mut seen = HashSet::new();
         for (index, alias) in aliases.into_iter().enumerate() {
             if let Err(message) = crate::names::check_name(alias) {
@@ -143,7 +163,7 @@ fn validate_chain(connector: &ConnectorConfig) -> Vec<(String, String)> {
         }
     }
     if problems.is_empty()
-        && let Err(found) = crate::transforms::Chain::build(&connector.transforms, &connector.predicates)
+        && let Err(found) = crate::transforms::Chain::build(transforms, predicates)
     {
         problems.extend(found);
     }
@@ -223,4 +243,50 @@ pub fn ignored_keys_warning(connector: &ConnectorConfig) -> Option<String> {
          (no converter runs), and the host's own client settings apply.",
         names.join(", ")
     ))
+}
+
+/// Kafka Connect framework keys that mean nothing here: accepted so that a Kafka
+/// Connect configuration pastes in, kept, and named in a warning.
+const IGNORED_KEYS: &[&str] = &[
+    "key.converter",
+    "value.converter",
+    "header.converter",
+    "config.action.reload",
+    "errors.retry.delay.max.ms",
+    "errors.log.include.messages",
+    "errors.deadletterqueue.topic.replication.factor",
+    "errors.deadletterqueue.context.headers.enable",
+    "exactly.once.support",
+    "transaction.boundary",
+    "transaction.boundary.interval.ms",
+    "offsets.storage.topic",
+    "tasks.max.enforce",
+];
+
+/// Prefixes of further framework keys: converter settings and client overrides.
+const IGNORED_PREFIXES: &[&str] = &[
+    "key.converter.",
+    "value.converter.",
+    "header.converter.",
+    "consumer.override.",
+    "producer.override.",
+    "admin.override.",
+    "topic.creation.",
+];
+
+/// Whether `key` is a Kafka Connect framework key that has no effect here.
+pub fn is_ignored_key(key: &str) -> bool {
+    IGNORED_KEYS.contains(&key) || IGNORED_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+/// Whether `key` belongs to the transform chain: `transforms`, `predicates` or a key
+/// under one of them.
+pub fn is_chain_key(key: &str) -> bool {
+    ["transforms", "predicates"].iter().any(|list| key.strip_prefix(list).is_some_and(|rest| rest.is_empty() || rest.starts_with('.')))
+}
+
+/// Whether an ignored framework key holds a credential (`...password`,
+/// `sasl.jaas.config`, `basic.auth.user.info`, ...): its value reads back `[hidden]`.
+pub fn is_secret_ignored_key(key: &str) -> bool {
+    ["password", "secret", "token", "jaas", "user.info", "credential", "private"].iter().any(|part| key.contains(part))
 }

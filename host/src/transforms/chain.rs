@@ -91,24 +91,63 @@ impl Chain {
         if self.steps.is_empty() {
             return Ok(Some(record));
         }
+        self.run(record, |_, _| {})
+    }
+
+    /// Runs `record` through the chain and tells what each transform did: whether its
+    /// predicate let it apply, and the record after it (None once dropped). The steps
+    /// after a drop or a failure are not listed.
+    pub fn trace(&self, record: Record) -> (Vec<StepTrace>, Result<Option<Record>, ChainFailure>) {
+        let mut steps = Vec::new();
+        let outcome = self.run(record, |step, after| {
+            steps.push(StepTrace {
+                alias: step.alias.clone(),
+                type_name: step.type_name.clone(),
+                applied: after.is_some(),
+                record: after.flatten().cloned().map(WorkingRecord::into_record),
+            });
+        });
+        (steps, outcome)
+    }
+
+    /// The loop of `apply` and `trace`: `observe` sees each step that ran, with None
+    /// when its predicate held it back, Some(None) when it dropped the record, and
+    /// Some(Some(record)) otherwise.
+    fn run(&self, record: Record, mut observe: impl FnMut(&Step, Option<Option<&WorkingRecord>>)) -> Result<Option<Record>, ChainFailure> {
         let mut working = WorkingRecord::from(record);
         for step in &self.steps {
             let failed = |reason: String| ChainFailure { alias: step.alias.clone(), type_name: step.type_name.clone(), reason };
             if let Some((predicate, negate)) = &step.predicate
                 && predicate.test(&mut working).map_err(failed)? == *negate
             {
+                observe(step, None);
                 continue;
             }
             if step.transform.apply(&mut working).map_err(failed)? == Outcome::Drop {
+                observe(step, Some(None));
                 return Ok(None);
             }
             // A transform that routes must have made a topic name Kafka takes.
             if step.transform.routes() {
                 crate::config::check_topic_name(&working.topic).map_err(failed)?;
             }
+            observe(step, Some(Some(&working)));
         }
         Ok(Some(working.into_record()))
     }
+}
+
+/// What one transform did to a record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTrace {
+    /// The transform's alias.
+    pub alias: String,
+    /// Its type, as configured.
+    pub type_name: String,
+    /// False when its predicate held it back.
+    pub applied: bool,
+    /// The record after it; None when it dropped the record (or did not apply).
+    pub record: Option<Record>,
 }
 
 fn options_of(options: &BTreeMap<String, ScalarString>) -> Options {

@@ -6,13 +6,18 @@
 //!
 //! `.` is the value (or key) as JSON; `$topic`, `$key`, `$value`, `$headers` (an
 //! object of text, `null` for a header without a value), `$timestamp`, `$partition`
-//! and `$offset` give the rest of the record. `env` is not available: the host's
-//! environment holds secrets.
+//! and `$offset` give the rest of the record. Left out: `env` (the host's environment
+//! holds secrets), `halt` (it would end the host), `debug` and `stderr` (they would
+//! log record data).
+//!
+//! Records go in and out through serde_json, whose nesting limit keeps a hostile
+//! record from exhausting the stack, and whose output is always valid JSON.
 
 use jaq_core::compile::Filter;
 use jaq_core::load::{Arena, File, Loader};
-use jaq_core::{Compiler, Ctx, Native, Vars, data, unwrap_valr};
+use jaq_core::{Compiler, Ctx, Native, ValT, Vars, data};
 use jaq_json::Val;
+use serde_json::Value;
 
 use super::options::{OptionProblem, Options};
 use super::record::{Data, Part, WorkingRecord};
@@ -23,8 +28,9 @@ type Program = Filter<Native<data::JustLut<Val>>>;
 /// The variables every program may read, in the order they are bound.
 const VARIABLES: [&str; 7] = ["$topic", "$key", "$value", "$headers", "$timestamp", "$partition", "$offset"];
 
-/// Native functions left out: `env` reads the host's environment.
-const WITHHELD: &[&str] = &["env"];
+/// Functions left out, natives and the definitions that use them: `env` reads the
+/// host's environment, `halt` ends the process, `debug` and `stderr` log.
+const WITHHELD: &[&str] = &["env", "halt", "halt_error", "debug", "debug_empty", "stderr", "stderr_empty", "input_filename"];
 
 /// A compiled jq program.
 pub struct JqProgram {
@@ -43,8 +49,8 @@ impl JqProgram {
 
     /// Compiles `code`, or says what is wrong and where (1-based character column).
     pub fn compile(code: &str) -> Result<Self, String> {
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs().chain(jaq_std::funs().filter(|(name, ..)| !WITHHELD.contains(name))).chain(jaq_json::funs());
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).filter(|def| !WITHHELD.contains(&def.name));
+        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()).filter(|(name, ..)| !WITHHELD.contains(name));
         let arena = Arena::default();
         let modules = Loader::new(defs).load(&arena, File { code, path: () }).map_err(|errors| {
             let found: Vec<String> = errors
@@ -71,16 +77,21 @@ impl JqProgram {
         Ok(Self { program })
     }
 
-    /// The program's outputs for the record's `part`, at most `max`; an error as a
-    /// reason that does not quote the record.
-    fn run(&self, part: Part, record: &mut WorkingRecord, max: usize) -> Result<Vec<Val>, String> {
-        let input = to_val(record.part(part))?;
+    /// The program's outputs for the record's `part`, at most `max`, as JSON; an error
+    /// as a reason that does not quote the record. The record is not changed.
+    fn run(&self, part: Part, record: &WorkingRecord, max: usize) -> Result<Vec<Value>, String> {
+        let input = match part {
+            Part::Key => &record.key,
+            Part::Value => &record.value,
+        };
+        let input = to_val(input)?;
         let variables = variables(record, part, &input);
         let context = Ctx::<data::JustLut<Val>>::new(&self.program.lut, Vars::new(variables));
         let mut outputs = Vec::new();
-        for output in self.program.id.run((context, input)).map(unwrap_valr).take(max) {
+        for output in self.program.id.run((context, input)).take(max) {
             // jq's messages quote the values they failed on: the record stays out of logs.
-            outputs.push(output.map_err(|_| "the jq expression failed on the record (an error() or a wrong type)".to_owned())?);
+            let output = output.map_err(|_| "the jq expression failed on the record (an error() or a wrong type)".to_owned())?;
+            outputs.push(from_val(&output)?);
         }
         Ok(outputs)
     }
@@ -99,16 +110,16 @@ fn located(code: &str, at: &str, what: &str) -> String {
 
 /// The record's parts as the program's variables, in [`VARIABLES`] order; `input` is
 /// `part` already read, and a part that cannot be read is `null`.
-fn variables(record: &mut WorkingRecord, part: Part, input: &Val) -> [Val; 7] {
+fn variables(record: &WorkingRecord, part: Part, input: &Val) -> [Val; 7] {
     let headers = record.headers.iter().map(|(name, value)| {
         let value = value.as_ref().map_or(Val::Null, |bytes| Val::from(String::from_utf8_lossy(bytes).into_owned()));
         (Val::from(name.clone()), value)
     });
-    let headers = <Val as jaq_core::ValT>::from_map(headers).unwrap_or_default();
+    let headers = Val::from_map(headers).unwrap_or_default();
     let number = |value: Option<i64>| value.map_or(Val::Null, |value| Val::from(value as isize));
     let (key, value) = match part {
-        Part::Key => (input.clone(), to_val(&mut record.value).unwrap_or_default()),
-        Part::Value => (to_val(&mut record.key).unwrap_or_default(), input.clone()),
+        Part::Key => (input.clone(), to_val(&record.value).unwrap_or_default()),
+        Part::Value => (to_val(&record.key).unwrap_or_default(), input.clone()),
     };
     [
         Val::from(record.topic.clone()),
@@ -121,23 +132,57 @@ fn variables(record: &mut WorkingRecord, part: Part, input: &Val) -> [Val; 7] {
     ]
 }
 
-/// A key or value as a jq value (text that is not JSON as a string).
-fn to_val(data: &mut Data) -> Result<Val, String> {
-    if let Data::Bytes(Some(bytes)) = data
-        && let Ok(value) = jaq_json::read::parse_single(bytes)
-    {
-        return Ok(value);
-    }
-    let value = data.json()?;
-    jaq_json::read::parse_single(value.to_string().as_bytes()).map_err(|_| "the data cannot be read as JSON".to_owned())
+/// A key or value as a jq value, without changing it: JSON as JSON, other UTF-8 text
+/// as a string, nothing as null.
+fn to_val(data: &Data) -> Result<Val, String> {
+    let parsed;
+    let value = match data {
+        Data::Json(value) => value,
+        Data::Bytes(None) => return Ok(Val::Null),
+        Data::Bytes(Some(bytes)) => {
+            parsed = match serde_json::from_slice::<Value>(bytes) {
+                Ok(value) => value,
+                Err(_) => match std::str::from_utf8(bytes) {
+                    Ok(text) => Value::String(text.to_owned()),
+                    Err(_) => return Err("the data is neither JSON nor UTF-8 text".to_owned()),
+                },
+            };
+            &parsed
+        }
+    };
+    Ok(json_to_val(value))
 }
 
-/// A jq value as the bytes of a key or value: JSON, but a string key as its text.
-fn to_data(value: &Val, is_key: bool) -> Data {
+/// serde_json's value (at most 128 levels deep) as jaq's.
+fn json_to_val(value: &Value) -> Val {
     match value {
-        Val::Null => Data::Bytes(None),
-        Val::TStr(text) if is_key => Data::Bytes(Some(text.to_vec())),
-        other => Data::Bytes(Some(other.to_string().into_bytes())),
+        Value::Null => Val::Null,
+        Value::Bool(flag) => Val::from(*flag),
+        Value::Number(number) => match number.as_i64().and_then(|whole| isize::try_from(whole).ok()) {
+            Some(whole) => Val::from(whole),
+            None => Val::from(number.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(text) => Val::from(text.clone()),
+        Value::Array(items) => items.iter().map(json_to_val).collect(),
+        Value::Object(fields) => {
+            Val::from_map(fields.iter().map(|(name, value)| (Val::from(name.clone()), json_to_val(value)))).unwrap_or_default()
+        }
+    }
+}
+
+/// jaq's value as serde_json's; what JSON cannot hold (NaN, infinities, byte strings,
+/// keys that are not strings) fails the record.
+fn from_val(value: &Val) -> Result<Value, String> {
+    serde_json::from_str(&value.to_string())
+        .map_err(|_| "the jq expression gave something JSON cannot hold (NaN, infinity, bytes or a key that is not text)".to_owned())
+}
+
+/// A JSON result as a key or value: a string key as its text.
+fn to_data(value: Value, is_key: bool) -> Data {
+    match value {
+        Value::Null => Data::Bytes(None),
+        Value::String(text) if is_key => Data::Bytes(Some(text.into_bytes())),
+        other => Data::Json(other),
     }
 }
 
@@ -154,7 +199,7 @@ impl JqPredicate {
 impl Predicate for JqPredicate {
     fn test(&self, record: &mut WorkingRecord) -> Result<bool, String> {
         let outputs = self.0.run(Part::Value, record, 1)?;
-        Ok(outputs.first().is_some_and(jaq_core::ValT::as_bool))
+        Ok(outputs.first().is_some_and(|first| !matches!(first, Value::Null | Value::Bool(false))))
     }
 }
 
@@ -178,7 +223,7 @@ impl Transform for JqTransform {
         match outputs.len() {
             0 => Ok(Outcome::Drop),
             1 => {
-                *record.part(self.part) = to_data(&outputs.remove(0), self.part == Part::Key);
+                *record.part(self.part) = to_data(outputs.remove(0), self.part == Part::Key);
                 Ok(Outcome::Keep)
             }
             _ => Err("the jq expression gave more than one value; a transform takes one (wrap it in first(...) or [...])".to_owned()),

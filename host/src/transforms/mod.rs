@@ -3,6 +3,7 @@
 //! drops it, or fails it with a reason.
 
 mod cast;
+pub mod catalog;
 mod chain;
 mod date_format;
 mod fields;
@@ -13,10 +14,11 @@ pub mod path;
 mod predicates;
 pub mod record;
 mod routing;
+pub mod sample;
 mod timestamp;
 
-pub use chain::{Chain, ChainFailure};
-pub use predicates::{Predicate, build_predicate};
+pub use chain::{Chain, ChainFailure, StepTrace};
+pub use predicates::{Predicate, build_predicate, short_predicate_name};
 
 use options::{OptionProblem, Options};
 use record::{Part, WorkingRecord};
@@ -50,16 +52,10 @@ pub fn short_name(type_name: &str) -> &str {
     type_name.trim().strip_prefix(TRANSFORMS_PACKAGE).unwrap_or(type_name.trim())
 }
 
-/// Builds the transform of type `type_name` (short or full class name) from its
-/// options; every problem found, keyed by option.
-pub fn build_transform(type_name: &str, options: &Options) -> Result<Box<dyn Transform>, Vec<OptionProblem>> {
-    let name = short_name(type_name);
-    let (base, part) = match name.rsplit_once('$') {
-        Some((base, "Key")) => (base, Some(Part::Key)),
-        Some((base, "Value")) => (base, Some(Part::Value)),
-        _ => (name, None),
-    };
-    let known: &[&str] = match base {
+/// A transform's options as Kafka Connect names them, by its base name (`InsertField`);
+/// None for a transform this host does not run.
+pub fn transform_options(base: &str) -> Option<&'static [&'static str]> {
+    Some(match base {
         "InsertField" => fields::InsertField::OPTIONS,
         "ReplaceField" => fields::ReplaceField::OPTIONS,
         "MaskField" => fields::MaskField::OPTIONS,
@@ -77,7 +73,21 @@ pub fn build_transform(type_name: &str, options: &Options) -> Result<Box<dyn Tra
         "Filter" => routing::Filter::OPTIONS,
         "SetSchemaMetadata" => routing::SetSchemaMetadata::OPTIONS,
         "Jq" => jq::JqProgram::OPTIONS,
-        _ => return Err(vec![("type".to_owned(), unknown_type(type_name))]),
+        _ => return None,
+    })
+}
+
+/// Builds the transform of type `type_name` (short or full class name) from its
+/// options; every problem found, keyed by option.
+pub fn build_transform(type_name: &str, options: &Options) -> Result<Box<dyn Transform>, Vec<OptionProblem>> {
+    let name = short_name(type_name);
+    let (base, part) = match name.rsplit_once('$') {
+        Some((base, "Key")) => (base, Some(Part::Key)),
+        Some((base, "Value")) => (base, Some(Part::Value)),
+        _ => (name, None),
+    };
+    let Some(known) = transform_options(base) else {
+        return Err(vec![("type".to_owned(), unknown_type(type_name))]);
     };
     let unknown = options.unknown(known);
     if !unknown.is_empty() {

@@ -13,35 +13,55 @@ pub trait Predicate: Send + Sync {
 }
 
 /// The package of Kafka Connect's built-in predicates.
-const PREDICATES_PACKAGE: &str = "org.apache.kafka.connect.transforms.predicates.";
+pub(super) const PREDICATES_PACKAGE: &str = "org.apache.kafka.connect.transforms.predicates.";
 
 /// Builds one kind of predicate from its options.
 type BuildPredicate = fn(&Options) -> Result<Box<dyn Predicate>, OptionProblem>;
 
+/// A predicate's short name: `TopicNameMatches` for it or its full class name.
+pub fn short_predicate_name(type_name: &str) -> &str {
+    let name = type_name.trim();
+    name.strip_prefix(PREDICATES_PACKAGE).unwrap_or(name)
+}
+
+/// A predicate's options by its short name; None for one this host does not run.
+pub fn predicate_options(name: &str) -> Option<&'static [&'static str]> {
+    Some(match name {
+        "TopicNameMatches" => &["pattern"],
+        // `header` stands for `name` in connectors.yaml, where `name` is the alias.
+        "HasHeaderKey" => &["name", "header"],
+        "RecordIsTombstone" => &[],
+        "Jq" => super::jq::JqProgram::OPTIONS,
+        _ => return None,
+    })
+}
+
 /// Builds the predicate of type `type_name` (short or full class name).
 pub fn build_predicate(type_name: &str, options: &Options) -> Result<Box<dyn Predicate>, Vec<OptionProblem>> {
-    let name = type_name.trim();
-    let name = name.strip_prefix(PREDICATES_PACKAGE).unwrap_or(name);
-    let (known, build): (&[&str], BuildPredicate) = match name {
-        "TopicNameMatches" => (&["pattern"], |options| Ok(Box::new(TopicNameMatches::build(options)?))),
-        "HasHeaderKey" => (&["name"], |options| Ok(Box::new(HasHeaderKey { name: options.required("name")?.to_owned() }))),
-        "RecordIsTombstone" => (&[], |_| Ok(Box::new(RecordIsTombstone))),
-        "Jq" => (super::jq::JqProgram::OPTIONS, |options| Ok(Box::new(super::jq::JqPredicate::build(options)?))),
-        _ => {
-            return Err(vec![(
-                "type".to_owned(),
-                format!(
-                    "{} is not a predicate this host runs: use TopicNameMatches, HasHeaderKey or RecordIsTombstone \
-                     (the org.apache.kafka.connect.transforms.predicates. prefix is optional), or Jq",
-                    crate::names::shown(type_name)
-                ),
-            )]);
-        }
+    let name = short_predicate_name(type_name);
+    let Some(known) = predicate_options(name) else {
+        return Err(vec![(
+            "type".to_owned(),
+            format!(
+                "{} is not a predicate this host runs: use TopicNameMatches, HasHeaderKey or RecordIsTombstone \
+                 (the org.apache.kafka.connect.transforms.predicates. prefix is optional), or Jq",
+                crate::names::shown(type_name)
+            ),
+        )]);
     };
     let unknown = options.unknown(known);
     if !unknown.is_empty() {
         return Err(unknown);
     }
+    let build: BuildPredicate = match name {
+        "TopicNameMatches" => |options| Ok(Box::new(TopicNameMatches::build(options)?)),
+        "HasHeaderKey" => |options| {
+            let name = options.get("header").filter(|header| !header.trim().is_empty()).map_or_else(|| options.required("name"), Ok)?;
+            Ok(Box::new(HasHeaderKey { name: name.to_owned() }))
+        },
+        "RecordIsTombstone" => |_| Ok(Box::new(RecordIsTombstone)),
+        _ => |options| Ok(Box::new(super::jq::JqPredicate::build(options)?)),
+    };
     build(options).map_err(|problem| vec![problem])
 }
 

@@ -28,7 +28,11 @@ impl Data {
                     Ok(value) => value,
                     Err(_) => match String::from_utf8(bytes) {
                         Ok(text) => Value::String(text),
-                        Err(_) => return Err("the data is neither JSON nor UTF-8 text".to_owned()),
+                        Err(error) => {
+                            // The data stays as it was: a transform that fails leaves it whole.
+                            *self = Data::Bytes(Some(error.into_bytes()));
+                            return Err("the data is neither JSON nor UTF-8 text".to_owned());
+                        }
                     },
                 },
             };

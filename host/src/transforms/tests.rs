@@ -329,3 +329,54 @@ fn a_jq_predicate_matches_where_the_first_output_is_truthy_and_a_bad_program_say
     assert!(problems[0].1.contains("undefined"), "{problems:?}");
     assert!(build_transform("Jq", &options(&[("expression", ".")])).is_err(), "Jq needs $Key or $Value");
 }
+
+#[test]
+fn has_header_key_takes_its_name_as_header_where_name_is_the_alias() {
+    use super::build_predicate;
+    let mut with_header = record(None, Some(json!(1)));
+    with_header.headers.push(("source".into(), Some(b"airlabs".to_vec())));
+    for key in ["name", "header"] {
+        let predicate = build_predicate("HasHeaderKey", &options(&[(key, "source")])).unwrap();
+        assert!(predicate.test(&mut WorkingRecord::from(with_header.clone())).unwrap(), "{key}");
+        assert!(!predicate.test(&mut WorkingRecord::from(record(None, Some(json!(1))))).unwrap(), "{key}");
+    }
+    assert_eq!(build_predicate("HasHeaderKey", &options(&[])).err().unwrap()[0].0, "name");
+}
+
+#[test]
+fn jq_leaves_what_it_does_not_produce_as_it_was_and_keeps_the_host_out_of_reach() {
+    use super::build_predicate;
+    let mut input = record(None, None);
+    input.value = Some(b"plain text".to_vec());
+    input.key = Some(vec![0xff, 0xfe]);
+    // A predicate reads text as a string and changes nothing, a binary key included.
+    let predicate = build_predicate("Jq", &options(&[("expression", ". == \"plain text\" and $key == null")])).unwrap();
+    let mut working = WorkingRecord::from(input.clone());
+    assert!(predicate.test(&mut working).unwrap());
+    assert_eq!(working.into_record(), input);
+    // The value reshaped; the binary key it did not touch stays.
+    let value = build_transform("Jq$Value", &options(&[("expression", "{text: .}")])).unwrap();
+    let mut working = WorkingRecord::from(input.clone());
+    assert_eq!(value.apply(&mut working).unwrap(), Outcome::Keep);
+    let out = working.into_record();
+    assert_eq!((out.key, out.value), (input.key.clone(), Some(br#"{"text":"plain text"}"#.to_vec())));
+    // A key it cannot read fails the record and leaves it whole.
+    let key = build_transform("Jq$Key", &options(&[("expression", ".")])).unwrap();
+    let mut working = WorkingRecord::from(input.clone());
+    assert!(key.apply(&mut working).is_err());
+    assert_eq!(working.into_record(), input);
+    // What JSON cannot hold fails the record.
+    let failure = build_transform("Jq$Value", &options(&[("expression", "nan")])).unwrap().apply(&mut WorkingRecord::from(input.clone()));
+    assert!(failure.unwrap_err().contains("JSON cannot hold"));
+    // A value nested deeper than JSON parsers go is text to jq, not a crash.
+    let mut deep = record(None, None);
+    deep.value = Some(format!("{}{}", "[".repeat(200_000), "]".repeat(200_000)).into_bytes());
+    let is_text = build_predicate("Jq", &options(&[("expression", "type == \"string\"")])).unwrap();
+    assert!(is_text.test(&mut WorkingRecord::from(deep)).unwrap());
+    // Nothing that ends the host, logs records or reads its environment.
+    for program in ["halt", "halt_error", "halt_error(1)", "debug", "debug(\"x\")", "stderr", "env", "$ENV", "input_filename"] {
+        let problems =
+            build_transform("Jq$Value", &options(&[("expression", program)])).err().unwrap_or_else(|| panic!("{program} compiled"));
+        assert!(problems[0].1.contains("undefined"), "{program}: {problems:?}");
+    }
+}

@@ -93,7 +93,11 @@ fn dead_letter(mut record: Record, topic: &str, task: &TaskContext, reason: &str
     let (description, identity) = (&task.plan.plugin.description, &task.identity);
     // The executing "class": the transform, or the plugin and its version.
     let (class, exception) = match stage {
-        Stage::Transformation { type_name, .. } => (type_name.clone(), "org.apache.kafka.connect.errors.DataException"),
+        // Kafka Connect's full class name for its own transforms.
+        Stage::Transformation { type_name } => {
+            let class = crate::transforms::catalog::find(type_name).map_or_else(|| type_name.clone(), |entry| entry.class);
+            (class, "org.apache.kafka.connect.errors.DataException")
+        }
         _ => (format!("{}@{}", description.name, description.version), "wasm-connect:connector/types.error.bad-record"),
     };
     let headers = [

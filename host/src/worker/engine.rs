@@ -16,6 +16,7 @@ use super::task::TaskContext;
 use super::topics::{TopicInput, TopicOutput};
 use super::{ConnectorPlan, TaskError};
 use crate::runtime::{PluginFailure, PluginKind};
+use crate::transforms::ChainFailure;
 use crate::transport::PartitionOffset;
 
 /// Records on their way through a task.
@@ -177,7 +178,15 @@ fn transform_batch(plan: &ConnectorPlan, mut batch: Batch) -> Batch {
     batch.records.reserve(records.len());
     for (index, record) in records.into_iter().enumerate() {
         let original = record.clone();
-        match plan.chain.apply(record) {
+        // A transform that panics fails its record, not the task over and over.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.chain.apply(record))).unwrap_or_else(|_| {
+            Err(ChainFailure {
+                alias: "?".to_owned(),
+                type_name: "?".to_owned(),
+                reason: "a transform panicked (a bug in the host)".to_owned(),
+            })
+        });
+        match outcome {
             Ok(Some(record)) => batch.records.push(record),
             Ok(None) => {}
             Err(failure) => batch.failed.push(FailedRecord {
