@@ -35,6 +35,8 @@ const WITHHELD: &[&str] = &["env", "halt", "halt_error", "debug", "debug_empty",
 /// A compiled jq program.
 pub struct JqProgram {
     program: Program,
+    /// Which of [`VARIABLES`] the program names: only those are read from the record.
+    uses: [bool; 7],
 }
 
 impl JqProgram {
@@ -74,7 +76,9 @@ impl JqProgram {
                 .collect();
             format!("is not a jq program: {}", found.join("; ").to_lowercase())
         })?;
-        Ok(Self { program })
+        // A variable is only ever reached by its name, so one not written is not read.
+        let uses = VARIABLES.map(|name| code.contains(name));
+        Ok(Self { program, uses })
     }
 
     /// The program's outputs for the record's `part`, at most `max`, as JSON; an error
@@ -85,7 +89,7 @@ impl JqProgram {
             Part::Value => &record.value,
         };
         let input = to_val(input)?;
-        let variables = variables(record, part, &input);
+        let variables = variables(record, part, &input, &self.uses);
         let context = Ctx::<data::JustLut<Val>>::new(&self.program.lut, Vars::new(variables));
         let mut outputs = Vec::new();
         for output in self.program.id.run((context, input)).take(max) {
@@ -110,25 +114,31 @@ fn located(code: &str, at: &str, what: &str) -> String {
 
 /// The record's parts as the program's variables, in [`VARIABLES`] order; `input` is
 /// `part` already read, and a part that cannot be read is `null`.
-fn variables(record: &WorkingRecord, part: Part, input: &Val) -> [Val; 7] {
-    let headers = record.headers.iter().map(|(name, value)| {
-        let value = value.as_ref().map_or(Val::Null, |bytes| Val::from(String::from_utf8_lossy(bytes).into_owned()));
-        (Val::from(name.clone()), value)
-    });
-    let headers = Val::from_map(headers).unwrap_or_default();
-    let number = |value: Option<i64>| value.map_or(Val::Null, |value| Val::from(value as isize));
-    let (key, value) = match part {
-        Part::Key => (input.clone(), to_val(&record.value).unwrap_or_default()),
-        Part::Value => (to_val(&record.key).unwrap_or_default(), input.clone()),
+fn variables(record: &WorkingRecord, part: Part, input: &Val, uses: &[bool; 7]) -> [Val; 7] {
+    let [topic, key, value, headers, timestamp, partition, offset] = *uses;
+    let number = |used: bool, value: Option<i64>| value.filter(|_| used).map_or(Val::Null, |value| Val::from(value as isize));
+    let part_of = |used: bool, which: Part, data: &Data| match () {
+        _ if !used => Val::Null,
+        _ if which == part => input.clone(),
+        _ => to_val(data).unwrap_or_default(),
+    };
+    let headers = if headers {
+        let pairs = record.headers.iter().map(|(name, value)| {
+            let value = value.as_ref().map_or(Val::Null, |bytes| Val::from(String::from_utf8_lossy(bytes).into_owned()));
+            (Val::from(name.clone()), value)
+        });
+        Val::from_map(pairs).unwrap_or_default()
+    } else {
+        Val::Null
     };
     [
-        Val::from(record.topic.clone()),
-        key,
-        value,
+        if topic { Val::from(record.topic.clone()) } else { Val::Null },
+        part_of(key, Part::Key, &record.key),
+        part_of(value, Part::Value, &record.value),
         headers,
-        number(record.timestamp),
-        number(record.partition.map(i64::from)),
-        number(record.offset),
+        number(timestamp, record.timestamp),
+        number(partition, record.partition.map(i64::from)),
+        number(offset, record.offset),
     ]
 }
 
