@@ -174,6 +174,16 @@ fn connectors_are_created_changed_paused_stopped_and_deleted_over_http() {
     // Deleted: gone from the API, and nothing more is written.
     assert_eq!(host.call("DELETE", "/connectors/files", None).0, 204);
     assert_eq!(host.call("GET", "/connectors/files", None), (404, json!({"error_code": 404, "message": "Connector files not found"})));
+    for gone in [
+        "/connectors/files/status",
+        "/connectors/files/config",
+        "/connectors/files/tasks",
+        "/connectors/files/topics",
+        "/connectors/files/offsets",
+        "/connectors/files/tasks/0/status",
+    ] {
+        assert_eq!(host.call("GET", gone, None).0, 404, "{gone} after the delete");
+    }
     assert_eq!(host.call("GET", "/connectors", None).1, json!(["sim"]));
     let deleted_at = lines(&output).len();
     std::thread::sleep(Duration::from_millis(1000));
