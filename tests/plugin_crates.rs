@@ -60,3 +60,8 @@ fn api_source_unit_tests_pass() {
         run_unit_tests(package, &[]);
     }
 }
+
+#[test]
+fn geo_transform_unit_tests_pass() {
+    run_unit_tests("geo-transform", &[]);
+}

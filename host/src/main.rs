@@ -179,8 +179,8 @@ fn main() -> ExitCode {
 /// `wasm-connect transforms test`: stdin's sample records through a connector's chain.
 fn test_transforms(loaded: &LoadedConfig, name: Option<&str>) -> anyhow::Result<()> {
     use std::io::BufRead;
-    use wasm_connect::transforms::Chain;
     use wasm_connect::transforms::sample::{samples_from, test_samples};
+    use wasm_connect::transforms::{Chain, ChainPlugins, WASM_TYPE, WasmTransforms};
 
     let connectors = &loaded.config.connectors;
     let connector = match name {
@@ -197,9 +197,19 @@ fn test_transforms(loaded: &LoadedConfig, name: Option<&str>) -> anyhow::Result<
             }
         }
     };
-    let chain = Chain::build(&connector.transforms, &connector.predicates).map_err(|problems| {
+    // The plugins are loaded (compiled, or read from the cache) only for WASM transforms.
+    let uses_wasm = connector.transforms.iter().any(|transform| transform.type_name.trim() == WASM_TYPE);
+    let plugins = if uses_wasm { Some(wasm_connect::host::load_plugins(loaded)?) } else { None };
+    let resolver = plugins.as_ref().map_or_else(ChainPlugins::unresolved, |(runtime, catalog)| ChainPlugins::new(catalog, runtime));
+    let chain = Chain::build(&connector.transforms, &connector.predicates, &resolver).map_err(|problems| {
         anyhow::anyhow!("{}", problems.iter().map(|(key, message)| format!("{key}: {message}")).collect::<Vec<_>>().join("\n"))
     })?;
+    let mut wasm = match &plugins {
+        Some((runtime, _)) => {
+            WasmTransforms::open(&chain, runtime, &connector.name, 0, None).map_err(|failure| anyhow::anyhow!("{failure}"))?
+        }
+        None => WasmTransforms::default(),
+    };
     let topic = connector.topic.clone().or_else(|| connector.topics.first().cloned()).unwrap_or_else(|| "test".to_owned());
     let mut stdout = std::io::stdout().lock();
     for (number, line) in std::io::stdin().lock().lines().enumerate() {
@@ -212,7 +222,7 @@ fn test_transforms(loaded: &LoadedConfig, name: Option<&str>) -> anyhow::Result<
         let samples = samples_from(&serde_json::Value::Array(vec![sample])).map_err(|error| {
             anyhow::anyhow!("stdin line {}: not a sample record ({{\"value\": ..., \"key\": ..., ...}}): {error}", number + 1)
         })?;
-        for tested in test_samples(&chain, &samples, &topic) {
+        for tested in test_samples(&chain, &mut wasm, &samples, &topic) {
             writeln!(stdout, "{}", serde_json::to_string(&tested)?)?;
         }
     }

@@ -13,7 +13,9 @@ use crate::config::{
 };
 use crate::manager::ManagedConnector;
 use crate::runtime::PluginDescription;
+use crate::transforms::WASM_TYPE;
 use crate::transforms::short_predicate_name;
+use crate::transforms::wasm::PLUGIN_KEY;
 
 /// Problems as `(key, message)`.
 pub type Problems = Vec<(String, String)>;
@@ -73,6 +75,15 @@ pub fn to_flat(connector: &ManagedConnector) -> BTreeMap<String, String> {
     for (key, value) in flat.iter_mut() {
         if config.ignored.contains_key(key) && is_secret_ignored_key(key) {
             *value = HIDDEN.to_owned();
+        }
+    }
+    // A WASM transform's secret options; when its plugin is unknown, all its options.
+    let chain = connector.plan.as_ref().ok().map(|plan| &plan.chain);
+    for transform in config.transforms.iter().filter(|transform| transform.type_name.trim() == WASM_TYPE) {
+        for key in transform.options.keys().filter(|key| *key != PLUGIN_KEY) {
+            if chain.is_none_or(|chain| chain.is_secret_option(&transform.name, key)) {
+                flat.insert(format!("transforms.{}.{key}", transform.name), HIDDEN.to_owned());
+            }
         }
     }
     flat
@@ -256,7 +267,18 @@ pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorCon
     if flat.contains_key("topics.regex") {
         problems.push(("topics.regex".into(), "is not supported: list the topics to read in `topics`".into()));
     }
-    let (transforms, predicates, unlisted) = chain_from_flat(flat, &mut problems);
+    let (mut transforms, predicates, unlisted) = chain_from_flat(flat, &mut problems);
+    // A transform's secret read back as `[hidden]` and sent unchanged keeps its stored value.
+    for transform in &mut transforms {
+        let before = previous.and_then(|previous| previous.transforms.iter().find(|before| before.name == transform.name));
+        for (key, value) in transform.options.iter_mut() {
+            if value.0 == HIDDEN
+                && let Some(stored) = before.and_then(|before| before.options.get(key))
+            {
+                *value = stored.clone();
+            }
+        }
+    }
     // A credential read back as `[hidden]` and sent unchanged keeps its stored value.
     let kept = |key: &String, value: &String| {
         let previous = previous.filter(|_| value == HIDDEN).and_then(|previous| previous.ignored.get(key));

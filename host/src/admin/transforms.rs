@@ -14,9 +14,9 @@ use axum::http::StatusCode;
 use super::connector_config::{MAX_CONFIG_KEYS, chain_from_flat, flat_key};
 use super::dto::{ConfigTransformsTest, TransformsTest, TransformsTestAnswer};
 use super::{AdminState, ApiError, json_body_within};
-use crate::config::validate_chain;
-use crate::transforms::Chain;
+use crate::config::{PredicateConfig, TransformConfig, validate_chain};
 use crate::transforms::sample::{SampleRecord, samples_from, test_samples};
+use crate::transforms::{Chain, ChainPlugins, WasmTransforms};
 
 /// The topic of a sample that names none: the connector's (first) topic.
 fn default_topic(topic: Option<&String>, topics: &[String]) -> String {
@@ -39,12 +39,21 @@ const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// Runs the samples off the async threads (a jq expression may take its time), one
 /// by one, until the answer would pass `MAX_ANSWER_BYTES`.
-async fn run(chain: Arc<Chain>, records: Vec<SampleRecord>, topic: String) -> Result<Json<TransformsTestAnswer>, ApiError> {
+async fn run(
+    state: &AdminState,
+    chain: Arc<Chain>,
+    records: Vec<SampleRecord>,
+    topic: String,
+) -> Result<Json<TransformsTestAnswer>, ApiError> {
+    let runtime = state.manager.context().runtime.clone();
     let tested = tokio::task::spawn_blocking(move || {
+        // The chain's WASM transforms, opened for this test alone.
+        let mut wasm = WasmTransforms::open(&chain, &runtime, "(transforms test)", 0, None)
+            .map_err(|failure| ApiError::bad_request(format!("the transforms could not be opened: {failure}")))?;
         let mut tested = Vec::with_capacity(records.len());
         let mut bytes = 0;
         for sample in &records {
-            let answer = test_samples(&chain, std::slice::from_ref(sample), &topic).remove(0);
+            let answer = test_samples(&chain, &mut wasm, std::slice::from_ref(sample), &topic).remove(0);
             bytes += serde_json::to_vec(&answer).map_or(0, |text| text.len());
             if bytes > MAX_ANSWER_BYTES {
                 return Err(ApiError::bad_request(format!(
@@ -78,17 +87,17 @@ pub(super) async fn test_connector(
     let chain = match &connector.plan {
         Ok(plan) => plan.chain.clone(),
         // A connector that cannot run (its plugin is missing, say) still has its chain.
-        Err(_) => Arc::new(
-            Chain::build(&connector.config.transforms, &connector.config.predicates)
-                .map_err(|problems| ApiError::invalid_config(&problems))?,
-        ),
+        Err(_) => {
+            let (transforms, predicates) = (connector.config.transforms.clone(), connector.config.predicates.clone());
+            Arc::new(build_chain(&state, transforms, predicates).await?)
+        }
     };
-    run(chain, records, default_topic(connector.config.topic.as_ref(), &connector.config.topics)).await
+    run(&state, chain, records, default_topic(connector.config.topic.as_ref(), &connector.config.topics)).await
 }
 
 /// `POST /transforms/test` with `{"config": {flat keys}, "records": [...]}`.
 pub(super) async fn test_config(
-    State(_state): State<AdminState>,
+    State(state): State<AdminState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TransformsTestAnswer>, ApiError> {
     let body = json_body_within(body, MAX_TEST_KEYS, MAX_TEST_KEYS_WHY)?;
@@ -113,8 +122,18 @@ pub(super) async fn test_config(
     if !problems.is_empty() {
         return Err(ApiError::invalid_config(&problems));
     }
-    let chain = Chain::build(&transforms, &predicates).map_err(|problems| ApiError::invalid_config(&problems))?;
+    let chain = build_chain(&state, transforms, predicates).await?;
     let topics: Vec<String> =
         flat.get("topics").map(|topics| topics.split(',').map(|topic| topic.trim().to_owned()).collect()).unwrap_or_default();
-    run(Arc::new(chain), records, default_topic(flat.get("topic"), &topics)).await
+    run(&state, Arc::new(chain), records, default_topic(flat.get("topic"), &topics)).await
+}
+
+/// Builds a chain against the host's plugins, off the async threads (a WASM
+/// transform's plugin validates its options).
+async fn build_chain(state: &AdminState, transforms: Vec<TransformConfig>, predicates: Vec<PredicateConfig>) -> Result<Chain, ApiError> {
+    let (catalog, runtime) = (state.manager.catalog(), state.manager.context().runtime.clone());
+    tokio::task::spawn_blocking(move || Chain::build(&transforms, &predicates, &ChainPlugins::new(&catalog, &runtime)))
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the transforms' thread failed: {error}")))?
+        .map_err(|problems| ApiError::invalid_config(&problems))
 }

@@ -163,7 +163,7 @@ pub fn validate_chain(transforms: &[TransformConfig], predicates: &[PredicateCon
         }
     }
     if problems.is_empty()
-        && let Err(found) = crate::transforms::Chain::build(transforms, predicates)
+        && let Err(found) = crate::transforms::Chain::build(transforms, predicates, &crate::transforms::ChainPlugins::unresolved())
     {
         problems.extend(found);
     }

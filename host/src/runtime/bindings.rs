@@ -57,6 +57,29 @@ pub mod transform {
     });
 }
 
+/// Transforms in a connector's chain (WIT 0.1.3).
+pub mod record_transform {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "record-transform-base",
+        with: {
+            "wasm-connect:connector/types": super::capabilities::wasm_connect::connector::types,
+            "wasm-connect:connector/log": super::capabilities::wasm_connect::connector::log,
+        },
+    });
+}
+
+/// The `plugin` export every plugin has, whatever its world: describe and validate.
+pub mod described {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "described",
+        with: {
+            "wasm-connect:connector/types": super::capabilities::wasm_connect::connector::types,
+        },
+    });
+}
+
 /// The `grants` export of plugins built against 0.1.1 or later.
 pub mod grant_declarations {
     wasmtime::component::bindgen!({

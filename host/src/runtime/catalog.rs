@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{grant_declarations, sink, source, transform};
+use super::bindings::{described, grant_declarations};
 use super::task::{TaskIdentity, TaskState};
 use super::{OptionType, PluginDescription, PluginFailure, PluginKind, Runtime};
 use crate::names::{compare_versions, shown};
@@ -176,7 +176,7 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
         PluginKind::Source
     } else if exports_interface("sink-connector") {
         PluginKind::Sink
-    } else if exports_interface("transform-connector") {
+    } else if exports_interface("record-transform") || exports_interface("transform-connector") {
         PluginKind::Transform
     } else {
         return Err(format!(
@@ -198,7 +198,7 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
         component,
         instance_pre: OnceLock::new(),
     };
-    let mut description = describe(runtime, &plugin, kind).map_err(|failure| format!("describe failed: {failure}"))?;
+    let mut description = describe(runtime, &plugin).map_err(|failure| format!("describe failed: {failure}"))?;
     if exports_interface("grants") {
         let grants = declared_grants(runtime, &plugin).map_err(|failure| format!("declared-grants failed: {failure}"))?;
         description.apply_grants(grants)?;
@@ -227,38 +227,24 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
     Ok(LoadedPlugin { description, ..plugin })
 }
 
-/// Instantiates the plugin in a short-lived store and runs `$call` on its `plugin`
-/// export; a macro because each world has its own generated export type.
-macro_rules! with_plugin_export {
-    ($runtime:expr, $plugin:expr, $kind:expr, $identity:expr, |$exports:ident, $store:ident| $call:expr) => {{
-        let timeout = $runtime.limits.call_timeout;
-        let trap = |error: wasmtime::Error| PluginFailure::from_trap(&error, timeout);
-        let mut store = super::task::probe_store($runtime, $identity);
-        let $store = &mut store;
-        let pre = $plugin.instance_pre($runtime)?;
-        match $kind {
-            PluginKind::Source => {
-                let bindings = source::SourceBasePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
-                let $exports = bindings.wasm_connect_connector_plugin();
-                $call.map_err(trap)
-            }
-            PluginKind::Sink => {
-                let bindings = sink::SinkBasePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
-                let $exports = bindings.wasm_connect_connector_plugin();
-                $call.map_err(trap)
-            }
-            PluginKind::Transform => {
-                let bindings = transform::TransformBasePre::new(pre).map_err(trap)?.instantiate(&mut *$store).map_err(trap)?;
-                let $exports = bindings.wasm_connect_connector_plugin();
-                $call.map_err(trap)
-            }
-        }
-    }};
+/// Instantiates the plugin in a short-lived store and runs `call` on its `plugin`
+/// export, which every world has.
+fn with_plugin_export<T>(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    identity: TaskIdentity,
+    call: impl FnOnce(&described::exports::wasm_connect::connector::plugin::Guest, &mut wasmtime::Store<TaskState>) -> wasmtime::Result<T>,
+) -> Result<T, PluginFailure> {
+    let timeout = runtime.limits.call_timeout;
+    let trap = |error: wasmtime::Error| PluginFailure::from_trap(&error, timeout);
+    let mut store = super::task::probe_store(runtime, identity);
+    let bindings = described::DescribedPre::new(plugin.instance_pre(runtime)?).map_err(trap)?.instantiate(&mut store).map_err(trap)?;
+    call(bindings.wasm_connect_connector_plugin(), &mut store).map_err(trap)
 }
 
-fn describe(runtime: &Runtime, plugin: &LoadedPlugin, kind: PluginKind) -> Result<PluginDescription, PluginFailure> {
+fn describe(runtime: &Runtime, plugin: &LoadedPlugin) -> Result<PluginDescription, PluginFailure> {
     let identity = TaskIdentity { connector: "(describe)".into(), task: 0, plugin: "(loading)".into() };
-    with_plugin_export!(runtime, plugin, kind, identity, |exports, store| exports.call_describe(store).map(PluginDescription::from))
+    with_plugin_export(runtime, plugin, identity, |exports, store| exports.call_describe(store).map(PluginDescription::from))
 }
 
 fn declared_grants(runtime: &Runtime, plugin: &LoadedPlugin) -> Result<Vec<(String, OptionType)>, PluginFailure> {
@@ -281,9 +267,11 @@ pub(crate) fn validate_config(
     config: &[(String, String)],
 ) -> Result<Vec<(String, String)>, PluginFailure> {
     let identity = TaskIdentity { connector: "(validate)".into(), task: 0, plugin: plugin.description.name.as_str().into() };
-    with_plugin_export!(runtime, plugin, plugin.description.kind, identity, |exports, store| exports
-        .call_validate_config(store, &config.to_vec())
-        .map(|issues| issues.into_iter().map(|issue| (issue.key, issue.message)).collect::<Vec<_>>()))
+    with_plugin_export(runtime, plugin, identity, |exports, store| {
+        exports
+            .call_validate_config(store, &config.to_vec())
+            .map(|issues| issues.into_iter().map(|issue| (issue.key, issue.message)).collect::<Vec<_>>())
+    })
 }
 
 /// The lowercase hex SHA-256 of `bytes`.

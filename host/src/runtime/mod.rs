@@ -14,5 +14,6 @@ pub use description::{ConfigOptionDescription, OptionType, PluginDescription, Pl
 pub use engine::{Runtime, TaskLimits};
 pub use failure::PluginFailure;
 pub use task::{
-    PluginInstance, PluginWorld, PollOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState, TransformInstance,
+    PluginInstance, PluginWorld, PollOutcome, RecordOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState,
+    TransformInstance, Transformed,
 };

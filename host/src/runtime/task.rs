@@ -9,7 +9,7 @@ use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, Up
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{sink, source, transform, types as wit};
+use super::bindings::{record_transform, sink, source, types as wit};
 use super::engine::EPOCH_TICK;
 use super::{LoadedPlugin, PluginFailure, Runtime};
 use crate::capabilities::files::FileGrant;
@@ -282,9 +282,9 @@ impl PluginWorld for sink::SinkBase {
     }
 }
 
-impl PluginWorld for transform::TransformBase {
+impl PluginWorld for record_transform::RecordTransformBase {
     fn instantiate(pre: InstancePre<TaskState>, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
-        transform::TransformBasePre::new(pre)?.instantiate(store)
+        record_transform::RecordTransformBasePre::new(pre)?.instantiate(store)
     }
 }
 
@@ -301,8 +301,30 @@ pub struct PluginInstance<W> {
 pub type SourceInstance = PluginInstance<source::SourceBase>;
 /// A running sink plugin.
 pub type SinkInstance = PluginInstance<sink::SinkBase>;
-/// A running transform plugin.
-pub type TransformInstance = PluginInstance<transform::TransformBase>;
+/// A running transform plugin (WIT 0.1.3 `record-transform`).
+pub type TransformInstance = PluginInstance<record_transform::RecordTransformBase>;
+
+/// What a transform plugin made of one input record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Unchanged.
+    Keep,
+    /// Dropped.
+    Drop,
+    /// Replaced by the next n records of the output batch.
+    Many(u32),
+    /// Failed, for this reason (as the plugin gave it).
+    Fail(String),
+}
+
+/// What one `apply` of a transform plugin returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transformed {
+    /// One per input record, as the plugin returned them (not checked yet).
+    pub outcomes: Vec<RecordOutcome>,
+    /// The records of the `Many` outcomes, encoded.
+    pub batch: Vec<u8>,
+}
 
 impl<W: PluginWorld> PluginInstance<W> {
     /// Instantiates `plugin` for one task; `access` is what its connector's
@@ -365,6 +387,32 @@ impl SinkInstance {
     /// Writes one encoded batch; ok means durably written.
     pub fn write(&mut self, batch: Vec<u8>) -> Result<(), PluginFailure> {
         self.call(|bindings, store| bindings.wasm_connect_connector_sink_connector().call_write(store, &batch))
+    }
+}
+
+impl TransformInstance {
+    /// Prepares the transform with its options.
+    pub fn open(&mut self, config: &[(String, String)]) -> Result<(), PluginFailure> {
+        self.call(|bindings, store| bindings.wasm_connect_connector_record_transform().call_open(store, &config.to_vec()))
+    }
+
+    /// Transforms one encoded batch.
+    pub fn apply(&mut self, batch: Vec<u8>) -> Result<Transformed, PluginFailure> {
+        use record_transform::exports::wasm_connect::connector::record_transform::Outcome;
+        let result = self.call(|bindings, store| bindings.wasm_connect_connector_record_transform().call_apply(store, &batch))?;
+        Ok(Transformed {
+            outcomes: result
+                .outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Outcome::Keep => RecordOutcome::Keep,
+                    Outcome::Drop => RecordOutcome::Drop,
+                    Outcome::Many(count) => RecordOutcome::Many(count),
+                    Outcome::Fail(reason) => RecordOutcome::Fail(reason),
+                })
+                .collect(),
+            batch: result.batch,
+        })
     }
 }
 

@@ -1,22 +1,35 @@
 //! A connector's chain of transforms, in order, each applied to a record only when
 //! its predicate (if any) matches, or does not match with `negate`. A record a
 //! transform drops goes no further; one a transform fails is reported with the alias.
+//!
+//! The chain runs on a batch: the built-in transforms record by record, a WASM
+//! transform (`type: wasm`) once per batch on the records that reach it, answering one
+//! outcome per record. A record a WASM transform splits goes on as several; when any
+//! of them fails later, the whole input record fails (once), and none of what it
+//! became is handed on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasm_connect_protocol::Record;
+use wasm_connect_protocol::{BatchWriter, Record};
 
 use super::options::Options;
 use super::predicates::{Predicate, build_predicate};
 use super::record::WorkingRecord;
+use super::wasm::{ChainPlugins, WasmStep, WasmTransforms};
 use super::{Outcome, Transform, build_transform};
 use crate::config::{PredicateConfig, ScalarString, TransformConfig};
+use crate::runtime::{PluginFailure, RecordOutcome};
+
+enum Action {
+    Native(Box<dyn Transform>),
+    Wasm(WasmStep),
+}
 
 struct Step {
     alias: String,
     type_name: String,
-    transform: Box<dyn Transform>,
+    action: Action,
     predicate: Option<(Arc<dyn Predicate>, bool)>,
 }
 
@@ -37,16 +50,34 @@ impl std::fmt::Debug for Chain {
 pub struct ChainFailure {
     /// The transform's alias.
     pub alias: String,
-    /// Its type, as configured (Kafka Connect's `__connect.errors.class.name`).
+    /// Its type, as configured (Kafka Connect's `__connect.errors.class.name`); for a
+    /// WASM transform, its plugin as `name@version`.
     pub type_name: String,
     /// Why.
     pub reason: String,
 }
 
+/// What a chain made of a batch.
+#[derive(Debug, Default)]
+pub struct ChainOutput {
+    /// The records to hand on, in order.
+    pub records: Vec<Record>,
+    /// The input records that failed, by their index in the input, in order.
+    pub failed: Vec<(usize, ChainFailure)>,
+}
+
+/// The type of a WASM transform, in `transforms.<alias>.type`.
+pub const WASM_TYPE: &str = "wasm";
+
 impl Chain {
     /// Builds the chain, or returns every problem keyed as Kafka Connect's flat keys
-    /// (`transforms.<alias>.<key>`, `predicates.<alias>.<key>`).
-    pub fn build(transforms: &[TransformConfig], predicates: &[PredicateConfig]) -> Result<Self, Vec<(String, String)>> {
+    /// (`transforms.<alias>.<key>`, `predicates.<alias>.<key>`). WASM transforms are
+    /// looked up in `plugins` and their options checked by their plugin.
+    pub fn build(
+        transforms: &[TransformConfig],
+        predicates: &[PredicateConfig],
+        plugins: &ChainPlugins<'_>,
+    ) -> Result<Self, Vec<(String, String)>> {
         let mut problems = Vec::new();
         let mut built: BTreeMap<&str, Arc<dyn Predicate>> = BTreeMap::new();
         for spec in predicates {
@@ -73,8 +104,14 @@ impl Chain {
                     }
                 },
             };
-            match build_transform(&spec.type_name, &options_of(&spec.options)) {
-                Ok(transform) => steps.push(Step { alias: spec.name.clone(), type_name: spec.type_name.clone(), transform, predicate }),
+            let action = if spec.type_name.trim() == WASM_TYPE {
+                plugins.step(&spec.options).map(|step| (step.type_name(), Action::Wasm(step)))
+            } else {
+                build_transform(&spec.type_name, &options_of(&spec.options))
+                    .map(|transform| (spec.type_name.clone(), Action::Native(transform)))
+            };
+            match action {
+                Ok((type_name, action)) => steps.push(Step { alias: spec.name.clone(), type_name, action, predicate }),
                 Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("transforms.{}.{key}", spec.name), message))),
             }
         }
@@ -86,55 +123,208 @@ impl Chain {
         self.steps.is_empty()
     }
 
-    /// Runs `record` through the chain: Some(record) to hand on, None when dropped.
-    pub fn apply(&self, record: Record) -> Result<Option<Record>, ChainFailure> {
-        if self.steps.is_empty() {
-            return Ok(Some(record));
-        }
-        self.run(record, |_, _| {})
+    /// How many WASM transforms the chain has.
+    pub fn wasm_count(&self) -> usize {
+        self.wasm_steps().count()
     }
 
-    /// Runs `record` through the chain and tells what each transform did: whether its
-    /// predicate let it apply, and the record after it (None once dropped). The steps
-    /// after a drop or a failure are not listed.
-    pub fn trace(&self, record: Record) -> (Vec<StepTrace>, Result<Option<Record>, ChainFailure>) {
-        let mut steps = Vec::new();
-        let outcome = self.run(record, |step, after| {
+    /// The WASM transforms, in order, as (alias, step).
+    pub(super) fn wasm_steps(&self) -> impl Iterator<Item = (&str, &WasmStep)> {
+        self.steps.iter().filter_map(|step| match &step.action {
+            Action::Wasm(wasm) => Some((step.alias.as_str(), wasm)),
+            Action::Native(_) => None,
+        })
+    }
+
+    /// Whether `key` of the transform `alias` is an option its WASM plugin declares secret.
+    pub fn is_secret_option(&self, alias: &str, key: &str) -> bool {
+        self.wasm_steps().any(|(name, step)| name == alias && step.is_secret(key))
+    }
+
+    /// Values of the WASM transforms' secret options.
+    pub fn secrets(&self) -> Vec<String> {
+        self.wasm_steps().flat_map(|(_, step)| step.secrets.iter().cloned()).collect()
+    }
+
+    /// Runs a batch through the chain; `wasm` are the chain's WASM transforms,
+    /// opened for the task ([`WasmTransforms::open`]). Err when a WASM transform
+    /// failed the whole call (it trapped, returned an error, or broke the contract):
+    /// the batch is not handed on.
+    pub fn apply(&self, records: Vec<Record>, wasm: &mut WasmTransforms) -> Result<ChainOutput, PluginFailure> {
+        if self.steps.is_empty() {
+            return Ok(ChainOutput { records, failed: Vec::new() });
+        }
+        let (live, failed) = self.run(records, wasm, |_, _, _| {})?;
+        let mut failed: Vec<(usize, ChainFailure)> = failed.into_iter().collect();
+        failed.sort_by_key(|(origin, _)| *origin);
+        Ok(ChainOutput { records: live.into_iter().map(|live| live.record.into_record()).collect(), failed })
+    }
+
+    /// Runs one record through the chain and tells what each transform did: whether
+    /// its predicate let it apply, and the records after it (none once dropped). The
+    /// steps after a drop or a failure are not listed.
+    pub fn trace(&self, record: Record, wasm: &mut WasmTransforms) -> (Vec<StepTrace>, Result<Vec<Record>, ChainFailure>) {
+        let mut steps: Vec<StepTrace> = Vec::new();
+        let run = self.run(vec![record], wasm, |step, applied, after| {
             steps.push(StepTrace {
                 alias: step.alias.clone(),
                 type_name: step.type_name.clone(),
-                applied: after.is_some(),
-                record: after.flatten().cloned().map(WorkingRecord::into_record),
+                applied,
+                records: if applied { after.iter().map(|live| live.record.clone().into_record()).collect() } else { Vec::new() },
             });
         });
-        (steps, outcome)
+        match run {
+            Ok((_, failed)) if !failed.is_empty() => {
+                let failure = failed.into_values().next().expect("not empty");
+                // The step that failed the record is reported as the error, not as a stage.
+                if steps.last().is_some_and(|step| step.alias == failure.alias) {
+                    steps.pop();
+                }
+                (steps, Err(failure))
+            }
+            Ok((live, _)) => (steps, Ok(live.into_iter().map(|live| live.record.into_record()).collect())),
+            // A WASM transform failed the whole call: the step after the last one seen.
+            Err(failure) => {
+                let step = &self.steps[steps.len().min(self.steps.len() - 1)];
+                let failure = ChainFailure { alias: step.alias.clone(), type_name: step.type_name.clone(), reason: failure.to_string() };
+                (steps, Err(failure))
+            }
+        }
     }
 
-    /// The loop of `apply` and `trace`: `observe` sees each step that ran, with None
-    /// when its predicate held it back, Some(None) when it dropped the record, and
-    /// Some(Some(record)) otherwise.
-    fn run(&self, record: Record, mut observe: impl FnMut(&Step, Option<Option<&WorkingRecord>>)) -> Result<Option<Record>, ChainFailure> {
-        let mut working = WorkingRecord::from(record);
+    /// The loop of `apply` and `trace`: `observe` sees each step that ran on at least
+    /// one record, whether it applied to any, and the live records after it.
+    fn run(
+        &self,
+        records: Vec<Record>,
+        wasm: &mut WasmTransforms,
+        mut observe: impl FnMut(&Step, bool, &[Live]),
+    ) -> Result<(Vec<Live>, BTreeMap<usize, ChainFailure>), PluginFailure> {
+        let mut live: Vec<Live> = records.into_iter().enumerate().map(|(origin, record)| Live { origin, record: record.into() }).collect();
+        let mut failed: BTreeMap<usize, ChainFailure> = BTreeMap::new();
+        let mut wasm_index = 0;
         for step in &self.steps {
-            let failed = |reason: String| ChainFailure { alias: step.alias.clone(), type_name: step.type_name.clone(), reason };
-            if let Some((predicate, negate)) = &step.predicate
-                && predicate.test(&mut working).map_err(failed)? == *negate
-            {
-                observe(step, None);
-                continue;
+            if live.is_empty() {
+                break;
             }
-            if step.transform.apply(&mut working).map_err(failed)? == Outcome::Drop {
-                observe(step, Some(None));
-                return Ok(None);
+            let failure = |reason: String| ChainFailure { alias: step.alias.clone(), type_name: step.type_name.clone(), reason };
+            // Which records the step applies to; a predicate that fails fails its record.
+            let mut applies = Vec::with_capacity(live.len());
+            for item in &mut live {
+                applies.push(match &step.predicate {
+                    None => true,
+                    Some((predicate, negate)) => match guarded(|| predicate.test(&mut item.record)) {
+                        Ok(matched) => matched != *negate,
+                        Err(reason) => {
+                            failed.entry(item.origin).or_insert_with(|| failure(reason));
+                            false
+                        }
+                    },
+                });
             }
-            // A transform that routes must have made a topic name Kafka takes.
-            if step.transform.routes() {
-                crate::config::check_topic_name(&working.topic).map_err(failed)?;
+            let applied = applies.iter().any(|applies| *applies);
+            let mut next = Vec::with_capacity(live.len());
+            match &step.action {
+                Action::Native(transform) => {
+                    for (mut item, applies) in live.into_iter().zip(applies) {
+                        if failed.contains_key(&item.origin) {
+                            continue;
+                        }
+                        if !applies {
+                            next.push(item);
+                            continue;
+                        }
+                        match guarded(|| transform.apply(&mut item.record)) {
+                            Ok(Outcome::Drop) => {}
+                            // A transform that routes must have made a topic name Kafka takes.
+                            Ok(Outcome::Keep) if transform.routes() => match crate::config::check_topic_name(&item.record.topic) {
+                                Ok(()) => next.push(item),
+                                Err(reason) => {
+                                    failed.entry(item.origin).or_insert_with(|| failure(reason));
+                                }
+                            },
+                            Ok(Outcome::Keep) => next.push(item),
+                            Err(reason) => {
+                                failed.entry(item.origin).or_insert_with(|| failure(reason));
+                            }
+                        }
+                    }
+                }
+                Action::Wasm(_) => {
+                    let index = wasm_index;
+                    wasm_index += 1;
+                    let mut selected = Vec::new();
+                    let mut writer = BatchWriter::with_capacity(0);
+                    for (item, applies) in live.iter_mut().zip(&applies) {
+                        if *applies && !failed.contains_key(&item.origin) {
+                            item.record.settle();
+                            item.record.encode_into(&mut writer);
+                            selected.push(true);
+                        } else {
+                            selected.push(false);
+                        }
+                    }
+                    let count = selected.iter().filter(|selected| **selected).count();
+                    let transformed = if count == 0 { None } else { Some(wasm.apply(index, &step.alias, writer.finish(), count)?) };
+                    let mut outcomes = transformed.map(|(outcomes, records)| (outcomes.into_iter(), records.into_iter()));
+                    for (item, selected) in live.into_iter().zip(selected) {
+                        if failed.contains_key(&item.origin) {
+                            continue;
+                        }
+                        if !selected {
+                            next.push(item);
+                            continue;
+                        }
+                        let (outcomes, written) = outcomes.as_mut().expect("a selected record means a call");
+                        match outcomes.next().expect("checked: one outcome per record") {
+                            RecordOutcome::Keep => next.push(item),
+                            RecordOutcome::Drop => {}
+                            RecordOutcome::Many(count) => {
+                                let mut routed_badly = None;
+                                let mut made = Vec::new();
+                                for record in written.by_ref().take(count as usize) {
+                                    if record.topic != item.record.topic
+                                        && let Err(reason) = crate::config::check_topic_name(&record.topic)
+                                    {
+                                        routed_badly = Some(reason);
+                                    }
+                                    made.push(Live { origin: item.origin, record: record.into() });
+                                }
+                                match routed_badly {
+                                    Some(reason) => {
+                                        failed.entry(item.origin).or_insert_with(|| failure(reason));
+                                    }
+                                    None => next.extend(made),
+                                }
+                            }
+                            RecordOutcome::Fail(reason) => {
+                                failed.entry(item.origin).or_insert_with(|| failure(reason));
+                            }
+                        }
+                    }
+                }
             }
-            observe(step, Some(Some(&working)));
+            // A record that failed takes what it became with it.
+            next.retain(|item| !failed.contains_key(&item.origin));
+            live = next;
+            observe(step, applied, &live);
         }
-        Ok(Some(working.into_record()))
+        Ok((live, failed))
     }
+}
+
+/// A record on its way, with the index of the input record it came from.
+#[derive(Clone)]
+struct Live {
+    origin: usize,
+    record: WorkingRecord,
+}
+
+/// Runs a built-in transform or predicate: a panic fails the record, not the task
+/// over and over.
+fn guarded<T>(work: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err("the transform panicked (a bug in the host)".to_owned()))
 }
 
 /// What one transform did to a record.
@@ -146,10 +336,11 @@ pub struct StepTrace {
     pub type_name: String,
     /// False when its predicate held it back.
     pub applied: bool,
-    /// The record after it; None when it dropped the record (or did not apply).
-    pub record: Option<Record>,
+    /// The records after it: none when it dropped the record (or did not apply),
+    /// several when it split it.
+    pub records: Vec<Record>,
 }
 
-fn options_of(options: &BTreeMap<String, ScalarString>) -> Options {
+pub(super) fn options_of(options: &BTreeMap<String, ScalarString>) -> Options {
     Options::new(options.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect())
 }

@@ -16,9 +16,11 @@ pub mod record;
 mod routing;
 pub mod sample;
 mod timestamp;
+pub mod wasm;
 
-pub use chain::{Chain, ChainFailure, StepTrace};
+pub use chain::{Chain, ChainFailure, ChainOutput, StepTrace, WASM_TYPE};
 pub use predicates::{Predicate, build_predicate, short_predicate_name};
+pub use wasm::{ChainPlugins, WasmTransforms};
 
 use options::{OptionProblem, Options};
 use record::{Part, WorkingRecord};

@@ -100,6 +100,37 @@ impl WorkingRecord {
         }
     }
 
+    /// Writes JSON read so far back to bytes, so the record can be encoded as it is
+    /// (and read again on first use).
+    pub fn settle(&mut self) {
+        for (part, is_key) in [(&mut self.key, true), (&mut self.value, false)] {
+            if let Data::Json(_) = part {
+                let data = std::mem::replace(part, Data::Bytes(None));
+                *part = Data::Bytes(data.into_bytes(is_key));
+            }
+        }
+    }
+
+    /// Appends the record to a batch; call [`WorkingRecord::settle`] first (data still
+    /// read as JSON is written as absent).
+    pub fn encode_into(&self, batch: &mut wasm_connect_protocol::BatchWriter) {
+        fn bytes(data: &Data) -> Option<&[u8]> {
+            match data {
+                Data::Bytes(bytes) => bytes.as_deref(),
+                Data::Json(_) => None,
+            }
+        }
+        batch.push_parts(
+            &self.topic,
+            self.partition,
+            self.offset,
+            self.timestamp,
+            bytes(&self.key),
+            bytes(&self.value),
+            self.headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())),
+        );
+    }
+
     /// The record to hand on.
     pub fn into_record(self) -> Record {
         Record {

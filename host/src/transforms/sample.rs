@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasm_connect_protocol::Record;
 
-use super::Chain;
+use super::{Chain, WasmTransforms};
 
 /// The most sample records one test takes.
 pub const MAX_SAMPLES: usize = 1000;
@@ -80,6 +80,9 @@ pub struct TestedRecord {
     /// What would be written; absent when dropped or failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<SampleRecord>,
+    /// The further records written when a WASM transform split the record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<SampleRecord>,
     /// True when a transform dropped the record.
     pub dropped: bool,
     /// Why a transform failed the record (it would go through `errors.*`).
@@ -100,6 +103,9 @@ pub struct TestedStage {
     /// The record after it; absent when it dropped the record or did not apply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<SampleRecord>,
+    /// The further records after it, when it split the record (a WASM transform).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<SampleRecord>,
 }
 
 /// A transform's failure.
@@ -156,32 +162,36 @@ impl SampleRecord {
     }
 }
 
-/// Runs each sample through `chain`.
-pub fn test_samples(chain: &Chain, samples: &[SampleRecord], default_topic: &str) -> Vec<TestedRecord> {
+/// Runs each sample through `chain`, whose WASM transforms are opened in `wasm`.
+pub fn test_samples(chain: &Chain, wasm: &mut WasmTransforms, samples: &[SampleRecord], default_topic: &str) -> Vec<TestedRecord> {
     samples
         .iter()
         .map(|sample| {
-            let (steps, outcome) = chain.trace(sample.to_record(default_topic));
+            let (steps, outcome) = chain.trace(sample.to_record(default_topic), wasm);
             let stages = steps
                 .into_iter()
-                .map(|step| TestedStage {
-                    transform: step.alias,
-                    type_name: step.type_name,
-                    applied: step.applied,
-                    record: step.record.as_ref().map(SampleRecord::of),
+                .map(|step| {
+                    let (record, more) = first_and_more(&step.records);
+                    TestedStage { transform: step.alias, type_name: step.type_name, applied: step.applied, record, more }
                 })
                 .collect();
             match outcome {
                 Ok(output) => {
-                    TestedRecord { stages, dropped: output.is_none(), output: output.as_ref().map(SampleRecord::of), error: None }
+                    let (first, more) = first_and_more(&output);
+                    TestedRecord { stages, dropped: output.is_empty(), output: first, more, error: None }
                 }
                 Err(failure) => TestedRecord {
                     stages,
                     output: None,
+                    more: Vec::new(),
                     dropped: false,
                     error: Some(TestedError { transform: failure.alias, type_name: failure.type_name, message: failure.reason }),
                 },
             }
         })
         .collect()
+}
+
+fn first_and_more(records: &[Record]) -> (Option<SampleRecord>, Vec<SampleRecord>) {
+    (records.first().map(SampleRecord::of), records.iter().skip(1).map(SampleRecord::of).collect())
 }

@@ -233,7 +233,7 @@ fn routers_rename_the_topic() {
 
 #[test]
 fn a_chain_applies_transforms_in_order_where_their_predicates_say() {
-    use super::Chain;
+    use super::{Chain, ChainPlugins, WasmTransforms};
     use crate::config::{PredicateConfig, ScalarString, TransformConfig};
     let spec = |alias: &str, type_name: &str, predicate: Option<&str>, negate: bool, pairs: &[(&str, &str)]| TransformConfig {
         name: alias.into(),
@@ -260,20 +260,29 @@ fn a_chain_applies_transforms_in_order_where_their_predicates_say() {
         spec("tag", "InsertField$Value", Some("isOrders"), true, &[("static.field", "other"), ("static.value", "yes")]),
         spec("route", "RegexRouter", None, false, &[("regex", "(.*)"), ("replacement", "$1-shaped")]),
     ];
-    let chain = Chain::build(&transforms, &predicates).unwrap();
-    let out = chain.apply(record(None, Some(json!({"card": "4111", "n": 1})))).unwrap().unwrap();
-    assert_eq!(out.topic, "orders-shaped");
-    assert_eq!(serde_json::from_slice::<Value>(&out.value.unwrap()).unwrap(), json!({"card": "", "n": 1}));
+    let chain = Chain::build(&transforms, &predicates, &ChainPlugins::unresolved()).unwrap();
     let mut other = record(None, Some(json!({"card": "4111"})));
     other.topic = "refunds".into();
-    let out = chain.apply(other).unwrap().unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&out.value.unwrap()).unwrap(), json!({"card": "4111", "other": "yes"}));
-    assert_eq!(chain.apply(record(None, None)).unwrap(), None);
-    let failure = chain.apply(record(None, Some(json!([1, 2])))).unwrap_err();
-    assert_eq!((failure.alias.as_str(), failure.type_name.as_str()), ("mask", "MaskField$Value"));
+    // One batch: each record meets the chain on its own, in order.
+    let batch = vec![record(None, Some(json!({"card": "4111", "n": 1}))), other, record(None, None), record(None, Some(json!([1, 2])))];
+    let output = chain.apply(batch, &mut WasmTransforms::default()).unwrap();
+    assert_eq!(output.records.len(), 2, "{:?}", output.records);
+    assert_eq!(output.records[0].topic, "orders-shaped");
+    let value = |record: &Record| serde_json::from_slice::<Value>(record.value.as_ref().unwrap()).unwrap();
+    assert_eq!(value(&output.records[0]), json!({"card": "", "n": 1}));
+    assert_eq!((output.records[1].topic.as_str(), value(&output.records[1])), ("refunds-shaped", json!({"card": "4111", "other": "yes"})));
+    // The tombstone was dropped; the array failed at `mask`.
+    assert_eq!(output.failed.len(), 1);
+    let (index, failure) = &output.failed[0];
+    assert_eq!((*index, failure.alias.as_str(), failure.type_name.as_str()), (3, "mask", "MaskField$Value"));
 
-    let problems =
-        Chain::build(&[spec("x", "Filter", Some("nope"), false, &[]), spec("y", "Nope", None, false, &[])], &predicates).err().unwrap();
+    let problems = Chain::build(
+        &[spec("x", "Filter", Some("nope"), false, &[]), spec("y", "Nope", None, false, &[])],
+        &predicates,
+        &ChainPlugins::unresolved(),
+    )
+    .err()
+    .unwrap();
     let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(keys, ["transforms.x.predicate", "transforms.y.type"]);
 }

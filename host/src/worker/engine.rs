@@ -16,7 +16,7 @@ use super::task::TaskContext;
 use super::topics::{TopicInput, TopicOutput};
 use super::{ConnectorPlan, TaskError};
 use crate::runtime::{PluginFailure, PluginKind};
-use crate::transforms::ChainFailure;
+use crate::transforms::WasmTransforms;
 use crate::transport::PartitionOffset;
 
 /// Records on their way through a task.
@@ -142,9 +142,10 @@ pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), T
 
 async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel: &CancellationToken) -> Result<(), TaskError> {
     let mut dead_letters = DeadLetters::default();
+    let mut stages = Some(open_transforms(task).await?);
     loop {
         let Some(batch) = input.next(task, cancel).await? else { return Ok(()) };
-        let batch = transform(task, batch).await?;
+        let batch = transform(task, &mut stages, batch).await?;
         for failed in batch.failed {
             dead_letters.reject(task, failed.record, failed.reason, failed.stage, failed.index).await?;
         }
@@ -159,44 +160,54 @@ async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel
     }
 }
 
+/// Opens the task's instances of the WASM transforms in its chain.
+async fn open_transforms(task: &TaskContext) -> Result<WasmTransforms, TaskError> {
+    if task.plan.chain.wasm_count() == 0 {
+        return Ok(WasmTransforms::default());
+    }
+    let (plan, runtime, metrics, connector, number) =
+        (task.plan.clone(), task.worker.runtime.clone(), task.worker.metrics.clone(), task.identity.connector.clone(), task.identity.task);
+    tokio::task::spawn_blocking(move || WasmTransforms::open(&plan.chain, &runtime, &connector, number, Some(metrics)))
+        .await
+        .map_err(|error| TaskError::from(PluginFailure::Trapped(format!("opening the transforms failed in the host: {error}"))))?
+        .map_err(TaskError::from)
+}
+
 /// Runs the batch's records through the connector's transforms, off the async
-/// threads (a jq expression may take its time). A record a transform drops leaves the
-/// batch; one a transform fails joins the failed records as it was before the chain
-/// (what Kafka Connect dead-letters). The checkpoint stays: it was taken at input.
-async fn transform(task: &TaskContext, batch: Batch) -> Result<Batch, TaskError> {
+/// threads (a jq expression or a WASM transform may take its time). A record a
+/// transform drops leaves the batch; one a transform fails joins the failed records as
+/// it was before the chain (what Kafka Connect dead-letters). The checkpoint stays: it
+/// was taken at input. A WASM transform that fails the whole call fails the task,
+/// and the batch comes again after the restart.
+async fn transform(task: &TaskContext, stages: &mut Option<WasmTransforms>, batch: Batch) -> Result<Batch, TaskError> {
     if task.plan.chain.is_empty() || batch.records.is_empty() {
         return Ok(batch);
     }
     let plan = task.plan.clone();
-    tokio::task::spawn_blocking(move || transform_batch(&plan, batch))
-        .await
-        .map_err(|error| PluginFailure::Fatal(format!("the transforms' thread failed: {error}")).into())
+    let mut wasm = stages.take().ok_or_else(|| PluginFailure::Trapped("the transforms were lost in an earlier batch".to_owned()))?;
+    let (wasm, batch) = tokio::task::spawn_blocking(move || {
+        let batch = transform_batch(&plan, &mut wasm, batch);
+        (wasm, batch)
+    })
+    .await
+    .map_err(|error| PluginFailure::Fatal(format!("the transforms' thread failed: {error}")))?;
+    *stages = Some(wasm);
+    batch.map_err(TaskError::from)
 }
 
-fn transform_batch(plan: &ConnectorPlan, mut batch: Batch) -> Batch {
+fn transform_batch(plan: &ConnectorPlan, wasm: &mut WasmTransforms, mut batch: Batch) -> Result<Batch, PluginFailure> {
     let records = std::mem::take(&mut batch.records);
-    batch.records.reserve(records.len());
-    for (index, record) in records.into_iter().enumerate() {
-        let original = record.clone();
-        // A transform that panics fails its record, not the task over and over.
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan.chain.apply(record))).unwrap_or_else(|_| {
-            Err(ChainFailure {
-                alias: "?".to_owned(),
-                type_name: "?".to_owned(),
-                reason: "a transform panicked (a bug in the host)".to_owned(),
-            })
+    // A record that fails is dead-lettered as it came in.
+    let mut originals = records.clone();
+    let output = plan.chain.apply(records, wasm)?;
+    batch.records = output.records;
+    for (index, failure) in output.failed {
+        batch.failed.push(FailedRecord {
+            index: index as u32,
+            record: std::mem::take(&mut originals[index]),
+            reason: plan.redact(&format!("the transform {} ({}) failed the record: {}", failure.alias, failure.type_name, failure.reason)),
+            stage: Stage::Transformation { type_name: failure.type_name },
         });
-        match outcome {
-            Ok(Some(record)) => batch.records.push(record),
-            Ok(None) => {}
-            Err(failure) => batch.failed.push(FailedRecord {
-                index: index as u32,
-                record: original,
-                reason: plan
-                    .redact(&format!("the transform {} ({}) failed the record: {}", failure.alias, failure.type_name, failure.reason)),
-                stage: Stage::Transformation { type_name: failure.type_name },
-            }),
-        }
     }
-    batch
+    Ok(batch)
 }

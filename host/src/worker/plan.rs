@@ -8,7 +8,7 @@ use crate::capabilities::Grants;
 use crate::config::{ConnectorConfig, LoadedConfig, Tolerance};
 use crate::runtime::{LoadedPlugin, PluginCatalog, PluginKind, Runtime, validate_config};
 use crate::telemetry::redaction::SecretRegistration;
-use crate::transforms::Chain;
+use crate::transforms::{Chain, ChainPlugins};
 
 /// A connector ready to run.
 #[derive(Debug, Clone)]
@@ -123,10 +123,12 @@ pub fn plan_connector(
             Err(failure) => problems.push(("plugin".into(), format!("the plugin failed to validate its configuration: {failure}"))),
         }
     }
-    let chain = Chain::build(&connector.transforms, &connector.predicates).unwrap_or_else(|found| {
+    let chain = Chain::build(&connector.transforms, &connector.predicates, &ChainPlugins::new(catalog, runtime)).unwrap_or_else(|found| {
         problems.extend(found);
         Chain::default()
     });
+    // A WASM transform's secret options are kept out of every reason too.
+    let secrets: Vec<String> = secrets.into_iter().chain(chain.secrets()).collect();
     if !problems.is_empty() {
         return Err(problems.into_iter().map(|(key, message)| (key, redact_secrets(&secrets, &message))).collect());
     }

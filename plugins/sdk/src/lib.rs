@@ -59,9 +59,9 @@ pub mod __private {
             world: "source",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.2": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.2": crate::__private::capabilities::wasm_connect::connector::log,
-                "wasm-connect:connector/source-status@0.1.2": crate::__private::capabilities::wasm_connect::connector::source_status,
+                "wasm-connect:connector/types@0.1.3": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.3": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/source-status@0.1.3": crate::__private::capabilities::wasm_connect::connector::source_status,
             },
             pub_export_macro: true,
             export_macro_name: "__export_source_world",
@@ -75,12 +75,12 @@ pub mod __private {
             world: "sink",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.2": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.2": crate::__private::capabilities::wasm_connect::connector::log,
-                "wasm-connect:connector/files@0.1.2": crate::__private::capabilities::wasm_connect::connector::files,
-                "wasm-connect:connector/elasticsearch@0.1.2": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
-                "wasm-connect:connector/mongodb@0.1.2": crate::__private::capabilities::wasm_connect::connector::mongodb,
-                "wasm-connect:connector/cassandra@0.1.2": crate::__private::capabilities::wasm_connect::connector::cassandra,
+                "wasm-connect:connector/types@0.1.3": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.3": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/files@0.1.3": crate::__private::capabilities::wasm_connect::connector::files,
+                "wasm-connect:connector/elasticsearch@0.1.3": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
+                "wasm-connect:connector/mongodb@0.1.3": crate::__private::capabilities::wasm_connect::connector::mongodb,
+                "wasm-connect:connector/cassandra@0.1.3": crate::__private::capabilities::wasm_connect::connector::cassandra,
             },
             pub_export_macro: true,
             export_macro_name: "__export_sink_world",
@@ -91,11 +91,11 @@ pub mod __private {
     #[cfg(feature = "transform")]
     pub mod transform {
         wit_bindgen::generate!({
-            world: "transform",
+            world: "record-transformer",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.2": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.2": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/types@0.1.3": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.3": crate::__private::capabilities::wasm_connect::connector::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_transform_world",
@@ -190,6 +190,11 @@ pub mod __private {
     /// Decodes a batch handed over by the host; a malformed one is a host bug, reported as fatal.
     pub fn decode_batch(batch: &[u8]) -> Result<Vec<crate::RecordView<'_>>, wit::Error> {
         decode(batch).map_err(|error| wit::Error::Fatal(error.to_string()))
+    }
+
+    /// A transform pushed records for a record it did not answer `Outcome::Written` for.
+    pub fn wrote_without_written() -> wit::Error {
+        wit::Error::Fatal("the transform pushed records to its output but did not return Outcome::Written".to_owned())
     }
 
     /// Called when the host enters a task that was never opened: a host bug.
@@ -362,12 +367,32 @@ pub trait Sink: Plugin {
     fn write(&mut self, records: &[RecordView<'_>]) -> Result<(), Error>;
 }
 
-/// A transform rewrites, drops or routes records.
+/// What a transform makes of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record goes on unchanged (the cheapest answer: nothing is copied back).
+    Keep,
+    /// The record leaves the chain.
+    Drop,
+    /// The record is replaced by the records `apply` pushed to its output for it: one
+    /// to rewrite it, several to split it, none to drop it.
+    Written,
+    /// The record cannot be transformed, for this reason (no secrets in it): the
+    /// connector's error policy sends it to the dead-letter topic or fails the task.
+    Fail(String),
+}
+
+/// A transform in a connector's chain (`type: wasm`): rewrites, drops, splits, routes
+/// or refuses records, one at a time. The host calls it with a batch; each record's
+/// outcome is its own, so a bad record fails alone.
 pub trait Transform: Plugin {
-    /// Prepares the task.
+    /// Prepares the task with the transform's options.
     fn open(settings: &Settings) -> Result<Self, Error>;
-    /// Writes the records that go on to `output`.
-    fn apply(&mut self, records: &[RecordView<'_>], output: &mut BatchWriter) -> Result<(), Error>;
+    /// What becomes of `record`. To change it, push the new record (or records) to
+    /// `output` and return [`Outcome::Written`]. An `Err` fails the whole batch:
+    /// [`Error::Retriable`] and [`Error::Fatal`] restart the task and the batch comes
+    /// again, [`Error::BadConfig`] stops it.
+    fn apply(&mut self, record: &RecordView<'_>, output: &mut BatchWriter) -> Result<Outcome, Error>;
 }
 
 /// What a source tells the host about its provider (WIT `source-status`).
@@ -641,26 +666,38 @@ macro_rules! export_sink {
 macro_rules! export_transform {
     ($plugin:ty) => {
         const _: () = {
-            use sdk::transform::exports::wasm_connect::connector::transform_connector;
+            use sdk::transform::exports::wasm_connect::connector::record_transform;
             use $crate::__private as sdk;
 
             $crate::__plugin_glue!($plugin, transform, Transform);
 
-            impl transform_connector::Guest for Exports {
-                fn open(config: transform_connector::Config) -> Result<(), transform_connector::Error> {
+            impl record_transform::Guest for Exports {
+                fn open(config: record_transform::Config) -> Result<(), record_transform::Error> {
                     let settings = $crate::Settings::new::<$plugin>(config);
                     let task = <$plugin as $crate::Transform>::open(&settings).map_err(sdk::error)?;
                     TASK.with(|cell| *cell.borrow_mut() = Some(task));
                     Ok(())
                 }
-                fn apply(batch: transform_connector::RecordBatch) -> Result<transform_connector::RecordBatch, transform_connector::Error> {
+                fn apply(batch: record_transform::RecordBatch) -> Result<record_transform::Transformed, record_transform::Error> {
                     TASK.with(|cell| {
                         let mut cell = cell.borrow_mut();
                         let task = cell.as_mut().ok_or_else(sdk::not_open)?;
                         let records = sdk::decode_batch(&batch)?;
-                        let mut output = sdk::BatchWriter::with_capacity(batch.len());
-                        <$plugin as $crate::Transform>::apply(task, &records, &mut output).map_err(sdk::error)?;
-                        Ok(output.finish())
+                        let mut output = sdk::BatchWriter::with_capacity(0);
+                        let mut outcomes = Vec::with_capacity(records.len());
+                        for record in &records {
+                            let before = output.len();
+                            let outcome = <$plugin as $crate::Transform>::apply(task, record, &mut output).map_err(sdk::error)?;
+                            let written = output.len() - before;
+                            outcomes.push(match outcome {
+                                $crate::Outcome::Written => record_transform::Outcome::Many(written as u32),
+                                _ if written > 0 => return Err(sdk::wrote_without_written()),
+                                $crate::Outcome::Keep => record_transform::Outcome::Keep,
+                                $crate::Outcome::Drop => record_transform::Outcome::Drop,
+                                $crate::Outcome::Fail(reason) => record_transform::Outcome::Fail(reason),
+                            });
+                        }
+                        Ok(record_transform::Transformed { outcomes, batch: output.finish() })
                     })
                 }
             }
