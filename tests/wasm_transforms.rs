@@ -133,6 +133,28 @@ fn a_split_record_that_fails_later_fails_once_as_the_record_that_came_in() {
     assert_eq!(output.records.iter().map(value).collect::<Vec<_>>(), vec![json!({"n": 1, "copy": 5})]);
     assert_eq!(output.failed.len(), 1);
     assert_eq!((output.failed[0].0, output.failed[0].1.alias.as_str()), (0, "cast"));
+
+    // The same in a later WASM transform, which answers for each piece in one call:
+    // fail the first piece, rewrite the second, keep the next record. The second
+    // piece's answer is read (and dropped with its record), not taken by the next one.
+    let chain = build(
+        &plugins,
+        &[
+            transform("split", "wasm", &[("plugin", "scripted-transform")]),
+            transform(
+                "label",
+                "Jq$Value",
+                &[("expression", "if .copy == 0 then .do = \"fail\" elif .copy == 1 then .do = \"tag\" else . end")],
+            ),
+            transform("again", "wasm", &[("plugin", "scripted-transform")]),
+        ],
+    )
+    .unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
+    let output =
+        chain.apply(vec![record(json!({"n": 0, "do": "split", "copies": 2})), record(json!({"n": 1, "do": "keep"}))], &mut wasm).unwrap();
+    assert_eq!(output.records.iter().map(value).collect::<Vec<_>>(), vec![json!({"n": 1, "do": "keep"})]);
+    assert_eq!(output.failed.iter().map(|(index, failure)| (*index, failure.alias.as_str())).collect::<Vec<_>>(), vec![(0, "again")]);
 }
 
 #[test]
@@ -298,7 +320,12 @@ fn wasm_transforms_are_tried_over_http_before_they_run() {
         "transforms.geo.plugin": "geo-transform",
         "transforms.geo.format": "string",
     });
-    let records = json!([{"value": {"lat": 1.5, "lng": 2, "do": "split", "copies": 2}}, {"value": {"do": "fail"}}]);
+    let records = json!([
+        {"value": {"lat": 1.5, "lng": 2, "do": "split", "copies": 2}},
+        {"value": {"do": "fail"}},
+        {"value": {"do": "trap"}},
+        {"value": {"do": "tag"}},
+    ]);
     let (status, answer) = host.call("POST", "/transforms/test", Some(&json!({"config": config, "records": records})));
     assert_eq!(status, 200, "{answer}");
     let split = &answer["records"][0];
@@ -309,6 +336,10 @@ fn wasm_transforms_are_tried_over_http_before_they_run() {
         answer["records"][1]["error"],
         json!({"transform": "script", "type": "scripted-transform@0.1.0", "message": "asked to fail"})
     );
+    // A sample that traps the plugin fails alone: the next one gets a new instance.
+    let trapped = answer["records"][2]["error"]["message"].as_str().unwrap_or_else(|| panic!("{answer}"));
+    assert!(trapped.contains("plugin trapped: the transform script"), "{trapped}");
+    assert_eq!(answer["records"][3]["output"]["value"]["tagged"], "yes", "{answer}");
 
     // A connector with a WASM transform: its secret option reads back [hidden] and,
     // sent back unchanged, keeps its value.

@@ -205,9 +205,8 @@ fn test_transforms(loaded: &LoadedConfig, name: Option<&str>) -> anyhow::Result<
         anyhow::anyhow!("{}", problems.iter().map(|(key, message)| format!("{key}: {message}")).collect::<Vec<_>>().join("\n"))
     })?;
     let mut wasm = match &plugins {
-        Some((runtime, _)) => {
-            WasmTransforms::open(&chain, runtime, &connector.name, 0, None).map_err(|failure| anyhow::anyhow!("{failure}"))?
-        }
+        Some((runtime, _)) => WasmTransforms::open(&chain, runtime, &connector.name, 0, None)
+            .map_err(|failure| anyhow::anyhow!("{}", chain.redact(&failure.to_string())))?,
         None => WasmTransforms::default(),
     };
     let topic = connector.topic.clone().or_else(|| connector.topics.first().cloned()).unwrap_or_else(|| "test".to_owned());

@@ -40,6 +40,15 @@ fn main() {
         ("WASM pass-through (scripted-transform, keep)", vec![transform("wasm", &[("plugin", "scripted-transform")])]),
         ("WASM geo-transform (adds location)", vec![transform("wasm", &[("plugin", "geo-transform")])]),
         ("InsertField$Value (built in)", vec![transform("InsertField$Value", &[("static.field", "pipeline"), ("static.value", "x")])]),
+        ("Jq$Value `.` (built in)", vec![transform("Jq$Value", &[("expression", ".")])]),
+        (
+            "the pipeline bench's chain of three",
+            vec![
+                transform("InsertField$Value", &[("static.field", "pipeline"), ("static.value", "x")]),
+                transform("ReplaceField$Value", &[("exclude", "status")]),
+                transform("Jq$Value", &[("expression", "select(.alt >= -1000)")]),
+            ],
+        ),
     ];
     let mut baseline = None;
     for (label, transforms) in cases {

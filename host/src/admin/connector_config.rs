@@ -268,9 +268,17 @@ pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorCon
         problems.push(("topics.regex".into(), "is not supported: list the topics to read in `topics`".into()));
     }
     let (mut transforms, predicates, unlisted) = chain_from_flat(flat, &mut problems);
-    // A transform's secret read back as `[hidden]` and sent unchanged keeps its stored value.
+    // A transform's secret read back as `[hidden]` and sent unchanged keeps its stored
+    // value, as long as the same plugin gets it: pointing the alias at another plugin
+    // must not hand it a secret its sender could not read.
     for transform in &mut transforms {
-        let before = previous.and_then(|previous| previous.transforms.iter().find(|before| before.name == transform.name));
+        let before = previous.and_then(|previous| {
+            previous.transforms.iter().find(|before| {
+                before.name == transform.name
+                    && before.type_name == transform.type_name
+                    && before.options.get(PLUGIN_KEY) == transform.options.get(PLUGIN_KEY)
+            })
+        });
         for (key, value) in transform.options.iter_mut() {
             if value.0 == HIDDEN
                 && let Some(stored) = before.and_then(|before| before.options.get(key))
@@ -296,7 +304,12 @@ pub fn from_flat(flat: &BTreeMap<String, String>, previous: Option<&ConnectorCon
             !HOST_KEYS.iter().any(|(host, _)| host == key) && !is_chain_key(key) && !is_ignored_key(key) && *key != "topics.regex"
         })
         .map(|(key, value)| {
-            let kept = previous.filter(|_| value == HIDDEN).and_then(|previous| previous.config.get(key)).cloned();
+            // Only for the same plugin: another one (an uploaded one, say) must not get
+            // a secret its sender could not read.
+            let kept = previous
+                .filter(|previous| value == HIDDEN && previous.plugin == plugin)
+                .and_then(|previous| previous.config.get(key))
+                .cloned();
             (key.clone(), kept.unwrap_or_else(|| ScalarString(value.clone())))
         })
         .collect();
@@ -588,6 +601,24 @@ mod tests {
         assert_eq!(updated.config["api_key"].0, "s3cr3t");
         let replaced = from_flat(&flat(&[("connector.class", "x"), ("api_key", "new")]), Some(&previous)).unwrap();
         assert_eq!(replaced.config["api_key"].0, "new");
+        // Another plugin does not get the stored secret: it gets what was sent.
+        let other = from_flat(&flat(&[("connector.class", "uploaded"), ("api_key", HIDDEN)]), Some(&previous)).unwrap();
+        assert_eq!(other.config["api_key"].0, HIDDEN);
+
+        // The same for a WASM transform's options, by alias and plugin.
+        let chain = |plugin: &str, salt: &str| {
+            flat(&[
+                ("connector.class", "x"),
+                ("transforms", "t"),
+                ("transforms.t.type", "wasm"),
+                ("transforms.t.plugin", plugin),
+                ("transforms.t.salt", salt),
+            ])
+        };
+        let previous = from_flat(&chain("hasher", "pepper"), None).unwrap();
+        let salt = |config: &ConnectorConfig| config.transforms[0].options["salt"].0.clone();
+        assert_eq!(salt(&from_flat(&chain("hasher", HIDDEN), Some(&previous)).unwrap()), "pepper");
+        assert_eq!(salt(&from_flat(&chain("uploaded", HIDDEN), Some(&previous)).unwrap()), HIDDEN);
     }
 
     #[test]

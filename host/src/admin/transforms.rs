@@ -49,7 +49,7 @@ async fn run(
     let tested = tokio::task::spawn_blocking(move || {
         // The chain's WASM transforms, opened for this test alone.
         let mut wasm = WasmTransforms::open(&chain, &runtime, "(transforms test)", 0, None)
-            .map_err(|failure| ApiError::bad_request(format!("the transforms could not be opened: {failure}")))?;
+            .map_err(|failure| ApiError::bad_request(chain.redact(&format!("the transforms could not be opened: {failure}"))))?;
         let mut tested = Vec::with_capacity(records.len());
         let mut bytes = 0;
         for sample in &records {

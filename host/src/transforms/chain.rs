@@ -66,6 +66,9 @@ pub struct ChainOutput {
     pub failed: Vec<(usize, ChainFailure)>,
 }
 
+/// The most records a WASM transform may make of one record; more fails the record.
+pub const MAX_RECORDS_PER_RECORD: usize = 10_000;
+
 /// The type of a WASM transform, in `transforms.<alias>.type`.
 pub const WASM_TYPE: &str = "wasm";
 
@@ -139,6 +142,14 @@ impl Chain {
     /// Whether `key` of the transform `alias` is an option its WASM plugin declares secret.
     pub fn is_secret_option(&self, alias: &str, key: &str) -> bool {
         self.wasm_steps().any(|(name, step)| name == alias && step.is_secret(key))
+    }
+
+    /// `text` with the values of the WASM transforms' secret options replaced by `[redacted]`.
+    pub fn redact(&self, text: &str) -> String {
+        self.wasm_steps()
+            .flat_map(|(_, step)| &step.secrets)
+            .filter(|secret| !secret.is_empty())
+            .fold(text.to_owned(), |text, secret| text.replace(secret.as_str(), "[redacted]"))
     }
 
     /// Values of the WASM transforms' secret options.
@@ -250,51 +261,54 @@ impl Chain {
                         }
                     }
                 }
-                Action::Wasm(_) => {
+                Action::Wasm(wasm_step) => {
                     let index = wasm_index;
                     wasm_index += 1;
-                    let mut selected = Vec::new();
+                    let mut selected = Vec::with_capacity(live.len());
                     let mut writer = BatchWriter::with_capacity(0);
                     for (item, applies) in live.iter_mut().zip(&applies) {
-                        if *applies && !failed.contains_key(&item.origin) {
-                            item.record.settle();
+                        let send = *applies && !failed.contains_key(&item.origin);
+                        if send {
+                            item.record.settle_value();
                             item.record.encode_into(&mut writer);
-                            selected.push(true);
-                        } else {
-                            selected.push(false);
                         }
+                        selected.push(send);
                     }
                     let count = selected.iter().filter(|selected| **selected).count();
-                    let transformed = if count == 0 { None } else { Some(wasm.apply(index, &step.alias, writer.finish(), count)?) };
-                    let mut outcomes = transformed.map(|(outcomes, records)| (outcomes.into_iter(), records.into_iter()));
+                    let (outcomes, mut written) = if count == 0 {
+                        (Vec::new(), Vec::new().into_iter())
+                    } else {
+                        let (outcomes, written) = wasm.apply(index, &step.alias, wasm_step, writer.finish(), count)?;
+                        (outcomes, written.into_iter())
+                    };
+                    let mut outcomes = outcomes.into_iter();
                     for (item, selected) in live.into_iter().zip(selected) {
-                        if failed.contains_key(&item.origin) {
-                            continue;
-                        }
                         if !selected {
-                            next.push(item);
+                            if !failed.contains_key(&item.origin) {
+                                next.push(item);
+                            }
                             continue;
                         }
-                        let (outcomes, written) = outcomes.as_mut().expect("a selected record means a call");
-                        match outcomes.next().expect("checked: one outcome per record") {
+                        // Every record sent has its outcome (counted by `apply`), read in
+                        // order even when another piece of its input record failed.
+                        let Some(outcome) = outcomes.next() else { break };
+                        match outcome {
                             RecordOutcome::Keep => next.push(item),
                             RecordOutcome::Drop => {}
                             RecordOutcome::Many(count) => {
-                                let mut routed_badly = None;
-                                let mut made = Vec::new();
-                                for record in written.by_ref().take(count as usize) {
-                                    if record.topic != item.record.topic
-                                        && let Err(reason) = crate::config::check_topic_name(&record.topic)
-                                    {
-                                        routed_badly = Some(reason);
-                                    }
-                                    made.push(Live { origin: item.origin, record: record.into() });
-                                }
-                                match routed_badly {
+                                let made: Vec<Record> = written.by_ref().take(count as usize).collect();
+                                let reason = if made.len() > MAX_RECORDS_PER_RECORD {
+                                    Some(format!("the transform made {} records of one; at most {MAX_RECORDS_PER_RECORD}", made.len()))
+                                } else {
+                                    made.iter()
+                                        .filter(|record| record.topic != item.record.topic)
+                                        .find_map(|record| crate::config::check_topic_name(&record.topic).err())
+                                };
+                                match reason {
                                     Some(reason) => {
                                         failed.entry(item.origin).or_insert_with(|| failure(reason));
                                     }
-                                    None => next.extend(made),
+                                    None => next.extend(made.into_iter().map(|record| Live { origin: item.origin, record: record.into() })),
                                 }
                             }
                             RecordOutcome::Fail(reason) => {

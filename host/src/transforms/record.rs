@@ -100,33 +100,33 @@ impl WorkingRecord {
         }
     }
 
-    /// Writes JSON read so far back to bytes, so the record can be encoded as it is
-    /// (and read again on first use).
-    pub fn settle(&mut self) {
-        for (part, is_key) in [(&mut self.key, true), (&mut self.value, false)] {
-            if let Data::Json(_) = part {
-                let data = std::mem::replace(part, Data::Bytes(None));
-                *part = Data::Bytes(data.into_bytes(is_key));
-            }
+    /// Writes the value, if read as JSON, back to bytes (which read back the same),
+    /// so the record can be encoded as it is.
+    pub fn settle_value(&mut self) {
+        if let Data::Json(_) = self.value {
+            let data = std::mem::replace(&mut self.value, Data::Bytes(None));
+            self.value = Data::Bytes(data.into_bytes(false));
         }
     }
 
-    /// Appends the record to a batch; call [`WorkingRecord::settle`] first (data still
-    /// read as JSON is written as absent).
+    /// Appends the record to a batch as it would be handed on (a JSON string key as
+    /// its bare text). Call [`WorkingRecord::settle_value`] first: a value still read
+    /// as JSON is written as it would be, at the cost of a copy.
     pub fn encode_into(&self, batch: &mut wasm_connect_protocol::BatchWriter) {
-        fn bytes(data: &Data) -> Option<&[u8]> {
+        fn written(data: &Data, is_key: bool) -> Option<std::borrow::Cow<'_, [u8]>> {
             match data {
-                Data::Bytes(bytes) => bytes.as_deref(),
-                Data::Json(_) => None,
+                Data::Bytes(bytes) => bytes.as_deref().map(std::borrow::Cow::Borrowed),
+                Data::Json(_) => data.clone().into_bytes(is_key).map(std::borrow::Cow::Owned),
             }
         }
+        let (key, value) = (written(&self.key, true), written(&self.value, false));
         batch.push_parts(
             &self.topic,
             self.partition,
             self.offset,
             self.timestamp,
-            bytes(&self.key),
-            bytes(&self.value),
+            key.as_deref(),
+            value.as_deref(),
             self.headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())),
         );
     }

@@ -185,7 +185,11 @@ pub fn test_samples(chain: &Chain, wasm: &mut WasmTransforms, samples: &[SampleR
                     output: None,
                     more: Vec::new(),
                     dropped: false,
-                    error: Some(TestedError { transform: failure.alias, type_name: failure.type_name, message: failure.reason }),
+                    error: Some(TestedError {
+                        transform: failure.alias,
+                        type_name: failure.type_name,
+                        message: chain.redact(&failure.reason),
+                    }),
                 },
             }
         })

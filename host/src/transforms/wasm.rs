@@ -16,7 +16,7 @@ use crate::names::{check_name, check_version, shown};
 use crate::runtime::bindings::record_transform::RecordTransformBasePre;
 use crate::runtime::{
     LoadedPlugin, PluginCatalog, PluginFailure, PluginKind, RecordOutcome, Runtime, TaskAccess, TaskIdentity, TransformInstance,
-    validate_config,
+    Transformed, validate_config,
 };
 use crate::telemetry::Metrics;
 use crate::telemetry::redaction::SecretRegistration;
@@ -77,8 +77,8 @@ impl<'a> ChainPlugins<'a> {
             return Err(vec![(
                 PLUGIN_KEY.to_owned(),
                 format!(
-                    "{named} was built against the WIT 0.1.0 transform contract (a batch in, a batch out), which cannot say which \
-                     record failed; rebuild it with the current wasm-connect SDK (WIT 0.1.3 `record-transform`)"
+                    "{named} exports only the 0.1.0 transform contract (`transform-connector`: a batch in, a batch out), which \
+                     cannot say which record failed; rebuild it with the current wasm-connect SDK (WIT 0.1.3 `record-transform`)"
                 ),
             )]);
         }
@@ -97,7 +97,9 @@ impl<'a> ChainPlugins<'a> {
             }
         }
         if !problems.is_empty() {
-            return Err(problems);
+            // What the plugin said may quote a secret option's value.
+            let redact = |text: String| secrets.iter().fold(text, |text, secret| text.replace(secret.as_str(), "[redacted]"));
+            return Err(problems.into_iter().map(|(key, message)| (key, redact(message))).collect());
         }
         Ok(WasmStep { plugin: Some(plugin), reference, config, secrets, _redaction: Some(redaction) })
     }
@@ -130,11 +132,36 @@ impl WasmStep {
     }
 }
 
-/// The WASM transforms of one task's chain, opened, in the chain's order.
+/// The WASM transforms of one task's chain, opened, in the chain's order. One whose
+/// call failed as a whole (a trap leaves an instance unusable) is opened again before
+/// its next call.
 #[derive(Default)]
 pub struct WasmTransforms {
-    instances: Vec<(TaskIdentity, TransformInstance)>,
+    instances: Vec<Option<(TaskIdentity, TransformInstance)>>,
+    opener: Option<Opener>,
+}
+
+/// What it takes to open a chain's WASM transforms again.
+struct Opener {
+    runtime: Runtime,
+    connector: Arc<str>,
+    task: u32,
     metrics: Option<Arc<Metrics>>,
+}
+
+impl Opener {
+    fn open(&self, alias: &str, step: &WasmStep) -> Result<(TaskIdentity, TransformInstance), PluginFailure> {
+        let plugin = step
+            .plugin
+            .as_ref()
+            .ok_or_else(|| PluginFailure::BadConfig(format!("the transform {alias}: its plugin {} was not loaded", step.reference)))?;
+        let identity = TaskIdentity { connector: self.connector.clone(), task: self.task, plugin: plugin.description.name.as_str().into() };
+        let access = TaskAccess { secrets: step.secrets.clone().into(), metrics: self.metrics.clone(), ..TaskAccess::default() };
+        let mut instance =
+            TransformInstance::new(&self.runtime, plugin, identity.clone(), access).map_err(|failure| in_transform(alias, failure))?;
+        instance.open(&step.config).map_err(|failure| in_transform(alias, failure))?;
+        Ok((identity, instance))
+    }
 }
 
 impl WasmTransforms {
@@ -147,52 +174,85 @@ impl WasmTransforms {
         task: u32,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, PluginFailure> {
+        let opener = Opener { runtime: runtime.clone(), connector: connector.into(), task, metrics };
         let mut instances = Vec::new();
         for (alias, step) in chain.wasm_steps() {
-            let plugin = step
-                .plugin
-                .as_ref()
-                .ok_or_else(|| PluginFailure::BadConfig(format!("the transform {alias}: its plugin {} was not loaded", step.reference)))?;
-            let identity = TaskIdentity { connector: connector.into(), task, plugin: plugin.description.name.as_str().into() };
-            let access = TaskAccess { secrets: step.secrets.clone().into(), metrics: metrics.clone(), ..TaskAccess::default() };
-            let mut instance =
-                TransformInstance::new(runtime, plugin, identity.clone(), access).map_err(|failure| in_transform(alias, failure))?;
-            instance.open(&step.config).map_err(|failure| in_transform(alias, failure))?;
-            instances.push((identity, instance));
+            instances.push(Some(opener.open(alias, step)?));
         }
-        Ok(Self { instances, metrics })
+        Ok(Self { instances, opener: Some(opener) })
     }
 
-    /// Runs the `index`th WASM transform (alias `alias`) on `batch`, which holds
-    /// `count` records: one outcome per record, and the records of the `Many` ones.
+    /// Runs the `index`th WASM transform (`step`, alias `alias`) on `batch`, which
+    /// holds `count` records: one outcome per record, and the records of the `Many` ones.
     pub(super) fn apply(
         &mut self,
         index: usize,
         alias: &str,
+        step: &WasmStep,
         batch: Vec<u8>,
         count: usize,
     ) -> Result<(Vec<RecordOutcome>, Vec<Record>), PluginFailure> {
-        let Some((identity, instance)) = self.instances.get_mut(index) else {
-            return Err(PluginFailure::Fatal(format!("the transform {alias} was not opened for this task")));
-        };
+        let not_opened = || PluginFailure::Fatal(format!("the transform {alias} was not opened for this task"));
+        let slot = self.instances.get_mut(index).ok_or_else(not_opened)?;
+        if slot.is_none() {
+            *slot = Some(self.opener.as_ref().ok_or_else(not_opened)?.open(alias, step)?);
+        }
+        let (identity, instance) = slot.as_mut().expect("opened above");
         let started = Instant::now();
         let result = instance.apply(batch);
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = self.opener.as_ref().and_then(|opener| opener.metrics.as_ref()) {
             metrics.plugin_call(identity, "apply", started.elapsed());
         }
-        let transformed = result.map_err(|failure| in_transform(alias, failure))?;
-        let broken = |why: String| PluginFailure::InvalidOutput(format!("the transform {alias} {why}"));
-        if transformed.outcomes.len() != count {
-            return Err(broken(format!("returned {} outcomes for {count} records", transformed.outcomes.len())));
+        let checked = result.map_err(|failure| in_transform(alias, failure)).and_then(|transformed| check(alias, transformed, count));
+        if checked.is_err() {
+            *slot = None;
         }
-        let written = wasm_connect_protocol::decode(&transformed.batch)
-            .map_err(|error| broken(format!("returned a batch the host cannot read: {error}")))?;
-        let promised: u64 =
-            transformed.outcomes.iter().map(|outcome| if let RecordOutcome::Many(n) = outcome { u64::from(*n) } else { 0 }).sum();
-        if promised != written.len() as u64 {
-            return Err(broken(format!("said it wrote {promised} records and returned {}", written.len())));
+        checked
+    }
+}
+
+/// What a transform returned, checked against the contract and the host's bounds.
+fn check(alias: &str, mut transformed: Transformed, count: usize) -> Result<(Vec<RecordOutcome>, Vec<Record>), PluginFailure> {
+    let broken = |why: String| PluginFailure::InvalidOutput(format!("the transform {alias} {why}"));
+    if transformed.outcomes.len() != count {
+        return Err(broken(format!("returned {} outcomes for {count} records", transformed.outcomes.len())));
+    }
+    if transformed.batch.len() > MAX_OUTPUT_BYTES {
+        return Err(broken(format!(
+            "returned {} MiB of records for one batch; at most {} MiB",
+            transformed.batch.len() >> 20,
+            MAX_OUTPUT_BYTES >> 20
+        )));
+    }
+    for outcome in &mut transformed.outcomes {
+        if let RecordOutcome::Fail(reason) = outcome {
+            shorten(reason);
         }
-        Ok((transformed.outcomes, written.iter().map(|record| record.to_owned()).collect()))
+    }
+    let written = wasm_connect_protocol::decode(&transformed.batch)
+        .map_err(|error| broken(format!("returned a batch the host cannot read: {error}")))?;
+    let promised: u64 =
+        transformed.outcomes.iter().map(|outcome| if let RecordOutcome::Many(n) = outcome { u64::from(*n) } else { 0 }).sum();
+    if promised != written.len() as u64 {
+        return Err(broken(format!("said it wrote {promised} records and returned {}", written.len())));
+    }
+    Ok((transformed.outcomes, written.iter().map(|record| record.to_owned()).collect()))
+}
+
+/// The most bytes of records a WASM transform may return from one call.
+const MAX_OUTPUT_BYTES: usize = 64 << 20;
+/// The longest reason for a failed record kept (it goes to logs and dead-letter headers).
+const MAX_REASON_BYTES: usize = 1024;
+
+/// Cuts `reason` to [`MAX_REASON_BYTES`] on a character boundary.
+fn shorten(reason: &mut String) {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str("...");
     }
 }
 
