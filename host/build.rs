@@ -47,7 +47,13 @@ fn main() {
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
     println!("cargo:rerun-if-env-changed=WASM_CONNECT_SKIP_PLUGIN_BUILD");
     emit_commit(&root);
+    // The jq component is built into the host (runtime/builtin.rs).
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
+    let builtin_jq = out_dir.join("jq-transform.wasm");
     if std::env::var_os("WASM_CONNECT_SKIP_PLUGIN_BUILD").is_some() {
+        // From an earlier build, if there is one.
+        let built = std::fs::read(plugins.join("dist").join("jq-transform.wasm")).unwrap_or_default();
+        std::fs::write(&builtin_jq, built).expect("writing the built-in jq component");
         return;
     }
 
@@ -62,7 +68,6 @@ fn main() {
     ensure_target();
     // OUT_DIR is <target>/<profile>/build/<pkg>/out: keep the plugins' own target
     // directory beside the host's so both caches survive together.
-    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     let target_dir = out_dir.ancestors().nth(4).expect("OUT_DIR is deep enough").join("wasm-plugins");
     let dist = plugins.join("dist");
     let test_dist = plugins.join("test-dist");
@@ -74,6 +79,9 @@ fn main() {
         build_plugin(&plugins, &target_dir, &package.name);
         let built = target_dir.join(TARGET).join("release").join(format!("{}.wasm", package.name.replace('-', "_")));
         let file = format!("{}.wasm", package.name);
+        if package.name == "jq-transform" {
+            copy_if_changed(&built, &builtin_jq);
+        }
         if package.broken {
             copy_if_changed(&built, &test_broken.join(&file));
             continue;

@@ -65,3 +65,8 @@ fn api_source_unit_tests_pass() {
 fn geo_transform_unit_tests_pass() {
     run_unit_tests("geo-transform", &[]);
 }
+
+#[test]
+fn jq_transform_unit_tests_pass() {
+    run_unit_tests("jq-transform", &[]);
+}

@@ -158,6 +158,51 @@ fn a_split_record_that_fails_later_fails_once_as_the_record_that_came_in() {
 }
 
 #[test]
+fn a_jq_expression_that_recurses_without_end_fails_its_record_not_the_host() {
+    let plugins = plugins();
+    // jq runs in the host's built-in component: its stack runs out, not the host's.
+    let bomb = "if .n == 2 then (def f: [f]; f) else .n += 10 end";
+    let chain = build(
+        &plugins,
+        &[
+            transform("shape", "Jq$Value", &[("expression", bomb)]),
+            transform("stamp", "InsertField$Value", &[("static.field", "s"), ("static.value", "1")]),
+        ],
+    )
+    .unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
+    let output = chain.apply((0..4).map(|n| record(json!({"n": n}))).collect(), &mut wasm).unwrap();
+    // The call trapped; made again record by record, only the record that recursed fails.
+    assert_eq!(
+        output.records.iter().map(value).collect::<Vec<_>>(),
+        vec![json!({"n": 10, "s": "1"}), json!({"n": 11, "s": "1"}), json!({"n": 13, "s": "1"})]
+    );
+    assert_eq!(output.failed.len(), 1);
+    let (index, failure) = &output.failed[0];
+    assert_eq!((*index, failure.alias.as_str(), failure.type_name.as_str()), (2, "shape", "Jq$Value"));
+    assert!(failure.reason.contains("call stack ran out"), "{failure:?}");
+    // The same for the Jq predicate, and the batch after it goes through the same chain.
+    let predicates = [wasm_connect::config::PredicateConfig {
+        name: "odd".into(),
+        type_name: "Jq".into(),
+        options: [("expression".to_owned(), ScalarString("if .n == 3 then (def f: [f]; f) else .n % 2 == 1 end".to_owned()))].into(),
+    }];
+    let mut dropped = transform("dropOdd", "Filter", &[]);
+    dropped.predicate = Some("odd".into());
+    let chain = Chain::build(&[dropped], &predicates, &ChainPlugins::new(&plugins.catalog, &plugins.runtime)).unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
+    for _ in 0..2 {
+        let output = chain.apply((0..6).map(|n| record(json!({"n": n}))).collect(), &mut wasm).unwrap();
+        assert_eq!(output.records.iter().map(value).collect::<Vec<_>>(), vec![json!({"n": 0}), json!({"n": 2}), json!({"n": 4})]);
+        assert_eq!(output.failed.iter().map(|(index, _)| *index).collect::<Vec<_>>(), vec![3]);
+    }
+    // An expression that cannot compile says where, in the file too.
+    let refused: BTreeMap<String, String> =
+        build(&plugins, &[transform("big", "Jq$Value", &[("expression", ".amount >")])]).err().unwrap().into_iter().collect();
+    assert!(refused["transforms.big.expression"].contains("is not a jq program: expected term at character 10"), "{refused:?}");
+}
+
+#[test]
 fn plugins_that_cannot_run_in_a_chain_and_bad_options_are_configuration_problems() {
     let plugins = plugins();
     // A transform built against 0.1.2 still loads and describes itself...

@@ -30,12 +30,19 @@ pub fn load_plugins(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCat
     load_plugins_with(loaded, true)
 }
 
+/// The runtime of a configuration (its limits and compiled-component cache), without
+/// its plugins: what the built-in jq needs.
+pub fn runtime_of(loaded: &LoadedConfig) -> anyhow::Result<Runtime> {
+    let plugins = &loaded.config.plugins;
+    let limits = TaskLimits { memory_bytes: plugins.memory_limit_mib as usize * 1024 * 1024, call_timeout: plugins.call_timeout };
+    Runtime::new(&loaded.config.data_dir.join("cache").join("compiled"), limits)
+}
+
 /// [`load_plugins`], writing newly compiled components to the cache in `data_dir`
 /// only when `write_cache`.
 fn load_plugins_with(loaded: &LoadedConfig, write_cache: bool) -> anyhow::Result<(Runtime, PluginCatalog)> {
     let plugins = &loaded.config.plugins;
-    let limits = TaskLimits { memory_bytes: plugins.memory_limit_mib as usize * 1024 * 1024, call_timeout: plugins.call_timeout };
-    let runtime = Runtime::new(&loaded.config.data_dir.join("cache").join("compiled"), limits)?;
+    let runtime = runtime_of(loaded)?;
     let runtime = if write_cache { runtime } else { runtime.without_cache_writes() };
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &plugins.dir).with_context(|| {
         format!(

@@ -180,7 +180,7 @@ fn main() -> ExitCode {
 fn test_transforms(loaded: &LoadedConfig, name: Option<&str>) -> anyhow::Result<()> {
     use std::io::BufRead;
     use wasm_connect::transforms::sample::{samples_from, test_samples};
-    use wasm_connect::transforms::{Chain, ChainPlugins, WASM_TYPE, WasmTransforms};
+    use wasm_connect::transforms::{Chain, ChainPlugins, WASM_TYPE, WasmTransforms, jq_part, short_predicate_name};
 
     let connectors = &loaded.config.connectors;
     let connector = match name {
@@ -197,9 +197,16 @@ fn test_transforms(loaded: &LoadedConfig, name: Option<&str>) -> anyhow::Result<
             }
         }
     };
-    // The plugins are loaded (compiled, or read from the cache) only for WASM transforms.
+    // The plugins are loaded (compiled, or read from the cache) only for WASM
+    // transforms; jq needs a runtime for its built-in component.
     let uses_wasm = connector.transforms.iter().any(|transform| transform.type_name.trim() == WASM_TYPE);
-    let plugins = if uses_wasm { Some(wasm_connect::host::load_plugins(loaded)?) } else { None };
+    let uses_jq = connector.transforms.iter().any(|transform| jq_part(&transform.type_name).is_some())
+        || connector.predicates.iter().any(|predicate| short_predicate_name(&predicate.type_name) == "Jq");
+    let plugins = match (uses_wasm, uses_jq) {
+        (true, _) => Some(wasm_connect::host::load_plugins(loaded)?),
+        (false, true) => Some((wasm_connect::host::runtime_of(loaded)?, Default::default())),
+        (false, false) => None,
+    };
     let resolver = plugins.as_ref().map_or_else(ChainPlugins::unresolved, |(runtime, catalog)| ChainPlugins::new(catalog, runtime));
     let chain = Chain::build(&connector.transforms, &connector.predicates, &resolver).map_err(|problems| {
         anyhow::anyhow!("{}", problems.iter().map(|(key, message)| format!("{key}: {message}")).collect::<Vec<_>>().join("\n"))

@@ -339,13 +339,15 @@ mod tests {
 
     #[test]
     fn a_transform_problem_points_at_its_line() {
-        let text = "version: 1\nconnectors:\n  - name: a\n    plugin: p\n    topic: t\n    transforms:\n      - name: keep\n        type: Filter\n      - name: mask\n        type: MaskField$Value\n        fieldz: card\n      - name: big\n        type: Jq$Value\n        expression: '.amount >'\n";
+        // (A jq expression is compiled by its component when the connector is planned:
+        // tests/wasm_transforms.rs checks that its problem points at its line too.)
+        let text = "version: 1\nconnectors:\n  - name: a\n    plugin: p\n    topic: t\n    transforms:\n      - name: keep\n        type: Filter\n      - name: mask\n        type: MaskField$Value\n        fieldz: card\n      - name: big\n        type: Jq$Value\n        expresion: '.amount >'\n";
         let errors = parse(text, "x.yaml", Path::new(".")).unwrap_err();
         let shown = errors.to_string();
         assert!(shown.contains("x.yaml:11"), "{shown}");
         assert!(shown.contains("key \"transforms.mask.fieldz\": is not an option of this transform"), "{shown}");
         assert!(shown.contains("x.yaml:14"), "{shown}");
-        assert!(shown.contains("transforms.big.expression"), "{shown}");
+        assert!(shown.contains("transforms.big.expresion"), "{shown}");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Runtime {
     /// Pooled store clients (Elasticsearch, MongoDB), shared by every task.
     pub stores: Arc<StoreClients>,
     cache_dir: PathBuf,
+    /// The components built into the host, compiled on first use.
+    pub(super) builtins: Arc<super::builtin::Builtins>,
     /// Whether newly compiled components are written to `cache_dir` (not by `validate`,
     /// which only reads).
     cache_writes: bool,
@@ -64,6 +66,7 @@ impl Runtime {
             limits,
             stores: Arc::new(StoreClients::default()),
             cache_dir: cache_dir.to_path_buf(),
+            builtins: Arc::default(),
             cache_writes: true,
         })
     }

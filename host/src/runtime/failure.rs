@@ -47,6 +47,9 @@ impl PluginFailure {
         {
             return PluginFailure::TimedOut(call_timeout);
         }
+        if let Some(wasmtime::Trap::StackOverflow) = error.downcast_ref::<wasmtime::Trap>() {
+            return PluginFailure::Trapped("its call stack ran out (a recursion too deep, or without end)".to_owned());
+        }
         let description = format!("{error:#}");
         if description.contains("growing memory") || description.contains("memory limit") {
             return PluginFailure::OutOfMemory(first_line(&description));

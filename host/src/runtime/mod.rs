@@ -2,6 +2,7 @@
 //! disk), one store per connector task with a memory limit and a deadline per call.
 
 pub mod bindings;
+mod builtin;
 mod catalog;
 mod description;
 mod engine;

@@ -14,29 +14,51 @@ use std::sync::Arc;
 use wasm_connect_protocol::{BatchWriter, Record};
 
 use super::options::Options;
+use super::options::Options as StepOptions;
+use super::predicates::short_predicate_name;
 use super::predicates::{Predicate, build_predicate};
+use super::record::Part;
 use super::record::WorkingRecord;
 use super::wasm::{ChainPlugins, WasmStep, WasmTransforms};
-use super::{Outcome, Transform, build_transform};
+use super::{Outcome, Transform, build_transform, jq_part};
 use crate::config::{PredicateConfig, ScalarString, TransformConfig};
 use crate::runtime::{PluginFailure, RecordOutcome};
 
 enum Action {
     Native(Box<dyn Transform>),
-    Wasm(WasmStep),
+    /// The chain's WASM slot that runs it.
+    Wasm(usize),
+}
+
+#[derive(Clone)]
+enum PredicateRef {
+    Native(Arc<dyn Predicate>),
+    /// The chain's WASM slot that tests it (the `Jq` predicate).
+    Wasm(usize),
 }
 
 struct Step {
     alias: String,
     type_name: String,
     action: Action,
-    predicate: Option<(Arc<dyn Predicate>, bool)>,
+    predicate: Option<(PredicateRef, bool)>,
+}
+
+/// A component the chain calls: a WASM transform, a jq transform or a jq predicate.
+struct WasmSlot {
+    /// The transform's or predicate's alias.
+    alias: String,
+    step: WasmStep,
+    /// The built-in jq: calling it again changes nothing, so a call that traps is
+    /// made again record by record, and only the record that traps fails.
+    pure: bool,
 }
 
 /// A built chain.
 #[derive(Default)]
 pub struct Chain {
     steps: Vec<Step>,
+    slots: Vec<WasmSlot>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -82,11 +104,21 @@ impl Chain {
         plugins: &ChainPlugins<'_>,
     ) -> Result<Self, Vec<(String, String)>> {
         let mut problems = Vec::new();
-        let mut built: BTreeMap<&str, Arc<dyn Predicate>> = BTreeMap::new();
+        let mut slots: Vec<WasmSlot> = Vec::new();
+        let mut built: BTreeMap<&str, PredicateRef> = BTreeMap::new();
         for spec in predicates {
-            match build_predicate(&spec.type_name, &options_of(&spec.options)) {
+            let options = options_of(&spec.options);
+            let predicate = if short_predicate_name(&spec.type_name) == "Jq" {
+                jq_step(plugins, &options, Part::Value, "test").map(|step| {
+                    slots.push(WasmSlot { alias: spec.name.clone(), step, pure: true });
+                    PredicateRef::Wasm(slots.len() - 1)
+                })
+            } else {
+                build_predicate(&spec.type_name, &options).map(|predicate| PredicateRef::Native(Arc::from(predicate)))
+            };
+            match predicate {
                 Ok(predicate) => {
-                    built.insert(&spec.name, Arc::from(predicate));
+                    built.insert(&spec.name, predicate);
                 }
                 Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("predicates.{}.{key}", spec.name), message))),
             }
@@ -107,8 +139,14 @@ impl Chain {
                     }
                 },
             };
+            let mut slot = |step: WasmStep, pure: bool| {
+                slots.push(WasmSlot { alias: spec.name.clone(), step, pure });
+                Action::Wasm(slots.len() - 1)
+            };
             let action = if spec.type_name.trim() == WASM_TYPE {
-                plugins.step(&spec.options).map(|step| (step.type_name(), Action::Wasm(step)))
+                plugins.step(&spec.options).map(|step| (step.type_name(), slot(step, false)))
+            } else if let Some(part) = jq_part(&spec.type_name) {
+                jq_step(plugins, &options_of(&spec.options), part, "map").map(|step| (spec.type_name.clone(), slot(step, true)))
             } else {
                 build_transform(&spec.type_name, &options_of(&spec.options))
                     .map(|transform| (spec.type_name.clone(), Action::Native(transform)))
@@ -118,7 +156,7 @@ impl Chain {
                 Err(found) => problems.extend(found.into_iter().map(|(key, message)| (format!("transforms.{}.{key}", spec.name), message))),
             }
         }
-        if problems.is_empty() { Ok(Self { steps }) } else { Err(problems) }
+        if problems.is_empty() { Ok(Self { steps, slots }) } else { Err(problems) }
     }
 
     /// True when the chain has no transforms.
@@ -126,17 +164,51 @@ impl Chain {
         self.steps.is_empty()
     }
 
-    /// How many WASM transforms the chain has.
+    /// How many components the chain calls (WASM transforms, jq transforms and predicates).
     pub fn wasm_count(&self) -> usize {
-        self.wasm_steps().count()
+        self.slots.len()
     }
 
-    /// The WASM transforms, in order, as (alias, step).
+    /// The components the chain calls, in slot order, as (alias, step).
     pub(super) fn wasm_steps(&self) -> impl Iterator<Item = (&str, &WasmStep)> {
-        self.steps.iter().filter_map(|step| match &step.action {
-            Action::Wasm(wasm) => Some((step.alias.as_str(), wasm)),
-            Action::Native(_) => None,
-        })
+        self.slots.iter().map(|slot| (slot.alias.as_str(), &slot.step))
+    }
+
+    /// Calls slot `slot` on `records` (settled). A call of the built-in jq that traps
+    /// or runs out of time is made again record by record, so that only the records
+    /// that trap fail (with the trap as their reason).
+    fn call(
+        &self,
+        wasm: &mut WasmTransforms,
+        slot: usize,
+        records: &[&WorkingRecord],
+    ) -> Result<(Vec<RecordOutcome>, Vec<Record>), PluginFailure> {
+        let WasmSlot { alias, step, pure } = &self.slots[slot];
+        let encode = |records: &[&WorkingRecord]| {
+            let mut writer = BatchWriter::with_capacity(0);
+            for record in records {
+                record.encode_into(&mut writer);
+            }
+            writer.finish()
+        };
+        let trapped = |failure: &PluginFailure| matches!(failure, PluginFailure::Trapped(_) | PluginFailure::OutOfMemory(_));
+        match wasm.apply(slot, alias, step, encode(records), records.len()) {
+            Err(failure) if *pure && records.len() > 1 && trapped(&failure) => {
+                let (mut outcomes, mut written) = (Vec::with_capacity(records.len()), Vec::new());
+                for record in records {
+                    match wasm.apply(slot, alias, step, encode(std::slice::from_ref(record)), 1) {
+                        Ok((outcome, records)) => {
+                            outcomes.extend(outcome);
+                            written.extend(records);
+                        }
+                        Err(failure) if trapped(&failure) => outcomes.push(RecordOutcome::Fail(failure.to_string())),
+                        Err(failure) => return Err(failure),
+                    }
+                }
+                Ok((outcomes, written))
+            }
+            other => other,
+        }
     }
 
     /// Whether `key` of the transform `alias` is an option its WASM plugin declares secret.
@@ -213,7 +285,6 @@ impl Chain {
     ) -> Result<(Vec<Live>, BTreeMap<usize, ChainFailure>), PluginFailure> {
         let mut live: Vec<Live> = records.into_iter().enumerate().map(|(origin, record)| Live { origin, record: record.into() }).collect();
         let mut failed: BTreeMap<usize, ChainFailure> = BTreeMap::new();
-        let mut wasm_index = 0;
         for step in &self.steps {
             if live.is_empty() {
                 break;
@@ -221,17 +292,46 @@ impl Chain {
             let failure = |reason: String| ChainFailure { alias: step.alias.clone(), type_name: step.type_name.clone(), reason };
             // Which records the step applies to; a predicate that fails fails its record.
             let mut applies = Vec::with_capacity(live.len());
-            for item in &mut live {
-                applies.push(match &step.predicate {
-                    None => true,
-                    Some((predicate, negate)) => match guarded(|| predicate.test(&mut item.record)) {
-                        Ok(matched) => matched != *negate,
-                        Err(reason) => {
-                            failed.entry(item.origin).or_insert_with(|| failure(reason));
-                            false
+            match &step.predicate {
+                None => applies.resize(live.len(), true),
+                Some((PredicateRef::Native(predicate), negate)) => {
+                    for item in &mut live {
+                        applies.push(match guarded(|| predicate.test(&mut item.record)) {
+                            Ok(matched) => matched != *negate,
+                            Err(reason) => {
+                                failed.entry(item.origin).or_insert_with(|| failure(reason));
+                                false
+                            }
+                        });
+                    }
+                }
+                // A component predicate answers for the whole batch: keep where it matches.
+                Some((PredicateRef::Wasm(slot), negate)) => {
+                    applies.resize(live.len(), false);
+                    let mut sent = Vec::new();
+                    for (index, item) in live.iter_mut().enumerate() {
+                        if !failed.contains_key(&item.origin) {
+                            item.record.settle_value();
+                            sent.push(index);
                         }
-                    },
-                });
+                    }
+                    if !sent.is_empty() {
+                        let records: Vec<&WorkingRecord> = sent.iter().map(|index| &live[*index].record).collect();
+                        let (outcomes, _) = self.call(wasm, *slot, &records)?;
+                        for (index, outcome) in sent.into_iter().zip(outcomes) {
+                            match outcome {
+                                RecordOutcome::Keep => applies[index] = !*negate,
+                                RecordOutcome::Drop => applies[index] = *negate,
+                                RecordOutcome::Fail(reason) => {
+                                    failed.entry(live[index].origin).or_insert_with(|| failure(reason));
+                                }
+                                RecordOutcome::Many(_) => {
+                                    failed.entry(live[index].origin).or_insert_with(|| failure("the predicate wrote records".to_owned()));
+                                }
+                            }
+                        }
+                    }
+                }
             }
             let applied = applies.iter().any(|applies| *applies);
             let mut next = Vec::with_capacity(live.len());
@@ -261,24 +361,21 @@ impl Chain {
                         }
                     }
                 }
-                Action::Wasm(wasm_step) => {
-                    let index = wasm_index;
-                    wasm_index += 1;
+                Action::Wasm(slot) => {
                     let mut selected = Vec::with_capacity(live.len());
-                    let mut writer = BatchWriter::with_capacity(0);
                     for (item, applies) in live.iter_mut().zip(&applies) {
                         let send = *applies && !failed.contains_key(&item.origin);
                         if send {
                             item.record.settle_value();
-                            item.record.encode_into(&mut writer);
                         }
                         selected.push(send);
                     }
-                    let count = selected.iter().filter(|selected| **selected).count();
-                    let (outcomes, mut written) = if count == 0 {
+                    let records: Vec<&WorkingRecord> =
+                        live.iter().zip(&selected).filter(|(_, selected)| **selected).map(|(item, _)| &item.record).collect();
+                    let (outcomes, mut written) = if records.is_empty() {
                         (Vec::new(), Vec::new().into_iter())
                     } else {
-                        let (outcomes, written) = wasm.apply(index, &step.alias, wasm_step, writer.finish(), count)?;
+                        let (outcomes, written) = self.call(wasm, *slot, &records)?;
                         (outcomes, written.into_iter())
                     };
                     let mut outcomes = outcomes.into_iter();
@@ -353,6 +450,22 @@ pub struct StepTrace {
     /// The records after it: none when it dropped the record (or did not apply),
     /// several when it split it.
     pub records: Vec<Record>,
+}
+
+/// The built-in jq component for a `Jq$Value`, `Jq$Key` (mode `map`) or `Jq` predicate
+/// (mode `test`), with `expression` its only option.
+fn jq_step(plugins: &ChainPlugins<'_>, options: &StepOptions, part: Part, mode: &str) -> Result<WasmStep, Vec<(String, String)>> {
+    let unknown = options.unknown(super::JQ_OPTIONS);
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    let expression = options.required("expression").map_err(|problem| vec![problem])?;
+    let part = if part == Part::Key { "key" } else { "value" };
+    plugins.jq(&[
+        ("expression".to_owned(), expression.to_owned()),
+        ("part".to_owned(), part.to_owned()),
+        ("mode".to_owned(), mode.to_owned()),
+    ])
 }
 
 pub(super) fn options_of(options: &BTreeMap<String, ScalarString>) -> Options {

@@ -8,7 +8,6 @@ mod chain;
 mod date_format;
 mod fields;
 mod headers;
-mod jq;
 pub mod options;
 pub mod path;
 mod predicates;
@@ -23,7 +22,8 @@ pub use predicates::{Predicate, build_predicate, short_predicate_name};
 pub use wasm::{ChainPlugins, WasmTransforms};
 
 use options::{OptionProblem, Options};
-use record::{Part, WorkingRecord};
+pub use record::Part;
+use record::WorkingRecord;
 
 /// What a transform made of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,9 +74,21 @@ pub fn transform_options(base: &str) -> Option<&'static [&'static str]> {
         "TimestampRouter" => routing::TimestampRouter::OPTIONS,
         "Filter" => routing::Filter::OPTIONS,
         "SetSchemaMetadata" => routing::SetSchemaMetadata::OPTIONS,
-        "Jq" => jq::JqProgram::OPTIONS,
+        "Jq" => JQ_OPTIONS,
         _ => return None,
     })
+}
+
+/// The options of the jq types (`Jq$Value`, `Jq$Key` and the `Jq` predicate).
+pub const JQ_OPTIONS: &[&str] = &["expression"];
+
+/// Which part a `Jq$Value` or `Jq$Key` type works on; None for any other type.
+pub fn jq_part(type_name: &str) -> Option<Part> {
+    match short_name(type_name) {
+        "Jq$Value" => Some(Part::Value),
+        "Jq$Key" => Some(Part::Key),
+        _ => None,
+    }
 }
 
 /// Builds the transform of type `type_name` (short or full class name) from its
@@ -109,7 +121,10 @@ pub fn build_transform(type_name: &str, options: &Options) -> Result<Box<dyn Tra
         "Cast" => Box::new(cast::Cast::build(needs_part(part)?, options).map_err(one)?),
         "TimestampConverter" => Box::new(timestamp::TimestampConverter::build(needs_part(part)?, options).map_err(one)?),
         "HeaderFrom" => Box::new(headers::HeaderFrom::build(needs_part(part)?, options).map_err(one)?),
-        "Jq" => Box::new(jq::JqTransform::build(needs_part(part)?, options).map_err(one)?),
+        "Jq" => {
+            needs_part(part)?;
+            return Err(vec![("type".to_owned(), "Jq$Value and Jq$Key run in their component: the chain builds them".to_owned())]);
+        }
         "SetSchemaMetadata" => {
             needs_part(part)?;
             Box::new(routing::SetSchemaMetadata::build(options).map_err(one)?)

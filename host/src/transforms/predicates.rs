@@ -31,7 +31,7 @@ pub fn predicate_options(name: &str) -> Option<&'static [&'static str]> {
         // `header` stands for `name` in connectors.yaml, where `name` is the alias.
         "HasHeaderKey" => &["name", "header"],
         "RecordIsTombstone" => &[],
-        "Jq" => super::jq::JqProgram::OPTIONS,
+        "Jq" => super::JQ_OPTIONS,
         _ => return None,
     })
 }
@@ -60,7 +60,7 @@ pub fn build_predicate(type_name: &str, options: &Options) -> Result<Box<dyn Pre
             Ok(Box::new(HasHeaderKey { name: name.to_owned() }))
         },
         "RecordIsTombstone" => |_| Ok(Box::new(RecordIsTombstone)),
-        _ => |options| Ok(Box::new(super::jq::JqPredicate::build(options)?)),
+        _ => |_| Err(("type".to_owned(), "Jq runs in its component: the chain builds it".to_owned())),
     };
     build(options).map_err(|problem| vec![problem])
 }

@@ -288,58 +288,6 @@ fn a_chain_applies_transforms_in_order_where_their_predicates_say() {
 }
 
 #[test]
-fn a_jq_transform_reshapes_the_value_with_the_record_in_reach_and_drops_what_it_selects_away() {
-    let mut input = record(Some(json!("S1")), Some(json!({"station_id": "S1", "num_bikes_available": 7, "amount": 1200})));
-    input.headers.push(("source".into(), Some(b"gbfs".to_vec())));
-    let shaped = "{station: .station_id, bikes: .num_bikes_available, topic: $topic, key: $key, source: $headers.source, at: $timestamp, \
-                  partition: $partition, offset: $offset}";
-    let (key, value) = apply("Jq$Value", &[("expression", shaped)], input.clone()).unwrap();
-    assert_eq!(key, Some(json!("S1")));
-    assert_eq!(
-        value,
-        Some(json!({"station": "S1", "bikes": 7, "topic": "orders", "key": "S1", "source": "gbfs", "at": 1_700_000_000_000_i64,
-                    "partition": 2, "offset": 41}))
-    );
-    // The key from the value, written as its bare text.
-    let (key, _) = apply("Jq$Key", &[("expression", "$value.station_id + \"-\" + ($value.amount | tostring)")], input.clone()).unwrap();
-    assert_eq!(key, Some(json!("S1-1200")));
-
-    let keep_large = build_transform("Jq$Value", &options(&[("expression", "select(.amount > 1000)")])).unwrap();
-    let mut large = WorkingRecord::from(input.clone());
-    assert_eq!(keep_large.apply(&mut large).unwrap(), Outcome::Keep);
-    let mut small = WorkingRecord::from(record(None, Some(json!({"amount": 10}))));
-    assert_eq!(keep_large.apply(&mut small).unwrap(), Outcome::Drop);
-
-    let many = build_transform("Jq$Value", &options(&[("expression", ".[]")])).unwrap();
-    let failure = many.apply(&mut WorkingRecord::from(record(None, Some(json!([1, 2]))))).unwrap_err();
-    assert!(failure.contains("more than one value"), "{failure}");
-    // A runtime error does not quote the record.
-    let failing = build_transform("Jq$Value", &options(&[("expression", ".secret | tonumber")])).unwrap();
-    let failure = failing.apply(&mut WorkingRecord::from(record(None, Some(json!({"secret": "hunter2"}))))).unwrap_err();
-    assert!(!failure.contains("hunter2"), "{failure}");
-}
-
-#[test]
-fn a_jq_predicate_matches_where_the_first_output_is_truthy_and_a_bad_program_says_where() {
-    use super::build_predicate;
-    let large = build_predicate("Jq", &options(&[("expression", ".amount > 1000")])).unwrap();
-    assert!(large.test(&mut WorkingRecord::from(record(None, Some(json!({"amount": 1500}))))).unwrap());
-    assert!(!large.test(&mut WorkingRecord::from(record(None, Some(json!({"amount": 15}))))).unwrap());
-    let on_topic = build_predicate("Jq", &options(&[("expression", "$topic | startswith(\"ord\")")])).unwrap();
-    assert!(on_topic.test(&mut WorkingRecord::from(record(None, None))).unwrap());
-
-    let problems = build_predicate("Jq", &options(&[("expression", ".amount > ")])).err().unwrap();
-    assert_eq!(problems[0].0, "expression");
-    assert!(problems[0].1.contains("at character"), "{problems:?}");
-    let problems = build_transform("Jq$Value", &options(&[("expression", "nosuchfunction(1)")])).err().unwrap();
-    assert!(problems[0].1.contains("at character 1"), "{problems:?}");
-    // The host's environment (and the secrets in it) is out of reach.
-    let problems = build_transform("Jq$Value", &options(&[("expression", "env")])).err().unwrap();
-    assert!(problems[0].1.contains("undefined"), "{problems:?}");
-    assert!(build_transform("Jq", &options(&[("expression", ".")])).is_err(), "Jq needs $Key or $Value");
-}
-
-#[test]
 fn has_header_key_takes_its_name_as_header_where_name_is_the_alias() {
     use super::build_predicate;
     let mut with_header = record(None, Some(json!(1)));
@@ -350,42 +298,4 @@ fn has_header_key_takes_its_name_as_header_where_name_is_the_alias() {
         assert!(!predicate.test(&mut WorkingRecord::from(record(None, Some(json!(1))))).unwrap(), "{key}");
     }
     assert_eq!(build_predicate("HasHeaderKey", &options(&[])).err().unwrap()[0].0, "name");
-}
-
-#[test]
-fn jq_leaves_what_it_does_not_produce_as_it_was_and_keeps_the_host_out_of_reach() {
-    use super::build_predicate;
-    let mut input = record(None, None);
-    input.value = Some(b"plain text".to_vec());
-    input.key = Some(vec![0xff, 0xfe]);
-    // A predicate reads text as a string and changes nothing, a binary key included.
-    let predicate = build_predicate("Jq", &options(&[("expression", ". == \"plain text\" and $key == null")])).unwrap();
-    let mut working = WorkingRecord::from(input.clone());
-    assert!(predicate.test(&mut working).unwrap());
-    assert_eq!(working.into_record(), input);
-    // The value reshaped; the binary key it did not touch stays.
-    let value = build_transform("Jq$Value", &options(&[("expression", "{text: .}")])).unwrap();
-    let mut working = WorkingRecord::from(input.clone());
-    assert_eq!(value.apply(&mut working).unwrap(), Outcome::Keep);
-    let out = working.into_record();
-    assert_eq!((out.key, out.value), (input.key.clone(), Some(br#"{"text":"plain text"}"#.to_vec())));
-    // A key it cannot read fails the record and leaves it whole.
-    let key = build_transform("Jq$Key", &options(&[("expression", ".")])).unwrap();
-    let mut working = WorkingRecord::from(input.clone());
-    assert!(key.apply(&mut working).is_err());
-    assert_eq!(working.into_record(), input);
-    // What JSON cannot hold fails the record.
-    let failure = build_transform("Jq$Value", &options(&[("expression", "nan")])).unwrap().apply(&mut WorkingRecord::from(input.clone()));
-    assert!(failure.unwrap_err().contains("JSON cannot hold"));
-    // A value nested deeper than JSON parsers go is text to jq, not a crash.
-    let mut deep = record(None, None);
-    deep.value = Some(format!("{}{}", "[".repeat(200_000), "]".repeat(200_000)).into_bytes());
-    let is_text = build_predicate("Jq", &options(&[("expression", "type == \"string\"")])).unwrap();
-    assert!(is_text.test(&mut WorkingRecord::from(deep)).unwrap());
-    // Nothing that ends the host, logs records or reads its environment.
-    for program in ["halt", "halt_error", "halt_error(1)", "debug", "debug(\"x\")", "stderr", "env", "$ENV", "input_filename"] {
-        let problems =
-            build_transform("Jq$Value", &options(&[("expression", program)])).err().unwrap_or_else(|| panic!("{program} compiled"));
-        assert!(problems[0].1.contains("undefined"), "{program}: {problems:?}");
-    }
 }

@@ -105,6 +105,26 @@ impl<'a> ChainPlugins<'a> {
     }
 }
 
+impl ChainPlugins<'_> {
+    /// The built-in jq component with `config` (`expression`, `part`, `mode`), the
+    /// expression compiled by it: a problem is keyed `expression`.
+    pub(super) fn jq(&self, config: &[(String, String)]) -> Result<WasmStep, Vec<(String, String)>> {
+        let config = config.to_vec();
+        let Some((_, runtime)) = self.loaded else {
+            return Ok(WasmStep { plugin: None, reference: "jq".to_owned(), config, secrets: Vec::new(), _redaction: None });
+        };
+        let plugin = runtime.jq_component().map_err(|reason| vec![("type".to_owned(), reason)])?;
+        match validate_config(runtime, &plugin, &config) {
+            Ok(issues) if issues.is_empty() => {
+                Ok(WasmStep { plugin: Some(plugin), reference: "jq".to_owned(), config, secrets: Vec::new(), _redaction: None })
+            }
+            Ok(issues) => Err(issues),
+            // A program whose compiling traps (nested without end, say).
+            Err(failure) => Err(vec![("expression".to_owned(), format!("cannot be compiled: {failure}"))]),
+        }
+    }
+}
+
 /// One WASM transform of a built chain.
 pub struct WasmStep {
     /// None in a chain built without plugins ([`ChainPlugins::unresolved`]).
@@ -267,7 +287,7 @@ fn in_transform(alias: &str, failure: PluginFailure) -> PluginFailure {
         ))),
         PluginFailure::BadConfig(message) => PluginFailure::BadConfig(within(message)),
         PluginFailure::Trapped(message) => PluginFailure::Trapped(within(message)),
-        PluginFailure::TimedOut(timeout) => PluginFailure::Fatal(within(format!("ran longer than {timeout:?} and was interrupted"))),
+        PluginFailure::TimedOut(timeout) => PluginFailure::Trapped(within(format!("ran longer than {timeout:?} and was interrupted"))),
         PluginFailure::OutOfMemory(message) => PluginFailure::OutOfMemory(within(message)),
         PluginFailure::InvalidOutput(message) => PluginFailure::InvalidOutput(within(message)),
     }
