@@ -42,19 +42,19 @@ pub enum PluginFailure {
 impl PluginFailure {
     /// Classifies an error raised by a call into the plugin by its root cause.
     pub fn from_trap(error: &wasmtime::Error, call_timeout: Duration) -> Self {
-        if let Some(trap) = error.downcast_ref::<wasmtime::Trap>()
-            && *trap == wasmtime::Trap::Interrupt
-        {
-            return PluginFailure::TimedOut(call_timeout);
-        }
-        if let Some(wasmtime::Trap::StackOverflow) = error.downcast_ref::<wasmtime::Trap>() {
-            return PluginFailure::Trapped("its call stack ran out (a recursion too deep, or without end)".to_owned());
-        }
         let description = format!("{error:#}");
         if description.contains("growing memory") || description.contains("memory limit") {
-            return PluginFailure::OutOfMemory(first_line(&description));
+            return PluginFailure::OutOfMemory("it reached its memory limit (plugins.memory_limit_mib)".to_owned());
         }
-        PluginFailure::Trapped(first_line(&description))
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => PluginFailure::TimedOut(call_timeout),
+            Some(wasmtime::Trap::StackOverflow) => {
+                PluginFailure::Trapped("its call stack ran out (a recursion too deep, or without end)".to_owned())
+            }
+            // The trap itself, not the backtrace that comes first.
+            Some(trap) => PluginFailure::Trapped(trap.to_string()),
+            None => PluginFailure::Trapped(first_line(&description)),
+        }
     }
 
     /// True when restarting the task cannot help.

@@ -12,14 +12,13 @@
 //! `.` is the part as JSON; `$topic`, `$key`, `$value`, `$headers` (an object of text,
 //! `null` for a header without a value), `$timestamp`, `$partition` and `$offset` give
 //! the rest of the record. Left out: `env`, `halt`, `halt_error`, `debug`, `stderr`,
-//! `input_filename`. Records go in and out through serde_json, whose nesting limit
-//! keeps a hostile record from exhausting the stack, and whose output is valid JSON.
+//! `input_filename`. Records are checked by serde_json on the way in (strict JSON, a
+//! nesting limit) and on the way out (valid JSON), without building its trees.
 
 use jaq_core::compile::Filter;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Native, ValT, Vars, data};
 use jaq_json::Val;
-use serde_json::Value;
 use wasm_connect_sdk::{
     BatchWriter, ConfigOption, Description, Error, OptionType, Outcome, Plugin, RecordView, Settings, Transform, export_transform,
 };
@@ -97,9 +96,9 @@ impl JqProgram {
         Ok(Self { program, uses })
     }
 
-    /// The program's outputs for the record's `part`, at most `max`, as JSON; an error
-    /// as a reason that does not quote the record.
-    pub fn run(&self, part: Part, record: &RecordView<'_>, max: usize) -> Result<Vec<Value>, String> {
+    /// The program's outputs for the record's `part`, at most `max`; an error as a
+    /// reason that does not quote the record.
+    pub fn run(&self, part: Part, record: &RecordView<'_>, max: usize) -> Result<Vec<Val>, String> {
         let input = to_val(match part {
             Part::Key => record.key,
             Part::Value => record.value,
@@ -110,7 +109,7 @@ impl JqProgram {
         for output in self.program.id.run((context, input)).take(max) {
             // jq's messages quote the values they failed on: the record stays out of logs.
             let output = output.map_err(|_| "the jq expression failed on the record (an error() or a wrong type)".to_owned())?;
-            outputs.push(from_val(&output)?);
+            outputs.push(output);
         }
         Ok(outputs)
     }
@@ -158,50 +157,63 @@ fn variables(record: &RecordView<'_>, part: Part, input: &Val, uses: &[bool; 7])
 }
 
 /// A key or value as a jq value: JSON as JSON, other UTF-8 text as a string, nothing
-/// as null.
+/// as null. JSON is checked by serde_json first (strict JSON, at most 128 levels
+/// deep, without building a tree), then read by jaq's own parser.
 fn to_val(data: Option<&[u8]>) -> Result<Val, String> {
     let Some(bytes) = data else { return Ok(Val::Null) };
-    let value = match serde_json::from_slice::<Value>(bytes) {
-        Ok(value) => value,
-        Err(_) => match std::str::from_utf8(bytes) {
-            Ok(text) => Value::String(text.to_owned()),
-            Err(_) => return Err("the data is neither JSON nor UTF-8 text".to_owned()),
-        },
-    };
-    Ok(json_to_val(&value))
+    if nesting(bytes) <= MAX_NESTING
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+        && let Ok(value) = jaq_json::read::parse_single(bytes)
+    {
+        return Ok(value);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(Val::from(text.to_owned())),
+        Err(_) => Err("the data is neither JSON nor UTF-8 text".to_owned()),
+    }
 }
 
-/// serde_json's value (at most 128 levels deep) as jaq's.
-fn json_to_val(value: &Value) -> Val {
-    match value {
-        Value::Null => Val::Null,
-        Value::Bool(flag) => Val::from(*flag),
-        Value::Number(number) => match number.as_i64().and_then(|whole| isize::try_from(whole).ok()) {
-            Some(whole) => Val::from(whole),
-            None => Val::from(number.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(text) => Val::from(text.clone()),
-        Value::Array(items) => items.iter().map(json_to_val).collect(),
-        Value::Object(fields) => {
-            Val::from_map(fields.iter().map(|(name, value)| (Val::from(name.clone()), json_to_val(value)))).unwrap_or_default()
+/// The deepest JSON nesting read (as serde_json reads it); deeper data is text.
+const MAX_NESTING: usize = 128;
+
+/// How deep arrays and objects nest in `bytes`, read as JSON (strings skipped).
+fn nesting(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in bytes {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
         }
     }
+    deepest
 }
 
-/// jaq's value as serde_json's; what JSON cannot hold (NaN, infinities, byte strings,
+/// jaq's value as JSON text; what JSON cannot hold (NaN, infinities, byte strings,
 /// keys that are not strings) fails the record.
-fn from_val(value: &Val) -> Result<Value, String> {
-    serde_json::from_str(&value.to_string())
-        .map_err(|_| "the jq expression gave something JSON cannot hold (NaN, infinity, bytes or a key that is not text)".to_owned())
+fn to_json(value: &Val) -> Result<String, String> {
+    let text = value.to_string();
+    match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        Ok(_) => Ok(text),
+        Err(_) => Err("the jq expression gave something JSON cannot hold (NaN, infinity, bytes or a key that is not text)".to_owned()),
+    }
 }
 
-/// The bytes of a JSON result as a key or value: a string key as its text, null as absent.
-fn to_bytes(value: &Value, part: Part) -> Option<Vec<u8>> {
-    match value {
-        Value::Null => None,
-        Value::String(text) if part == Part::Key => Some(text.clone().into_bytes()),
-        other => Some(other.to_string().into_bytes()),
-    }
+/// The bytes of a result as a key or value: a string key as its text, null as absent.
+fn to_bytes(value: &Val, part: Part) -> Result<Option<Vec<u8>>, String> {
+    Ok(match value {
+        Val::Null => None,
+        Val::TStr(text) if part == Part::Key => Some(text.to_vec()),
+        other => Some(to_json(other)?.into_bytes()),
+    })
 }
 
 /// The task.
@@ -267,7 +279,7 @@ impl Transform for JqTransform {
     fn apply(&mut self, record: &RecordView<'_>, output: &mut BatchWriter) -> Result<Outcome, Error> {
         Ok(match self.mode {
             Mode::Test => match self.program.run(self.part, record, 1) {
-                Ok(outputs) if outputs.first().is_some_and(|first| !matches!(first, Value::Null | Value::Bool(false))) => Outcome::Keep,
+                Ok(outputs) if outputs.first().is_some_and(|first| !matches!(first, Val::Null | Val::Bool(false))) => Outcome::Keep,
                 Ok(_) => Outcome::Drop,
                 Err(reason) => Outcome::Fail(reason),
             },
@@ -278,7 +290,10 @@ impl Transform for JqTransform {
                     "the jq expression gave more than one value; a transform takes one (wrap it in first(...) or [...])".to_owned(),
                 ),
                 Ok(outputs) => {
-                    let bytes = to_bytes(&outputs[0], self.part);
+                    let bytes = match to_bytes(&outputs[0], self.part) {
+                        Ok(bytes) => bytes,
+                        Err(reason) => return Ok(Outcome::Fail(reason)),
+                    };
                     let (key, value) = match self.part {
                         Part::Key => (bytes.as_deref(), record.value),
                         Part::Value => (record.key, bytes.as_deref()),
@@ -304,7 +319,7 @@ export_transform!(JqTransform);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn view<'a>(key: Option<&'a [u8]>, value: Option<&'a [u8]>) -> RecordView<'a> {
         RecordView {
@@ -381,7 +396,8 @@ mod tests {
         // A key it cannot read fails the record; so does what JSON cannot hold.
         assert!(matches!(run(".", Part::Key, Mode::Map, &record).0, Outcome::Fail(_)));
         assert!(matches!(run("nan", Part::Value, Mode::Map, &record).0, Outcome::Fail(reason) if reason.contains("JSON cannot hold")));
-        // A value nested deeper than JSON parsers go is text to jq.
+        // A value nested deeper than JSON parsers go is text to jq (brackets in strings do not count).
+        assert_eq!(nesting(br#"{"a": "[[[[\"{", "b": [1, {"c": 2}]}"#), 3);
         let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
         assert_eq!(run("type == \"string\"", Part::Value, Mode::Test, &view(None, Some(deep.as_bytes()))).0, Outcome::Keep);
     }
