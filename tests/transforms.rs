@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use support::{Host, SinkLine, read_sink_output, simulated_values, sorted_texts, write_config};
+use support::{Host, SinkLine, canonical, read_sink_output, simulated_values, sorted_texts, write_config};
 
 const START: &str = "2024-05-01T00:00:00Z";
 
@@ -62,18 +62,6 @@ fn shaped_payment(payment: &Value) -> Value {
     }
     out.insert("pipeline".into(), json!("wasm-connect"));
     Value::Object(out)
-}
-
-/// `value` with the fields of every object in name order.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(fields) => {
-            let sorted: BTreeMap<&String, Value> = fields.iter().map(|(name, value)| (name, canonical(value))).collect();
-            Value::Object(sorted.into_iter().map(|(name, value)| (name.clone(), value)).collect())
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Host, read_sink_output, simulated_values, write_config};
+use support::{Host, canonical, read_sink_output, simulated_values, write_config};
 use wasm_connect::config::{ScalarString, TransformConfig};
 use wasm_connect::runtime::{PluginCatalog, PluginFailure, PluginKind, Runtime, TaskLimits};
 use wasm_connect::transforms::{Chain, ChainPlugins, WasmTransforms};
@@ -234,18 +234,6 @@ fn plugins_that_cannot_run_in_a_chain_and_bad_options_are_configuration_problems
     assert_eq!(refused.len(), 5, "{refused:?}");
     let refused = problems(&[transform("geo", "wasm", &[("plugin", "geo-transform"), ("format", "geojson")])]);
     assert!(refused["transforms.geo.format"].contains("object, string, array or wkt"), "{refused:?}");
-}
-
-/// `value` with the fields of every object in name order.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(fields) => {
-            let sorted: BTreeMap<&String, Value> = fields.iter().map(|(name, value)| (name, canonical(value))).collect();
-            Value::Object(sorted.into_iter().map(|(name, value)| (name.clone(), value)).collect())
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
 }
 
 fn header(directory: &Path) -> String {

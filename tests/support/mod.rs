@@ -366,3 +366,15 @@ pub fn run_to_exit(config: &Path) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `value` with the fields of every object in name order.
+pub fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(fields) => {
+            let sorted: BTreeMap<&String, Value> = fields.iter().map(|(name, value)| (name, canonical(value))).collect();
+            Value::Object(sorted.into_iter().map(|(name, value)| (name.clone(), value)).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
