@@ -52,7 +52,14 @@ fn main() {
     let builtin_jq = out_dir.join("jq-transform.wasm");
     if std::env::var_os("WASM_CONNECT_SKIP_PLUGIN_BUILD").is_some() {
         // From an earlier build, if there is one.
-        let built = std::fs::read(plugins.join("dist").join("jq-transform.wasm")).unwrap_or_default();
+        let earlier = plugins.join("dist").join("jq-transform.wasm");
+        println!("cargo:rerun-if-changed={}", earlier.display());
+        let built = std::fs::read(&earlier).unwrap_or_default();
+        if built.is_empty() {
+            println!(
+                "cargo:warning=no plugins/dist/jq-transform.wasm: this host runs no jq (build once without WASM_CONNECT_SKIP_PLUGIN_BUILD)"
+            );
+        }
         std::fs::write(&builtin_jq, built).expect("writing the built-in jq component");
         return;
     }

@@ -198,10 +198,56 @@ fn a_jq_expression_that_recurses_without_end_fails_its_record_not_the_host() {
         assert_eq!(output.records.iter().map(value).collect::<Vec<_>>(), vec![json!({"n": 0}), json!({"n": 2}), json!({"n": 4})]);
         assert_eq!(output.failed.iter().map(|(index, _)| *index).collect::<Vec<_>>(), vec![3]);
     }
+    // A call with one record that traps fails that record, not the task.
+    let chain = build(&plugins, &[transform("shape", "Jq$Value", &[("expression", bomb)])]).unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
+    let output = chain.apply(vec![record(json!({"n": 2}))], &mut wasm).unwrap();
+    assert_eq!((output.records.len(), output.failed.len()), (0, 1));
+
+    // The record's other parts, as jq sees them in the component: 64-bit numbers, and a
+    // key a transform before made a JSON string stays a string (not the number 123).
+    let chain = build(
+        &plugins,
+        &[
+            transform("key", "ValueToKey", &[("fields", "id")]),
+            transform("id", "ExtractField$Key", &[("field", "id")]),
+            transform("suffix", "Jq$Key", &[("expression", ". + \"-x\"")]),
+            transform("shape", "Jq$Value", &[("expression", "{id, at: $timestamp, offset: $offset, key: $key}")]),
+        ],
+    )
+    .unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
+    let mut input = record(json!({"id": "123"}));
+    (input.timestamp, input.offset) = (Some(1_700_000_000_123), Some(5_000_000_000));
+    let output = chain.apply(vec![input], &mut wasm).unwrap();
+    assert!(output.failed.is_empty(), "{:?}", output.failed);
+    assert_eq!(output.records[0].key.as_deref(), Some(&b"123-x"[..]));
+    assert_eq!(value(&output.records[0]), json!({"id": "123", "at": 1_700_000_000_123_i64, "offset": 5_000_000_000_i64, "key": "123-x"}));
+    assert_eq!((output.records[0].partition, output.records[0].offset), (Some(0), Some(5_000_000_000)));
+
     // An expression that cannot compile says where, in the file too.
     let refused: BTreeMap<String, String> =
         build(&plugins, &[transform("big", "Jq$Value", &[("expression", ".amount >")])]).err().unwrap().into_iter().collect();
     assert!(refused["transforms.big.expression"].contains("is not a jq program: expected term at character 10"), "{refused:?}");
+}
+
+#[test]
+fn a_jq_expression_that_never_ends_fails_its_records_within_a_bounded_time() {
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(cache.path(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_millis(300) }).unwrap();
+    let catalog = PluginCatalog::default();
+    let endless = "if .n == 1 then . else last(repeat(.)) end";
+    let chain =
+        Chain::build(&[transform("spin", "Jq$Value", &[("expression", endless)])], &[], &ChainPlugins::new(&catalog, &runtime)).unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &runtime, "test", 0, None).unwrap();
+    let output = chain.apply((0..8).map(|n| record(json!({"n": n}))).collect(), &mut wasm).unwrap();
+    // The batch call, then records one by one until three ran past the deadline: the
+    // rest fail without being run.
+    assert_eq!(output.records.iter().map(value).collect::<Vec<_>>(), vec![json!({"n": 1})]);
+    let reasons: Vec<&str> = output.failed.iter().map(|(_, failure)| failure.reason.as_str()).collect();
+    assert_eq!(output.failed.iter().map(|(index, _)| *index).collect::<Vec<_>>(), vec![0, 2, 3, 4, 5, 6, 7]);
+    assert!(reasons[..3].iter().all(|reason| reason.contains("ran longer than")), "{reasons:?}");
+    assert!(reasons[3..].iter().all(|reason| reason.starts_with("not run: ")), "{reasons:?}");
 }
 
 #[test]

@@ -42,11 +42,15 @@ pub enum PluginFailure {
 impl PluginFailure {
     /// Classifies an error raised by a call into the plugin by its root cause.
     pub fn from_trap(error: &wasmtime::Error, call_timeout: Duration) -> Self {
+        let trap = error.downcast_ref::<wasmtime::Trap>();
+        if let Some(wasmtime::Trap::Interrupt) = trap {
+            return PluginFailure::TimedOut(call_timeout);
+        }
         let description = format!("{error:#}");
         if description.contains("growing memory") || description.contains("memory limit") {
             return PluginFailure::OutOfMemory("it reached its memory limit (plugins.memory_limit_mib)".to_owned());
         }
-        match error.downcast_ref::<wasmtime::Trap>() {
+        match trap {
             Some(wasmtime::Trap::Interrupt) => PluginFailure::TimedOut(call_timeout),
             Some(wasmtime::Trap::StackOverflow) => {
                 PluginFailure::Trapped("its call stack ran out (a recursion too deep, or without end)".to_owned())

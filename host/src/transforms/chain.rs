@@ -49,10 +49,24 @@ struct WasmSlot {
     /// The transform's or predicate's alias.
     alias: String,
     step: WasmStep,
-    /// The built-in jq: calling it again changes nothing, so a call that traps is
-    /// made again record by record, and only the record that traps fails.
-    pure: bool,
+    /// What the built-in jq does here, if it is jq.
+    jq: Option<JqRole>,
 }
+
+/// What a built-in jq slot does. Calling jq again changes nothing, so a call that
+/// fails (a trap, the deadline) is made again record by record, and only the records
+/// that fail on their own fail. It reads keys as JSON, as the other transforms do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JqRole {
+    /// `Jq$Value` or `Jq$Key`: replaces that part, and only that part.
+    Map(Part),
+    /// The `Jq` predicate.
+    Test,
+}
+
+/// Records of one batch that may run past the call deadline one by one before the
+/// rest of the batch fails without being run (each costs `plugins.call_timeout`).
+const MAX_TIMEOUTS_PER_BATCH: usize = 3;
 
 /// A built chain.
 #[derive(Default)]
@@ -110,7 +124,7 @@ impl Chain {
             let options = options_of(&spec.options);
             let predicate = if short_predicate_name(&spec.type_name) == "Jq" {
                 jq_step(plugins, &options, Part::Value, "test").map(|step| {
-                    slots.push(WasmSlot { alias: spec.name.clone(), step, pure: true });
+                    slots.push(WasmSlot { alias: spec.name.clone(), step, jq: Some(JqRole::Test) });
                     PredicateRef::Wasm(slots.len() - 1)
                 })
             } else {
@@ -139,14 +153,15 @@ impl Chain {
                     }
                 },
             };
-            let mut slot = |step: WasmStep, pure: bool| {
-                slots.push(WasmSlot { alias: spec.name.clone(), step, pure });
+            let mut slot = |step: WasmStep, jq: Option<JqRole>| {
+                slots.push(WasmSlot { alias: spec.name.clone(), step, jq });
                 Action::Wasm(slots.len() - 1)
             };
             let action = if spec.type_name.trim() == WASM_TYPE {
-                plugins.step(&spec.options).map(|step| (step.type_name(), slot(step, false)))
+                plugins.step(&spec.options).map(|step| (step.type_name(), slot(step, None)))
             } else if let Some(part) = jq_part(&spec.type_name) {
-                jq_step(plugins, &options_of(&spec.options), part, "map").map(|step| (spec.type_name.clone(), slot(step, true)))
+                jq_step(plugins, &options_of(&spec.options), part, "map")
+                    .map(|step| (spec.type_name.clone(), slot(step, Some(JqRole::Map(part)))))
             } else {
                 build_transform(&spec.type_name, &options_of(&spec.options))
                     .map(|transform| (spec.type_name.clone(), Action::Native(transform)))
@@ -174,41 +189,52 @@ impl Chain {
         self.slots.iter().map(|slot| (slot.alias.as_str(), &slot.step))
     }
 
-    /// Calls slot `slot` on `records` (settled). A call of the built-in jq that traps
-    /// or runs out of time is made again record by record, so that only the records
-    /// that trap fail (with the trap as their reason).
+    /// Calls slot `slot` on `records` (settled). A call of the built-in jq that fails
+    /// is made again record by record, so that only the records that fail on their
+    /// own fail (with their call's failure as the reason).
     fn call(
         &self,
         wasm: &mut WasmTransforms,
         slot: usize,
         records: &[&WorkingRecord],
     ) -> Result<(Vec<RecordOutcome>, Vec<Record>), PluginFailure> {
-        let WasmSlot { alias, step, pure } = &self.slots[slot];
+        let WasmSlot { alias, step, jq } = &self.slots[slot];
         let encode = |records: &[&WorkingRecord]| {
             let mut writer = BatchWriter::with_capacity(0);
             for record in records {
-                record.encode_into(&mut writer);
+                record.encode_into(&mut writer, jq.is_some());
             }
             writer.finish()
         };
-        let trapped = |failure: &PluginFailure| matches!(failure, PluginFailure::Trapped(_) | PluginFailure::OutOfMemory(_));
-        match wasm.apply(slot, alias, step, encode(records), records.len()) {
-            Err(failure) if *pure && records.len() > 1 && trapped(&failure) => {
-                let (mut outcomes, mut written) = (Vec::with_capacity(records.len()), Vec::new());
-                for record in records {
-                    match wasm.apply(slot, alias, step, encode(std::slice::from_ref(record)), 1) {
-                        Ok((outcome, records)) => {
-                            outcomes.extend(outcome);
-                            written.extend(records);
-                        }
-                        Err(failure) if trapped(&failure) => outcomes.push(RecordOutcome::Fail(failure.to_string())),
-                        Err(failure) => return Err(failure),
-                    }
-                }
-                Ok((outcomes, written))
-            }
-            other => other,
+        let failure = match wasm.apply(slot, alias, step, encode(records), records.len()) {
+            Err(failure) if jq.is_some() && !failure.is_permanent() => failure,
+            other => return other,
+        };
+        if records.len() == 1 {
+            return Ok((vec![RecordOutcome::Fail(failure.to_string())], Vec::new()));
         }
+        let (mut outcomes, mut written) = (Vec::with_capacity(records.len()), Vec::new());
+        let mut timeouts = 0;
+        for record in records {
+            if timeouts >= MAX_TIMEOUTS_PER_BATCH {
+                outcomes.push(RecordOutcome::Fail(format!(
+                    "not run: the transform ran past the call deadline on {MAX_TIMEOUTS_PER_BATCH} records of this batch"
+                )));
+                continue;
+            }
+            match wasm.apply(slot, alias, step, encode(std::slice::from_ref(record)), 1) {
+                Ok((outcome, records)) => {
+                    outcomes.extend(outcome);
+                    written.extend(records);
+                }
+                Err(failure) if failure.is_permanent() => return Err(failure),
+                Err(failure) => {
+                    timeouts += usize::from(matches!(failure, PluginFailure::TimedOut(_)));
+                    outcomes.push(RecordOutcome::Fail(failure.to_string()));
+                }
+            }
+        }
+        Ok((outcomes, written))
     }
 
     /// Whether `key` of the transform `alias` is an option its WASM plugin declares secret.
@@ -393,7 +419,18 @@ impl Chain {
                             RecordOutcome::Keep => next.push(item),
                             RecordOutcome::Drop => {}
                             RecordOutcome::Many(count) => {
-                                let made: Vec<Record> = written.by_ref().take(count as usize).collect();
+                                let mut made: Vec<Record> = written.by_ref().take(count as usize).collect();
+                                // jq replaces one part: the rest of the record stays as the chain holds it.
+                                if let (Some(JqRole::Map(part)), [mapped]) = (self.slots[*slot].jq, made.as_mut_slice()) {
+                                    let Live { origin, record: mut kept } = item;
+                                    let mapped = match part {
+                                        Part::Key => std::mem::take(&mut mapped.key),
+                                        Part::Value => std::mem::take(&mut mapped.value),
+                                    };
+                                    *kept.part(part) = super::record::Data::Bytes(mapped);
+                                    next.push(Live { origin, record: kept });
+                                    continue;
+                                }
                                 let reason = if made.len() > MAX_RECORDS_PER_RECORD {
                                     Some(format!("the transform made {} records of one; at most {MAX_RECORDS_PER_RECORD}", made.len()))
                                 } else {

@@ -110,16 +110,18 @@ impl WorkingRecord {
     }
 
     /// Appends the record to a batch as it would be handed on (a JSON string key as
-    /// its bare text). Call [`WorkingRecord::settle_value`] first: a value still read
-    /// as JSON is written as it would be, at the cost of a copy.
-    pub fn encode_into(&self, batch: &mut wasm_connect_protocol::BatchWriter) {
+    /// its bare text; with `json_key`, a key read as JSON is written as JSON, so that
+    /// a reader that reads JSON sees the same type). Call
+    /// [`WorkingRecord::settle_value`] first: a value still read as JSON is written as
+    /// it would be, at the cost of a copy.
+    pub fn encode_into(&self, batch: &mut wasm_connect_protocol::BatchWriter, json_key: bool) {
         fn written(data: &Data, is_key: bool) -> Option<std::borrow::Cow<'_, [u8]>> {
             match data {
                 Data::Bytes(bytes) => bytes.as_deref().map(std::borrow::Cow::Borrowed),
                 Data::Json(_) => data.clone().into_bytes(is_key).map(std::borrow::Cow::Owned),
             }
         }
-        let (key, value) = (written(&self.key, true), written(&self.value, false));
+        let (key, value) = (written(&self.key, !json_key), written(&self.value, false));
         batch.push_parts(
             &self.topic,
             self.partition,

@@ -287,7 +287,7 @@ fn in_transform(alias: &str, failure: PluginFailure) -> PluginFailure {
         ))),
         PluginFailure::BadConfig(message) => PluginFailure::BadConfig(within(message)),
         PluginFailure::Trapped(message) => PluginFailure::Trapped(within(message)),
-        PluginFailure::TimedOut(timeout) => PluginFailure::Trapped(within(format!("ran longer than {timeout:?} and was interrupted"))),
+        PluginFailure::TimedOut(timeout) => PluginFailure::TimedOut(timeout),
         PluginFailure::OutOfMemory(message) => PluginFailure::OutOfMemory(within(message)),
         PluginFailure::InvalidOutput(message) => PluginFailure::InvalidOutput(within(message)),
     }

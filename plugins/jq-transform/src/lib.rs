@@ -18,7 +18,7 @@
 use jaq_core::compile::Filter;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Native, ValT, Vars, data};
-use jaq_json::Val;
+use jaq_json::{Num, Val};
 use wasm_connect_sdk::{
     BatchWriter, ConfigOption, Description, Error, OptionType, Outcome, Plugin, RecordView, Settings, Transform, export_transform,
 };
@@ -130,7 +130,8 @@ fn located(code: &str, at: &str, what: &str) -> String {
 /// `part` already read, and a part that cannot be read is `null`.
 fn variables(record: &RecordView<'_>, part: Part, input: &Val, uses: &[bool; 7]) -> [Val; 7] {
     let [topic, key, value, headers, timestamp, partition, offset] = *uses;
-    let number = |used: bool, value: Option<i64>| value.filter(|_| used).map_or(Val::Null, |value| Val::from(value as isize));
+    // Not through isize, which has 32 bits on wasm32: a timestamp in milliseconds has more.
+    let number = |used: bool, value: Option<i64>| value.filter(|_| used).map_or(Val::Null, |value| Val::Num(Num::from_integral(value)));
     let part_of = |used: bool, which: Part, data: Option<&[u8]>| match () {
         _ if !used => Val::Null,
         _ if which == part => input.clone(),
@@ -201,6 +202,9 @@ fn nesting(bytes: &[u8]) -> usize {
 /// keys that are not strings) fails the record.
 fn to_json(value: &Val) -> Result<String, String> {
     let text = value.to_string();
+    if nesting(text.as_bytes()) > MAX_NESTING {
+        return Err(format!("the jq expression gave a value nested deeper than {MAX_NESTING} levels"));
+    }
     match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         Ok(_) => Ok(text),
         Err(_) => Err("the jq expression gave something JSON cannot hold (NaN, infinity, bytes or a key that is not text)".to_owned()),
@@ -396,6 +400,9 @@ mod tests {
         // A key it cannot read fails the record; so does what JSON cannot hold.
         assert!(matches!(run(".", Part::Key, Mode::Map, &record).0, Outcome::Fail(_)));
         assert!(matches!(run("nan", Part::Value, Mode::Map, &record).0, Outcome::Fail(reason) if reason.contains("JSON cannot hold")));
+        assert!(
+            matches!(run("reduce range(200) as $i (0; [.])", Part::Value, Mode::Map, &record).0, Outcome::Fail(reason) if reason.contains("deeper than 128"))
+        );
         // A value nested deeper than JSON parsers go is text to jq (brackets in strings do not count).
         assert_eq!(nesting(br#"{"a": "[[[[\"{", "b": [1, {"c": 2}]}"#), 3);
         let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
