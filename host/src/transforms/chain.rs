@@ -414,7 +414,9 @@ impl Chain {
                         }
                         // Every record sent has its outcome (counted by `apply`), read in
                         // order even when another piece of its input record failed.
-                        let Some(outcome) = outcomes.next() else { break };
+                        let Some(outcome) = outcomes.next() else {
+                            return Err(PluginFailure::InvalidOutput(format!("the transform {} answered for too few records", step.alias)));
+                        };
                         match outcome {
                             RecordOutcome::Keep => next.push(item),
                             RecordOutcome::Drop => {}
