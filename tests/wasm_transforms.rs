@@ -250,6 +250,107 @@ fn a_jq_expression_that_never_ends_fails_its_records_within_a_bounded_time() {
     assert!(reasons[3..].iter().all(|reason| reason.starts_with("not run: ")), "{reasons:?}");
 }
 
+/// What a chain that keeps the records the `Jq` predicate `expression` matches makes
+/// of each record: kept, dropped, or failed.
+fn filtered_by(plugins: &Plugins, expression: &str, records: &[Record]) -> String {
+    let predicates = [wasm_connect::config::PredicateConfig {
+        name: "test".into(),
+        type_name: "Jq".into(),
+        options: [("expression".to_owned(), ScalarString(expression.to_owned()))].into(),
+    }];
+    let mut keep = transform("keep", "Filter", &[]);
+    keep.predicate = Some("test".into());
+    keep.negate = true;
+    let chain = Chain::build(&[keep], &predicates, &ChainPlugins::new(&plugins.catalog, &plugins.runtime)).unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
+    let output = chain.apply(records.to_vec(), &mut wasm).unwrap();
+    let kept: Vec<Option<i64>> = output.records.iter().map(|record| record.offset).collect();
+    let failed: Vec<usize> = output.failed.iter().map(|(index, _)| *index).collect();
+    (0..records.len())
+        .map(|index| match () {
+            _ if failed.contains(&index) => 'f',
+            _ if kept.contains(&records[index].offset) => 'k',
+            _ => 'd',
+        })
+        .collect()
+}
+
+#[test]
+fn simple_jq_predicates_answered_in_the_host_agree_with_jq() {
+    let plugins = plugins();
+    let values: Vec<Option<&[u8]>> = vec![
+        Some(br#"{"amount": 1500, "currency": "EUR", "paid": true, "note": null, "items": [1, 2], "meta": {"a": 1}}"#),
+        Some(br#"{"amount": 999.5, "currency": "USD", "paid": false, "items": [], "meta": {}}"#),
+        Some(br#"{"amount": -1000, "currency": "\u00e9t\u00e9", "paid": "yes", "items": {"x": 1}, "meta": [1]}"#),
+        Some(br#"{"amount": 9007199254740993, "currency": 12, "paid": null}"#),
+        Some(br#"{"amount": 1e3, "currency": "", "amount2": 1000.0, "nested": {"deep": {"x": "EUR"}}}"#),
+        Some(br#"{"amount": "1500", "currency": ["EUR"], "dup": 1, "dup": 2}"#),
+        Some(br#"{"amount": 0, "currency": "EURO", "paid": 0}"#),
+        Some(br#"{"amount": -0.0, "currency": "eur", "paid": true, "amount2": 1E-7}"#),
+        Some(b"1500"),
+        Some(br#""EUR""#),
+        Some(b"[1, 2, 3]"),
+        Some(b"true"),
+        Some(b"null"),
+        Some(b"plain text, not JSON"),
+        Some(b"{\"broken\": "),
+        Some(b"1e400"),
+        None,
+    ];
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            topic: if index % 2 == 0 { "orders".into() } else { "payments".into() },
+            partition: Some(index as i32 % 3),
+            offset: Some(index as i64 * 10),
+            timestamp: if index % 4 == 0 { None } else { Some(1_700_000_000_000 + index as i64) },
+            value: value.map(<[u8]>::to_vec),
+            ..Record::default()
+        })
+        .collect();
+    for expression in [
+        ".",
+        ".amount > 1000",
+        ".amount >= 1000 and .currency == \"EUR\"",
+        ".amount < 0 or .paid",
+        ".amount == 1000",
+        ".amount == .amount2",
+        ".amount != null",
+        ".paid == false",
+        ".paid | not",
+        "not",
+        ".currency > \"EU\"",
+        ".currency < \"é\"",
+        ".currency == \"été\"",
+        ".items < .meta",
+        ".meta > .items",
+        ".note == null and .missing == null",
+        ".nested.deep.x == \"EUR\"",
+        ".dup == 2",
+        "select(.amount > 100)",
+        "select(.amount > 100) | .paid",
+        "(.amount > 1000 | not) and $topic == \"orders\"",
+        "type == \"object\"",
+        "type == \"number\" or type == \"string\"",
+        ". == \"EUR\"",
+        ". > 1000",
+        "$partition == 1 or $offset >= 100",
+        "$timestamp > 1700000000005",
+        "$timestamp == null",
+        "-1000 == .amount",
+        "true",
+        "null",
+        ".amount2 < 0.000001",
+        "(.amount | type) == \"string\"",
+    ] {
+        assert!(wasm_connect::transforms::jq_simple::SimpleTest::compile(expression).is_some(), "{expression} is answered in the host");
+        // The same program in a form the host leaves to jq.
+        let by_jq = filtered_by(&plugins, &format!("({expression}) as $answer | $answer"), &records);
+        assert_eq!(filtered_by(&plugins, expression, &records), by_jq, "{expression}");
+    }
+}
+
 #[test]
 fn plugins_that_cannot_run_in_a_chain_and_bad_options_are_configuration_problems() {
     let plugins = plugins();

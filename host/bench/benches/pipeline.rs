@@ -2,10 +2,12 @@
 //! `flight-simulator` (as fast as the host polls, a fixed number of records) -> the
 //! `flights` topic -> `file-sink`, one task each. Prints records/s from the sink's first
 //! written line to its last, best of several runs, and the CPU time per record; then
-//! the same with a chain of transforms on the sink (InsertField, ReplaceField and a
-//! Filter whose jq predicate keeps every record), runs alternating with the plain ones.
+//! the same with a chain of transforms (InsertField, ReplaceField and a Filter whose jq
+//! predicate keeps every record) on the sink connector, and on the source connector;
+//! the runs alternate.
 //!
-//! `cargo bench -p wasm-connect-bench --bench pipeline [-- RECORDS]`
+//! `cargo bench -p wasm-connect-bench --bench pipeline [-- RECORDS] [plain|sink|source]`
+//! (a kind runs only that one, e.g. under `perf`).
 
 #[allow(dead_code)]
 #[path = "../../../tests/support/services.rs"]
@@ -20,7 +22,7 @@ use wasm_connect_bench::{repository, write_config};
 const RUNS: usize = 3;
 
 /// A configuration of the pipeline with its data, compile cache and output in `directory`.
-fn config(directory: &Path, port: u16, records: usize, chain: bool) -> std::path::PathBuf {
+fn config(directory: &Path, port: u16, records: usize, chain: Placement) -> std::path::PathBuf {
     let text = format!(
         r#"version: 1
 data_dir: {data}
@@ -38,19 +40,30 @@ connectors:
       limit: {records}
       seed: 7
       start: "2024-01-01T00:00:00Z"
-  - name: flights-to-files
+{source_transforms}  - name: flights-to-files
     plugin: file-sink
     topics: [flights]
     config:
       directory: {output}
       max_file_bytes: 1073741824
-{transforms}"#,
-        transforms = if chain { CHAIN } else { "" },
+{sink_transforms}"#,
+        source_transforms = if chain == Placement::Source { CHAIN } else { "" },
+        sink_transforms = if chain == Placement::Sink { CHAIN } else { "" },
         data = directory.join("data").display(),
         plugins = repository().join("plugins/dist").display(),
         output = directory.join("output").display(),
     );
     write_config(directory, &text)
+}
+
+/// Where the chain runs, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    None,
+    /// On the sink connector: between reading the topic and the sink's write.
+    Sink,
+    /// On the source connector: between the simulator and the topic.
+    Source,
 }
 
 /// The chain: a static field, a dropped field, and a jq Filter that drops nothing.
@@ -106,7 +119,7 @@ struct Run {
 
 /// One run in a fresh directory (the compile cache of `cache` copied in, so that no
 /// run compiles the components).
-async fn run(records: usize, cache: &Path, chain: bool) -> Run {
+async fn run(records: usize, cache: &Path, chain: Placement) -> Run {
     let directory = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(directory.path().join("data")).unwrap();
     if cache.exists() {
@@ -139,10 +152,11 @@ async fn run(records: usize, cache: &Path, chain: bool) -> Run {
     }
     let elapsed = first.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_at_first);
-    if !cache.exists() {
-        let status = std::process::Command::new("cp").arg("-r").arg(directory.path().join("data/cache")).arg(cache).status().unwrap();
-        assert!(status.success(), "the compile cache was not where expected");
-    }
+    // Components compiled in this run (the jq component in the first chained one) join
+    // the cache the next runs start with.
+    std::fs::create_dir_all(cache).unwrap();
+    let status = std::process::Command::new("cp").arg("-rn").arg(directory.path().join("data/cache/.")).arg(cache).status().unwrap();
+    assert!(status.success(), "the compile cache was not where expected");
     shutdown.cancel();
     host.await.unwrap().unwrap();
     let measured = (records - first_count) as f64;
@@ -154,21 +168,35 @@ async fn main() {
     let records: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(200_000);
     let cache_root = tempfile::tempdir().unwrap();
     let cache = cache_root.path().join("cache");
-    let (mut plain, mut chained) = (Vec::new(), Vec::new());
+    // `plain`, `sink` or `source` runs only that kind (to profile one of them).
+    let kinds = [("plain", Placement::None), ("sink", Placement::Sink), ("source", Placement::Source)];
+    let only = std::env::args().skip(1).find(|arg| kinds.iter().any(|(name, _)| name == arg));
+    let kinds: Vec<_> = kinds.into_iter().filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name)).collect();
+    let mut runs: Vec<Vec<Run>> = kinds.iter().map(|_| Vec::new()).collect();
     for _ in 0..RUNS {
-        plain.push(run(records, &cache, false).await);
-        chained.push(run(records, &cache, true).await);
+        for ((_, placement), runs) in kinds.iter().zip(&mut runs) {
+            runs.push(run(records, &cache, *placement).await);
+        }
     }
     let best = |runs: &[Run]| runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
     let worst = |runs: &[Run]| runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
     let cpu = |runs: &[Run]| runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;
     println!("flight-simulator -> embedded topic -> file-sink, {records} records, best of {RUNS}:");
-    println!("  {:.0} records/s (worst {:.0}), {:.2} µs CPU per record", best(&plain), worst(&plain), cpu(&plain));
-    println!("the same with InsertField, ReplaceField and a jq Filter on the sink:");
-    println!("  {:.0} records/s (worst {:.0}), {:.2} µs CPU per record", best(&chained), worst(&chained), cpu(&chained));
-    println!(
-        "  the chain costs {:.1} % of the throughput and {:.2} µs CPU per record",
-        (1.0 - best(&chained) / best(&plain)) * 100.0,
-        cpu(&chained) - cpu(&plain)
-    );
+    let plain = kinds.iter().position(|(_, placement)| *placement == Placement::None).map(|index| &runs[index]);
+    for ((_, placement), runs) in kinds.iter().zip(&runs) {
+        match placement {
+            Placement::None => print!("  without a chain:        "),
+            Placement::Sink => print!("  the chain on the sink:   "),
+            Placement::Source => print!("  the chain on the source: "),
+        }
+        print!("{:.0} records/s (worst {:.0}), {:.2} µs CPU per record", best(runs), worst(runs), cpu(runs));
+        match plain {
+            Some(plain) if *placement != Placement::None => println!(
+                "; costs {:.1} % of the throughput, {:.2} µs CPU per record",
+                (1.0 - best(runs) / best(plain)) * 100.0,
+                cpu(runs) - cpu(plain)
+            ),
+            _ => println!(),
+        }
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use wasm_connect_protocol::{BatchWriter, Record};
 
+use super::jq_simple::SimpleTest;
 use super::options::Options;
 use super::options::Options as StepOptions;
 use super::predicates::short_predicate_name;
@@ -51,6 +52,9 @@ struct WasmSlot {
     step: WasmStep,
     /// What the built-in jq does here, if it is jq.
     jq: Option<JqRole>,
+    /// A `Jq` predicate simple enough to be answered in the host, record by record
+    /// where it can be (see `jq_simple`).
+    simple: Option<SimpleTest>,
 }
 
 /// What a built-in jq slot does. Calling jq again changes nothing, so a call that
@@ -124,7 +128,8 @@ impl Chain {
             let options = options_of(&spec.options);
             let predicate = if short_predicate_name(&spec.type_name) == "Jq" {
                 jq_step(plugins, &options, Part::Value, "test").map(|step| {
-                    slots.push(WasmSlot { alias: spec.name.clone(), step, jq: Some(JqRole::Test) });
+                    let simple = options.get("expression").and_then(SimpleTest::compile);
+                    slots.push(WasmSlot { alias: spec.name.clone(), step, jq: Some(JqRole::Test), simple });
                     PredicateRef::Wasm(slots.len() - 1)
                 })
             } else {
@@ -154,7 +159,7 @@ impl Chain {
                 },
             };
             let mut slot = |step: WasmStep, jq: Option<JqRole>| {
-                slots.push(WasmSlot { alias: spec.name.clone(), step, jq });
+                slots.push(WasmSlot { alias: spec.name.clone(), step, jq, simple: None });
                 Action::Wasm(slots.len() - 1)
             };
             let action = if spec.type_name.trim() == WASM_TYPE {
@@ -198,7 +203,7 @@ impl Chain {
         slot: usize,
         records: &[&WorkingRecord],
     ) -> Result<(Vec<RecordOutcome>, Vec<Record>), PluginFailure> {
-        let WasmSlot { alias, step, jq } = &self.slots[slot];
+        let WasmSlot { alias, step, jq, .. } = &self.slots[slot];
         let encode = |records: &[&WorkingRecord]| {
             let mut writer = BatchWriter::with_capacity(0);
             for record in records {
@@ -332,14 +337,21 @@ impl Chain {
                     }
                 }
                 // A component predicate answers for the whole batch: keep where it matches.
+                // A simple jq expression is answered here for the records it can answer.
                 Some((PredicateRef::Wasm(slot), negate)) => {
                     applies.resize(live.len(), false);
+                    let simple = self.slots[*slot].simple.as_ref();
                     let mut sent = Vec::new();
                     for (index, item) in live.iter_mut().enumerate() {
-                        if !failed.contains_key(&item.origin) {
-                            item.record.settle_value();
-                            sent.push(index);
+                        if failed.contains_key(&item.origin) {
+                            continue;
                         }
+                        if let Some(matched) = simple.and_then(|simple| simple.test(&item.record)) {
+                            applies[index] = matched != *negate;
+                            continue;
+                        }
+                        item.record.settle_value();
+                        sent.push(index);
                     }
                     if !sent.is_empty() {
                         let records: Vec<&WorkingRecord> = sent.iter().map(|index| &live[*index].record).collect();

@@ -8,6 +8,7 @@ mod chain;
 mod date_format;
 mod fields;
 mod headers;
+pub mod jq_simple;
 pub mod options;
 pub mod path;
 mod predicates;
