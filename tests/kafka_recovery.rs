@@ -115,7 +115,16 @@ fn a_killed_host_resumes_in_seconds_and_a_clean_stop_repeats_nothing() {
     let at_stop = writes(&output);
     let distinct_at_stop = at_stop.len();
     assert!(distinct_at_stop < total, "the stop must land mid-stream ({distinct_at_stop} of {total} written)");
-    assert!(at_stop.values().all(|count| *count == 1), "written twice before the stop");
+    // Before the stop, the group formed: on the mock, a task that joins while another
+    // already reads starts a rebalance during which the mock refuses commits (Kafka
+    // takes them), so the first member's last batch may come again to its partitions'
+    // next owner: at most one batch per task. On a real broker, nothing.
+    let twice_before_stop: usize = at_stop.values().map(|count| count - 1).sum();
+    let joining_bound = if std::env::var_os("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP").is_some() { 0 } else { SINK_TASKS * SINK_BATCH };
+    assert!(
+        twice_before_stop <= joining_bound,
+        "{twice_before_stop} records written twice before the stop; at most {joining_bound} may be"
+    );
 
     // A crash mid-stream.
     let host = Host::start(&config);
@@ -158,7 +167,7 @@ fn a_killed_host_resumes_in_seconds_and_a_clean_stop_repeats_nothing() {
     let status = host.get_json("/connectors/files/status");
     host.stop();
     assert!(status["tasks"].as_array().unwrap().iter().all(|task| task["state"] == "RUNNING" && task.get("trace").is_none()), "{status}");
-    let repeated: usize = writes(&output).values().map(|count| count - 1).sum();
+    let repeated: usize = writes(&output).values().map(|count| count - 1).sum::<usize>() - twice_before_stop;
     // At the kill each sink task may hold one written batch not yet committed. On the
     // mock, which refuses commits during a whole rebalance (Kafka takes them) and does
     // not honour static membership, the rebalances after the restart may have a task's
