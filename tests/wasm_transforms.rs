@@ -251,8 +251,9 @@ fn a_jq_expression_that_never_ends_fails_its_records_within_a_bounded_time() {
 }
 
 /// What a chain that keeps the records the `Jq` predicate `expression` matches makes
-/// of each record: kept, dropped, or failed.
-fn filtered_by(plugins: &Plugins, expression: &str, records: &[Record]) -> String {
+/// of each record: kept, dropped, or failed. With `tagged`, an InsertField runs first
+/// (so the predicate sees a value the chain read already).
+fn filtered_by(plugins: &Plugins, expression: &str, records: &[Record], tagged: bool) -> String {
     let predicates = [wasm_connect::config::PredicateConfig {
         name: "test".into(),
         type_name: "Jq".into(),
@@ -261,7 +262,11 @@ fn filtered_by(plugins: &Plugins, expression: &str, records: &[Record]) -> Strin
     let mut keep = transform("keep", "Filter", &[]);
     keep.predicate = Some("test".into());
     keep.negate = true;
-    let chain = Chain::build(&[keep], &predicates, &ChainPlugins::new(&plugins.catalog, &plugins.runtime)).unwrap();
+    let mut transforms = vec![keep];
+    if tagged {
+        transforms.insert(0, transform("tag", "InsertField$Value", &[("static.field", "tag"), ("static.value", "x")]));
+    }
+    let chain = Chain::build(&transforms, &predicates, &ChainPlugins::new(&plugins.catalog, &plugins.runtime)).unwrap();
     let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
     let output = chain.apply(records.to_vec(), &mut wasm).unwrap();
     let kept: Vec<Option<i64>> = output.records.iter().map(|record| record.offset).collect();
@@ -346,8 +351,10 @@ fn simple_jq_predicates_answered_in_the_host_agree_with_jq() {
     ] {
         assert!(wasm_connect::transforms::jq_simple::SimpleTest::compile(expression).is_some(), "{expression} is answered in the host");
         // The same program in a form the host leaves to jq.
-        let by_jq = filtered_by(&plugins, &format!("({expression}) as $answer | $answer"), &records);
-        assert_eq!(filtered_by(&plugins, expression, &records), by_jq, "{expression}");
+        for tagged in [false, true] {
+            let by_jq = filtered_by(&plugins, &format!("({expression}) as $answer | $answer"), &records, tagged);
+            assert_eq!(filtered_by(&plugins, expression, &records, tagged), by_jq, "{expression} (tagged: {tagged})");
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct InsertField {
     offset: Option<FieldPath>,
     timestamp: Option<FieldPath>,
     fixed: Option<(FieldPath, Value)>,
+    /// Every field it inserts is a top-level one: the value is read only at its top level.
+    top_level: bool,
 }
 
 impl InsertField {
@@ -56,14 +58,13 @@ impl InsertField {
         let syntax = options.syntax()?;
         let field = |key: &str| insert_target(options, key, syntax).map(|target| target.map(|(path, _)| path));
         let fixed = field("static.field")?.map(|path| (path, Value::String(options.get("static.value").unwrap_or_default().to_owned())));
-        Ok(Self {
-            part,
-            topic: field("topic.field")?,
-            partition: field("partition.field")?,
-            offset: field("offset.field")?,
-            timestamp: field("timestamp.field")?,
-            fixed,
-        })
+        let (topic, partition, offset, timestamp) =
+            (field("topic.field")?, field("partition.field")?, field("offset.field")?, field("timestamp.field")?);
+        let top_level = [&topic, &partition, &offset, &timestamp, &fixed.as_ref().map(|(path, _)| path.clone())]
+            .into_iter()
+            .flatten()
+            .all(FieldPath::is_top_level);
+        Ok(Self { part, topic, partition, offset, timestamp, fixed, top_level })
     }
 }
 
@@ -72,22 +73,34 @@ impl Transform for InsertField {
         if record.part(self.part).is_null() {
             return Ok(Outcome::Keep);
         }
-        let (topic, partition, offset, timestamp) = (record.topic.clone(), record.partition, record.offset, record.timestamp);
-        let target = object(record.part(self.part).json()?, "field insertion")?;
-        let mut insert = |path: &Option<FieldPath>, value: Value| -> Result<(), String> {
-            if let Some(path) = path
-                && !path.set(target, value)
-            {
+        let mut fields: Vec<(&FieldPath, Value)> = Vec::with_capacity(5);
+        if let Some(path) = &self.topic {
+            fields.push((path, Value::String(record.topic.clone())));
+        }
+        for (path, number) in
+            [(&self.partition, record.partition.map(i64::from)), (&self.offset, record.offset), (&self.timestamp, record.timestamp)]
+        {
+            if let Some(path) = path {
+                fields.push((path, number.map_or(Value::Null, Value::from)));
+            }
+        }
+        if let Some((path, value)) = &self.fixed {
+            fields.push((path, value.clone()));
+        }
+        let data = record.part(self.part);
+        if self.top_level
+            && let Some(target) = data.object()
+        {
+            for (path, value) in fields {
+                target.insert(path.name(), value);
+            }
+            return Ok(Outcome::Keep);
+        }
+        let target = object(data.json()?, "field insertion")?;
+        for (path, value) in fields {
+            if !path.set(target, value) {
                 return Err(format!("cannot insert {}: a field on its way is not an object", path.display()));
             }
-            Ok(())
-        };
-        insert(&self.topic, Value::String(topic))?;
-        insert(&self.partition, partition.map_or(Value::Null, Value::from))?;
-        insert(&self.offset, offset.map_or(Value::Null, Value::from))?;
-        insert(&self.timestamp, timestamp.map_or(Value::Null, Value::from))?;
-        if let Some((path, value)) = &self.fixed {
-            insert(&Some(path.clone()), value.clone())?;
         }
         Ok(Outcome::Keep)
     }
@@ -100,6 +113,8 @@ pub struct ReplaceField {
     include: Vec<FieldPath>,
     exclude: Vec<FieldPath>,
     renames: Vec<(FieldPath, String)>,
+    /// Every field it names is a top-level one: the value is read only at its top level.
+    top_level: bool,
 }
 
 impl ReplaceField {
@@ -121,7 +136,8 @@ impl ReplaceField {
             };
             renames.push((FieldPath::parse(from, syntax).map_err(|message| ("renames".to_owned(), message))?, to.to_owned()));
         }
-        Ok(Self { part, include, exclude, renames })
+        let top_level = include.iter().chain(&exclude).chain(renames.iter().map(|(from, _)| from)).all(FieldPath::is_top_level);
+        Ok(Self { part, include, exclude, renames, top_level })
     }
 }
 
@@ -130,7 +146,22 @@ impl Transform for ReplaceField {
         if record.part(self.part).is_null() {
             return Ok(Outcome::Keep);
         }
-        let target = object(record.part(self.part).json()?, "field replacement")?;
+        let data = record.part(self.part);
+        if self.top_level
+            && let Some(target) = data.object()
+        {
+            if !self.include.is_empty() {
+                target.keep_only(self.include.iter().map(FieldPath::name));
+            }
+            for path in &self.exclude {
+                target.remove(path.name());
+            }
+            for (from, to) in &self.renames {
+                target.rename(from.name(), to);
+            }
+            return Ok(Outcome::Keep);
+        }
+        let target = object(data.json()?, "field replacement")?;
         if !self.include.is_empty() {
             let mut kept = Map::new();
             for path in &self.include {

@@ -17,6 +17,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::record::{Data, WorkingRecord};
+use super::shallow::fields_of;
 
 /// The longest expression read here (a longer one goes to the component).
 const MAX_EXPRESSION_BYTES: usize = 4096;
@@ -32,6 +33,8 @@ const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimpleTest {
     expression: Expr,
+    /// The fields its paths start with: of a value that is an object, only these are read.
+    names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +117,12 @@ impl SimpleTest {
         let tokens = tokenize(expression).filter(|tokens| tokens.len() <= MAX_TOKENS)?;
         let mut parser = Parser { tokens, at: 0, depth: 0 };
         let expression = parser.pipe()?;
-        (parser.at == parser.tokens.len()).then_some(Self { expression })
+        if parser.at != parser.tokens.len() {
+            return None;
+        }
+        let mut names = Vec::new();
+        expression.first_fields(&mut names);
+        Some(Self { expression, names })
     }
 
     /// Whether the record's value passes, as the `Jq` predicate would answer (its first
@@ -131,15 +139,18 @@ impl SimpleTest {
             Ok(output) => Some(output.is_some_and(truthy)),
             Err(Unsure) => None,
         };
+        // Of an object, only the fields the paths start with are read: the rest of it
+        // can change no answer here (an object compared whole is left to jq).
         match &record.value {
             Data::Json(value) => answer(Val::of(value).ok()?),
             Data::Bytes(None) => answer(Val::Null),
+            Data::Object(object) => answer(Val::of(&object.fields(&self.names).ok()?).ok()?),
             // Strict JSON that serde_json reads the way jq does; anything else (text,
             // numbers out of range, nesting beyond its limit) is left to jq.
-            Data::Bytes(Some(bytes)) => {
-                let value: Value = serde_json::from_slice(bytes).ok()?;
-                answer(Val::of(&value).ok()?)
-            }
+            Data::Bytes(Some(bytes)) => match fields_of(bytes, &self.names) {
+                Some(fields) => answer(Val::of(&fields.ok()?).ok()?),
+                None => answer(Val::of(&serde_json::from_slice::<Value>(bytes).ok()?).ok()?),
+            },
         }
     }
 }
@@ -192,6 +203,25 @@ fn compare(left: Val<'_>, right: Val<'_>) -> Result<Ordering, Unsure> {
 }
 
 impl Expr {
+    /// Adds the first field of every path to `names` (once each).
+    fn first_fields(&self, names: &mut Vec<String>) {
+        match self {
+            Expr::Path(fields) => {
+                if let Some(first) = fields.first()
+                    && !names.contains(first)
+                {
+                    names.push(first.clone());
+                }
+            }
+            Expr::Pipe(left, right) | Expr::Or(left, right) | Expr::And(left, right) | Expr::Compare(left, _, right) => {
+                left.first_fields(names);
+                right.first_fields(names);
+            }
+            Expr::Select(inner) => inner.first_fields(names),
+            Expr::Literal(_) | Expr::Variable(_) | Expr::Not | Expr::Type => {}
+        }
+    }
+
     fn evaluate<'a>(&'a self, input: Val<'a>, context: &Context<'a>) -> Evaluated<'a> {
         Ok(Some(match self {
             Expr::Path(fields) => {

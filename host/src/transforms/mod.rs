@@ -15,6 +15,7 @@ mod predicates;
 pub mod record;
 mod routing;
 pub mod sample;
+mod shallow;
 mod timestamp;
 pub mod wasm;
 

@@ -45,6 +45,11 @@ impl FieldPath {
         Ok(Self { steps })
     }
 
+    /// True for a top-level field (one step).
+    pub fn is_top_level(&self) -> bool {
+        self.steps.len() == 1
+    }
+
     /// The last step: the field's own name.
     pub fn name(&self) -> &str {
         self.steps.last().map(String::as_str).unwrap_or_default()

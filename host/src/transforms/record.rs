@@ -1,5 +1,6 @@
-//! A record as transforms see it: its key and value read as JSON once, on first use,
-//! and written back once at the end of the chain.
+//! A record as transforms see it: its key and value read as JSON once, on first use
+//! (only their top-level fields, when that is all the transforms touch), and written
+//! back once at the end of the chain.
 //!
 //! Bytes that are not JSON but are UTF-8 text are read as a JSON string (as Kafka
 //! Connect's StringConverter would give them); other bytes cannot be shaped and a
@@ -9,18 +10,43 @@
 use serde_json::Value;
 use wasm_connect_protocol::Record;
 
+pub use super::shallow::ShallowObject;
+
 /// A key or a value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
     /// As the record carried it (None: absent, a tombstone's value).
     Bytes(Option<Vec<u8>>),
+    /// A JSON object read only at its top level.
+    Object(ShallowObject),
     /// Read as JSON (Null: absent).
     Json(Value),
 }
 
 impl Data {
+    /// The data as a JSON object read only at its top level, when it is one that can
+    /// be read so (see [`ShallowObject`]) and was not read as a tree already.
+    pub fn object(&mut self) -> Option<&mut ShallowObject> {
+        if let Data::Bytes(Some(bytes)) = self {
+            match ShallowObject::read(std::mem::take(bytes)) {
+                Ok(object) => *self = Data::Object(object),
+                Err(bytes) => {
+                    *self = Data::Bytes(Some(bytes));
+                    return None;
+                }
+            }
+        }
+        match self {
+            Data::Object(object) => Some(object),
+            _ => None,
+        }
+    }
+
     /// The JSON of the data, read on first use.
     pub fn json(&mut self) -> Result<&mut Value, String> {
+        if let Data::Object(object) = self {
+            *self = Data::Json(object.to_value()?);
+        }
         if let Data::Bytes(bytes) = self {
             let value = match bytes.take() {
                 None => Value::Null,
@@ -40,7 +66,7 @@ impl Data {
         }
         match self {
             Data::Json(value) => Ok(value),
-            Data::Bytes(_) => unreachable!("read above"),
+            Data::Bytes(_) | Data::Object(_) => unreachable!("read above"),
         }
     }
 
@@ -48,6 +74,7 @@ impl Data {
     pub fn is_null(&self) -> bool {
         match self {
             Data::Bytes(bytes) => bytes.is_none(),
+            Data::Object(_) => false,
             Data::Json(value) => value.is_null(),
         }
     }
@@ -56,6 +83,7 @@ impl Data {
     pub fn into_bytes(self, is_key: bool) -> Option<Vec<u8>> {
         match self {
             Data::Bytes(bytes) => bytes,
+            Data::Object(object) => Some(object.to_bytes()),
             Data::Json(Value::Null) => None,
             Data::Json(Value::String(text)) if is_key => Some(text.into_bytes()),
             Data::Json(value) => Some(serde_json::to_vec(&value).expect("a JSON value serialises")),
@@ -103,7 +131,7 @@ impl WorkingRecord {
     /// Writes the value, if read as JSON, back to bytes (which read back the same),
     /// so the record can be encoded as it is.
     pub fn settle_value(&mut self) {
-        if let Data::Json(_) = self.value {
+        if let Data::Json(_) | Data::Object(_) = self.value {
             let data = std::mem::replace(&mut self.value, Data::Bytes(None));
             self.value = Data::Bytes(data.into_bytes(false));
         }
@@ -118,6 +146,7 @@ impl WorkingRecord {
         fn written(data: &Data, is_key: bool) -> Option<std::borrow::Cow<'_, [u8]>> {
             match data {
                 Data::Bytes(bytes) => bytes.as_deref().map(std::borrow::Cow::Borrowed),
+                Data::Object(object) => Some(std::borrow::Cow::Owned(object.to_bytes())),
                 Data::Json(_) => data.clone().into_bytes(is_key).map(std::borrow::Cow::Owned),
             }
         }

@@ -1,0 +1,321 @@
+//! A JSON object read only at its top level: its fields' names and the text of their
+//! values, in order, over the bytes the record carried. Transforms that add, drop,
+//! rename or keep top-level fields (InsertField, ReplaceField) and the host's simple
+//! jq tests work on it without building a tree of the whole value, and writing it back
+//! copies the values' text as it came.
+//!
+//! Read only when the bytes are strict JSON (serde_json checks every value while it
+//! skips it), the top level is an object, no field name holds an escape and no name
+//! repeats; anything else is read as a tree, as before.
+
+use serde::Deserializer;
+use serde::de::{MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// A top-level JSON object over its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShallowObject {
+    text: Vec<u8>,
+    fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Field {
+    name: Text,
+    value: Slot,
+}
+
+/// A field's name: its text (without escapes) in the object's, or one a transform gave.
+#[derive(Debug, Clone, PartialEq)]
+enum Text {
+    At(usize, usize),
+    Owned(String),
+}
+
+/// A field's value: its JSON text in the object's, or one a transform gave.
+#[derive(Debug, Clone, PartialEq)]
+enum Slot {
+    At(usize, usize),
+    Owned(Value),
+}
+
+/// Objects with more fields than this check for repeated names with a set.
+const PAIRWISE_LIMIT: usize = 32;
+
+/// The top-level fields of `bytes` as (name, value text) ranges, when it is a JSON
+/// object this module reads (see the module's documentation).
+fn scan(bytes: &[u8]) -> Option<Vec<(Text, Slot)>> {
+    struct Fields;
+    impl<'de> Visitor<'de> for Fields {
+        type Value = Vec<(&'de str, &'de RawValue)>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
+            // A name with an escape is not a borrowed string: the whole read fails.
+            while let Some(field) = map.next_entry::<&'de str, &'de RawValue>()? {
+                fields.push(field);
+            }
+            Ok(fields)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let fields = deserializer.deserialize_map(Fields).ok()?;
+    deserializer.end().ok()?;
+    let repeated = if fields.len() <= PAIRWISE_LIMIT {
+        fields.iter().enumerate().any(|(index, (name, _))| fields[..index].iter().any(|(other, _)| other == name))
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(fields.len());
+        !fields.iter().all(|(name, _)| seen.insert(*name))
+    };
+    if repeated {
+        return None;
+    }
+    let base = bytes.as_ptr() as usize;
+    let range = |text: &str| {
+        let start = text.as_ptr() as usize - base;
+        (start, start + text.len())
+    };
+    Some(
+        fields
+            .into_iter()
+            .map(|(name, value)| {
+                let (name_start, name_end) = range(name);
+                let (value_start, value_end) = range(value.get());
+                (Text::At(name_start, name_end), Slot::At(value_start, value_end))
+            })
+            .collect(),
+    )
+}
+
+impl ShallowObject {
+    /// Reads `bytes`, or gives them back when they are not an object read here.
+    pub fn read(bytes: Vec<u8>) -> Result<Self, Vec<u8>> {
+        match scan(&bytes) {
+            Some(fields) => {
+                let fields = fields.into_iter().map(|(name, value)| Field { name, value }).collect();
+                Ok(Self { text: bytes, fields })
+            }
+            None => Err(bytes),
+        }
+    }
+
+    fn name<'a>(&'a self, field: &'a Field) -> &'a str {
+        match &field.name {
+            // Read as a borrowed string by serde_json: valid UTF-8 on char boundaries.
+            Text::At(start, end) => std::str::from_utf8(&self.text[*start..*end]).unwrap_or_default(),
+            Text::Owned(name) => name,
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|field| self.name(field) == name)
+    }
+
+    /// Sets the field `name`: where it stands if present, else last.
+    pub fn insert(&mut self, name: &str, value: Value) {
+        match self.position(name) {
+            Some(index) => self.fields[index].value = Slot::Owned(value),
+            None => self.fields.push(Field { name: Text::Owned(name.to_owned()), value: Slot::Owned(value) }),
+        }
+    }
+
+    /// Removes the field `name`, if present.
+    pub fn remove(&mut self, name: &str) {
+        if let Some(index) = self.position(name) {
+            self.fields.remove(index);
+        }
+    }
+
+    /// Keeps only the fields `names`, in that order.
+    pub fn keep_only<'a>(&mut self, names: impl IntoIterator<Item = &'a str>) {
+        let mut kept: Vec<Field> = Vec::new();
+        for name in names {
+            if let Some(index) = self.position(name)
+                && !kept.iter().any(|field| self.name(field) == name)
+            {
+                kept.push(self.fields[index].clone());
+            }
+        }
+        self.fields = kept;
+    }
+
+    /// Renames the field `from` to `to` where it stands. A field already named `to`
+    /// merges with it as a JSON object's fields do when a name repeats: the first
+    /// place, the last value.
+    pub fn rename(&mut self, from: &str, to: &str) {
+        let Some(index) = self.position(from) else { return };
+        self.fields[index].name = Text::Owned(to.to_owned());
+        let same: Vec<usize> = (0..self.fields.len()).filter(|index| self.name(&self.fields[*index]) == to).collect();
+        if let (Some(first), Some(last)) = (same.first().copied(), same.last().copied())
+            && first != last
+        {
+            self.fields[first].value = self.fields[last].value.clone();
+            for index in same[1..].iter().rev() {
+                self.fields.remove(*index);
+            }
+        }
+    }
+
+    /// The value of the field `name` as a tree: None when absent, Err when its text is
+    /// JSON that serde_json cannot hold as a value (a number out of range).
+    pub fn value(&self, name: &str) -> Option<Result<Value, String>> {
+        let field = &self.fields[self.position(name)?];
+        Some(self.value_of(field))
+    }
+
+    fn value_of(&self, field: &Field) -> Result<Value, String> {
+        match &field.value {
+            Slot::At(start, end) => {
+                serde_json::from_slice(&self.text[*start..*end]).map_err(|error| format!("the value's field cannot be read: {error}"))
+            }
+            Slot::Owned(value) => Ok(value.clone()),
+        }
+    }
+
+    /// The whole object as a tree.
+    pub fn to_value(&self) -> Result<Value, String> {
+        let mut object = serde_json::Map::with_capacity(self.fields.len());
+        for field in &self.fields {
+            object.insert(self.name(field).to_owned(), self.value_of(field)?);
+        }
+        Ok(Value::Object(object))
+    }
+
+    /// The object as JSON text: the values read as they came, the others printed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.text.len() + 64);
+        out.push(b'{');
+        for (index, field) in self.fields.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            match &field.name {
+                // Without escapes, as read: its text goes between quotes unchanged.
+                Text::At(start, end) => {
+                    out.push(b'"');
+                    out.extend_from_slice(&self.text[*start..*end]);
+                    out.push(b'"');
+                }
+                Text::Owned(name) => serde_json::to_writer(&mut out, name).expect("a string serialises"),
+            }
+            out.push(b':');
+            match &field.value {
+                Slot::At(start, end) => out.extend_from_slice(&self.text[*start..*end]),
+                Slot::Owned(value) => serde_json::to_writer(&mut out, value).expect("a JSON value serialises"),
+            }
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// The named top-level fields of `bytes` as an object tree (those absent left out),
+/// when `bytes` is an object read here; Err when a named field cannot be held.
+pub fn fields_of(bytes: &[u8], names: &[String]) -> Option<Result<Value, String>> {
+    let fields = scan(bytes)?;
+    let mut object = serde_json::Map::with_capacity(names.len());
+    for (name, value) in fields {
+        let (Text::At(name_start, name_end), Slot::At(start, end)) = (name, value) else { continue };
+        let name = std::str::from_utf8(&bytes[name_start..name_end]).unwrap_or_default();
+        if names.iter().any(|wanted| wanted == name) {
+            match serde_json::from_slice(&bytes[start..end]) {
+                Ok(value) => object.insert(name.to_owned(), value),
+                Err(error) => return Some(Err(format!("the value's field cannot be read: {error}"))),
+            };
+        }
+    }
+    Some(Ok(Value::Object(object)))
+}
+
+impl ShallowObject {
+    /// The named fields as an object tree (those absent left out); Err when a named
+    /// field cannot be held.
+    pub fn fields(&self, names: &[String]) -> Result<Value, String> {
+        let mut object = serde_json::Map::with_capacity(names.len());
+        for field in &self.fields {
+            let name = self.name(field);
+            if names.iter().any(|wanted| wanted == name) {
+                object.insert(name.to_owned(), self.value_of(field)?);
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::ShallowObject;
+
+    fn read(text: &str) -> Option<ShallowObject> {
+        ShallowObject::read(text.as_bytes().to_vec()).ok()
+    }
+
+    fn written(object: &ShallowObject) -> String {
+        String::from_utf8(object.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn fields_are_changed_in_place_and_the_rest_written_as_it_came() {
+        let mut object = read(r#" { "b" : [1, 2], "a":1.50, "c":{"x":"\u00e9"}, "d":null } "#).unwrap();
+        object.insert("a", json!(2));
+        object.insert("e", json!("new"));
+        object.remove("d");
+        object.rename("c", "z");
+        assert_eq!(written(&object), r#"{"b":[1, 2],"a":2,"z":{"x":"\u00e9"},"e":"new"}"#);
+        assert_eq!(object.value("z").unwrap().unwrap(), json!({"x": "é"}));
+        assert_eq!(object.value("missing"), None);
+        assert_eq!(object.to_value().unwrap(), json!({"b": [1, 2], "a": 2, "z": {"x": "é"}, "e": "new"}));
+        object.keep_only(["e", "b", "e", "missing"]);
+        assert_eq!(written(&object), r#"{"e":"new","b":[1, 2]}"#);
+    }
+
+    #[test]
+    fn a_rename_onto_a_present_name_keeps_its_place_and_the_later_value() {
+        let mut object = read(r#"{"a":1,"b":2,"c":3}"#).unwrap();
+        object.rename("c", "a");
+        assert_eq!(written(&object), r#"{"a":3,"b":2}"#);
+        let mut object = read(r#"{"a":1,"b":2,"c":3}"#).unwrap();
+        object.rename("a", "c");
+        assert_eq!(written(&object), r#"{"c":3,"b":2}"#);
+        // As the tree does it.
+        let mut tree: serde_json::Map<String, Value> = serde_json::from_str(r#"{"a":1,"b":2,"c":3}"#).unwrap();
+        tree = tree.into_iter().map(|(name, value)| if name == "a" { ("c".to_owned(), value) } else { (name, value) }).collect();
+        assert_eq!(serde_json::to_string(&tree).unwrap(), r#"{"c":3,"b":2}"#);
+    }
+
+    #[test]
+    fn what_is_not_a_plain_object_is_left_to_the_tree() {
+        for text in [
+            "[1, 2]",
+            "\"text\"",
+            "12",
+            "null",
+            "plain text",
+            r#"{"a":1"#,
+            r#"{"a":1} trailing"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a\"b":1}"#,
+            r#"{"a":[1,}"#,
+            r#"{"a":01}"#,
+        ] {
+            assert!(read(text).is_none(), "{text} was read");
+        }
+        let many: String = format!("{{{}}}", (0..40).map(|n| format!("\"f{}\":{n}", n % 39)).collect::<Vec<_>>().join(","));
+        assert!(read(&many).is_none(), "a name repeated among 40 was not seen");
+        assert!(read(r#"{}"#).is_some_and(|object| written(&object) == "{}"));
+    }
+
+    #[test]
+    fn named_fields_are_read_alone() {
+        let names = vec!["a".to_owned(), "missing".to_owned()];
+        assert_eq!(super::fields_of(br#"{"a":{"b":1},"c":2}"#, &names).unwrap().unwrap(), json!({"a": {"b": 1}}));
+        assert!(super::fields_of(br#"{"a":1e400}"#, &names).unwrap().is_err());
+        assert_eq!(read(r#"{"a":1e400,"c":2}"#).unwrap().fields(&["c".to_owned()]).unwrap(), json!({"c": 2}));
+        assert!(super::fields_of(b"[1]", &names).is_none());
+    }
+}
