@@ -337,7 +337,10 @@ mod tests {
         }
     }
 
-    fn run(expression: &str, part: Part, mode: Mode, record: &RecordView<'_>) -> (Outcome, Vec<(Option<Value>, Option<Value>)>) {
+    /// The (key, value) of each record written, as JSON.
+    type Written = Vec<(Option<Value>, Option<Value>)>;
+
+    fn run(expression: &str, part: Part, mode: Mode, record: &RecordView<'_>) -> (Outcome, Written) {
         let mut transform = JqTransform { program: JqProgram::compile(expression).unwrap(), part, mode };
         let mut output = BatchWriter::default();
         let outcome = transform.apply(record, &mut output).unwrap();
