@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use wasm_connect_bench::{repository, write_config};
 
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 /// A configuration of the pipeline with its data, compile cache and output in `directory`.
 fn config(directory: &Path, port: u16, records: usize, chain: Placement) -> std::path::PathBuf {

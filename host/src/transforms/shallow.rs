@@ -43,61 +43,60 @@ enum Slot {
 /// Objects with more fields than this check for repeated names with a set.
 const PAIRWISE_LIMIT: usize = 32;
 
-/// The top-level fields of `bytes` as (name, value text) ranges, when it is a JSON
-/// object this module reads (see the module's documentation).
-fn scan(bytes: &[u8]) -> Option<Vec<(Text, Slot)>> {
-    struct Fields;
+/// The top-level fields of `bytes`, named and valued by their ranges in it, when it is
+/// a JSON object this module reads (see the module's documentation).
+fn scan(bytes: &[u8]) -> Option<Vec<Field>> {
+    /// Collects each field as the ranges of its name and value text in the input,
+    /// which starts at `base`.
+    struct Fields {
+        base: usize,
+    }
     impl<'de> Visitor<'de> for Fields {
-        type Value = Vec<(&'de str, &'de RawValue)>;
+        type Value = Vec<Field>;
         fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             formatter.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
+            let range = |text: &str| {
+                let start = text.as_ptr() as usize - self.base;
+                (start, start + text.len())
+            };
+            let mut fields = Vec::with_capacity(32);
             // A name with an escape is not a borrowed string: the whole read fails.
-            while let Some(field) = map.next_entry::<&'de str, &'de RawValue>()? {
-                fields.push(field);
+            while let Some((name, value)) = map.next_entry::<&'de str, &'de RawValue>()? {
+                let ((name_start, name_end), (value_start, value_end)) = (range(name), range(value.get()));
+                fields.push(Field { name: Text::At(name_start, name_end), value: Slot::At(value_start, value_end) });
             }
             Ok(fields)
         }
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let fields = deserializer.deserialize_map(Fields).ok()?;
+    let fields = deserializer.deserialize_map(Fields { base: bytes.as_ptr() as usize }).ok()?;
     deserializer.end().ok()?;
+    let name = |field: &Field| match field.name {
+        Text::At(start, end) => &bytes[start..end],
+        Text::Owned(_) => unreachable!("scanned names are ranges"),
+    };
     let repeated = if fields.len() <= PAIRWISE_LIMIT {
-        fields.iter().enumerate().any(|(index, (name, _))| fields[..index].iter().any(|(other, _)| other == name))
+        // Names compared only where their length and ends agree.
+        let print = |name: &[u8]| {
+            (name.len() as u64) << 16 | u64::from(name.first().copied().unwrap_or(0)) << 8 | u64::from(name.last().copied().unwrap_or(0))
+        };
+        let prints: Vec<u64> = fields.iter().map(|field| print(name(field))).collect();
+        (1..fields.len())
+            .any(|index| (0..index).any(|other| prints[other] == prints[index] && name(&fields[other]) == name(&fields[index])))
     } else {
         let mut seen = std::collections::HashSet::with_capacity(fields.len());
-        !fields.iter().all(|(name, _)| seen.insert(*name))
+        !fields.iter().all(|field| seen.insert(name(field)))
     };
-    if repeated {
-        return None;
-    }
-    let base = bytes.as_ptr() as usize;
-    let range = |text: &str| {
-        let start = text.as_ptr() as usize - base;
-        (start, start + text.len())
-    };
-    Some(
-        fields
-            .into_iter()
-            .map(|(name, value)| {
-                let (name_start, name_end) = range(name);
-                let (value_start, value_end) = range(value.get());
-                (Text::At(name_start, name_end), Slot::At(value_start, value_end))
-            })
-            .collect(),
-    )
+    (!repeated).then_some(fields)
 }
 
 impl ShallowObject {
     /// Reads `bytes`, or gives them back when they are not an object read here.
     pub fn read(bytes: Vec<u8>) -> Result<Self, Vec<u8>> {
         match scan(&bytes) {
-            Some(fields) => {
-                let fields = fields.into_iter().map(|(name, value)| Field { name, value }).collect();
-                Ok(Self { text: bytes, fields })
-            }
+            Some(fields) => Ok(Self { text: bytes, fields }),
             None => Err(bytes),
         }
     }
@@ -110,8 +109,16 @@ impl ShallowObject {
         }
     }
 
+    /// Whether `field` is named `name`, comparing the bytes (no UTF-8 check again).
+    fn is_named(&self, field: &Field, name: &str) -> bool {
+        match &field.name {
+            Text::At(start, end) => &self.text[*start..*end] == name.as_bytes(),
+            Text::Owned(owned) => owned == name,
+        }
+    }
+
     fn position(&self, name: &str) -> Option<usize> {
-        self.fields.iter().position(|field| self.name(field) == name)
+        self.fields.iter().position(|field| self.is_named(field, name))
     }
 
     /// Sets the field `name`: where it stands if present, else last.
@@ -134,7 +141,7 @@ impl ShallowObject {
         let mut kept: Vec<Field> = Vec::new();
         for name in names {
             if let Some(index) = self.position(name)
-                && !kept.iter().any(|field| self.name(field) == name)
+                && !kept.iter().any(|field| self.is_named(field, name))
             {
                 kept.push(self.fields[index].clone());
             }
@@ -148,7 +155,7 @@ impl ShallowObject {
     pub fn rename(&mut self, from: &str, to: &str) {
         let Some(index) = self.position(from) else { return };
         self.fields[index].name = Text::Owned(to.to_owned());
-        let same: Vec<usize> = (0..self.fields.len()).filter(|index| self.name(&self.fields[*index]) == to).collect();
+        let same: Vec<usize> = (0..self.fields.len()).filter(|index| self.is_named(&self.fields[*index], to)).collect();
         if let (Some(first), Some(last)) = (same.first().copied(), same.last().copied())
             && first != last
         {
@@ -217,12 +224,11 @@ impl ShallowObject {
 pub fn fields_of(bytes: &[u8], names: &[String]) -> Option<Result<Value, String>> {
     let fields = scan(bytes)?;
     let mut object = serde_json::Map::with_capacity(names.len());
-    for (name, value) in fields {
-        let (Text::At(name_start, name_end), Slot::At(start, end)) = (name, value) else { continue };
-        let name = std::str::from_utf8(&bytes[name_start..name_end]).unwrap_or_default();
-        if names.iter().any(|wanted| wanted == name) {
+    for field in fields {
+        let (Text::At(name_start, name_end), Slot::At(start, end)) = (field.name, field.value) else { continue };
+        if let Some(name) = names.iter().find(|wanted| wanted.as_bytes() == &bytes[name_start..name_end]) {
             match serde_json::from_slice(&bytes[start..end]) {
-                Ok(value) => object.insert(name.to_owned(), value),
+                Ok(value) => object.insert(name.clone(), value),
                 Err(error) => return Some(Err(format!("the value's field cannot be read: {error}"))),
             };
         }
@@ -236,9 +242,8 @@ impl ShallowObject {
     pub fn fields(&self, names: &[String]) -> Result<Value, String> {
         let mut object = serde_json::Map::with_capacity(names.len());
         for field in &self.fields {
-            let name = self.name(field);
-            if names.iter().any(|wanted| wanted == name) {
-                object.insert(name.to_owned(), self.value_of(field)?);
+            if let Some(name) = names.iter().find(|wanted| self.is_named(field, wanted)) {
+                object.insert(name.clone(), self.value_of(field)?);
             }
         }
         Ok(Value::Object(object))
