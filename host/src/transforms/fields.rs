@@ -77,12 +77,22 @@ impl Transform for InsertField {
         if let Some(path) = &self.topic {
             fields.push((path, Value::String(record.topic.clone())));
         }
-        for (path, number) in
-            [(&self.partition, record.partition.map(i64::from)), (&self.offset, record.offset), (&self.timestamp, record.timestamp)]
-        {
-            if let Some(path) = path {
-                fields.push((path, number.map_or(Value::Null, Value::from)));
-            }
+        // As Kafka Connect: no partition or timestamp field when the record has none,
+        // and an offset only of a record read from a topic.
+        if let (Some(path), Some(partition)) = (&self.partition, record.partition) {
+            fields.push((path, Value::from(partition)));
+        }
+        if let Some(path) = &self.offset {
+            let Some(offset) = record.offset else {
+                return Err(format!(
+                    "offset.field ({}) needs a record read from a topic, as a sink connector's are; this record has no offset yet",
+                    path.display()
+                ));
+            };
+            fields.push((path, Value::from(offset)));
+        }
+        if let (Some(path), Some(timestamp)) = (&self.timestamp, record.timestamp) {
+            fields.push((path, Value::from(timestamp)));
         }
         if let Some((path, value)) = &self.fixed {
             fields.push((path, value.clone()));

@@ -58,6 +58,13 @@ fn insert_field_adds_a_static_field_and_the_record_coordinates() {
         json!({"id": 1}),
     );
     assert_eq!(value, json!({"id": 1, "topic": "orders", "partition": 2, "offset": 41, "ts": 1_700_000_000_000i64}));
+    // A source's record, not yet in a topic: no partition or timestamp field where it
+    // has none, and an offset field fails it (Kafka Connect: "Only SinkRecord supported").
+    let fresh = Record { topic: "orders".into(), value: Some(br#"{"id":1}"#.to_vec()), ..Record::default() };
+    let coordinates = [("topic.field", "topic"), ("partition.field", "partition"), ("timestamp.field", "ts")];
+    assert_eq!(apply("InsertField$Value", &coordinates, fresh.clone()).unwrap().1, Some(json!({"id": 1, "topic": "orders"})));
+    let refused = apply("InsertField$Value", &[("offset.field", "offset")], fresh).unwrap_err();
+    assert!(refused.contains("offset.field (offset) needs a record read from a topic"), "{refused}");
     let nested = value_of("InsertField$Value", &[("topic.field", "meta.topic"), ("field.syntax.version", "V2")], json!({"id": 1}));
     assert_eq!(nested, json!({"id": 1, "meta": {"topic": "orders"}}));
     // A tombstone passes unchanged; a value that is not an object fails the record.
