@@ -382,21 +382,17 @@ fn tokenize(expression: &str) -> Option<Vec<Token>> {
                 tokens.push(Token::Path(fields));
             }
             b'0'..=b'9' => {
+                // Past the digits from `from`; None when there are none.
+                let digits = |from: usize| {
+                    let end = from + bytes[from..].iter().take_while(|byte| byte.is_ascii_digit()).count();
+                    (end > from).then_some(end)
+                };
                 let start = at;
-                while at < bytes.len() && bytes[at].is_ascii_digit() {
-                    at += 1;
-                }
+                at = digits(at)?;
                 let mut integral = true;
                 if at < bytes.len() && bytes[at] == b'.' {
                     integral = false;
-                    at += 1;
-                    let digits = at;
-                    while at < bytes.len() && bytes[at].is_ascii_digit() {
-                        at += 1;
-                    }
-                    if at == digits {
-                        return None;
-                    }
+                    at = digits(at + 1)?;
                 }
                 if at < bytes.len() && matches!(bytes[at], b'e' | b'E') {
                     integral = false;
@@ -404,13 +400,7 @@ fn tokenize(expression: &str) -> Option<Vec<Token>> {
                     if at < bytes.len() && matches!(bytes[at], b'+' | b'-') {
                         at += 1;
                     }
-                    let digits = at;
-                    while at < bytes.len() && bytes[at].is_ascii_digit() {
-                        at += 1;
-                    }
-                    if at == digits {
-                        return None;
-                    }
+                    at = digits(at)?;
                 }
                 if at < bytes.len() && (is_identifier(bytes[at]) || bytes[at] == b'.') {
                     return None;
@@ -558,19 +548,19 @@ impl Parser {
     }
 
     fn or(&mut self) -> Option<Expr> {
-        let mut expression = self.and()?;
-        while self.is_word("or") {
-            self.at += 1;
-            expression = Expr::Or(Box::new(expression), Box::new(self.and()?));
-        }
-        Some(expression)
+        self.joined("or", Self::and, Expr::Or)
     }
 
     fn and(&mut self) -> Option<Expr> {
-        let mut expression = self.comparison()?;
-        while self.is_word("and") {
+        self.joined("and", Self::comparison, Expr::And)
+    }
+
+    /// Operands read by `operand`, joined left to right by the keyword `word`.
+    fn joined(&mut self, word: &str, operand: fn(&mut Self) -> Option<Expr>, join: fn(Box<Expr>, Box<Expr>) -> Expr) -> Option<Expr> {
+        let mut expression = operand(self)?;
+        while self.is_word(word) {
             self.at += 1;
-            expression = Expr::And(Box::new(expression), Box::new(self.comparison()?));
+            expression = join(Box::new(expression), Box::new(operand(self)?));
         }
         Some(expression)
     }
