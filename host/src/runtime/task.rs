@@ -355,7 +355,12 @@ impl<W: PluginWorld> PluginInstance<W> {
     ) -> Result<T, PluginFailure> {
         start_call(&mut self.store, &self.runtime);
         let timeout = self.runtime.limits.call_timeout;
-        call(&self.bindings, &mut self.store).map_err(|error| PluginFailure::from_trap(&error, timeout))?.map_err(PluginFailure::from)
+        let result = call(&self.bindings, &mut self.store).map_err(|error| PluginFailure::from_trap(&error, timeout));
+        // A call shorter than the deadline check may flood the log all the same.
+        if self.store.data().log_budget.flooding() {
+            return Err(PluginFailure::Trapped(LOG_FLOOD_REASON.to_owned()));
+        }
+        result?.map_err(PluginFailure::from)
     }
 }
 
