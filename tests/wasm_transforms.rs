@@ -283,6 +283,7 @@ fn filtered_by(plugins: &Plugins, expression: &str, records: &[Record], tagged: 
 #[test]
 fn simple_jq_predicates_answered_in_the_host_agree_with_jq() {
     let plugins = plugins();
+    let deep = format!(r#"{{"b": 1, "a": {}{}}}"#, "[".repeat(130), "]".repeat(130));
     let values: Vec<Option<&[u8]>> = vec![
         Some(br#"{"amount": 1500, "currency": "EUR", "paid": true, "note": null, "items": [1, 2], "meta": {"a": 1}}"#),
         Some(br#"{"amount": 999.5, "currency": "USD", "paid": false, "items": [], "meta": {}}"#),
@@ -301,6 +302,13 @@ fn simple_jq_predicates_answered_in_the_host_agree_with_jq() {
         Some(b"{\"broken\": "),
         Some(b"1e400"),
         None,
+        // Numbers that f64 holds only when read correctly rounded, or not at all.
+        Some(br#"{"x": 1e-23, "a": 9007199254740993.0, "b": 9007199254740992}"#),
+        Some(br#"{"a": 100000000000000000001, "b": 100000000000000000000, "x": 1e400}"#),
+        // A lone surrogate, and nesting deeper than serde_json reads: text to the host's
+        // tree, and jq's reader refuses them too.
+        Some(br#"{"b": 1, "a": "\ud800"}"#),
+        Some(deep.as_bytes()),
     ];
     let records: Vec<Record> = values
         .iter()
@@ -348,6 +356,9 @@ fn simple_jq_predicates_answered_in_the_host_agree_with_jq() {
         "null",
         ".amount2 < 0.000001",
         "(.amount | type) == \"string\"",
+        ".x == 1e-23",
+        ".a == .b",
+        ".b == 1",
     ] {
         assert!(wasm_connect::transforms::jq_simple::SimpleTest::compile(expression).is_some(), "{expression} is answered in the host");
         // The same program in a form the host leaves to jq.

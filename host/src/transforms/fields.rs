@@ -82,14 +82,18 @@ impl Transform for InsertField {
         if let (Some(path), Some(partition)) = (&self.partition, record.partition) {
             fields.push((path, Value::from(partition)));
         }
+        // Reported once the value is known to be an object, as Kafka Connect checks.
+        let mut no_offset = None;
         if let Some(path) = &self.offset {
-            let Some(offset) = record.offset else {
-                return Err(format!(
-                    "offset.field ({}) needs a record read from a topic, as a sink connector's are; this record has no offset yet",
-                    path.display()
-                ));
-            };
-            fields.push((path, Value::from(offset)));
+            match record.offset {
+                Some(offset) => fields.push((path, Value::from(offset))),
+                None => {
+                    no_offset = Some(format!(
+                        "offset.field ({}) needs a record read from a topic, as a sink connector's are; this record has no offset yet",
+                        path.display()
+                    ))
+                }
+            }
         }
         if let (Some(path), Some(timestamp)) = (&self.timestamp, record.timestamp) {
             fields.push((path, Value::from(timestamp)));
@@ -101,12 +105,18 @@ impl Transform for InsertField {
         if self.top_level
             && let Some(target) = data.object()
         {
+            if let Some(problem) = no_offset {
+                return Err(problem);
+            }
             for (path, value) in fields {
                 target.insert(path.name(), value);
             }
             return Ok(Outcome::Keep);
         }
         let target = object(data.json()?, "field insertion")?;
+        if let Some(problem) = no_offset {
+            return Err(problem);
+        }
         for (path, value) in fields {
             if !path.set(target, value) {
                 return Err(format!("cannot insert {}: a field on its way is not an object", path.display()));

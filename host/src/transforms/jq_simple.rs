@@ -146,7 +146,8 @@ impl SimpleTest {
             Data::Bytes(None) => answer(Val::Null),
             Data::Object(object) => answer(Val::of(&object.fields(&self.names).ok()?).ok()?),
             // Strict JSON that serde_json reads the way jq does; anything else (text,
-            // numbers out of range, nesting beyond its limit) is left to jq.
+            // numbers out of range, nesting beyond serde_json's limit, a lone
+            // surrogate) is left to jq: the top-level read refuses them too.
             Data::Bytes(Some(bytes)) => match fields_of(bytes, &self.names) {
                 Some(fields) => answer(Val::of(&fields.ok()?).ok()?),
                 None => answer(Val::of(&serde_json::from_slice::<Value>(bytes).ok()?).ok()?),
@@ -180,13 +181,16 @@ impl<'a> Val<'a> {
     }
 }
 
-/// A JSON number as jq compares it, when f64 holds it exactly as jq reads it.
+/// A JSON number as jq compares it, when f64 holds it exactly as jq reads it: jq keeps
+/// an integer beyond 2^53 exact, and serde_json reads one beyond 64 bits as a float, so
+/// any number beyond 2^53 is left to jq. (Floats are read correctly rounded, as jq
+/// reads them: serde_json's `float_roundtrip`.)
 fn exact(number: &serde_json::Number) -> Result<f64, Unsure> {
     let integer = number.as_i64().map(i64::unsigned_abs).or_else(|| number.as_u64());
     if integer.is_some_and(|integer| integer > MAX_EXACT_INTEGER as u64) {
         return Err(Unsure);
     }
-    number.as_f64().ok_or(Unsure)
+    number.as_f64().filter(|value| value.abs() <= MAX_EXACT_INTEGER).ok_or(Unsure)
 }
 
 fn truthy(value: Val<'_>) -> bool {

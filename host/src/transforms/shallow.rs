@@ -6,7 +6,11 @@
 //!
 //! Read only when the bytes are strict JSON (serde_json checks every value while it
 //! skips it), the top level is an object, no field name holds an escape and no name
-//! repeats; anything else is read as a tree, as before.
+//! repeats, nothing nests deeper than a tree may (serde_json's limit), and no string
+//! holds an escaped UTF-16 surrogate (which a tree must pair, and skipping does not
+//! check); anything else is read as a tree, as before. A number too large for a float
+//! in a field no transform reads stays as it came (a tree cannot hold it: a transform
+//! that needs the tree fails the record).
 
 use serde::Deserializer;
 use serde::de::{MapAccess, Visitor};
@@ -46,6 +50,9 @@ const PAIRWISE_LIMIT: usize = 32;
 /// The top-level fields of `bytes`, named and valued by their ranges in it, when it is
 /// a JSON object this module reads (see the module's documentation).
 fn scan(bytes: &[u8]) -> Option<Vec<Field>> {
+    if !within_tree_limits(bytes) {
+        return None;
+    }
     /// Collects each field as the ranges of its name and value text in the input,
     /// which starts at `base`.
     struct Fields {
@@ -90,6 +97,42 @@ fn scan(bytes: &[u8]) -> Option<Vec<Field>> {
         !fields.iter().all(|field| seen.insert(name(field)))
     };
     (!repeated).then_some(fields)
+}
+
+/// The deepest nesting serde_json reads into a tree.
+const MAX_DEPTH: usize = 127;
+
+/// False when `bytes`, read as JSON, nests arrays and objects deeper than a tree may,
+/// or holds a `\u` escape of a UTF-16 surrogate (the tree checks that they pair;
+/// skipping a value does not: a rare escaped pair goes to the tree too).
+fn within_tree_limits(bytes: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (index, byte) in bytes.iter().enumerate() {
+        match (in_string, escaped, byte) {
+            (true, true, b'u') => {
+                escaped = false;
+                if matches!(bytes.get(index + 1), Some(b'd' | b'D'))
+                    && matches!(bytes.get(index + 2), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+                {
+                    return false;
+                }
+            }
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _, _) => {}
+        }
+    }
+    true
 }
 
 impl ShallowObject {
@@ -307,12 +350,20 @@ mod tests {
             r#"{"a\"b":1}"#,
             r#"{"a":[1,}"#,
             r#"{"a":01}"#,
+            r#"{"b":1,"a":"\ud800"}"#,
+            r#"{"b":1,"a":"\uDC00 and more"}"#,
+            r#"{"b":1,"a":"\ud83d\ude00"}"#,
         ] {
             assert!(read(text).is_none(), "{text} was read");
         }
         let many: String = format!("{{{}}}", (0..40).map(|n| format!("\"f{}\":{n}", n % 39)).collect::<Vec<_>>().join(","));
         assert!(read(&many).is_none(), "a name repeated among 40 was not seen");
         assert!(read(r#"{}"#).is_some_and(|object| written(&object) == "{}"));
+        // As deep as a tree may nest, and one deeper; an escaped backslash before a u.
+        let nested = |depth: usize| format!("{{\"b\":1,\"a\":{}{}}}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        assert!(serde_json::from_str::<Value>(&nested(127)).is_ok() && read(&nested(127)).is_some());
+        assert!(serde_json::from_str::<Value>(&nested(128)).is_err() && read(&nested(128)).is_none());
+        assert!(read(r#"{"a":"\\ud800 is text"}"#).is_some());
     }
 
     #[test]
