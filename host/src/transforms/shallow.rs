@@ -106,33 +106,8 @@ const MAX_DEPTH: usize = 127;
 /// or holds a `\u` escape of a UTF-16 surrogate (the tree checks that they pair;
 /// skipping a value does not: a rare escaped pair goes to the tree too).
 fn within_tree_limits(bytes: &[u8]) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (index, byte) in bytes.iter().enumerate() {
-        match (in_string, escaped, byte) {
-            (true, true, b'u') => {
-                escaped = false;
-                if matches!(bytes.get(index + 1), Some(b'd' | b'D'))
-                    && matches!(bytes.get(index + 2), Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
-                {
-                    return false;
-                }
-            }
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (true, false, b'"') => in_string = false,
-            (true, false, _) => {}
-            (false, _, b'"') => in_string = true,
-            (false, _, b'[' | b'{') => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return false;
-                }
-            }
-            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
-            (false, _, _) => {}
-        }
-    }
-    true
+    let shape = wasm_connect_protocol::json::shape(bytes);
+    shape.depth <= MAX_DEPTH && !shape.escaped_surrogate
 }
 
 impl ShallowObject {

@@ -1,11 +1,13 @@
 //! What the wasm-connect host and its plugins must agree on, written once and linked
 //! by both sides: the flat record-batch encoding that crosses the WebAssembly boundary
 //! ([`batch`]), the syntax of configuration option values ([`values`]) and calendar
-//! arithmetic both sides need ([`time`]), and percent-encoding ([`url`]).
+//! arithmetic both sides need ([`time`]), percent-encoding ([`url`]), and the look at
+//! JSON text both make before building a tree from it ([`json`]).
 
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod json;
 pub mod time;
 pub mod url;
 pub mod values;

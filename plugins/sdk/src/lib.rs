@@ -40,7 +40,7 @@ pub mod simulation;
 use std::time::Duration;
 
 pub use settings::Settings;
-pub use wasm_connect_protocol::{BatchWriter, Record, RecordView, time};
+pub use wasm_connect_protocol::{BatchWriter, Record, RecordView, json, time};
 
 /// Generated bindings and glue used by the export macros. Not a stable API.
 #[doc(hidden)]
