@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use super::services::{cached_venv, free_port, site_packages, wait_for_port};
+use super::services::{cached_venv, free_port, site_packages, venv, wait_for_port};
 
 /// The user the front accepts, and its password.
 pub const USER: &str = "connect-host";
@@ -264,6 +264,58 @@ impl MockBroker {
     /// Ends [`MockBroker::freeze`].
     pub fn thaw(&self) {
         signal(self.child.id(), "CONT");
+    }
+}
+
+/// noida-db's Kafka-protocol broker (PyPI, pinned with the other test servers) in a
+/// process of its own on a free port, with its data in a temporary directory; killed
+/// on drop. Unlike the mock it honours static group membership (a restarted member with
+/// the same `group.instance.id` gets its partitions back without a rebalance) and takes
+/// topics made through CreateTopics, as a Kafka cluster does.
+pub struct NoidaKafka {
+    child: Child,
+    _data: tempfile::TempDir,
+    /// `127.0.0.1:PORT` of its broker.
+    pub bootstrap: String,
+}
+
+impl NoidaKafka {
+    pub fn start() -> NoidaKafka {
+        let site = site_packages(&venv());
+        let (port, data) = (free_port(), tempfile::tempdir().unwrap());
+        let mut child = Command::new(site.join("noida_db/noida-db"))
+            .arg("start")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--only", "kafka", "--kafka-port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting noida-db");
+        wait_for_port(port, &mut child, "noida-db's Kafka broker");
+        NoidaKafka { child, _data: data, bootstrap: format!("127.0.0.1:{port}") }
+    }
+
+    /// Creates `topic` with `partitions` partitions (through the Admin API of
+    /// `confluent-kafka`, the mock broker's virtualenv).
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let venv = cached_venv("confluent-kafka==2.12.1", &[&["confluent-kafka==2.12.1"]]);
+        let script = "import sys\nfrom confluent_kafka.admin import AdminClient, NewTopic\n\
+                      admin = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+                      for future in admin.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)], request_timeout=30).values():\n    future.result()\n";
+        let status = Command::new(venv.join("bin/python"))
+            .args(["-c", script, &self.bootstrap, topic, &partitions.to_string()])
+            .status()
+            .expect("running python");
+        assert!(status.success(), "creating {topic} on noida-db failed");
+    }
+}
+
+impl Drop for NoidaKafka {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

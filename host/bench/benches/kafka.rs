@@ -6,9 +6,11 @@
 //! - on librdkafka's mock cluster with no compression, zstd, and lz4;
 //!
 //! and the time from the restart that follows a SIGKILL to the sink's first write, on
-//! the mock cluster. Prints the figures.
+//! noida-db's broker (which honours static group membership, as Kafka does since 2.3)
+//! and on the mock cluster (which does not). Prints the figures.
 //!
-//! `cargo bench -p wasm-connect-bench --bench kafka [-- RECORDS]`
+//! `cargo bench -p wasm-connect-bench --bench kafka [-- RECORDS | restarts]`
+//! (`restarts`: only the restart figures).
 
 // The tests' broker helpers, which find `services` and `repo_root` beside them.
 #[allow(dead_code)]
@@ -26,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kafka::{Listener, MockBroker, PASSWORD, SecuredBroker, USER};
+use kafka::{Listener, MockBroker, NoidaKafka, PASSWORD, SecuredBroker, USER};
 use wasm_connect_bench::{repository, write_config};
 
 const START: &str = "2024-05-01T00:00:00Z";
@@ -142,16 +144,13 @@ fn print_row(what: &str, rate: f64, baseline: f64) {
     println!("{what:<44} {rate:>10.0} records/s  {:>6.2}x", rate / baseline);
 }
 
-/// The time from each restart after a SIGKILL to the sink's next line, `runs` times.
-fn restart_to_first_write(directory: &Path, runs: usize) -> Vec<Duration> {
+/// The time from each restart after a SIGKILL to the sink's next line, `runs` times,
+/// on the broker at `bootstrap` (whose topic `restarts` has 4 partitions, or is made by
+/// the host).
+fn restart_to_first_write(directory: &Path, bootstrap: &str, runs: usize) -> Vec<Duration> {
     std::fs::create_dir_all(directory).unwrap();
-    let mut mock = MockBroker::start();
-    mock.create_topic("restarts", 4);
-    for topic in ["restarts-offsets", "restarts-configs"] {
-        mock.create_topic(topic, 1);
-    }
     // A steady stream (not a replay) that outlasts every run.
-    let config = config(directory, &mock.bootstrap, "", "restarts", 1_000_000, 2, (2_000, "now"));
+    let config = config(directory, bootstrap, "", "restarts", 1_000_000, 2, (2_000, "now"));
     let output = directory.join("output");
     let mut host = HostProcess::start(&config);
     let mut figures = Vec::new();
@@ -180,6 +179,9 @@ fn restart_to_first_write(directory: &Path, runs: usize) -> Vec<Duration> {
 fn main() {
     let records: usize = std::env::args().skip(1).find_map(|argument| argument.parse().ok()).unwrap_or(50_000);
     let directory = tempfile::tempdir().unwrap();
+    if std::env::args().any(|argument| argument == "restarts") {
+        return restarts(directory.path());
+    }
     println!(
         "{records} sensor readings (about 200 bytes each) from a simulator through Kafka to the file sink; records/s from the sink's first line to its last"
     );
@@ -226,9 +228,26 @@ fn main() {
         print_row(&format!("compression.type: {codec}"), rate, none);
     }
 
-    println!("\nrestart after a SIGKILL to the sink's first write (mock cluster, 2 sink tasks, 2,000 records/s):");
-    let figures = restart_to_first_write(&directory.path().join("restarts"), 3);
-    for (run, figure) in figures.iter().enumerate() {
-        println!("run {}: {:.1} s", run + 1, figure.as_secs_f64());
+    restarts(directory.path());
+}
+
+fn restarts(directory: &Path) {
+    println!("\nrestart after a SIGKILL to the sink's first write (2 sink tasks, 2,000 records/s):");
+    let noida = NoidaKafka::start();
+    noida.create_topic("restarts", 4);
+    let figures = restart_to_first_write(&directory.join("restarts-noida"), &noida.bootstrap, 3);
+    print_restarts("noida-db 0.2.3, static members", &figures);
+    drop(noida);
+    let mut mock = MockBroker::start();
+    mock.create_topic("restarts", 4);
+    for topic in ["restarts-offsets", "restarts-configs"] {
+        mock.create_topic(topic, 1);
     }
+    let figures = restart_to_first_write(&directory.join("restarts-mock"), &mock.bootstrap, 3);
+    print_restarts("librdkafka mock, no static membership", &figures);
+}
+
+fn print_restarts(broker: &str, figures: &[Duration]) {
+    let runs: Vec<String> = figures.iter().map(|figure| format!("{:.2} s", figure.as_secs_f64())).collect();
+    println!("{broker:<44} {}", runs.join(", "));
 }

@@ -203,6 +203,11 @@ struct GroupMember {
     /// While a commit is owed, partitions a rebalance assigns are paused at once, as
     /// those paused for it are (see `KafkaConsumer::owe`).
     pausing_assigned: AtomicBool,
+    /// Partitions revoked since a poll last looked: records of theirs taken before the
+    /// revoke (earlier in the same poll, or held while a commit was owed) were not
+    /// acknowledged, so their next owner (maybe this task again) reads them from the
+    /// commit; handing them to the sink too would write them twice.
+    revoked: Mutex<Vec<(String, i32)>>,
 }
 
 struct Outage {
@@ -408,6 +413,7 @@ impl ConsumerContext for GroupMember {
                     resets.remove(&(element.topic().to_owned(), element.partition()));
                 }
             }
+            locked(&self.revoked).extend(partitions_of(revoked));
             // Sent, not awaited: a synchronous commit waits for its answer without end,
             // and in here it would hold the task's poll (a coordinator that went away
             // during the rebalance answers only once the rebalance goes on). The
@@ -447,18 +453,41 @@ fn commit_acknowledged(consumer: &BaseConsumer<GroupMember>) -> KafkaResult<()> 
 }
 
 /// A poll on a blocking thread: up to `max` records, waiting up to `wait` for the first.
-fn poll_blocking(consumer: &BaseConsumer<GroupMember>, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
+/// A rebalance served meanwhile drops what was taken before it from the partitions it
+/// revoked (see `GroupMember::revoked`); `held` (records taken earlier and not handed
+/// out yet) is cleared of them too.
+fn poll_blocking(consumer: &BaseConsumer<GroupMember>, max: usize, wait: Duration, held: &mut Vec<Record>) -> TransportResult<Vec<Record>> {
     let mut records = Vec::new();
     let mut timeout = wait;
-    while records.len() < max {
-        match take(consumer, timeout)? {
+    loop {
+        let taken = if records.len() < max { take(consumer, timeout)? } else { None };
+        forget_revoked(consumer.context(), &mut records, held);
+        match taken {
             Some(record) => records.push(record),
-            None => break,
+            None => return Ok(records),
         }
         // Once something arrived, only take what is already buffered.
         timeout = Duration::ZERO;
     }
-    Ok(records)
+}
+
+/// Drops from `records` and `held` what belongs to partitions revoked since the last look.
+fn forget_revoked(member: &GroupMember, records: &mut Vec<Record>, held: &mut Vec<Record>) {
+    let revoked = std::mem::take(&mut *locked(&member.revoked));
+    if revoked.is_empty() {
+        return;
+    }
+    let before = records.len() + held.len();
+    let kept = |record: &Record| !revoked.iter().any(|(topic, partition)| *topic == record.topic && Some(*partition) == record.partition);
+    records.retain(kept);
+    held.retain(kept);
+    let dropped = before - records.len() - held.len();
+    if dropped > 0 {
+        tracing::debug!(
+            dropped,
+            "Records taken before a rebalance revoked their partitions were dropped: their next owner reads them from the commit."
+        );
+    }
 }
 
 /// One record, if one arrives within `timeout`. Errors that mean the cluster is out
@@ -602,8 +631,8 @@ impl KafkaConsumer {
     /// Reads on after an owed commit went through, or was given up: lifts the pause from
     /// every partition paused for it (librdkafka keeps the pause across a rebalance) and
     /// from what is assigned now. Records held meanwhile go to the sink if their
-    /// partition is still this task's (one assigned again reads from its commit, so a
-    /// few of them may come twice); the others' new owners read them from the commit.
+    /// partition stayed this task's through any rebalance; the others were dropped as
+    /// they were revoked (`poll_blocking`), and their owners read them from the commit.
     fn settle(&mut self) {
         let Some(owed) = self.owed.take() else { return };
         let consumer = self.member();
@@ -633,9 +662,12 @@ impl KafkaConsumer {
             self.settle();
             return Ok(());
         }
-        let consumer = self.member().clone();
-        let mut held = joined(tokio::task::spawn_blocking(move || poll_blocking(&consumer, max, OWED_POLL)).await)??;
-        self.held.append(&mut held);
+        let (consumer, mut held) = (self.member().clone(), std::mem::take(&mut self.held));
+        let (mut taken, mut held) = joined(
+            tokio::task::spawn_blocking(move || poll_blocking(&consumer, max, OWED_POLL, &mut held).map(|taken| (taken, held))).await,
+        )??;
+        held.append(&mut taken);
+        self.held = held;
         if self.commit_in_flight.is_none() {
             self.commit_stored().await;
         }
@@ -671,7 +703,7 @@ impl RecordConsumer for KafkaConsumer {
         let consumer = self.member().clone();
         // Dropped when the task is cancelled: what it fetched was not acknowledged, so
         // nothing is committed past it.
-        joined(tokio::task::spawn_blocking(move || poll_blocking(&consumer, max, wait)).await)?
+        joined(tokio::task::spawn_blocking(move || poll_blocking(&consumer, max, wait, &mut Vec::new())).await)?
     }
 
     async fn commit(&mut self, next: &[PartitionOffset]) -> TransportResult<()> {
@@ -779,7 +811,7 @@ impl RecordConsumer for KafkaConsumer {
 mod tests {
     use wasm_connect_protocol::Record;
 
-    use super::{GroupMember, OffsetReset};
+    use super::{GroupMember, OffsetReset, forget_revoked, locked};
     use rdkafka::client::ClientContext;
     use rdkafka::config::RDKafkaLogLevel;
     use std::sync::atomic::Ordering;
@@ -838,5 +870,23 @@ mod tests {
             member.read_after_reset(&record(2, offset));
         }
         assert_eq!(member.skipped.load(Ordering::Relaxed), 3075);
+    }
+
+    #[test]
+    fn records_of_revoked_partitions_taken_before_the_revoke_are_dropped() {
+        let member = GroupMember::default();
+        let (mut records, mut held) = (vec![record(0, 10), record(1, 20), record(0, 11)], vec![record(2, 5), record(1, 21)]);
+        // No revoke since the last look: everything stays.
+        forget_revoked(&member, &mut records, &mut held);
+        assert_eq!((records.len(), held.len()), (3, 2));
+        locked(&member.revoked).extend([("iot".to_owned(), 1), ("other".to_owned(), 0)]);
+        forget_revoked(&member, &mut records, &mut held);
+        let offsets = |records: &[Record]| records.iter().map(|record| (record.partition, record.offset)).collect::<Vec<_>>();
+        assert_eq!(offsets(&records), [(Some(0), Some(10)), (Some(0), Some(11))]);
+        assert_eq!(offsets(&held), [(Some(2), Some(5))]);
+        // A revoke is looked at once: records of that partition taken after it stay.
+        let mut later = vec![record(1, 22)];
+        forget_revoked(&member, &mut later, &mut held);
+        assert_eq!(offsets(&later), [(Some(1), Some(22))]);
     }
 }
