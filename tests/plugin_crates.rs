@@ -1,6 +1,7 @@
 //! The plugin workspace's own unit tests (record codec, option values, simulator
-//! time and geometry), run natively so that the one test command covers them. Each
-//! package gets its own cargo invocation: the SDK's kind features must not unify.
+//! time and geometry, the file sink's lines), run natively so that the one test
+//! command covers them. Each package gets its own cargo invocation: the SDK's kind
+//! features must not unify.
 
 mod support;
 
@@ -42,6 +43,11 @@ fn protocol_unit_tests_pass() {
 #[test]
 fn sdk_unit_tests_pass() {
     run_unit_tests("wasm-connect-sdk", &["http"]);
+}
+
+#[test]
+fn file_sink_unit_tests_pass() {
+    run_unit_tests("file-sink", &[]);
 }
 
 #[test]

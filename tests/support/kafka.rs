@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-use super::services::{cached_venv, free_port, site_packages, venv, wait_for_port};
+use super::services::{cached_venv, free_port, free_ports, site_packages, venv, wait_for_port};
 
 /// The user the front accepts, and its password.
 pub const USER: &str = "connect-host";
@@ -140,7 +140,7 @@ impl SecuredBroker {
     pub fn start(listener: Listener, certificates: &Path) -> SecuredBroker {
         std::fs::create_dir_all(certificates).unwrap();
         make_certificates(certificates);
-        let (broker_port, front_port, oidc_port) = (free_port(), free_port(), free_port());
+        let [broker_port, front_port, oidc_port] = free_ports();
         let broker = Command::new(tansu())
             .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{broker_port}")])
             .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{front_port}")])

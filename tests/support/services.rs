@@ -206,7 +206,13 @@ pub fn prometheus(config: &Path) -> Server {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports::<1>()[0]
+}
+
+/// `N` different ports nobody listens on right now (each held until all are picked).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<std::net::TcpListener> = (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|index| listeners[index].local_addr().unwrap().port())
 }
 
 /// A server process, killed on drop.
@@ -236,6 +242,11 @@ pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
         }
         assert!(Instant::now() < deadline, "{what} did not listen on port {port} within 60 s");
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // Another process may have taken the port between its pick and the start.
+    std::thread::sleep(Duration::from_millis(50));
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("{what} exited ({status}) as port {port} answered: if it could not bind, another process took the port after it was picked");
     }
 }
 

@@ -8,8 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
-use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, log};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, json, log};
 
 /// How far back a torn line is looked for; a longer line is cut as a whole.
 const TAIL_PROBE: u32 = 1 << 20;
@@ -24,23 +23,76 @@ fn file_name((topic, partition): &(String, i32), number: u32) -> String {
     format!("{topic}-{partition}-{number:06}.jsonl")
 }
 
-/// Renders one record as a JSON line: its coordinates, key, headers and value. A value
-/// that is JSON is embedded as such; other values are embedded as text.
+/// The deepest nesting a value is copied with (serde_json's tree reads no deeper).
+const MAX_COPIED_DEPTH: usize = 127;
+
+/// Renders one record as a JSON line: its coordinates, key, headers and value, with the
+/// fields in name order. A value that is strict JSON on one line is copied as it came
+/// (no tree built, its own key order and number text kept); a value that is JSON over
+/// several lines is read and printed on one; other values are embedded as text.
 pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    let value = record.value.map(|bytes| serde_json::from_slice::<Value>(bytes).unwrap_or_else(|_| Value::String(text(bytes))));
-    let headers: Map<String, Value> = record.headers.iter().map(|(name, value)| ((*name).to_owned(), json!(value.map(text)))).collect();
-    let document = json!({
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-        "key": record.key.map(text),
-        "headers": headers,
-        "value": value,
-    });
-    serde_json::to_writer(&mut *line, &document).expect("a JSON value always serialises");
-    line.push(b'\n');
+    line.extend_from_slice(b"{\"headers\":{");
+    // Named once each, in name order, the last value of a repeated name kept.
+    let headers: BTreeMap<&str, Option<&[u8]>> = record.headers.iter().copied().collect();
+    for (index, (name, value)) in headers.into_iter().enumerate() {
+        if index > 0 {
+            line.push(b',');
+        }
+        write_text(line, name.as_bytes());
+        line.push(b':');
+        write_optional_text(line, value);
+    }
+    line.extend_from_slice(b"},\"key\":");
+    write_optional_text(line, record.key);
+    line.extend_from_slice(b",\"offset\":");
+    write_number(line, record.offset);
+    line.extend_from_slice(b",\"partition\":");
+    write_number(line, record.partition);
+    line.extend_from_slice(b",\"timestamp\":");
+    write_number(line, record.timestamp);
+    line.extend_from_slice(b",\"topic\":");
+    write_text(line, record.topic.as_bytes());
+    line.extend_from_slice(b",\"value\":");
+    match record.value {
+        None => line.extend_from_slice(b"null"),
+        Some(bytes) if copyable_json(bytes) => line.extend_from_slice(bytes),
+        Some(bytes) => match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(value) => serde_json::to_writer(&mut *line, &value).expect("a JSON value always serialises"),
+            Err(_) => write_text(line, bytes),
+        },
+    }
+    line.extend_from_slice(b"}\n");
+}
+
+/// Strict JSON that can be copied into a line as it is: no line breaks, no nesting
+/// deeper than a tree reads, no escaped UTF-16 surrogate (skipping a string does not
+/// check that they pair, and a lone one would make the line unreadable).
+fn copyable_json(bytes: &[u8]) -> bool {
+    if bytes.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
+        return false;
+    }
+    let shape = json::shape(bytes);
+    shape.depth <= MAX_COPIED_DEPTH && !shape.escaped_surrogate && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+/// Bytes as a JSON string (invalid UTF-8 replaced).
+fn write_text(line: &mut Vec<u8>, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    serde_json::to_writer(&mut *line, text.as_ref()).expect("a string always serialises");
+}
+
+fn write_optional_text(line: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => write_text(line, bytes),
+        None => line.extend_from_slice(b"null"),
+    }
+}
+
+fn write_number(line: &mut Vec<u8>, number: Option<impl Into<i64>>) {
+    match number {
+        Some(number) => line.extend_from_slice(number.into().to_string().as_bytes()),
+        None => line.extend_from_slice(b"null"),
+    }
 }
 
 impl FileSink {
@@ -102,10 +154,17 @@ impl Sink for FileSink {
     }
 
     fn write(&mut self, records: &[RecordView<'_>]) -> Result<(), Error> {
-        let mut by_partition: BTreeMap<(String, i32), Vec<u8>> = BTreeMap::new();
+        // The lines of each topic-partition, in the order the batch first names them
+        // (a batch holds few, so they are looked up without a map).
+        let mut by_partition: Vec<((String, i32), Vec<u8>)> = Vec::new();
         for record in records {
-            let series = (record.topic.to_owned(), record.partition.unwrap_or(0));
-            render_line(record, by_partition.entry(series).or_default());
+            let partition = record.partition.unwrap_or(0);
+            let found = by_partition.iter().position(|((topic, number), _)| *number == partition && topic == record.topic);
+            let index = found.unwrap_or_else(|| {
+                by_partition.push(((record.topic.to_owned(), partition), Vec::new()));
+                by_partition.len() - 1
+            });
+            render_line(record, &mut by_partition[index].1);
         }
         for (series, lines) in by_partition {
             let number = self.current(&series)?;
@@ -119,3 +178,78 @@ impl Sink for FileSink {
 }
 
 export_sink!(FileSink);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+    use wasm_connect_sdk::RecordView;
+
+    use super::render_line;
+
+    /// The line as a tree renders it (the file sink's rendering before values were copied).
+    fn through_a_tree(record: &RecordView<'_>) -> Value {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let value = record.value.map(|bytes| serde_json::from_slice::<Value>(bytes).unwrap_or_else(|_| Value::String(text(bytes))));
+        let headers: Map<String, Value> = record.headers.iter().map(|(name, value)| ((*name).to_owned(), json!(value.map(text)))).collect();
+        json!({
+            "topic": record.topic, "partition": record.partition, "offset": record.offset, "timestamp": record.timestamp,
+            "key": record.key.map(text), "headers": headers, "value": value,
+        })
+    }
+
+    fn rendered(record: &RecordView<'_>) -> String {
+        let mut line = Vec::new();
+        render_line(record, &mut line);
+        String::from_utf8(line).expect("a line is UTF-8")
+    }
+
+    #[test]
+    fn lines_read_as_the_tree_rendering_and_copy_one_line_json_as_it_came() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let values: [&[u8]; 12] = [
+            br#"{"b": 1.50, "a": [true, null, "x\"y"], "c": {"d": -2e3}}"#,
+            b"{\n  \"pretty\": 1\n}",
+            b"not json at all",
+            b"\xff\xfe broken utf-8",
+            br#""\ud83d\ude00 paired""#,
+            br#""\ud800 lone""#,
+            b"12",
+            b"  [1, 2]  ",
+            br#"{"a": 1} trailing"#,
+            b"\"tab\there\"",
+            deep.as_bytes(),
+            b"",
+        ];
+        for value in values {
+            let record = RecordView {
+                topic: "flights \"quoted\"",
+                partition: Some(3),
+                offset: Some(1 << 40),
+                timestamp: None,
+                key: Some(b"k\n1"),
+                value: Some(value),
+                headers: vec![("z", Some(b"last")), ("a", None), ("z", Some(b"kept"))],
+            };
+            let line = rendered(&record);
+            assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "one line: {line:?}");
+            // Read back as JSON (a tree reads it, so the copy is strict), the line holds
+            // what the tree rendering holds.
+            let read: Value = serde_json::from_str(&line).unwrap_or_else(|error| panic!("{line:?}: {error}"));
+            assert_eq!(read, through_a_tree(&record), "{line}");
+        }
+        // Copied as it came: its key order and number text.
+        let record = RecordView {
+            topic: "t",
+            partition: None,
+            offset: None,
+            timestamp: Some(-5),
+            key: None,
+            value: Some(br#"{"b": 1.50, "a": 1}"#),
+            headers: Vec::new(),
+        };
+        assert_eq!(
+            rendered(&record),
+            "{\"headers\":{},\"key\":null,\"offset\":null,\"partition\":null,\"timestamp\":-5,\"topic\":\"t\",\"value\":{\"b\": 1.50, \"a\": 1}}\n"
+        );
+    }
+}

@@ -544,6 +544,12 @@ fn leave_group(consumer: &BaseConsumer<GroupMember>) {
         let _ = consumer.poll(Duration::from_millis(50));
     }
     let _ = consumer.poll(Duration::from_millis(200));
+    if consumer.assignment().is_ok_and(|assignment| assignment.count() > 0) {
+        tracing::warn!(
+            "The task's partitions were not revoked within {} s as it stopped: it closes without leaving its group, and its partitions go to the other members when its session ends (session.timeout.ms).",
+            LEAVE_WAIT.as_secs()
+        );
+    }
 }
 
 fn joined<T>(result: Result<T, tokio::task::JoinError>) -> TransportResult<T> {
