@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
+/// Set to 1 to keep the plugins' function names (their `name` section) for profiling.
+const SYMBOLS_VARIABLE: &str = "WASM_CONNECT_PLUGIN_SYMBOLS";
 
 /// The commit the host is built from, for `GET /` (`WASM_CONNECT_COMMIT`); nothing
 /// outside a git checkout.
@@ -46,6 +48,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
     println!("cargo:rerun-if-env-changed=WASM_CONNECT_SKIP_PLUGIN_BUILD");
+    println!("cargo:rerun-if-env-changed={SYMBOLS_VARIABLE}");
     emit_commit(&root);
     // The jq component is built into the host (runtime/builtin.rs).
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
@@ -75,7 +78,11 @@ fn main() {
     ensure_target();
     // OUT_DIR is <target>/<profile>/build/<pkg>/out: keep the plugins' own target
     // directory beside the host's so both caches survive together.
-    let target_dir = out_dir.ancestors().nth(4).expect("OUT_DIR is deep enough").join("wasm-plugins");
+    // Components with their function names are built apart, so that switching back and
+    // forth does not rebuild every plugin each time.
+    let symbols = std::env::var_os(SYMBOLS_VARIABLE).is_some_and(|value| value == "1");
+    let plugin_target = if symbols { "wasm-plugins-symbols" } else { "wasm-plugins" };
+    let target_dir = out_dir.ancestors().nth(4).expect("OUT_DIR is deep enough").join(plugin_target);
     let dist = plugins.join("dist");
     let test_dist = plugins.join("test-dist");
     let test_broken = plugins.join("test-broken");
@@ -83,7 +90,7 @@ fn main() {
         std::fs::create_dir_all(directory).expect("creating the plugin output directory");
     }
     for package in &packages {
-        build_plugin(&plugins, &target_dir, &package.name);
+        build_plugin(&plugins, &target_dir, &package.name, symbols);
         let built = target_dir.join(TARGET).join("release").join(format!("{}.wasm", package.name.replace('-', "_")));
         let file = format!("{}.wasm", package.name);
         if package.name == "jq-transform" {
@@ -155,7 +162,7 @@ fn ensure_target() {
     }
 }
 
-fn build_plugin(plugins: &Path, target_dir: &Path, package: &str) {
+fn build_plugin(plugins: &Path, target_dir: &Path, package: &str, symbols: bool) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(cargo);
     command.current_dir(plugins).args(["build", "--release", "--target", TARGET, "-p", package]).arg("--target-dir").arg(target_dir);
@@ -165,6 +172,10 @@ fn build_plugin(plugins: &Path, target_dir: &Path, package: &str) {
         if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC") || key == "RUSTFLAGS" {
             command.env_remove(key.as_ref());
         }
+    }
+    // Function names kept in the components, for profiles (BENCHMARKS.md, "How to profile").
+    if symbols {
+        command.env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     }
     let status = command.status().unwrap_or_else(|error| panic!("running cargo for plugin {package}: {error}"));
     assert!(status.success(), "building plugin {package} for {TARGET} failed (see the output above)");

@@ -16,6 +16,9 @@ use super::bindings::capabilities::HostCapabilities;
 use super::task::TaskState;
 use crate::capabilities::StoreClients;
 
+/// Set to `perfmap` to name plugin code in `perf` profiles (see BENCHMARKS.md).
+pub const PROFILE_VARIABLE: &str = "WASM_CONNECT_PROFILE";
+
 /// How often the epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -45,6 +48,8 @@ pub struct Runtime {
     /// Whether newly compiled components are written to `cache_dir` (not by `validate`,
     /// which only reads).
     cache_writes: bool,
+    /// Plugin code is named for `perf` (`WASM_CONNECT_PROFILE`).
+    profiling: bool,
 }
 
 impl Runtime {
@@ -53,6 +58,19 @@ impl Runtime {
     pub fn new(cache_dir: &Path, limits: TaskLimits) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
+        // wasmtime writes /tmp/perf-<pid>.map, where `perf report` finds the names of
+        // the functions it compiled: plugin code shows as its own functions rather
+        // than as unknown addresses.
+        let profiling = match std::env::var(PROFILE_VARIABLE).as_deref() {
+            Ok("perfmap") => {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+                true
+            }
+            Ok("") | Err(std::env::VarError::NotPresent) => false,
+            Ok(_) | Err(std::env::VarError::NotUnicode(_)) => {
+                anyhow::bail!("{PROFILE_VARIABLE} may only be `perfmap` (plugin code named in `perf` profiles) or unset")
+            }
+        };
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from)?;
@@ -68,6 +86,7 @@ impl Runtime {
             cache_dir: cache_dir.to_path_buf(),
             builtins: Arc::default(),
             cache_writes: true,
+            profiling,
         })
     }
 
@@ -86,8 +105,17 @@ impl Runtime {
             // SAFETY: the file is one this host serialised into its own cache
             // directory, named by the hash of the component and the engine settings;
             // a file that fails to load is recompiled below.
+            // A profiled run copies the code into memory: `perf` names code in a mapped
+            // file after the file (it has no symbols), not from wasmtime's perf map.
             #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+            let loaded = if self.profiling {
+                std::fs::read(&cached)
+                    .map_err(wasmtime::Error::from)
+                    .and_then(|serialized| unsafe { Component::deserialize(&self.engine, serialized) })
+            } else {
+                unsafe { Component::deserialize_file(&self.engine, &cached) }
+            };
+            match loaded {
                 Ok(component) => return Ok(component),
                 Err(error) => tracing::warn!(path = %cached.display(), %error, "Cached plugin could not be loaded; compiling it again."),
             }
