@@ -23,8 +23,9 @@ fn file_name((topic, partition): &(String, i32), number: u32) -> String {
     format!("{topic}-{partition}-{number:06}.jsonl")
 }
 
-/// The deepest nesting a value is copied with (serde_json's tree reads no deeper).
-const MAX_COPIED_DEPTH: usize = 127;
+/// The deepest nesting a value is embedded with: the line wraps it in one more object,
+/// and serde_json reads no deeper than 127 levels. Deeper values are written as text.
+const MAX_VALUE_DEPTH: usize = 126;
 
 /// Renders one record as a JSON line: its coordinates, key, headers and value, with the
 /// fields in name order. A value that is strict JSON on one line is copied as it came
@@ -55,6 +56,7 @@ pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
     line.extend_from_slice(b",\"value\":");
     match record.value {
         None => line.extend_from_slice(b"null"),
+        Some(bytes) if json::shape(bytes).depth > MAX_VALUE_DEPTH => write_text(line, bytes),
         Some(bytes) if copyable_json(bytes) => line.extend_from_slice(bytes),
         Some(bytes) => match serde_json::from_slice::<serde_json::Value>(bytes) {
             Ok(value) => serde_json::to_writer(&mut *line, &value).expect("a JSON value always serialises"),
@@ -64,15 +66,55 @@ pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
     line.extend_from_slice(b"}\n");
 }
 
-/// Strict JSON that can be copied into a line as it is: no line breaks, no nesting
-/// deeper than a tree reads, no escaped UTF-16 surrogate (skipping a string does not
-/// check that they pair, and a lone one would make the line unreadable).
+/// Strict JSON on one line, which can be copied into a line as it is: read by
+/// serde_json as a tree would be (strings valid UTF-8 with paired surrogates, numbers
+/// in range), without building one.
 fn copyable_json(bytes: &[u8]) -> bool {
-    if bytes.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
-        return false;
+    !bytes.iter().any(|byte| matches!(byte, b'\n' | b'\r')) && serde_json::from_slice::<Checked>(bytes).is_ok()
+}
+
+/// Any JSON value, read in full and kept nowhere. (serde's `IgnoredAny` skips strings
+/// without checking their UTF-8 and numbers without checking their range.)
+struct Checked;
+
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Checked)
     }
-    let shape = json::shape(bytes);
-    shape.depth <= MAX_COPIED_DEPTH && !shape.escaped_surrogate && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
+impl<'de> serde::de::Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Checked, A::Error> {
+        while items.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Checked, A::Error> {
+        while entries.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
 }
 
 /// Bytes as a JSON string (invalid UTF-8 replaced).
@@ -206,7 +248,11 @@ mod tests {
     #[test]
     fn lines_read_as_the_tree_rendering_and_copy_one_line_json_as_it_came() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let values: [&[u8]; 12] = [
+        let values: [&[u8]; 16] = [
+            b"{\"a\": \"\xff\"}",
+            b"1e400",
+            br#"{"x": [-1e309]}"#,
+            br#"{"a": 1, "a": 2}"#,
             br#"{"b": 1.50, "a": [true, null, "x\"y"], "c": {"d": -2e3}}"#,
             b"{\n  \"pretty\": 1\n}",
             b"not json at all",
@@ -236,6 +282,21 @@ mod tests {
             // what the tree rendering holds.
             let read: Value = serde_json::from_str(&line).unwrap_or_else(|error| panic!("{line:?}: {error}"));
             assert_eq!(read, through_a_tree(&record), "{line}");
+        }
+        // Nested as deep as a line can hold it, and one deeper (text): the line reads.
+        for depth in [126, 127] {
+            let value = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            let record = RecordView {
+                topic: "t",
+                partition: None,
+                offset: None,
+                timestamp: None,
+                key: None,
+                value: Some(value.as_bytes()),
+                headers: Vec::new(),
+            };
+            let read: Value = serde_json::from_str(&rendered(&record)).unwrap_or_else(|error| panic!("depth {depth}: {error}"));
+            assert_eq!(read["value"].is_string(), depth == 127);
         }
         // Copied as it came: its key order and number text.
         let record = RecordView {
