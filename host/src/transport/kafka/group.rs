@@ -19,7 +19,7 @@
 //! longer than that). Before a rebalance takes partitions away and when the task stops,
 //! what was acknowledged is committed too; a stopping task then leaves the group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -206,8 +206,12 @@ struct GroupMember {
     /// Partitions revoked since a poll last looked: records of theirs taken before the
     /// revoke (earlier in the same poll, or held while a commit was owed) were not
     /// acknowledged, so their next owner (maybe this task again) reads them from the
-    /// commit; handing them to the sink too would write them twice.
+    /// commit; handing them to the sink too would write them twice. Only partitions
+    /// with a stored offset count: without one nothing is committed at the revoke, and
+    /// a group reading from `latest` would skip those records.
     revoked: Mutex<Vec<(String, i32)>>,
+    /// Partitions this member stored an acknowledged offset for.
+    stored: Mutex<HashSet<(String, i32)>>,
 }
 
 struct Outage {
@@ -235,6 +239,12 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl GroupMember {
+    /// Notes partitions a rebalance revoked (see `revoked`).
+    fn note_revoked(&self, partitions: Vec<(String, i32)>) {
+        let stored = locked(&self.stored);
+        locked(&self.revoked).extend(partitions.into_iter().filter(|partition| stored.contains(partition)));
+    }
+
     fn reached(&self) {
         *locked(&self.outage) = None;
     }
@@ -413,7 +423,7 @@ impl ConsumerContext for GroupMember {
                     resets.remove(&(element.topic().to_owned(), element.partition()));
                 }
             }
-            locked(&self.revoked).extend(partitions_of(revoked));
+            self.note_revoked(partitions_of(revoked));
             // Sent, not awaited: a synchronous commit waits for its answer without end,
             // and in here it would hold the task's poll (a coordinator that went away
             // during the rebalance answers only once the rebalance goes on). The
@@ -546,7 +556,7 @@ fn leave_group(consumer: &BaseConsumer<GroupMember>) {
     let _ = consumer.poll(Duration::from_millis(200));
     if consumer.assignment().is_ok_and(|assignment| assignment.count() > 0) {
         tracing::warn!(
-            "The task's partitions were not revoked within {} s as it stopped: it closes without leaving its group, and its partitions go to the other members when its session ends (session.timeout.ms).",
+            "The task's partitions were not revoked within {} s as it stopped: it closes with them still assigned, and as a static member sends no LeaveGroup then, so they go to the other members when its session ends (session.timeout.ms).",
             LEAVE_WAIT.as_secs()
         );
     }
@@ -719,6 +729,7 @@ impl RecordConsumer for KafkaConsumer {
         }
         match self.member().store_offsets(&offsets) {
             Ok(()) => {
+                locked(&self.member().context().stored).extend(next.iter().map(|offset| (offset.topic.clone(), offset.partition)));
                 self.commit_stored().await;
                 Ok(())
             }
@@ -885,7 +896,10 @@ mod tests {
         // No revoke since the last look: everything stays.
         forget_revoked(&member, &mut records, &mut held);
         assert_eq!((records.len(), held.len()), (3, 2));
-        locked(&member.revoked).extend([("iot".to_owned(), 1), ("other".to_owned(), 0)]);
+        // A partition with no stored offset is not counted: nothing is committed for it
+        // at the revoke, so its records stay with this task.
+        locked(&member.stored).extend([("iot".to_owned(), 1), ("other".to_owned(), 0)]);
+        member.note_revoked(vec![("iot".to_owned(), 1), ("other".to_owned(), 0), ("iot".to_owned(), 2)]);
         forget_revoked(&member, &mut records, &mut held);
         let offsets = |records: &[Record]| records.iter().map(|record| (record.partition, record.offset)).collect::<Vec<_>>();
         assert_eq!(offsets(&records), [(Some(0), Some(10)), (Some(0), Some(11))]);
