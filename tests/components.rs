@@ -15,15 +15,13 @@ use wasm_connect_protocol::{Record, decode};
 struct Plugins {
     runtime: Runtime,
     catalog: PluginCatalog,
-    _cache: tempfile::TempDir,
 }
 
 fn plugins(limits: TaskLimits) -> Plugins {
-    let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(cache.path(), limits).unwrap();
+    let runtime = Runtime::new(&support::shared_cache_dir(), limits).unwrap();
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &support::test_plugins_dir()).unwrap();
     assert!(errors.is_empty(), "plugins failed to load: {errors:?}");
-    Plugins { runtime, catalog, _cache: cache }
+    Plugins { runtime, catalog }
 }
 
 fn default_plugins() -> Plugins {

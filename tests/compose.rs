@@ -106,7 +106,7 @@ fn validate_compose_connectors(environment: &[(&str, &str)]) -> String {
         .replace("/opt/wasm-connect/plugins", &root.join("plugins/dist").display().to_string());
     let config = support::write_config(directory.path(), &text);
     copy_dir(&root.join("compose/mappings"), &directory.path().join("mappings"));
-    let mut command = Command::new(support::binary());
+    let mut command = support::command();
     command.arg("validate").arg(&config);
     for name in [
         "AIRLABS_ENABLED",

@@ -19,7 +19,7 @@ fn every_error_fixture_reports_its_exact_message() {
         let name = fixture.file_name().unwrap().to_str().unwrap();
         let expected =
             std::fs::read_to_string(fixture.with_extension("expected")).unwrap_or_else(|_| panic!("{name} has no .expected file"));
-        let output = Command::new(support::binary())
+        let output = support::command()
             .args(["validate", name])
             .current_dir(&fixtures)
             .env_remove("WASM_CONNECT_FIXTURE_UNSET_DIRECTORY")
@@ -54,10 +54,60 @@ fn the_shipped_connectors_yaml_validates_against_its_plugins() {
         .unwrap()
         .replace("data_dir: ./data", &format!("data_dir: {}", data_dir.path().display()));
     let copy = support::write_config(data_dir.path(), &text.replace("./plugins/dist", &root.join("plugins/dist").display().to_string()));
-    let output = Command::new(support::binary()).arg("validate").arg(&copy).output().unwrap();
+    let output = support::command().arg("validate").arg(&copy).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("valid, 5 connector(s)"), "{stdout}");
+}
+
+#[test]
+fn a_shared_compiled_plugin_cache_is_filled_once_and_refused_when_others_could_write_to_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = support::repo_root();
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    let cache = directory.path().join("shared/compiled");
+    let config = support::write_config(
+        directory.path(),
+        &format!(
+            "version: 1\ndata_dir: {}\nplugins:\n  dir: {}\nconnectors:\n  - name: files\n    plugin: file-sink\n    topics: [t]\n    config:\n      directory: {}\n",
+            data_dir.display(),
+            root.join("plugins/dist").display(),
+            directory.path().join("out").display()
+        ),
+    );
+    let validate = || Command::new(support::binary()).arg("validate").arg(&config).env("WASM_CONNECT_CACHE_DIR", &cache).output().unwrap();
+    let compiled = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&cache).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    let output = validate();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // Every shipped plugin compiled into the shared cache (made owner-only), whole, and
+    // nothing written under data_dir: validate leaves the host's own state alone.
+    let shipped = std::fs::read_dir(root.join("plugins/dist"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "wasm"))
+        .count();
+    let first = compiled();
+    assert_eq!(first.len(), shipped, "{first:?}");
+    assert!(first.iter().all(|name| name.ends_with(".cwasm")), "{first:?}");
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(!data_dir.join("cache").exists(), "validate wrote into data_dir");
+    // A second run loads them: the same files, none rewritten.
+    let modified = |name: &String| std::fs::metadata(cache.join(name)).unwrap().modified().unwrap();
+    let before: Vec<_> = first.iter().map(modified).collect();
+    assert!(validate().status.success());
+    assert_eq!(compiled(), first);
+    assert_eq!(first.iter().map(modified).collect::<Vec<_>>(), before, "a cached plugin was compiled again");
+    // A directory someone else could write to is refused: its files would run unchecked.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = validate();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("WASM_CONNECT_CACHE_DIR names") && stderr.contains("mode 777") && stderr.contains("mode 700"), "{stderr}");
 }
 
 #[test]
@@ -111,7 +161,7 @@ fn every_example_validates_against_its_plugins() {
             continue;
         }
         let keys = [("OWM_KEY", "k"), ("AIRLABS_KEY", "k"), ("OPENAQ_KEY", "k"), ("ALPHAVANTAGE_KEY", "k")];
-        let output = Command::new(support::binary()).arg("validate").arg(&path).envs(keys).output().unwrap();
+        let output = support::command().arg("validate").arg(&path).envs(keys).output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&output.stderr));
         let example: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

@@ -442,7 +442,7 @@ fn restart_survival(directory: &Path, kafka: Option<&str>, suffix: &str) {
     // A name taken by the API cannot be declared in the file as well.
     let clash = format!("{}  - name: files\n    plugin: log-sink\n    topics: [{topic}]\n", file_source(&topic));
     let config = survival_config(directory, &clash, kafka, suffix);
-    let outcome = std::process::Command::new(support::binary()).arg("run").arg(&config).output().unwrap();
+    let outcome = support::command().arg("run").arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&outcome.stderr);
     assert!(!outcome.status.success());
     assert!(

@@ -217,7 +217,7 @@ fn an_unreachable_kafka_cluster_is_a_clear_start_up_error() {
         directory.path(),
         &pipeline_config(&directory.path().join("data"), &directory.path().join("output"), Some("127.0.0.1:1"), "", 10),
     );
-    let output = std::process::Command::new(support::binary()).arg("run").arg(&config).output().unwrap();
+    let output = support::command().arg("run").arg(&config).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("error: cannot reach the Kafka cluster at 127.0.0.1:1 to check the connectors' topics"), "{stderr}");

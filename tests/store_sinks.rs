@@ -292,8 +292,8 @@ fn cassandra_sink_conformance() {
 fn a_plugin_reaches_only_the_endpoints_its_configuration_grants() {
     use wasm_connect::capabilities::Grants;
     use wasm_connect::runtime::{PluginCatalog, PluginFailure, Runtime, SinkInstance, TaskIdentity, TaskLimits};
-    let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(cache.path(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(30) }).unwrap();
+    let runtime =
+        Runtime::new(&support::shared_cache_dir(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(30) }).unwrap();
     let (catalog, _) = PluginCatalog::load_dir(&runtime, &support::test_plugins_dir()).unwrap();
     let prober = catalog.find("endpoint-prober").unwrap();
     let granted_es = "http://127.0.0.1:1";
@@ -340,15 +340,15 @@ struct DirectSink {
     instance: wasm_connect::runtime::SinkInstance,
     next_offset: i64,
     _runtime: wasm_connect::runtime::Runtime,
-    _cache: tempfile::TempDir,
 }
 
 impl DirectSink {
     fn open(plugin: &str, config: &[(&str, &str)]) -> DirectSink {
         use wasm_connect::capabilities::Grants;
         use wasm_connect::runtime::{PluginCatalog, Runtime, SinkInstance, TaskIdentity, TaskLimits};
-        let cache = tempfile::tempdir().unwrap();
-        let runtime = Runtime::new(cache.path(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(30) }).unwrap();
+        let runtime =
+            Runtime::new(&support::shared_cache_dir(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(30) })
+                .unwrap();
         let (catalog, _) = PluginCatalog::load_dir(&runtime, &support::test_plugins_dir()).unwrap();
         let loaded = catalog.find(plugin).unwrap();
         let config: Vec<(String, String)> = config.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
@@ -360,7 +360,7 @@ impl DirectSink {
         let identity = TaskIdentity { connector: Arc::from("direct"), task: 0, plugin: Arc::from(plugin) };
         let mut instance = SinkInstance::new(&runtime, &loaded, identity, grants).unwrap();
         instance.open(&config).unwrap();
-        DirectSink { instance, next_offset: 0, _runtime: runtime, _cache: cache }
+        DirectSink { instance, next_offset: 0, _runtime: runtime }
     }
 
     /// Writes keyed JSON values (none: a tombstone) as one batch.

@@ -7,11 +7,11 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Host, binary, read_sink_output, test_plugins_dir, write_config};
+use support::{Host, read_sink_output, test_plugins_dir, write_config};
 
 /// Runs `wasm-connect topics ARGS -c CONFIG` with `stdin`; its stdout, or a panic with
 /// its stderr.
@@ -22,7 +22,7 @@ fn topics(config: &Path, arguments: &[&str], stdin: &str) -> String {
 }
 
 fn topics_outcome(config: &Path, arguments: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(binary())
+    let mut child = support::command()
         .arg("topics")
         .args(arguments)
         .arg("--config")
@@ -101,7 +101,7 @@ fn write_list_read_and_follow(config: &Path, topic: &str) {
     assert!(readable.contains("  key: k") && readable.contains("\n  origin: test\n{\n  \"n\": "), "{readable}");
 
     // From the end: only records written after the reader started.
-    let mut follower = Command::new(binary())
+    let mut follower = support::command()
         .args(["topics", "read", topic, "--from-end", "--json", "-n", "2", "--config"])
         .arg(config)
         .stdout(Stdio::piped())

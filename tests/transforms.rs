@@ -273,7 +273,7 @@ fn records_a_transform_fails_are_dead_lettered_from_sources_and_sinks_or_fail_th
     assert!(read_sink_output(&strict).is_empty(), "the strict sink wrote nothing past the record it could not transform");
 
     // The same chain tried from the command line, records on stdin.
-    let mut child = Command::new(support::binary())
+    let mut child = support::command()
         .args(["transforms", "test", &directory.path().join("connectors.yaml").display().to_string(), "--connector", "strict"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -20,15 +20,14 @@ use wasm_connect_protocol::Record;
 struct Plugins {
     runtime: Runtime,
     catalog: PluginCatalog,
-    _cache: tempfile::TempDir,
 }
 
 fn plugins() -> Plugins {
-    let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(cache.path(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(10) }).unwrap();
+    let runtime =
+        Runtime::new(&support::shared_cache_dir(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_secs(10) }).unwrap();
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &support::test_plugins_dir()).unwrap();
     assert!(errors.is_empty(), "plugins failed to load: {errors:?}");
-    Plugins { runtime, catalog, _cache: cache }
+    Plugins { runtime, catalog }
 }
 
 fn transform(alias: &str, type_name: &str, options: &[(&str, &str)]) -> TransformConfig {
@@ -233,8 +232,9 @@ fn a_jq_expression_that_recurses_without_end_fails_its_record_not_the_host() {
 
 #[test]
 fn a_jq_expression_that_never_ends_fails_its_records_within_a_bounded_time() {
-    let cache = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(cache.path(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_millis(300) }).unwrap();
+    let runtime =
+        Runtime::new(&support::shared_cache_dir(), TaskLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_millis(300) })
+            .unwrap();
     let catalog = PluginCatalog::default();
     let endless = "if .n == 1 then . else last(repeat(.)) end";
     let chain =

@@ -35,15 +35,16 @@ pub fn load_plugins(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCat
 pub fn runtime_of(loaded: &LoadedConfig) -> anyhow::Result<Runtime> {
     let plugins = &loaded.config.plugins;
     let limits = TaskLimits { memory_bytes: plugins.memory_limit_mib as usize * 1024 * 1024, call_timeout: plugins.call_timeout };
-    Runtime::new(&loaded.config.data_dir.join("cache").join("compiled"), limits)
+    Runtime::new(&crate::runtime::cache_dir_for(&loaded.config.data_dir)?.0, limits)
 }
 
 /// [`load_plugins`], writing newly compiled components to the cache in `data_dir`
-/// only when `write_cache`.
+/// only when `write_cache`; a shared cache (`WASM_CONNECT_CACHE_DIR`) is always written.
 fn load_plugins_with(loaded: &LoadedConfig, write_cache: bool) -> anyhow::Result<(Runtime, PluginCatalog)> {
     let plugins = &loaded.config.plugins;
     let runtime = runtime_of(loaded)?;
-    let runtime = if write_cache { runtime } else { runtime.without_cache_writes() };
+    let shared_cache = crate::runtime::cache_dir_for(&loaded.config.data_dir)?.1;
+    let runtime = if write_cache || shared_cache { runtime } else { runtime.without_cache_writes() };
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &plugins.dir).with_context(|| {
         format!(
             "cannot read the plugin directory {} (plugins.dir). The shipped plugins are built into plugins/dist of the \

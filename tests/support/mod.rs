@@ -35,6 +35,20 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wasm-connect"))
 }
 
+/// The compiled-plugin cache every host and runtime of the test run shares
+/// (`target/test-compiled-plugins`): without it each host compiled every test plugin
+/// again (4 s of the two cores per start).
+pub fn shared_cache_dir() -> PathBuf {
+    std::env::current_exe().unwrap().ancestors().nth(3).unwrap().join("test-compiled-plugins")
+}
+
+/// A command running the binary under test, on the shared compiled-plugin cache.
+pub fn command() -> Command {
+    let mut command = Command::new(binary());
+    command.env(wasm_connect::runtime::CACHE_VARIABLE, shared_cache_dir());
+    command
+}
+
 /// A running host, stopped (SIGKILL) when dropped.
 pub struct Host {
     child: Mutex<Child>,
@@ -49,7 +63,7 @@ impl Host {
 
     /// [`Host::start`] with extra environment variables for the host.
     pub fn start_with_env(config: &Path, environment: &[(&str, &str)]) -> Host {
-        let mut child = Command::new(binary())
+        let mut child = command()
             .arg("run")
             .arg(config)
             .env("WASM_CONNECT_LOG", std::env::var("TEST_HOST_LOG").unwrap_or_else(|_| "info,plugin=warn".into()))
@@ -351,7 +365,7 @@ pub fn every_file_ends_with_a_newline(directory: &Path) -> bool {
 
 /// Runs `wasm-connect run CONFIG`, expecting it to exit by itself: (success, stderr).
 pub fn run_to_exit(config: &Path) -> (bool, String) {
-    let mut child = Command::new(binary()).arg("run").arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = command().arg("run").arg(config).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait().unwrap() {

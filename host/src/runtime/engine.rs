@@ -19,6 +19,10 @@ use crate::capabilities::StoreClients;
 /// Set to `perfmap` to name plugin code in `perf` profiles (see BENCHMARKS.md).
 pub const PROFILE_VARIABLE: &str = "WASM_CONNECT_PROFILE";
 
+/// Names a directory of compiled plugins shared by every host on the machine (and by
+/// `validate`) instead of `data_dir/cache/compiled`.
+pub const CACHE_VARIABLE: &str = "WASM_CONNECT_CACHE_DIR";
+
 /// How often the epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -131,12 +135,19 @@ impl Runtime {
     }
 
     fn store_in_cache(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.cache_dir).context("creating the cache directory")?;
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.cache_dir).context("creating the cache directory")?;
         let serialized = component.serialize().map_err(anyhow::Error::from)?;
-        let temporary = path.with_extension("tmp");
-        std::fs::write(&temporary, serialized)?;
-        std::fs::rename(&temporary, path)?;
-        Ok(())
+        // A name of its own per writer: hosts sharing the directory may compile the
+        // same component at once, and each renames only a file it wrote in full.
+        let temporary = path.with_extension(format!("{}-{}.tmp", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
+        let written = std::fs::write(&temporary, serialized).and_then(|()| std::fs::rename(&temporary, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        Ok(written?)
     }
 
     fn cache_key(&self, bytes: &[u8]) -> String {
@@ -148,6 +159,41 @@ impl Runtime {
         digest.update(env!("CARGO_PKG_VERSION").as_bytes());
         digest.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
     }
+}
+
+/// Where compiled components are cached for a host on `data_dir`, and whether the
+/// place is shared: `WASM_CONNECT_CACHE_DIR` when set, else `data_dir/cache/compiled`.
+/// A shared directory is refused when someone other than this user could write to
+/// it: its files are loaded as compiled code without another check.
+pub fn cache_dir_for(data_dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    let Some(shared) = std::env::var_os(CACHE_VARIABLE).filter(|value| !value.is_empty()) else {
+        return Ok((data_dir.join("cache").join("compiled"), false));
+    };
+    let shared = PathBuf::from(shared);
+    match std::fs::metadata(&shared) {
+        Ok(metadata) => {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            #[allow(unsafe_code)]
+            let user = unsafe { libc::geteuid() };
+            anyhow::ensure!(
+                metadata.is_dir(),
+                "{CACHE_VARIABLE} names {}, which is not a directory: name a directory (it is created when missing) or unset it",
+                shared.display()
+            );
+            anyhow::ensure!(
+                metadata.uid() == user && metadata.mode() & 0o022 == 0,
+                "{CACHE_VARIABLE} names {}, which another user could write to (owner {}, mode {:o}): compiled plugins there \
+                 would run unchecked. Give it to this user with mode 700, or unset {CACHE_VARIABLE}",
+                shared.display(),
+                metadata.uid(),
+                metadata.mode() & 0o777
+            );
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => anyhow::bail!("{CACHE_VARIABLE} names {}, which cannot be read: {error}", shared.display()),
+    }
+    Ok((shared, true))
 }
 
 /// Advances the engine's epoch every tick for as long as the engine lives.

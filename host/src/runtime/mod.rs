@@ -12,7 +12,7 @@ mod task;
 pub(crate) use catalog::validate_config;
 pub use catalog::{LoadedPlugin, PluginCatalog, PluginLoadError, PluginOrigin, load_component, sha256_hex};
 pub use description::{ConfigOptionDescription, OptionType, PluginDescription, PluginKind};
-pub use engine::{Runtime, TaskLimits};
+pub use engine::{CACHE_VARIABLE, Runtime, TaskLimits, cache_dir_for};
 pub use failure::PluginFailure;
 pub use task::{
     PluginInstance, PluginWorld, PollOutcome, RecordOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState,
