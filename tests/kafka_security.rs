@@ -72,7 +72,10 @@ fn sasl_ssl_with_scram_plain_and_oauthbearer_carries_a_pipeline_and_never_logs_t
     let ca = broker.certificates.join("ca.pem");
     let cases =
         [("SCRAM-SHA-512", "readings-scram"), ("PLAIN", "readings-plain"), ("OAUTHBEARER", "readings-oauth"), ("OIDC", "readings-oidc")];
-    for (mechanism, topic) in cases {
+    // The mechanisms run side by side, one host each on its own topic: most of a run is
+    // spent waiting on the broker, and one after the other took minutes of the test run.
+    let issued_before = broker.issued_tokens();
+    let run_case = |(mechanism, topic): (&str, &str)| {
         let run = directory.path().join(topic);
         std::fs::create_dir(&run).unwrap();
         let secret = password_file(&run, if mechanism == "OIDC" { OIDC_SECRET } else { PASSWORD });
@@ -86,16 +89,20 @@ fn sasl_ssl_with_scram_plain_and_oauthbearer_carries_a_pipeline_and_never_logs_t
             "OIDC" => oidc_client(&broker, &secret),
             _ => sasl_client(mechanism, &secret, &ca),
         } + "    compression.type: zstd\n";
-        let issued_before = broker.issued_tokens();
         let config = pipeline(&run, &broker.bootstrap, &client, topic);
-        let validate = std::process::Command::new(support::binary()).arg("validate").arg(&config).output().unwrap();
+        let validate = support::command().arg("validate").arg(&config).output().unwrap();
         assert!(validate.status.success(), "validate refused {mechanism}: {}", String::from_utf8_lossy(&validate.stderr));
         let log = deliver_every_record(&config, &run.join("output"), topic);
         assert!(!log.contains(PASSWORD) && !log.contains(OIDC_SECRET), "{mechanism}: the secret reached the log");
-        if mechanism == "OIDC" {
-            assert!(broker.issued_tokens() > issued_before, "the pipeline ran without a token from the OIDC endpoint");
+    };
+    let run_case = &run_case;
+    std::thread::scope(|scope| {
+        for case in cases {
+            scope.spawn(move || run_case(case));
         }
-    }
+    });
+    // Only the OIDC run fetches tokens from the endpoint.
+    assert!(broker.issued_tokens() > issued_before, "the OIDC pipeline ran without a token from the OIDC endpoint");
 }
 
 /// OAUTHBEARER with tokens librdkafka fetches from the front's OIDC token endpoint
@@ -126,7 +133,8 @@ fn a_wrong_password_and_an_untrusted_certificate_each_name_the_setting_to_fix() 
             "sasl.oauthbearer.client.id and sasl.oauthbearer.client.secret",
         ),
     ];
-    for (topic, password, ca, advice) in cases {
+    // Side by side, as above: each host waits out its own refusal.
+    let run_case = |(topic, password, ca, advice): (&str, &str, std::path::PathBuf, &str)| {
         let run = directory.path().join(topic);
         std::fs::create_dir(&run).unwrap();
         let secret = password_file(&run, password);
@@ -141,7 +149,13 @@ fn a_wrong_password_and_an_untrusted_certificate_each_name_the_setting_to_fix() 
         assert!(start_up_error(&stderr).contains(advice), "{topic}: {stderr}");
         assert!(!stderr.contains(password), "{topic}: the password was printed");
         assert!(read_sink_output(&run.join("output")).is_empty(), "{topic}: something was delivered");
-    }
+    };
+    let run_case = &run_case;
+    std::thread::scope(|scope| {
+        for case in cases {
+            scope.spawn(move || run_case(case));
+        }
+    });
 }
 
 #[test]
@@ -179,19 +193,28 @@ fn every_compression_codec_is_produced_and_consumed() {
     let bootstrap = external.unwrap_or_else(|| mock.as_ref().unwrap().bootstrap_servers());
     let directory = tempfile::tempdir().unwrap();
     let suffix = std::process::id();
-    for codec in ["zstd", "lz4", "snappy", "gzip"] {
-        let topic = format!("readings-{codec}-{suffix}");
-        if let Some(mock) = &mock {
-            mock.create_topic(&topic, 2, 1).unwrap();
+    let codecs = ["zstd", "lz4", "snappy", "gzip"];
+    let topic = |codec: &str| format!("readings-{codec}-{suffix}");
+    if let Some(mock) = &mock {
+        for codec in codecs {
+            mock.create_topic(&topic(codec), 2, 1).unwrap();
             for own in ["offsets", "configs"] {
-                mock.create_topic(&format!("{topic}-{own}"), 1, 1).unwrap();
+                mock.create_topic(&format!("{}-{own}", topic(codec)), 1, 1).unwrap();
             }
         }
-        let run = directory.path().join(codec);
-        std::fs::create_dir(&run).unwrap();
-        let client = format!("    compression.type: {codec}\n    topic.metadata.refresh.interval.ms: 500\n");
-        deliver_every_record(&pipeline(&run, &bootstrap, &client, &topic), &run.join("output"), &topic);
     }
+    // One host per codec, side by side (each on its own topics).
+    let (directory, bootstrap, topic) = (directory.path(), bootstrap.as_str(), &topic);
+    std::thread::scope(|scope| {
+        for codec in codecs {
+            scope.spawn(move || {
+                let (run, topic) = (directory.join(codec), topic(codec));
+                std::fs::create_dir(&run).unwrap();
+                let client = format!("    compression.type: {codec}\n    topic.metadata.refresh.interval.ms: 500\n");
+                deliver_every_record(&pipeline(&run, bootstrap, &client, &topic), &run.join("output"), &topic);
+            });
+        }
+    });
 }
 
 #[test]
@@ -200,7 +223,7 @@ fn validate_reports_kafka_client_settings_this_build_or_librdkafka_refuses() {
     let client =
         "    compression.type: zstd\n    security.protocol: SASL_SSLL\n    sasl.mechanism: SCRAM-SHA-512\n    ssl.keystore.passwrod: x\n";
     let config = pipeline(directory.path(), "127.0.0.1:9", client, "readings");
-    let output = std::process::Command::new(support::binary()).arg("validate").arg(&config).output().unwrap();
+    let output = support::command().arg("validate").arg(&config).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     // Each refused setting, located in the file: the codec and mechanism are fine.
@@ -208,7 +231,7 @@ fn validate_reports_kafka_client_settings_this_build_or_librdkafka_refuses() {
     assert!(stderr.contains(":15:") && stderr.contains("key \"kafka.client.ssl.keystore.passwrod\""), "{stderr}");
     assert!(!stderr.contains("compression.type") && !stderr.contains("sasl.mechanism\""), "{stderr}");
     // `run` refuses the same file before it starts anything.
-    let output = std::process::Command::new(support::binary()).arg("run").arg(&config).output().unwrap();
+    let output = support::command().arg("run").arg(&config).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("kafka.client.security.protocol"));
 }
