@@ -21,11 +21,13 @@ const RECORDS: usize = 300;
 
 /// A host on `bootstrap` with `client` settings (YAML lines under `client:`), and a
 /// sensor simulator whose `RECORDS` readings a file sink writes under `directory/output`.
+/// The connectors are named after the topic: hosts running side by side on one broker
+/// must not share the sink's consumer group.
 fn pipeline(directory: &Path, bootstrap: &str, client: &str, topic: &str) -> std::path::PathBuf {
     let text = format!(
         "version: 1\ndata_dir: {data}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {plugins}\n\
          kafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: {topic}-offsets\n  config_topic: {topic}-configs\n  client:\n{client}    session.timeout.ms: 6000\n\
-         connectors:\n  - name: sensors\n    plugin: iot-sensor-simulator\n    topic: {topic}\n    config:\n      seed: 21\n      rate: 0\n      start: {START}\n      limit: {RECORDS}\n  - name: files\n\
+         connectors:\n  - name: sensors-{topic}\n    plugin: iot-sensor-simulator\n    topic: {topic}\n    config:\n      seed: 21\n      rate: 0\n      start: {START}\n      limit: {RECORDS}\n  - name: files-{topic}\n\
          \x20   plugin: file-sink\n    topics: [{topic}]\n    config:\n      directory: {output}\n",
         data = directory.join("data").display(),
         plugins = support::test_plugins_dir().display(),
