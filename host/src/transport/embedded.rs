@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -46,7 +46,20 @@ struct Shared {
     writer: Mutex<Connection>,
     database: std::path::PathBuf,
     default_partitions: u32,
-    appended: Notify,
+    /// Per topic, the consumers reading it: an append wakes only those.
+    readers: Mutex<HashMap<String, Vec<Weak<Notify>>>>,
+}
+
+impl Shared {
+    /// Wakes the consumers of `topics` (a consumer that went away is forgotten).
+    fn wake_readers<'t>(&self, topics: impl Iterator<Item = &'t str>) {
+        let mut readers = self.readers.lock().expect("readers lock");
+        for topic in topics {
+            if let Some(waiting) = readers.get_mut(topic) {
+                waiting.retain(|reader| reader.upgrade().map(|reader| reader.notify_waiters()).is_some());
+            }
+        }
+    }
 }
 
 /// Topics in SQLite.
@@ -83,7 +96,7 @@ impl EmbeddedTransport {
         let mut writer = open_connection(&database)?;
         writer.execute_batch(SCHEMA)?;
         migrate_records_to_segments(&mut writer)?;
-        Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), database, default_partitions, appended: Notify::new() }) })
+        Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), database, default_partitions, readers: Mutex::default() }) })
     }
 
     /// Deletes records appended longer ago than `retention`; returns how many.
@@ -264,8 +277,10 @@ fn migrate_records_to_segments(connection: &mut Connection) -> TransportResult<(
 const SEGMENT_RECORDS: usize = 1000;
 
 fn partitions_of(connection: &Connection, topic: &str, default_partitions: u32) -> rusqlite::Result<u32> {
-    connection.execute("INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)", params![topic, default_partitions])?;
-    connection.query_row("SELECT partitions FROM topics WHERE name = ?1", params![topic], |row| row.get(0))
+    connection
+        .prepare_cached("INSERT OR IGNORE INTO topics (name, partitions) VALUES (?1, ?2)")?
+        .execute(params![topic, default_partitions])?;
+    connection.prepare_cached("SELECT partitions FROM topics WHERE name = ?1")?.query_row(params![topic], |row| row.get(0))
 }
 
 #[async_trait]
@@ -298,6 +313,7 @@ impl Transport for EmbeddedTransport {
     }
 
     async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
+        let subscribed = topics.to_vec();
         let (shared, group, topics) = (self.shared.clone(), connector.to_owned(), topics.to_vec());
         let (connection, positions) = blocking(move || {
             let connection = open_connection(&shared.database)?;
@@ -323,12 +339,20 @@ impl Transport for EmbeddedTransport {
             Ok((connection, positions))
         })
         .await?;
+        let appended = Arc::new(Notify::new());
+        {
+            let mut readers = self.shared.readers.lock().expect("readers lock");
+            for topic in subscribed {
+                readers.entry(topic).or_default().push(Arc::downgrade(&appended));
+            }
+        }
         Ok(Box::new(EmbeddedConsumer {
             shared: self.shared.clone(),
             group: connector.to_owned(),
             reader: Arc::new(Mutex::new(connection)),
             positions,
             next_partition: 0,
+            appended,
         }))
     }
 
@@ -524,6 +548,13 @@ impl RecordProducer for EmbeddedProducer {
     async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()> {
         let (shared, connector) = (self.shared.clone(), self.connector.clone());
         let mut round_robin = self.round_robin;
+        // The topics written, each once (a batch usually goes to one), whose readers wake.
+        let mut topics: Vec<String> = Vec::new();
+        for record in &records {
+            if !topics.contains(&record.topic) {
+                topics.push(record.topic.clone());
+            }
+        }
         let result = blocking(move || {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
@@ -575,11 +606,12 @@ impl RecordProducer for EmbeddedProducer {
                     update_head.execute(params![topic, partition, base_offset + count])?;
                 }
                 if let Some(position) = &position {
-                    transaction.execute(
-                        "INSERT INTO source_positions (connector, position) VALUES (?1, ?2)
-                         ON CONFLICT (connector) DO UPDATE SET position = excluded.position",
-                        params![connector, position],
-                    )?;
+                    transaction
+                        .prepare_cached(
+                            "INSERT INTO source_positions (connector, position) VALUES (?1, ?2)
+                             ON CONFLICT (connector) DO UPDATE SET position = excluded.position",
+                        )?
+                        .execute(params![connector, position])?;
                 }
             }
             transaction.commit()?;
@@ -587,7 +619,7 @@ impl RecordProducer for EmbeddedProducer {
         })
         .await;
         self.round_robin = result?;
-        self.shared.appended.notify_waiters();
+        self.shared.wake_readers(topics.iter().map(String::as_str));
         Ok(())
     }
 }
@@ -599,6 +631,8 @@ struct EmbeddedConsumer {
     /// (topic, partition, next offset to read) for this task's partitions.
     positions: Vec<(String, i32, i64)>,
     next_partition: usize,
+    /// Woken when a batch is appended to one of its topics.
+    appended: Arc<Notify>,
 }
 
 impl EmbeddedConsumer {
@@ -629,8 +663,8 @@ impl RecordConsumer for EmbeddedConsumer {
             tokio::time::sleep(wait).await;
             return Ok(Vec::new());
         }
-        let shared = self.shared.clone();
-        let appended = shared.appended.notified();
+        let appended = self.appended.clone();
+        let appended = appended.notified();
         let records = self.read(max).await?;
         if !records.is_empty() {
             return Ok(records);
@@ -644,12 +678,14 @@ impl RecordConsumer for EmbeddedConsumer {
         blocking(move || {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
-            for PartitionOffset { topic, partition, offset: next } in offsets {
-                transaction.execute(
+            {
+                let mut upsert = transaction.prepare_cached(
                     "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
-                    params![group, topic, partition, next],
                 )?;
+                for PartitionOffset { topic, partition, offset: next } in offsets {
+                    upsert.execute(params![group, topic, partition, next])?;
+                }
             }
             transaction.commit()?;
             Ok(())
@@ -760,6 +796,27 @@ mod tests {
         assert_eq!(store.apply_retention(Duration::ZERO).await.unwrap(), 1);
         producer.send(vec![record(None, "next")], None).await.unwrap();
         assert_eq!(values(&store.read_all("t").unwrap()), vec![(0, 3, "next".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn an_append_wakes_the_readers_of_its_topic_only() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = EmbeddedTransport::open(directory.path(), 1).unwrap();
+        let mut producer = store.producer("source").await.unwrap();
+        let mut reader = store.consumer("sink", &["a".into()], TaskShare { task: 0, tasks: 1 }).await.unwrap();
+        let mut poll = Box::pin(reader.poll(10, Duration::from_secs(60)));
+        // Waiting on an empty topic: an append to another topic leaves it waiting.
+        assert!(tokio::time::timeout(Duration::from_millis(100), &mut poll).await.is_err());
+        producer.send(vec![Record { topic: "b".into(), ..record(None, "other") }], None).await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(300), &mut poll).await.is_err(), "woken by another topic");
+        // An append to its own topic ends the wait with the record, long before the 60 s.
+        producer.send(vec![Record { topic: "a".into(), ..record(None, "mine") }], None).await.unwrap();
+        let records = tokio::time::timeout(Duration::from_secs(10), poll).await.expect("not woken by its topic").unwrap();
+        assert_eq!(records.iter().map(|record| record.value.clone().unwrap()).collect::<Vec<_>>(), vec![b"mine".to_vec()]);
+        // A reader that went away is forgotten at the next append.
+        drop(reader);
+        producer.send(vec![Record { topic: "a".into(), ..record(None, "later") }], None).await.unwrap();
+        assert!(store.shared.readers.lock().unwrap()["a"].is_empty());
     }
 
     #[tokio::test]
