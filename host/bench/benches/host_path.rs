@@ -6,7 +6,11 @@
 //! from the sink's first acknowledged record to its last, best of several runs, and
 //! the process's CPU time per record.
 //!
-//! `cargo bench -p wasm-connect-bench --bench host_path [-- RECORDS]`
+//! Then what the host costs at rest: an idle host without connectors, and 25
+//! `iot-sensor-simulator` connectors at 1 record/s, each into its own topic, read by 25
+//! `counting-sink` connectors (the 50 connectors), as a share of one core.
+//!
+//! `cargo bench -p wasm-connect-bench --bench host_path [-- RECORDS] [path|idle]`
 
 #[allow(dead_code)]
 #[path = "../../../tests/support/services.rs"]
@@ -109,17 +113,58 @@ async fn run(records: usize) -> Run {
     Run { records_per_second: measured / elapsed.as_secs_f64(), cpu_per_record: cpu.div_f64(measured) }
 }
 
+/// The share of one core the host uses over `IDLE_SPAN` with `connectors` (YAML list
+/// items), after they had `IDLE_WARM_UP` to start.
+async fn at_rest(connectors: &str) -> f64 {
+    let directory = tempfile::tempdir().unwrap();
+    let port = services::free_port();
+    let text = format!(
+        "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:{port}\nplugins:\n  dir: {}\nconnectors:{connectors}\n",
+        directory.path().join("data").display(),
+        repository().join("plugins/test-dist").display(),
+    );
+    let loaded = wasm_connect::config::load(&write_config(directory.path(), &text)).unwrap_or_else(|errors| panic!("{errors}"));
+    let shutdown = CancellationToken::new();
+    let host = tokio::spawn(wasm_connect::run(loaded, shutdown.clone()));
+    tokio::time::sleep(IDLE_WARM_UP).await;
+    let before = cpu_time();
+    tokio::time::sleep(IDLE_SPAN).await;
+    let share = cpu_time().saturating_sub(before).as_secs_f64() / IDLE_SPAN.as_secs_f64();
+    shutdown.cancel();
+    host.await.unwrap().unwrap();
+    share * 100.0
+}
+
+const IDLE_WARM_UP: Duration = Duration::from_secs(5);
+const IDLE_SPAN: Duration = Duration::from_secs(20);
+
 fn main() {
     let records: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(1_000_000);
+    let only = std::env::args().skip(1).find(|arg| arg == "path" || arg == "idle");
     // The components are compiled once, by the first run, into a cache all runs share.
     let cache = tempfile::tempdir().unwrap();
     // SAFETY: set before any other thread exists.
     unsafe { std::env::set_var(wasm_connect::runtime::CACHE_VARIABLE, cache.path()) };
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let runs: Vec<Run> = (0..RUNS).map(|_| runtime.block_on(run(records))).collect();
-    let best = runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
-    let worst = runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
-    let cpu = runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;
-    println!("prebuilt-source -> embedded topic -> counting-sink, {records} records of {VALUE_BYTES} bytes, best of {RUNS}:");
-    println!("  {best:.0} records/s (worst {worst:.0}), {cpu:.2} µs CPU per record");
+    if only.as_deref() != Some("idle") {
+        let runs: Vec<Run> = (0..RUNS).map(|_| runtime.block_on(run(records))).collect();
+        let best = runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
+        let worst = runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
+        let cpu = runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;
+        println!("prebuilt-source -> embedded topic -> counting-sink, {records} records of {VALUE_BYTES} bytes, best of {RUNS}:");
+        println!("  {best:.0} records/s (worst {worst:.0}), {cpu:.2} µs CPU per record");
+    }
+    if only.as_deref() != Some("path") {
+        let idle = runtime.block_on(at_rest(" []"));
+        let mut fifty = String::new();
+        for n in 0..25 {
+            fifty += &format!(
+                "\n  - {{ name: sensors-{n}, plugin: iot-sensor-simulator, topic: t{n}, config: {{ rate: 1 }} }}\n  - {{ name: sink-{n}, plugin: counting-sink, topics: [t{n}] }}"
+            );
+        }
+        let busy = runtime.block_on(at_rest(&fifty));
+        println!("At rest, share of one core over {} s (after {} s to start):", IDLE_SPAN.as_secs(), IDLE_WARM_UP.as_secs());
+        println!("  an idle host without connectors: {idle:.2} %");
+        println!("  25 sources at 1 record/s and 25 sinks, a topic each: {busy:.2} %");
+    }
 }
