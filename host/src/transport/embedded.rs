@@ -104,12 +104,7 @@ impl EmbeddedTransport {
         let shared = self.shared.clone();
         blocking(move || {
             let cutoff = now_ms() - retention.as_millis() as i64;
-            let writer = shared.writer.lock().expect("writer lock");
-            let expired: i64 =
-                writer
-                    .query_row("SELECT COALESCE(SUM(count), 0) FROM segments WHERE appended_at < ?1", params![cutoff], |row| row.get(0))?;
-            writer.execute("DELETE FROM segments WHERE appended_at < ?1", params![cutoff])?;
-            Ok(expired as usize)
+            Ok(delete_appended_before(&shared.writer.lock().expect("writer lock"), cutoff)?)
         })
         .await
     }
@@ -127,6 +122,22 @@ impl EmbeddedTransport {
         }
         Ok(records)
     }
+}
+
+/// Deletes the segments appended before `cutoff` (ms since the epoch); how many
+/// records they held.
+fn delete_appended_before(connection: &Connection, cutoff: i64) -> rusqlite::Result<usize> {
+    let expired: i64 =
+        connection.query_row("SELECT COALESCE(SUM(count), 0) FROM segments WHERE appended_at < ?1", params![cutoff], |row| row.get(0))?;
+    connection.execute("DELETE FROM segments WHERE appended_at < ?1", params![cutoff])?;
+    Ok(expired as usize)
+}
+
+/// The bytes a record takes in a segment, near enough to bound a segment's size.
+fn segment_bytes(record: &Record) -> usize {
+    40 + record.key.as_ref().map_or(0, Vec::len)
+        + record.value.as_ref().map_or(0, Vec::len)
+        + record.headers.iter().map(|(name, value)| 8 + name.len() + value.as_ref().map_or(0, Vec::len)).sum::<usize>()
 }
 
 /// Up to `max` records at or after each `(topic, partition, next offset)`, in offset
@@ -150,6 +161,7 @@ fn read_partition(connection: &Connection, topic: &str, partition: i32, next: i6
     let mut statement = connection.prepare_cached(
         "SELECT base_offset, batch FROM segments WHERE topic = ?1 AND partition = ?2 AND base_offset >= COALESCE(
             (SELECT MAX(base_offset) FROM segments WHERE topic = ?1 AND partition = ?2 AND base_offset <= ?3), 0)
+            AND base_offset + count > ?3
          ORDER BY base_offset",
     )?;
     let mut rows = statement.query(params![topic, partition, next])?;
@@ -190,10 +202,8 @@ fn damaged(topic: &str, partition: i32, base_offset: i64, error: wasm_connect_pr
 /// A segment's age is that of its newest record, so retention keeps every record at
 /// least as long as before.
 fn migrate_records_to_segments(connection: &mut Connection) -> TransportResult<()> {
-    let exists: bool =
-        connection
-            .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records')", [], |row| row.get(0))?;
-    if !exists {
+    let exists = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'records')";
+    if !connection.query_row(exists, [], |row| row.get::<_, bool>(0))? {
         return Ok(());
     }
     /// The segment being filled.
@@ -205,7 +215,12 @@ fn migrate_records_to_segments(connection: &mut Connection) -> TransportResult<(
         appended_at: i64,
         batch: BatchWriter,
     }
-    let transaction = connection.transaction()?;
+    // Checked again under the write lock: another process (a `topics` command) may have
+    // opened the same store and moved the records first.
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    if !transaction.query_row(exists, [], |row| row.get::<_, bool>(0))? {
+        return Ok(());
+    }
     {
         let mut select = transaction.prepare(
             "SELECT topic, partition, offset, timestamp, key, value, headers, appended_at FROM records ORDER BY topic, partition, offset",
@@ -273,8 +288,10 @@ fn migrate_records_to_segments(connection: &mut Connection) -> TransportResult<(
     Ok(())
 }
 
-/// The most records a migrated segment holds.
+/// The most records a segment holds.
 const SEGMENT_RECORDS: usize = 1000;
+/// A segment takes no more records once it holds this many bytes.
+const SEGMENT_BYTES: usize = 1 << 20;
 
 fn partitions_of(connection: &Connection, topic: &str, default_partitions: u32) -> rusqlite::Result<u32> {
     connection
@@ -343,7 +360,10 @@ impl Transport for EmbeddedTransport {
         {
             let mut readers = self.shared.readers.lock().expect("readers lock");
             for topic in subscribed {
-                readers.entry(topic).or_default().push(Arc::downgrade(&appended));
+                let waiting = readers.entry(topic).or_default();
+                // Consumers that went away, on a topic this process does not append to.
+                waiting.retain(|reader| reader.strong_count() > 0);
+                waiting.push(Arc::downgrade(&appended));
             }
         }
         Ok(Box::new(EmbeddedConsumer {
@@ -559,10 +579,11 @@ impl RecordProducer for EmbeddedProducer {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
             {
-                // One segment per (topic, partition) the batch touches, its records in
-                // the order they came.
+                // A segment per (topic, partition) the batch touches, its records in the
+                // order they came; a large batch makes several, so that a reader never
+                // decodes more than one segment's worth to find its place.
                 let mut partitions: HashMap<&str, u32> = HashMap::new();
-                let mut segments: Vec<(&str, i32, BatchWriter)> = Vec::new();
+                let mut segments: Vec<(&str, i32, BatchWriter, usize)> = Vec::new();
                 for record in &records {
                     let count = match partitions.get(record.topic.as_str()) {
                         Some(count) => *count,
@@ -573,13 +594,14 @@ impl RecordProducer for EmbeddedProducer {
                         }
                     };
                     let partition = partition_for_key(record.key.as_deref(), count, &mut round_robin);
-                    let index = match segments.iter().position(|(topic, number, _)| *number == partition && *topic == record.topic) {
-                        Some(index) => index,
-                        None => {
-                            segments.push((&record.topic, partition, BatchWriter::with_capacity(0)));
-                            segments.len() - 1
-                        }
-                    };
+                    let open = segments.iter().rposition(|(topic, number, batch, bytes)| {
+                        *number == partition && *topic == record.topic && batch.len() < SEGMENT_RECORDS && *bytes < SEGMENT_BYTES
+                    });
+                    let index = open.unwrap_or_else(|| {
+                        segments.push((&record.topic, partition, BatchWriter::with_capacity(0), 0));
+                        segments.len() - 1
+                    });
+                    segments[index].3 += segment_bytes(record);
                     segments[index].2.push_parts(
                         "",
                         None,
@@ -599,7 +621,7 @@ impl RecordProducer for EmbeddedProducer {
                      ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
                 )?;
                 let appended_at = now_ms();
-                for (topic, partition, batch) in segments {
+                for (topic, partition, batch, _) in segments {
                     let base_offset: i64 = head.query_row(params![topic, partition], |row| row.get(0)).optional()?.unwrap_or(0);
                     let count = batch.len() as i64;
                     insert.execute(params![topic, partition, base_offset, count, appended_at, batch.finish()])?;
@@ -778,24 +800,62 @@ mod tests {
         assert_eq!(consumer.lag().await.unwrap(), 0);
     }
 
+    fn segment_rows(directory: &Path) -> Vec<(i32, i64, i64, i64)> {
+        open_connection(&directory.join("topics.sqlite3"))
+            .unwrap()
+            .prepare("SELECT partition, base_offset, count, appended_at FROM segments ORDER BY partition, base_offset")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn retention_drops_whole_old_segments_and_offsets_go_on() {
         let directory = tempfile::tempdir().unwrap();
         let store = EmbeddedTransport::open(directory.path(), 1).unwrap();
         let mut producer = store.producer("source").await.unwrap();
         producer.send(vec![record(None, "old0"), record(None, "old1")], None).await.unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(5));
         producer.send(vec![record(None, "new2")], None).await.unwrap();
-        assert_eq!(store.apply_retention(Duration::from_millis(20)).await.unwrap(), 2);
+        // The cutoff is the newer segment's own append time: only the older goes.
+        let newer = segment_rows(directory.path())[1].3;
+        let delete = |cutoff| delete_appended_before(&store.shared.writer.lock().unwrap(), cutoff).unwrap();
+        assert_eq!(delete(newer), 2);
         assert_eq!(values(&store.read_all("t").unwrap()), vec![(0, 2, "new2".to_owned())]);
         let topics = store.describe_topics(Some("t")).await.unwrap();
         assert_eq!((topics[0].partitions[0].start, topics[0].partitions[0].end), (2, 3));
         // A consumer still at offset 0 skips to what is left; new records go on from 3.
         let mut consumer = store.consumer("sink", &["t".into()], TaskShare { task: 0, tasks: 1 }).await.unwrap();
         assert_eq!(values(&consumer.poll(10, Duration::from_millis(10)).await.unwrap()), vec![(0, 2, "new2".to_owned())]);
-        assert_eq!(store.apply_retention(Duration::ZERO).await.unwrap(), 1);
+        assert_eq!(delete(i64::MAX), 1);
         producer.send(vec![record(None, "next")], None).await.unwrap();
         assert_eq!(values(&store.read_all("t").unwrap()), vec![(0, 3, "next".to_owned())]);
+        // Retention by age: nothing is a week old.
+        assert_eq!(store.apply_retention(Duration::from_secs(7 * 86_400)).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_large_batch_is_stored_as_several_segments_read_from_any_offset() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = EmbeddedTransport::open(directory.path(), 1).unwrap();
+        let mut producer = store.producer("source").await.unwrap();
+        producer.send((0..2500).map(|n| record(None, &n.to_string())).collect(), None).await.unwrap();
+        // Values of 1 MiB: a segment closes at 1 MiB, so each holds one.
+        let big = "x".repeat(1 << 20);
+        producer.send(vec![record(None, &big), record(None, &big)], None).await.unwrap();
+        let segments: Vec<(i64, i64)> = segment_rows(directory.path()).into_iter().map(|(_, base, count, _)| (base, count)).collect();
+        assert_eq!(segments, vec![(0, 1000), (1000, 1000), (2000, 500), (2500, 1), (2501, 1)]);
+        let connection = open_connection(&directory.path().join("topics.sqlite3")).unwrap();
+        for next in [0, 999, 1000, 1001, 1999, 2497] {
+            let read = read_partition(&connection, "t", 0, next, 3).unwrap();
+            assert_eq!(values(&read), (next..next + 3).map(|n| (0, n, n.to_string())).collect::<Vec<_>>(), "from {next}");
+        }
+        let across: Vec<i64> = read_partition(&connection, "t", 0, 2499, 3).unwrap().iter().map(|record| record.offset.unwrap()).collect();
+        assert_eq!(across, vec![2499, 2500, 2501]);
+        assert_eq!(read_partition(&connection, "t", 0, 2501, 10).unwrap().len(), 1);
+        assert!(read_partition(&connection, "t", 0, 2502, 10).unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -864,13 +924,7 @@ mod tests {
             (Some(1), Some(0), Some(&b"gone"[..]), None)
         );
         let connection = open_connection(&directory.path().join("topics.sqlite3")).unwrap();
-        let segments: Vec<(i32, i64, i64, i64)> = connection
-            .prepare("SELECT partition, base_offset, count, appended_at FROM segments ORDER BY partition, base_offset")
-            .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let segments = segment_rows(directory.path());
         assert_eq!(segments, vec![(0, 3, 1000, 2002), (0, 1003, 1000, 3002), (0, 2003, 500, 3502), (1, 0, 1, 5)]);
         let old: bool =
             connection.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'records')", [], |row| row.get(0)).unwrap();
