@@ -108,6 +108,14 @@ fn a_shared_compiled_plugin_cache_is_filled_once_and_refused_when_others_could_w
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("WASM_CONNECT_CACHE_DIR names") && stderr.contains("mode 777") && stderr.contains("mode 700"), "{stderr}");
+    // So is a symbolic link to a good one (whoever owns the link could point it elsewhere).
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = directory.path().join("link");
+    std::os::unix::fs::symlink(&cache, &link).unwrap();
+    let output = Command::new(support::binary()).arg("validate").arg(&config).env("WASM_CONNECT_CACHE_DIR", &link).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("which is a symbolic link"), "{stderr}");
 }
 
 #[test]

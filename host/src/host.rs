@@ -35,7 +35,9 @@ pub fn load_plugins(loaded: &LoadedConfig) -> anyhow::Result<(Runtime, PluginCat
 pub fn runtime_of(loaded: &LoadedConfig) -> anyhow::Result<Runtime> {
     let plugins = &loaded.config.plugins;
     let limits = TaskLimits { memory_bytes: plugins.memory_limit_mib as usize * 1024 * 1024, call_timeout: plugins.call_timeout };
-    Runtime::new(&crate::runtime::cache_dir_for(&loaded.config.data_dir)?.0, limits)
+    let (cache_dir, shared) = crate::runtime::cache_dir_for(&loaded.config.data_dir)?;
+    let runtime = Runtime::new(&cache_dir, limits)?;
+    Ok(if shared { runtime.with_shared_cache() } else { runtime })
 }
 
 /// [`load_plugins`], writing newly compiled components to the cache in `data_dir`

@@ -5,7 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -54,6 +54,8 @@ pub struct Runtime {
     cache_writes: bool,
     /// Plugin code is named for `perf` (`WASM_CONNECT_PROFILE`).
     profiling: bool,
+    /// `cache_dir` is shared with other hosts, so checked before each load.
+    cache_shared: bool,
 }
 
 impl Runtime {
@@ -91,6 +93,7 @@ impl Runtime {
             builtins: Arc::default(),
             cache_writes: true,
             profiling,
+            cache_shared: false,
         })
     }
 
@@ -99,16 +102,27 @@ impl Runtime {
         Self { cache_writes: false, ..self }
     }
 
+    /// The same runtime on a cache shared with other hosts (`WASM_CONNECT_CACHE_DIR`):
+    /// the directory is checked again before each load (see [`check_private_dir`]).
+    pub fn with_shared_cache(self) -> Self {
+        Self { cache_shared: true, ..self }
+    }
+
     /// Compiles a component, or loads it from the cache when the same bytes were
     /// compiled before by an engine with the same settings. Blocking: call it off the
     /// async threads.
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
         let key = self.cache_key(bytes);
         let cached = self.cache_dir.join(format!("{key}.cwasm"));
-        if cached.exists() {
-            // SAFETY: the file is one this host serialised into its own cache
-            // directory, named by the hash of the component and the engine settings;
-            // a file that fails to load is recompiled below.
+        let trusted = !self.cache_shared
+            || check_private_dir(&self.cache_dir)
+                .inspect_err(|error| tracing::warn!(%error, "The shared plugin cache is not used; compiling instead."))
+                .is_ok();
+        if trusted && cached.exists() {
+            // SAFETY: the file is one this host (or, in a shared cache, another host of
+            // this user's) serialised into a directory only this user can write to,
+            // named by the hash of the component and the engine settings; a file that
+            // fails to load is recompiled below.
             // A profiled run copies the code into memory: `perf` names code in a mapped
             // file after the file (it has no symbols), not from wasmtime's perf map.
             #[allow(unsafe_code)]
@@ -125,7 +139,7 @@ impl Runtime {
             }
         }
         let component = Component::new(&self.engine, bytes).map_err(anyhow::Error::from)?;
-        if !self.cache_writes {
+        if !self.cache_writes || !trusted {
             return Ok(component);
         }
         if let Err(error) = self.store_in_cache(&component, &cached) {
@@ -135,15 +149,26 @@ impl Runtime {
     }
 
     fn store_in_cache(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         use std::sync::atomic::{AtomicU64, Ordering};
         static WRITES: AtomicU64 = AtomicU64::new(0);
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.cache_dir).context("creating the cache directory")?;
         let serialized = component.serialize().map_err(anyhow::Error::from)?;
-        // A name of its own per writer: hosts sharing the directory may compile the
-        // same component at once, and each renames only a file it wrote in full.
-        let temporary = path.with_extension(format!("{}-{}.tmp", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
-        let written = std::fs::write(&temporary, serialized).and_then(|()| std::fs::rename(&temporary, path));
+        // A new file of its own per writer (hosts sharing the directory may compile the
+        // same component at once), written in full and synced before it takes the name.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.subsec_nanos());
+        let temporary = path.with_extension(format!("{}-{nanos}-{}.tmp", std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed)));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)
+            .and_then(|mut file| {
+                file.write_all(&serialized)?;
+                file.sync_data()
+            })
+            .and_then(|()| std::fs::rename(&temporary, path));
         if written.is_err() {
             let _ = std::fs::remove_file(&temporary);
         }
@@ -162,38 +187,69 @@ impl Runtime {
 }
 
 /// Where compiled components are cached for a host on `data_dir`, and whether the
-/// place is shared: `WASM_CONNECT_CACHE_DIR` when set, else `data_dir/cache/compiled`.
-/// A shared directory is refused when someone other than this user could write to
-/// it: its files are loaded as compiled code without another check.
+/// place is shared: `WASM_CONNECT_CACHE_DIR` when set (created owner-only when missing,
+/// and refused unless [`check_private_dir`] passes), else `data_dir/cache/compiled`.
 pub fn cache_dir_for(data_dir: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    use std::os::unix::fs::DirBuilderExt;
     let Some(shared) = std::env::var_os(CACHE_VARIABLE).filter(|value| !value.is_empty()) else {
         return Ok((data_dir.join("cache").join("compiled"), false));
     };
     let shared = PathBuf::from(shared);
-    match std::fs::metadata(&shared) {
-        Ok(metadata) => {
-            use std::os::unix::fs::MetadataExt;
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            #[allow(unsafe_code)]
-            let user = unsafe { libc::geteuid() };
-            anyhow::ensure!(
-                metadata.is_dir(),
-                "{CACHE_VARIABLE} names {}, which is not a directory: name a directory (it is created when missing) or unset it",
+    if std::fs::symlink_metadata(&shared).is_err() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&shared).with_context(|| {
+            format!(
+                "{CACHE_VARIABLE} names {}, which cannot be created: name a directory this user may create, or unset it",
                 shared.display()
-            );
-            anyhow::ensure!(
-                metadata.uid() == user && metadata.mode() & 0o022 == 0,
-                "{CACHE_VARIABLE} names {}, which another user could write to (owner {}, mode {:o}): compiled plugins there \
-                 would run unchecked. Give it to this user with mode 700, or unset {CACHE_VARIABLE}",
-                shared.display(),
-                metadata.uid(),
-                metadata.mode() & 0o777
-            );
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => anyhow::bail!("{CACHE_VARIABLE} names {}, which cannot be read: {error}", shared.display()),
+            )
+        })?;
     }
+    check_private_dir(&shared)?;
     Ok((shared, true))
+}
+
+/// Refuses a shared cache directory that anyone but this user could change: its files
+/// are loaded as compiled code without another check. The directory itself must not
+/// be a symbolic link, must be this user's and writable by no one else; every
+/// directory above it must be root's or this user's, and writable by others only
+/// with the sticky bit (as /tmp is), so that nobody can move it away and put another
+/// in its place.
+pub fn check_private_dir(directory: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let user = unsafe { libc::geteuid() };
+    let unusable = |why: String| {
+        anyhow::anyhow!(
+            "{CACHE_VARIABLE} names {}, {why}: compiled plugins there would run unchecked. Give it to this user with mode 700 \
+             under directories only root or this user can change (or unset {CACHE_VARIABLE})",
+            directory.display()
+        )
+    };
+    let metadata = std::fs::symlink_metadata(directory).map_err(|error| unusable(format!("which cannot be read ({error})")))?;
+    if metadata.file_type().is_symlink() {
+        return Err(unusable("which is a symbolic link".to_owned()));
+    }
+    if !metadata.is_dir() {
+        return Err(unusable("which is not a directory".to_owned()));
+    }
+    if metadata.uid() != user || metadata.mode() & 0o022 != 0 {
+        return Err(unusable(format!("which another user could write to (owner {}, mode {:o})", metadata.uid(), metadata.mode() & 0o777)));
+    }
+    let canonical = std::fs::canonicalize(directory).map_err(|error| unusable(format!("which cannot be resolved ({error})")))?;
+    for parent in canonical.ancestors().skip(1) {
+        let metadata =
+            std::fs::metadata(parent).map_err(|error| unusable(format!("whose parent {} cannot be read ({error})", parent.display())))?;
+        let others_write = metadata.mode() & 0o022 != 0 && metadata.mode() & 0o1000 == 0;
+        if (metadata.uid() != 0 && metadata.uid() != user) || others_write {
+            return Err(unusable(format!(
+                "inside {}, which another user could change (owner {}, mode {:o})",
+                parent.display(),
+                metadata.uid(),
+                metadata.mode() & 0o7777
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Advances the engine's epoch every tick for as long as the engine lives.
