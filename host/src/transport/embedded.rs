@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,8 +48,22 @@ struct Shared {
     database: std::path::PathBuf,
     default_partitions: u32,
     /// Per topic, the consumers reading it: an append wakes only those.
-    readers: Mutex<HashMap<String, Vec<Weak<Notify>>>>,
+    readers: Mutex<HashMap<String, Vec<Weak<Appended>>>>,
 }
+
+/// What a consumer hears of appends to its topics by this process.
+#[derive(Default)]
+struct Appended {
+    /// Appends so far: a consumer that saw the same count at its last read skips the next.
+    count: AtomicU64,
+    /// Woken after each append.
+    notify: Notify,
+}
+
+/// A consumer with nothing new reads anyway after this many quiet polls (about 2 s
+/// at the task's 500 ms): `wasm-connect topics write`, another process, appends
+/// without waking anyone here.
+const READ_AFTER_QUIET_POLLS: u32 = 4;
 
 impl Shared {
     /// Wakes the consumers of `topics` (a consumer that went away is forgotten).
@@ -56,7 +71,14 @@ impl Shared {
         let mut readers = self.readers.lock().expect("readers lock");
         for topic in topics {
             if let Some(waiting) = readers.get_mut(topic) {
-                waiting.retain(|reader| reader.upgrade().map(|reader| reader.notify_waiters()).is_some());
+                waiting.retain(|reader| {
+                    let Some(reader) = reader.upgrade() else { return false };
+                    // Counted before the wake: a consumer reads the count after it
+                    // starts listening, so it either sees the count change or is woken.
+                    reader.count.fetch_add(1, Ordering::SeqCst);
+                    reader.notify.notify_waiters();
+                    true
+                });
             }
         }
     }
@@ -356,7 +378,7 @@ impl Transport for EmbeddedTransport {
             Ok((connection, positions))
         })
         .await?;
-        let appended = Arc::new(Notify::new());
+        let appended = Arc::new(Appended::default());
         {
             let mut readers = self.shared.readers.lock().expect("readers lock");
             for topic in subscribed {
@@ -373,6 +395,9 @@ impl Transport for EmbeddedTransport {
             positions,
             next_partition: 0,
             appended,
+            seen: 0,
+            unread: true,
+            quiet_polls: 0,
         }))
     }
 
@@ -654,10 +679,26 @@ struct EmbeddedConsumer {
     positions: Vec<(String, i32, i64)>,
     next_partition: usize,
     /// Woken when a batch is appended to one of its topics.
-    appended: Arc<Notify>,
+    appended: Arc<Appended>,
+    /// `appended.count` before the last read.
+    seen: u64,
+    /// The last read may have left records behind (it returned some, up to `max`).
+    unread: bool,
+    /// Polls since the last read that ended without an append.
+    quiet_polls: u32,
 }
 
 impl EmbeddedConsumer {
+    /// [`Self::read`], noting what it saw: `count` appends, and whether it may have
+    /// left records behind.
+    async fn read_noting(&mut self, max: usize, count: u64) -> TransportResult<Vec<Record>> {
+        self.seen = count;
+        self.quiet_polls = 0;
+        let records = self.read(max).await?;
+        self.unread = !records.is_empty();
+        Ok(records)
+    }
+
     async fn read(&mut self, max: usize) -> TransportResult<Vec<Record>> {
         let reader = self.reader.clone();
         let positions = self.positions.clone();
@@ -686,13 +727,22 @@ impl RecordConsumer for EmbeddedConsumer {
             return Ok(Vec::new());
         }
         let appended = self.appended.clone();
-        let appended = appended.notified();
-        let records = self.read(max).await?;
-        if !records.is_empty() {
-            return Ok(records);
+        // Listening starts before the count is read: an append after this either
+        // changed the count read below or wakes the wait.
+        let woken = appended.notify.notified();
+        let count = appended.count.load(Ordering::SeqCst);
+        if self.unread || count != self.seen || self.quiet_polls >= READ_AFTER_QUIET_POLLS {
+            let records = self.read_noting(max, count).await?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
         }
-        let _ = tokio::time::timeout(wait, appended).await;
-        self.read(max).await
+        if tokio::time::timeout(wait, woken).await.is_err() {
+            self.quiet_polls += 1;
+            return Ok(Vec::new());
+        }
+        let count = appended.count.load(Ordering::SeqCst);
+        self.read_noting(max, count).await
     }
 
     async fn commit(&mut self, offsets: &[PartitionOffset]) -> TransportResult<()> {
@@ -877,6 +927,27 @@ mod tests {
         drop(reader);
         producer.send(vec![Record { topic: "a".into(), ..record(None, "later") }], None).await.unwrap();
         assert!(store.shared.readers.lock().unwrap()["a"].is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_quiet_consumer_skips_reads_yet_sees_appends_by_another_process() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = EmbeddedTransport::open(directory.path(), 1).unwrap();
+        let mut consumer = store.consumer("sink", &["t".into()], TaskShare { task: 0, tasks: 1 }).await.unwrap();
+        assert!(consumer.poll(10, Duration::from_millis(5)).await.unwrap().is_empty());
+        // Another process's store (as `topics write` opens it) appends: no wake here.
+        let other = EmbeddedTransport::open(directory.path(), 1).unwrap();
+        other.producer("tool").await.unwrap().send(vec![record(None, "from elsewhere")], None).await.unwrap();
+        let mut polls = 0;
+        let records = loop {
+            polls += 1;
+            let records = consumer.poll(10, Duration::from_millis(5)).await.unwrap();
+            if !records.is_empty() || polls > 20 {
+                break records;
+            }
+        };
+        assert_eq!(values(&records), vec![(0, 0, "from elsewhere".to_owned())]);
+        assert_eq!(polls, READ_AFTER_QUIET_POLLS, "read once the quiet polls are over, not before");
     }
 
     #[tokio::test]
