@@ -136,7 +136,10 @@ fn simulators_reach_cassandra_and_mongodb_with_the_examples_column_mappings() {
     };
     let documents = |collection: &str| runtime.block_on(mongo_documents(&mongo.url, "payments_example", collection));
     host.wait_until("rows and documents from every simulator", WAIT, || {
-        rows("sim_weblogs", "ip") >= 50 && rows("sim_iot_readings", "device_id") >= 25 && documents("sim_transactions").len() >= 20
+        rows("sim_weblogs", "ip") >= 50
+            && rows("sim_iot_readings", "device_id") >= 25
+            && documents("sim_transactions").len() >= 20
+            && !documents("sim_by_account").is_empty()
     });
     host.stop();
     no_dead_letters(directory.path(), &["sim-weblogs-dlq", "sim-iot-readings-dlq", "sim-payments-dlq"]);
