@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use wasm_connect_bench::{repository, write_config};
+use wasm_connect_bench::{metric, repository, rss_mib, write_config};
 
 const PAGE_ITEMS: u64 = 1_000;
 const MEASURE: Duration = Duration::from_secs(10);
@@ -69,36 +69,6 @@ fn host_cpu() -> Duration {
         ticks += fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
     }
     Duration::from_secs_f64(ticks as f64 / ticks_per_second)
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-fn metric(admin: u16, name: &str, connector: &str) -> f64 {
-    let text = http_get(admin, "/metrics");
-    text.lines()
-        .filter(|line| line.starts_with(name) && line.contains(&format!("connector=\"{connector}\"")))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// The body of a GET, or empty while the admin API is not up yet.
-fn http_get(port: u16, path: &str) -> String {
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
-    let mut text = String::new();
-    if write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err()
-        || std::io::Read::read_to_string(&mut stream, &mut text).is_err()
-    {
-        return String::new();
-    }
-    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }
 
 fn config(directory: &Path, admin: u16, api: u16, interval: &str) -> PathBuf {

@@ -19,16 +19,12 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use wasm_connect_bench::{pipeline_config, repository};
+use wasm_connect_bench::{pipeline_config, repository, rss_mib};
 
 fn status_field(name: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|line| line.starts_with(name)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
-}
-
-fn rss_mib() -> f64 {
-    status_field("VmRSS:") as f64 / 1024.0
 }
 
 fn open_descriptors() -> usize {

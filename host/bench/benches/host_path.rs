@@ -16,12 +16,11 @@
 #[path = "../../../tests/support/services.rs"]
 mod services;
 
-use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use wasm_connect_bench::{repository, write_config};
+use wasm_connect_bench::{Throughput, cpu_time, measure_delivery, metric, repository, write_config};
 
 const RUNS: usize = 5;
 const VALUE_BYTES: usize = 500;
@@ -51,66 +50,20 @@ connectors:
     write_config(directory, &text)
 }
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(ticks as f64 / 100.0)
-}
-
-/// Records the sink connector's plugin acknowledged, from the host's metrics; 0 while
-/// the admin API is not up.
-fn written(port: u16) -> usize {
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return 0 };
-    let mut text = String::new();
-    if write!(stream, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err()
-        || std::io::Read::read_to_string(&mut stream, &mut text).is_err()
-    {
-        return 0;
-    }
-    text.lines()
-        .filter(|line| line.starts_with("wasm_connect_records_written_total{") && line.contains("connector=\"counting\""))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as usize
-}
-
-struct Run {
-    records_per_second: f64,
-    cpu_per_record: Duration,
-}
-
 /// One run in a fresh directory; components come from the shared compiled cache.
-async fn run(records: usize) -> Run {
+async fn run(records: usize) -> Throughput {
     let directory = tempfile::tempdir().unwrap();
     let port = services::free_port();
     let loaded = wasm_connect::config::load(&config(directory.path(), port, records)).unwrap_or_else(|errors| panic!("{errors}"));
     let shutdown = CancellationToken::new();
     let host = tokio::spawn(wasm_connect::run(loaded, shutdown.clone()));
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let (first, first_count, cpu_at_first) = loop {
-        let count = written(port);
-        if count > 0 {
-            break (Instant::now(), count, cpu_time());
-        }
-        assert!(Instant::now() < deadline, "the sink acknowledged nothing in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    loop {
-        let count = written(port);
-        assert!(count <= records, "the sink acknowledged {count} records of {records}");
-        if count == records {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the sink acknowledged {count} of {records} records in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = first.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu_at_first);
+    // Acknowledged by the sink's plugin, as the host counts them.
+    let run = measure_delivery(records, "records the sink acknowledged", || {
+        metric(port, "wasm_connect_records_written_total{", "counting") as usize
+    });
     shutdown.cancel();
     host.await.unwrap().unwrap();
-    let measured = (records - first_count) as f64;
-    Run { records_per_second: measured / elapsed.as_secs_f64(), cpu_per_record: cpu.div_f64(measured) }
+    run
 }
 
 /// The share of one core the host uses over `IDLE_SPAN` with `connectors` (YAML list
@@ -147,7 +100,7 @@ fn main() {
     unsafe { std::env::set_var(wasm_connect::runtime::CACHE_VARIABLE, cache.path()) };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     if only.as_deref() != Some("idle") {
-        let runs: Vec<Run> = (0..RUNS).map(|_| runtime.block_on(run(records))).collect();
+        let runs: Vec<Throughput> = (0..RUNS).map(|_| runtime.block_on(run(records))).collect();
         let best = runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
         let worst = runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
         let cpu = runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;

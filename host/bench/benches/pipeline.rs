@@ -14,10 +14,9 @@
 mod services;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
-use wasm_connect_bench::{repository, write_config};
+use wasm_connect_bench::{Throughput, measure_delivery, repository, write_config};
 
 const RUNS: usize = 5;
 
@@ -104,52 +103,19 @@ impl LineCounter {
     }
 }
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(ticks as f64 / 100.0)
-}
-
-struct Run {
-    records_per_second: f64,
-    cpu_per_record: Duration,
-}
-
 /// One run in a fresh directory; components come from the compiled cache all runs share.
-async fn run(records: usize, chain: Placement) -> Run {
+async fn run(records: usize, chain: Placement) -> Throughput {
     let directory = tempfile::tempdir().unwrap();
     let port = services::free_port();
     let loaded = wasm_connect::config::load(&config(directory.path(), port, records, chain)).unwrap_or_else(|errors| panic!("{errors}"));
     let shutdown = CancellationToken::new();
     let host = tokio::spawn(wasm_connect::run(loaded, shutdown.clone()));
     let output = directory.path().join("output");
-    let deadline = Instant::now() + Duration::from_secs(600);
     let mut counter = LineCounter::default();
-    let (first, first_count, cpu_at_first) = loop {
-        let count = counter.count(&output);
-        if count > 0 {
-            break (Instant::now(), count, cpu_time());
-        }
-        assert!(Instant::now() < deadline, "the sink wrote nothing in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    loop {
-        let count = counter.count(&output);
-        assert!(count <= records, "the sink wrote {count} lines for {records} records");
-        if count == records {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the sink wrote {count} of {records} records in 10 minutes");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = first.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu_at_first);
+    let run = measure_delivery(records, "lines the sink wrote", || counter.count(&output));
     shutdown.cancel();
     host.await.unwrap().unwrap();
-    let measured = (records - first_count) as f64;
-    Run { records_per_second: measured / elapsed.as_secs_f64(), cpu_per_record: cpu.div_f64(measured) }
+    run
 }
 
 fn main() {
@@ -164,15 +130,15 @@ fn main() {
     let kinds = [("plain", Placement::None), ("sink", Placement::Sink), ("source", Placement::Source)];
     let only = std::env::args().skip(1).find(|arg| kinds.iter().any(|(name, _)| name == arg));
     let kinds: Vec<_> = kinds.into_iter().filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name)).collect();
-    let mut runs: Vec<Vec<Run>> = kinds.iter().map(|_| Vec::new()).collect();
+    let mut runs: Vec<Vec<Throughput>> = kinds.iter().map(|_| Vec::new()).collect();
     for _ in 0..RUNS {
         for ((_, placement), runs) in kinds.iter().zip(&mut runs) {
             runs.push(runtime.block_on(run(records, *placement)));
         }
     }
-    let best = |runs: &[Run]| runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
-    let worst = |runs: &[Run]| runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
-    let cpu = |runs: &[Run]| runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;
+    let best = |runs: &[Throughput]| runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
+    let worst = |runs: &[Throughput]| runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
+    let cpu = |runs: &[Throughput]| runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;
     println!("flight-simulator -> embedded topic -> file-sink, {records} records, best of {RUNS}:");
     let plain = kinds.iter().position(|(_, placement)| *placement == Placement::None).map(|index| &runs[index]);
     for ((_, placement), runs) in kinds.iter().zip(&runs) {

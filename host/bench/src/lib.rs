@@ -1,7 +1,10 @@
-//! What the benchmarks in `benches/` share: the records they push through, and the
-//! shipped default pipeline set up in a directory of their own.
+//! What the benchmarks in `benches/` share: the records they push through, the
+//! shipped default pipeline set up in a directory of their own, and how they read the
+//! process's CPU time and memory and a running host's metrics.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use wasm_connect_protocol::Record;
 
@@ -56,4 +59,81 @@ pub fn sample_records(count: usize) -> Vec<Record> {
             headers: Vec::new(),
         })
         .collect()
+}
+
+/// CPU time (user + system) of this process so far.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(ticks as f64 / 100.0) // USER_HZ on Linux
+}
+
+/// Resident memory of this process, in MiB.
+pub fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+/// The body of a GET to the host's admin API on `port`, or empty while it is not up.
+pub fn http_get(port: u16, path: &str) -> String {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let mut text = String::new();
+    if write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err()
+        || std::io::Read::read_to_string(&mut stream, &mut text).is_err()
+    {
+        return String::new();
+    }
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+}
+
+/// The sum of a metric's samples for `connector`, from the host's `/metrics`; 0 while
+/// the admin API is not up.
+pub fn metric(port: u16, name: &str, connector: &str) -> f64 {
+    http_get(port, "/metrics")
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(&format!("connector=\"{connector}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Records/s and the process's CPU time per record over one run.
+pub struct Throughput {
+    /// Records per second.
+    pub records_per_second: f64,
+    /// CPU time of the whole process per record.
+    pub cpu_per_record: Duration,
+}
+
+/// Watches `delivered()` (records at the far end so far) until it reaches `records`,
+/// and measures from the first record seen to the last: the start-up is left out.
+/// Blocks the calling thread (call it from `block_on`, not from a runtime's worker).
+pub fn measure_delivery(records: usize, what: &str, mut delivered: impl FnMut() -> usize) -> Throughput {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (first, first_count, cpu_at_first) = loop {
+        let count = delivered();
+        if count > 0 {
+            break (Instant::now(), count, cpu_time());
+        }
+        assert!(Instant::now() < deadline, "{what}: nothing in 10 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    loop {
+        let count = delivered();
+        assert!(count <= records, "{what}: {count} for {records} records");
+        if count == records {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{what}: {count} of {records} records in 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = first.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_at_first);
+    let measured = (records - first_count) as f64;
+    Throughput { records_per_second: measured / elapsed.as_secs_f64(), cpu_per_record: cpu.div_f64(measured) }
 }
