@@ -6,8 +6,9 @@
 //! predicate keeps every record) on the sink connector, and on the source connector;
 //! the runs alternate.
 //!
-//! `cargo bench -p wasm-connect-bench --bench pipeline [-- RECORDS] [plain|sink|source]`
-//! (a kind runs only that one, e.g. under `perf`).
+//! `cargo bench -p wasm-connect-bench --bench pipeline [-- RECORDS] [plain|sink|source] [once]`
+//! (a kind runs only that one, `once` one run of each: under `perf`, whose map of plugin
+//! code would otherwise mix the components of several runs).
 
 #[allow(dead_code)]
 #[path = "../../../tests/support/services.rs"]
@@ -122,16 +123,20 @@ fn main() {
     let records: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(200_000);
     // Components are compiled once, by the first run that needs them, into a cache all
     // runs share: no run's figures include Cranelift.
+    // A cache given in the environment is used as it is (a profile then sees no compiling).
     let cache = tempfile::tempdir().unwrap();
-    // SAFETY: set before any other thread exists.
-    unsafe { std::env::set_var(wasm_connect::runtime::CACHE_VARIABLE, cache.path()) };
+    if std::env::var_os(wasm_connect::runtime::CACHE_VARIABLE).is_none() {
+        // SAFETY: set before any other thread exists.
+        unsafe { std::env::set_var(wasm_connect::runtime::CACHE_VARIABLE, cache.path()) };
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // `plain`, `sink` or `source` runs only that kind (to profile one of them).
     let kinds = [("plain", Placement::None), ("sink", Placement::Sink), ("source", Placement::Source)];
     let only = std::env::args().skip(1).find(|arg| kinds.iter().any(|(name, _)| name == arg));
     let kinds: Vec<_> = kinds.into_iter().filter(|(name, _)| only.as_deref().is_none_or(|only| only == *name)).collect();
     let mut runs: Vec<Vec<Throughput>> = kinds.iter().map(|_| Vec::new()).collect();
-    for _ in 0..RUNS {
+    let repeats = if std::env::args().any(|arg| arg == "once") { 1 } else { RUNS };
+    for _ in 0..repeats {
         for ((_, placement), runs) in kinds.iter().zip(&mut runs) {
             runs.push(runtime.block_on(run(records, *placement)));
         }
@@ -139,7 +144,7 @@ fn main() {
     let best = |runs: &[Throughput]| runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
     let worst = |runs: &[Throughput]| runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
     let cpu = |runs: &[Throughput]| runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;
-    println!("flight-simulator -> embedded topic -> file-sink, {records} records, best of {RUNS}:");
+    println!("flight-simulator -> embedded topic -> file-sink, {records} records, best of {repeats}:");
     let plain = kinds.iter().position(|(_, placement)| *placement == Placement::None).map(|index| &runs[index]);
     for ((_, placement), runs) in kinds.iter().zip(&runs) {
         match placement {
