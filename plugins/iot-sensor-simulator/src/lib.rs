@@ -100,9 +100,10 @@ impl Simulator for IotSensorSimulator {
         &mut self.timeline
     }
 
-    fn record(&self, n: u64) -> (String, Vec<u8>) {
-        let (key, value) = self.reading(n);
-        (key, value.to_string().into_bytes())
+    fn record(&self, n: u64, key: &mut Vec<u8>, value: &mut Vec<u8>) {
+        let (record_key, record_value) = self.reading(n);
+        key.extend_from_slice(record_key.as_bytes());
+        serde_json::to_writer(value, &record_value).expect("a JSON tree always serialises");
     }
 }
 

@@ -54,8 +54,10 @@ pub trait Simulator: Plugin {
     fn start(settings: &Settings, timeline: Timeline) -> Result<Self, Error>;
     /// The simulator's timeline.
     fn timeline(&mut self) -> &mut Timeline;
-    /// Key and value of record `n`.
-    fn record(&self, n: u64) -> (String, Vec<u8>);
+    /// Writes the key and the value of record `n` into `key` and `value` (both empty when
+    /// called). The buffers are reused for every record of a poll, so writing straight
+    /// into them (e.g. `serde_json::to_writer` of a struct) allocates nothing per record.
+    fn record(&self, n: u64, key: &mut Vec<u8>, value: &mut Vec<u8>);
     /// The settings the timeline reads (`seed`, `rate`, `start`, `limit`); override to
     /// derive them from the simulator's own options.
     fn timeline_settings(settings: &Settings) -> Result<Settings, Error> {
@@ -71,7 +73,7 @@ impl<T: Simulator> Source for T {
 
     fn poll(&mut self, max_records: usize, batch: &mut BatchWriter) -> Result<PollStatus, Error> {
         let mut timeline = self.timeline().clone();
-        let status = timeline.fill(max_records, batch, |n| self.record(n));
+        let status = timeline.fill(max_records, batch, |n, key, value| self.record(n, key, value));
         *self.timeline() = timeline;
         Ok(status)
     }
@@ -125,13 +127,17 @@ impl Timeline {
         range
     }
 
-    /// Writes the records due now (at most `max`) to `batch`: `make(n)` gives the key
-    /// and value of record `n`. Returns the poll outcome.
-    pub fn fill(&mut self, max: usize, batch: &mut BatchWriter, make: impl Fn(u64) -> (String, Vec<u8>)) -> PollStatus {
+    /// Writes the records due now (at most `max`) to `batch`: `make(n, key, value)`
+    /// writes the key and value of record `n` into the two (emptied) buffers. Returns
+    /// the poll outcome.
+    pub fn fill(&mut self, max: usize, batch: &mut BatchWriter, make: impl Fn(u64, &mut Vec<u8>, &mut Vec<u8>)) -> PollStatus {
         let due = self.take_due(max);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
         for n in due.clone() {
-            let (key, value) = make(n);
-            batch.push_keyed(Some(self.timestamp_ms(n)), Some(key.as_bytes()), &value);
+            key.clear();
+            value.clear();
+            make(n, &mut key, &mut value);
+            batch.push_keyed(Some(self.timestamp_ms(n)), Some(&key), &value);
         }
         self.status(&due)
     }
