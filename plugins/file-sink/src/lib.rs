@@ -56,21 +56,28 @@ pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
     line.extend_from_slice(b",\"value\":");
     match record.value {
         None => line.extend_from_slice(b"null"),
-        Some(bytes) if json::shape(bytes).depth > MAX_VALUE_DEPTH => write_text(line, bytes),
-        Some(bytes) if copyable_json(bytes) => line.extend_from_slice(bytes),
-        Some(bytes) => match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(value) => serde_json::to_writer(&mut *line, &value).expect("a JSON value always serialises"),
-            Err(_) => write_text(line, bytes),
-        },
+        Some(bytes) => {
+            let shape = json::shape(bytes);
+            if shape.depth > MAX_VALUE_DEPTH {
+                write_text(line, bytes);
+            } else if !shape.line_break && copyable_json(bytes) {
+                line.extend_from_slice(bytes);
+            } else {
+                match serde_json::from_slice::<serde_json::Value>(bytes) {
+                    Ok(value) => serde_json::to_writer(&mut *line, &value).expect("a JSON value always serialises"),
+                    Err(_) => write_text(line, bytes),
+                }
+            }
+        }
     }
     line.extend_from_slice(b"}\n");
 }
 
-/// Strict JSON on one line, which can be copied into a line as it is: read by
-/// serde_json as a tree would be (strings valid UTF-8 with paired surrogates, numbers
-/// in range), without building one.
+/// Strict JSON (on one line: the caller checked), which can be copied into a line as it
+/// is: read by serde_json as a tree would be (strings valid UTF-8 with paired
+/// surrogates, numbers in range), without building one.
 fn copyable_json(bytes: &[u8]) -> bool {
-    !bytes.iter().any(|byte| matches!(byte, b'\n' | b'\r')) && serde_json::from_slice::<Checked>(bytes).is_ok()
+    serde_json::from_slice::<Checked>(bytes).is_ok()
 }
 
 /// Any JSON value, read in full and kept nowhere. (serde's `IgnoredAny` skips strings
@@ -132,7 +139,7 @@ fn write_optional_text(line: &mut Vec<u8>, bytes: Option<&[u8]>) {
 
 fn write_number(line: &mut Vec<u8>, number: Option<impl Into<i64>>) {
     match number {
-        Some(number) => line.extend_from_slice(number.into().to_string().as_bytes()),
+        Some(number) => serde_json::to_writer(&mut *line, &number.into()).expect("a number always serialises"),
         None => line.extend_from_slice(b"null"),
     }
 }
@@ -248,13 +255,15 @@ mod tests {
     #[test]
     fn lines_read_as_the_tree_rendering_and_copy_one_line_json_as_it_came() {
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
-        let values: [&[u8]; 16] = [
+        let values: [&[u8]; 18] = [
             b"{\"a\": \"\xff\"}",
             b"1e400",
             br#"{"x": [-1e309]}"#,
             br#"{"a": 1, "a": 2}"#,
             br#"{"b": 1.50, "a": [true, null, "x\"y"], "c": {"d": -2e3}}"#,
             b"{\n  \"pretty\": 1\n}",
+            b"[1,\r2]",
+            b"{\"raw line break in a string\": \"x\ny\"}",
             b"not json at all",
             b"\xff\xfe broken utf-8",
             br#""\ud83d\ude00 paired""#,
