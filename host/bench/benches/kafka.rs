@@ -25,50 +25,12 @@ fn repo_root() -> PathBuf {
 }
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka::{Listener, MockBroker, NoidaKafka, PASSWORD, SecuredBroker, USER};
-use wasm_connect_bench::{repository, write_config};
+use wasm_connect_bench::{HostProcess, repository, write_config};
 
 const START: &str = "2024-05-01T00:00:00Z";
-
-fn binary() -> PathBuf {
-    let binary = repository().join("target/release/wasm-connect");
-    assert!(binary.exists(), "{} is missing: run `cargo build --release` first", binary.display());
-    binary
-}
-
-/// A host process, killed when dropped; its log goes to `directory/host.log`.
-struct HostProcess(Child);
-
-impl HostProcess {
-    fn start(config: &Path) -> HostProcess {
-        let log = std::fs::File::create(config.with_file_name("host.log")).unwrap();
-        let child = Command::new(binary())
-            .arg("run")
-            .arg(config)
-            .env("WASM_CONNECT_LOG", "warn,plugin=warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting wasm-connect");
-        HostProcess(child)
-    }
-
-    /// SIGTERM, and the wait for the exit.
-    fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for HostProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Lines the file sink wrote under `output` (every file, every topic).
 fn lines_written(output: &Path) -> usize {
@@ -161,8 +123,7 @@ fn restart_to_first_write(directory: &Path, bootstrap: &str, runs: usize) -> Vec
             assert!(Instant::now() < deadline, "the sink did not write 2,000 lines in 2 minutes");
             std::thread::sleep(Duration::from_millis(50));
         }
-        host.0.kill().unwrap();
-        host.0.wait().unwrap();
+        host.kill();
         let at_kill = lines_written(&output);
         host = HostProcess::start(&config);
         let restarted = Instant::now();

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wasm_connect_protocol::Record;
@@ -63,21 +64,95 @@ pub fn sample_records(count: usize) -> Vec<Record> {
 
 /// CPU time (user + system) of this process so far.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    process_cpu_time("self")
+}
+
+/// CPU time (user + system) so far of the process `/proc/{process}` names.
+fn process_cpu_time(process: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap_or_default();
+    let Some((_, after_name)) = stat.rsplit_once(')') else { return Duration::ZERO };
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |times| times.iter().filter_map(|field| field.parse::<u64>().ok()).sum());
     Duration::from_secs_f64(ticks as f64 / 100.0) // USER_HZ on Linux
 }
 
 /// Resident memory of this process, in MiB.
 pub fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    memory_mib("self", "VmRSS")
+}
+
+/// A memory figure (`VmRSS`, `VmHWM`: the peak resident) of the process `/proc/{process}`
+/// names, in MiB; 0 once it has gone.
+fn memory_mib(process: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).unwrap_or_default();
     let kib: f64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0);
     kib / 1024.0
+}
+
+/// The release binary, which `cargo build --release` (or `cargo test --release`) builds.
+pub fn binary() -> PathBuf {
+    let binary = repository().join("target/release/wasm-connect");
+    assert!(binary.exists(), "{} is missing: run `cargo build --release` first", binary.display());
+    binary
+}
+
+/// A host process (`wasm-connect run CONFIG`), killed when dropped; its log goes to
+/// `host.log` beside the config. It inherits the environment (so a
+/// `WASM_CONNECT_CACHE_DIR` set by the bench spares it compiling).
+pub struct HostProcess(Child);
+
+impl HostProcess {
+    /// Starts the release binary on `config`.
+    pub fn start(config: &Path) -> HostProcess {
+        let log = std::fs::File::create(config.with_file_name("host.log")).unwrap();
+        let child = Command::new(binary())
+            .arg("run")
+            .arg(config)
+            .env("WASM_CONNECT_LOG", "warn,plugin=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting wasm-connect");
+        HostProcess(child)
+    }
+
+    /// Its resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        memory_mib(&self.0.id().to_string(), "VmRSS")
+    }
+
+    /// The most it has been resident so far, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        memory_mib(&self.0.id().to_string(), "VmHWM")
+    }
+
+    /// Its CPU time (user + system) so far.
+    pub fn cpu_time(&self) -> Duration {
+        process_cpu_time(&self.0.id().to_string())
+    }
+
+    /// SIGKILL, and the wait for the exit: a crash.
+    pub fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+
+    /// SIGTERM, and the wait for the exit.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The body of a GET to the host's admin API on `port`, or empty while it is not up.
