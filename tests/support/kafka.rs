@@ -37,6 +37,8 @@ pub enum Listener {
     Tls,
     /// Neither TLS nor SASL: the front only pipes (the benchmark's baseline).
     Plain,
+    /// No front: clients talk to tansu itself (the benchmark's throughput figures).
+    Direct,
 }
 
 /// A broker and its front; the certificates live in `certificates`.
@@ -140,7 +142,10 @@ impl SecuredBroker {
     pub fn start(listener: Listener, certificates: &Path) -> SecuredBroker {
         std::fs::create_dir_all(certificates).unwrap();
         make_certificates(certificates);
-        let [broker_port, front_port, oidc_port] = free_ports();
+        let [broker_port, mut front_port, oidc_port] = free_ports();
+        if listener == Listener::Direct {
+            front_port = broker_port;
+        }
         let broker = Command::new(tansu())
             .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{broker_port}")])
             .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{front_port}")])
@@ -159,6 +164,9 @@ impl SecuredBroker {
             certificates: certificates.to_owned(),
         };
         wait_for_port(broker_port, &mut started.broker, "tansu");
+        if listener == Listener::Direct {
+            return started;
+        }
         let mut front = Command::new("python3");
         front
             .arg(super::repo_root().join("tests/fixtures/kafka/sasl_front.py"))
@@ -166,7 +174,7 @@ impl SecuredBroker {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if listener != Listener::Plain {
+        if !matches!(listener, Listener::Plain | Listener::Direct) {
             front.arg("--cert").arg(certificates.join("server.pem")).arg("--key").arg(certificates.join("server.key"));
         }
         match listener {
@@ -174,7 +182,7 @@ impl SecuredBroker {
                 .args(["--user", &format!("{USER}:{PASSWORD}"), "--mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER"])
                 .args(["--oidc-listen", &format!("127.0.0.1:{oidc_port}"), "--oidc-client", &format!("{OIDC_CLIENT}:{OIDC_SECRET}")]),
             Listener::MutualTls => front.arg("--no-sasl").arg("--client-ca").arg(certificates.join("ca.pem")),
-            Listener::Tls | Listener::Plain => front.arg("--no-sasl"),
+            Listener::Tls | Listener::Plain | Listener::Direct => front.arg("--no-sasl"),
         };
         let front = started.front.insert(front.spawn().expect("starting the front"));
         wait_for_port(front_port, front, "the TLS/SASL front");

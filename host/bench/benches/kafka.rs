@@ -9,8 +9,11 @@
 //! noida-db's broker (which honours static group membership, as Kafka does since 2.3)
 //! and on the mock cluster (which does not). Prints the figures.
 //!
-//! `cargo bench -p wasm-connect-bench --bench kafka [-- RECORDS | restarts]`
-//! (`restarts`: only the restart figures).
+//! Then (`paths`, run alone) issue 17's two pipelines through Kafka, the flight
+//! simulator into the file sink and the host's own path, on tansu and on the mock.
+//!
+//! `cargo bench -p wasm-connect-bench --bench kafka [-- RECORDS | restarts | paths [RECORDS]]`
+//! (`restarts`: only the restart figures; `paths`: only issue 17's pipelines).
 
 // The tests' broker helpers, which find `services` and `repo_root` beside them.
 #[allow(dead_code)]
@@ -102,6 +105,107 @@ fn throughput(directory: &Path, bootstrap: &str, client: &str, topic: &str, reco
     (records - first) as f64 / elapsed
 }
 
+/// One of issue 17's two pipelines through Kafka: its source connector into `topic`,
+/// its sink connector (named `sink`) reading it; admin API on `port`.
+struct Path17 {
+    name: &'static str,
+    plugins: &'static str,
+    source: &'static str,
+    sink: &'static str,
+}
+
+/// flight-simulator (a replay as fast as the host polls) -> file-sink, as the
+/// embedded `pipeline` bench runs it; and the host's own path, as `host_path` runs it.
+const PATHS: [Path17; 2] = [
+    Path17 {
+        name: "flight-simulator -> file-sink",
+        plugins: "plugins/dist",
+        source: "plugin: flight-simulator\n    config: { flights: 2000, rate: 0, seed: 7, start: \"2024-01-01T00:00:00Z\", limit: RECORDS }",
+        sink: "plugin: file-sink\n    config: { directory: OUTPUT, max_file_bytes: 1073741824 }",
+    },
+    Path17 {
+        name: "prebuilt-source -> counting-sink",
+        plugins: "plugins/test-dist",
+        source: "plugin: prebuilt-source\n    config: { value_bytes: 500, limit: RECORDS }",
+        sink: "plugin: counting-sink",
+    },
+];
+
+/// Runs `path` through the broker at `bootstrap` until its sink acknowledged `records`
+/// (the host's `records_written` metric); records/s from the first acknowledgement to
+/// the last, and the host's CPU time per record over the same span.
+fn path_throughput(directory: &Path, bootstrap: &str, path: &Path17, topic: &str, records: usize) -> (f64, Duration) {
+    std::fs::create_dir_all(directory).unwrap();
+    let port = services::free_port();
+    let text = format!(
+        "version: 1\ndata_dir: {data}\nadmin:\n  listen: 127.0.0.1:{port}\nplugins:\n  dir: {plugins}\n\
+         kafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: {topic}-offsets\n  config_topic: {topic}-configs\n\
+         connectors:\n  - name: source\n    topic: {topic}\n    {source}\n  - name: sink\n    topics: [{topic}]\n    {sink}\n",
+        data = directory.join("data").display(),
+        plugins = repository().join(path.plugins).display(),
+        source = path.source.replace("RECORDS", &records.to_string()),
+        sink = path.sink.replace("OUTPUT", &directory.join("output").display().to_string()),
+    );
+    let host = HostProcess::start(&write_config(directory, &text));
+    let started = Instant::now();
+    let written = || wasm_connect_bench::metric(port, "wasm_connect_records_written_total{", "sink") as usize;
+    let (first, first_at, cpu_at_first) = loop {
+        let count = written();
+        if count > 0 {
+            break (count, Instant::now(), host.cpu_time());
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "{topic}: nothing written; see {}", directory.join("host.log").display());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    loop {
+        let count = written();
+        if count >= records {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{topic}: {count} of {records} written after 10 minutes; see {}",
+            directory.join("host.log").display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (elapsed, cpu) = (first_at.elapsed(), host.cpu_time().saturating_sub(cpu_at_first));
+    host.stop();
+    let measured = (records - first) as f64;
+    (measured / elapsed.as_secs_f64(), cpu.div_f64(measured))
+}
+
+/// Issue 17's pipelines on brokers in processes of their own: tansu (memory engine,
+/// clients connected to it directly) and librdkafka's mock cluster.
+fn paths(directory: &Path, records: usize) {
+    println!("\nissue 17's pipelines through Kafka (best of 3; records/s from the sink's first acknowledgement, host CPU per record):");
+    for path in &PATHS {
+        for broker in ["tansu 0.6, memory engine, direct", "librdkafka mock cluster"] {
+            let mut runs = Vec::new();
+            for run in 0..3 {
+                let topic = format!("path-{run}");
+                let directory = directory.join(format!("{}-{}-{run}", path.plugins.replace('/', "-"), broker.len()));
+                runs.push(if broker.starts_with("tansu") {
+                    let broker = SecuredBroker::start(Listener::Direct, &directory.join("certificates"));
+                    path_throughput(&directory, &broker.bootstrap, path, &topic, records)
+                } else {
+                    let mut mock = MockBroker::start();
+                    mock.create_topic(&topic, 4);
+                    for internal in ["offsets", "configs"] {
+                        mock.create_topic(&format!("{topic}-{internal}"), 1);
+                    }
+                    // The mock keeps about 5 MB per partition: more would drop the first.
+                    path_throughput(&directory, &mock.bootstrap, path, &topic, records.min(20_000))
+                });
+            }
+            let best = runs.iter().map(|run| run.0).fold(0.0, f64::max);
+            let worst = runs.iter().map(|run| run.0).fold(f64::MAX, f64::min);
+            let cpu = runs.iter().map(|run| run.1).min().unwrap().as_secs_f64() * 1e6;
+            println!("  {:<34} {broker:<36} {best:>8.0} records/s (worst {worst:.0}), {cpu:.2} µs CPU per record", path.name);
+        }
+    }
+}
+
 fn print_row(what: &str, rate: f64, baseline: f64) {
     println!("{what:<44} {rate:>10.0} records/s  {:>6.2}x", rate / baseline);
 }
@@ -142,6 +246,9 @@ fn main() {
     let directory = tempfile::tempdir().unwrap();
     if std::env::args().any(|argument| argument == "restarts") {
         return restarts(directory.path());
+    }
+    if std::env::args().any(|argument| argument == "paths") {
+        return paths(directory.path(), std::env::args().skip(1).find_map(|argument| argument.parse().ok()).unwrap_or(200_000));
     }
     println!(
         "{records} sensor readings (about 200 bytes each) from a simulator through Kafka to the file sink; records/s from the sink's first line to its last"
