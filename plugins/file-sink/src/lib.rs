@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, json, log};
+use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, log};
 
 /// How far back a torn line is looked for; a longer line is cut as a whole.
 const TAIL_PROBE: u32 = 1 << 20;
@@ -56,71 +56,129 @@ pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
     line.extend_from_slice(b",\"value\":");
     match record.value {
         None => line.extend_from_slice(b"null"),
-        Some(bytes) => {
-            let shape = json::shape(bytes);
-            if shape.depth > MAX_VALUE_DEPTH {
-                write_text(line, bytes);
-            } else if !shape.line_break && copyable_json(bytes) {
-                line.extend_from_slice(bytes);
-            } else {
-                match serde_json::from_slice::<serde_json::Value>(bytes) {
-                    Ok(value) => serde_json::to_writer(&mut *line, &value).expect("a JSON value always serialises"),
-                    Err(_) => write_text(line, bytes),
-                }
-            }
-        }
+        Some(bytes) => match check(bytes) {
+            Checked::TooDeep => write_text(line, bytes),
+            // A raw line break can only be whitespace between tokens: inside a string it
+            // is not JSON, which the check refused.
+            Checked::Strict if !bytes.iter().any(|&byte| byte == b'\n' || byte == b'\r') => line.extend_from_slice(bytes),
+            Checked::Strict | Checked::NotStrict => match serde_json::from_slice::<serde_json::Value>(bytes) {
+                Ok(value) => serde_json::to_writer(&mut *line, &value).expect("a JSON value always serialises"),
+                Err(_) => write_text(line, bytes),
+            },
+        },
     }
     line.extend_from_slice(b"}\n");
 }
 
-/// Strict JSON (on one line: the caller checked), which can be copied into a line as it
-/// is: read by serde_json as a tree would be (strings valid UTF-8 with paired
-/// surrogates, numbers in range), without building one.
-fn copyable_json(bytes: &[u8]) -> bool {
-    serde_json::from_slice::<Checked>(bytes).is_ok()
+/// What one reading of a value found.
+#[derive(Debug, PartialEq)]
+enum Checked {
+    /// Strict JSON, which can be copied into a line as it is: read by serde_json as a
+    /// tree would be (strings valid UTF-8 with paired surrogates, numbers in range),
+    /// without building one.
+    Strict,
+    /// JSON nested deeper than [`MAX_VALUE_DEPTH`] (as far as it was read).
+    TooDeep,
+    /// Anything else.
+    NotStrict,
 }
 
-/// Any JSON value, read in full and kept nowhere. (serde's `IgnoredAny` skips strings
-/// without checking their UTF-8 and numbers without checking their range.)
-struct Checked;
-
-impl<'de> serde::Deserialize<'de> for Checked {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(Checked)
+/// Reads `bytes` once as JSON, in full, keeping nothing.
+fn check(bytes: &[u8]) -> Checked {
+    use serde::de::DeserializeSeed;
+    let too_deep = std::cell::Cell::new(false);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let read =
+        Reading { depth_left: MAX_VALUE_DEPTH, too_deep: &too_deep }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
+    match read {
+        _ if too_deep.get() => Checked::TooDeep,
+        Ok(()) => Checked::Strict,
+        Err(_) => Checked::NotStrict,
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Checked {
-    type Value = Checked;
+/// Any JSON value, read in full and kept nowhere, nested at most `depth_left` deeper.
+/// (serde's `IgnoredAny` skips strings without checking their UTF-8 and numbers
+/// without checking their range.)
+#[derive(Clone, Copy)]
+struct Reading<'a> {
+    depth_left: usize,
+    too_deep: &'a std::cell::Cell<bool>,
+}
+
+impl Reading<'_> {
+    /// The reading of what an array or object holds, or an error when that is too deep.
+    fn inside<E: serde::de::Error>(self) -> Result<Self, E> {
+        match self.depth_left.checked_sub(1) {
+            Some(depth_left) => Ok(Reading { depth_left, ..self }),
+            None => {
+                self.too_deep.set(true);
+                Err(E::custom("nested too deep"))
+            }
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Reading<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Reading<'_> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.write_str("a JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Checked, A::Error> {
-        while items.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let inside = self.inside()?;
+        while items.next_element_seed(inside)?.is_some() {}
+        Ok(())
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<Checked, A::Error> {
-        while entries.next_entry::<Checked, Checked>()?.is_some() {}
-        Ok(Checked)
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut entries: A) -> Result<(), A::Error> {
+        let inside = self.inside()?;
+        while entries.next_entry_seed(std::marker::PhantomData::<Key>, inside)?.is_some() {}
+        Ok(())
+    }
+}
+
+/// An object's key, read as a string (checked as every string is) and kept nowhere.
+struct Key;
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("an object key")
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Key, E> {
+                Ok(Key)
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -233,7 +291,25 @@ mod tests {
     use serde_json::{Map, Value, json};
     use wasm_connect_sdk::RecordView;
 
-    use super::render_line;
+    use super::{Checked, check, render_line};
+
+    #[test]
+    fn one_reading_tells_strict_json_from_too_deep_and_from_the_rest() {
+        let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(check(nested(126).as_bytes()), Checked::Strict);
+        assert_eq!(check(nested(127).as_bytes()), Checked::TooDeep);
+        assert_eq!(check(nested(5000).as_bytes()), Checked::TooDeep);
+        let objects = format!("{}1{}", r#"{"a":"#.repeat(127), "}".repeat(127));
+        assert_eq!(check(objects.as_bytes()), Checked::TooDeep);
+        // Broken before it gets deep: not strict (a tree fails on it too).
+        assert_eq!(check(format!("[1,]{}", nested(200)).as_bytes()), Checked::NotStrict);
+        for not_strict in [&b"[1,]"[..], b"{\"a\" 1}", b"1e400", b"\"\\ud800\"", b"\"\xff\"", b"{1: 2}", b"[1] 2", b""] {
+            assert_eq!(check(not_strict), Checked::NotStrict, "{:?}", String::from_utf8_lossy(not_strict));
+        }
+        for strict in [&b"{\"a\": [1, 2.5e3, null, true], \"b\": {}}"[..], b" 12 ", b"\"\\ud83d\\ude00\"", b"{\n\"a\": 1\n}"] {
+            assert_eq!(check(strict), Checked::Strict, "{:?}", String::from_utf8_lossy(strict));
+        }
+    }
 
     /// The line as a tree renders it (the file sink's rendering before values were copied).
     fn through_a_tree(record: &RecordView<'_>) -> Value {
