@@ -61,7 +61,7 @@ fn the_shipped_connectors_yaml_validates_against_its_plugins() {
 }
 
 #[test]
-fn a_shared_compiled_plugin_cache_is_filled_once_and_refused_when_others_could_write_to_it() {
+fn a_shared_compiled_plugin_cache_is_filled_once_pruned_of_what_nobody_loads_and_refused_when_others_could_write_to_it() {
     use std::os::unix::fs::PermissionsExt;
     let root = support::repo_root();
     let directory = tempfile::tempdir().unwrap();
@@ -96,12 +96,34 @@ fn a_shared_compiled_plugin_cache_is_filled_once_and_refused_when_others_could_w
     assert!(first.iter().all(|name| name.ends_with(".cwasm")), "{first:?}");
     assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o700);
     assert!(!data_dir.join("cache").exists(), "validate wrote into data_dir");
-    // A second run loads them: the same files, none rewritten.
+    // A second run loads them: the same files, none rewritten (a rewrite renames a new
+    // file into place), each marked used by its modification time.
+    use std::os::unix::fs::MetadataExt;
+    let inode = |name: &String| std::fs::metadata(cache.join(name)).unwrap().ino();
     let modified = |name: &String| std::fs::metadata(cache.join(name)).unwrap().modified().unwrap();
-    let before: Vec<_> = first.iter().map(modified).collect();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+    let age = |path: &std::path::Path| std::fs::File::options().write(true).open(path).unwrap().set_modified(long_ago).unwrap();
+    for name in &first {
+        age(&cache.join(name));
+    }
+    // And a component no plugin of this configuration is, unused as long, and a file the
+    // cache did not name.
+    let (orphan, foreign) = (cache.join(format!("{}.cwasm", "ab".repeat(32))), cache.join("notes.txt"));
+    for path in [&orphan, &foreign] {
+        std::fs::write(path, b"old").unwrap();
+        age(path);
+    }
+    let before: Vec<_> = first.iter().map(inode).collect();
     assert!(validate().status.success());
+    assert!(!orphan.exists(), "a compiled plugin unused for 40 days was kept");
+    assert!(foreign.exists(), "pruning removed a file the cache did not write");
+    std::fs::remove_file(&foreign).unwrap();
     assert_eq!(compiled(), first);
-    assert_eq!(first.iter().map(modified).collect::<Vec<_>>(), before, "a cached plugin was compiled again");
+    assert_eq!(first.iter().map(inode).collect::<Vec<_>>(), before, "a cached plugin was compiled again");
+    assert!(
+        first.iter().all(|name| modified(name) > long_ago + std::time::Duration::from_secs(39 * 86_400)),
+        "a load did not mark its file used"
+    );
     // A directory someone else could write to is refused: its files would run unchecked.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
     let output = validate();

@@ -45,8 +45,7 @@ pub fn runtime_of(loaded: &LoadedConfig) -> anyhow::Result<Runtime> {
 fn load_plugins_with(loaded: &LoadedConfig, write_cache: bool) -> anyhow::Result<(Runtime, PluginCatalog)> {
     let plugins = &loaded.config.plugins;
     let runtime = runtime_of(loaded)?;
-    let shared_cache = crate::runtime::cache_dir_for(&loaded.config.data_dir)?.1;
-    let runtime = if write_cache || shared_cache { runtime } else { runtime.without_cache_writes() };
+    let runtime = if write_cache || runtime.shares_cache() { runtime } else { runtime.without_cache_writes() };
     let (catalog, errors) = PluginCatalog::load_dir(&runtime, &plugins.dir).with_context(|| {
         format!(
             "cannot read the plugin directory {} (plugins.dir). The shipped plugins are built into plugins/dist of the \
@@ -63,6 +62,8 @@ fn load_plugins_with(loaded: &LoadedConfig, write_cache: bool) -> anyhow::Result
     for error in errors {
         tracing::warn!(path = %error.path.display(), reason = %error.reason, "A plugin was not loaded.");
     }
+    // After the loads, which marked what this host uses.
+    runtime.prune_cache();
     Ok((runtime, catalog))
 }
 

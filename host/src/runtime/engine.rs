@@ -23,6 +23,14 @@ pub const PROFILE_VARIABLE: &str = "WASM_CONNECT_PROFILE";
 /// `validate`) instead of `data_dir/cache/compiled`.
 pub const CACHE_VARIABLE: &str = "WASM_CONNECT_CACHE_DIR";
 
+/// A compiled component no host loaded for this long is removed from the cache when a
+/// host next loads its plugins (each load refreshes the file's modification time), so a
+/// cache that sees plugin versions come and go does not grow for ever.
+pub const CACHE_UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A temporary file of a cache writer that died before renaming it is removed after this.
+const ABANDONED_WRITE_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// How often the epoch advances; call deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -134,7 +142,14 @@ impl Runtime {
                 unsafe { Component::deserialize_file(&self.engine, &cached) }
             };
             match loaded {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    if self.cache_writes {
+                        // Marks it used, for [`prune_cache`]; a file this user cannot
+                        // open for writing stays as it is.
+                        let _ = std::fs::File::options().write(true).open(&cached).and_then(|file| file.set_modified(SystemTime::now()));
+                    }
+                    return Ok(component);
+                }
                 Err(error) => tracing::warn!(path = %cached.display(), %error, "Cached plugin could not be loaded; compiling it again."),
             }
         }
@@ -146,6 +161,27 @@ impl Runtime {
             tracing::warn!(path = %cached.display(), %error, "Compiled plugin could not be cached; it will be compiled again next start.");
         }
         Ok(component)
+    }
+
+    /// Whether the compiled cache is shared with other hosts (`WASM_CONNECT_CACHE_DIR`).
+    pub fn shares_cache(&self) -> bool {
+        self.cache_shared
+    }
+
+    /// Prunes the compiled cache (see [`prune_cache`]) when this runtime may write to it,
+    /// and logs what went. Blocking.
+    pub fn prune_cache(&self) {
+        if !self.cache_writes || (self.cache_shared && check_private_dir(&self.cache_dir).is_err()) {
+            return;
+        }
+        let removed = prune_cache(&self.cache_dir, SystemTime::now());
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                days = CACHE_UNUSED_FOR.as_secs() / 86_400,
+                "Removed compiled plugins no host had loaded for the given number of days from the cache."
+            );
+        }
     }
 
     fn store_in_cache(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
@@ -252,6 +288,40 @@ pub fn check_private_dir(directory: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes from `cache_dir` the compiled components last loaded (or written) more than
+/// [`CACHE_UNUSED_FOR`] before `now`, and the temporary files of writes abandoned more
+/// than a day ago. Only regular files named as the cache names them (64 hex digits, then
+/// `.cwasm`, or `.<writer>.tmp`) are looked at: a shared directory may hold anything
+/// else. Returns how many files went.
+pub fn prune_cache(cache_dir: &Path, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(cache_dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((key, rest)) = name.split_at_checked(64) else { continue };
+        let named_by_cache = key.bytes().all(|byte| byte.is_ascii_hexdigit()) && rest.starts_with('.');
+        let age_limit = if rest == ".cwasm" {
+            CACHE_UNUSED_FOR
+        } else if rest.ends_with(".tmp") {
+            ABANDONED_WRITE_AGE
+        } else {
+            continue;
+        };
+        // `DirEntry::metadata` does not follow symbolic links.
+        let Ok(metadata) = entry.metadata() else { continue };
+        let unused_for = metadata.modified().ok().and_then(|modified| now.duration_since(modified).ok());
+        if named_by_cache
+            && metadata.is_file()
+            && unused_for.is_some_and(|age| age > age_limit)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Advances the engine's epoch every tick for as long as the engine lives.
 fn start_epoch_clock(engine: &Engine) {
     let weak = engine.weak();
@@ -265,4 +335,43 @@ fn start_epoch_clock(engine: &Engine) {
             }
         })
         .expect("spawning the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{ABANDONED_WRITE_AGE, CACHE_UNUSED_FOR, prune_cache};
+
+    #[test]
+    fn pruning_removes_only_the_cache_files_unused_for_long() {
+        let cache = tempfile::tempdir().unwrap();
+        let key = "ab".repeat(32);
+        let other_key = "0f".repeat(32);
+        let now = SystemTime::now();
+        let file = |name: &str, age: Duration| {
+            let path = cache.path().join(name);
+            std::fs::write(&path, b"compiled").unwrap();
+            std::fs::File::options().write(true).open(&path).unwrap().set_modified(now - age).unwrap();
+            path
+        };
+        let day = Duration::from_secs(86_400);
+        let used = file(&format!("{key}.cwasm"), CACHE_UNUSED_FOR - day);
+        let unused = file(&format!("{other_key}.cwasm"), CACHE_UNUSED_FOR + day);
+        let fresh_write = file(&format!("{key}.123-456-0.tmp"), ABANDONED_WRITE_AGE - Duration::from_secs(60));
+        let abandoned_write = file(&format!("{other_key}.123-456-1.tmp"), ABANDONED_WRITE_AGE + Duration::from_secs(60));
+        // Not named by the cache: kept whatever their age.
+        let notes = file("notes.cwasm", CACHE_UNUSED_FOR * 2);
+        let short = file(&format!("{}.cwasm", &key[..63]), CACHE_UNUSED_FOR * 2);
+        let not_hex = file(&format!("{}.cwasm", "zz".repeat(32)), CACHE_UNUSED_FOR * 2);
+        std::fs::create_dir(cache.path().join(format!("{}.cwasm", "cd".repeat(32)))).unwrap();
+
+        assert_eq!(prune_cache(cache.path(), now), 2);
+        for kept in [&used, &fresh_write, &notes, &short, &not_hex] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        assert!(!unused.exists() && !abandoned_write.exists());
+        assert!(cache.path().join(format!("{}.cwasm", "cd".repeat(32))).is_dir());
+        assert_eq!(prune_cache(&cache.path().join("missing"), now), 0);
+    }
 }
