@@ -226,11 +226,14 @@ fn misbehaving_plugins_are_stopped_and_classified() {
 fn compiled_components_are_cached_on_disk_and_reused() {
     let cache = tempfile::tempdir().unwrap();
     let limits = TaskLimits { memory_bytes: 16 << 20, call_timeout: Duration::from_secs(5) };
+    // By inode: a file compiled again is renamed into place as a new one (a load only
+    // refreshes the modification time, which marks the file used).
     let cached_files = || {
-        let mut files: Vec<(String, std::time::SystemTime)> = std::fs::read_dir(cache.path())
+        use std::os::unix::fs::MetadataExt;
+        let mut files: Vec<(String, u64)> = std::fs::read_dir(cache.path())
             .unwrap()
             .map(|entry| entry.unwrap())
-            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().unwrap().modified().unwrap()))
+            .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.metadata().unwrap().ino()))
             .collect();
         files.sort();
         files
