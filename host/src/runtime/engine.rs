@@ -300,26 +300,37 @@ pub fn prune_cache(cache_dir: &Path, now: SystemTime) -> usize {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let Some((key, rest)) = name.split_at_checked(64) else { continue };
-        let named_by_cache = key.bytes().all(|byte| byte.is_ascii_hexdigit()) && rest.starts_with('.');
+        if !key.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) {
+            continue;
+        }
         let age_limit = if rest == ".cwasm" {
             CACHE_UNUSED_FOR
-        } else if rest.ends_with(".tmp") {
+        } else if is_writer_suffix(rest) {
             ABANDONED_WRITE_AGE
         } else {
             continue;
         };
-        // `DirEntry::metadata` does not follow symbolic links.
-        let Ok(metadata) = entry.metadata() else { continue };
-        let unused_for = metadata.modified().ok().and_then(|modified| now.duration_since(modified).ok());
-        if named_by_cache
-            && metadata.is_file()
-            && unused_for.is_some_and(|age| age > age_limit)
-            && std::fs::remove_file(entry.path()).is_ok()
-        {
+        // Looked at just before the removal. Another host sharing the cache may load or
+        // replace the file between the look and the removal (a window of one system
+        // call); it then finds the file gone and compiles the component again, which
+        // costs time, not correctness. `symlink_metadata` does not follow links.
+        let unused = std::fs::symlink_metadata(entry.path()).is_ok_and(|metadata| {
+            metadata.is_file()
+                && metadata.modified().ok().and_then(|modified| now.duration_since(modified).ok()).is_some_and(|age| age > age_limit)
+        });
+        if unused && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// `.<pid>-<nanos>-<count>.tmp`: the name [`Runtime::store_in_cache`] gives a file it is
+/// writing, after the key.
+fn is_writer_suffix(rest: &str) -> bool {
+    let Some(numbers) = rest.strip_prefix('.').and_then(|rest| rest.strip_suffix(".tmp")) else { return false };
+    let parts: Vec<&str> = numbers.split('-').collect();
+    parts.len() == 3 && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit()))
 }
 
 /// Advances the engine's epoch every tick for as long as the engine lives.
@@ -364,10 +375,12 @@ mod tests {
         let notes = file("notes.cwasm", CACHE_UNUSED_FOR * 2);
         let short = file(&format!("{}.cwasm", &key[..63]), CACHE_UNUSED_FOR * 2);
         let not_hex = file(&format!("{}.cwasm", "zz".repeat(32)), CACHE_UNUSED_FOR * 2);
+        let upper_case = file(&format!("{}.cwasm", "AB".repeat(32)), CACHE_UNUSED_FOR * 2);
+        let other_tool = file(&format!("{other_key}.part.tmp"), ABANDONED_WRITE_AGE * 2);
         std::fs::create_dir(cache.path().join(format!("{}.cwasm", "cd".repeat(32)))).unwrap();
 
         assert_eq!(prune_cache(cache.path(), now), 2);
-        for kept in [&used, &fresh_write, &notes, &short, &not_hex] {
+        for kept in [&used, &fresh_write, &notes, &short, &not_hex, &upper_case, &other_tool] {
             assert!(kept.exists(), "{} was removed", kept.display());
         }
         assert!(!unused.exists() && !abandoned_write.exists());
