@@ -1,7 +1,6 @@
 //! A one-pass look at JSON text that both sides make before they build a tree from it:
-//! how deep it nests, whether it escapes a UTF-16 surrogate and whether it spans lines.
-//! Strings are skipped, so brackets inside them do not count. The text is not validated
-//! here.
+//! how deep it nests and whether it escapes a UTF-16 surrogate. Strings are skipped, so
+//! brackets inside them do not count. The text is not validated here.
 
 /// What [`shape`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,16 +10,13 @@ pub struct Shape {
     /// A string holds a `\u` escape of a UTF-16 surrogate (`\uD800` to `\uDFFF`): a
     /// tree checks that such escapes pair, skipping a value does not.
     pub escaped_surrogate: bool,
-    /// A line feed or carriage return outside strings (inside one, a raw line break is
-    /// not JSON at all): the text cannot be copied into a one-line format as it is.
-    pub line_break: bool,
 }
 
-/// Reads `bytes` once as JSON text. Runs inside every sink on every record, so the
+/// Reads `bytes` once as JSON text. Runs on every record a tree is built from, so the
 /// inside of a string (most of a record's bytes) is skipped by a loop that looks only
 /// for its end and its escapes.
 pub fn shape(bytes: &[u8]) -> Shape {
-    let mut shape = Shape { depth: 0, escaped_surrogate: false, line_break: false };
+    let mut shape = Shape { depth: 0, escaped_surrogate: false };
     let (mut depth, mut index) = (0usize, 0usize);
     while let Some(&byte) = bytes.get(index) {
         index += 1;
@@ -52,7 +48,6 @@ pub fn shape(bytes: &[u8]) -> Shape {
                 shape.depth = shape.depth.max(depth);
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
-            b'\n' | b'\r' => shape.line_break = true,
             _ => {}
         }
     }
@@ -65,7 +60,7 @@ mod tests {
 
     #[test]
     fn brackets_in_strings_do_not_count() {
-        assert_eq!(shape(br#"{"a": "[[[[\"{", "b": [1, {"c": 2}]}"#), Shape { depth: 3, escaped_surrogate: false, line_break: false });
+        assert_eq!(shape(br#"{"a": "[[[[\"{", "b": [1, {"c": 2}]}"#), Shape { depth: 3, escaped_surrogate: false });
         assert_eq!(shape(b"12").depth, 0);
         let deep = format!("{}{}", "[".repeat(500), "]".repeat(500));
         assert_eq!(shape(deep.as_bytes()).depth, 500);
@@ -79,16 +74,8 @@ mod tests {
     }
 
     #[test]
-    fn line_breaks_count_outside_strings_only() {
-        assert!(shape(b"{\"a\":\n1}").line_break);
-        assert!(shape(b"[1,\r2]").line_break);
-        assert!(!shape(b"{\"a\": \"x\ny\"}").line_break);
-        assert!(!shape(br#"{"a": "\n"}"#).line_break);
-    }
-
-    #[test]
     fn unterminated_text_ends_the_scan() {
-        assert_eq!(shape(br#"{"a": "\"#), Shape { depth: 1, escaped_surrogate: false, line_break: false });
+        assert_eq!(shape(br#"{"a": "\"#), Shape { depth: 1, escaped_surrogate: false });
         assert_eq!(shape(br#"["\ud8"#).depth, 1);
         assert!(shape(br#"["\uD8"#).escaped_surrogate);
         assert_eq!(shape(b"\"").depth, 0);
@@ -99,7 +86,7 @@ mod tests {
     #[test]
     fn agrees_with_a_byte_by_byte_reading() {
         fn reference(bytes: &[u8]) -> Shape {
-            let (mut depth, mut shape) = (0usize, Shape { depth: 0, escaped_surrogate: false, line_break: false });
+            let (mut depth, mut shape) = (0usize, Shape { depth: 0, escaped_surrogate: false });
             let (mut in_string, mut escaped) = (false, false);
             for (index, byte) in bytes.iter().enumerate() {
                 match (in_string, escaped, byte) {
@@ -121,13 +108,12 @@ mod tests {
                         shape.depth = shape.depth.max(depth);
                     }
                     (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
-                    (false, _, b'\n' | b'\r') => shape.line_break = true,
                     (false, _, _) => {}
                 }
             }
             shape
         }
-        let alphabet = b"\"\\u{}[]d8D\nx";
+        let alphabet = b"\"\\u{}[]d8Dx";
         let mut text = Vec::new();
         for length in 0..=6u32 {
             for mut number in 0..alphabet.len().pow(length) {
