@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kafka::{Listener, MockBroker, NoidaKafka, PASSWORD, SecuredBroker, USER};
-use wasm_connect_bench::{HostProcess, repository, write_config};
+use wasm_connect_bench::{HostProcess, measure_delivery_with, repository, write_config};
 
 const START: &str = "2024-05-01T00:00:00Z";
 
@@ -147,36 +147,15 @@ fn path_throughput(directory: &Path, bootstrap: &str, path: &Path17, topic: &str
         sink = path.sink.replace("OUTPUT", &directory.join("output").display().to_string()),
     );
     let host = HostProcess::start(&write_config(directory, &text));
-    let started = Instant::now();
-    let written = || wasm_connect_bench::metric(port, "wasm_connect_records_written_total{", "sink") as usize;
-    let (first, first_at, cpu_at_first) = loop {
-        let count = written();
-        if count > 0 {
-            break (count, Instant::now(), host.cpu_time());
-        }
-        assert!(started.elapsed() < Duration::from_secs(300), "{topic}: nothing written; see {}", directory.join("host.log").display());
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    assert!(
-        first < records * 9 / 10,
-        "{topic}: {first} of {records} records were written before the first look; give the run more records"
+    let what = format!("{topic}: records written (see {})", directory.join("host.log").display());
+    let run = measure_delivery_with(
+        records,
+        &what,
+        || host.cpu_time(),
+        || wasm_connect_bench::metric(port, "wasm_connect_records_written_total{", "sink") as usize,
     );
-    loop {
-        let count = written();
-        if count >= records {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "{topic}: {count} of {records} written after 10 minutes; see {}",
-            directory.join("host.log").display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (elapsed, cpu) = (first_at.elapsed(), host.cpu_time().saturating_sub(cpu_at_first));
     host.stop();
-    let measured = (records - first) as f64;
-    (measured / elapsed.as_secs_f64(), cpu.div_f64(measured))
+    (run.records_per_second, run.cpu_per_record)
 }
 
 /// Issue 17's pipelines on brokers in processes of their own: tansu (memory engine,

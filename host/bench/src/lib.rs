@@ -188,16 +188,24 @@ pub struct Throughput {
 /// Watches `delivered()` (records at the far end so far) until it reaches `records`,
 /// and measures from the first record seen to the last: the start-up is left out.
 /// Blocks the calling thread (call it from `block_on`, not from a runtime's worker).
-pub fn measure_delivery(records: usize, what: &str, mut delivered: impl FnMut() -> usize) -> Throughput {
+pub fn measure_delivery(records: usize, what: &str, delivered: impl FnMut() -> usize) -> Throughput {
+    measure_delivery_with(records, what, cpu_time, delivered)
+}
+
+/// [`measure_delivery`] with the CPU time of whatever `cpu` reads (another process's,
+/// such as a [`HostProcess`]'s).
+pub fn measure_delivery_with(records: usize, what: &str, cpu: impl Fn() -> Duration, mut delivered: impl FnMut() -> usize) -> Throughput {
     let deadline = Instant::now() + Duration::from_secs(600);
     let (first, first_count, cpu_at_first) = loop {
         let count = delivered();
         if count > 0 {
-            break (Instant::now(), count, cpu_time());
+            break (Instant::now(), count, cpu());
         }
         assert!(Instant::now() < deadline, "{what}: nothing in 10 minutes");
         std::thread::sleep(Duration::from_millis(5));
     };
+    // A run over before the first look measures nothing (and would divide by zero).
+    assert!(first_count < records * 9 / 10, "{what}: {first_count} of {records} at the first look; give the run more records");
     loop {
         let count = delivered();
         assert!(count <= records, "{what}: {count} for {records} records");
@@ -208,7 +216,7 @@ pub fn measure_delivery(records: usize, what: &str, mut delivered: impl FnMut() 
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = first.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu_at_first);
+    let cpu = cpu().saturating_sub(cpu_at_first);
     let measured = (records - first_count) as f64;
     Throughput { records_per_second: measured / elapsed.as_secs_f64(), cpu_per_record: cpu.div_f64(measured) }
 }
