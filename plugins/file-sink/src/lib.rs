@@ -8,6 +8,8 @@
 
 use std::collections::BTreeMap;
 
+mod quick;
+
 use wasm_connect_sdk::{ConfigOption, Description, Error, OptionType, Plugin, RecordView, Settings, Sink, export_sink, files, log};
 
 /// How far back a torn line is looked for; a longer line is cut as a whole.
@@ -56,6 +58,7 @@ pub fn render_line(record: &RecordView<'_>, line: &mut Vec<u8>) {
     line.extend_from_slice(b",\"value\":");
     match record.value {
         None => line.extend_from_slice(b"null"),
+        Some(bytes) if quick::strict_one_line(bytes) => line.extend_from_slice(bytes),
         Some(bytes) => match check(bytes) {
             Checked::TooDeep => write_text(line, bytes),
             // A raw line break can only be whitespace between tokens: inside a string it
@@ -184,6 +187,12 @@ impl<'de> serde::Deserialize<'de> for Key {
 
 /// Bytes as a JSON string (invalid UTF-8 replaced).
 fn write_text(line: &mut Vec<u8>, bytes: &[u8]) {
+    if quick::plain_text(bytes) {
+        line.push(b'"');
+        line.extend_from_slice(bytes);
+        line.push(b'"');
+        return;
+    }
     let text = String::from_utf8_lossy(bytes);
     serde_json::to_writer(&mut *line, text.as_ref()).expect("a string always serialises");
 }
