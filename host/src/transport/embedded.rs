@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +46,10 @@ CREATE TABLE IF NOT EXISTS source_positions (connector TEXT PRIMARY KEY, positio
 
 struct Shared {
     writer: Mutex<Connection>,
+    /// Bytes of segments appended since the WAL was last copied into the database.
+    unchecked_bytes: AtomicU64,
+    /// Wakes the checkpointer (see [`start_checkpointer`]); it stops when this is dropped.
+    checkpointer: SyncSender<()>,
     database: std::path::PathBuf,
     default_partitions: u32,
     /// Per topic, the consumers reading it: an append wakes only those.
@@ -106,6 +111,33 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(connection)
 }
 
+/// The WAL is copied into the database by a thread of its own once this much was
+/// appended, off the appending task's path: checkpoints inside commits took about 12 %
+/// of the host's CPU per record and stalled the source while they ran (BENCHMARKS.md).
+const CHECKPOINT_BYTES: u64 = 8 << 20;
+/// The WAL pages after which a writer still checkpoints inside its commit, should the
+/// checkpointer fall behind (64 MiB of 16 KiB pages; SQLite's default is 1,000 pages).
+const WRITER_CHECKPOINT_PAGES: i64 = 4096;
+
+/// Starts the thread that copies the WAL into the database (a passive checkpoint: it
+/// never blocks readers or writers) when woken after [`CHECKPOINT_BYTES`] of appends.
+fn start_checkpointer(database: &Path) -> TransportResult<SyncSender<()>> {
+    let connection = open_connection(database)?;
+    let (wake, woken) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("store-checkpoint".to_owned())
+        .spawn(move || {
+            while woken.recv().is_ok() {
+                let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Err(error) = checkpoint {
+                    tracing::warn!(%error, "embedded store: copying the WAL into the database failed; a later append retries");
+                }
+            }
+        })
+        .map_err(|error| TransportError::Other(format!("cannot start the embedded store's checkpoint thread: {error}")))?;
+    Ok(wake)
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
@@ -126,7 +158,18 @@ impl EmbeddedTransport {
         let mut writer = open_connection(&database)?;
         writer.execute_batch(SCHEMA)?;
         migrate_records_to_segments(&mut writer)?;
-        Ok(Self { shared: Arc::new(Shared { writer: Mutex::new(writer), database, default_partitions, readers: Mutex::default() }) })
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        let checkpointer = start_checkpointer(&database)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                writer: Mutex::new(writer),
+                unchecked_bytes: AtomicU64::new(0),
+                checkpointer,
+                database,
+                default_partitions,
+                readers: Mutex::default(),
+            }),
+        })
     }
 
     /// Deletes records appended longer ago than `retention`; returns how many.
@@ -611,6 +654,7 @@ impl RecordProducer for EmbeddedProducer {
         let result = blocking(move || {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
+            let mut appended_bytes = 0;
             {
                 // A segment per (topic, partition) the batch touches, its records in the
                 // order they came; a large batch makes several, so that a reader never
@@ -657,7 +701,9 @@ impl RecordProducer for EmbeddedProducer {
                 for (topic, partition, batch, _) in segments {
                     let base_offset: i64 = head.query_row(params![topic, partition], |row| row.get(0)).optional()?.unwrap_or(0);
                     let count = batch.len() as i64;
-                    insert.execute(params![topic, partition, base_offset, count, appended_at, batch.finish()])?;
+                    let batch = batch.finish();
+                    appended_bytes += batch.len() as u64;
+                    insert.execute(params![topic, partition, base_offset, count, appended_at, batch])?;
                     update_head.execute(params![topic, partition, base_offset + count])?;
                 }
                 if let Some(position) = &position {
@@ -670,6 +716,12 @@ impl RecordProducer for EmbeddedProducer {
                 }
             }
             transaction.commit()?;
+            drop(writer);
+            if shared.unchecked_bytes.fetch_add(appended_bytes, Ordering::Relaxed) + appended_bytes >= CHECKPOINT_BYTES {
+                shared.unchecked_bytes.store(0, Ordering::Relaxed);
+                // Already woken (full) or gone: either way nothing to do here.
+                let _ = shared.checkpointer.try_send(());
+            }
             Ok(round_robin)
         })
         .await;
@@ -838,6 +890,49 @@ mod tests {
         store.producer("source").await.unwrap().send(vec![record(None, "old")], None).await.unwrap();
         assert_eq!(values(&store.read_all("t").unwrap()), vec![(0, 0, "old".to_owned())]);
         assert_eq!(page_size(&database), 4096);
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_copied_into_the_database_off_the_appending_path() {
+        let directory = tempfile::tempdir().unwrap();
+        let database = directory.path().join("topics.sqlite3");
+        let store = EmbeddedTransport::open(directory.path(), 1).unwrap();
+        let mut producer = store.producer("source").await.unwrap();
+        // Twice the checkpoint's threshold, far below where a writer checkpoints itself.
+        let value = "v".repeat(64 << 10);
+        let batches = (2 * CHECKPOINT_BYTES) as usize / (8 * value.len());
+        assert!(2 * CHECKPOINT_BYTES < WRITER_CHECKPOINT_PAGES as u64 * PAGE_SIZE as u64);
+        for batch in 0..batches {
+            producer.send((0..8).map(|n| record(None, &format!("{batch}-{n}-{value}"))).collect(), Some(batch.to_string())).await.unwrap();
+        }
+        // Only the checkpointer moves segments into the database file itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&database).unwrap().len() < CHECKPOINT_BYTES {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint: {} bytes", std::fs::metadata(&database).unwrap().len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let all = store.read_all("t").unwrap();
+        assert_eq!(all.len(), batches * 8);
+        assert!(
+            all.iter().enumerate().all(|(n, record)| record
+                .value
+                .as_deref()
+                .unwrap()
+                .starts_with(format!("{}-{}-", n / 8, n % 8).as_bytes()))
+        );
+        // The thread goes with the store (its connection closed: the database opens exclusively).
+        drop(producer);
+        drop(store);
+        let connection = Connection::open(&database).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while connection
+            .pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .and_then(|()| connection.execute_batch("BEGIN EXCLUSIVE; COMMIT;"))
+            .is_err()
+        {
+            assert!(std::time::Instant::now() < deadline, "the checkpointer kept the database open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[tokio::test]
