@@ -161,6 +161,41 @@ fn kafka_pipeline_delivers_every_record_exactly_once() {
     assert_every_record(&read_sink_output(&output), &suffix, LIMIT, (SINK_BATCH * SINK_TASKS) as usize);
 }
 
+/// A source at full speed is polled for its next batch while the last one is stored:
+/// a task restarted meanwhile drops the batch it read ahead, and the source resumes
+/// from the position stored with the last batch, so the topic holds every record once.
+#[test]
+fn a_source_restarted_while_it_reads_ahead_stores_every_record_once() {
+    const LIMIT: usize = 100_000;
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    let text = format!(
+        "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\nconnectors:\n  - name: sim\n    plugin: flight-simulator\n    topic: flights\n    batch_size: 100\n    config:\n      seed: 21\n      rate: 0\n      start: {START}\n      limit: {LIMIT}\n",
+        data_dir.display(),
+        support::test_plugins_dir().display()
+    );
+    let host = Host::start(&write_config(directory.path(), &text));
+    let produced = || support::metric(&host.get_text("/metrics"), "wasm_connect_records_produced_total", &[("connector", "sim")]);
+    host.wait_until("the source to produce", Duration::from_secs(60), || produced() > 0.0);
+    let mut mid_stream = 0;
+    for _ in 0..5 {
+        if produced() < LIMIT as f64 {
+            mid_stream += 1;
+        }
+        assert_eq!(host.call("POST", "/connectors/sim/tasks/0/restart", None).0, 204);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mid_stream > 0, "no restart landed before the source finished");
+    eprintln!("{mid_stream} of 5 task restarts landed while the source produced");
+    host.wait_until("every record stored", Duration::from_secs(120), || produced() >= LIMIT as f64);
+    host.stop();
+    let stored = EmbeddedTransport::open(&data_dir, 4).unwrap().read_all("flights").unwrap();
+    let values: Vec<serde_json::Value> =
+        stored.iter().map(|record| serde_json::from_slice(record.value.as_deref().unwrap()).unwrap()).collect();
+    assert_eq!(values.len(), LIMIT, "{mid_stream} restarts mid-stream: every record once");
+    assert_eq!(sorted_texts(&values), sorted_texts(&simulated_values("flight-simulator", "21", START, LIMIT)));
+}
+
 #[test]
 fn a_killed_host_loses_nothing_and_repeats_at_most_the_uncommitted_batches() {
     const LIMIT: usize = 25_000;

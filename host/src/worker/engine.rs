@@ -4,7 +4,10 @@
 //! transforms -> the batch's failed records through the error policy -> output (the
 //! connector's topic, or a sink plugin's `write`) -> one checkpoint, committed once the
 //! output acknowledged the batch: a source position is stored in the same write as the records, topic offsets
-//! are committed after it. A new kind of task is a new input or output, not a new loop.
+//! are committed after it. A source that asked to be polled again at once is polled
+//! for its next batch while the last one is stored; that batch goes through the error
+//! policy and out only after the last one was delivered. A new kind of task is a new
+//! input or output, not a new loop.
 
 use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::Record;
@@ -78,6 +81,16 @@ impl Input {
         }
     }
 
+    /// Whether the next batch may be read at once, while the last one is delivered: a
+    /// source that asked for no rest. (A topic input commits each batch's offsets
+    /// before it reads on, as it always did.)
+    fn goes_on_at_once(&self) -> bool {
+        match self {
+            Input::Source(source) => source.goes_on_at_once(),
+            Input::Topics(_) => false,
+        }
+    }
+
     /// Commits a delivered batch's checkpoint, unless the output already stored it.
     async fn commit(&mut self, checkpoint: &Checkpoint) -> Result<(), TaskError> {
         match self {
@@ -143,20 +156,57 @@ pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), T
 async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel: &CancellationToken) -> Result<(), TaskError> {
     let mut dead_letters = DeadLetters::default();
     let mut stages = Some(open_transforms(task).await?);
+    let mut read_ahead = None;
     loop {
-        let Some(batch) = input.next(task, cancel).await? else { return Ok(()) };
-        let batch = transform(task, &mut stages, batch).await?;
+        let batch = match read_ahead.take() {
+            Some(batch) => batch,
+            None => match read(task, input, &mut stages, cancel).await? {
+                Some(batch) => batch,
+                None => return Ok(()),
+            },
+        };
+        // Failed records go through the error policy only now, after the batch before
+        // was delivered: a batch read ahead of a failed delivery is read again.
         for failed in batch.failed {
             dead_letters.reject(task, failed.record, failed.reason, failed.stage, failed.index).await?;
         }
-        if !output.deliver(task, batch.records, &batch.checkpoint, &mut dead_letters, cancel).await? {
+        // A source that asked for no rest is polled for its next batch while this one
+        // is stored (plugin work beside store work); its position only moves with the
+        // batch stored, so a batch read ahead of a stop or a failure comes again.
+        let goes_on_at_once = input.goes_on_at_once();
+        let delivering = output.deliver(task, batch.records, &batch.checkpoint, &mut dead_letters, cancel);
+        let (delivered, next) = if goes_on_at_once {
+            let (delivered, next) = tokio::join!(delivering, read(task, input, &mut stages, cancel));
+            (delivered, Some(next))
+        } else {
+            (delivering.await, None)
+        };
+        if !delivered? {
             // Stopped before the batch was delivered: it comes again at the next start.
             return Ok(());
         }
         input.commit(&batch.checkpoint).await?;
-        if !input.rest(task, cancel).await {
-            return Ok(());
+        match next {
+            Some(next) => match next? {
+                Some(next) => read_ahead = Some(next),
+                None => return Ok(()),
+            },
+            None if !input.rest(task, cancel).await => return Ok(()),
+            None => {}
         }
+    }
+}
+
+/// The input's next batch through the connector's transforms; None when stopped.
+async fn read(
+    task: &TaskContext,
+    input: &mut Input,
+    stages: &mut Option<WasmTransforms>,
+    cancel: &CancellationToken,
+) -> Result<Option<Batch>, TaskError> {
+    match input.next(task, cancel).await? {
+        Some(batch) => Ok(Some(transform(task, stages, batch).await?)),
+        None => Ok(None),
     }
 }
 

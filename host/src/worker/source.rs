@@ -102,6 +102,11 @@ impl SourceInput {
         }
     }
 
+    /// Whether the source asked to be polled again at once after its last batch.
+    pub fn goes_on_at_once(&self) -> bool {
+        matches!(self.then, Then::Poll)
+    }
+
     /// Waits as the source asked after the batch was delivered; false when the task
     /// was stopped first (or the source finished, and then the task was stopped).
     pub async fn rest(&mut self, task: &TaskContext, cancel: &CancellationToken) -> bool {
