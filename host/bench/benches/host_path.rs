@@ -10,7 +10,8 @@
 //! `iot-sensor-simulator` connectors at 1 record/s, each into its own topic, read by 25
 //! `counting-sink` connectors (the issue's 50 connectors), as a share of one core.
 //!
-//! `cargo bench -p wasm-connect-bench --bench host_path [-- RECORDS] [path|idle]`
+//! `cargo bench -p wasm-connect-bench --bench host_path [-- RECORDS] [path|idle] [batch=N]`
+//! (`batch=N`: both connectors' `batch_size`, 500 by default.)
 
 #[allow(dead_code)]
 #[path = "../../../tests/support/services.rs"]
@@ -25,7 +26,7 @@ use wasm_connect_bench::{Throughput, cpu_time, measure_delivery, metric, reposit
 const RUNS: usize = 5;
 const VALUE_BYTES: usize = 500;
 
-fn config(directory: &Path, port: u16, records: usize) -> std::path::PathBuf {
+fn config(directory: &Path, port: u16, records: usize, batch: u32) -> std::path::PathBuf {
     let text = format!(
         r#"version: 1
 data_dir: {data}
@@ -37,12 +38,14 @@ connectors:
   - name: prebuilt
     plugin: prebuilt-source
     topic: path
+    batch_size: {batch}
     config:
       limit: {records}
       value_bytes: {VALUE_BYTES}
   - name: counting
     plugin: counting-sink
     topics: [path]
+    batch_size: {batch}
 "#,
         data = directory.join("data").display(),
         plugins = repository().join("plugins/test-dist").display(),
@@ -51,10 +54,10 @@ connectors:
 }
 
 /// One run in a fresh directory; components come from the shared compiled cache.
-async fn run(records: usize) -> Throughput {
+async fn run(records: usize, batch: u32) -> Throughput {
     let directory = tempfile::tempdir().unwrap();
     let port = services::free_port();
-    let loaded = wasm_connect::config::load(&config(directory.path(), port, records)).unwrap_or_else(|errors| panic!("{errors}"));
+    let loaded = wasm_connect::config::load(&config(directory.path(), port, records, batch)).unwrap_or_else(|errors| panic!("{errors}"));
     let shutdown = CancellationToken::new();
     let host = tokio::spawn(wasm_connect::run(loaded, shutdown.clone()));
     // Acknowledged by the sink's plugin, as the host counts them.
@@ -94,17 +97,23 @@ const IDLE_SPAN: Duration = Duration::from_secs(20);
 fn main() {
     let records: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(1_000_000);
     let only = std::env::args().skip(1).find(|arg| arg == "path" || arg == "idle");
+    let batch = std::env::args()
+        .skip(1)
+        .find_map(|arg| arg.strip_prefix("batch=")?.parse().ok())
+        .unwrap_or(wasm_connect::config::ConnectorConfig::DEFAULT_BATCH_SIZE);
     // The components are compiled once, by the first run, into a cache all runs share.
     let cache = tempfile::tempdir().unwrap();
     // SAFETY: set before any other thread exists.
     unsafe { std::env::set_var(wasm_connect::runtime::CACHE_VARIABLE, cache.path()) };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     if only.as_deref() != Some("idle") {
-        let runs: Vec<Throughput> = (0..RUNS).map(|_| runtime.block_on(run(records))).collect();
+        let runs: Vec<Throughput> = (0..RUNS).map(|_| runtime.block_on(run(records, batch))).collect();
         let best = runs.iter().map(|run| run.records_per_second).fold(0.0, f64::max);
         let worst = runs.iter().map(|run| run.records_per_second).fold(f64::MAX, f64::min);
         let cpu = runs.iter().map(|run| run.cpu_per_record).min().unwrap().as_secs_f64() * 1e6;
-        println!("prebuilt-source -> embedded topic -> counting-sink, {records} records of {VALUE_BYTES} bytes, best of {RUNS}:");
+        println!(
+            "prebuilt-source -> embedded topic -> counting-sink, {records} records of {VALUE_BYTES} bytes, batches of {batch}, best of {RUNS}:"
+        );
         println!("  {best:.0} records/s (worst {worst:.0}), {cpu:.2} µs CPU per record");
     }
     if only.as_deref() != Some("path") {
