@@ -716,7 +716,8 @@ impl RecordProducer for EmbeddedProducer {
                 }
             }
             transaction.commit()?;
-            drop(writer);
+            // Counted under the writer's lock (held to the end of this closure), so that
+            // no append's bytes are lost between another's count and reset.
             if shared.unchecked_bytes.fetch_add(appended_bytes, Ordering::Relaxed) + appended_bytes >= CHECKPOINT_BYTES {
                 shared.unchecked_bytes.store(0, Ordering::Relaxed);
                 // Already woken (full) or gone: either way nothing to do here.

@@ -176,7 +176,17 @@ async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel
         let goes_on_at_once = input.goes_on_at_once();
         let delivering = output.deliver(task, batch.records, &batch.checkpoint, &mut dead_letters, cancel);
         let (delivered, next) = if goes_on_at_once {
-            let (delivered, next) = tokio::join!(delivering, read(task, input, &mut stages, cancel));
+            // A delivery that failed or was stopped ends the reading too (a poll being
+            // retried would otherwise hold the failure back for as long as it retries).
+            let reading = cancel.child_token();
+            let delivering = async {
+                let delivered = delivering.await;
+                if !matches!(delivered, Ok(true)) {
+                    reading.cancel();
+                }
+                delivered
+            };
+            let (delivered, next) = tokio::join!(delivering, read(task, input, &mut stages, &reading));
             (delivered, Some(next))
         } else {
             (delivering.await, None)
