@@ -114,10 +114,16 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// The WAL is copied into the database by a thread of its own once this much was
 /// appended, off the appending task's path: checkpoints inside commits took about 12 %
 /// of the host's CPU per record and stalled the source while they ran (BENCHMARKS.md).
-const CHECKPOINT_BYTES: u64 = 8 << 20;
-/// The WAL pages after which a writer still checkpoints inside its commit, should the
-/// checkpointer fall behind (64 MiB of 16 KiB pages; SQLite's default is 1,000 pages).
-const WRITER_CHECKPOINT_PAGES: i64 = 4096;
+const CHECKPOINT_BYTES: u64 = 4 << 20;
+/// The WAL pages after which a writer checkpoints inside its commit (16 MiB of 16 KiB
+/// pages, about SQLite's default of 1,000). Under a steady stream the checkpointer's
+/// passive checkpoints rarely catch the WAL's very end (appends go on meanwhile), and
+/// only a fully copied WAL starts again from its beginning: this checkpoint, with the
+/// writer's lock held, copies what is left (what came during the checkpointer's last
+/// run) and lets the WAL restart, so it stays near this size.
+const WRITER_CHECKPOINT_PAGES: i64 = 1024;
+/// The size a WAL file is cut back to when it restarts, after a reader held it longer.
+const WAL_SIZE_LIMIT: i64 = 32 << 20;
 
 /// Starts the thread that copies the WAL into the database (a passive checkpoint: it
 /// never blocks readers or writers) when woken after [`CHECKPOINT_BYTES`] of appends.
@@ -159,6 +165,7 @@ impl EmbeddedTransport {
         writer.execute_batch(SCHEMA)?;
         migrate_records_to_segments(&mut writer)?;
         writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         let checkpointer = start_checkpointer(&database)?;
         Ok(Self {
             shared: Arc::new(Shared {
