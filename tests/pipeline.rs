@@ -161,9 +161,10 @@ fn kafka_pipeline_delivers_every_record_exactly_once() {
     assert_every_record(&read_sink_output(&output), &suffix, LIMIT, (SINK_BATCH * SINK_TASKS) as usize);
 }
 
-/// A source at full speed is polled for its next batch while the last one is stored:
-/// a task restarted meanwhile drops the batch it read ahead, and the source resumes
-/// from the position stored with the last batch, so the topic holds every record once.
+/// A source at full speed is polled for its next batch while the last one is stored.
+/// Restarted meanwhile, a task delivers the batch it read ahead once the one before is
+/// stored (each with its own position) and stops; the source resumes from the last
+/// stored position, so the topic holds every record once.
 #[test]
 fn a_source_restarted_while_it_reads_ahead_stores_every_record_once() {
     const LIMIT: usize = 100_000;

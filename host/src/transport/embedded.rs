@@ -108,6 +108,13 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     connection.pragma_update(None, "page_size", PAGE_SIZE)?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
+    // Plans never depend on bound values. Since SQLite 3.54 the planner looks at the
+    // value bound to a `column = ?` in a query with an `ORDER BY` (and STAT4 data, once
+    // there is any, at others) and marks the statement to be prepared again when its
+    // bindings are cleared; rusqlite's statement cache clears them each time a statement
+    // goes back to it. A sink's every read was parsed and planned again: 28 % of the CPU
+    // of 25 sources and 25 sinks at 1 record/s. A test counts re-preparations.
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(connection)
 }
 
@@ -115,13 +122,15 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 /// appended, off the appending task's path: checkpoints inside commits took about 12 %
 /// of the host's CPU per record and stalled the source while they ran (BENCHMARKS.md).
 const CHECKPOINT_BYTES: u64 = 4 << 20;
-/// The WAL pages after which a writer checkpoints inside its commit (16 MiB of 16 KiB
-/// pages, about SQLite's default of 1,000). Under a steady stream the checkpointer's
-/// passive checkpoints rarely catch the WAL's very end (appends go on meanwhile), and
-/// only a fully copied WAL starts again from its beginning: this checkpoint, with the
-/// writer's lock held, copies what is left (what came during the checkpointer's last
-/// run) and lets the WAL restart, so it stays near this size.
-const WRITER_CHECKPOINT_PAGES: i64 = 1024;
+/// The WAL size after which a writer checkpoints inside its commit (SQLite's default
+/// is 1,000 pages: 16 MiB of the new stores' pages; a store of 4 KiB pages gets the same
+/// size in 4 times the pages). Under a steady stream the checkpointer's passive
+/// checkpoints rarely catch the WAL's very end (appends go on meanwhile), and only a
+/// fully copied WAL starts again from its beginning (at the next write, when no reader
+/// is still in it): this checkpoint, with the writer's lock held, copies what is left
+/// (what came during the checkpointer's last run) and lets the WAL restart, so it stays
+/// near this size unless a reader holds it.
+const WRITER_CHECKPOINT_BYTES: i64 = 16 << 20;
 /// The size a WAL file is cut back to when it restarts, after a reader held it longer.
 const WAL_SIZE_LIMIT: i64 = 32 << 20;
 
@@ -164,7 +173,8 @@ impl EmbeddedTransport {
         let mut writer = open_connection(&database)?;
         writer.execute_batch(SCHEMA)?;
         migrate_records_to_segments(&mut writer)?;
-        writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        let page_size: i64 = writer.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_BYTES / page_size)?;
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         let checkpointer = start_checkpointer(&database)?;
         Ok(Self {
@@ -237,16 +247,8 @@ fn read_from(connection: &Connection, positions: &[(String, i32, i64)], start: u
 
 /// The segments of a partition from the one that holds offset `?3` (or the first one
 /// after it) on.
-///
-/// The topic and partition are compared with `CAST(? AS ...)`, not a bare `?`: since
-/// SQLite 3.54 the planner looks at the value bound to a bare `column = ?` in a query
-/// with an `ORDER BY`, which marks the statement to be prepared again whenever its
-/// bindings are cleared, and rusqlite clears them each time a statement goes back to
-/// its cache. Every read parsed and planned this query again: 28 % of the CPU of 25
-/// sources and 25 sinks at 1 record/s. A test counts the statement's re-preparations.
-const READ_PARTITION: &str = "SELECT base_offset, batch FROM segments
-    WHERE topic = CAST(?1 AS TEXT) AND partition = CAST(?2 AS INTEGER) AND base_offset >= COALESCE(
-        (SELECT MAX(base_offset) FROM segments WHERE topic = CAST(?1 AS TEXT) AND partition = CAST(?2 AS INTEGER) AND base_offset <= ?3), 0)
+const READ_PARTITION: &str = "SELECT base_offset, batch FROM segments WHERE topic = ?1 AND partition = ?2 AND base_offset >= COALESCE(
+        (SELECT MAX(base_offset) FROM segments WHERE topic = ?1 AND partition = ?2 AND base_offset <= ?3), 0)
         AND base_offset + count > ?3
     ORDER BY base_offset";
 
@@ -897,6 +899,10 @@ mod tests {
         let store = EmbeddedTransport::open(directory.path(), 1).unwrap();
         store.producer("source").await.unwrap().send(vec![record(None, "new")], None).await.unwrap();
         assert_eq!(page_size(&directory.path().join("topics.sqlite3")), PAGE_SIZE);
+        let writer_checkpoint_pages = |store: &EmbeddedTransport| -> i64 {
+            store.shared.writer.lock().unwrap().query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0)).unwrap()
+        };
+        assert_eq!(writer_checkpoint_pages(&store), 1024);
         // A store made before, with SQLite's default pages, opens and takes appends as it is.
         let old = tempfile::tempdir().unwrap();
         let database = old.path().join("topics.sqlite3");
@@ -908,6 +914,8 @@ mod tests {
         store.producer("source").await.unwrap().send(vec![record(None, "old")], None).await.unwrap();
         assert_eq!(values(&store.read_all("t").unwrap()), vec![(0, 0, "old".to_owned())]);
         assert_eq!(page_size(&database), 4096);
+        // The writer checkpoints at the same WAL size: 4 times the pages.
+        assert_eq!(writer_checkpoint_pages(&store), 4096);
     }
 
     #[tokio::test]
@@ -919,7 +927,7 @@ mod tests {
         // Twice the checkpoint's threshold, far below where a writer checkpoints itself.
         let value = "v".repeat(64 << 10);
         let batches = (2 * CHECKPOINT_BYTES) as usize / (8 * value.len());
-        assert!(2 * CHECKPOINT_BYTES < WRITER_CHECKPOINT_PAGES as u64 * PAGE_SIZE as u64);
+        assert!(2 * CHECKPOINT_BYTES < WRITER_CHECKPOINT_BYTES as u64);
         for batch in 0..batches {
             producer.send((0..8).map(|n| record(None, &format!("{batch}-{n}-{value}"))).collect(), Some(batch.to_string())).await.unwrap();
         }
@@ -970,7 +978,7 @@ mod tests {
         let statement = connection.prepare_cached(READ_PARTITION).unwrap();
         assert_eq!(statement.get_status(rusqlite::StatementStatus::RePrepare), 0, "the read was planned again");
         assert_eq!(statement.get_status(rusqlite::StatementStatus::Run), 4);
-        // The casts keep the segments' index in use: both lookups search it.
+        // Both lookups search the segments' index.
         let mut plan = connection.prepare(&format!("EXPLAIN QUERY PLAN {READ_PARTITION}")).unwrap();
         let steps: Vec<String> = plan.query_map(params!["t", 0, 5], |row| row.get(3)).unwrap().map(Result::unwrap).collect();
         assert!(steps.iter().all(|step| !step.starts_with("SCAN")), "{steps:?}");
