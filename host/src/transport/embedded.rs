@@ -24,8 +24,9 @@ use tokio::sync::Notify;
 use wasm_connect_protocol::{BatchReader, BatchWriter, Record};
 
 use super::{
-    PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, TaskShare, TopicDescription,
-    TopicReader, Transport, TransportError, TransportResult, next_offsets, partition_for_key,
+    PartitionOffset, PartitionOffsetChange, PartitionRange, ProcessorCheckpoint, RecordConsumer, RecordProducer, StartAt, StateEntry,
+    StatePage, StateQuery, TaskShare, TopicDescription, TopicReader, Transport, TransportError, TransportResult, next_offsets,
+    partition_for_key,
 };
 
 const SCHEMA: &str = "
@@ -42,6 +43,9 @@ CREATE TABLE IF NOT EXISTS consumer_offsets (
     grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS source_positions (connector TEXT PRIMARY KEY, position TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS processor_state (
+    connector TEXT NOT NULL, store TEXT NOT NULL, partition INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (connector, store, key, partition)) WITHOUT ROWID;
 ";
 
 struct Shared {
@@ -588,9 +592,104 @@ impl Transport for EmbeddedTransport {
         Ok(Box::new(EmbeddedReader { connection: Arc::new(Mutex::new(connection)), partitions }))
     }
 
+    async fn processor_state(&self, connector: &str, partitions: Option<&[i32]>) -> TransportResult<Vec<StateEntry>> {
+        let (database, connector, partitions) = (self.shared.database.clone(), connector.to_owned(), partitions.map(<[i32]>::to_vec));
+        blocking(move || {
+            let connection = open_connection(&database)?;
+            // One scan of the connector's state (its key order serves queries by key).
+            let mut statement = connection.prepare("SELECT store, partition, key, value FROM processor_state WHERE connector = ?1")?;
+            let rows = statement.query_map(params![connector], |row| {
+                Ok(StateEntry { store: row.get(0)?, partition: row.get(1)?, key: row.get(2)?, value: row.get(3)? })
+            })?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let entry = row?;
+                if partitions.as_ref().is_none_or(|partitions| partitions.contains(&entry.partition)) {
+                    entries.push(entry);
+                }
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn query_processor_state(&self, connector: &str, query: StateQuery) -> TransportResult<StatePage> {
+        use rusqlite::types::Value;
+        let (database, connector) = (self.shared.database.clone(), connector.to_owned());
+        blocking(move || {
+            let connection = open_connection(&database)?;
+            // Only fixed fragments make up the statement; every value is bound. The key
+            // order of the table (connector, store, key, partition) is the page order.
+            let mut filter = String::from("connector = ?");
+            let mut values = vec![Value::Text(connector)];
+            if let Some(store) = query.store {
+                filter.push_str(" AND store = ?");
+                values.push(Value::Text(store));
+            }
+            match query.key {
+                Some(key) if query.exact => {
+                    filter.push_str(" AND key = ?");
+                    values.push(Value::Blob(key));
+                }
+                Some(prefix) if !prefix.is_empty() => {
+                    filter.push_str(" AND key >= ?");
+                    if let Some(above) = prefix_successor(&prefix) {
+                        filter.push_str(" AND key < ?");
+                        values.push(Value::Blob(prefix));
+                        values.push(Value::Blob(above));
+                    } else {
+                        values.push(Value::Blob(prefix));
+                    }
+                }
+                _ => {}
+            }
+            let total: i64 = connection.query_row(
+                &format!("SELECT COUNT(*) FROM processor_state WHERE {filter}"),
+                rusqlite::params_from_iter(values.iter()),
+                |row| row.get(0),
+            )?;
+            let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+            values.extend([Value::Integer(limit), Value::Integer(offset)]);
+            let mut statement = connection.prepare(&format!(
+                "SELECT store, partition, key, value FROM processor_state WHERE {filter} ORDER BY store, key, partition LIMIT ? OFFSET ?"
+            ))?;
+            let entries = statement
+                .query_map(rusqlite::params_from_iter(values.iter()), |row| {
+                    Ok(StateEntry { store: row.get(0)?, partition: row.get(1)?, key: row.get(2)?, value: row.get(3)? })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(StatePage { total: usize::try_from(total).unwrap_or(0), entries })
+        })
+        .await
+    }
+
+    async fn clear_processor_state(&self, connector: &str) -> TransportResult<()> {
+        let (shared, connector) = (self.shared.clone(), connector.to_owned());
+        blocking(move || {
+            let writer = shared.writer.lock().expect("writer lock");
+            writer.execute("DELETE FROM processor_state WHERE connector = ?1", params![connector])?;
+            Ok(())
+        })
+        .await
+    }
+
     fn name(&self) -> &'static str {
         "embedded"
     }
+}
+
+/// The smallest byte string above every string that starts with `prefix` (None when
+/// there is none: the prefix is all 0xff bytes).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut above = prefix.to_vec();
+    while let Some(last) = above.pop() {
+        if last < u8::MAX {
+            above.push(last + 1);
+            return Some(above);
+        }
+    }
+    None
 }
 
 /// The offsets a partition holds now.
@@ -658,9 +757,13 @@ struct EmbeddedProducer {
     round_robin: u32,
 }
 
-#[async_trait]
-impl RecordProducer for EmbeddedProducer {
-    async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()> {
+impl EmbeddedProducer {
+    /// Runs `extra` in the transaction that appends `records`, then wakes their readers.
+    async fn append_with(
+        &mut self,
+        records: Vec<Record>,
+        extra: impl FnOnce(&rusqlite::Transaction<'_>, &str) -> rusqlite::Result<()> + Send + 'static,
+    ) -> TransportResult<()> {
         let (shared, connector) = (self.shared.clone(), self.connector.clone());
         let mut round_robin = self.round_robin;
         // The topics written, each once (a batch usually goes to one), whose readers wake.
@@ -673,67 +776,8 @@ impl RecordProducer for EmbeddedProducer {
         let result = blocking(move || {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
-            let mut appended_bytes = 0;
-            {
-                // A segment per (topic, partition) the batch touches, its records in the
-                // order they came; a large batch makes several, so that a reader never
-                // decodes more than one segment's worth to find its place.
-                let mut partitions: HashMap<&str, u32> = HashMap::new();
-                let mut segments: Vec<(&str, i32, BatchWriter, usize)> = Vec::new();
-                for record in &records {
-                    let count = match partitions.get(record.topic.as_str()) {
-                        Some(count) => *count,
-                        None => {
-                            let count = partitions_of(&transaction, &record.topic, shared.default_partitions)?;
-                            partitions.insert(&record.topic, count);
-                            count
-                        }
-                    };
-                    let partition = partition_for_key(record.key.as_deref(), count, &mut round_robin);
-                    let open = segments.iter().rposition(|(topic, number, batch, bytes)| {
-                        *number == partition && *topic == record.topic && batch.len() < SEGMENT_RECORDS && *bytes < SEGMENT_BYTES
-                    });
-                    let index = open.unwrap_or_else(|| {
-                        segments.push((&record.topic, partition, BatchWriter::with_capacity(0), 0));
-                        segments.len() - 1
-                    });
-                    segments[index].3 += segment_bytes(record);
-                    segments[index].2.push_parts(
-                        "",
-                        None,
-                        None,
-                        record.timestamp,
-                        record.key.as_deref(),
-                        record.value.as_deref(),
-                        record.headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())),
-                    );
-                }
-                let mut head = transaction.prepare_cached("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2")?;
-                let mut insert = transaction.prepare_cached(
-                    "INSERT INTO segments (topic, partition, base_offset, count, appended_at, batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                let mut update_head = transaction.prepare_cached(
-                    "INSERT INTO partition_heads (topic, partition, next_offset) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                )?;
-                let appended_at = now_ms();
-                for (topic, partition, batch, _) in segments {
-                    let base_offset: i64 = head.query_row(params![topic, partition], |row| row.get(0)).optional()?.unwrap_or(0);
-                    let count = batch.len() as i64;
-                    let batch = batch.finish();
-                    appended_bytes += batch.len() as u64;
-                    insert.execute(params![topic, partition, base_offset, count, appended_at, batch])?;
-                    update_head.execute(params![topic, partition, base_offset + count])?;
-                }
-                if let Some(position) = &position {
-                    transaction
-                        .prepare_cached(
-                            "INSERT INTO source_positions (connector, position) VALUES (?1, ?2)
-                             ON CONFLICT (connector) DO UPDATE SET position = excluded.position",
-                        )?
-                        .execute(params![connector, position])?;
-                }
-            }
+            let appended_bytes = append(&transaction, &shared, &records, &mut round_robin)?;
+            extra(&transaction, &connector)?;
             transaction.commit()?;
             // Counted under the writer's lock (held to the end of this closure), so that
             // no append's bytes are lost between another's count and reset.
@@ -748,6 +792,113 @@ impl RecordProducer for EmbeddedProducer {
         self.round_robin = result?;
         self.shared.wake_readers(topics.iter().map(String::as_str));
         Ok(())
+    }
+}
+
+/// Appends `records` in `transaction`; returns the bytes of the segments written.
+fn append(transaction: &rusqlite::Transaction<'_>, shared: &Shared, records: &[Record], round_robin: &mut u32) -> rusqlite::Result<u64> {
+    let mut appended_bytes = 0;
+    // A segment per (topic, partition) the batch touches, its records in the order they
+    // came; a large batch makes several, so that a reader never decodes more than one
+    // segment's worth to find its place.
+    let mut partitions: HashMap<&str, u32> = HashMap::new();
+    let mut segments: Vec<(&str, i32, BatchWriter, usize)> = Vec::new();
+    for record in records {
+        let count = match partitions.get(record.topic.as_str()) {
+            Some(count) => *count,
+            None => {
+                let count = partitions_of(transaction, &record.topic, shared.default_partitions)?;
+                partitions.insert(&record.topic, count);
+                count
+            }
+        };
+        let partition = partition_for_key(record.key.as_deref(), count, round_robin);
+        let open = segments.iter().rposition(|(topic, number, batch, bytes)| {
+            *number == partition && *topic == record.topic && batch.len() < SEGMENT_RECORDS && *bytes < SEGMENT_BYTES
+        });
+        let index = open.unwrap_or_else(|| {
+            segments.push((&record.topic, partition, BatchWriter::with_capacity(0), 0));
+            segments.len() - 1
+        });
+        segments[index].3 += segment_bytes(record);
+        segments[index].2.push_parts(
+            "",
+            None,
+            None,
+            record.timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            record.headers.iter().map(|(name, value)| (name.as_str(), value.as_deref())),
+        );
+    }
+    let mut head = transaction.prepare_cached("SELECT next_offset FROM partition_heads WHERE topic = ?1 AND partition = ?2")?;
+    let mut insert = transaction.prepare_cached(
+        "INSERT INTO segments (topic, partition, base_offset, count, appended_at, batch) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut update_head = transaction.prepare_cached(
+        "INSERT INTO partition_heads (topic, partition, next_offset) VALUES (?1, ?2, ?3)
+         ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+    )?;
+    let appended_at = now_ms();
+    for (topic, partition, batch, _) in segments {
+        let base_offset: i64 = head.query_row(params![topic, partition], |row| row.get(0)).optional()?.unwrap_or(0);
+        let count = batch.len() as i64;
+        let batch = batch.finish();
+        appended_bytes += batch.len() as u64;
+        insert.execute(params![topic, partition, base_offset, count, appended_at, batch])?;
+        update_head.execute(params![topic, partition, base_offset + count])?;
+    }
+    Ok(appended_bytes)
+}
+
+/// Moves a consumer group's committed offsets forward (never back) in `connection`.
+fn commit_offsets(connection: &Connection, group: &str, offsets: &[PartitionOffset]) -> rusqlite::Result<()> {
+    let mut upsert = connection.prepare_cached(
+        "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
+    )?;
+    for PartitionOffset { topic, partition, offset: next } in offsets {
+        upsert.execute(params![group, topic, partition, next])?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RecordProducer for EmbeddedProducer {
+    async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()> {
+        self.append_with(records, move |transaction, connector| {
+            if let Some(position) = &position {
+                transaction
+                    .prepare_cached(
+                        "INSERT INTO source_positions (connector, position) VALUES (?1, ?2)
+                         ON CONFLICT (connector) DO UPDATE SET position = excluded.position",
+                    )?
+                    .execute(params![connector, position])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn send_processed(&mut self, records: Vec<Record>, checkpoint: ProcessorCheckpoint) -> TransportResult<()> {
+        // One transaction: the output records, the state changes and the input offsets.
+        self.append_with(records, move |transaction, connector| {
+            commit_offsets(transaction, connector, &checkpoint.offsets)?;
+            let mut put = transaction.prepare_cached(
+                "INSERT INTO processor_state (connector, store, partition, key, value) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (connector, store, key, partition) DO UPDATE SET value = excluded.value",
+            )?;
+            let mut delete = transaction
+                .prepare_cached("DELETE FROM processor_state WHERE connector = ?1 AND store = ?2 AND partition = ?3 AND key = ?4")?;
+            for change in &checkpoint.state {
+                match &change.value {
+                    Some(value) => put.execute(params![connector, change.store, change.partition, change.key, value])?,
+                    None => delete.execute(params![connector, change.store, change.partition, change.key])?,
+                };
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -830,15 +981,7 @@ impl RecordConsumer for EmbeddedConsumer {
         blocking(move || {
             let mut writer = shared.writer.lock().expect("writer lock");
             let transaction = writer.transaction()?;
-            {
-                let mut upsert = transaction.prepare_cached(
-                    "INSERT INTO consumer_offsets (grp, topic, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
-                )?;
-                for PartitionOffset { topic, partition, offset: next } in offsets {
-                    upsert.execute(params![group, topic, partition, next])?;
-                }
-            }
+            commit_offsets(&transaction, &group, &offsets)?;
             transaction.commit()?;
             Ok(())
         })
@@ -864,6 +1007,13 @@ impl RecordConsumer for EmbeddedConsumer {
         self.positions.len()
     }
 
+    fn partition_numbers(&self) -> Vec<i32> {
+        let mut numbers: Vec<i32> = self.positions.iter().map(|(_, partition, _)| *partition).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers
+    }
+
     async fn close(&mut self) -> TransportResult<()> {
         Ok(())
     }
@@ -872,6 +1022,7 @@ impl RecordConsumer for EmbeddedConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::StateChange;
 
     fn record(key: Option<&str>, value: &str) -> Record {
         Record {
@@ -1183,5 +1334,59 @@ mod tests {
                 .iter()
                 .any(|record| record.value.as_deref() == Some(&b"after"[..]) && (record.offset == Some(2503) || record.offset == Some(1)))
         );
+    }
+
+    #[tokio::test]
+    async fn a_processed_batch_stores_records_offsets_and_state_together_and_the_state_pages_by_prefix() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = EmbeddedTransport::open(directory.path(), 2).unwrap();
+        let change = |partition: i32, key: &[u8], value: Option<&str>| StateChange {
+            store: "windows".into(),
+            partition,
+            key: key.to_vec(),
+            value: value.map(|value| value.as_bytes().to_vec()),
+        };
+        let mut producer = store.producer("agg").await.unwrap();
+        let checkpoint = ProcessorCheckpoint {
+            offsets: vec![PartitionOffset { topic: "in".into(), partition: 1, offset: 42 }],
+            state: vec![
+                change(1, b"a", Some("1")),
+                change(1, b"ab", Some("2")),
+                change(0, b"b", Some("3")),
+                change(0, &[0x61, 0xff], Some("4")),
+                change(1, b"gone", Some("5")),
+                change(1, b"gone", None),
+            ],
+        };
+        producer.send_processed(vec![Record { topic: "out".into(), ..record(Some("a"), "result") }], checkpoint).await.unwrap();
+        assert_eq!(values(&store.read_all("out").unwrap()).len(), 1);
+        let offsets = store.committed_offsets("agg", &["in".to_owned()]).await.unwrap();
+        assert_eq!(offsets, vec![PartitionOffset { topic: "in".into(), partition: 1, offset: 42 }]);
+        let keys = |entries: &[StateEntry]| entries.iter().map(|entry| entry.key.clone()).collect::<Vec<_>>();
+        let partition_1 = store.processor_state("agg", Some(&[1])).await.unwrap();
+        assert_eq!(keys(&partition_1), vec![b"a".to_vec(), b"ab".to_vec()]);
+
+        let query = |key: &[u8], exact: bool, offset: usize, limit: usize| StateQuery {
+            store: Some("windows".into()),
+            key: Some(key.to_vec()),
+            exact,
+            offset,
+            limit,
+        };
+        let page = store.query_processor_state("agg", query(b"a", false, 0, 2)).await.unwrap();
+        assert_eq!((page.total, keys(&page.entries)), (3, vec![b"a".to_vec(), b"ab".to_vec()]));
+        let page = store.query_processor_state("agg", query(b"a", false, 2, 2)).await.unwrap();
+        assert_eq!((page.total, keys(&page.entries)), (3, vec![vec![0x61, 0xff]]));
+        let page = store.query_processor_state("agg", query(&[0x61, 0xff], false, 0, 10)).await.unwrap();
+        assert_eq!((page.total, keys(&page.entries)), (1, vec![vec![0x61, 0xff]]), "a prefix ending in 0xff");
+        let page = store.query_processor_state("agg", query(b"a", true, 0, 10)).await.unwrap();
+        assert_eq!((page.total, page.entries[0].value.clone()), (1, b"1".to_vec()));
+        let other_store = StateQuery { store: Some("stream-time".into()), limit: 10, ..StateQuery::default() };
+        assert_eq!(store.query_processor_state("agg", other_store).await.unwrap(), StatePage::default());
+        let other_connector = StateQuery { limit: 10, ..StateQuery::default() };
+        assert_eq!(store.query_processor_state("other", other_connector).await.unwrap().total, 0);
+
+        store.clear_processor_state("agg").await.unwrap();
+        assert!(store.processor_state("agg", None).await.unwrap().is_empty());
     }
 }

@@ -74,8 +74,94 @@ pub trait Transport: Send + Sync {
     /// A reader of `topic` (all partitions, or only `partition`) from `start` on,
     /// outside any consumer group: it commits nothing.
     async fn reader(&self, topic: &str, partition: Option<i32>, start: StartAt) -> TransportResult<Box<dyn TopicReader>>;
+    /// A stream processor's state as last checkpointed, in the input partitions
+    /// `partitions` (None: all), every store of the connector.
+    async fn processor_state(&self, connector: &str, partitions: Option<&[i32]>) -> TransportResult<Vec<StateEntry>> {
+        let _ = (connector, partitions);
+        Err(processors_unsupported(self.name()))
+    }
+    /// A page of a stream processor's checkpointed state, filtered and ordered by
+    /// store, key and partition in the store itself (the admin API's state query).
+    async fn query_processor_state(&self, connector: &str, query: StateQuery) -> TransportResult<StatePage> {
+        let _ = (connector, query);
+        Err(processors_unsupported(self.name()))
+    }
+    /// Forgets a stream processor's state while none of its tasks runs (with its
+    /// committed offsets reset, so that it is rebuilt from the input).
+    async fn clear_processor_state(&self, connector: &str) -> TransportResult<()> {
+        let _ = connector;
+        Err(processors_unsupported(self.name()))
+    }
     /// A short name for logs: `kafka` or `embedded`.
     fn name(&self) -> &'static str;
+}
+
+/// Why a transport cannot run stream processors.
+pub fn processors_unsupported(transport: &str) -> TransportError {
+    TransportError::Other(format!(
+        "stream processors run on the embedded transport only in this version (this host uses {transport}); \
+         remove the kafka block to use the embedded store, or run the processor on a host without one"
+    ))
+}
+
+/// One change to a stream processor's state, checkpointed with the batch that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The processor's store the key belongs to (its changelog on Kafka).
+    pub store: String,
+    /// The input partition the state belongs to: it moves with that partition.
+    pub partition: i32,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The new value; None deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// One key of a stream processor's state, as last checkpointed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    /// The processor's store.
+    pub store: String,
+    /// The input partition it belongs to.
+    pub partition: i32,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its value.
+    pub value: Vec<u8>,
+}
+
+/// Which of a stream processor's state entries to read, and which page of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateQuery {
+    /// Only this store.
+    pub store: Option<String>,
+    /// Only keys starting with these bytes (the whole key with `exact`).
+    pub key: Option<Vec<u8>>,
+    /// `key` is the whole key, not a prefix.
+    pub exact: bool,
+    /// Entries to skip, in (store, key, partition) order.
+    pub offset: usize,
+    /// The most entries to return.
+    pub limit: usize,
+}
+
+/// A page of state entries and how many the query matches in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatePage {
+    /// How many entries match the query.
+    pub total: usize,
+    /// The page, in (store, key, partition) order.
+    pub entries: Vec<StateEntry>,
+}
+
+/// What a stream processor's batch moves forward, stored in one atomic checkpoint
+/// with the batch's output records: the next input offsets and the state changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessorCheckpoint {
+    /// The next offset to read of each input partition the batch read.
+    pub offsets: Vec<PartitionOffset>,
+    /// The state changes the batch made, in order.
+    pub state: Vec<StateChange>,
 }
 
 /// A topic and the offsets of its partitions.
@@ -148,6 +234,13 @@ pub trait RecordProducer: Send {
     /// Appends `records` (each to its own topic) and then stores `position` for the
     /// connector; returns once both are durable.
     async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()>;
+    /// Appends a stream processor's `records` and stores `checkpoint` (the connector's
+    /// committed input offsets and state changes) atomically: after a crash either
+    /// all of it is there or none.
+    async fn send_processed(&mut self, records: Vec<Record>, checkpoint: ProcessorCheckpoint) -> TransportResult<()> {
+        let _ = (records, checkpoint);
+        Err(processors_unsupported("a transport without atomic checkpoints"))
+    }
 }
 
 /// Reads records of a connector's topics, in order per partition.
@@ -163,6 +256,10 @@ pub trait RecordConsumer: Send {
     async fn lag(&mut self) -> TransportResult<u64>;
     /// How many partitions the consumer reads now (none while its group rebalances).
     fn assigned_partitions(&self) -> usize;
+    /// The partition numbers the consumer reads now (of any of its topics).
+    fn partition_numbers(&self) -> Vec<i32> {
+        Vec::new()
+    }
     /// Records the consumer jumped over since the last call because the transport no
     /// longer held them (Kafka's retention removed them before they were read).
     fn skipped_by_offset_reset(&mut self) -> u64 {
