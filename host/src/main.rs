@@ -318,6 +318,7 @@ fn list_plugins(loaded: &LoadedConfig, json: bool) -> anyhow::Result<()> {
         let origin = match plugin.origin {
             wasm_connect::runtime::PluginOrigin::Directory => "plugins.dir",
             wasm_connect::runtime::PluginOrigin::Uploaded => "uploaded",
+            wasm_connect::runtime::PluginOrigin::Builtin => "built in",
         };
         println!("{}@{} ({}, {origin}) - {}", description.name, description.version, description.kind, description.documentation);
         for option in &description.options {

@@ -145,22 +145,29 @@ const fn key(
 /// "Error Handling" groups.
 fn host_definitions(kind: PluginKind) -> Vec<HostKey> {
     let topics = match kind {
-        PluginKind::Source => key("topic", "STRING", None, "The topic the source writes to.", "Common"),
-        _ => key("topics", "LIST", None, "The topics the sink reads, comma-separated.", "Common"),
+        PluginKind::Source => vec![key("topic", "STRING", None, "The topic the source writes to.", "Common")],
+        PluginKind::Processor => vec![
+            key("topics", "LIST", None, "The topics the processor reads, comma-separated.", "Common"),
+            key("topic", "STRING", None, "The topic the processor writes its results to.", "Common"),
+        ],
+        _ => vec![key("topics", "LIST", None, "The topics the sink reads, comma-separated.", "Common")],
     };
     let mut dead_letters = key("errors.deadletterqueue.topic.name", "STRING", None, "Where tolerated bad records go.", "Error Handling");
     dead_letters.required = false;
-    vec![
+    let mut keys = vec![
         key("name", "STRING", None, "Unique name of the connector: letters, digits, `.`, `_`, `-`.", "Common"),
         key("connector.class", "STRING", None, "The plugin, as `name` or `name@version`.", "Common"),
         key("tasks.max", "INT", Some("1"), "Parallel tasks (a source runs one).", "Common"),
-        topics,
+    ];
+    keys.extend(topics);
+    keys.extend([
         key("batch.size", "INT", Some("500"), "Records per batch across the plugin boundary.", "Common"),
         key("errors.tolerance", "STRING", Some("none"), "none: a bad record stops the task; all: it is skipped.", "Error Handling"),
         key("errors.retry.timeout", "LONG", Some("300000"), "How long a batch is retried after retriable errors, in ms.", "Error Handling"),
         key("errors.log.enable", "BOOLEAN", Some("false"), "Log each failed record (never its value).", "Error Handling"),
         dead_letters,
-    ]
+    ]);
+    keys
 }
 
 /// `PUT /connector-plugins/{plugin}/config/validate` with a flat config: Kafka

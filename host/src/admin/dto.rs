@@ -309,6 +309,8 @@ pub enum ListedKind {
     Transformation,
     /// A predicate.
     Predicate,
+    /// A stream processor (built into the host).
+    Processor,
 }
 
 impl From<PluginKind> for ListedKind {
@@ -317,6 +319,7 @@ impl From<PluginKind> for ListedKind {
             PluginKind::Source => ListedKind::Source,
             PluginKind::Sink => ListedKind::Sink,
             PluginKind::Transform => ListedKind::Transformation,
+            PluginKind::Processor => ListedKind::Processor,
         }
     }
 }
@@ -493,4 +496,30 @@ pub struct ConfigTransformsTest {
 pub struct TransformsTestAnswer {
     /// One entry per sample.
     pub records: Vec<crate::transforms::sample::TestedRecord>,
+}
+
+/// `GET /connectors/{name}/state`: a page of a processor's state as last checkpointed.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessorState {
+    /// The connector.
+    pub connector: String,
+    /// Entries that match, over every page.
+    pub total: usize,
+    /// This page's entries, in (store, key, partition) order.
+    pub entries: Vec<ProcessorStateEntry>,
+    /// The `offset` of the next page, when there is one.
+    pub next_offset: Option<usize>,
+}
+
+/// One key of a processor's state.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessorStateEntry {
+    /// The key (a group, for `aggregate`).
+    pub key: String,
+    /// The processor's store it belongs to (`windows`, `stream-time`).
+    pub store: String,
+    /// The input partition it belongs to.
+    pub partition: i32,
+    /// Its value (JSON, or the text when it is not JSON).
+    pub value: serde_json::Value,
 }

@@ -15,6 +15,7 @@ mod dto;
 mod loggers;
 mod offsets;
 mod plugins;
+mod processor_state;
 mod routes;
 mod server;
 mod tls;

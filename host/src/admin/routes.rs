@@ -12,9 +12,9 @@ use serde_json::{Map, Value, json};
 use super::dto::{
     ConfigInfos, ConfigKeyDefinition, ConfigPatch, ConfigRequest, ConfigTransformsTest, ConnectorInfo, ConnectorList, ConnectorOffsets,
     ConnectorPlugin, ConnectorTopics, CreateConnector, ErrorBody, FlatConfig, Health, LevelRequest, Message, OffsetsChangeRequest,
-    PluginVersion, PluginVersions, ServerInfo, TaskInfo, TransformsTest, TransformsTestAnswer,
+    PluginVersion, PluginVersions, ProcessorState, ServerInfo, TaskInfo, TransformsTest, TransformsTestAnswer,
 };
-use super::{AdminState, connector_plugins, connectors, loggers, offsets, plugins, transforms};
+use super::{AdminState, connector_plugins, connectors, loggers, offsets, plugins, processor_state, transforms};
 use crate::names::{LOGGER_PATTERN, MAX_VERSION_LENGTH, NAME_PATTERN, VERSION_PATTERN};
 use crate::telemetry::logging::LoggerLevel;
 use crate::telemetry::{ConnectorStatus, TaskStatus};
@@ -301,6 +301,26 @@ pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
         ),
         endpoint(
             "GET",
+            "/connectors/{name}/state",
+            "A processor's state as last checkpointed: one key, or the keys with a prefix, a page at a time.",
+            Body::None,
+            vec![
+                with::<ProcessorState>(200, "OK"),
+                bare(400, "a bad parameter"),
+                no_connector(),
+                bare(409, "the connector is not a processor"),
+            ],
+            processor_state::get,
+        )
+        .query(&[
+            ("key", "one key"),
+            ("prefix", "the keys that start with it (with key: that key, if it starts so)"),
+            ("store", "one of the processor's stores (windows, stream-time)"),
+            ("limit", "entries per page, 1 to 1000 (100)"),
+            ("offset", "where the page starts (next_offset of the last one)"),
+        ]),
+        endpoint(
+            "GET",
             "/connectors/{name}/topics",
             "The connector's topics.",
             Body::None,
@@ -467,6 +487,16 @@ fn path_parameter(name: &str) -> Value {
     }
 }
 
+/// The schema of a query parameter.
+fn query_parameter(name: &str) -> Value {
+    match name {
+        "limit" => json!({"type": "integer", "minimum": 1, "maximum": processor_state::MAX_PAGE}),
+        "offset" => json!({"type": "integer", "minimum": 0, "maximum": processor_state::MAX_OFFSET}),
+        "key" | "prefix" => json!({"type": "string", "maxLength": processor_state::MAX_KEY_CHARS}),
+        _ => json!({"type": "string"}),
+    }
+}
+
 /// Where a response's values lead: the operations that take them as parameters
 /// (`$response.body#/...` for each), within the paths under `family`.
 struct Producer {
@@ -581,7 +611,7 @@ pub(super) fn openapi(endpoints: &[Endpoint]) -> Value {
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": path_parameter(name)}))
             .collect();
         parameters.extend(endpoint.query.iter().map(
-            |(name, about)| json!({"name": name, "in": "query", "required": false, "description": about, "schema": {"type": "string"}}),
+            |(name, about)| json!({"name": name, "in": "query", "required": false, "description": about, "schema": query_parameter(name)}),
         ));
         let mut responses = Map::new();
         for answer in &endpoint.answers {

@@ -78,9 +78,13 @@ pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> 
     if connector.plugin.trim().is_empty() || connector.plugin.ends_with('@') {
         problem("plugin".into(), "must name a plugin, as `name` or `name@version`");
     }
+    // A processor reads `topics` and writes `topic` (the plan checks it has both).
+    let processor = crate::processing::is_builtin_processor(&connector.plugin);
     match (&connector.topic, connector.topics.is_empty()) {
-        (Some(_), false) => problem("topics".into(), "give `topic` for a source or `topics` for a sink, not both"),
-        (None, true) => problem("topic".into(), "missing: a source needs `topic`, a sink needs `topics`"),
+        (Some(_), false) if !processor => {
+            problem("topics".into(), "give `topic` for a source or `topics` for a sink, not both (a processor takes both)")
+        }
+        (None, true) => problem("topic".into(), "missing: a source needs `topic`, a sink needs `topics`, a processor both"),
         _ => {}
     }
     let topic_paths = connector

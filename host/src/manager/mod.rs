@@ -91,10 +91,11 @@ pub struct ManagedConnector {
 }
 
 impl ManagedConnector {
-    /// Source or sink; without a plan, what its topics say.
+    /// Source, sink or processor; without a plan, what its plugin and topics say.
     pub fn kind(&self) -> PluginKind {
         match &self.plan {
             Ok(plan) => plan.kind(),
+            Err(_) if crate::processing::is_builtin_processor(&self.config.plugin) => PluginKind::Processor,
             Err(_) if self.config.topic.is_some() => PluginKind::Source,
             Err(_) => PluginKind::Sink,
         }

@@ -55,6 +55,17 @@ impl Manager {
                 }
                 transport.set_source_position(name, position.as_deref()).await?
             }
+            (PluginKind::Processor, OffsetsChange::Reset) => {
+                // Its state was built from what the offsets say was read: both go.
+                transport.clear_processor_state(name).await?;
+                transport.reset_committed_offsets(name, &connector.config.topics).await?
+            }
+            (PluginKind::Processor, OffsetsChange::Sink(_)) => {
+                return Err(ManagerError::BadOffsets(format!(
+                    "connector {name} is a processor: its offsets go with its state, so they can only be reset together \
+                     (DELETE /connectors/{name}/offsets), which rebuilds the state from the topics' beginning"
+                )));
+            }
             (_, OffsetsChange::Reset) => transport.reset_committed_offsets(name, &connector.config.topics).await?,
             (_, OffsetsChange::Sink(changes)) => {
                 if let Some(foreign) = changes.iter().find(|change| !connector.config.topics.contains(&change.topic)) {

@@ -85,6 +85,9 @@ impl Manager {
             return Err(ManagerError::PluginNotFound(name.to_owned()));
         }
         let uploaded: Vec<&Arc<LoadedPlugin>> = versions.iter().filter(|plugin| plugin.origin == PluginOrigin::Uploaded).collect();
+        if versions.iter().all(|plugin| plugin.origin == PluginOrigin::Builtin) {
+            return Err(ManagerError::Conflict(format!("{name} is a processor built into the host: it cannot be removed")));
+        }
         if uploaded.is_empty() {
             return Err(ManagerError::Conflict(format!(
                 "plugin {name} comes only from plugins.dir: remove its file and restart the host to remove it"
@@ -109,6 +112,9 @@ impl Manager {
     /// Removes an uploaded version no connector uses; the caller holds `running`.
     fn remove_uploaded(&self, name: &str, version: &str) -> Result<(), ManagerError> {
         let plugin = self.catalog().get(name, version).cloned().ok_or_else(|| ManagerError::PluginNotFound(format!("{name}@{version}")))?;
+        if plugin.origin == PluginOrigin::Builtin {
+            return Err(ManagerError::Conflict(format!("{name}@{version} is a processor built into the host: it cannot be removed")));
+        }
         if plugin.origin == PluginOrigin::Directory {
             return Err(ManagerError::Conflict(format!(
                 "plugin {name}@{version} comes from plugins.dir ({}): remove the file and restart the host to remove it",

@@ -22,6 +22,8 @@ pub enum PluginOrigin {
     Directory,
     /// Uploaded through `POST /plugins`, kept under `data_dir/plugins`.
     Uploaded,
+    /// Part of the host (the built-in processors): it cannot be removed.
+    Builtin,
 }
 
 /// A plugin ready to instantiate.
@@ -34,7 +36,8 @@ pub struct LoadedPlugin {
     pub origin: PluginOrigin,
     /// SHA-256 of the component bytes.
     pub digest: String,
-    component: Component,
+    /// None for a processor built into the host.
+    component: Option<Component>,
     instance_pre: OnceLock<InstancePre<TaskState>>,
 }
 
@@ -55,9 +58,12 @@ impl LoadedPlugin {
         if let Some(pre) = self.instance_pre.get() {
             return Ok(pre.clone());
         }
+        let Some(component) = &self.component else {
+            return Err(PluginFailure::Fatal(format!("{} is built into the host, not a component", self.description.name)));
+        };
         let pre = runtime
             .linker
-            .instantiate_pre(&self.component)
+            .instantiate_pre(component)
             .map_err(|error| PluginFailure::Fatal(format!("the plugin needs imports this host does not offer: {error:#}")))?;
         Ok(self.instance_pre.get_or_init(|| pre).clone())
     }
@@ -79,10 +85,29 @@ pub struct PluginCatalog {
 }
 
 impl PluginCatalog {
+    /// A catalog of the processors built into the host only.
+    pub fn with_builtins() -> Self {
+        let plugins = crate::processing::BUILTIN_PROCESSORS
+            .iter()
+            .filter_map(|name| crate::processing::processor_description(name))
+            .map(|description| {
+                Arc::new(LoadedPlugin {
+                    path: PathBuf::from(format!("(built in)/{}", description.name)),
+                    description,
+                    origin: PluginOrigin::Builtin,
+                    digest: String::new(),
+                    component: None,
+                    instance_pre: OnceLock::new(),
+                })
+            })
+            .collect();
+        Self { plugins }
+    }
+
     /// Loads every `*.wasm` in `dir`. A broken component does not stop the others: it
     /// is returned as a [`PluginLoadError`]. Blocking: compiles components.
     pub fn load_dir(runtime: &Runtime, dir: &Path) -> std::io::Result<(Self, Vec<PluginLoadError>)> {
-        let mut catalog = Self::default();
+        let mut catalog = Self::with_builtins();
         let errors = catalog.add_dir(runtime, dir, PluginOrigin::Directory)?;
         Ok((catalog, errors))
     }
@@ -108,9 +133,13 @@ impl PluginCatalog {
         Ok(errors)
     }
 
-    /// Adds a plugin; refused when its `name@version` is already there.
+    /// Adds a plugin; refused when its `name@version` is already there, or when it
+    /// takes the name of a processor built into the host.
     pub fn insert(&mut self, plugin: Arc<LoadedPlugin>) -> Result<(), String> {
         let description = &plugin.description;
+        if plugin.origin != PluginOrigin::Builtin && crate::processing::BUILTIN_PROCESSORS.contains(&description.name.as_str()) {
+            return Err(format!("the name {} belongs to a processor built into the host; give the plugin another name", description.name));
+        }
         if let Some(existing) = self.get(&description.name, &description.version) {
             return Err(format!("{}@{} is already loaded from {}", description.name, description.version, existing.path.display()));
         }
@@ -195,7 +224,7 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
         path: path.to_path_buf(),
         origin,
         digest,
-        component,
+        component: Some(component),
         instance_pre: OnceLock::new(),
     };
     let mut description = describe(runtime, &plugin).map_err(|failure| format!("describe failed: {failure}"))?;
@@ -266,6 +295,9 @@ pub(crate) fn validate_config(
     plugin: &LoadedPlugin,
     config: &[(String, String)],
 ) -> Result<Vec<(String, String)>, PluginFailure> {
+    if plugin.origin == PluginOrigin::Builtin {
+        return Ok(crate::processing::build_processor(&plugin.description.name, config).err().unwrap_or_default());
+    }
     let identity = TaskIdentity { connector: "(validate)".into(), task: 0, plugin: plugin.description.name.as_str().into() };
     with_plugin_export(runtime, plugin, identity, |exports, store| {
         exports

@@ -17,6 +17,8 @@ pub enum PluginKind {
     Sink,
     /// Rewrites records between a topic and a sink.
     Transform,
+    /// Reads topics, keeps state and writes a topic (built into the host).
+    Processor,
 }
 
 impl std::fmt::Display for PluginKind {
@@ -25,6 +27,7 @@ impl std::fmt::Display for PluginKind {
             PluginKind::Source => "source",
             PluginKind::Sink => "sink",
             PluginKind::Transform => "transform",
+            PluginKind::Processor => "processor",
         })
     }
 }

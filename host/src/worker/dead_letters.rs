@@ -60,6 +60,21 @@ impl DeadLetters {
         self.send(task, record, &reason, stage).await
     }
 
+    /// Sends a record the task cannot use but that must never fail it (a processor's
+    /// late record) to the dead-letter topic, whatever `errors.tolerance` says, or
+    /// drops it with a log line when there is no dead-letter topic.
+    pub async fn divert(&mut self, task: &TaskContext, record: Record, reason: String, stage: Stage) -> Result<(), TaskError> {
+        task.metrics().record_failed(&task.labels);
+        if task.plan.config.errors.log {
+            tracing::warn!(
+                connector = %task.identity.connector, task = task.identity.task, topic = record.topic,
+                partition = record.partition.unwrap_or(-1), offset = record.offset.unwrap_or(-1), reason, stage = stage.name(),
+                "A record was set aside."
+            );
+        }
+        self.send(task, record, &reason, stage).await
+    }
+
     /// Sends `record` to the connector's dead-letter topic (or logs that it is skipped
     /// when none is configured).
     async fn send(&mut self, task: &TaskContext, record: Record, reason: &str, stage: Stage) -> Result<(), TaskError> {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::Record;
 
 use super::dead_letters::{DeadLetters, Stage};
+use super::processor::ProcessorStage;
 use super::sink::SinkOutput;
 use super::source::SourceInput;
 use super::task::TaskContext;
@@ -20,7 +21,7 @@ use super::topics::{TopicInput, TopicOutput};
 use super::{ConnectorPlan, TaskError};
 use crate::runtime::{PluginFailure, PluginKind};
 use crate::transforms::WasmTransforms;
-use crate::transport::PartitionOffset;
+use crate::transport::{PartitionOffset, ProcessorCheckpoint};
 
 /// Records on their way through a task.
 pub struct Batch {
@@ -52,6 +53,9 @@ pub enum Checkpoint {
     /// The next offset of every input partition the batch read, taken before any
     /// stage changed the records, so a stage that renames a topic cannot move them.
     Offsets(Vec<PartitionOffset>),
+    /// A processor's input offsets and state changes, stored by the output in the
+    /// same atomic write as the batch's results.
+    Processed(ProcessorCheckpoint),
 }
 
 /// Where a task's batches come from.
@@ -70,7 +74,7 @@ impl Input {
     async fn open(task: &TaskContext) -> Result<Self, TaskError> {
         Ok(match task.plan.kind() {
             PluginKind::Source => Input::Source(Box::new(SourceInput::open(task).await?)),
-            PluginKind::Sink | PluginKind::Transform => Input::Topics(TopicInput::open(task).await?),
+            PluginKind::Sink | PluginKind::Transform | PluginKind::Processor => Input::Topics(TopicInput::open(task).await?),
         })
     }
 
@@ -107,6 +111,14 @@ impl Input {
         }
     }
 
+    /// The input partitions the task reads (none for a source).
+    fn partition_numbers(&self) -> Vec<i32> {
+        match self {
+            Input::Source(_) => Vec::new(),
+            Input::Topics(topics) => topics.partition_numbers(),
+        }
+    }
+
     async fn close(&mut self) -> Result<(), TaskError> {
         match self {
             Input::Source(_) => Ok(()),
@@ -118,7 +130,7 @@ impl Input {
 impl Output {
     async fn open(task: &TaskContext) -> Result<Self, TaskError> {
         Ok(match task.plan.kind() {
-            PluginKind::Source => Output::Topic(TopicOutput::open(task).await?),
+            PluginKind::Source | PluginKind::Processor => Output::Topic(TopicOutput::open(task).await?),
             PluginKind::Sink | PluginKind::Transform => Output::Sink(SinkOutput::open(task).await?),
         })
     }
@@ -156,6 +168,10 @@ pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), T
 async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel: &CancellationToken) -> Result<(), TaskError> {
     let mut dead_letters = DeadLetters::default();
     let mut stages = Some(open_transforms(task).await?);
+    let mut processor = match task.plan.kind() {
+        PluginKind::Processor => Some(ProcessorStage::open(task, &input.partition_numbers()).await?),
+        _ => None,
+    };
     let mut read_ahead = None;
     loop {
         let batch = match read_ahead.take() {
@@ -164,6 +180,10 @@ async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel
                 Some(batch) => batch,
                 None => return Ok(()),
             },
+        };
+        let batch = match &mut processor {
+            Some(processor) => processor.process(task, batch, &mut dead_letters).await?,
+            None => batch,
         };
         // Failed records go through the error policy only now, after the batch before
         // was delivered: a batch read ahead of a failed delivery is read again.

@@ -1,5 +1,5 @@
-//! Connector tasks: one engine runs every task (input -> output -> checkpoint, see
-//! `engine`), with one error policy and dead-letter topic, one backoff, and the
+//! Connector tasks: one engine runs every task (input -> stages -> output ->
+//! checkpoint, see `engine`; a processor's stage in `processor`), with one error policy and dead-letter topic, one backoff, and the
 //! supervisor that restarts a failed task.
 
 mod backoff;
@@ -8,6 +8,7 @@ mod engine;
 mod outage;
 mod plan;
 mod plugin;
+mod processor;
 mod sink;
 mod source;
 mod supervisor;

@@ -40,7 +40,7 @@ impl ConnectorPlan {
     /// Tasks to run: sources run one task, sinks `tasks_max`.
     pub fn task_count(&self) -> u32 {
         match self.kind() {
-            PluginKind::Sink => self.config.tasks_max,
+            PluginKind::Sink | PluginKind::Processor => self.config.tasks_max,
             _ => 1,
         }
     }
@@ -102,6 +102,24 @@ pub fn plan_connector(
         }
         PluginKind::Transform => problems
             .push(("plugin".into(), format!("plugin {} is a transform; a connector needs a source or sink plugin", description.name))),
+        PluginKind::Processor => {
+            if connector.topics.is_empty() {
+                problems.push(("topics".into(), format!("{} is a processor: give `topics` (a list to read from)", description.name)));
+            }
+            if connector.topic.is_none() {
+                problems.push(("topic".into(), format!("{} is a processor: give `topic` (the topic its results go to)", description.name)));
+            }
+            // Tasks split the input partitions: a group must live in one of them.
+            let group_by = connector.config.get("group_by").map(|value| value.0.trim());
+            if connector.tasks_max > 1 && group_by.is_some_and(|group_by| !group_by.is_empty() && group_by != "key") {
+                problems.push((
+                    "tasks_max".into(),
+                    "tasks split the input partitions, so a group made of value fields would be counted in several tasks: \
+                     use tasks_max: 1, or key the input by the group (a ValueToKey transform upstream) and group_by: key"
+                        .into(),
+                ));
+            }
+        }
         _ => {}
     }
     // tasks_max is a maximum, as in Kafka Connect: a source runs one task whatever it says.

@@ -1,7 +1,8 @@
 //! Topics as a task's input and output. A topic input is the connector's consumer:
 //! a batch's checkpoint is the next offset of each partition it read, committed once
 //! the output acknowledged the batch. A topic output is a producer: it stores a
-//! source position in the same write as the batch's records, and shows an outage
+//! source position, or a processor's offsets and state changes, in the same write as
+//! the batch's records, and shows an outage
 //! while the cluster does not take them.
 
 use std::time::{Duration, Instant};
@@ -13,8 +14,9 @@ use super::TaskError;
 use super::engine::{Batch, Checkpoint};
 use super::outage::{OutageReport, SEND_PATIENCE};
 use super::task::TaskContext;
+use crate::runtime::PluginKind;
 use crate::telemetry::payload_bytes;
-use crate::transport::{RecordConsumer, RecordProducer, next_offsets};
+use crate::transport::{ProcessorCheckpoint, RecordConsumer, RecordProducer, next_offsets};
 
 /// How long one consumer poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -29,6 +31,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The connector's topics, read through its consumer group.
 pub struct TopicInput {
     consumer: Box<dyn RecordConsumer>,
+    /// Whether an empty poll still makes a batch (an empty one): a processor's timers
+    /// fire while its input is idle.
+    empty_batches: bool,
     lag_measured: Instant,
     assignment_shown: Instant,
     outage: OutageReport,
@@ -40,7 +45,8 @@ impl TopicInput {
         let config = &task.plan.config;
         let consumer = task.worker.transport.consumer(&config.name, &config.topics, task.share).await?;
         let long_ago = Instant::now() - LAG_INTERVAL;
-        Ok(Self { consumer, lag_measured: long_ago, assignment_shown: long_ago, outage: OutageReport::default() })
+        let empty_batches = task.plan.kind() == PluginKind::Processor;
+        Ok(Self { consumer, empty_batches, lag_measured: long_ago, assignment_shown: long_ago, outage: OutageReport::default() })
     }
 
     /// The next records; None when the task was stopped first.
@@ -68,6 +74,9 @@ impl TopicInput {
                 task.metrics().records_skipped(&task.labels, skipped);
             }
             if records.is_empty() {
+                if self.empty_batches {
+                    return Ok(Some(Batch { records, failed: Vec::new(), checkpoint: Checkpoint::Offsets(Vec::new()) }));
+                }
                 continue;
             }
             task.metrics().records_consumed(&task.labels, &records);
@@ -82,6 +91,11 @@ impl TopicInput {
             self.consumer.commit(offsets).await?;
         }
         Ok(())
+    }
+
+    /// The partition numbers the consumer reads.
+    pub fn partition_numbers(&self) -> Vec<i32> {
+        self.consumer.partition_numbers()
     }
 
     /// Commits what was acknowledged and leaves the group.
@@ -113,15 +127,17 @@ impl TopicOutput {
         checkpoint: &Checkpoint,
         cancel: &CancellationToken,
     ) -> Result<bool, TaskError> {
-        let position = match checkpoint {
-            Checkpoint::Position(position) => position.clone(),
-            Checkpoint::Offsets(_) => None,
+        let (position, processed) = match checkpoint {
+            Checkpoint::Position(position) => (position.clone(), None),
+            Checkpoint::Offsets(_) => (None, None),
+            Checkpoint::Processed(processed) => (None, Some(processed.clone())),
         };
-        if records.is_empty() && position.is_none() {
+        let nothing_to_store = processed.as_ref().is_none_or(|processed| processed.offsets.is_empty() && processed.state.is_empty());
+        if records.is_empty() && position.is_none() && nothing_to_store {
             return Ok(true);
         }
         let (count, bytes) = (records.len(), payload_bytes(&records));
-        if !self.send_watched(task, records, position, cancel).await? {
+        if !self.send_watched(task, records, position, processed, cancel).await? {
             return Ok(false);
         }
         task.metrics().records_produced(&task.labels, count, bytes);
@@ -135,10 +151,14 @@ impl TopicOutput {
         task: &TaskContext,
         records: Vec<Record>,
         position: Option<String>,
+        processed: Option<ProcessorCheckpoint>,
         cancel: &CancellationToken,
     ) -> Result<bool, TaskError> {
         let started = Instant::now();
-        let sending = self.producer.send(records, position);
+        let sending = match processed {
+            Some(processed) => self.producer.send_processed(records, processed),
+            None => self.producer.send(records, position),
+        };
         tokio::pin!(sending);
         let mut give_up_at = None;
         loop {

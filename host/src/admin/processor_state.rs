@@ -1,0 +1,84 @@
+//! `GET /connectors/{name}/state`: a processor's state as last checkpointed, by key
+//! or by key prefix, a page at a time, filtered and paged in the store itself. Nothing in Kafka Connect or Kafka Streams' REST
+//! offers this out of the box.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+
+use super::dto::{ProcessorState, ProcessorStateEntry};
+use super::{AdminState, ApiError};
+use crate::runtime::PluginKind;
+use crate::transport::{StatePage, StateQuery};
+
+/// The most entries one page holds.
+pub(super) const MAX_PAGE: usize = 1_000;
+/// The furthest page start.
+pub(super) const MAX_OFFSET: usize = 1 << 40;
+/// The longest key or prefix asked for, in characters.
+pub(super) const MAX_KEY_CHARS: usize = 4_096;
+
+/// `GET /connectors/{name}/state[?key=K|prefix=P][&store=S][&limit=N][&offset=N]`.
+pub(super) async fn get(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<ProcessorState>, ApiError> {
+    let connector = state.manager.connector(&name)?;
+    if connector.kind() != PluginKind::Processor {
+        let message = format!("connector {name} is a {}: only processors keep state", connector.kind());
+        return Err(ApiError::new(StatusCode::CONFLICT, message));
+    }
+    let transport = &state.manager.context().transport;
+    if transport.name() != "embedded" {
+        return Err(ApiError::new(StatusCode::CONFLICT, crate::transport::processors_unsupported(transport.name()).to_string()));
+    }
+    if let Some(unknown) = query.keys().find(|key| !["key", "prefix", "store", "limit", "offset"].contains(&key.as_str())) {
+        let unknown = crate::names::shown(unknown);
+        return Err(ApiError::bad_request(format!("unknown query parameter {unknown}; use key, prefix, store, limit or offset")));
+    }
+    let (key, prefix) = (query.get("key"), query.get("prefix"));
+    if key.or(prefix).is_some_and(|text| text.chars().count() > MAX_KEY_CHARS) {
+        return Err(ApiError::bad_request(format!("key and prefix take at most {MAX_KEY_CHARS} characters")));
+    }
+    let number = |name: &str, default: usize| -> Result<usize, ApiError> {
+        query.get(name).map_or(Ok(default), |text| {
+            text.parse().map_err(|_| ApiError::bad_request(format!("{name} must be a whole number, not {}", crate::names::shown(text))))
+        })
+    };
+    let (limit, offset) = (number("limit", 100)?, number("offset", 0)?);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    if offset > MAX_OFFSET {
+        return Err(ApiError::bad_request(format!("offset must be at most {MAX_OFFSET}")));
+    }
+    // A key and a prefix both apply: the key, if it starts with the prefix.
+    if let (Some(key), Some(prefix)) = (key, prefix)
+        && !key.starts_with(prefix.as_str())
+    {
+        return Ok(Json(ProcessorState { connector: name, total: 0, entries: Vec::new(), next_offset: None }));
+    }
+    let query = StateQuery {
+        store: query.get("store").cloned(),
+        exact: key.is_some(),
+        key: key.or(prefix).map(|text| text.as_bytes().to_vec()),
+        offset,
+        limit,
+    };
+    let StatePage { total, entries } = transport.query_processor_state(&name, query).await.map_err(crate::manager::ManagerError::from)?;
+    let page: Vec<ProcessorStateEntry> = entries
+        .into_iter()
+        .map(|entry| ProcessorStateEntry {
+            key: String::from_utf8_lossy(&entry.key).into_owned(),
+            store: entry.store,
+            partition: entry.partition,
+            value: serde_json::from_slice(&entry.value)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&entry.value).into_owned())),
+        })
+        .collect();
+    let next_offset = (offset.saturating_add(page.len()) < total).then_some(offset + page.len());
+    Ok(Json(ProcessorState { connector: name, total, entries: page, next_offset }))
+}

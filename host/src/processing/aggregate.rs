@@ -1,0 +1,853 @@
+//! `aggregate`: windowed aggregations per group, like Kafka Streams' windowed
+//! `aggregate` or a ksqlDB `GROUP BY ... WINDOW`, configured with options only.
+//!
+//! Records are grouped by their key or by fields of their JSON value, and fall into
+//! tumbling (`size`) or hopping (`size` every `advance`) windows by event time (the
+//! record's timestamp, or `time_field`). Each partition keeps a stream time, the
+//! newest event time it has read: a window closes once its partition's stream time
+//! passes the window's end plus `grace`, or, while the input is idle, once
+//! `wall_clock_timeout` passed since its first record came in, so that the last
+//! windows close on an idle topic too
+//! (the trap ksqlDB users hit: stream time only moves with new data). A record for a
+//! window that already closed is late: it goes to the dead-letter topic with the
+//! reason. With `latest_by`, a group's values are gauges: each window aggregates the
+//! newest value per sub-key (a station's bikes available) as of the window's end,
+//! carried over from earlier windows, never the sum of every snapshot.
+//!
+//! The state (open windows, the gauges, stream times) is checkpointed with the
+//! results and the input offsets, in the store `windows`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
+use wasm_connect_protocol::Record;
+use wasm_connect_protocol::time::format_rfc3339;
+use wasm_connect_protocol::values::{parse_duration, parse_list};
+
+use super::builtin::OptionSpec;
+use super::event_time::EventTime;
+use super::{Processed, Processor};
+use crate::runtime::OptionType;
+use crate::transforms::path::{FieldPath, FieldSyntax};
+use crate::transport::{StateChange, StateEntry};
+
+/// The store of groups and their windows.
+const GROUPS: &str = "windows";
+/// The store of the stream time per partition.
+const STREAM_TIME: &str = "stream-time";
+
+/// The options `aggregate` understands.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "group_by",
+        option_type: OptionType::List,
+        default: Some("key"),
+        required: false,
+        documentation: "What a group is: `key` (the record key) or fields of the value (dotted paths), e.g. `postcode` or `device_id,site`.",
+    },
+    OptionSpec {
+        name: "window",
+        option_type: OptionType::String,
+        default: Some("tumbling"),
+        required: false,
+        documentation: "`tumbling` (back to back) or `hopping` (overlapping, one every `advance`).",
+    },
+    OptionSpec {
+        name: "size",
+        option_type: OptionType::Duration,
+        default: None,
+        required: true,
+        documentation: "How long a window is, e.g. `1m` or `5m`.",
+    },
+    OptionSpec {
+        name: "advance",
+        option_type: OptionType::Duration,
+        default: None,
+        required: false,
+        documentation: "For hopping windows: how far apart their starts are (defaults to `size`: tumbling).",
+    },
+    OptionSpec {
+        name: "grace",
+        option_type: OptionType::Duration,
+        default: Some("0s"),
+        required: false,
+        documentation: "How long after a window's end (in event time) late records still count.",
+    },
+    OptionSpec {
+        name: "wall_clock_timeout",
+        option_type: OptionType::Duration,
+        default: None,
+        required: false,
+        documentation: "While the input is idle, a window closes once this long (wall clock) passed since its first record, so the last windows close on an idle topic too (defaults to size + grace).",
+    },
+    OptionSpec {
+        name: "time_field",
+        option_type: OptionType::String,
+        default: None,
+        required: false,
+        documentation: "A field of the value holding the event time (epoch number or RFC 3339 text); without it the record timestamp.",
+    },
+    OptionSpec {
+        name: "time_unit",
+        option_type: OptionType::String,
+        default: Some("milliseconds"),
+        required: false,
+        documentation: "How a number in `time_field` counts: `milliseconds` or `seconds`.",
+    },
+    OptionSpec {
+        name: "aggregations",
+        option_type: OptionType::List,
+        default: Some("count"),
+        required: false,
+        documentation: "What to compute, each `[name=]function[(field)]`: count, count(f), sum(f), avg(f), min(f), max(f), first(f), last(f), distinct_count(f).",
+    },
+    OptionSpec {
+        name: "latest_by",
+        option_type: OptionType::String,
+        default: None,
+        required: false,
+        documentation: "Gauges: aggregate only the newest value per this sub-key field (e.g. `station_id`), carried over between windows.",
+    },
+    OptionSpec {
+        name: "latest_ttl",
+        option_type: OptionType::Duration,
+        default: Some("1d"),
+        required: false,
+        documentation: "With `latest_by`: a sub-key not updated for this long (event time) is left out.",
+    },
+    OptionSpec {
+        name: "emit",
+        option_type: OptionType::String,
+        default: Some("close"),
+        required: false,
+        documentation: "`close`: one result per window when it closes; `update`: the window's result after every batch that changed it.",
+    },
+    OptionSpec {
+        name: "output_key",
+        option_type: OptionType::String,
+        default: Some("window"),
+        required: false,
+        documentation: "The result's key: `window` (`<group>@<window start>`, one per window) or `group`.",
+    },
+];
+
+/// What a group is made of.
+#[derive(Debug, Clone)]
+enum GroupBy {
+    /// The record key.
+    Key,
+    /// Fields of the value.
+    Fields(Vec<FieldPath>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Function {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    First,
+    Last,
+    DistinctCount,
+}
+
+#[derive(Debug, Clone)]
+struct Aggregation {
+    /// The name of its field in the result.
+    name: String,
+    function: Function,
+    /// The field it reads (none: `count` of records).
+    field: Option<FieldPath>,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    group_by: GroupBy,
+    size: i64,
+    advance: i64,
+    grace: i64,
+    wall_clock_timeout: i64,
+    event_time: EventTime,
+    aggregations: Vec<Aggregation>,
+    latest_by: Option<FieldPath>,
+    latest_ttl: i64,
+    emit_updates: bool,
+    key_per_window: bool,
+    /// Whether any option needs the value parsed.
+    reads_value: bool,
+}
+
+/// One aggregation's running value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Slot {
+    Count(u64),
+    Sum { sum: f64, integral: bool },
+    Avg { sum: f64, count: u64 },
+    Min(Option<Value>),
+    Max(Option<Value>),
+    First(Option<(i64, Value)>),
+    Last(Option<(i64, Value)>),
+    Distinct(BTreeSet<String>),
+}
+
+impl Slot {
+    fn new(function: Function) -> Self {
+        match function {
+            Function::Count => Slot::Count(0),
+            Function::Sum => Slot::Sum { sum: 0.0, integral: true },
+            Function::Avg => Slot::Avg { sum: 0.0, count: 0 },
+            Function::Min => Slot::Min(None),
+            Function::Max => Slot::Max(None),
+            Function::First => Slot::First(None),
+            Function::Last => Slot::Last(None),
+            Function::DistinctCount => Slot::Distinct(BTreeSet::new()),
+        }
+    }
+
+    /// Takes one observed value (`None`: `count` of records, no field) at `time`.
+    fn add(&mut self, value: Option<&Value>, time: i64) {
+        let present = value.filter(|value| !value.is_null());
+        match self {
+            Slot::Count(count) => {
+                if value.is_none() || present.is_some() {
+                    *count += 1;
+                }
+            }
+            Slot::Sum { sum, integral } => {
+                if let Some(Value::Number(number)) = present {
+                    *sum += number.as_f64().unwrap_or(0.0);
+                    *integral &= number.is_i64() || number.is_u64();
+                }
+            }
+            Slot::Avg { sum, count } => {
+                if let Some(Value::Number(number)) = present {
+                    *sum += number.as_f64().unwrap_or(0.0);
+                    *count += 1;
+                }
+            }
+            Slot::Min(current) => {
+                if let Some(value) = present
+                    && current.as_ref().is_none_or(|current| order(value, current).is_lt())
+                {
+                    *current = Some(value.clone());
+                }
+            }
+            Slot::Max(current) => {
+                if let Some(value) = present
+                    && current.as_ref().is_none_or(|current| order(value, current).is_gt())
+                {
+                    *current = Some(value.clone());
+                }
+            }
+            Slot::First(current) => {
+                if let Some(value) = present
+                    && current.as_ref().is_none_or(|(first, _)| time < *first)
+                {
+                    *current = Some((time, value.clone()));
+                }
+            }
+            Slot::Last(current) => {
+                if let Some(value) = present
+                    && current.as_ref().is_none_or(|(last, _)| time >= *last)
+                {
+                    *current = Some((time, value.clone()));
+                }
+            }
+            Slot::Distinct(seen) => {
+                if let Some(value) = present {
+                    seen.insert(match value {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn result(&self) -> Value {
+        match self {
+            Slot::Count(count) => Value::from(*count),
+            Slot::Sum { sum, integral } if *integral && sum.abs() < 9.0e15 => Value::from(*sum as i64),
+            Slot::Sum { sum, .. } => Number::from_f64(*sum).map_or(Value::Null, Value::Number),
+            Slot::Avg { count: 0, .. } => Value::Null,
+            Slot::Avg { sum, count } => Number::from_f64(sum / *count as f64).map_or(Value::Null, Value::Number),
+            Slot::Min(value) | Slot::Max(value) => value.clone().unwrap_or(Value::Null),
+            Slot::First(value) | Slot::Last(value) => value.as_ref().map_or(Value::Null, |(_, value)| value.clone()),
+            Slot::Distinct(seen) => Value::from(seen.len() as u64),
+        }
+    }
+}
+
+/// Numbers before texts before anything else; numbers by value, texts by bytes.
+fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64().unwrap_or(0.0).total_cmp(&b.as_f64().unwrap_or(0.0)),
+        (Value::Number(_), _) => std::cmp::Ordering::Less,
+        (_, Value::Number(_)) => std::cmp::Ordering::Greater,
+        (Value::String(a), Value::String(b)) => a.cmp(b),
+        (Value::String(_), _) => std::cmp::Ordering::Less,
+        (_, Value::String(_)) => std::cmp::Ordering::Greater,
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
+/// One open window of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Window {
+    /// Wall clock when its first record came in (its wall-clock timeout counts from it).
+    opened_at: i64,
+    /// The aggregations' running values (empty with `latest_by`: computed at the end).
+    slots: Vec<Slot>,
+    /// Records it took.
+    records: u64,
+}
+
+/// A sub-key's value at one event time (with `latest_by`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Observation {
+    time: i64,
+    /// The value of each aggregation's field (null when absent).
+    values: Vec<Value>,
+}
+
+/// One group's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Group {
+    /// The input partition its state belongs to.
+    partition: i32,
+    /// The group's fields, for the result (`key`: the key as text).
+    fields: Vec<Value>,
+    /// Open windows by start.
+    windows: BTreeMap<i64, Window>,
+    /// The end of the newest window already emitted.
+    closed_through: Option<i64>,
+    /// With `latest_by`: each sub-key's values, oldest first, back to the newest one
+    /// before the oldest open window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    latest: BTreeMap<String, Vec<Observation>>,
+}
+
+/// The `aggregate` processor of one task.
+pub struct Aggregate {
+    settings: Settings,
+    groups: HashMap<String, Group>,
+    /// Per partition, (stream time at which it closes, group, window start) of every
+    /// open window.
+    closing: BTreeMap<i32, BTreeSet<(i64, String, i64)>>,
+    /// (wall clock at which it closes, group, window start), for every open window.
+    deadlines: BTreeSet<(i64, String, i64)>,
+    stream_times: HashMap<i32, i64>,
+    /// (group, partition) changed since the last checkpoint: a group deleted in one
+    /// partition and made again from another's records is deleted in the first.
+    dirty: HashSet<(String, i32)>,
+    dirty_partitions: HashSet<i32>,
+    /// Windows changed in this batch (with `emit: update`).
+    updated: BTreeSet<(String, i64)>,
+}
+
+impl Aggregate {
+    /// Builds the processor from its options, or every problem as (option, message).
+    pub fn new(options: &[(String, String)]) -> Result<Self, Vec<(String, String)>> {
+        Ok(Self {
+            settings: Settings::parse(options)?,
+            groups: HashMap::new(),
+            closing: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            stream_times: HashMap::new(),
+            dirty: HashSet::new(),
+            dirty_partitions: HashSet::new(),
+            updated: BTreeSet::new(),
+        })
+    }
+}
+
+fn option<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    options.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
+
+fn duration_ms(options: &[(String, String)], name: &str, problems: &mut Vec<(String, String)>) -> Option<i64> {
+    let text = option(options, name)?;
+    match parse_duration(text) {
+        Ok(duration) => Some(duration.as_millis().min(i64::MAX as u128 / 4) as i64),
+        Err(problem) => {
+            problems.push((name.to_owned(), problem));
+            None
+        }
+    }
+}
+
+fn field(text: &str, option: &str, problems: &mut Vec<(String, String)>) -> Option<FieldPath> {
+    FieldPath::parse(text.trim(), FieldSyntax::V2).map_err(|problem| problems.push((option.to_owned(), problem))).ok()
+}
+
+impl Settings {
+    fn parse(options: &[(String, String)]) -> Result<Self, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let group_by = match option(options, "group_by").map(parse_list) {
+            None => GroupBy::Key,
+            Some(names) if names.is_empty() || names == ["key"] => GroupBy::Key,
+            Some(names) => GroupBy::Fields(names.iter().filter_map(|name| field(name, "group_by", &mut problems)).collect()),
+        };
+        let size = duration_ms(options, "size", &mut problems);
+        if option(options, "size").is_none() {
+            problems.push(("size".into(), "is required: how long a window is, e.g. 1m".into()));
+        }
+        let size = size.unwrap_or(60_000);
+        let hopping = match option(options, "window").map(str::trim) {
+            None | Some("tumbling") => false,
+            Some("hopping") => true,
+            Some("session") => {
+                problems.push(("window".into(), "session windows are not available yet; use tumbling or hopping".into()));
+                false
+            }
+            Some(other) => {
+                problems.push(("window".into(), format!("must be tumbling or hopping, not {other:?}")));
+                false
+            }
+        };
+        let advance = duration_ms(options, "advance", &mut problems).unwrap_or(size);
+        if !hopping && advance != size {
+            problems.push(("advance".into(), "is for hopping windows: set window: hopping, or leave advance out".into()));
+        }
+        if size <= 0 {
+            problems.push(("size".into(), "must be longer than 0".into()));
+        }
+        if advance <= 0 || advance > size {
+            problems.push(("advance".into(), "must be longer than 0 and at most size".into()));
+        } else if size / advance > 100 {
+            problems.push(("advance".into(), "makes a record fall into more than 100 windows; make it longer".into()));
+        }
+        let grace = duration_ms(options, "grace", &mut problems).unwrap_or(0);
+        let wall_clock_timeout = duration_ms(options, "wall_clock_timeout", &mut problems).unwrap_or(size.saturating_add(grace));
+        let event_time = EventTime::parse(option(options, "time_field"), option(options, "time_unit")).unwrap_or_else(|problem| {
+            problems.push(problem);
+            EventTime::Timestamp
+        });
+        let aggregations: Vec<Aggregation> = parse_list(option(options, "aggregations").unwrap_or("count"))
+            .iter()
+            .filter_map(|text| parse_aggregation(text).map_err(|problem| problems.push(("aggregations".into(), problem))).ok())
+            .collect();
+        if option(options, "aggregations").is_some_and(|text| parse_list(text).is_empty()) {
+            problems.push(("aggregations".into(), "must name at least one aggregation, e.g. count".into()));
+        }
+        let mut names = HashSet::new();
+        for aggregation in &aggregations {
+            if !names.insert(aggregation.name.as_str()) || ["window_start", "window_end"].contains(&aggregation.name.as_str()) {
+                problems.push((
+                    "aggregations".into(),
+                    format!("the name {} is used twice; give one of them another name (name=function(field))", aggregation.name),
+                ));
+            }
+        }
+        let latest_by = option(options, "latest_by").and_then(|text| field(text, "latest_by", &mut problems));
+        let latest_ttl = duration_ms(options, "latest_ttl", &mut problems).unwrap_or(86_400_000);
+        let emit_updates = match option(options, "emit").map(str::trim) {
+            None | Some("close") => false,
+            Some("update") => true,
+            Some(other) => {
+                problems.push(("emit".into(), format!("must be close or update, not {other:?}")));
+                false
+            }
+        };
+        let key_per_window = match option(options, "output_key").map(str::trim) {
+            None | Some("window") => true,
+            Some("group") => false,
+            Some(other) => {
+                problems.push(("output_key".into(), format!("must be window or group, not {other:?}")));
+                true
+            }
+        };
+        let reads_value = matches!(group_by, GroupBy::Fields(_))
+            || matches!(event_time, EventTime::Field { .. })
+            || latest_by.is_some()
+            || aggregations.iter().any(|aggregation| aggregation.field.is_some());
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            group_by,
+            size,
+            advance,
+            grace,
+            wall_clock_timeout,
+            event_time,
+            aggregations,
+            latest_by,
+            latest_ttl,
+            emit_updates,
+            key_per_window,
+            reads_value,
+        })
+    }
+
+    /// The starts of the windows `time` falls into, oldest first.
+    fn window_starts(&self, time: i64) -> impl Iterator<Item = i64> + use<> {
+        let (size, advance) = (self.size, self.advance);
+        let last = time - time.rem_euclid(advance);
+        let first = last - (size - 1) / advance * advance;
+        (0..=(last - first) / advance).map(move |step| first + step * advance).filter(move |start| start + size > time)
+    }
+}
+
+/// `[name=]function[(field)]`.
+fn parse_aggregation(text: &str) -> Result<Aggregation, String> {
+    let (name, call) = match text.split_once('=') {
+        Some((name, call)) => (Some(name.trim().to_owned()), call.trim()),
+        None => (None, text.trim()),
+    };
+    let (function_name, field) = match call.split_once('(') {
+        Some((function, rest)) => {
+            let field = rest.strip_suffix(')').ok_or_else(|| format!("{text:?}: a field goes in parentheses, e.g. sum(amount)"))?;
+            (function.trim(), Some(FieldPath::parse(field.trim(), FieldSyntax::V2).map_err(|problem| format!("{text:?}: {problem}"))?))
+        }
+        None => (call, None),
+    };
+    let function = match function_name {
+        "count" => Function::Count,
+        "sum" => Function::Sum,
+        "avg" => Function::Avg,
+        "min" => Function::Min,
+        "max" => Function::Max,
+        "first" => Function::First,
+        "last" => Function::Last,
+        "distinct_count" => Function::DistinctCount,
+        other => {
+            return Err(format!("{other:?} is not an aggregation; use count, sum, avg, min, max, first, last or distinct_count"));
+        }
+    };
+    if field.is_none() && function != Function::Count {
+        return Err(format!("{function_name} needs a field, e.g. {function_name}(amount)"));
+    }
+    let name = name.filter(|name| !name.is_empty()).unwrap_or_else(|| match &field {
+        Some(field) => format!("{function_name}_{}", field.name()),
+        None => function_name.to_owned(),
+    });
+    Ok(Aggregation { name, function, field })
+}
+
+/// The group's key text and fields, from the record.
+fn group_of(group_by: &GroupBy, record: &Record, value: Option<&Map<String, Value>>) -> Result<(String, Vec<Value>), String> {
+    match group_by {
+        GroupBy::Key => {
+            let key = record.key.as_deref().ok_or("the record has no key to group by (group_by: key)")?;
+            let key = String::from_utf8_lossy(key).into_owned();
+            Ok((key.clone(), vec![Value::String(key)]))
+        }
+        GroupBy::Fields(paths) => {
+            let mut fields = Vec::with_capacity(paths.len());
+            for path in paths {
+                match value.and_then(|value| path.get(value)) {
+                    Some(found) if !found.is_null() => fields.push(found.clone()),
+                    _ => return Err(format!("the value has no field {} to group by", path.display())),
+                }
+            }
+            let text = match fields.as_slice() {
+                [Value::String(text)] => text.clone(),
+                [single] => single.to_string(),
+                several => Value::Array(several.to_vec()).to_string(),
+            };
+            Ok((text, fields))
+        }
+    }
+}
+
+impl Aggregate {
+    fn stream_time(&self, partition: i32) -> i64 {
+        self.stream_times.get(&partition).copied().unwrap_or(i64::MIN)
+    }
+
+    fn add(&mut self, record: Record, now_ms: i64, out: &mut Processed) {
+        let settings = &self.settings;
+        let parsed = if settings.reads_value {
+            match record.value.as_deref().map(serde_json::from_slice::<Value>) {
+                Some(Ok(Value::Object(object))) => Some(object),
+                _ => {
+                    out.failed.push((record, "the value is not a JSON object".to_owned()));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let (group_key, fields) = match group_of(&settings.group_by, &record, parsed.as_ref()) {
+            Ok(group) => group,
+            Err(reason) => return out.failed.push((record, reason)),
+        };
+        let time = match settings.event_time.of(&record, parsed.as_ref()) {
+            Ok(time) => time,
+            Err(reason) => return out.failed.push((record, reason)),
+        };
+        let values: Vec<Value> = settings
+            .aggregations
+            .iter()
+            .map(|aggregation| match (&aggregation.field, &parsed) {
+                (Some(path), Some(object)) => path.get(object).cloned().unwrap_or(Value::Null),
+                _ => Value::Null,
+            })
+            .collect();
+        let sub_key = match (&settings.latest_by, &parsed) {
+            (Some(path), Some(object)) => match path.get(object) {
+                Some(Value::String(text)) => Some(text.clone()),
+                Some(found) if !found.is_null() => Some(found.to_string()),
+                _ => return out.failed.push((record, format!("the value has no field {} (latest_by)", path.display()))),
+            },
+            _ => None,
+        };
+        let partition = record.partition.unwrap_or(0);
+        let stream_time = self.stream_time(partition).max(time);
+        if stream_time != self.stream_time(partition) {
+            self.stream_times.insert(partition, stream_time);
+            self.dirty_partitions.insert(partition);
+        }
+        let (size, grace, timeout) = (settings.size, settings.grace, settings.wall_clock_timeout);
+        let starts: Vec<i64> = settings.window_starts(time).collect();
+        let group = self.groups.entry(group_key.clone()).or_insert_with(|| Group {
+            partition,
+            fields,
+            windows: BTreeMap::new(),
+            closed_through: None,
+            latest: BTreeMap::new(),
+        });
+        let mut counted = false;
+        for start in starts {
+            let end = start + size;
+            let open = group.windows.contains_key(&start);
+            if end.saturating_add(grace) <= stream_time || (!open && group.closed_through.is_some_and(|closed| end <= closed)) {
+                continue;
+            }
+            counted = true;
+            let window = group.windows.entry(start).or_insert_with(|| {
+                self.closing.entry(group.partition).or_default().insert((end.saturating_add(grace), group_key.clone(), start));
+                self.deadlines.insert((now_ms.saturating_add(timeout), group_key.clone(), start));
+                Window {
+                    opened_at: now_ms,
+                    slots: if sub_key.is_some() {
+                        Vec::new()
+                    } else {
+                        settings.aggregations.iter().map(|aggregation| Slot::new(aggregation.function)).collect()
+                    },
+                    records: 0,
+                }
+            });
+            window.records += 1;
+            if sub_key.is_none() {
+                for ((slot, aggregation), value) in window.slots.iter_mut().zip(&settings.aggregations).zip(&values) {
+                    slot.add(aggregation.field.as_ref().map(|_| value), time);
+                }
+            }
+            if settings.emit_updates {
+                self.updated.insert((group_key.clone(), start));
+            }
+        }
+        if !counted {
+            let reason = format!(
+                "late: event time {} is after the grace period ({} ms) of every window it falls into (stream time {})",
+                format_rfc3339(time),
+                grace,
+                format_rfc3339(stream_time)
+            );
+            out.late.push((record, reason));
+            return;
+        }
+        if let Some(sub_key) = sub_key {
+            let history = group.latest.entry(sub_key).or_default();
+            let at = history.partition_point(|observation| observation.time <= time);
+            if at > 0 && history[at - 1].time == time {
+                history[at - 1].values = values;
+            } else {
+                history.insert(at, Observation { time, values });
+            }
+        }
+        self.dirty.insert((group_key, group.partition));
+    }
+
+    /// The result of a group's window, as an output record.
+    fn result(&self, group_key: &str, group: &Group, start: i64, window: &Window) -> Record {
+        let settings = &self.settings;
+        let end = start + settings.size;
+        let mut value = Map::new();
+        match &settings.group_by {
+            GroupBy::Key => {
+                value.insert("key".into(), Value::String(group_key.to_owned()));
+            }
+            GroupBy::Fields(paths) => {
+                for (path, field) in paths.iter().zip(&group.fields) {
+                    value.insert(path.name().to_owned(), field.clone());
+                }
+            }
+        }
+        value.insert("window_start".into(), Value::String(format_rfc3339(start)));
+        value.insert("window_end".into(), Value::String(format_rfc3339(end)));
+        let slots = if settings.latest_by.is_some() { self.latest_slots(group, end) } else { window.slots.clone() };
+        for (aggregation, slot) in settings.aggregations.iter().zip(&slots) {
+            value.insert(aggregation.name.clone(), slot.result());
+        }
+        let key = if settings.key_per_window { format!("{group_key}@{}", format_rfc3339(start)) } else { group_key.to_owned() };
+        Record {
+            key: Some(key.into_bytes()),
+            value: Some(Value::Object(value).to_string().into_bytes()),
+            timestamp: Some(start),
+            ..Record::default()
+        }
+    }
+
+    /// The aggregations over each sub-key's newest value before `end` (and not older
+    /// than `latest_ttl` then).
+    fn latest_slots(&self, group: &Group, end: i64) -> Vec<Slot> {
+        let settings = &self.settings;
+        let mut slots: Vec<Slot> = settings.aggregations.iter().map(|aggregation| Slot::new(aggregation.function)).collect();
+        for history in group.latest.values() {
+            let Some(newest) = history.iter().rev().find(|observation| observation.time < end) else { continue };
+            if newest.time < end.saturating_sub(settings.latest_ttl) {
+                continue;
+            }
+            for ((slot, aggregation), value) in slots.iter_mut().zip(&settings.aggregations).zip(&newest.values) {
+                slot.add(aggregation.field.as_ref().map(|_| value), newest.time);
+            }
+        }
+        slots
+    }
+
+    /// Closes one window: emits its result (unless results went out as updates) and
+    /// forgets it.
+    fn close(&mut self, group_key: &str, start: i64, out: &mut Processed) {
+        let Some(group) = self.groups.get(group_key) else { return };
+        let Some(window) = group.windows.get(&start) else { return };
+        if !self.settings.emit_updates {
+            out.records.push(self.result(group_key, group, start, window));
+        }
+        let (size, grace) = (self.settings.size, self.settings.grace);
+        let group = self.groups.get_mut(group_key).expect("found above");
+        let window = group.windows.remove(&start).expect("found above");
+        if let Some(due) = self.closing.get_mut(&group.partition) {
+            due.remove(&((start + size).saturating_add(grace), group_key.to_owned(), start));
+        }
+        self.deadlines.remove(&(window.opened_at.saturating_add(self.settings.wall_clock_timeout), group_key.to_owned(), start));
+        group.closed_through = Some(group.closed_through.map_or(start + size, |closed| closed.max(start + size)));
+        self.dirty.insert((group_key.to_owned(), group.partition));
+        self.prune(group_key);
+    }
+
+    /// Drops a group's gauge values no open or future window needs, and the group once
+    /// nothing of it is needed.
+    fn prune(&mut self, group_key: &str) {
+        let Some(group) = self.groups.get_mut(group_key) else { return };
+        let stream_time = self.stream_times.get(&group.partition).copied().unwrap_or(i64::MIN);
+        // Windows still to come start after what was closed and what the stream left behind.
+        let horizon = group.windows.keys().next().copied().unwrap_or_else(|| {
+            let expired = stream_time.saturating_sub(self.settings.grace).saturating_sub(self.settings.size);
+            group.closed_through.unwrap_or(i64::MIN).max(expired)
+        });
+        let ttl = self.settings.latest_ttl;
+        group.latest.retain(|_, history| {
+            // Keep the newest value before the horizon, and every later one.
+            let before = history.partition_point(|observation| observation.time < horizon);
+            if before > 1 {
+                history.drain(..before - 1);
+            }
+            history.last().is_some_and(|newest| newest.time >= stream_time.saturating_sub(ttl))
+        });
+        let closed_enough = group.closed_through.is_none_or(|closed| closed.saturating_add(self.settings.grace) <= stream_time);
+        if group.windows.is_empty() && group.latest.is_empty() && closed_enough {
+            self.groups.remove(group_key);
+        }
+    }
+
+    /// Closes the windows whose partition's stream time passed their end plus grace.
+    fn close_by_stream_time(&mut self, out: &mut Processed) {
+        let partitions: Vec<i32> = self.closing.keys().copied().collect();
+        for partition in partitions {
+            let stream_time = self.stream_time(partition);
+            while let Some(due) = self.closing.get_mut(&partition) {
+                if due.first().is_none_or(|(close_at, _, _)| *close_at > stream_time) {
+                    break;
+                }
+                let (_, group_key, start) = due.pop_first().expect("looked at above");
+                self.close(&group_key, start, out);
+            }
+        }
+    }
+}
+
+impl Processor for Aggregate {
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), String> {
+        for entry in entries {
+            match entry.store.as_str() {
+                GROUPS => {
+                    let group: Group = serde_json::from_slice(&entry.value).map_err(|error| {
+                        format!("the stored state of group {:?} is damaged: {error}", String::from_utf8_lossy(&entry.key))
+                    })?;
+                    let key = String::from_utf8_lossy(&entry.key).into_owned();
+                    for (start, window) in &group.windows {
+                        let end = start + self.settings.size;
+                        self.closing.entry(group.partition).or_default().insert((
+                            end.saturating_add(self.settings.grace),
+                            key.clone(),
+                            *start,
+                        ));
+                        self.deadlines.insert((window.opened_at.saturating_add(self.settings.wall_clock_timeout), key.clone(), *start));
+                    }
+                    self.groups.insert(key, group);
+                }
+                STREAM_TIME => {
+                    let time = std::str::from_utf8(&entry.value).ok().and_then(|text| text.parse::<i64>().ok());
+                    let time = time.ok_or_else(|| format!("the stored stream time of partition {} is damaged", entry.partition))?;
+                    self.stream_times.insert(entry.partition, time);
+                }
+                // A store of another version of this processor: left alone.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed) {
+        for record in records {
+            self.add(record, now_ms, out);
+        }
+        self.close_by_stream_time(out);
+        if self.settings.emit_updates {
+            for (group_key, start) in std::mem::take(&mut self.updated) {
+                if let Some(group) = self.groups.get(&group_key)
+                    && let Some(window) = group.windows.get(&start)
+                {
+                    out.records.push(self.result(&group_key, group, start, window));
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now_ms: i64, out: &mut Processed) {
+        while let Some((deadline, group_key, start)) = self.deadlines.iter().next().cloned() {
+            if deadline > now_ms {
+                break;
+            }
+            self.deadlines.remove(&(deadline, group_key.clone(), start));
+            self.close(&group_key, start, out);
+        }
+    }
+
+    fn take_changes(&mut self) -> Vec<StateChange> {
+        let mut changes = Vec::with_capacity(self.dirty.len() + self.dirty_partitions.len());
+        for (group_key, partition) in self.dirty.drain() {
+            let value = self
+                .groups
+                .get(&group_key)
+                .filter(|group| group.partition == partition)
+                .map(|group| serde_json::to_vec(group).expect("a group serializes"));
+            changes.push(StateChange { store: GROUPS.to_owned(), partition, key: group_key.into_bytes(), value });
+        }
+        for partition in self.dirty_partitions.drain() {
+            let value = self.stream_times.get(&partition).map(|time| time.to_string().into_bytes());
+            changes.push(StateChange { store: STREAM_TIME.to_owned(), partition, key: Vec::new(), value });
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,270 @@
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+}
+
+fn keyed(key: &str, partition: i32, time: i64) -> Record {
+    Record {
+        topic: "in".into(),
+        partition: Some(partition),
+        key: Some(key.as_bytes().to_vec()),
+        value: Some(b"{}".to_vec()),
+        timestamp: Some(time),
+        ..Record::default()
+    }
+}
+
+fn valued(value: Value, time: i64) -> Record {
+    Record {
+        topic: "in".into(),
+        partition: Some(0),
+        value: Some(value.to_string().into_bytes()),
+        timestamp: Some(time),
+        ..Record::default()
+    }
+}
+
+fn results(records: &[Record]) -> Vec<Value> {
+    records.iter().map(|record| serde_json::from_slice(record.value.as_deref().unwrap()).unwrap()).collect()
+}
+
+/// The state as a checkpointing transport keeps it.
+#[derive(Default)]
+struct Durable(BTreeMap<(String, i32, Vec<u8>), Vec<u8>>);
+
+impl Durable {
+    fn apply(&mut self, changes: Vec<StateChange>) {
+        for change in changes {
+            let key = (change.store, change.partition, change.key);
+            match change.value {
+                Some(value) => self.0.insert(key, value),
+                None => self.0.remove(&key),
+            };
+        }
+    }
+
+    fn entries(&self) -> Vec<StateEntry> {
+        self.0
+            .iter()
+            .map(|((store, partition, key), value)| StateEntry {
+                store: store.clone(),
+                partition: *partition,
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_tumbling_count_per_key_emits_each_window_once_when_stream_time_passes_it() {
+    let mut aggregate = Aggregate::new(&options(&[("size", "10s")])).unwrap();
+    let mut out = Processed::default();
+    let input = vec![keyed("a", 0, 1_000), keyed("a", 0, 9_999), keyed("b", 0, 5_000), keyed("a", 0, 10_000)];
+    aggregate.process(input, 0, &mut out);
+    // Stream time 10 000 closes [0, 10 000) for a and b; a's second window stays open.
+    let mut found = results(&out.records);
+    found.sort_by_key(|value| value["key"].as_str().unwrap().to_owned());
+    assert_eq!(
+        found,
+        vec![
+            json!({"key": "a", "window_start": "1970-01-01T00:00:00.000Z", "window_end": "1970-01-01T00:00:10.000Z", "count": 2}),
+            json!({"key": "b", "window_start": "1970-01-01T00:00:00.000Z", "window_end": "1970-01-01T00:00:10.000Z", "count": 1}),
+        ]
+    );
+    assert_eq!(
+        out.records.iter().find(|record| record.key.as_deref() == Some(b"a@1970-01-01T00:00:00.000Z".as_slice())).unwrap().timestamp,
+        Some(0)
+    );
+    let mut later = Processed::default();
+    aggregate.process(vec![keyed("a", 0, 20_000)], 0, &mut later);
+    assert_eq!(
+        results(&later.records),
+        vec![json!({"key": "a", "window_start": "1970-01-01T00:00:10.000Z", "window_end": "1970-01-01T00:00:20.000Z", "count": 1})]
+    );
+    assert!(out.late.is_empty() && out.failed.is_empty());
+}
+
+#[test]
+fn hopping_windows_take_a_record_in_every_window_it_falls_into() {
+    let mut aggregate = Aggregate::new(&options(&[("size", "10s"), ("window", "hopping"), ("advance", "5s")])).unwrap();
+    assert_eq!(aggregate.settings.window_starts(7_000).collect::<Vec<_>>(), vec![0, 5_000]);
+    assert_eq!(aggregate.settings.window_starts(5_000).collect::<Vec<_>>(), vec![0, 5_000]);
+    assert_eq!(aggregate.settings.window_starts(-1).collect::<Vec<_>>(), vec![-10_000, -5_000]);
+    let mut out = Processed::default();
+    aggregate.process(vec![keyed("k", 0, 7_000), keyed("k", 0, 12_000), keyed("k", 0, 30_000)], 0, &mut out);
+    let counts: Vec<(String, u64)> = results(&out.records)
+        .iter()
+        .map(|value| (value["window_start"].as_str().unwrap().to_owned(), value["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("1970-01-01T00:00:00.000Z".to_owned(), 1),
+            ("1970-01-01T00:00:05.000Z".to_owned(), 2),
+            ("1970-01-01T00:00:10.000Z".to_owned(), 1),
+        ]
+    );
+}
+
+#[test]
+fn out_of_order_records_count_within_grace_and_are_late_after_it() {
+    let mut aggregate = Aggregate::new(&options(&[("size", "10s"), ("grace", "5s")])).unwrap();
+    let mut out = Processed::default();
+    // 14 s: [0, 10) is past its end but within grace; 9 s still counts.
+    aggregate.process(vec![keyed("k", 0, 1_000), keyed("k", 0, 14_000), keyed("k", 0, 9_000)], 0, &mut out);
+    assert!(out.records.is_empty() && out.late.is_empty());
+    // 15 s closes [0, 10) with both records; 2 s then is late.
+    aggregate.process(vec![keyed("k", 0, 15_000), keyed("k", 0, 2_000)], 0, &mut out);
+    assert_eq!(results(&out.records)[0]["count"], json!(2));
+    assert_eq!(out.late.len(), 1);
+    assert_eq!(out.late[0].0.timestamp, Some(2_000));
+    assert!(out.late[0].1.starts_with("late: event time 1970-01-01T00:00:02.000Z"), "{}", out.late[0].1);
+}
+
+#[test]
+fn a_window_closes_on_an_idle_input_at_its_wall_clock_timeout_and_later_records_for_it_are_late() {
+    let mut aggregate = Aggregate::new(&options(&[("size", "1m"), ("wall_clock_timeout", "2s")])).unwrap();
+    let mut out = Processed::default();
+    aggregate.process(vec![keyed("k", 0, 1_000)], 100_000, &mut out);
+    aggregate.fire_timers(101_999, &mut out);
+    assert!(out.records.is_empty());
+    aggregate.fire_timers(102_000, &mut out);
+    assert_eq!(results(&out.records)[0]["count"], json!(1));
+    aggregate.process(vec![keyed("k", 0, 2_000)], 102_500, &mut out);
+    assert_eq!(out.records.len(), 1, "a closed window is emitted once");
+    assert_eq!(out.late.len(), 1);
+}
+
+#[test]
+fn gauges_sum_the_newest_value_per_sub_key_carried_over_between_windows() {
+    let mut aggregate = Aggregate::new(&options(&[
+        ("size", "5m"),
+        ("group_by", "postcode"),
+        ("latest_by", "station_id"),
+        ("time_field", "last_reported"),
+        ("time_unit", "seconds"),
+        ("aggregations", "bikes=sum(num_bikes_available),stations=count"),
+        ("output_key", "group"),
+    ]))
+    .unwrap();
+    let status = |station: u32, bikes: u32, seconds: i64| {
+        valued(json!({"station_id": station, "postcode": "75015", "num_bikes_available": bikes, "last_reported": seconds}), 0)
+    };
+    let mut out = Processed::default();
+    // Two snapshots of station 1 in the first window: only the newest counts.
+    aggregate.process(vec![status(1, 3, 10), status(2, 4, 20), status(1, 5, 200)], 0, &mut out);
+    // Station 2 reports again only in the second window; station 1 is carried over.
+    aggregate.process(vec![status(2, 6, 400)], 0, &mut out);
+    aggregate.process(vec![status(1, 1, 700)], 0, &mut out);
+    let found: Vec<(String, i64, u64)> = results(&out.records)
+        .iter()
+        .map(|value| {
+            (value["window_start"].as_str().unwrap().to_owned(), value["bikes"].as_i64().unwrap(), value["stations"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(found, vec![("1970-01-01T00:00:00.000Z".to_owned(), 9, 2), ("1970-01-01T00:05:00.000Z".to_owned(), 11, 2)]);
+    assert_eq!(out.records[0].key.as_deref(), Some(b"75015".as_slice()));
+}
+
+#[test]
+fn every_function_computes_over_the_window() {
+    let mut aggregate = Aggregate::new(&options(&[
+        ("size", "1m"),
+        ("group_by", "device"),
+        ("aggregations", "count,n=count(t),sum(t),avg(t),min(t),max(t),first(t),last(t),distinct_count(t)"),
+    ]))
+    .unwrap();
+    let reading = |t: Value, time: i64| valued(json!({"device": "d1", "t": t}), time);
+    let mut out = Processed::default();
+    aggregate.process(
+        vec![reading(json!(3), 3_000), reading(json!(1.5), 1_000), reading(Value::Null, 2_000), reading(json!(3), 4_000)],
+        0,
+        &mut out,
+    );
+    aggregate.process(vec![reading(json!(0), 60_000)], 0, &mut out);
+    let result = &results(&out.records)[0];
+    assert_eq!(result["device"], json!("d1"));
+    assert_eq!(
+        (result["count"].clone(), result["n"].clone(), result["sum_t"].clone(), result["avg_t"].clone()),
+        (json!(4), json!(3), json!(7.5), json!(2.5))
+    );
+    assert_eq!((result["min_t"].clone(), result["max_t"].clone()), (json!(1.5), json!(3)));
+    assert_eq!((result["first_t"].clone(), result["last_t"].clone(), result["distinct_count_t"].clone()), (json!(1.5), json!(3), json!(2)));
+}
+
+#[test]
+fn records_without_a_group_or_a_time_are_failed_with_the_reason() {
+    let mut aggregate = Aggregate::new(&options(&[("size", "1m"), ("group_by", "device"), ("time_field", "at")])).unwrap();
+    let mut out = Processed::default();
+    aggregate.process(
+        vec![valued(json!({"at": 5}), 0), valued(json!({"device": "d"}), 0), valued(json!({"device": "d", "at": "noon"}), 0)],
+        0,
+        &mut out,
+    );
+    let reasons: Vec<&str> = out.failed.iter().map(|(_, reason)| reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "the value has no field device to group by",
+            "the value has no field at",
+            "the field at is not a time (epoch number or RFC 3339 text)"
+        ]
+    );
+}
+
+#[test]
+fn bad_options_are_all_reported_with_what_to_change() {
+    let problems =
+        Aggregate::new(&options(&[("window", "sliding"), ("advance", "0s"), ("aggregations", "median(x),sum"), ("emit", "sometimes")]))
+            .err()
+            .unwrap();
+    let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, vec!["size", "window", "advance", "advance", "aggregations", "aggregations", "emit"], "{problems:?}");
+}
+
+/// Runs `input` in batches, checkpointing after each and, at the batch numbers in
+/// `restarts`, starting a new processor from the checkpoint alone.
+fn run_with_restarts(settings: &[(&str, &str)], input: &[Record], batch: usize, restarts: &[usize]) -> (Vec<Value>, Durable) {
+    let mut durable = Durable::default();
+    let mut aggregate = Aggregate::new(&options(settings)).unwrap();
+    let mut emitted = Vec::new();
+    for (number, chunk) in input.chunks(batch).enumerate() {
+        if restarts.contains(&number) {
+            aggregate = Aggregate::new(&options(settings)).unwrap();
+            aggregate.restore(durable.entries()).unwrap();
+        }
+        let mut out = Processed::default();
+        aggregate.process(chunk.to_vec(), 0, &mut out);
+        durable.apply(aggregate.take_changes());
+        emitted.extend(results(&out.records));
+    }
+    (emitted, durable)
+}
+
+#[test]
+fn a_processor_restarted_from_its_checkpoints_emits_what_an_uninterrupted_one_does() {
+    let settings = [("size", "10s"), ("window", "hopping"), ("advance", "5s"), ("grace", "3s"), ("aggregations", "count,max(v)")];
+    let mut seed = 7_u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let input: Vec<Record> = (0..2_000)
+        .map(|n| {
+            let key = format!("k{}", next() % 17);
+            let time = n * 100 - (next() % 2_500) as i64;
+            Record { value: Some(json!({"v": next() % 1000}).to_string().into_bytes()), ..keyed(&key, (next() % 3) as i32, time) }
+        })
+        .collect();
+    let (straight, straight_state) = run_with_restarts(&settings, &input, 37, &[]);
+    let (restarted, restarted_state) = run_with_restarts(&settings, &input, 37, &[1, 5, 6, 20, 33, 50]);
+    assert!(straight.len() > 500, "{} results", straight.len());
+    assert_eq!(restarted, straight);
+    assert_eq!(restarted_state.0, straight_state.0);
+}

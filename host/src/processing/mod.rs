@@ -1,0 +1,49 @@
+//! Stream processors: a connector kind that reads topics, keeps state per input
+//! partition and writes a topic, with its output records, its state changes and its
+//! input offsets stored as one atomic checkpoint (so that after a crash every result
+//! is emitted once and the state is the one the input built).
+//!
+//! The processors built into the host (`aggregate`, ...) are configured in YAML
+//! like a plugin's options; see [`builtin`].
+
+pub mod aggregate;
+pub mod builtin;
+mod event_time;
+
+use wasm_connect_protocol::Record;
+
+use crate::transport::{StateChange, StateEntry};
+
+pub use builtin::{BUILTIN_PROCESSORS, build_processor, is_builtin_processor, processor_description};
+
+/// What a processor made of a batch (or of a timer).
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Records for the output topic.
+    pub records: Vec<Record>,
+    /// Records the processor could not use, with the reason: through the error policy.
+    pub failed: Vec<(Record, String)>,
+    /// Records that came after their window closed, with the reason: to the
+    /// dead-letter topic when there is one, never failing the task.
+    pub late: Vec<(Record, String)>,
+}
+
+/// A stream processor of one task. Its state lives in memory; what changed since the
+/// last checkpoint is taken with [`Processor::take_changes`] and stored with the
+/// batch's output records and input offsets.
+pub trait Processor: Send {
+    /// Takes back the state the last checkpoint stored for the task's partitions.
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), String>;
+    /// Runs the records, in input order; `now_ms` is the wall clock.
+    fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed);
+    /// Fires the wall-clock timers due at `now_ms`: called while the input is idle, so
+    /// that windows close on an idle topic too.
+    fn fire_timers(&mut self, now_ms: i64, out: &mut Processed);
+    /// The state changes since the last call, to be checkpointed.
+    fn take_changes(&mut self) -> Vec<StateChange>;
+}
+
+/// The wall clock in milliseconds since the epoch.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
