@@ -57,8 +57,7 @@ impl Manager {
             }
             (PluginKind::Processor, OffsetsChange::Reset) => {
                 // Its state was built from what the offsets say was read: both go.
-                transport.clear_processor_state(name).await?;
-                transport.reset_committed_offsets(name, &connector.config.topics).await?
+                transport.clear_processor_state(name, &connector.config.topics).await?
             }
             (PluginKind::Processor, OffsetsChange::Sink(_)) => {
                 return Err(ManagerError::BadOffsets(format!(

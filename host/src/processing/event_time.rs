@@ -7,6 +7,10 @@ use wasm_connect_protocol::time::parse_rfc3339;
 
 use crate::transforms::path::{FieldPath, FieldSyntax};
 
+/// The furthest event time from the epoch taken, in milliseconds (about 31,700
+/// years): window arithmetic never overflows within it.
+const MAX_TIME_MS: u64 = 1_000_000_000_000_000;
+
 /// How a number in the time field counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
@@ -49,9 +53,11 @@ impl EventTime {
     /// The record's event time in milliseconds, or why it has none.
     pub fn of(&self, record: &Record, value: Option<&Map<String, Value>>) -> Result<i64, String> {
         match self {
-            EventTime::Timestamp => record
-                .timestamp
-                .ok_or_else(|| "the record has no timestamp (set time_field to read the event time from the value)".to_owned()),
+            EventTime::Timestamp => match record.timestamp {
+                Some(time) if time.unsigned_abs() < MAX_TIME_MS => Ok(time),
+                Some(time) => Err(format!("the record timestamp {time} is not a time within 30,000 years of 1970")),
+                None => Err("the record has no timestamp (set time_field to read the event time from the value)".to_owned()),
+            },
             EventTime::Field { path, unit } => {
                 let found = value.and_then(|value| path.get(value)).ok_or_else(|| format!("the value has no field {}", path.display()))?;
                 let millis = match found {
@@ -65,7 +71,7 @@ impl EventTime {
                     Value::String(text) => parse_rfc3339(text).map_or(f64::NAN, |ms| ms as f64),
                     _ => f64::NAN,
                 };
-                if millis.is_finite() && millis.abs() < 1e15 {
+                if millis.is_finite() && millis.abs() < MAX_TIME_MS as f64 {
                     Ok(millis as i64)
                 } else {
                     Err(format!("the field {} is not a time (epoch number or RFC 3339 text)", path.display()))

@@ -664,11 +664,18 @@ impl Transport for EmbeddedTransport {
         .await
     }
 
-    async fn clear_processor_state(&self, connector: &str) -> TransportResult<()> {
-        let (shared, connector) = (self.shared.clone(), connector.to_owned());
+    async fn clear_processor_state(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
+        let (shared, connector, topics) = (self.shared.clone(), connector.to_owned(), topics.to_vec());
         blocking(move || {
-            let writer = shared.writer.lock().expect("writer lock");
-            writer.execute("DELETE FROM processor_state WHERE connector = ?1", params![connector])?;
+            let mut writer = shared.writer.lock().expect("writer lock");
+            // One transaction: a crash in between would leave state without the offsets
+            // that built it, or offsets without their state.
+            let transaction = writer.transaction()?;
+            transaction.execute("DELETE FROM processor_state WHERE connector = ?1", params![connector])?;
+            for topic in topics {
+                transaction.execute("DELETE FROM consumer_offsets WHERE grp = ?1 AND topic = ?2", params![connector, topic])?;
+            }
+            transaction.commit()?;
             Ok(())
         })
         .await
@@ -1386,7 +1393,8 @@ mod tests {
         let other_connector = StateQuery { limit: 10, ..StateQuery::default() };
         assert_eq!(store.query_processor_state("other", other_connector).await.unwrap().total, 0);
 
-        store.clear_processor_state("agg").await.unwrap();
+        store.clear_processor_state("agg", &["in".to_owned()]).await.unwrap();
         assert!(store.processor_state("agg", None).await.unwrap().is_empty());
+        assert!(store.committed_offsets("agg", &["in".to_owned()]).await.unwrap().is_empty());
     }
 }

@@ -86,10 +86,10 @@ pub trait Transport: Send + Sync {
         let _ = (connector, query);
         Err(processors_unsupported(self.name()))
     }
-    /// Forgets a stream processor's state while none of its tasks runs (with its
-    /// committed offsets reset, so that it is rebuilt from the input).
-    async fn clear_processor_state(&self, connector: &str) -> TransportResult<()> {
-        let _ = connector;
+    /// Forgets a stream processor's state and its committed offsets in `topics`
+    /// atomically, while none of its tasks runs: it is rebuilt from the input.
+    async fn clear_processor_state(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
+        let _ = (connector, topics);
         Err(processors_unsupported(self.name()))
     }
     /// A short name for logs: `kafka` or `embedded`.

@@ -59,13 +59,15 @@ impl ProcessorStage {
         };
         let mut processor =
             self.processor.take().ok_or_else(|| PluginFailure::Fatal("the processor was lost in an earlier batch".to_owned()))?;
+        let idle = records.is_empty() && offsets.is_empty();
         let (processor, processed, state) = tokio::task::spawn_blocking(move || {
             let mut processed = Processed::default();
             let now = wall_clock_ms();
-            // Wall-clock timers fire only while the input is idle: a backlog (a restart
-            // after downtime) moves stream time instead, and closing its windows by the
-            // wall clock would make the rest of their records late.
-            if records.is_empty() {
+            // Wall-clock timers fire only while the input is idle (a poll brought nothing,
+            // not a batch the transforms emptied): a backlog (a restart after downtime)
+            // moves stream time instead, and closing its windows by the wall clock would
+            // make the rest of their records late.
+            if idle {
                 processor.fire_timers(now, &mut processed);
             } else {
                 processor.process(records, now, &mut processed);

@@ -155,6 +155,9 @@ impl TopicOutput {
         cancel: &CancellationToken,
     ) -> Result<bool, TaskError> {
         let started = Instant::now();
+        // A processor's checkpoint is never given up on: a write left running could
+        // still commit after the next task read the state and offsets it changes.
+        let may_give_up = processed.is_none();
         let sending = match processed {
             Some(processed) => self.producer.send_processed(records, processed),
             None => self.producer.send(records, position),
@@ -175,7 +178,7 @@ impl TopicOutput {
                     .unwrap_or_else(|| "the cluster has not acknowledged the last batch".to_owned());
                 self.outage.update(task, Some((started.elapsed(), reason)));
             }
-            if cancel.is_cancelled() && Instant::now() >= *give_up_at.get_or_insert_with(|| Instant::now() + STOP_GRACE) {
+            if may_give_up && cancel.is_cancelled() && Instant::now() >= *give_up_at.get_or_insert_with(|| Instant::now() + STOP_GRACE) {
                 tracing::warn!(
                     connector = %task.identity.connector, task = task.identity.task,
                     "The task stopped before the Kafka cluster took its last batch; the batch is produced again from the stored position at the next start."
