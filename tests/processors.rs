@@ -2,7 +2,8 @@
 //! with SIGKILL in the middle of open windows emits every window once with the right
 //! values, its late records go to the dead-letter topic with the reason, the last
 //! windows close on the idle input by their wall-clock timeout, and the state left
-//! behind is the one the input builds.
+//! behind is the one the input builds; a threshold alert processor killed alongside
+//! it raises every alert once.
 
 mod support;
 
@@ -59,6 +60,28 @@ fn input() -> (Vec<Record>, Vec<Record>) {
     (records, late)
 }
 
+/// Every threshold alert expected: (device, time of the third record in a row above
+/// 10), each device's records in input order.
+fn expected_alerts(records: &[Record]) -> Vec<(String, i64)> {
+    let mut runs: BTreeMap<String, u32> = BTreeMap::new();
+    let mut alerts = Vec::new();
+    for record in records {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        let device = value["device"].as_str().unwrap().to_owned();
+        let run = runs.entry(device.clone()).or_default();
+        if value["t"].as_i64().unwrap() > 10 {
+            *run += 1;
+            if *run == 3 {
+                alerts.push((device, record.timestamp.unwrap()));
+            }
+        } else {
+            *run = 0;
+        }
+    }
+    alerts.sort();
+    alerts
+}
+
 /// Every window's expected result, computed from the input without the processor:
 /// (device, window start) -> (count, avg, min, max).
 fn expected(records: &[Record], late: &[Record]) -> BTreeMap<(String, i64), (u64, f64, i64, i64)> {
@@ -105,6 +128,13 @@ connectors:
       grace: 10s
       wall_clock_timeout: 3s
       aggregations: count, avg(t), min(t), max(t)
+  - name: warm-devices
+    plugin: threshold
+    topics: [readings]
+    topic: device-alerts
+    tasks_max: 2
+    batch_size: 7
+    config: {{ field: t, above: 10, consecutive: 3 }}
 "#,
         data_dir = data_dir.display(),
         plugins = plugins.display()
@@ -149,6 +179,8 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let idle_since = Instant::now();
     host.wait_until("the last windows, on the idle input", Duration::from_secs(60), || results(&data_dir).len() >= expected.len());
     eprintln!("the last windows closed {:.1} s after the input went idle (timeout 3 s)", idle_since.elapsed().as_secs_f64());
+    let alert_count = expected_alerts(&records).len();
+    host.wait_until("every threshold alert", Duration::from_secs(60), || read(&data_dir, "device-alerts").len() >= alert_count);
     std::thread::sleep(Duration::from_millis(1_500));
 
     // The state, asked through the API: every window of device-3 closed, the last one at
@@ -198,6 +230,21 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
         assert_eq!((got.0, got.2, got.3), (*count, *min, *max), "{window:?}");
         assert!((got.1 - avg).abs() < 1e-9, "{window:?}: avg {} != {avg}", got.1);
     }
+
+    // The threshold alerts, each once, by the same kill and restart.
+    let mut alerts: Vec<(String, i64)> = read(&data_dir, "device-alerts")
+        .iter()
+        .map(|record| {
+            let alert: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+            assert_eq!(alert["values"].as_array().unwrap().len(), 3, "{alert}");
+            let at = wasm_connect_protocol::time::parse_rfc3339(alert["at"].as_str().unwrap()).unwrap();
+            (alert["key"].as_str().unwrap().to_owned(), at)
+        })
+        .collect();
+    alerts.sort();
+    let wanted_alerts = expected_alerts(&records);
+    assert!(wanted_alerts.len() > 100, "{} alerts", wanted_alerts.len());
+    assert_eq!(alerts, wanted_alerts, "every alert once");
 
     // The late records, each once (a dead letter may repeat after a crash: none here
     // before the kill point is asserted), with the reason.

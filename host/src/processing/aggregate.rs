@@ -23,10 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 use wasm_connect_protocol::Record;
 use wasm_connect_protocol::time::format_rfc3339;
-use wasm_connect_protocol::values::{parse_duration, parse_list};
+use wasm_connect_protocol::values::parse_list;
 
 use super::builtin::OptionSpec;
 use super::event_time::EventTime;
+use super::options::{GroupBy, duration_ms, field, json_object, option};
 use super::{Processed, Processor};
 use crate::runtime::OptionType;
 use crate::transforms::path::{FieldPath, FieldSyntax};
@@ -124,6 +125,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         documentation: "`close`: one result per window when it closes; `update`: the window's result after every batch that changed it.",
     },
     OptionSpec {
+        name: "having",
+        option_type: OptionType::String,
+        default: None,
+        required: false,
+        documentation: "Emit only the results meeting a condition on one aggregation, e.g. `count > 5` (an alert: more than 5 payments per card per window).",
+    },
+    OptionSpec {
         name: "output_key",
         option_type: OptionType::String,
         default: Some("window"),
@@ -131,15 +139,6 @@ pub const OPTIONS: &[OptionSpec] = &[
         documentation: "The result's key: `window` (`<group>@<window start>`, one per window) or `group`.",
     },
 ];
-
-/// What a group is made of.
-#[derive(Debug, Clone)]
-enum GroupBy {
-    /// The record key.
-    Key,
-    /// Fields of the value.
-    Fields(Vec<FieldPath>),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -176,6 +175,8 @@ struct Settings {
     latest_ttl: i64,
     emit_updates: bool,
     key_per_window: bool,
+    /// Only results meeting this condition are emitted.
+    having: Option<Having>,
     /// Whether any option needs the value parsed.
     reads_value: bool,
 }
@@ -365,33 +366,10 @@ impl Aggregate {
     }
 }
 
-fn option<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    options.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
-}
-
-fn duration_ms(options: &[(String, String)], name: &str, problems: &mut Vec<(String, String)>) -> Option<i64> {
-    let text = option(options, name)?;
-    match parse_duration(text) {
-        Ok(duration) => Some(duration.as_millis().min(i64::MAX as u128 / 4) as i64),
-        Err(problem) => {
-            problems.push((name.to_owned(), problem));
-            None
-        }
-    }
-}
-
-fn field(text: &str, option: &str, problems: &mut Vec<(String, String)>) -> Option<FieldPath> {
-    FieldPath::parse(text.trim(), FieldSyntax::V2).map_err(|problem| problems.push((option.to_owned(), problem))).ok()
-}
-
 impl Settings {
     fn parse(options: &[(String, String)]) -> Result<Self, Vec<(String, String)>> {
         let mut problems = Vec::new();
-        let group_by = match option(options, "group_by").map(parse_list) {
-            None => GroupBy::Key,
-            Some(names) if names.is_empty() || names == ["key"] => GroupBy::Key,
-            Some(names) => GroupBy::Fields(names.iter().filter_map(|name| field(name, "group_by", &mut problems)).collect()),
-        };
+        let group_by = GroupBy::parse(options, "group_by", &mut problems);
         let size = duration_ms(options, "size", &mut problems);
         if option(options, "size").is_none() {
             problems.push(("size".into(), "is required: how long a window is, e.g. 1m".into()));
@@ -453,6 +431,8 @@ impl Settings {
                 false
             }
         };
+        let having = option(options, "having")
+            .and_then(|text| Having::parse(text, &aggregations).map_err(|problem| problems.push(("having".into(), problem))).ok());
         let key_per_window = match option(options, "output_key").map(str::trim) {
             None | Some("window") => true,
             Some("group") => false,
@@ -461,7 +441,7 @@ impl Settings {
                 true
             }
         };
-        let reads_value = matches!(group_by, GroupBy::Fields(_))
+        let reads_value = group_by.reads_value()
             || matches!(event_time, EventTime::Field { .. })
             || latest_by.is_some()
             || aggregations.iter().any(|aggregation| aggregation.field.is_some());
@@ -480,6 +460,7 @@ impl Settings {
             latest_ttl,
             emit_updates,
             key_per_window,
+            having,
             reads_value,
         })
     }
@@ -490,6 +471,50 @@ impl Settings {
         let last = time - time.rem_euclid(advance);
         let first = last - (size - 1) / advance * advance;
         (0..=(last - first) / advance).map(move |step| first + step * advance).filter(move |start| start + size > time)
+    }
+}
+
+/// `having`: a condition on one aggregation's result, `count > 5`.
+#[derive(Debug, Clone)]
+struct Having {
+    /// Which aggregation.
+    index: usize,
+    /// `>`, `>=`, `<`, `<=`, `==`, `!=`.
+    operator: &'static str,
+    number: f64,
+}
+
+impl Having {
+    fn parse(text: &str, aggregations: &[Aggregation]) -> Result<Self, String> {
+        let operator = [">=", "<=", "==", "!=", ">", "<"].into_iter().find(|operator| text.contains(operator)).ok_or_else(|| {
+            format!("{} must be `<aggregation> <op> <number>` with op one of > >= < <= == !=, e.g. count > 5", crate::names::shown(text))
+        })?;
+        let (name, number) = text.split_once(operator).expect("found above");
+        let (name, number) = (name.trim(), number.trim());
+        let index = aggregations.iter().position(|aggregation| aggregation.name == name).ok_or_else(|| {
+            let names: Vec<&str> = aggregations.iter().map(|aggregation| aggregation.name.as_str()).collect();
+            format!("{} is not one of the aggregations ({})", crate::names::shown(name), names.join(", "))
+        })?;
+        let number = number
+            .parse::<f64>()
+            .ok()
+            .filter(|number| number.is_finite())
+            .ok_or_else(|| format!("{} is not a number", crate::names::shown(number)))?;
+        Ok(Self { index, operator, number })
+    }
+
+    /// Whether the aggregations' results meet the condition (a result that is no
+    /// number never does).
+    fn holds(&self, slots: &[Slot]) -> bool {
+        let Some(value) = slots.get(self.index).and_then(|slot| slot.result().as_f64()) else { return false };
+        match self.operator {
+            ">" => value > self.number,
+            ">=" => value >= self.number,
+            "<" => value < self.number,
+            "<=" => value <= self.number,
+            "==" => value == self.number,
+            _ => value != self.number,
+        }
     }
 }
 
@@ -529,32 +554,6 @@ fn parse_aggregation(text: &str) -> Result<Aggregation, String> {
     Ok(Aggregation { name, function, field })
 }
 
-/// The group's key text and fields, from the record.
-fn group_of(group_by: &GroupBy, record: &Record, value: Option<&Map<String, Value>>) -> Result<(String, Vec<Value>), String> {
-    match group_by {
-        GroupBy::Key => {
-            let key = record.key.as_deref().ok_or("the record has no key to group by (group_by: key)")?;
-            let key = String::from_utf8_lossy(key).into_owned();
-            Ok((key.clone(), vec![Value::String(key)]))
-        }
-        GroupBy::Fields(paths) => {
-            let mut fields = Vec::with_capacity(paths.len());
-            for path in paths {
-                match value.and_then(|value| path.get(value)) {
-                    Some(found) if !found.is_null() => fields.push(found.clone()),
-                    _ => return Err(format!("the value has no field {} to group by", path.display())),
-                }
-            }
-            let text = match fields.as_slice() {
-                [Value::String(text)] => text.clone(),
-                [single] => single.to_string(),
-                several => Value::Array(several.to_vec()).to_string(),
-            };
-            Ok((text, fields))
-        }
-    }
-}
-
 impl Aggregate {
     fn stream_time(&self, partition: i32) -> i64 {
         self.stream_times.get(&partition).copied().unwrap_or(i64::MIN)
@@ -562,18 +561,11 @@ impl Aggregate {
 
     fn add(&mut self, record: Record, now_ms: i64, out: &mut Processed) {
         let settings = &self.settings;
-        let parsed = if settings.reads_value {
-            match record.value.as_deref().map(serde_json::from_slice::<Value>) {
-                Some(Ok(Value::Object(object))) => Some(object),
-                _ => {
-                    out.failed.push((record, "the value is not a JSON object".to_owned()));
-                    return;
-                }
-            }
-        } else {
-            None
+        let parsed = match json_object(&record, settings.reads_value) {
+            Ok(parsed) => parsed,
+            Err(reason) => return out.failed.push((record, reason)),
         };
-        let (group_key, fields) = match group_of(&settings.group_by, &record, parsed.as_ref()) {
+        let (group_key, fields) = match settings.group_by.of(&record, parsed.as_ref()) {
             Ok(group) => group,
             Err(reason) => return out.failed.push((record, reason)),
         };
@@ -644,6 +636,10 @@ impl Aggregate {
             }
         }
         if !counted {
+            // A late record leaves no trace: a group it alone made is gone again.
+            if group.windows.is_empty() && group.latest.is_empty() && group.closed_through.is_none() {
+                self.groups.remove(&group_key);
+            }
             let reason = format!(
                 "late: event time {} is after the grace period ({} ms) of every window it falls into (stream time {})",
                 format_rfc3339(time),
@@ -666,33 +662,28 @@ impl Aggregate {
     }
 
     /// The result of a group's window, as an output record.
-    fn result(&self, group_key: &str, group: &Group, start: i64, window: &Window) -> Record {
+    /// None when `having` leaves it out.
+    fn result(&self, group_key: &str, group: &Group, start: i64, window: &Window) -> Option<Record> {
         let settings = &self.settings;
         let end = start + settings.size;
         let mut value = Map::new();
-        match &settings.group_by {
-            GroupBy::Key => {
-                value.insert("key".into(), Value::String(group_key.to_owned()));
-            }
-            GroupBy::Fields(paths) => {
-                for (path, field) in paths.iter().zip(&group.fields) {
-                    value.insert(path.name().to_owned(), field.clone());
-                }
-            }
-        }
+        settings.group_by.describe(group_key, &group.fields, &mut value);
         value.insert("window_start".into(), Value::String(format_rfc3339(start)));
         value.insert("window_end".into(), Value::String(format_rfc3339(end)));
         let slots = if settings.latest_by.is_some() { self.latest_slots(group, end) } else { window.slots.clone() };
+        if settings.having.as_ref().is_some_and(|having| !having.holds(&slots)) {
+            return None;
+        }
         for (aggregation, slot) in settings.aggregations.iter().zip(&slots) {
             value.insert(aggregation.name.clone(), slot.result());
         }
         let key = if settings.key_per_window { format!("{group_key}@{}", format_rfc3339(start)) } else { group_key.to_owned() };
-        Record {
+        Some(Record {
             key: Some(key.into_bytes()),
             value: Some(Value::Object(value).to_string().into_bytes()),
             timestamp: Some(start),
             ..Record::default()
-        }
+        })
     }
 
     /// The aggregations over each sub-key's newest value before `end` (and not older
@@ -718,7 +709,7 @@ impl Aggregate {
         let Some(group) = self.groups.get(group_key) else { return };
         let Some(window) = group.windows.get(&start) else { return };
         if !self.settings.emit_updates {
-            out.records.push(self.result(group_key, group, start, window));
+            out.records.extend(self.result(group_key, group, start, window));
         }
         let (size, grace) = (self.settings.size, self.settings.grace);
         let group = self.groups.get_mut(group_key).expect("found above");
@@ -815,7 +806,7 @@ impl Processor for Aggregate {
                 if let Some(group) = self.groups.get(&group_key)
                     && let Some(window) = group.windows.get(&start)
                 {
-                    out.records.push(self.result(&group_key, group, start, window));
+                    out.records.extend(self.result(&group_key, group, start, window));
                 }
             }
         }

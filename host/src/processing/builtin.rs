@@ -4,6 +4,8 @@
 
 use super::Processor;
 use super::aggregate::{self, Aggregate};
+use super::dedupe::{self, Dedupe};
+use super::threshold::{self, Threshold};
 use crate::runtime::{ConfigOptionDescription, OptionType, PluginDescription, PluginKind};
 
 /// One option of a built-in processor.
@@ -21,7 +23,7 @@ pub struct OptionSpec {
 }
 
 /// The names of the processors built into the host; no plugin may take them.
-pub const BUILTIN_PROCESSORS: &[&str] = &["aggregate"];
+pub const BUILTIN_PROCESSORS: &[&str] = &["aggregate", "dedupe", "threshold"];
 
 /// Whether a connector's `plugin` (`name` or `name@version`) is a built-in processor.
 pub fn is_builtin_processor(plugin: &str) -> bool {
@@ -36,6 +38,16 @@ pub fn processor_description(name: &str) -> Option<PluginDescription> {
              hopping windows in event time, with grace for late records, a wall-clock timeout that closes windows on an \
              idle input, and gauges (the newest value per sub-key). Results are emitted once per window.",
             aggregate::OPTIONS,
+        ),
+        "dedupe" => (
+            "Drops the records that repeat an earlier one's identity (its key or value fields) within a horizon of \
+             event time: producer retries, repeated snapshots of a polled API.",
+            dedupe::OPTIONS,
+        ),
+        "threshold" => (
+            "An alert when a numeric field stays above (or below) a threshold for N records in a row of one group \
+             (a sensor above 80 three readings in a row); one alert per run.",
+            threshold::OPTIONS,
         ),
         _ => return None,
     };
@@ -63,6 +75,8 @@ pub fn processor_description(name: &str) -> Option<PluginDescription> {
 pub fn build_processor(name: &str, options: &[(String, String)]) -> Result<Box<dyn Processor>, Vec<(String, String)>> {
     match name {
         "aggregate" => Ok(Box::new(Aggregate::new(options)?)),
+        "dedupe" => Ok(Box::new(Dedupe::new(options)?)),
+        "threshold" => Ok(Box::new(Threshold::new(options)?)),
         other => Err(vec![("plugin".to_owned(), format!("{other} is not a processor built into this host"))]),
     }
 }

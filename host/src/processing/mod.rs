@@ -3,12 +3,17 @@
 //! input offsets stored as one atomic checkpoint (so that after a crash every result
 //! is emitted once and the state is the one the input built).
 //!
-//! The processors built into the host (`aggregate`, ...) are configured in YAML
+//! The processors built into the host (`aggregate`, `dedupe`, `threshold`) are configured in YAML
 //! like a plugin's options; see [`builtin`].
 
 pub mod aggregate;
 pub mod builtin;
+pub mod dedupe;
 mod event_time;
+mod options;
+#[cfg(test)]
+mod testing;
+pub mod threshold;
 
 use wasm_connect_protocol::Record;
 

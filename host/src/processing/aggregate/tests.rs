@@ -1,65 +1,7 @@
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
 use super::*;
-
-fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
-}
-
-fn keyed(key: &str, partition: i32, time: i64) -> Record {
-    Record {
-        topic: "in".into(),
-        partition: Some(partition),
-        key: Some(key.as_bytes().to_vec()),
-        value: Some(b"{}".to_vec()),
-        timestamp: Some(time),
-        ..Record::default()
-    }
-}
-
-fn valued(value: Value, time: i64) -> Record {
-    Record {
-        topic: "in".into(),
-        partition: Some(0),
-        value: Some(value.to_string().into_bytes()),
-        timestamp: Some(time),
-        ..Record::default()
-    }
-}
-
-fn results(records: &[Record]) -> Vec<Value> {
-    records.iter().map(|record| serde_json::from_slice(record.value.as_deref().unwrap()).unwrap()).collect()
-}
-
-/// The state as a checkpointing transport keeps it.
-#[derive(Default)]
-struct Durable(BTreeMap<(String, i32, Vec<u8>), Vec<u8>>);
-
-impl Durable {
-    fn apply(&mut self, changes: Vec<StateChange>) {
-        for change in changes {
-            let key = (change.store, change.partition, change.key);
-            match change.value {
-                Some(value) => self.0.insert(key, value),
-                None => self.0.remove(&key),
-            };
-        }
-    }
-
-    fn entries(&self) -> Vec<StateEntry> {
-        self.0
-            .iter()
-            .map(|((store, partition, key), value)| StateEntry {
-                store: store.clone(),
-                partition: *partition,
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect()
-    }
-}
+use crate::processing::testing::*;
 
 #[test]
 fn a_tumbling_count_per_key_emits_each_window_once_when_stream_time_passes_it() {
@@ -211,7 +153,7 @@ fn records_without_a_group_or_a_time_are_failed_with_the_reason() {
     assert_eq!(
         reasons,
         vec![
-            "the value has no field device to group by",
+            "the value has no field device (group_by)",
             "the value has no field at",
             "the field at is not a time (epoch number or RFC 3339 text)"
         ]
@@ -226,25 +168,6 @@ fn bad_options_are_all_reported_with_what_to_change() {
             .unwrap();
     let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(keys, vec!["size", "window", "advance", "advance", "aggregations", "aggregations", "emit"], "{problems:?}");
-}
-
-/// Runs `input` in batches, checkpointing after each and, at the batch numbers in
-/// `restarts`, starting a new processor from the checkpoint alone.
-fn run_with_restarts(settings: &[(&str, &str)], input: &[Record], batch: usize, restarts: &[usize]) -> (Vec<Value>, Durable) {
-    let mut durable = Durable::default();
-    let mut aggregate = Aggregate::new(&options(settings)).unwrap();
-    let mut emitted = Vec::new();
-    for (number, chunk) in input.chunks(batch).enumerate() {
-        if restarts.contains(&number) {
-            aggregate = Aggregate::new(&options(settings)).unwrap();
-            aggregate.restore(durable.entries()).unwrap();
-        }
-        let mut out = Processed::default();
-        aggregate.process(chunk.to_vec(), 0, &mut out);
-        durable.apply(aggregate.take_changes());
-        emitted.extend(results(&out.records));
-    }
-    (emitted, durable)
 }
 
 #[test]
@@ -262,9 +185,29 @@ fn a_processor_restarted_from_its_checkpoints_emits_what_an_uninterrupted_one_do
             Record { value: Some(json!({"v": next() % 1000}).to_string().into_bytes()), ..keyed(&key, (next() % 3) as i32, time) }
         })
         .collect();
-    let (straight, straight_state) = run_with_restarts(&settings, &input, 37, &[]);
-    let (restarted, restarted_state) = run_with_restarts(&settings, &input, 37, &[1, 5, 6, 20, 33, 50]);
+    let build = || Aggregate::new(&options(&settings)).unwrap();
+    let (straight, straight_state) = run_with_restarts(build, &input, 37, &[]);
+    let (restarted, restarted_state) = run_with_restarts(build, &input, 37, &[1, 5, 6, 20, 33, 50]);
     assert!(straight.len() > 500, "{} results", straight.len());
     assert_eq!(restarted, straight);
     assert_eq!(restarted_state.0, straight_state.0);
+}
+
+#[test]
+fn having_emits_only_the_windows_that_meet_it_a_count_per_card_above_n() {
+    let settings = options(&[("size", "1m"), ("group_by", "card"), ("having", "payments >= 3"), ("aggregations", "payments=count")]);
+    let mut aggregate = Aggregate::new(&settings).unwrap();
+    let mut out = Processed::default();
+    let payment = |card: &str, time: i64| valued(json!({"card": card}), time);
+    let input = vec![payment("c1", 1_000), payment("c2", 2_000), payment("c1", 3_000), payment("c1", 4_000), payment("c2", 5_000)];
+    aggregate.process(input, 0, &mut out);
+    aggregate.process(vec![payment("c3", 60_000)], 0, &mut out);
+    assert_eq!(
+        results(&out.records),
+        vec![json!({"card": "c1", "window_start": "1970-01-01T00:00:00.000Z", "window_end": "1970-01-01T00:01:00.000Z", "payments": 3})]
+    );
+    let problems = |having: &str| Aggregate::new(&options(&[("size", "1m"), ("having", having)])).err().unwrap()[0].1.clone();
+    assert_eq!(problems("total > 3"), "\"total\" is not one of the aggregations (count)");
+    assert_eq!(problems("count > many"), "\"many\" is not a number");
+    assert!(problems("count").contains("must be `<aggregation> <op> <number>`"));
 }

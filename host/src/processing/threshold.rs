@@ -1,0 +1,319 @@
+//! `threshold`: an alert when a numeric field stays above (or below) a threshold for
+//! `consecutive` records in a row of one group (a sensor above 80 °C three readings
+//! in a row). One alert per run: the group must fall back within the threshold before
+//! it can alert again.
+//!
+//! Each group's current run (how many records in a row crossed, their values, the
+//! first one's time) is kept in the store `runs`, and forgotten when the run breaks.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use wasm_connect_protocol::Record;
+use wasm_connect_protocol::time::format_rfc3339;
+
+use super::builtin::OptionSpec;
+use super::options::{GroupBy, field, json_object, option};
+use super::{Processed, Processor};
+use crate::runtime::OptionType;
+use crate::transforms::path::FieldPath;
+use crate::transport::{StateChange, StateEntry};
+
+/// The store of the groups' current runs.
+const RUNS: &str = "runs";
+/// The longest run asked for: each value of a run is kept until it alerts.
+const MAX_CONSECUTIVE: u32 = 1_000;
+
+/// The options `threshold` understands.
+pub const OPTIONS: &[OptionSpec] = &[
+    OptionSpec {
+        name: "group_by",
+        option_type: OptionType::List,
+        default: Some("key"),
+        required: false,
+        documentation: "Whose records make a run: `key` (the record key) or fields of the value (dotted paths), e.g. `sensor_id`.",
+    },
+    OptionSpec {
+        name: "field",
+        option_type: OptionType::String,
+        default: None,
+        required: true,
+        documentation: "The numeric field of the value compared with the threshold, e.g. `temperature`.",
+    },
+    OptionSpec {
+        name: "above",
+        option_type: OptionType::Float,
+        default: None,
+        required: false,
+        documentation: "Alert when the field is above this value (give `above` or `below`).",
+    },
+    OptionSpec {
+        name: "below",
+        option_type: OptionType::Float,
+        default: None,
+        required: false,
+        documentation: "Alert when the field is below this value (give `above` or `below`).",
+    },
+    OptionSpec {
+        name: "consecutive",
+        option_type: OptionType::Integer,
+        default: Some("3"),
+        required: false,
+        documentation: "How many records in a row must cross the threshold (1 to 1000).",
+    },
+];
+
+/// Which side of the threshold alerts.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Above(f64),
+    Below(f64),
+}
+
+impl Bound {
+    fn crossed(self, value: f64) -> bool {
+        match self {
+            Bound::Above(limit) => value > limit,
+            Bound::Below(limit) => value < limit,
+        }
+    }
+}
+
+/// A group's current run of records across the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Run {
+    /// The group's fields, for the alert.
+    fields: Vec<Value>,
+    /// The run's values so far (up to `consecutive`).
+    values: Vec<Value>,
+    /// How many records in a row crossed.
+    length: u64,
+    /// Timestamp of the run's first record.
+    since: Option<i64>,
+    /// Whether this run has alerted already.
+    alerted: bool,
+}
+
+/// The `threshold` processor of one task.
+pub struct Threshold {
+    group_by: GroupBy,
+    field: FieldPath,
+    bound: Bound,
+    consecutive: u32,
+    /// Group -> (its partition, its run).
+    runs: HashMap<String, (i32, Run)>,
+    dirty: HashSet<(String, i32)>,
+}
+
+impl Threshold {
+    /// Builds the processor from its options, or every problem as (option, message).
+    pub fn new(options: &[(String, String)]) -> Result<Self, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let group_by = GroupBy::parse(options, "group_by", &mut problems);
+        let field = match option(options, "field") {
+            Some(text) => field(text, "field", &mut problems),
+            None => {
+                problems.push(("field".into(), "is required: the numeric field compared, e.g. temperature".into()));
+                None
+            }
+        };
+        let number = |name: &str, problems: &mut Vec<(String, String)>| {
+            let text = option(options, name)?;
+            match text.trim().parse::<f64>() {
+                Ok(number) if number.is_finite() => Some(number),
+                _ => {
+                    problems.push((name.to_owned(), format!("must be a number, not {}", crate::names::shown(text))));
+                    None
+                }
+            }
+        };
+        let bound = match (number("above", &mut problems), number("below", &mut problems)) {
+            (Some(above), None) => Some(Bound::Above(above)),
+            (None, Some(below)) => Some(Bound::Below(below)),
+            (Some(_), Some(_)) => {
+                problems.push(("below".into(), "give above or below, not both (two thresholds are two connectors)".into()));
+                None
+            }
+            (None, None) if option(options, "above").is_none() && option(options, "below").is_none() => {
+                problems.push(("above".into(), "give above (or below): the value the field must cross".into()));
+                None
+            }
+            (None, None) => None,
+        };
+        let consecutive = match option(options, "consecutive").map(|text| text.trim().parse::<u32>()) {
+            None => 3,
+            Some(Ok(count)) if (1..=MAX_CONSECUTIVE).contains(&count) => count,
+            Some(_) => {
+                problems.push(("consecutive".into(), format!("must be a whole number from 1 to {MAX_CONSECUTIVE}")));
+                3
+            }
+        };
+        match (field, bound) {
+            (Some(field), Some(bound)) if problems.is_empty() => {
+                Ok(Self { group_by, field, bound, consecutive, runs: HashMap::new(), dirty: HashSet::new() })
+            }
+            _ => Err(problems),
+        }
+    }
+
+    fn add(&mut self, record: Record, out: &mut Processed) {
+        let parsed = match json_object(&record, true) {
+            Ok(parsed) => parsed,
+            Err(reason) => return out.failed.push((record, reason)),
+        };
+        let (group_key, fields) = match self.group_by.of(&record, parsed.as_ref()) {
+            Ok(group) => group,
+            Err(reason) => return out.failed.push((record, reason)),
+        };
+        let value = match parsed.as_ref().and_then(|object| self.field.get(object)) {
+            Some(Value::Number(number)) => number.clone(),
+            _ => return out.failed.push((record, format!("the value has no number in {}", self.field.display()))),
+        };
+        let partition = record.partition.unwrap_or(0);
+        if !self.bound.crossed(value.as_f64().unwrap_or(f64::NAN)) {
+            if let Some((owner, _)) = self.runs.remove(&group_key) {
+                self.dirty.insert((group_key, owner));
+            }
+            return;
+        }
+        let (owner, run) = self
+            .runs
+            .entry(group_key.clone())
+            .or_insert_with(|| (partition, Run { fields, values: Vec::new(), length: 0, since: record.timestamp, alerted: false }));
+        run.length += 1;
+        if !run.alerted {
+            run.values.push(Value::Number(value));
+        }
+        self.dirty.insert((group_key.clone(), *owner));
+        if run.alerted || run.length < u64::from(self.consecutive) {
+            return;
+        }
+        run.alerted = true;
+        let mut alert = Map::new();
+        self.group_by.describe(&group_key, &run.fields, &mut alert);
+        alert.insert("field".into(), Value::String(self.field.display()));
+        let (side, limit) = match self.bound {
+            Bound::Above(limit) => ("above", limit),
+            Bound::Below(limit) => ("below", limit),
+        };
+        alert.insert(side.into(), serde_json::Number::from_f64(limit).map_or(Value::Null, Value::Number));
+        alert.insert("consecutive".into(), Value::from(self.consecutive));
+        alert.insert("values".into(), Value::Array(std::mem::take(&mut run.values)));
+        alert.insert("since".into(), run.since.map_or(Value::Null, |time| Value::String(format_rfc3339(time))));
+        alert.insert("at".into(), record.timestamp.map_or(Value::Null, |time| Value::String(format_rfc3339(time))));
+        out.records.push(Record {
+            key: Some(group_key.into_bytes()),
+            value: Some(Value::Object(alert).to_string().into_bytes()),
+            timestamp: record.timestamp,
+            ..Record::default()
+        });
+    }
+}
+
+impl Processor for Threshold {
+    fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), String> {
+        for entry in entries.into_iter().filter(|entry| entry.store == RUNS) {
+            let group_key = String::from_utf8_lossy(&entry.key).into_owned();
+            let run: Run = serde_json::from_slice(&entry.value)
+                .map_err(|error| format!("the stored run of {} is damaged: {error}", crate::names::shown(&group_key)))?;
+            self.runs.insert(group_key, (entry.partition, run));
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, records: Vec<Record>, _now_ms: i64, out: &mut Processed) {
+        for record in records {
+            self.add(record, out);
+        }
+    }
+
+    fn fire_timers(&mut self, _now_ms: i64, _out: &mut Processed) {}
+
+    fn take_changes(&mut self) -> Vec<StateChange> {
+        self.dirty
+            .drain()
+            .map(|(group_key, partition)| {
+                let value = self
+                    .runs
+                    .get(&group_key)
+                    .filter(|(owner, _)| *owner == partition)
+                    .map(|(_, run)| serde_json::to_vec(run).expect("a run serializes"));
+                StateChange { store: RUNS.to_owned(), partition, key: group_key.into_bytes(), value }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::processing::testing::*;
+
+    fn reading(sensor: &str, celsius: f64, time: i64) -> Record {
+        Record { value: Some(json!({"celsius": celsius}).to_string().into_bytes()), ..keyed(sensor, 0, time) }
+    }
+
+    #[test]
+    fn three_readings_in_a_row_above_the_threshold_alert_once_per_run() {
+        let mut threshold = Threshold::new(&options(&[("field", "celsius"), ("above", "80")])).unwrap();
+        let mut out = Processed::default();
+        let input = vec![
+            reading("s1", 81.0, 1_000),
+            reading("s2", 90.0, 1_500),
+            reading("s1", 85.5, 2_000),
+            reading("s1", 80.0, 3_000), // not above: the run breaks
+            reading("s1", 82.0, 4_000),
+            reading("s1", 83.0, 5_000),
+            reading("s1", 84.0, 6_000), // third in a row: alert
+            reading("s1", 99.0, 7_000), // same run: no second alert
+            reading("s2", 91.0, 7_500),
+        ];
+        threshold.process(input, 0, &mut out);
+        assert_eq!(
+            results(&out.records),
+            vec![json!({
+                "key": "s1", "field": "celsius", "above": 80.0, "consecutive": 3, "values": [82.0, 83.0, 84.0],
+                "since": "1970-01-01T00:00:04.000Z", "at": "1970-01-01T00:00:06.000Z"
+            })]
+        );
+        assert_eq!(out.records[0].key.as_deref(), Some(&b"s1"[..]));
+        let mut again = Processed::default();
+        threshold.process(vec![reading("s1", 10.0, 8_000), reading("s2", 92.0, 8_500)], 0, &mut again);
+        assert_eq!(results(&again.records)[0]["key"], json!("s2"));
+        assert!(!threshold.runs.contains_key("s1"), "a broken run is forgotten");
+    }
+
+    #[test]
+    fn bad_options_and_records_without_the_field_are_refused_with_the_reason() {
+        let problems = Threshold::new(&options(&[("above", "high"), ("consecutive", "0")])).err().unwrap();
+        let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, vec!["field", "above", "consecutive"], "{problems:?}");
+        let both = Threshold::new(&options(&[("field", "t"), ("above", "1"), ("below", "0")])).err().unwrap();
+        assert_eq!(both[0].0, "below");
+        let mut threshold = Threshold::new(&options(&[("field", "celsius"), ("below", "-10"), ("consecutive", "1")])).unwrap();
+        let mut out = Processed::default();
+        let no_number = Record { value: Some(json!({"celsius": "cold"}).to_string().into_bytes()), ..keyed("s", 0, 1) };
+        threshold.process(vec![no_number, reading("s", -11.0, 2)], 0, &mut out);
+        assert_eq!(out.failed[0].1, "the value has no number in celsius");
+        assert_eq!(results(&out.records)[0]["below"], json!(-10.0));
+    }
+
+    #[test]
+    fn a_threshold_restarted_from_its_checkpoints_alerts_as_an_uninterrupted_one_does() {
+        let mut seed = 3_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let input: Vec<Record> = (0..3_000).map(|n| reading(&format!("s{}", next() % 7), (next() % 100) as f64, n * 10)).collect();
+        let build = || Threshold::new(&options(&[("field", "celsius"), ("above", "40"), ("consecutive", "3")])).unwrap();
+        let (straight, straight_state) = run_with_restarts(build, &input, 29, &[]);
+        let (restarted, restarted_state) = run_with_restarts(build, &input, 29, &[1, 4, 17, 50, 90]);
+        assert!(straight.len() > 50, "{} alerts", straight.len());
+        assert_eq!(restarted, straight);
+        assert_eq!(restarted_state.0, straight_state.0);
+    }
+}
