@@ -27,7 +27,7 @@ use wasm_connect_protocol::values::parse_list;
 
 use super::builtin::OptionSpec;
 use super::event_time::EventTime;
-use super::options::{GroupBy, duration_ms, field, json_object, option};
+use super::options::{GroupBy, TIME_FIELD, TIME_UNIT, duration_ms, field, json_object, option};
 use super::{Processed, Processor};
 use crate::runtime::OptionType;
 use crate::transforms::path::{FieldPath, FieldSyntax};
@@ -37,6 +37,8 @@ use crate::transport::{StateChange, StateEntry};
 const GROUPS: &str = "windows";
 /// The store of the stream time per partition.
 const STREAM_TIME: &str = "stream-time";
+/// The store of what shapes the state (the options it was built under), per partition.
+const LAYOUT: &str = "layout";
 
 /// The options `aggregate` understands.
 pub const OPTIONS: &[OptionSpec] = &[
@@ -82,20 +84,8 @@ pub const OPTIONS: &[OptionSpec] = &[
         required: false,
         documentation: "While the input is idle, a window closes once this long (wall clock) passed since its first record, so the last windows close on an idle topic too (defaults to size + grace).",
     },
-    OptionSpec {
-        name: "time_field",
-        option_type: OptionType::String,
-        default: None,
-        required: false,
-        documentation: "A field of the value holding the event time (epoch number or RFC 3339 text); without it the record timestamp.",
-    },
-    OptionSpec {
-        name: "time_unit",
-        option_type: OptionType::String,
-        default: Some("milliseconds"),
-        required: false,
-        documentation: "How a number in `time_field` counts: `milliseconds` or `seconds`.",
-    },
+    TIME_FIELD,
+    TIME_UNIT,
     OptionSpec {
         name: "aggregations",
         option_type: OptionType::List,
@@ -179,6 +169,9 @@ struct Settings {
     having: Option<Having>,
     /// Whether any option needs the value parsed.
     reads_value: bool,
+    /// The options the state's shape depends on, as text: state stored under others
+    /// is refused at restore.
+    layout: String,
 }
 
 /// One aggregation's running value.
@@ -441,6 +434,20 @@ impl Settings {
                 true
             }
         };
+        let layout = serde_json::json!({
+            "group_by": match &group_by {
+                GroupBy::Key { .. } => vec!["key".to_owned()],
+                GroupBy::Fields { paths, .. } => paths.iter().map(FieldPath::display).collect(),
+            },
+            "size": size,
+            "advance": advance,
+            "aggregations": aggregations
+                .iter()
+                .map(|aggregation| format!("{}={:?}({})", aggregation.name, aggregation.function, aggregation.field.as_ref().map(FieldPath::display).unwrap_or_default()))
+                .collect::<Vec<_>>(),
+            "latest_by": latest_by.as_ref().map(FieldPath::display),
+        })
+        .to_string();
         let reads_value = group_by.reads_value()
             || matches!(event_time, EventTime::Field { .. })
             || latest_by.is_some()
@@ -462,6 +469,7 @@ impl Settings {
             key_per_window,
             having,
             reads_value,
+            layout,
         })
     }
 
@@ -589,7 +597,7 @@ impl Aggregate {
             },
             _ => None,
         };
-        let partition = record.partition.unwrap_or(0);
+        let partition = settings.group_by.state_partition(&record);
         let stream_time = self.stream_time(partition).max(time);
         if stream_time != self.stream_time(partition) {
             self.stream_times.insert(partition, stream_time);
@@ -784,6 +792,16 @@ impl Processor for Aggregate {
                     }
                     self.groups.insert(key, group);
                 }
+                LAYOUT if entry.value != self.settings.layout.as_bytes() => {
+                    return Err(format!(
+                        "its options changed since its state was stored (the state was built with {}, the options now say {}): \
+                         set them back, or stop the connector and reset its offsets (DELETE /connectors/{{name}}/offsets) \
+                         to rebuild the state from its topics",
+                        serde_json::from_slice::<Value>(&entry.value)
+                            .map_or_else(|_| "unreadable options".to_owned(), |stored| stored.to_string()),
+                        self.settings.layout
+                    ));
+                }
                 STREAM_TIME => {
                     let time = std::str::from_utf8(&entry.value).ok().and_then(|text| text.parse::<i64>().ok());
                     let time = time.ok_or_else(|| format!("the stored stream time of partition {} is damaged", entry.partition))?;
@@ -834,7 +852,9 @@ impl Processor for Aggregate {
         }
         for partition in self.dirty_partitions.drain() {
             let value = self.stream_times.get(&partition).map(|time| time.to_string().into_bytes());
+            let layout = value.as_ref().map(|_| self.settings.layout.clone().into_bytes());
             changes.push(StateChange { store: STREAM_TIME.to_owned(), partition, key: Vec::new(), value });
+            changes.push(StateChange { store: LAYOUT.to_owned(), partition, key: Vec::new(), value: layout });
         }
         changes
     }

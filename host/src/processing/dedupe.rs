@@ -13,7 +13,7 @@ use wasm_connect_protocol::Record;
 
 use super::builtin::OptionSpec;
 use super::event_time::EventTime;
-use super::options::{GroupBy, duration_ms, json_object, option};
+use super::options::{GroupBy, TIME_FIELD, TIME_UNIT, duration_ms, json_object, option};
 use super::{Processed, Processor};
 use crate::runtime::OptionType;
 use crate::transport::{StateChange, StateEntry};
@@ -39,20 +39,8 @@ pub const OPTIONS: &[OptionSpec] = &[
         required: true,
         documentation: "How long (in event time) after a record passes its repeats are dropped, e.g. `10m`.",
     },
-    OptionSpec {
-        name: "time_field",
-        option_type: OptionType::String,
-        default: None,
-        required: false,
-        documentation: "A field of the value holding the event time (epoch number or RFC 3339 text); without it the record timestamp.",
-    },
-    OptionSpec {
-        name: "time_unit",
-        option_type: OptionType::String,
-        default: Some("milliseconds"),
-        required: false,
-        documentation: "How a number in `time_field` counts: `milliseconds` or `seconds`.",
-    },
+    TIME_FIELD,
+    TIME_UNIT,
 ];
 
 /// The `dedupe` processor of one task.
@@ -126,7 +114,7 @@ impl Dedupe {
             Ok(time) => time,
             Err(reason) => return out.failed.push((record, reason)),
         };
-        let partition = record.partition.unwrap_or(0);
+        let partition = self.group_by.state_partition(&record);
         if self.stream_times.get(&partition).is_none_or(|stream_time| time > *stream_time) {
             self.stream_times.insert(partition, time);
             self.dirty_partitions.insert(partition);

@@ -5,7 +5,27 @@ use serde_json::{Map, Value};
 use wasm_connect_protocol::Record;
 use wasm_connect_protocol::values::{parse_duration, parse_list};
 
+use super::builtin::OptionSpec;
+use crate::runtime::OptionType;
 use crate::transforms::path::{FieldPath, FieldSyntax};
+
+/// `time_field`, where event time comes from, as every processor with event time takes it.
+pub(super) const TIME_FIELD: OptionSpec = OptionSpec {
+    name: "time_field",
+    option_type: OptionType::String,
+    default: None,
+    required: false,
+    documentation: "A field of the value holding the event time (epoch number or RFC 3339 text); without it the record timestamp.",
+};
+
+/// `time_unit`, how a number in `time_field` counts.
+pub(super) const TIME_UNIT: OptionSpec = OptionSpec {
+    name: "time_unit",
+    option_type: OptionType::String,
+    default: Some("milliseconds"),
+    required: false,
+    documentation: "How a number in `time_field` counts: `milliseconds` or `seconds`.",
+};
 
 /// The value of option `name`, if given.
 pub(super) fn option<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -59,6 +79,18 @@ impl GroupBy {
     /// Whether the value must be read to find the group.
     pub(super) fn reads_value(&self) -> bool {
         matches!(self, GroupBy::Fields { .. })
+    }
+
+    /// The input partition a record's state is kept with: its own when grouping by
+    /// key (a key stays in its partition, so its state moves with it between tasks);
+    /// partition 0 when grouping by value fields, where one task reads every partition
+    /// (the plan allows no more): a group then has one home and one stream time
+    /// whichever partitions its records come from.
+    pub(super) fn state_partition(&self, record: &Record) -> i32 {
+        match self {
+            GroupBy::Key { .. } => record.partition.unwrap_or(0),
+            GroupBy::Fields { .. } => 0,
+        }
     }
 
     /// The group's key text and fields, from the record.

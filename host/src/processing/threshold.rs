@@ -170,7 +170,7 @@ impl Threshold {
             Some(Value::Number(number)) => number.clone(),
             _ => return out.failed.push((record, format!("the value has no number in {}", self.field.display()))),
         };
-        let partition = record.partition.unwrap_or(0);
+        let partition = self.group_by.state_partition(&record);
         if !self.bound.crossed(value.as_f64().unwrap_or(f64::NAN)) {
             if let Some((owner, _)) = self.runs.remove(&group_key) {
                 self.dirty.insert((group_key, owner));

@@ -46,14 +46,7 @@ impl DeadLetters {
     /// Applies the policy to `record`, which failed at `stage` as the batch's record
     /// `index`; `reason` is already redacted.
     pub async fn reject(&mut self, task: &TaskContext, record: Record, reason: String, stage: Stage, index: u32) -> Result<(), TaskError> {
-        task.metrics().record_failed(&task.labels);
-        if task.plan.config.errors.log {
-            tracing::warn!(
-                connector = %task.identity.connector, task = task.identity.task, topic = record.topic,
-                partition = record.partition.unwrap_or(-1), offset = record.offset.unwrap_or(-1), reason, stage = stage.name(),
-                "A record failed and was not written."
-            );
-        }
+        log_set_aside(task, &record, &reason, &stage, "A record failed and was not written.");
         if !task.plan.tolerates_errors() {
             return Err(TaskError::Intolerable(failure_at(index, reason, &record)));
         }
@@ -64,14 +57,7 @@ impl DeadLetters {
     /// late record) to the dead-letter topic, whatever `errors.tolerance` says, or
     /// drops it with a log line when there is no dead-letter topic.
     pub async fn divert(&mut self, task: &TaskContext, record: Record, reason: String, stage: Stage) -> Result<(), TaskError> {
-        task.metrics().record_failed(&task.labels);
-        if task.plan.config.errors.log {
-            tracing::warn!(
-                connector = %task.identity.connector, task = task.identity.task, topic = record.topic,
-                partition = record.partition.unwrap_or(-1), offset = record.offset.unwrap_or(-1), reason, stage = stage.name(),
-                "A record was set aside."
-            );
-        }
+        log_set_aside(task, &record, &reason, &stage, "A record was set aside.");
         self.send(task, record, &reason, stage).await
     }
 
@@ -80,7 +66,7 @@ impl DeadLetters {
     async fn send(&mut self, task: &TaskContext, record: Record, reason: &str, stage: Stage) -> Result<(), TaskError> {
         let plan = &task.plan;
         let Some(topic) = &plan.config.errors.dead_letter_topic else {
-            tracing::warn!(connector = %task.identity.connector, reason, "A record was refused and skipped (errors.tolerance: all, no dead-letter topic).");
+            tracing::warn!(connector = %task.identity.connector, reason, "A record was set aside and skipped: the connector has no dead-letter topic.");
             return Ok(());
         };
         if self.producer.is_none() {
@@ -90,6 +76,18 @@ impl DeadLetters {
         self.producer.as_mut().expect("created above").send(vec![letter], None).await?;
         task.metrics().record_dead_lettered(&task.labels, topic, reason);
         Ok(())
+    }
+}
+
+/// Counts a record the task does not write and, with `errors.log`, says why.
+fn log_set_aside(task: &TaskContext, record: &Record, reason: &str, stage: &Stage, what: &'static str) {
+    task.metrics().record_failed(&task.labels);
+    if task.plan.config.errors.log {
+        tracing::warn!(
+            connector = %task.identity.connector, task = task.identity.task, topic = record.topic,
+            partition = record.partition.unwrap_or(-1), offset = record.offset.unwrap_or(-1), reason, stage = stage.name(),
+            "{what}"
+        );
     }
 }
 

@@ -211,3 +211,20 @@ fn having_emits_only_the_windows_that_meet_it_a_count_per_card_above_n() {
     assert_eq!(problems("count > many"), "\"many\" is not a number");
     assert!(problems("count").contains("must be `<aggregation> <op> <number>`"));
 }
+
+#[test]
+fn state_built_under_other_options_is_refused_at_restore_with_what_to_do() {
+    let build = |size: &str, grace: &str| Aggregate::new(&options(&[("size", size), ("grace", grace)])).unwrap();
+    let mut aggregate = build("1m", "0s");
+    aggregate.process(vec![keyed("k", 0, 1_000)], 0, &mut Processed::default());
+    let mut durable = Durable::default();
+    durable.apply(aggregate.take_changes());
+    // grace shapes no state: taken back.
+    build("1m", "30s").restore(durable.entries()).unwrap();
+    let refused = build("5m", "0s").restore(durable.entries()).err().unwrap();
+    assert!(refused.starts_with("its options changed since its state was stored"), "{refused}");
+    assert!(
+        refused.contains("\"size\":60000") && refused.contains("\"size\":300000") && refused.contains("reset its offsets"),
+        "{refused}"
+    );
+}
