@@ -197,3 +197,106 @@ fn airlabs_flights_reach_elasticsearch_under_the_geo_point_mapping() {
     assert_eq!(mappings["properties"]["updated"]["type"], "date", "{mapping}");
     assert_eq!(api.received("/api/v9/flights").first().and_then(|request| request.param("api_key")).as_deref(), Some("test-key"));
 }
+
+#[test]
+fn velib_by_postcode_sums_each_stations_newest_bikes_per_postcode_into_mongodb() {
+    let mongo = services::mongodb();
+    let api = ReplayServer::start();
+    let postcodes = ["75001", "75002", "75011", "92100"];
+    // 30 stations: 105 has no post_code (it goes to velib-no-postcode), 129 is not in
+    // station_information (the join drops it).
+    let information: Vec<Value> = (100..129)
+        .map(|id| {
+            let mut station = json!({"station_id": id, "name": format!("Station {id}"), "capacity": 30});
+            if id != 105 {
+                station["post_code"] = json!(postcodes[id as usize % 4]);
+            }
+            station
+        })
+        .collect();
+    // Two snapshots of the status feed, a second apart: every station reports again
+    // with other counts. Gauges: a window sums each station's newest count, never both.
+    let bikes = |id: i64, snapshot: i64| (id * (3 + snapshot)) % 13;
+    let status = |snapshot: i64| -> String {
+        let stations: Vec<Value> = (100..130)
+            .map(|id| {
+                let bikes = bikes(id, snapshot);
+                json!({"station_id": id, "num_bikes_available": bikes, "num_docks_available": 30 - bikes, "last_reported": 1_764_930_000 + id + snapshot * 60})
+            })
+            .collect();
+        json!({"data": {"stations": stations}}).to_string()
+    };
+    let feed = "/opendata/Velib_Metropole";
+    api.serve(&format!("{feed}/station_information.json"), Answer::json(200, &json!({"data": {"stations": information}}).to_string()));
+    api.once(&format!("{feed}/station_status.json"), Answer::json(200, &status(0)));
+    api.serve(&format!("{feed}/station_status.json"), Answer::json(200, &status(1)));
+    let directory = tempfile::tempdir().unwrap();
+    let config = example(
+        "velib-by-postcode.yaml",
+        directory.path(),
+        &[
+            ("https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole", format!("{}{feed}", api.url())),
+            ("mongodb://localhost:27017/?directConnection=true", mongo.url.clone()),
+            ("database: velib", "database: velib_example".to_owned()),
+            ("wall_clock_timeout: 6m", "wall_clock_timeout: 3s".to_owned()),
+            ("interval: 60s", "interval: 1s".to_owned()),
+        ],
+    );
+    // Computed from the feeds without the host: per postcode and snapshot, its
+    // stations' bikes, docks and number.
+    let sums = |snapshot: i64| {
+        let mut sums: std::collections::BTreeMap<String, (i64, i64, i64)> = Default::default();
+        for id in (100..129).filter(|id| *id != 105) {
+            let entry = sums.entry(postcodes[id as usize % 4].to_owned()).or_default();
+            *entry = (entry.0 + bikes(id, snapshot), entry.1 + 30 - bikes(id, snapshot), entry.2 + 1);
+        }
+        sums
+    };
+    let (first, second) = (sums(0), sums(1));
+    assert_ne!(first, second);
+    let host = Host::start(&config);
+    let runtime = topics::runtime();
+    let documents = || runtime.block_on(mongo_documents(&mongo.url, "velib_example", "bikes_by_postcode"));
+    let figures = |document: &Document| {
+        let number = |name: &str| document.get(name).and_then(|value| value.as_i64().or_else(|| value.as_i32().map(i64::from))).unwrap();
+        (number("bikes_available"), number("docks_available"), number("stations"))
+    };
+    // Both snapshots fall in one window, or the first closes a window of its own when
+    // the second passes its end: the newest window of each postcode has the newest counts.
+    let newest = |found: &[Document]| -> std::collections::BTreeMap<String, (String, (i64, i64, i64))> {
+        let mut newest: std::collections::BTreeMap<String, (String, (i64, i64, i64))> = Default::default();
+        for document in found {
+            let postcode = document.get_str("post_code").unwrap().to_owned();
+            let start = document.get_str("window_start").unwrap().to_owned();
+            if newest.get(&postcode).is_none_or(|(known, _)| *known < start) {
+                newest.insert(postcode, (start, figures(document)));
+            }
+        }
+        newest
+    };
+    host.wait_until("the newest window of every postcode", WAIT, || {
+        let newest = newest(&documents());
+        newest.len() == postcodes.len() && newest.iter().all(|(postcode, (_, figures))| *figures == second[postcode])
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    host.stop();
+
+    let found = documents();
+    assert!(found.len() == postcodes.len() || found.len() == 2 * postcodes.len(), "one or two windows per postcode: {found:?}");
+    for document in &found {
+        let postcode = document.get_str("post_code").unwrap().to_owned();
+        let start = document.get_str("window_start").unwrap();
+        assert_eq!(document.get_str("_id").unwrap(), format!("{postcode}@{start}"), "{document}");
+        let is_newest = newest(&found)[&postcode].0 == start;
+        let wanted = if is_newest { second[&postcode] } else { first[&postcode] };
+        assert_eq!(figures(document), wanted, "{document}");
+    }
+    let clean = topics::read(&directory.path().join("data"), "velib-projet-clean");
+    assert_eq!(clean.len(), found.len(), "each window once in the clean topic");
+    let without_postcode = topics::read(&directory.path().join("data"), "velib-no-postcode");
+    assert_eq!(without_postcode.len(), 2, "station 105 once per snapshot");
+    for letter in &without_postcode {
+        let reason = letter.headers.iter().find(|(name, _)| name == "__connect.errors.exception.message").unwrap();
+        assert_eq!(reason.1.as_deref(), Some(&b"the value has no field post_code (group_by)"[..]));
+    }
+}

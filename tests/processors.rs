@@ -3,7 +3,8 @@
 //! values, its late records go to the dead-letter topic with the reason, the last
 //! windows close on the idle input by their wall-clock timeout, and the state left
 //! behind is the one the input builds; a threshold alert processor killed alongside
-//! it raises every alert once.
+//! it raises every alert once, and a join with a table topic enriches every record
+//! once.
 
 mod support;
 
@@ -135,6 +136,13 @@ connectors:
     tasks_max: 2
     batch_size: 7
     config: {{ field: t, above: 10, consecutive: 3 }}
+  - name: readings-with-site
+    plugin: join
+    topics: [readings]
+    topic: readings-with-site
+    tasks_max: 2
+    batch_size: 50
+    config: {{ table: devices, on: device, fields: site }}
 "#,
         data_dir = data_dir.display(),
         plugins = plugins.display()
@@ -162,6 +170,17 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let data_dir = directory.path().join("data");
     let (records, late) = input();
     feed(&data_dir, "readings", records.clone());
+    // The join's table: a site per device, the newest entry winning; device-15's
+    // removed by a tombstone.
+    let entry = |device: i64, site: &str| Record {
+        key: Some(format!("device-{device}").into_bytes()),
+        value: Some(json!({"site": site, "floor": 2}).to_string().into_bytes()),
+        ..Record::default()
+    };
+    let mut table: Vec<Record> = (0..DEVICES).map(|device| entry(device, "old")).collect();
+    table.extend((0..DEVICES).map(|device| entry(device, &format!("site-{}", device % 3))));
+    table.push(Record { key: Some(b"device-15".to_vec()), value: None, ..Record::default() });
+    feed(&data_dir, "devices", table);
     let expected = expected(&records, &late);
     let config = config(directory.path(), &data_dir);
 
@@ -179,6 +198,7 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let idle_since = Instant::now();
     host.wait_until("the last windows, on the idle input", Duration::from_secs(60), || results(&data_dir).len() >= expected.len());
     eprintln!("the last windows closed {:.1} s after the input went idle (timeout 3 s)", idle_since.elapsed().as_secs_f64());
+    host.wait_until("every reading joined", Duration::from_secs(60), || read(&data_dir, "readings-with-site").len() >= records.len());
     let alert_count = expected_alerts(&records).len();
     host.wait_until("every threshold alert", Duration::from_secs(60), || read(&data_dir, "device-alerts").len() >= alert_count);
     std::thread::sleep(Duration::from_millis(1_500));
@@ -245,6 +265,26 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let wanted_alerts = expected_alerts(&records);
     assert!(wanted_alerts.len() > 100, "{} alerts", wanted_alerts.len());
     assert_eq!(alerts, wanted_alerts, "every alert once");
+
+    // Every reading once through the join, with its device's newest site.
+    let joined = read(&data_dir, "readings-with-site");
+    assert_eq!(joined.len(), records.len(), "every record once");
+    let mut by_device: BTreeMap<String, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    for record in &joined {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        let device = value["device"].as_str().unwrap().to_owned();
+        let number: i64 = device.trim_start_matches("device-").parse().unwrap();
+        let wanted = if number == 15 { Value::Null } else { json!(format!("site-{}", number % 3)) };
+        assert_eq!((value["site"].clone(), value.get("floor")), (wanted, None), "{value}");
+        by_device.entry(device).or_default().0.push(record.timestamp.unwrap());
+    }
+    for record in &records {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        by_device.entry(value["device"].as_str().unwrap().to_owned()).or_default().1.push(record.timestamp.unwrap());
+    }
+    for (device, (got, wanted)) in &by_device {
+        assert_eq!(got, wanted, "{device}'s readings, in order");
+    }
 
     // The late records, each once (a dead letter may repeat after a crash: none here
     // before the kill point is asserted), with the reason.

@@ -315,7 +315,10 @@ pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
         .query(&[
             ("key", "one key"),
             ("prefix", "the keys that start with it (with key: that key, if it starts so)"),
-            ("store", "one of the processor's stores (windows, stream-time)"),
+            (
+                "store",
+                "one of the processor's stores (aggregate: windows, stream-time, layout; dedupe: seen, stream-time; threshold: runs)",
+            ),
             ("limit", "entries per page, 1 to 1000 (100)"),
             ("offset", "where the page starts (next_offset of the last one)"),
         ]),

@@ -5,6 +5,7 @@
 use super::Processor;
 use super::aggregate::{self, Aggregate};
 use super::dedupe::{self, Dedupe};
+use super::join::{self, Join};
 use super::threshold::{self, Threshold};
 use crate::runtime::{ConfigOptionDescription, OptionType, PluginDescription, PluginKind};
 
@@ -23,7 +24,7 @@ pub struct OptionSpec {
 }
 
 /// The names of the processors built into the host; no plugin may take them.
-pub const BUILTIN_PROCESSORS: &[&str] = &["aggregate", "dedupe", "threshold"];
+pub const BUILTIN_PROCESSORS: &[&str] = &["aggregate", "dedupe", "join", "threshold"];
 
 /// Whether a connector's `plugin` (`name` or `name@version`) is a built-in processor.
 pub fn is_builtin_processor(plugin: &str) -> bool {
@@ -43,6 +44,12 @@ pub fn processor_description(name: &str) -> Option<PluginDescription> {
             "Drops the records that repeat an earlier one's identity (its key or value fields) within a horizon of \
              event time: producer retries, repeated snapshots of a polled API.",
             dedupe::OPTIONS,
+        ),
+        "join" => (
+            "Enriches each record with the matching entry of a reference table (a topic read whole by every task, its \
+             newest value per key), joined by key or field, like Kafka Streams' GlobalKTable; records with no match \
+             pass, are dropped or fail, as configured.",
+            join::OPTIONS,
         ),
         "threshold" => (
             "An alert when a numeric field stays above (or below) a threshold for N records in a row of one group \
@@ -76,6 +83,7 @@ pub fn build_processor(name: &str, options: &[(String, String)]) -> Result<Box<d
     match name {
         "aggregate" => Ok(Box::new(Aggregate::new(options)?)),
         "dedupe" => Ok(Box::new(Dedupe::new(options)?)),
+        "join" => Ok(Box::new(Join::new(options)?)),
         "threshold" => Ok(Box::new(Threshold::new(options)?)),
         other => Err(vec![("plugin".to_owned(), format!("{other} is not a processor built into this host"))]),
     }

@@ -3,13 +3,14 @@
 //! input offsets stored as one atomic checkpoint (so that after a crash every result
 //! is emitted once and the state is the one the input built).
 //!
-//! The processors built into the host (`aggregate`, `dedupe`, `threshold`) are configured in YAML
+//! The processors built into the host (`aggregate`, `dedupe`, `join`, `threshold`) are configured in YAML
 //! like a plugin's options; see [`builtin`].
 
 pub mod aggregate;
 pub mod builtin;
 pub mod dedupe;
 mod event_time;
+pub mod join;
 mod options;
 #[cfg(test)]
 mod testing;
@@ -33,6 +34,16 @@ pub struct Processed {
     pub late: Vec<(Record, String)>,
 }
 
+/// A topic a processor reads as a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// The topic.
+    pub topic: String,
+    /// How long a task waits at its start for an empty table's first records (its
+    /// source may not have written yet) before it processes anything.
+    pub wait_when_empty: std::time::Duration,
+}
+
 /// A stream processor of one task. Its state lives in memory; what changed since the
 /// last checkpoint is taken with [`Processor::take_changes`] and stored with the
 /// batch's output records and input offsets.
@@ -46,6 +57,18 @@ pub trait Processor: Send {
     fn fire_timers(&mut self, now_ms: i64, out: &mut Processed);
     /// The state changes since the last call, to be checkpointed.
     fn take_changes(&mut self) -> Vec<StateChange>;
+    /// The topics the processor reads as tables: every task reads them whole, from
+    /// their beginning, before its first batch, and what is new in them before each
+    /// batch. They are not part of the checkpoint.
+    fn tables(&self) -> Vec<Table> {
+        Vec::new()
+    }
+    /// Takes records of the table topic `topic`, in offset order per partition; an
+    /// error (the table outgrew its bound) fails the task with the message.
+    fn update_table(&mut self, topic: &str, records: Vec<Record>) -> Result<(), String> {
+        let _ = (topic, records);
+        Ok(())
+    }
 }
 
 /// The wall clock in milliseconds since the epoch.

@@ -169,7 +169,7 @@ async fn pump(task: &TaskContext, input: &mut Input, output: &mut Output, cancel
     let mut dead_letters = DeadLetters::default();
     let mut stages = Some(open_transforms(task).await?);
     let mut processor = match task.plan.kind() {
-        PluginKind::Processor => Some(ProcessorStage::open(task, &input.partition_numbers()).await?),
+        PluginKind::Processor => Some(ProcessorStage::open(task, &input.partition_numbers(), cancel).await?),
         _ => None,
     };
     let mut read_ahead = None;

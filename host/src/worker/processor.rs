@@ -6,6 +6,9 @@
 //!
 //! An empty batch (the input was idle) runs the processor's wall-clock timers.
 
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 use wasm_connect_protocol::Record;
 
 use super::TaskError;
@@ -14,17 +17,26 @@ use super::engine::{Batch, Checkpoint, FailedRecord};
 use super::task::TaskContext;
 use crate::processing::{Processed, Processor, build_processor, wall_clock_ms};
 use crate::runtime::PluginFailure;
-use crate::transport::ProcessorCheckpoint;
+use crate::transport::{ProcessorCheckpoint, StartAt, TopicReader};
+
+/// The most records of a table topic read at once.
+const TABLE_CHUNK: usize = 5_000;
+/// The most chunks of a table taken in before one batch: a table written faster than
+/// it is read cannot hold the input back.
+const TABLE_CHUNKS_PER_BATCH: usize = 20;
 
 /// The processor of one task, with its state.
 pub struct ProcessorStage {
     /// Taken while a batch runs on a blocking thread.
     processor: Option<Box<dyn Processor>>,
+    /// Readers of the processor's table topics, from their beginning.
+    tables: Vec<(String, Box<dyn TopicReader>)>,
 }
 
 impl ProcessorStage {
-    /// Builds the connector's processor and gives it back the state of `partitions`.
-    pub async fn open(task: &TaskContext, partitions: &[i32]) -> Result<Self, TaskError> {
+    /// Builds the connector's processor, gives it back the state of `partitions` and
+    /// reads its tables (waiting for an empty one's first records until `cancel`).
+    pub async fn open(task: &TaskContext, partitions: &[i32], cancel: &CancellationToken) -> Result<Self, TaskError> {
         let transport = task.worker.transport.name();
         if transport != "embedded" {
             // Restarting cannot help: the task fails and says what to change.
@@ -40,12 +52,81 @@ impl ProcessorStage {
         let processor = tokio::task::spawn_blocking(move || processor.restore(entries).map(|()| processor))
             .await
             .map_err(|error| PluginFailure::Fatal(format!("restoring the processor's state failed in the host: {error}")))?
-            .map_err(|reason| PluginFailure::Fatal(format!("the processor's stored state cannot be read: {reason}")))?;
+            .map_err(|reason| PluginFailure::BadConfig(format!("the processor's stored state cannot be used: {reason}")))?;
         tracing::info!(
             connector = %task.identity.connector, task = task.identity.task, partitions = partitions.len(), keys = restored,
             "The processor took back its state."
         );
-        Ok(Self { processor: Some(processor) })
+        let mut tables = Vec::new();
+        let mut wait_when_empty = Duration::ZERO;
+        for table in processor.tables() {
+            task.worker.transport.ensure_topics(std::slice::from_ref(&table.topic)).await?;
+            let reader = task.worker.transport.reader(&table.topic, None, StartAt::Beginning).await?;
+            tables.push((table.topic, reader));
+            wait_when_empty = wait_when_empty.max(table.wait_when_empty);
+        }
+        let mut stage = Self { processor: Some(processor), tables };
+        // A table is read whole before the first batch, as a GlobalKTable is; an empty
+        // one is waited for a while (its source may be starting beside this task).
+        let started = std::time::Instant::now();
+        let mut table_records = stage.read_tables(true).await?;
+        while table_records == 0 && !stage.tables.is_empty() && started.elapsed() < wait_when_empty && !cancel.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            table_records += stage.read_tables(false).await?;
+        }
+        if !stage.tables.is_empty() {
+            tracing::info!(
+                connector = %task.identity.connector, task = task.identity.task, records = table_records,
+                seconds = started.elapsed().as_secs_f64(), "The processor read its tables."
+            );
+        }
+        Ok(stage)
+    }
+
+    /// Feeds the table topics' new records to the processor: all of them up to each
+    /// table's end as it was when it was opened (`whole`), else what is there now, in
+    /// bounded chunks. Returns how many records were read.
+    async fn read_tables(&mut self, whole: bool) -> Result<usize, TaskError> {
+        let mut read = 0;
+        for index in 0..self.tables.len() {
+            let mut chunks = 0;
+            loop {
+                let (topic, reader) = &mut self.tables[index];
+                let behind = whole && !reader.caught_up();
+                if !behind && chunks >= TABLE_CHUNKS_PER_BATCH {
+                    break;
+                }
+                let wait = if behind { Duration::from_millis(200) } else { Duration::ZERO };
+                let records = reader.next(TABLE_CHUNK, wait).await?;
+                if records.is_empty() && !behind {
+                    break;
+                }
+                chunks += 1;
+                read += records.len();
+                let topic = topic.clone();
+                self.on_thread(move |processor| processor.update_table(&topic, records))
+                    .await?
+                    .map_err(|reason| TaskError::from(PluginFailure::BadConfig(reason)))?;
+            }
+        }
+        Ok(read)
+    }
+
+    /// Runs `work` on the processor on a blocking thread (it may take a while).
+    async fn on_thread<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut Box<dyn Processor>) -> T + Send + 'static,
+    ) -> Result<T, TaskError> {
+        let mut processor =
+            self.processor.take().ok_or_else(|| PluginFailure::Fatal("the processor was lost in an earlier batch".to_owned()))?;
+        let (processor, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut processor);
+            (processor, result)
+        })
+        .await
+        .map_err(|error| PluginFailure::Fatal(format!("the processor's thread failed: {error}")))?;
+        self.processor = Some(processor);
+        Ok(result)
     }
 
     /// Runs the batch's records (none: only the timers) through the processor. Late
@@ -57,27 +138,27 @@ impl ProcessorStage {
             Checkpoint::Offsets(offsets) => offsets,
             other => return Err(PluginFailure::Fatal(format!("a processor's batch came with the checkpoint {other:?}")).into()),
         };
-        let mut processor =
-            self.processor.take().ok_or_else(|| PluginFailure::Fatal("the processor was lost in an earlier batch".to_owned()))?;
         let idle = records.is_empty() && offsets.is_empty();
-        let (processor, processed, state) = tokio::task::spawn_blocking(move || {
-            let mut processed = Processed::default();
-            let now = wall_clock_ms();
-            // Wall-clock timers fire only while the input is idle (a poll brought nothing,
-            // not a batch the transforms emptied): a backlog (a restart after downtime)
-            // moves stream time instead, and closing its windows by the wall clock would
-            // make the rest of their records late.
-            if idle {
-                processor.fire_timers(now, &mut processed);
-            } else {
-                processor.process(records, now, &mut processed);
-            }
-            let state = processor.take_changes();
-            (processor, processed, state)
-        })
-        .await
-        .map_err(|error| PluginFailure::Fatal(format!("the processor's thread failed: {error}")))?;
-        self.processor = Some(processor);
+        if !self.tables.is_empty() {
+            self.read_tables(false).await?;
+        }
+        let (processed, state) = self
+            .on_thread(move |processor| {
+                let mut processed = Processed::default();
+                let now = wall_clock_ms();
+                // Wall-clock timers fire only while the input is idle (a poll brought nothing,
+                // not a batch the transforms emptied): a backlog (a restart after downtime)
+                // moves stream time instead, and closing its windows by the wall clock would
+                // make the rest of their records late.
+                if idle {
+                    processor.fire_timers(now, &mut processed);
+                } else {
+                    processor.process(records, now, &mut processed);
+                }
+                let state = processor.take_changes();
+                (processed, state)
+            })
+            .await?;
         let Processed { records, failed: refused, late } = processed;
         let type_name = task.plan.plugin.description.name.clone();
         for (index, (record, reason)) in refused.into_iter().enumerate() {
