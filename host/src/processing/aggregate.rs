@@ -441,9 +441,14 @@ impl Settings {
             },
             "size": size,
             "advance": advance,
-            "aggregations": aggregations
+        "aggregations": aggregations
                 .iter()
-                .map(|aggregation| format!("{}={:?}({})", aggregation.name, aggregation.function, aggregation.field.as_ref().map(FieldPath::display).unwrap_or_default()))
+                .map(|aggregation| {
+                    // By position: a result's name is not in the state, so renaming one is fine.
+                    let function = serde_json::to_value(aggregation.function).unwrap_or_default();
+                    let field = aggregation.field.as_ref().map(FieldPath::display).unwrap_or_default();
+                    format!("{}({field})", function.as_str().unwrap_or_default())
+                })
                 .collect::<Vec<_>>(),
             "latest_by": latest_by.as_ref().map(FieldPath::display),
         })
@@ -480,6 +485,18 @@ impl Settings {
         let first = last - (size - 1) / advance * advance;
         (0..=(last - first) / advance).map(move |step| first + step * advance).filter(move |start| start + size > time)
     }
+}
+
+/// Whether state stored under the layout `stored` fits `current`: every option both
+/// name is the same (an option a later version adds is absent from older state, and
+/// an older state is taken as built under its default).
+fn same_layout(stored: &[u8], current: &str) -> bool {
+    let (Ok(Value::Object(stored)), Ok(Value::Object(current))) =
+        (serde_json::from_slice::<Value>(stored), serde_json::from_str::<Value>(current))
+    else {
+        return false;
+    };
+    stored.iter().all(|(name, value)| current.get(name).is_none_or(|now| now == value))
 }
 
 /// `having`: a condition on one aggregation's result, `count > 5`.
@@ -792,7 +809,7 @@ impl Processor for Aggregate {
                     }
                     self.groups.insert(key, group);
                 }
-                LAYOUT if entry.value != self.settings.layout.as_bytes() => {
+                LAYOUT if !same_layout(&entry.value, &self.settings.layout) => {
                     return Err(format!(
                         "its options changed since its state was stored (the state was built with {}, the options now say {}): \
                          set them back, or stop the connector and reset its offsets (DELETE /connectors/{{name}}/offsets) \

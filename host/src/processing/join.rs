@@ -80,7 +80,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         option_type: OptionType::Integer,
         default: Some("256"),
         required: false,
-        documentation: "The most memory the table may take (its keys and values as read); a bigger table fails the task with the figure.",
+        documentation: "The most the table may take, counted as its keys and copied values in JSON text (parsed, a few times more); a bigger table fails the task with the figure.",
     },
 ];
 
@@ -132,8 +132,9 @@ pub struct Join {
     missing: Missing,
     table_wait: Duration,
     max_table_bytes: u64,
-    /// Table key -> the fields a match copies.
-    table: HashMap<String, Map<String, Value>>,
+    /// Table key -> the timestamp of the record it came from and the fields a match
+    /// copies.
+    table: HashMap<String, (i64, Map<String, Value>)>,
     /// What the table takes, as counted against `max_table_bytes`.
     table_bytes: u64,
 }
@@ -208,7 +209,7 @@ impl Join {
             Ok(parsed) => parsed.unwrap_or_default(),
             Err(reason) => return out.failed.push((record, reason)),
         };
-        let matched = self.on.of(&record, Some(&parsed)).and_then(|key| self.table.get(&key));
+        let matched = self.on.of(&record, Some(&parsed)).and_then(|key| self.table.get(&key)).map(|(_, fields)| fields);
         let Some(matched) = matched else {
             match self.missing {
                 Missing::Pass => out.records.push(record),
@@ -240,8 +241,8 @@ impl Join {
     }
 }
 
-/// What an entry takes against the table's bound: its key and value as read, and a
-/// map slot.
+/// What an entry takes against the table's bound: its key and value as JSON text, and
+/// a map slot (parsed, it takes a few times more).
 fn entry_bytes(key: &str, value: &Map<String, Value>) -> u64 {
     (key.len() + Value::Object(value.clone()).to_string().len() + 64) as u64
 }
@@ -277,7 +278,13 @@ impl Processor for Join {
             };
             let key = self.table_key.of(&record, value.as_ref());
             let Some(key) = key else { continue };
-            if let Some(old) = self.table.remove(&key) {
+            // The newest record wins: a table keyed by a field may hold a key's records
+            // in several partitions, which are read one after the other.
+            let time = record.timestamp.unwrap_or(i64::MIN);
+            if self.table.get(&key).is_some_and(|(newest, _)| *newest > time) {
+                continue;
+            }
+            if let Some((_, old)) = self.table.remove(&key) {
                 self.table_bytes = self.table_bytes.saturating_sub(entry_bytes(&key, &old));
             }
             // A tombstone (no value) removes the key; with table_key a field, a record
@@ -293,7 +300,7 @@ impl Processor for Join {
                     self.table.len() + 1
                 ));
             }
-            self.table.insert(key, copied);
+            self.table.insert(key, (time, copied));
         }
         Ok(())
     }
@@ -357,11 +364,19 @@ mod tests {
     #[test]
     fn a_table_keyed_by_a_field_and_a_table_past_its_bound() {
         let mut join = Join::new(&options(&[("table", "t"), ("table_key", "station_id"), ("max_table_mib", "1")])).unwrap();
-        let unkeyed = |id: &str| Record { key: None, ..station(id, Some("75001")) };
+        let unkeyed_with = |id: &str, postcode: &str| Record { key: None, ..station(id, Some(postcode)) };
+        let unkeyed = |id: &str| unkeyed_with(id, "75001");
         join.update_table("t", vec![unkeyed("1")]).unwrap();
         let mut out = Processed::default();
         join.process(vec![Record { key: Some(b"1".to_vec()), ..status("x", 1) }], 0, &mut out);
         assert_eq!(results(&out.records)[0]["post_code"], json!("75001"));
+        // Read partition by partition: an older record read later does not win.
+        let at = |postcode: &str, time: i64| Record { timestamp: Some(time), ..unkeyed_with("1", postcode) };
+        join.update_table("t", vec![at("75002", 2_000)]).unwrap();
+        join.update_table("t", vec![at("75009", 1_500)]).unwrap();
+        let mut out = Processed::default();
+        join.process(vec![Record { key: Some(b"1".to_vec()), ..status("x", 1) }], 0, &mut out);
+        assert_eq!(results(&out.records)[0]["post_code"], json!("75002"));
         let big: Vec<Record> = (0..20_000).map(|n| unkeyed(&format!("{n:0>40}"))).collect();
         let refused = join.update_table("t", big).err().unwrap();
         assert!(refused.starts_with("the table t takes more than max_table_mib (1 MiB) with "), "{refused}");

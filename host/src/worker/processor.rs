@@ -69,10 +69,17 @@ impl ProcessorStage {
         // A table is read whole before the first batch, as a GlobalKTable is; an empty
         // one is waited for a while (its source may be starting beside this task).
         let started = std::time::Instant::now();
-        let mut table_records = stage.read_tables(true).await?;
+        let mut table_records = stage.read_tables(true, cancel).await?;
         while table_records == 0 && !stage.tables.is_empty() && started.elapsed() < wait_when_empty && !cancel.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            table_records += stage.read_tables(false).await?;
+            table_records += stage.read_tables(false, cancel).await?;
+        }
+        if table_records == 0 && !stage.tables.is_empty() {
+            let topics: Vec<&str> = stage.tables.iter().map(|(topic, _)| topic.as_str()).collect();
+            tracing::warn!(
+                connector = %task.identity.connector, task = task.identity.task, tables = ?topics,
+                "The processor's table is empty after its wait: records are joined against nothing until it fills (is the table topic's name right?)."
+            );
         }
         if !stage.tables.is_empty() {
             tracing::info!(
@@ -86,21 +93,28 @@ impl ProcessorStage {
     /// Feeds the table topics' new records to the processor: all of them up to each
     /// table's end as it was when it was opened (`whole`), else what is there now, in
     /// bounded chunks. Returns how many records were read.
-    async fn read_tables(&mut self, whole: bool) -> Result<usize, TaskError> {
+    async fn read_tables(&mut self, whole: bool, cancel: &CancellationToken) -> Result<usize, TaskError> {
         let mut read = 0;
         for index in 0..self.tables.len() {
-            let mut chunks = 0;
+            let (mut chunks, mut empty_reads) = (0, 0);
             loop {
                 let (topic, reader) = &mut self.tables[index];
-                let behind = whole && !reader.caught_up();
+                // Behind the end it had when opened: keep reading, unless the task stops
+                // or nothing comes for 5 s (retention removed the table's last records).
+                let behind = whole && !reader.caught_up() && empty_reads < 25 && !cancel.is_cancelled();
                 if !behind && chunks >= TABLE_CHUNKS_PER_BATCH {
                     break;
                 }
                 let wait = if behind { Duration::from_millis(200) } else { Duration::ZERO };
                 let records = reader.next(TABLE_CHUNK, wait).await?;
-                if records.is_empty() && !behind {
-                    break;
+                if records.is_empty() {
+                    if !behind {
+                        break;
+                    }
+                    empty_reads += 1;
+                    continue;
                 }
+                empty_reads = 0;
                 chunks += 1;
                 read += records.len();
                 let topic = topic.clone();
@@ -140,7 +154,7 @@ impl ProcessorStage {
         };
         let idle = records.is_empty() && offsets.is_empty();
         if !self.tables.is_empty() {
-            self.read_tables(false).await?;
+            self.read_tables(false, &CancellationToken::new()).await?;
         }
         let (processed, state) = self
             .on_thread(move |processor| {

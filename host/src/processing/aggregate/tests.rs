@@ -219,8 +219,9 @@ fn state_built_under_other_options_is_refused_at_restore_with_what_to_do() {
     aggregate.process(vec![keyed("k", 0, 1_000)], 0, &mut Processed::default());
     let mut durable = Durable::default();
     durable.apply(aggregate.take_changes());
-    // grace shapes no state: taken back.
+    // grace shapes no state: taken back; nor does an aggregation's name.
     build("1m", "30s").restore(durable.entries()).unwrap();
+    Aggregate::new(&options(&[("size", "1m"), ("aggregations", "records=count")])).unwrap().restore(durable.entries()).unwrap();
     let refused = build("5m", "0s").restore(durable.entries()).err().unwrap();
     assert!(refused.starts_with("its options changed since its state was stored"), "{refused}");
     assert!(
