@@ -28,6 +28,7 @@ use wasm_connect_protocol::values::parse_list;
 use super::builtin::OptionSpec;
 use super::event_time::EventTime;
 use super::options::{GroupBy, TIME_FIELD, TIME_UNIT, duration_ms, field, json_object, option};
+use super::stream_time::{self, StreamTimes};
 use super::{Processed, Processor};
 use crate::runtime::OptionType;
 use crate::transforms::path::{FieldPath, FieldSyntax};
@@ -35,8 +36,6 @@ use crate::transport::{StateChange, StateEntry};
 
 /// The store of groups and their windows.
 const GROUPS: &str = "windows";
-/// The store of the stream time per partition.
-const STREAM_TIME: &str = "stream-time";
 /// The store of what shapes the state (the options it was built under), per partition.
 const LAYOUT: &str = "layout";
 
@@ -334,11 +333,10 @@ pub struct Aggregate {
     closing: BTreeMap<i32, BTreeSet<(i64, String, i64)>>,
     /// (wall clock at which it closes, group, window start), for every open window.
     deadlines: BTreeSet<(i64, String, i64)>,
-    stream_times: HashMap<i32, i64>,
+    stream_times: StreamTimes,
     /// (group, partition) changed since the last checkpoint: a group deleted in one
     /// partition and made again from another's records is deleted in the first.
     dirty: HashSet<(String, i32)>,
-    dirty_partitions: HashSet<i32>,
     /// Windows changed in this batch (with `emit: update`).
     updated: BTreeSet<(String, i64)>,
 }
@@ -351,9 +349,8 @@ impl Aggregate {
             groups: HashMap::new(),
             closing: BTreeMap::new(),
             deadlines: BTreeSet::new(),
-            stream_times: HashMap::new(),
+            stream_times: StreamTimes::default(),
             dirty: HashSet::new(),
-            dirty_partitions: HashSet::new(),
             updated: BTreeSet::new(),
         })
     }
@@ -581,7 +578,7 @@ fn parse_aggregation(text: &str) -> Result<Aggregation, String> {
 
 impl Aggregate {
     fn stream_time(&self, partition: i32) -> i64 {
-        self.stream_times.get(&partition).copied().unwrap_or(i64::MIN)
+        self.stream_times.get(partition)
     }
 
     fn add(&mut self, record: Record, now_ms: i64, out: &mut Processed) {
@@ -615,11 +612,7 @@ impl Aggregate {
             _ => None,
         };
         let partition = settings.group_by.state_partition(&record);
-        let stream_time = self.stream_time(partition).max(time);
-        if stream_time != self.stream_time(partition) {
-            self.stream_times.insert(partition, stream_time);
-            self.dirty_partitions.insert(partition);
-        }
+        let stream_time = self.stream_times.advance(partition, time);
         let (size, grace, timeout) = (settings.size, settings.grace, settings.wall_clock_timeout);
         let starts: Vec<i64> = settings.window_starts(time).collect();
         let group = self.groups.entry(group_key.clone()).or_insert_with(|| Group {
@@ -752,7 +745,7 @@ impl Aggregate {
     /// nothing of it is needed.
     fn prune(&mut self, group_key: &str) {
         let Some(group) = self.groups.get_mut(group_key) else { return };
-        let stream_time = self.stream_times.get(&group.partition).copied().unwrap_or(i64::MIN);
+        let stream_time = self.stream_times.get(group.partition);
         // Windows still to come start after what was closed and what the stream left behind.
         let horizon = group.windows.keys().next().copied().unwrap_or_else(|| {
             let expired = stream_time.saturating_sub(self.settings.grace).saturating_sub(self.settings.size);
@@ -819,11 +812,7 @@ impl Processor for Aggregate {
                         self.settings.layout
                     ));
                 }
-                STREAM_TIME => {
-                    let time = std::str::from_utf8(&entry.value).ok().and_then(|text| text.parse::<i64>().ok());
-                    let time = time.ok_or_else(|| format!("the stored stream time of partition {} is damaged", entry.partition))?;
-                    self.stream_times.insert(entry.partition, time);
-                }
+                stream_time::STORE => self.stream_times.restore(&entry)?,
                 // A store of another version of this processor: left alone.
                 _ => {}
             }
@@ -858,7 +847,7 @@ impl Processor for Aggregate {
     }
 
     fn take_changes(&mut self) -> Vec<StateChange> {
-        let mut changes = Vec::with_capacity(self.dirty.len() + self.dirty_partitions.len());
+        let mut changes = Vec::with_capacity(self.dirty.len());
         for (group_key, partition) in self.dirty.drain() {
             let value = self
                 .groups
@@ -867,11 +856,11 @@ impl Processor for Aggregate {
                 .map(|group| serde_json::to_vec(group).expect("a group serializes"));
             changes.push(StateChange { store: GROUPS.to_owned(), partition, key: group_key.into_bytes(), value });
         }
-        for partition in self.dirty_partitions.drain() {
-            let value = self.stream_times.get(&partition).map(|time| time.to_string().into_bytes());
-            let layout = value.as_ref().map(|_| self.settings.layout.clone().into_bytes());
-            changes.push(StateChange { store: STREAM_TIME.to_owned(), partition, key: Vec::new(), value });
-            changes.push(StateChange { store: LAYOUT.to_owned(), partition, key: Vec::new(), value: layout });
+        for change in self.stream_times.take_changes() {
+            // The layout goes with each partition's stream time.
+            let layout = change.value.as_ref().map(|_| self.settings.layout.clone().into_bytes());
+            changes.push(StateChange { store: LAYOUT.to_owned(), partition: change.partition, key: Vec::new(), value: layout });
+            changes.push(change);
         }
         changes
     }

@@ -14,14 +14,13 @@ use wasm_connect_protocol::Record;
 use super::builtin::OptionSpec;
 use super::event_time::EventTime;
 use super::options::{GroupBy, TIME_FIELD, TIME_UNIT, duration_ms, json_object, option};
+use super::stream_time::{self, StreamTimes};
 use super::{Processed, Processor};
 use crate::runtime::OptionType;
 use crate::transport::{StateChange, StateEntry};
 
 /// The store of the identities seen: the event time of the record that passed.
 const SEEN: &str = "seen";
-/// The store of the stream time per partition.
-const STREAM_TIME: &str = "stream-time";
 
 /// The options `dedupe` understands.
 pub const OPTIONS: &[OptionSpec] = &[
@@ -53,9 +52,8 @@ pub struct Dedupe {
     seen: HashMap<String, (i32, i64)>,
     /// Per partition, (stream time at which it is forgotten, identity).
     expiring: BTreeMap<i32, BTreeSet<(i64, String)>>,
-    stream_times: HashMap<i32, i64>,
+    stream_times: StreamTimes,
     dirty: HashSet<(String, i32)>,
-    dirty_partitions: HashSet<i32>,
 }
 
 impl Dedupe {
@@ -84,9 +82,8 @@ impl Dedupe {
             reads_value,
             seen: HashMap::new(),
             expiring: BTreeMap::new(),
-            stream_times: HashMap::new(),
+            stream_times: StreamTimes::default(),
             dirty: HashSet::new(),
-            dirty_partitions: HashSet::new(),
         })
     }
 
@@ -115,15 +112,11 @@ impl Dedupe {
             Err(reason) => return out.failed.push((record, reason)),
         };
         let partition = self.group_by.state_partition(&record);
-        if self.stream_times.get(&partition).is_none_or(|stream_time| time > *stream_time) {
-            self.stream_times.insert(partition, time);
-            self.dirty_partitions.insert(partition);
-        }
+        self.stream_times.advance(partition, time);
         // What passed is forgotten once its partition's stream time is a horizon past it,
         // also in the middle of a batch (so that batch boundaries change nothing).
-        let remembered = self.seen.get(&identity).filter(|(owner, passed)| {
-            self.stream_times.get(owner).is_none_or(|stream_time| passed.saturating_add(self.horizon) > *stream_time)
-        });
+        let remembered =
+            self.seen.get(&identity).filter(|(owner, passed)| passed.saturating_add(self.horizon) > self.stream_times.get(*owner));
         match remembered {
             // A repeat within the horizon of the record that passed, before or after it.
             Some((_, passed)) if time.abs_diff(*passed) < self.horizon.unsigned_abs() => {}
@@ -140,7 +133,7 @@ impl Dedupe {
     /// Forgets the identities their partition's stream time left a horizon behind.
     fn expire(&mut self) {
         for (partition, expiring) in &mut self.expiring {
-            let stream_time = self.stream_times.get(partition).copied().unwrap_or(i64::MIN);
+            let stream_time = self.stream_times.get(*partition);
             while expiring.first().is_some_and(|(until, _)| *until <= stream_time) {
                 let (_, identity) = expiring.pop_first().expect("looked at above");
                 self.seen.remove(&identity);
@@ -161,10 +154,7 @@ impl Processor for Dedupe {
                     self.expiring.entry(entry.partition).or_default().insert((time.saturating_add(self.horizon), identity.clone()));
                     self.seen.insert(identity, (entry.partition, time));
                 }
-                STREAM_TIME => {
-                    let time = number.ok_or_else(|| format!("the stored stream time of partition {} is damaged", entry.partition))?;
-                    self.stream_times.insert(entry.partition, time);
-                }
+                stream_time::STORE => self.stream_times.restore(&entry)?,
                 // A store of another version of this processor: left alone.
                 _ => {}
             }
@@ -179,18 +169,13 @@ impl Processor for Dedupe {
         self.expire();
     }
 
-    fn fire_timers(&mut self, _now_ms: i64, _out: &mut Processed) {}
-
     fn take_changes(&mut self) -> Vec<StateChange> {
-        let mut changes = Vec::with_capacity(self.dirty.len() + self.dirty_partitions.len());
+        let mut changes = Vec::with_capacity(self.dirty.len());
         for (identity, partition) in self.dirty.drain() {
             let value = self.seen.get(&identity).filter(|(owner, _)| *owner == partition).map(|(_, time)| time.to_string().into_bytes());
             changes.push(StateChange { store: SEEN.to_owned(), partition, key: identity.into_bytes(), value });
         }
-        for partition in self.dirty_partitions.drain() {
-            let value = self.stream_times.get(&partition).map(|time| time.to_string().into_bytes());
-            changes.push(StateChange { store: STREAM_TIME.to_owned(), partition, key: Vec::new(), value });
-        }
+        changes.extend(self.stream_times.take_changes());
         changes
     }
 }

@@ -258,8 +258,6 @@ impl Processor for Join {
         }
     }
 
-    fn fire_timers(&mut self, _now_ms: i64, _out: &mut Processed) {}
-
     fn take_changes(&mut self) -> Vec<StateChange> {
         Vec::new()
     }

@@ -12,6 +12,7 @@ pub mod dedupe;
 mod event_time;
 pub mod join;
 mod options;
+mod stream_time;
 #[cfg(test)]
 mod testing;
 pub mod threshold;
@@ -53,8 +54,10 @@ pub trait Processor: Send {
     /// Runs the records, in input order; `now_ms` is the wall clock.
     fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed);
     /// Fires the wall-clock timers due at `now_ms`: called while the input is idle, so
-    /// that windows close on an idle topic too.
-    fn fire_timers(&mut self, now_ms: i64, out: &mut Processed);
+    /// that windows close on an idle topic too. A processor without timers has none.
+    fn fire_timers(&mut self, now_ms: i64, out: &mut Processed) {
+        let _ = (now_ms, out);
+    }
     /// The state changes since the last call, to be checkpointed.
     fn take_changes(&mut self) -> Vec<StateChange>;
     /// The topics the processor reads as tables: every task reads them whole, from

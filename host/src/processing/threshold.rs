@@ -228,8 +228,6 @@ impl Processor for Threshold {
         }
     }
 
-    fn fire_timers(&mut self, _now_ms: i64, _out: &mut Processed) {}
-
     fn take_changes(&mut self) -> Vec<StateChange> {
         self.dirty
             .drain()
