@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::replay::{Answer, ReplayServer};
 use support::services::{self, Server};
-use support::{Host, host_config, repo_root};
+use support::{Host, host_config, percent_encode, repo_root};
 
 /// Prometheus scrapes and evaluates this often in the test (15 s in the compose stack).
 const SCRAPE_INTERVAL: &str = "1s";
@@ -222,15 +222,6 @@ fn query(prometheus: &Server, expression: &str) -> Value {
     let answer: Value = serde_json::from_str(&response.body).unwrap_or_else(|error| panic!("{expression}: {error}: {}", response.body));
     assert_eq!(answer["status"], "success", "{expression}: {answer}");
     answer["data"]["result"].clone()
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// The firing alerts: name -> the `connector/task` (or instance) each fires for.

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::Host;
 use support::topics::{feed, read, runtime};
+use support::{Host, percent_encode};
 use wasm_connect::processing::Processor;
 use wasm_connect::processing::aggregate::Aggregate;
 use wasm_connect::transport::{EmbeddedTransport, StateEntry, Transport};
@@ -227,6 +227,16 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let (_, stream_time) = host.call("GET", "/connectors/device-minutes/state?store=stream-time", None);
     assert_eq!(stream_time["total"], json!(4), "one stream time per input partition: {stream_time}");
     let (status, refused) = host.call("GET", "/connectors/device-minutes/state?limit=0", None);
+    assert_eq!(status, 400, "{refused}");
+    // Past 1,024 characters a key or a prefix is refused by us, not by the HTTP server's
+    // URI limit, even both at once in four-byte characters.
+    let longest = "device-".to_owned() + &"\u{1F600}".repeat(1_017);
+    let (status, empty) = host.call("GET", &format!("/connectors/device-minutes/state?key={}", percent_encode(&longest)), None);
+    assert_eq!((status, empty["total"].clone()), (200, json!(0)), "{empty}");
+    let too_long = percent_encode(&(longest + "x"));
+    let (status, refused) = host.call("GET", &format!("/connectors/device-minutes/state?key=device-1&prefix={too_long}"), None);
+    assert_eq!(status, 400, "{refused}");
+    let (status, refused) = host.call("GET", &format!("/connectors/device-minutes/state?key={too_long}&prefix={too_long}"), None);
     assert_eq!(status, 400, "{refused}");
     host.stop();
 

@@ -392,3 +392,13 @@ pub fn canonical(value: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// `text` made safe for a URL query value: every byte but the unreserved ones as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
