@@ -2,8 +2,9 @@
 //! `aggregate` or a ksqlDB `GROUP BY ... WINDOW`, configured with options only.
 //!
 //! Records are grouped by their key or by fields of their JSON value, and fall into
-//! tumbling (`size`) or hopping (`size` every `advance`) windows by event time (the
-//! record's timestamp, or `time_field`). Each partition keeps a stream time, the
+//! tumbling (`size`), hopping (`size` every `advance`) or session windows (records
+//! less than `gap` apart, merged when one bridges two) by event time (the record's
+//! timestamp, or `time_field`). Each partition keeps a stream time, the
 //! newest event time it has read: a window closes once its partition's stream time
 //! passes the window's end plus `grace`, or, while the input is idle, once
 //! `wall_clock_timeout` passed since its first record came in, so that the last
@@ -53,14 +54,21 @@ pub const OPTIONS: &[OptionSpec] = &[
         option_type: OptionType::String,
         default: Some("tumbling"),
         required: false,
-        documentation: "`tumbling` (back to back) or `hopping` (overlapping, one every `advance`).",
+        documentation: "`tumbling` (back to back), `hopping` (overlapping, one every `advance`) or `session` (a group's records less than `gap` apart).",
     },
     OptionSpec {
         name: "size",
         option_type: OptionType::Duration,
         default: None,
-        required: true,
-        documentation: "How long a window is, e.g. `1m` or `5m`.",
+        required: false,
+        documentation: "How long a window is, e.g. `1m` or `5m` (required for tumbling and hopping windows).",
+    },
+    OptionSpec {
+        name: "gap",
+        option_type: OptionType::Duration,
+        default: None,
+        required: false,
+        documentation: "For session windows: a session ends once its group has had no record for this long (event time), e.g. `30m`.",
     },
     OptionSpec {
         name: "advance",
@@ -81,7 +89,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         option_type: OptionType::Duration,
         default: None,
         required: false,
-        documentation: "While the input is idle, a window closes once this long (wall clock) passed since its first record, so the last windows close on an idle topic too (defaults to size + grace).",
+        documentation: "While the input is idle, a window closes once this long (wall clock) passed since its first record, so the last windows close on an idle topic too (defaults to size + grace, or gap + grace for sessions).",
     },
     TIME_FIELD,
     TIME_UNIT,
@@ -156,6 +164,8 @@ struct Settings {
     group_by: GroupBy,
     size: i64,
     advance: i64,
+    /// Session windows: the inactivity gap that ends a session.
+    gap: Option<i64>,
     grace: i64,
     wall_clock_timeout: i64,
     event_time: EventTime,
@@ -261,6 +271,28 @@ impl Slot {
         }
     }
 
+    /// Takes in what another window of the same aggregation counted (two sessions
+    /// that one record bridges).
+    fn merge(&mut self, other: Slot) {
+        match (self, other) {
+            (Slot::Count(count), Slot::Count(more)) => *count += more,
+            (Slot::Sum { sum, integral }, Slot::Sum { sum: more, integral: whole }) => {
+                *sum += more;
+                *integral &= whole;
+            }
+            (Slot::Avg { sum, count }, Slot::Avg { sum: more, count: also }) => {
+                *sum += more;
+                *count += also;
+            }
+            (slot @ (Slot::Min(_) | Slot::Max(_)), Slot::Min(Some(value)) | Slot::Max(Some(value))) => slot.add(Some(&value), 0),
+            (slot @ (Slot::First(_) | Slot::Last(_)), Slot::First(Some((time, value))) | Slot::Last(Some((time, value)))) => {
+                slot.add(Some(&value), time)
+            }
+            (Slot::Distinct(seen), Slot::Distinct(more)) => seen.extend(more),
+            _ => {}
+        }
+    }
+
     fn result(&self) -> Value {
         match self {
             Slot::Count(count) => Value::from(*count),
@@ -297,6 +329,9 @@ struct Window {
     slots: Vec<Slot>,
     /// Records it took.
     records: u64,
+    /// A session's newest event time (its start is its oldest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<i64>,
 }
 
 /// A sub-key's value at one event time (with `latest_by`).
@@ -339,6 +374,8 @@ pub struct Aggregate {
     dirty: HashSet<(String, i32)>,
     /// Windows changed in this batch (with `emit: update`).
     updated: BTreeSet<(String, i64)>,
+    /// The wall clock of the batch or timer running: how long partitions were quiet.
+    now_ms: i64,
 }
 
 impl Aggregate {
@@ -352,6 +389,7 @@ impl Aggregate {
             stream_times: StreamTimes::default(),
             dirty: HashSet::new(),
             updated: BTreeSet::new(),
+            now_ms: 0,
         })
     }
 }
@@ -360,23 +398,34 @@ impl Settings {
     fn parse(options: &[(String, String)]) -> Result<Self, Vec<(String, String)>> {
         let mut problems = Vec::new();
         let group_by = GroupBy::parse(options, "group_by", &mut problems);
-        let size = duration_ms(options, "size", &mut problems);
-        if option(options, "size").is_none() {
-            problems.push(("size".into(), "is required: how long a window is, e.g. 1m".into()));
-        }
-        let size = size.unwrap_or(60_000);
-        let hopping = match option(options, "window").map(str::trim) {
-            None | Some("tumbling") => false,
-            Some("hopping") => true,
-            Some("session") => {
-                problems.push(("window".into(), "session windows are not available yet; use tumbling or hopping".into()));
-                false
-            }
+        let (hopping, session) = match option(options, "window").map(str::trim) {
+            None | Some("tumbling") => (false, false),
+            Some("hopping") => (true, false),
+            Some("session") => (false, true),
             Some(other) => {
-                problems.push(("window".into(), format!("must be tumbling or hopping, not {other:?}")));
-                false
+                problems.push(("window".into(), format!("must be tumbling, hopping or session, not {other:?}")));
+                (false, false)
             }
         };
+        let size = duration_ms(options, "size", &mut problems);
+        let gap = duration_ms(options, "gap", &mut problems);
+        match (session, option(options, "size").is_some(), option(options, "gap").is_some()) {
+            (false, false, _) => problems.push(("size".into(), "is required: how long a window is, e.g. 1m".into())),
+            (false, _, true) => problems.push(("gap".into(), "is for session windows: set window: session, or leave gap out".into())),
+            (true, _, false) => {
+                problems.push(("gap".into(), "is required for session windows: how long without a record ends a session, e.g. 30m".into()))
+            }
+            (true, true, _) => {
+                problems.push(("size".into(), "is for tumbling and hopping windows: a session's length is set by gap".into()))
+            }
+            _ => {}
+        }
+        let gap = gap.filter(|_| session);
+        if gap.is_some_and(|gap| gap <= 0) {
+            problems.push(("gap".into(), "must be longer than 0".into()));
+        }
+        // A session's length is not known ahead: `size` is then only a placeholder.
+        let size = size.or(gap).unwrap_or(60_000);
         let advance = duration_ms(options, "advance", &mut problems).unwrap_or(size);
         if !hopping && advance != size {
             problems.push(("advance".into(), "is for hopping windows: set window: hopping, or leave advance out".into()));
@@ -391,6 +440,12 @@ impl Settings {
         }
         let grace = duration_ms(options, "grace", &mut problems).unwrap_or(0);
         let wall_clock_timeout = duration_ms(options, "wall_clock_timeout", &mut problems).unwrap_or(size.saturating_add(grace));
+        if session && option(options, "latest_by").is_some() {
+            problems.push((
+                "latest_by".into(),
+                "gauges need tumbling or hopping windows (a session has no set end to take the newest values at)".into(),
+            ));
+        }
         let event_time = EventTime::parse(option(options, "time_field"), option(options, "time_unit")).unwrap_or_else(|problem| {
             problems.push(problem);
             EventTime::Timestamp
@@ -436,8 +491,8 @@ impl Settings {
                 GroupBy::Key { .. } => vec!["key".to_owned()],
                 GroupBy::Fields { paths, .. } => paths.iter().map(FieldPath::display).collect(),
             },
-            "size": size,
-            "advance": advance,
+            "size": if session { 0 } else { size },
+            "advance": if session { 0 } else { advance },
         "aggregations": aggregations
                 .iter()
                 .map(|aggregation| {
@@ -450,6 +505,16 @@ impl Settings {
             "latest_by": latest_by.as_ref().map(FieldPath::display),
         })
         .to_string();
+        let layout = match gap {
+            // Only sessions add to the layout: state stored before they existed stays good.
+            Some(gap) => {
+                let mut layout: Value = serde_json::from_str(&layout).expect("made above");
+                layout["window"] = Value::from("session");
+                layout["gap"] = Value::from(gap);
+                layout.to_string()
+            }
+            None => layout,
+        };
         let reads_value = group_by.reads_value()
             || matches!(event_time, EventTime::Field { .. })
             || latest_by.is_some()
@@ -461,6 +526,7 @@ impl Settings {
             group_by,
             size,
             advance,
+            gap,
             grace,
             wall_clock_timeout,
             event_time,
@@ -475,12 +541,93 @@ impl Settings {
         })
     }
 
+    /// When a group's window closes in stream time: a fixed window at its end plus
+    /// grace, a session a gap after its newest record plus grace.
+    fn closes_at(&self, start: i64, window: &Window) -> i64 {
+        self.end_of(start, window).saturating_add(self.gap.unwrap_or(0)).saturating_add(self.grace)
+    }
+
+    /// A window's end in results: a fixed window's (exclusive) end, a session's newest
+    /// event time.
+    fn end_of(&self, start: i64, window: &Window) -> i64 {
+        match self.gap {
+            Some(_) => window.last.unwrap_or(start),
+            None => start.saturating_add(self.size),
+        }
+    }
+
     /// The starts of the windows `time` falls into, oldest first.
     fn window_starts(&self, time: i64) -> impl Iterator<Item = i64> + use<> {
         let (size, advance) = (self.size, self.advance);
         let last = time - time.rem_euclid(advance);
         let first = last - (size - 1) / advance * advance;
         (0..=(last - first) / advance).map(move |step| first + step * advance).filter(move |start| start + size > time)
+    }
+}
+
+/// The indexes of open windows a session's merge moves.
+struct OpenWindows<'a> {
+    closing: &'a mut BTreeMap<i32, BTreeSet<(i64, String, i64)>>,
+    deadlines: &'a mut BTreeSet<(i64, String, i64)>,
+    updated: &'a mut BTreeSet<(String, i64)>,
+}
+
+impl Settings {
+    /// Adds a record at event time `time` with the aggregations' `values` to the
+    /// group's sessions: to the one it is less than a gap from, merging every session
+    /// it bridges, or to a new one. False when it is late: a new session that would
+    /// be closed already, or one less than a gap after a session already emitted.
+    fn add_to_session(
+        &self,
+        group: &mut Group,
+        key: &str,
+        (time, values): (i64, &[Value]),
+        (stream_time, now_ms): (i64, i64),
+        open: &mut OpenWindows,
+    ) -> bool {
+        let gap = self.gap.expect("sessions have a gap");
+        let touching: Vec<i64> = group
+            .windows
+            .iter()
+            .filter(|(start, window)| start.saturating_sub(time) < gap && time.saturating_sub(window.last.unwrap_or(**start)) < gap)
+            .map(|(start, _)| *start)
+            .collect();
+        let after_emitted = group.closed_through.is_some_and(|closed| time.saturating_sub(closed) < gap);
+        if touching.is_empty() && (time.saturating_add(gap).saturating_add(self.grace) <= stream_time || after_emitted) {
+            return false;
+        }
+        let mut start = time;
+        let mut merged = Window {
+            opened_at: now_ms,
+            slots: self.aggregations.iter().map(|aggregation| Slot::new(aggregation.function)).collect(),
+            records: 1,
+            last: Some(time),
+        };
+        for ((slot, aggregation), value) in merged.slots.iter_mut().zip(&self.aggregations).zip(values) {
+            slot.add(aggregation.field.as_ref().map(|_| value), time);
+        }
+        for old_start in touching {
+            let old = group.windows.remove(&old_start).expect("found above");
+            if let Some(due) = open.closing.get_mut(&group.partition) {
+                due.remove(&(self.closes_at(old_start, &old), key.to_owned(), old_start));
+            }
+            open.deadlines.remove(&(old.opened_at.saturating_add(self.wall_clock_timeout), key.to_owned(), old_start));
+            open.updated.remove(&(key.to_owned(), old_start));
+            start = start.min(old_start);
+            merged.last = merged.last.max(old.last);
+            merged.opened_at = merged.opened_at.min(old.opened_at);
+            merged.records += old.records;
+            for (slot, old_slot) in merged.slots.iter_mut().zip(old.slots) {
+                slot.merge(old_slot);
+            }
+        }
+        open.closing.entry(group.partition).or_default().insert((self.closes_at(start, &merged), key.to_owned(), start));
+        open.deadlines.insert((merged.opened_at.saturating_add(self.wall_clock_timeout), key.to_owned(), start));
+        if self.emit_updates {
+            open.updated.insert((key.to_owned(), start));
+        }
+        group.windows.insert(start, merged);
+        true
     }
 }
 
@@ -577,8 +724,14 @@ fn parse_aggregation(text: &str) -> Result<Aggregation, String> {
 }
 
 impl Aggregate {
+    /// The stream time of the groups kept with `partition`: its own grouping by key,
+    /// the partitions' shared clock grouping by fields.
     fn stream_time(&self, partition: i32) -> i64 {
-        self.stream_times.get(partition)
+        if self.settings.group_by.reads_value() {
+            self.stream_times.shared(self.now_ms, self.settings.wall_clock_timeout)
+        } else {
+            self.stream_times.get(partition)
+        }
     }
 
     fn add(&mut self, record: Record, now_ms: i64, out: &mut Processed) {
@@ -612,9 +765,10 @@ impl Aggregate {
             _ => None,
         };
         let partition = settings.group_by.state_partition(&record);
-        let stream_time = self.stream_times.advance(partition, time);
+        self.stream_times.advance(record.partition.unwrap_or(0), time, now_ms);
+        let stream_time = self.stream_time(partition);
         let (size, grace, timeout) = (settings.size, settings.grace, settings.wall_clock_timeout);
-        let starts: Vec<i64> = settings.window_starts(time).collect();
+        let starts: Vec<i64> = if settings.gap.is_some() { Vec::new() } else { settings.window_starts(time).collect() };
         let group = self.groups.entry(group_key.clone()).or_insert_with(|| Group {
             partition,
             fields,
@@ -623,6 +777,10 @@ impl Aggregate {
             latest: BTreeMap::new(),
         });
         let mut counted = false;
+        if settings.gap.is_some() {
+            let mut open = OpenWindows { closing: &mut self.closing, deadlines: &mut self.deadlines, updated: &mut self.updated };
+            counted = settings.add_to_session(group, &group_key, (time, &values), (stream_time, now_ms), &mut open);
+        }
         for start in starts {
             let end = start + size;
             let open = group.windows.contains_key(&start);
@@ -641,6 +799,7 @@ impl Aggregate {
                         settings.aggregations.iter().map(|aggregation| Slot::new(aggregation.function)).collect()
                     },
                     records: 0,
+                    last: None,
                 }
             });
             window.records += 1;
@@ -683,7 +842,7 @@ impl Aggregate {
     /// None when `having` leaves it out.
     fn result(&self, group_key: &str, group: &Group, start: i64, window: &Window) -> Option<Record> {
         let settings = &self.settings;
-        let end = start + settings.size;
+        let end = settings.end_of(start, window);
         let mut value = Map::new();
         settings.group_by.describe(group_key, &group.fields, &mut value);
         value.insert("window_start".into(), Value::String(format_rfc3339(start)));
@@ -729,14 +888,14 @@ impl Aggregate {
         if !self.settings.emit_updates {
             out.records.extend(self.result(group_key, group, start, window));
         }
-        let (size, grace) = (self.settings.size, self.settings.grace);
         let group = self.groups.get_mut(group_key).expect("found above");
         let window = group.windows.remove(&start).expect("found above");
         if let Some(due) = self.closing.get_mut(&group.partition) {
-            due.remove(&((start + size).saturating_add(grace), group_key.to_owned(), start));
+            due.remove(&(self.settings.closes_at(start, &window), group_key.to_owned(), start));
         }
         self.deadlines.remove(&(window.opened_at.saturating_add(self.settings.wall_clock_timeout), group_key.to_owned(), start));
-        group.closed_through = Some(group.closed_through.map_or(start + size, |closed| closed.max(start + size)));
+        let end = self.settings.end_of(start, &window);
+        group.closed_through = Some(group.closed_through.map_or(end, |closed| closed.max(end)));
         self.dirty.insert((group_key.to_owned(), group.partition));
         self.prune(group_key);
     }
@@ -744,8 +903,9 @@ impl Aggregate {
     /// Drops a group's gauge values no open or future window needs, and the group once
     /// nothing of it is needed.
     fn prune(&mut self, group_key: &str) {
+        let Some(partition) = self.groups.get(group_key).map(|group| group.partition) else { return };
+        let stream_time = self.stream_time(partition);
         let Some(group) = self.groups.get_mut(group_key) else { return };
-        let stream_time = self.stream_times.get(group.partition);
         // Windows still to come start after what was closed and what the stream left behind.
         let horizon = group.windows.keys().next().copied().unwrap_or_else(|| {
             let expired = stream_time.saturating_sub(self.settings.grace).saturating_sub(self.settings.size);
@@ -760,7 +920,10 @@ impl Aggregate {
             }
             history.last().is_some_and(|newest| newest.time >= stream_time.saturating_sub(ttl))
         });
-        let closed_enough = group.closed_through.is_none_or(|closed| closed.saturating_add(self.settings.grace) <= stream_time);
+        // A session's group is kept two gaps past what it emitted: until then a record
+        // less than a gap after that session is late, not the start of another.
+        let kept = self.settings.grace.saturating_add(self.settings.gap.unwrap_or(0).saturating_mul(2));
+        let closed_enough = group.closed_through.is_none_or(|closed| closed.saturating_add(kept) <= stream_time);
         if group.windows.is_empty() && group.latest.is_empty() && closed_enough {
             self.groups.remove(group_key);
         }
@@ -792,12 +955,8 @@ impl Processor for Aggregate {
                     })?;
                     let key = String::from_utf8_lossy(&entry.key).into_owned();
                     for (start, window) in &group.windows {
-                        let end = start + self.settings.size;
-                        self.closing.entry(group.partition).or_default().insert((
-                            end.saturating_add(self.settings.grace),
-                            key.clone(),
-                            *start,
-                        ));
+                        let closes_at = self.settings.closes_at(*start, window);
+                        self.closing.entry(group.partition).or_default().insert((closes_at, key.clone(), *start));
                         self.deadlines.insert((window.opened_at.saturating_add(self.settings.wall_clock_timeout), key.clone(), *start));
                     }
                     self.groups.insert(key, group);
@@ -820,7 +979,12 @@ impl Processor for Aggregate {
         Ok(())
     }
 
+    fn assign(&mut self, partitions: &[i32], now_ms: i64) {
+        self.stream_times.assign(partitions, now_ms);
+    }
+
     fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed) {
+        self.now_ms = now_ms;
         for record in records {
             self.add(record, now_ms, out);
         }
@@ -837,6 +1001,7 @@ impl Processor for Aggregate {
     }
 
     fn fire_timers(&mut self, now_ms: i64, out: &mut Processed) {
+        self.now_ms = now_ms;
         while let Some((deadline, group_key, start)) = self.deadlines.iter().next().cloned() {
             if deadline > now_ms {
                 break;

@@ -21,6 +21,9 @@ use crate::transport::{StateChange, StateEntry};
 
 /// The store of the identities seen: the event time of the record that passed.
 const SEEN: &str = "seen";
+/// Grouping by fields, a partition quiet this long (wall clock) no longer holds back
+/// the shared clock identities expire by.
+const QUIET_PARTITION_MS: i64 = 60_000;
 
 /// The options `dedupe` understands.
 pub const OPTIONS: &[OptionSpec] = &[
@@ -53,6 +56,8 @@ pub struct Dedupe {
     /// Per partition, (stream time at which it is forgotten, identity).
     expiring: BTreeMap<i32, BTreeSet<(i64, String)>>,
     stream_times: StreamTimes,
+    /// The wall clock of the batch running: how long partitions were quiet.
+    now_ms: i64,
     dirty: HashSet<(String, i32)>,
 }
 
@@ -83,6 +88,7 @@ impl Dedupe {
             seen: HashMap::new(),
             expiring: BTreeMap::new(),
             stream_times: StreamTimes::default(),
+            now_ms: 0,
             dirty: HashSet::new(),
         })
     }
@@ -112,11 +118,10 @@ impl Dedupe {
             Err(reason) => return out.failed.push((record, reason)),
         };
         let partition = self.group_by.state_partition(&record);
-        self.stream_times.advance(partition, time);
+        self.stream_times.advance(record.partition.unwrap_or(0), time, self.now_ms);
         // What passed is forgotten once its partition's stream time is a horizon past it,
         // also in the middle of a batch (so that batch boundaries change nothing).
-        let remembered =
-            self.seen.get(&identity).filter(|(owner, passed)| passed.saturating_add(self.horizon) > self.stream_times.get(*owner));
+        let remembered = self.seen.get(&identity).filter(|(owner, passed)| passed.saturating_add(self.horizon) > self.stream_time(*owner));
         match remembered {
             // A repeat within the horizon of the record that passed, before or after it.
             Some((_, passed)) if time.abs_diff(*passed) < self.horizon.unsigned_abs() => {}
@@ -130,14 +135,25 @@ impl Dedupe {
         }
     }
 
+    /// The stream time identities kept with `partition` expire by: its own grouping
+    /// by key, the partitions' shared clock grouping by fields.
+    fn stream_time(&self, partition: i32) -> i64 {
+        if self.group_by.reads_value() {
+            self.stream_times.shared(self.now_ms, QUIET_PARTITION_MS)
+        } else {
+            self.stream_times.get(partition)
+        }
+    }
+
     /// Forgets the identities their partition's stream time left a horizon behind.
     fn expire(&mut self) {
-        for (partition, expiring) in &mut self.expiring {
-            let stream_time = self.stream_times.get(*partition);
+        let clocks: Vec<(i32, i64)> = self.expiring.keys().map(|partition| (*partition, self.stream_time(*partition))).collect();
+        for (partition, stream_time) in clocks {
+            let Some(expiring) = self.expiring.get_mut(&partition) else { continue };
             while expiring.first().is_some_and(|(until, _)| *until <= stream_time) {
                 let (_, identity) = expiring.pop_first().expect("looked at above");
                 self.seen.remove(&identity);
-                self.dirty.insert((identity, *partition));
+                self.dirty.insert((identity, partition));
             }
         }
     }
@@ -162,7 +178,12 @@ impl Processor for Dedupe {
         Ok(())
     }
 
-    fn process(&mut self, records: Vec<Record>, _now_ms: i64, out: &mut Processed) {
+    fn assign(&mut self, partitions: &[i32], now_ms: i64) {
+        self.stream_times.assign(partitions, now_ms);
+    }
+
+    fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed) {
+        self.now_ms = now_ms;
         for record in records {
             self.add(record, out);
         }

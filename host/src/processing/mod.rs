@@ -51,6 +51,11 @@ pub struct Table {
 pub trait Processor: Send {
     /// Takes back the state the last checkpoint stored for the task's partitions.
     fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), String>;
+    /// The task reads `partitions` from `now_ms` (wall clock) on; called once its
+    /// state is restored.
+    fn assign(&mut self, partitions: &[i32], now_ms: i64) {
+        let _ = (partitions, now_ms);
+    }
     /// Runs the records, in input order; `now_ms` is the wall clock.
     fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed);
     /// Fires the wall-clock timers due at `now_ms`: called while the input is idle, so

@@ -1,6 +1,13 @@
 //! Stream time per input partition: the newest event time read from it. It moves only
 //! with records, so windows and horizons measured in it do not depend on when a
 //! batch runs. Checkpointed in the store `stream-time`, one entry per partition.
+//!
+//! Grouping by value fields, a group takes records from every partition, and the
+//! partitions are read one after another (a batch may hold a minute of one partition
+//! before the next is read): its clock is then the oldest stream time of the
+//! partitions, as a watermark is, so that what a lagging partition still holds is
+//! not late. A partition that gave nothing for a while (wall clock) holds it back no
+//! longer, or one quiet partition would keep every window open.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,6 +21,8 @@ pub(super) const STORE: &str = "stream-time";
 pub(super) struct StreamTimes {
     times: HashMap<i32, i64>,
     changed: HashSet<i32>,
+    /// When (wall clock, ms) each partition last gave a record, or was assigned.
+    heard: HashMap<i32, i64>,
 }
 
 impl StreamTimes {
@@ -22,8 +31,26 @@ impl StreamTimes {
         self.times.get(&partition).copied().unwrap_or(i64::MIN)
     }
 
-    /// Moves the partition's stream time up to `time`; returns the stream time.
-    pub(super) fn advance(&mut self, partition: i32, time: i64) -> i64 {
+    /// The task reads `partitions` from `now_ms` on: until each gives a record or
+    /// stays quiet for the idle time, the shared clock waits for it.
+    pub(super) fn assign(&mut self, partitions: &[i32], now_ms: i64) {
+        for partition in partitions {
+            self.heard.insert(*partition, now_ms);
+        }
+    }
+
+    /// The clock of groups fed by every partition: the oldest stream time of the
+    /// partitions heard from within `idle_ms` of `now_ms` (one assigned but still
+    /// without a record holds it at the start); the newest when all are quiet.
+    pub(super) fn shared(&self, now_ms: i64, idle_ms: i64) -> i64 {
+        let active = self.heard.iter().filter(|(_, heard)| now_ms.saturating_sub(**heard) < idle_ms);
+        active.map(|(partition, _)| self.get(*partition)).min().unwrap_or_else(|| self.times.values().copied().max().unwrap_or(i64::MIN))
+    }
+
+    /// Notes a record of `partition` at `now_ms` and moves its stream time up to
+    /// `time`; returns the partition's stream time.
+    pub(super) fn advance(&mut self, partition: i32, time: i64, now_ms: i64) -> i64 {
+        self.heard.insert(partition, now_ms);
         let current = self.get(partition);
         if time > current {
             self.times.insert(partition, time);

@@ -19,7 +19,7 @@ use wasm_connect_protocol::Record;
 
 use super::process::ProcessMetrics;
 use super::status::{State, StatusBoard};
-use crate::runtime::TaskIdentity;
+use crate::runtime::{PluginKind, TaskIdentity};
 
 /// Labels of a per-task series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -283,20 +283,21 @@ impl Metrics {
     }
 
     /// Creates a task's series at zero, so dashboards and alerts see a value (not a
-    /// missing series) before the first event.
-    pub fn task_started(&self, labels: &TaskLabels, source: bool) {
+    /// missing series) before the first event: an `increase` over the first records
+    /// needs the zero before them. A processor both consumes and produces.
+    pub fn task_started(&self, labels: &TaskLabels, kind: PluginKind) {
         self.series.lock().expect("series lock").entry(labels.connector.clone()).or_default().tasks.insert(labels.clone());
-        let counters: &[&Family<TaskLabels, Counter>] = if source {
-            &[&self.records_polled, &self.records_produced, &self.source_throttles, &self.poll_retries]
-        } else {
-            &[&self.records_consumed, &self.records_written, &self.write_retries, &self.records_skipped]
+        let counters: &[&Family<TaskLabels, Counter>] = match kind {
+            PluginKind::Source => &[&self.records_polled, &self.records_produced, &self.source_throttles, &self.poll_retries],
+            PluginKind::Processor => &[&self.records_consumed, &self.records_produced, &self.records_skipped],
+            _ => &[&self.records_consumed, &self.records_written, &self.write_retries, &self.records_skipped],
         };
         let shared = [&self.records_failed, &self.records_dead_lettered, &self.bytes_in, &self.bytes_out, &self.task_restarts];
         for family in counters.iter().chain(&shared) {
             drop(family.get_or_create(labels));
         }
         drop(self.transport_unreachable.get_or_create(labels));
-        if source {
+        if kind == PluginKind::Source {
             drop(self.sources_throttled.get_or_create(labels));
         } else {
             drop(self.tasks_retrying.get_or_create(labels));
@@ -612,7 +613,7 @@ mod tests {
         for connector in ["deleted", "kept"] {
             status.set_connector(connector, PluginKind::Sink, 1, State::Running);
             let labels = TaskLabels::from(&identity(connector));
-            metrics.task_started(&labels, false);
+            metrics.task_started(&labels, PluginKind::Sink);
             let record = Record { timestamp: Some(1), value: Some(b"{}".to_vec()), ..Record::default() };
             metrics.records_written(&labels, &[record]);
             metrics.store_write(&identity(connector), false, Duration::from_millis(3));

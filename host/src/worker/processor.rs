@@ -49,10 +49,15 @@ impl ProcessorStage {
         })?;
         let entries = task.worker.transport.processor_state(&task.plan.config.name, Some(partitions)).await?;
         let restored = entries.len();
-        let processor = tokio::task::spawn_blocking(move || processor.restore(entries).map(|()| processor))
-            .await
-            .map_err(|error| PluginFailure::Fatal(format!("restoring the processor's state failed in the host: {error}")))?
-            .map_err(|reason| PluginFailure::BadConfig(format!("the processor's stored state cannot be used: {reason}")))?;
+        let assigned = partitions.to_vec();
+        let processor = tokio::task::spawn_blocking(move || {
+            processor.restore(entries)?;
+            processor.assign(&assigned, crate::processing::wall_clock_ms());
+            Ok::<_, String>(processor)
+        })
+        .await
+        .map_err(|error| PluginFailure::Fatal(format!("restoring the processor's state failed in the host: {error}")))?
+        .map_err(|reason| PluginFailure::BadConfig(format!("the processor's stored state cannot be used: {reason}")))?;
         tracing::info!(
             connector = %task.identity.connector, task = task.identity.task, partitions = partitions.len(), keys = restored,
             "The processor took back its state."

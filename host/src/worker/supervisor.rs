@@ -9,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::task::{TaskContext, pause};
 use super::{ConnectorPlan, TaskError, WorkerContext, engine};
-use crate::runtime::PluginKind;
 use crate::telemetry::State;
 
 /// A task that ran this long without failing starts over with the shortest backoff.
@@ -36,7 +35,7 @@ async fn supervise(task: TaskContext, cancel: CancellationToken) {
     let mut backoff = task.backoff(task.worker.max_restart_backoff);
     loop {
         task.show(State::Running, None);
-        task.metrics().task_started(&task.labels, task.plan.kind() == PluginKind::Source);
+        task.metrics().task_started(&task.labels, task.plan.kind());
         let started = Instant::now();
         let error: TaskError = match engine::run(&task, &cancel).await {
             Ok(()) => {

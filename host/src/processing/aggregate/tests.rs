@@ -167,7 +167,7 @@ fn bad_options_are_all_reported_with_what_to_change() {
             .err()
             .unwrap();
     let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
-    assert_eq!(keys, vec!["size", "window", "advance", "advance", "aggregations", "aggregations", "emit"], "{problems:?}");
+    assert_eq!(keys, vec!["window", "size", "advance", "advance", "aggregations", "aggregations", "emit"], "{problems:?}");
 }
 
 #[test]
@@ -228,4 +228,109 @@ fn state_built_under_other_options_is_refused_at_restore_with_what_to_do() {
         refused.contains("\"size\":60000") && refused.contains("\"size\":300000") && refused.contains("reset its offsets"),
         "{refused}"
     );
+}
+
+#[test]
+fn grouping_by_fields_waits_for_every_partition_and_then_no_longer_for_a_quiet_one() {
+    let mut aggregate = Aggregate::new(&options(&[("size", "10s"), ("group_by", "site"), ("wall_clock_timeout", "1m")])).unwrap();
+    aggregate.assign(&[0, 1], 0);
+    let reading = |partition: i32, time: i64| Record { partition: Some(partition), ..valued(json!({"site": "north"}), time) };
+    let mut out = Processed::default();
+    // Partition 0 is read a minute ahead of partition 1, as one batch per partition
+    // reads a backlog: partition 1's records are not late, every window counts both.
+    aggregate.process((0..6).map(|second| reading(0, second * 10_000 + 1)).collect(), 1_000, &mut out);
+    assert!(out.records.is_empty(), "partition 1 has not been read yet: {:?}", results(&out.records));
+    aggregate.process((0..6).map(|second| reading(1, second * 10_000 + 2)).collect(), 2_000, &mut out);
+    assert!(out.late.is_empty(), "{:?}", out.late);
+    let counts: Vec<u64> = results(&out.records).iter().map(|value| value["count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, vec![2; 5], "the five windows both partitions passed, each with a record of both");
+    // Partition 1 falls quiet: after the wall-clock timeout it holds nothing back.
+    aggregate.process(vec![reading(0, 70_001)], 30_000, &mut out);
+    assert_eq!(out.records.len(), 5, "partition 1 was heard 28 s ago");
+    aggregate.process(vec![reading(0, 80_001)], 62_001, &mut out);
+    let closed: Vec<String> = results(&out.records[5..]).iter().map(|value| value["window_start"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(closed, vec!["1970-01-01T00:00:50.000Z", "1970-01-01T00:01:10.000Z"], "nothing fell in the minute's first ten seconds");
+}
+
+#[test]
+fn a_session_holds_a_groups_records_less_than_a_gap_apart_and_closes_a_gap_after_its_last() {
+    let settings = options(&[
+        ("window", "session"),
+        ("gap", "10s"),
+        ("grace", "10s"),
+        ("aggregations", "count,sum(v),min(v),max(v),first(v),last(v),distinct_count(v)"),
+    ]);
+    let mut aggregate = Aggregate::new(&settings).unwrap();
+    let reading = |key: &str, v: i64, time: i64| Record { value: Some(json!({"v": v}).to_string().into_bytes()), ..keyed(key, 0, time) };
+    let mut out = Processed::default();
+    // a: 0 s and 15 s are two sessions until 8 s bridges them; b: one session at 3 s.
+    aggregate.process(vec![reading("a", 5, 0), reading("b", 1, 3_000), reading("a", 7, 15_000)], 0, &mut out);
+    assert!(out.records.is_empty());
+    aggregate.process(vec![reading("a", 2, 8_000)], 0, &mut out);
+    // Stream time 24 s: b's session (last 3 s) closed at 23 s; a's (last 15 s) is open
+    // until 35 s.
+    aggregate.process(vec![reading("c", 0, 24_000)], 0, &mut out);
+    assert_eq!(
+        results(&out.records),
+        vec![json!({"key": "b", "window_start": "1970-01-01T00:00:03.000Z", "window_end": "1970-01-01T00:00:03.000Z",
+            "count": 1, "sum_v": 1, "min_v": 1, "max_v": 1, "first_v": 1, "last_v": 1, "distinct_count_v": 1})]
+    );
+    aggregate.process(vec![reading("c", 0, 34_999)], 0, &mut out);
+    assert_eq!(out.records.len(), 1);
+    aggregate.process(vec![reading("c", 0, 35_000)], 0, &mut out);
+    assert_eq!(
+        results(&out.records)[1],
+        json!({"key": "a", "window_start": "1970-01-01T00:00:00.000Z", "window_end": "1970-01-01T00:00:15.000Z",
+            "count": 3, "sum_v": 14, "min_v": 2, "max_v": 7, "first_v": 5, "last_v": 7, "distinct_count_v": 3})
+    );
+    assert_eq!(out.records[1].key.as_deref(), Some(b"a@1970-01-01T00:00:00.000Z".as_slice()));
+    // Late: a new session of b that would be closed already, and a record of a less
+    // than a gap after its emitted session.
+    aggregate.process(vec![reading("b", 1, 10_000), reading("a", 1, 20_000)], 0, &mut out);
+    assert_eq!(out.late.len(), 2, "{:?}", out.late);
+    assert_eq!(out.records.len(), 2);
+}
+
+#[test]
+fn sessions_restarted_from_their_checkpoints_emit_what_an_uninterrupted_run_does() {
+    let settings = [("window", "session"), ("gap", "2s"), ("grace", "1s"), ("aggregations", "count,sum(v),max(v)")];
+    let mut seed = 11_u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    // Bursts per key with pauses longer and shorter than the gap, a little out of order.
+    let input: Vec<Record> = (0..2_000)
+        .map(|n| {
+            let key = format!("k{}", next() % 7);
+            let time = n * 150 + n / 50 * 3_000 - (next() % 800) as i64;
+            Record { value: Some(json!({"v": next() % 100}).to_string().into_bytes()), ..keyed(&key, (next() % 2) as i32, time) }
+        })
+        .collect();
+    let build = || Aggregate::new(&options(&settings)).unwrap();
+    let (straight, straight_state) = run_with_restarts(build, &input, 29, &[]);
+    let (restarted, restarted_state) = run_with_restarts(build, &input, 29, &[2, 9, 10, 31, 60]);
+    assert!(straight.len() > 20, "{} sessions", straight.len());
+    assert_eq!(restarted, straight);
+    assert_eq!(restarted_state.0, straight_state.0);
+    // Every record is in one emitted session or still open (or late).
+    let counted: u64 = straight.iter().map(|result| result["count"].as_u64().unwrap()).sum();
+    assert!(counted > 1_500 && counted <= 2_000, "{counted}");
+}
+
+#[test]
+fn session_options_say_what_to_change() {
+    let problems = |pairs: &[(&str, &str)]| -> Vec<String> {
+        Aggregate::new(&options(pairs)).err().unwrap_or_default().into_iter().map(|(key, message)| format!("{key}: {message}")).collect()
+    };
+    assert_eq!(
+        problems(&[("window", "session")]),
+        vec!["gap: is required for session windows: how long without a record ends a session, e.g. 30m"]
+    );
+    assert_eq!(
+        problems(&[("window", "session"), ("gap", "1m"), ("size", "1m")]),
+        vec!["size: is for tumbling and hopping windows: a session's length is set by gap"]
+    );
+    assert_eq!(problems(&[("size", "1m"), ("gap", "1m")]), vec!["gap: is for session windows: set window: session, or leave gap out"]);
+    assert_eq!(problems(&[("window", "session"), ("gap", "1m"), ("latest_by", "station")]).len(), 1);
 }
