@@ -35,7 +35,7 @@ fn compose_validates_the_stack_and_refuses_a_broken_copy() {
 fn the_stack_has_every_service_with_health_checks_and_start_order() {
     let compose = compose_file();
     let services = compose["services"].as_mapping().unwrap();
-    for name in ["kafka", "elasticsearch", "kibana", "mongodb", "cassandra", "prometheus", "grafana", "wasm-connect"] {
+    for name in ["kafka", "elasticsearch", "kibana", "mongodb", "cassandra", "prometheus", "grafana", "wasm-connect", "monitoring"] {
         let service = services.get(name).unwrap_or_else(|| panic!("service {name} is missing"));
         assert!(service["healthcheck"]["test"].is_sequence(), "{name} has a health check");
     }
@@ -68,6 +68,10 @@ fn prometheus_and_grafana_point_at_the_compose_services() {
     let scrape: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(root.join("compose/prometheus/prometheus.yml")).unwrap()).unwrap();
     assert_eq!(scrape["scrape_configs"][0]["static_configs"][0]["targets"][0], "wasm-connect:8083");
+    assert_eq!(scrape["scrape_configs"][0]["static_configs"][0]["targets"][1], "monitoring:8092");
+    for rules in scrape["rule_files"].as_sequence().unwrap() {
+        assert!(root.join("compose/prometheus").join(rules.as_str().unwrap()).is_file(), "{rules:?}");
+    }
     let host: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(root.join("compose/connectors.yaml")).unwrap()).unwrap();
     assert_eq!(host["admin"]["listen"], "0.0.0.0:8083", "the host listens where Prometheus scrapes");
     let datasource = std::fs::read_to_string(root.join("compose/grafana/provisioning/datasources/prometheus.yml")).unwrap();
@@ -172,4 +176,42 @@ fn the_compose_pipelines_validate_with_and_without_api_keys() {
     let with = validate_compose_connectors(&environment);
     // AirLabs replaces the simulator; OpenAQ and Alpha Vantage join.
     assert!(with.contains("valid, 18 connector(s)"), "{with}");
+}
+
+/// The `monitoring` service runs examples/monitoring-platform.yaml against the stack:
+/// the file it mounts is the one its command runs, its environment points the file at
+/// the stack's services and the image's plugins, Prometheus scrapes where it listens,
+/// and with that environment the example validates.
+#[test]
+fn the_monitoring_service_runs_the_example_against_the_stack() {
+    let root = support::repo_root();
+    let compose = compose_file();
+    let service = &compose["services"]["monitoring"];
+    assert_eq!(service["image"], compose["services"]["wasm-connect"]["image"], "the image the stack builds");
+    let config = service["command"][1].as_str().unwrap();
+    let mount = format!("../examples/monitoring-platform.yaml:{config}:ro");
+    assert!(service["volumes"].as_sequence().unwrap().iter().any(|volume| volume.as_str() == Some(mount.as_str())), "{mount}");
+    let environment = service["environment"].as_mapping().unwrap();
+    let variable = |name: &str| environment.get(name).and_then(serde_yaml::Value::as_str).unwrap().to_owned();
+    assert_eq!(variable("MONITORING_LISTEN"), "0.0.0.0:8092", "where Prometheus scrapes (monitoring:8092)");
+    assert_eq!(variable("MONITORING_PLUGINS_DIR"), "/opt/wasm-connect/plugins", "where compose/Dockerfile puts the plugins");
+    assert_eq!(variable("CASSANDRA_CONTACT_POINTS"), "cassandra:9042");
+    assert!(variable("MONGODB_URI").starts_with("mongodb://mongodb:27017/"));
+    let example = std::fs::read_to_string(root.join("examples/monitoring-platform.yaml")).unwrap();
+    for name in ["MONITORING_LISTEN", "MONITORING_DATA_DIR", "MONITORING_PLUGINS_DIR", "CASSANDRA_CONTACT_POINTS", "MONGODB_URI"] {
+        assert!(example.contains(&format!("${{{name}:-")), "the example reads {name}");
+    }
+    let directory = tempfile::tempdir().unwrap();
+    let output = support::command()
+        .arg("validate")
+        .arg(root.join("examples/monitoring-platform.yaml"))
+        .env("MONITORING_LISTEN", variable("MONITORING_LISTEN"))
+        .env("MONITORING_DATA_DIR", directory.path())
+        .env("MONITORING_PLUGINS_DIR", root.join("plugins/dist"))
+        .env("CASSANDRA_CONTACT_POINTS", variable("CASSANDRA_CONTACT_POINTS"))
+        .env("MONGODB_URI", variable("MONGODB_URI"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && stdout.contains("valid, 10 connector(s)"), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
 }

@@ -100,19 +100,7 @@ fn simulators_reach_cassandra_and_mongodb_with_the_examples_column_mappings() {
     let cql = support::cql_server::start();
     let mongo = services::mongodb();
     let runtime = topics::runtime();
-    let keyspace = format!("example_{}", std::process::id());
-    let session = runtime.block_on(async {
-        let session = scylla::client::session_builder::SessionBuilder::new()
-            .known_node(&cql.contact_points)
-            .auto_await_schema_agreement(false)
-            .build()
-            .await
-            .unwrap();
-        let create =
-            format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}");
-        session.query_unpaged(create, ()).await.unwrap();
-        session
-    });
+    let (session, keyspace) = cql_keyspace(&runtime, &cql.contact_points, "example");
     let directory = tempfile::tempdir().unwrap();
     let config = example(
         "simulators-to-cassandra-and-mongodb.yaml",
@@ -299,4 +287,238 @@ fn velib_by_postcode_sums_each_stations_newest_bikes_per_postcode_into_mongodb()
         let reason = letter.headers.iter().find(|(name, _)| name == "__connect.errors.exception.message").unwrap();
         assert_eq!(reason.1.as_deref(), Some(&b"the value has no field post_code (group_by)"[..]));
     }
+}
+
+/// A CQL session on `contact_points` and a keyspace of its own for this test process.
+fn cql_keyspace(runtime: &tokio::runtime::Runtime, contact_points: &str, name: &str) -> (scylla::client::session::Session, String) {
+    let keyspace = format!("{name}_{}", std::process::id());
+    let session = runtime.block_on(async {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_node(contact_points)
+            .auto_await_schema_agreement(false)
+            .build()
+            .await
+            .unwrap();
+        let create =
+            format!("CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}");
+        session.query_unpaged(create, ()).await.unwrap();
+        session
+    });
+    (session, keyspace)
+}
+
+/// The values of each record of `topic`, in the order of its partitions and offsets,
+/// with the record's timestamp.
+fn values(data_dir: &Path, topic: &str) -> Vec<(Value, i64)> {
+    let records = topics::read(data_dir, topic);
+    records.iter().map(|record| (serde_json::from_slice(record.value.as_deref().unwrap()).unwrap(), record.timestamp.unwrap())).collect()
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+fn minute_of(value: &Value) -> i64 {
+    let time = wasm_connect_protocol::time::parse_rfc3339(value["timestamp"].as_str().unwrap()).unwrap();
+    time - time.rem_euclid(MINUTE_MS)
+}
+
+/// Count, sum, min and max of a series, for comparison with a window's results.
+#[derive(Default, Debug)]
+struct Stats {
+    count: i64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn add(&mut self, value: f64) {
+        (self.min, self.max) = if self.count == 0 { (value, value) } else { (self.min.min(value), self.max.max(value)) };
+        self.count += 1;
+        self.sum += value;
+    }
+
+    fn avg(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+}
+
+fn close(found: f64, wanted: f64) -> bool {
+    (found - wanted).abs() <= 1e-9 * wanted.abs().max(1.0)
+}
+
+/// examples/monitoring-platform.yaml as written, its three simulators replaying ten
+/// minutes of an afternoon from a fixed start, against a CQL server, MongoDB and
+/// Prometheus with the shipped rule and dashboard: every window and every alert is
+/// checked against what the test computes from the simulators' topics.
+#[test]
+fn monitoring_platform_stores_every_window_and_raises_every_alert_once() {
+    // An afternoon: the warmest devices pass 27 °C around 14:00.
+    fn replay(rate: &'static str, limit: u64) -> (&'static str, String) {
+        (rate, format!("{rate}\n      start: \"2026-01-01T13:30:00Z\"\n      limit: {limit}"))
+    }
+    let (weblogs, readings, payments) = (30_000, 15_000, 12_000); // ten minutes each
+    let cql = support::cql_server::start();
+    let mongo = services::mongodb();
+    let runtime = topics::runtime();
+    let (session, keyspace) = cql_keyspace(&runtime, &cql.contact_points, "monitoring");
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    let config = example(
+        "monitoring-platform.yaml",
+        directory.path(),
+        &[
+            replay("rate: 50", weblogs),
+            replay("rate: 25", readings),
+            replay("rate: 20", payments),
+            ("mongodb://localhost:27017/?directConnection=true", mongo.url.clone()),
+            ("localhost:9042", cql.contact_points.clone()),
+            ("keyspace: telemetry", format!("keyspace: {keyspace}")),
+            ("database: monitoring", "database: monitoring_example".to_owned()),
+            ("wall_clock_timeout: 70s", "wall_clock_timeout: 2s".to_owned()),
+        ],
+    );
+    let rules = std::fs::read_to_string(repo_root().join("compose/prometheus/monitoring-platform.yml")).unwrap();
+    let checked =
+        services::promtool(&["check", "rules", repo_root().join("compose/prometheus/monitoring-platform.yml").to_str().unwrap()], None);
+    assert!(checked.contains("SUCCESS: 1 rules found"), "{checked}");
+    let host = Host::start(&config);
+    let prometheus = support::prometheus::scraping(directory.path(), &host, "1s", &[("monitoring-platform.yml", &rules)]);
+    host.wait_until("every simulated record", WAIT, || {
+        [("weblogs", weblogs), ("iot-readings", readings), ("payments", payments)]
+            .iter()
+            .all(|(topic, count)| topics::read(&data, topic).len() == *count as usize)
+    });
+
+    // What the processors must find, computed from their input topics.
+    let mut device_minutes: std::collections::BTreeMap<(String, i64), [Stats; 3]> = Default::default();
+    let mut overheats: BTreeSet<(String, String, String, String)> = BTreeSet::new();
+    let mut runs: std::collections::HashMap<String, Vec<(f64, i64)>> = Default::default();
+    for (reading, timestamp) in values(&data, "iot-readings") {
+        let device = reading["device_id"].as_str().unwrap().to_owned();
+        let stats = device_minutes.entry((device.clone(), minute_of(&reading))).or_default();
+        for (slot, field) in ["temperature_c", "humidity_pct", "pm25_ugm3"].iter().enumerate() {
+            stats[slot].add(reading[field].as_f64().unwrap());
+        }
+        let temperature = reading["temperature_c"].as_f64().unwrap();
+        let run = runs.entry(device.clone()).or_default();
+        if temperature > 27.0 {
+            run.push((temperature, timestamp));
+            if run.len() == 3 {
+                let values = Value::from(run.iter().map(|(value, _)| *value).collect::<Vec<_>>()).to_string();
+                let since = wasm_connect_protocol::time::format_rfc3339(run[0].1);
+                overheats.insert((device, values, since, wasm_connect_protocol::time::format_rfc3339(timestamp)));
+            }
+        } else {
+            run.clear();
+        }
+    }
+    let mut web_errors: std::collections::BTreeMap<(i64, i64), (Stats, BTreeSet<String>)> = Default::default();
+    for (event, _) in values(&data, "weblogs") {
+        let status = event["status"].as_i64().unwrap();
+        if status >= 400 {
+            let (stats, clients) = web_errors.entry((status, minute_of(&event))).or_default();
+            stats.add(event["latency_ms"].as_f64().unwrap());
+            clients.insert(event["ip"].as_str().unwrap().to_owned());
+        }
+    }
+    let mut per_account_minute: std::collections::BTreeMap<(String, i64), Stats> = Default::default();
+    for (payment, _) in values(&data, "payments") {
+        let account = payment["account_id"].as_str().unwrap().to_owned();
+        per_account_minute.entry((account, minute_of(&payment))).or_default().add(payment["amount"].as_f64().unwrap());
+    }
+    let bursts: Vec<_> = per_account_minute.into_iter().filter(|(_, stats)| stats.count > 5).collect();
+    assert!(!overheats.is_empty() && !bursts.is_empty(), "the replay has alerts of both kinds to find");
+
+    let rows = |statement: &str| -> Option<scylla::response::query_result::QueryRowsResult> {
+        runtime.block_on(session.query_unpaged(statement.replace("KS", &keyspace), ())).ok()?.into_rows_result().ok()
+    };
+    let alerts = || runtime.block_on(mongo_documents(&mongo.url, "monitoring_example", "alerts"));
+    host.wait_until("every window in Cassandra and every alert in MongoDB", WAIT, || {
+        rows("SELECT device_id FROM KS.device_minutes").is_some_and(|found| found.rows_num() == device_minutes.len())
+            && rows("SELECT status FROM KS.web_errors_by_minute").is_some_and(|found| found.rows_num() == web_errors.len())
+            && alerts().len() == overheats.len() + bursts.len()
+    });
+
+    // Per device and minute: count, averages, minima and maxima.
+    type DeviceRow = (String, scylla::value::CqlTimestamp, i64, f64, f64, f64, f64, f64, f64, f64, f64);
+    let found = rows("SELECT device_id, window_start, readings, avg_temperature, min_temperature, max_temperature, avg_humidity, min_humidity, max_humidity, avg_pm25, max_pm25 FROM KS.device_minutes").unwrap();
+    for row in found.rows::<DeviceRow>().unwrap() {
+        let (device, start, count, avg_t, min_t, max_t, avg_h, min_h, max_h, avg_p, max_p) = row.unwrap();
+        let [t, h, p] = &device_minutes[&(device.clone(), start.0)];
+        assert_eq!(count, t.count, "{device} at {}", start.0);
+        let pairs = [
+            (avg_t, t.avg()),
+            (min_t, t.min),
+            (max_t, t.max),
+            (avg_h, h.avg()),
+            (min_h, h.min),
+            (max_h, h.max),
+            (avg_p, p.avg()),
+            (max_p, p.max),
+        ];
+        assert!(pairs.iter().all(|(found, wanted)| close(*found, *wanted)), "{device} at {}: {pairs:?}", start.0);
+    }
+    // Per error status and minute: requests, distinct clients, latency.
+    let found =
+        rows("SELECT status, window_start, requests, clients, avg_latency_ms, max_latency_ms FROM KS.web_errors_by_minute").unwrap();
+    for row in found.rows::<(i32, scylla::value::CqlTimestamp, i64, i64, f64, f64)>().unwrap() {
+        let (status, start, requests, clients, avg, max) = row.unwrap();
+        let (stats, distinct) = &web_errors[&(i64::from(status), start.0)];
+        assert_eq!((requests, clients), (stats.count, distinct.len() as i64), "{status} at {}", start.0);
+        assert!(close(avg, stats.avg()) && close(max, stats.max), "{status} at {}: {avg} {max} {stats:?}", start.0);
+    }
+    // Every alert once, each with its rule.
+    let documents = alerts();
+    let ids: BTreeSet<String> = documents.iter().map(|document| document.get_str("_id").unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), documents.len(), "each alert record once");
+    let mut found_overheats = BTreeSet::new();
+    let mut found_bursts = Vec::new();
+    for document in &documents {
+        let key = document.get_str("key").unwrap().to_owned();
+        match document.get_str("rule").unwrap() {
+            "sensor-overheat" => {
+                let values: Vec<f64> = document.get_array("values").unwrap().iter().map(|value| value.as_f64().unwrap()).collect();
+                let (since, at) = (document.get_str("since").unwrap().to_owned(), document.get_str("at").unwrap().to_owned());
+                found_overheats.insert((key, Value::from(values).to_string(), since, at));
+            }
+            "payment-burst" => {
+                let start = wasm_connect_protocol::time::parse_rfc3339(document.get_str("window_start").unwrap()).unwrap();
+                let payments = document.get("payments").and_then(|value| value.as_i64().or_else(|| value.as_i32().map(i64::from))).unwrap();
+                found_bursts.push(((key, start), payments, document.get_f64("amount").unwrap()));
+            }
+            other => panic!("an alert of rule {other}: {document}"),
+        }
+    }
+    assert_eq!(found_overheats, overheats, "every run above 27 °C alerted once");
+    found_bursts.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(found_bursts.len(), bursts.len(), "{found_bursts:?}");
+    for ((found_at, payments, amount), (wanted_at, stats)) in found_bursts.iter().zip(&bursts) {
+        assert_eq!((found_at, *payments), (wanted_at, stats.count), "an account's payments in a minute");
+        assert!(close(*amount, stats.sum), "{found_at:?}: {amount} {}", stats.sum);
+    }
+    assert!(topics::read(&data, "monitoring-late").is_empty(), "nothing was late");
+
+    // The shipped rule fires for both processors, and each panel of the example's
+    // dashboard finds data.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let both = BTreeSet::from(["payment-bursts".to_owned(), "sensor-overheat".to_owned()]);
+    loop {
+        let firing = support::prometheus::firing_alerts(&prometheus);
+        if firing.get("MonitoringAlertRaised") == Some(&both) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "MonitoringAlertRaised did not fire for both rules: {firing:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("compose/grafana/dashboards/monitoring-platform.json")).unwrap())
+            .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        // A rate or an increase needs two scrapes of a series.
+        let expression = panel["targets"][0]["expr"].as_str().unwrap().replace("$__rate_interval", "30s");
+        support::wait_until(&format!("data for the panel {}: {expression}", panel["title"]), Duration::from_secs(30), || {
+            support::prometheus::query(&prometheus, &expression).as_array().is_some_and(|series| !series.is_empty())
+        });
+    }
+    host.stop();
 }

@@ -8,12 +8,13 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use support::prometheus::{self, firing_alerts, query, wait_for_alert};
 use support::replay::{Answer, ReplayServer};
 use support::services::{self, Server};
-use support::{Host, host_config, percent_encode, repo_root};
+use support::{Host, host_config, repo_root};
 
 /// Prometheus scrapes and evaluates this often in the test (15 s in the compose stack).
 const SCRAPE_INTERVAL: &str = "1s";
@@ -152,27 +153,20 @@ fn start_prometheus(directory: &Path, host: &Host) -> Server {
         }
     }
     assert!(shortened.contains("for: 5s"), "the rules have `for` durations in minutes");
-    std::fs::write(directory.join("alerts.yml"), shortened).unwrap();
-    let target = host.admin_url().trim_start_matches("http://").to_owned();
-    let config = format!(
-        "global: {{ scrape_interval: {SCRAPE_INTERVAL}, evaluation_interval: {SCRAPE_INTERVAL} }}
-rule_files: [alerts.yml]
-scrape_configs:
-  - job_name: wasm-connect
-    static_configs: [{{ targets: ['{target}'] }}]
-"
-    );
-    std::fs::write(directory.join("prometheus.yml"), config).unwrap();
-    services::prometheus(&directory.join("prometheus.yml"))
+    prometheus::scraping(directory, host, SCRAPE_INTERVAL, &[("alerts.yml", &shortened)])
 }
 
-/// Every PromQL expression of the dashboards, with Grafana's variables replaced: the
-/// connector variable by a pattern matching every connector, so each panel must find
-/// data somewhere in the pipeline, and `label_values(METRIC, label)` by its metric.
+/// Every PromQL expression of the host's dashboards (tagged `wasm-connect`; an
+/// example's dashboard is checked with its example), with Grafana's variables replaced:
+/// the connector variable by a pattern matching every connector, so each panel must
+/// find data somewhere in the pipeline, and `label_values(METRIC, label)` by its metric.
 fn dashboard_expressions() -> Vec<String> {
     let mut expressions = Vec::new();
     for entry in std::fs::read_dir(repo_root().join("compose/grafana/dashboards")).unwrap() {
         let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        if !dashboard["tags"].as_array().unwrap().contains(&Value::from("wasm-connect")) {
+            continue;
+        }
         for panel in dashboard["panels"].as_array().unwrap() {
             for target in panel["targets"].as_array().unwrap() {
                 expressions.push(target["expr"].as_str().unwrap().to_owned());
@@ -208,48 +202,4 @@ fn alert_measures() -> Vec<String> {
         }
     }
     measures
-}
-
-/// An instant query's result (a vector), or a panic with Prometheus's error.
-fn query(prometheus: &Server, expression: &str) -> Value {
-    let body = format!("query={}", percent_encode(expression));
-    let response = services::http_request(
-        "POST",
-        &format!("{}/api/v1/query", prometheus.url),
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        body.as_bytes(),
-    );
-    let answer: Value = serde_json::from_str(&response.body).unwrap_or_else(|error| panic!("{expression}: {error}: {}", response.body));
-    assert_eq!(answer["status"], "success", "{expression}: {answer}");
-    answer["data"]["result"].clone()
-}
-
-/// The firing alerts: name -> the `connector/task` (or instance) each fires for.
-fn firing_alerts(prometheus: &Server) -> std::collections::BTreeMap<String, BTreeSet<String>> {
-    let response = services::http_request("GET", &format!("{}/api/v1/alerts", prometheus.url), &[], b"");
-    let answer: Value = serde_json::from_str(&response.body).unwrap();
-    let mut firing: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
-    for alert in answer["data"]["alerts"].as_array().unwrap().iter().filter(|alert| alert["state"] == "firing") {
-        let labels = &alert["labels"];
-        let subject = match (labels["connector"].as_str(), labels["task"].as_str()) {
-            (Some(connector), Some(task)) => format!("{connector}/{task}"),
-            (Some(connector), None) => connector.to_owned(),
-            _ => labels["instance"].as_str().unwrap_or_default().to_owned(),
-        };
-        firing.entry(labels["alertname"].as_str().unwrap().to_owned()).or_default().insert(subject);
-    }
-    firing
-}
-
-/// Waits (up to a minute) until `alert` fires; what it fires for.
-fn wait_for_alert(prometheus: &Server, alert: &str) -> BTreeSet<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let firing = firing_alerts(prometheus);
-        if let Some(subjects) = firing.get(alert) {
-            return subjects.clone();
-        }
-        assert!(Instant::now() < deadline, "{alert} did not fire within 60 s; firing: {firing:?}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod cql_server;
 pub mod kafka;
+pub mod prometheus;
 pub mod proxy;
 pub mod replay;
 pub mod services;
