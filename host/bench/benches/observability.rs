@@ -28,7 +28,7 @@ fn main() {
 fn sink_metrics_per_record() {
     let metrics = Metrics::new(StatusBoard::new("bench"));
     let labels = TaskLabels { connector: "flights-to-es".into(), task: "0".into(), plugin: "elasticsearch-sink".into() };
-    metrics.task_started(&labels, false);
+    metrics.task_started(&labels, PluginKind::Sink);
     let batch = sample_records(BATCH);
     let started = Instant::now();
     for _ in 0..BATCHES {
@@ -49,7 +49,7 @@ fn scrape_of_a_busy_host() {
         for task in 0..2 {
             status.set_task(&name, task, State::Running, None);
             let labels = TaskLabels { connector: name.clone(), task: task.to_string(), plugin: "elasticsearch-sink".into() };
-            metrics.task_started(&labels, false);
+            metrics.task_started(&labels, PluginKind::Sink);
             metrics.records_consumed(&labels, &batch);
             metrics.records_written(&labels, &batch);
         }

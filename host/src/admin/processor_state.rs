@@ -18,9 +18,12 @@ pub(super) const MAX_PAGE: usize = 1_000;
 /// The furthest page start.
 pub(super) const MAX_OFFSET: usize = 1 << 40;
 /// The longest key or prefix asked for, in characters. Small enough that a request
-/// past it, percent-encoded four bytes a character, stays well inside the longest URI
-/// the HTTP server reads (64 KiB) and gets our 400 rather than its 414.
+/// just past it (key, prefix and store, up to 12 bytes a character percent-encoded,
+/// about 28 KB) stays inside the longest URI the HTTP server reads (64 KiB) and gets
+/// our 400 rather than its 414.
 pub(super) const MAX_KEY_CHARS: usize = 1_024;
+/// The longest store name asked for, in characters.
+pub(super) const MAX_STORE_CHARS: usize = 128;
 
 /// `GET /connectors/{name}/state[?key=K|prefix=P][&store=S][&limit=N][&offset=N]`.
 pub(super) async fn get(
@@ -44,6 +47,9 @@ pub(super) async fn get(
     let (key, prefix) = (query.get("key"), query.get("prefix"));
     if [key, prefix].into_iter().flatten().any(|text| text.chars().count() > MAX_KEY_CHARS) {
         return Err(ApiError::bad_request(format!("key and prefix take at most {MAX_KEY_CHARS} characters")));
+    }
+    if query.get("store").is_some_and(|store| store.chars().count() > MAX_STORE_CHARS) {
+        return Err(ApiError::bad_request(format!("store takes at most {MAX_STORE_CHARS} characters")));
     }
     let number = |name: &str, default: usize| -> Result<usize, ApiError> {
         query.get(name).map_or(Ok(default), |text| {

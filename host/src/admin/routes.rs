@@ -496,6 +496,7 @@ fn query_parameter(name: &str) -> Value {
         "limit" => json!({"type": "integer", "minimum": 1, "maximum": processor_state::MAX_PAGE}),
         "offset" => json!({"type": "integer", "minimum": 0, "maximum": processor_state::MAX_OFFSET}),
         "key" | "prefix" => json!({"type": "string", "maxLength": processor_state::MAX_KEY_CHARS}),
+        "store" => json!({"type": "string", "maxLength": processor_state::MAX_STORE_CHARS}),
         _ => json!({"type": "string"}),
     }
 }

@@ -104,9 +104,8 @@ pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> 
     if !(1..=100_000).contains(&connector.batch_size) {
         problem("batch_size".into(), "must be between 1 and 100000");
     }
-    // A processor (`topic` and `topics`) sends its late records there whatever the
-    // tolerance, so a dead-letter topic has a use with `none` too.
-    let processor = connector.topic.is_some() && !connector.topics.is_empty();
+    // A processor sends its late records there whatever the tolerance, so a
+    // dead-letter topic has a use with `none` too.
     if connector.errors.dead_letter_topic.is_some() && connector.errors.tolerance == Tolerance::None && !processor {
         problem(
             "errors.dead_letter_topic".into(),

@@ -323,7 +323,8 @@ fn order(a: &Value, b: &Value) -> std::cmp::Ordering {
 /// One open window of a group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Window {
-    /// Wall clock when its first record came in (its wall-clock timeout counts from it).
+    /// Wall clock when its first record came in (its wall-clock timeout counts from
+    /// it); a session's newest record.
     opened_at: i64,
     /// The aggregations' running values (empty with `latest_by`: computed at the end).
     slots: Vec<Slot>,
@@ -374,8 +375,6 @@ pub struct Aggregate {
     dirty: HashSet<(String, i32)>,
     /// Windows changed in this batch (with `emit: update`).
     updated: BTreeSet<(String, i64)>,
-    /// The wall clock of the batch or timer running: how long partitions were quiet.
-    now_ms: i64,
 }
 
 impl Aggregate {
@@ -389,7 +388,6 @@ impl Aggregate {
             stream_times: StreamTimes::default(),
             dirty: HashSet::new(),
             updated: BTreeSet::new(),
-            now_ms: 0,
         })
     }
 }
@@ -570,13 +568,17 @@ struct OpenWindows<'a> {
     closing: &'a mut BTreeMap<i32, BTreeSet<(i64, String, i64)>>,
     deadlines: &'a mut BTreeSet<(i64, String, i64)>,
     updated: &'a mut BTreeSet<(String, i64)>,
+    /// The starts of sessions merged into another, whose updates a tombstone retracts.
+    merged_away: Vec<i64>,
 }
 
 impl Settings {
     /// Adds a record at event time `time` with the aggregations' `values` to the
     /// group's sessions: to the one it is less than a gap from, merging every session
-    /// it bridges, or to a new one. False when it is late: a new session that would
-    /// be closed already, or one less than a gap after a session already emitted.
+    /// it bridges, or to a new one. False when it is late: it is less than a gap from
+    /// a session already closed (by stream time, even one still to be emitted at the
+    /// end of the batch, so batch boundaries change nothing) or emitted, or it would
+    /// start a session that is closed already.
     fn add_to_session(
         &self,
         group: &mut Group,
@@ -586,12 +588,15 @@ impl Settings {
         open: &mut OpenWindows,
     ) -> bool {
         let gap = self.gap.expect("sessions have a gap");
-        let touching: Vec<i64> = group
-            .windows
-            .iter()
-            .filter(|(start, window)| start.saturating_sub(time) < gap && time.saturating_sub(window.last.unwrap_or(**start)) < gap)
-            .map(|(start, _)| *start)
-            .collect();
+        let mut touching = Vec::new();
+        for (start, window) in &group.windows {
+            if start.saturating_sub(time) < gap && time.saturating_sub(window.last.unwrap_or(*start)) < gap {
+                if self.closes_at(*start, window) <= stream_time {
+                    return false;
+                }
+                touching.push(*start);
+            }
+        }
         let after_emitted = group.closed_through.is_some_and(|closed| time.saturating_sub(closed) < gap);
         if touching.is_empty() && (time.saturating_add(gap).saturating_add(self.grace) <= stream_time || after_emitted) {
             return false;
@@ -600,12 +605,11 @@ impl Settings {
         let mut merged = Window {
             opened_at: now_ms,
             slots: self.aggregations.iter().map(|aggregation| Slot::new(aggregation.function)).collect(),
-            records: 1,
+            records: 0,
             last: Some(time),
         };
-        for ((slot, aggregation), value) in merged.slots.iter_mut().zip(&self.aggregations).zip(values) {
-            slot.add(aggregation.field.as_ref().map(|_| value), time);
-        }
+        // The sessions it bridges first, then the record: ties of first and last go as
+        // they would in one window.
         for old_start in touching {
             let old = group.windows.remove(&old_start).expect("found above");
             if let Some(due) = open.closing.get_mut(&group.partition) {
@@ -613,14 +617,23 @@ impl Settings {
             }
             open.deadlines.remove(&(old.opened_at.saturating_add(self.wall_clock_timeout), key.to_owned(), old_start));
             open.updated.remove(&(key.to_owned(), old_start));
+            if self.emit_updates {
+                open.merged_away.push(old_start);
+            }
             start = start.min(old_start);
             merged.last = merged.last.max(old.last);
-            merged.opened_at = merged.opened_at.min(old.opened_at);
             merged.records += old.records;
             for (slot, old_slot) in merged.slots.iter_mut().zip(old.slots) {
                 slot.merge(old_slot);
             }
         }
+        merged.records += 1;
+        for ((slot, aggregation), value) in merged.slots.iter_mut().zip(&self.aggregations).zip(values) {
+            slot.add(aggregation.field.as_ref().map(|_| value), time);
+        }
+        // A session's wall-clock timeout counts from its newest record: a live session
+        // longer than the timeout stays open while records keep coming.
+        open.merged_away.retain(|old| *old != start);
         open.closing.entry(group.partition).or_default().insert((self.closes_at(start, &merged), key.to_owned(), start));
         open.deadlines.insert((merged.opened_at.saturating_add(self.wall_clock_timeout), key.to_owned(), start));
         if self.emit_updates {
@@ -724,14 +737,18 @@ fn parse_aggregation(text: &str) -> Result<Aggregation, String> {
 }
 
 impl Aggregate {
+    /// Notes the wall clock; grouping by fields, partitions quiet since the last
+    /// batch may let the shared clock move (closing windows then happens below).
+    fn refresh_clock(&mut self, now_ms: i64) {
+        if self.settings.group_by.reads_value() {
+            self.stream_times.refresh_shared(now_ms, self.settings.wall_clock_timeout);
+        }
+    }
+
     /// The stream time of the groups kept with `partition`: its own grouping by key,
     /// the partitions' shared clock grouping by fields.
     fn stream_time(&self, partition: i32) -> i64 {
-        if self.settings.group_by.reads_value() {
-            self.stream_times.shared(self.now_ms, self.settings.wall_clock_timeout)
-        } else {
-            self.stream_times.get(partition)
-        }
+        if self.settings.group_by.reads_value() { self.stream_times.shared() } else { self.stream_times.get(partition) }
     }
 
     fn add(&mut self, record: Record, now_ms: i64, out: &mut Processed) {
@@ -766,6 +783,9 @@ impl Aggregate {
         };
         let partition = settings.group_by.state_partition(&record);
         self.stream_times.advance(record.partition.unwrap_or(0), time, now_ms);
+        if settings.group_by.reads_value() {
+            self.stream_times.refresh_shared(now_ms, settings.wall_clock_timeout);
+        }
         let stream_time = self.stream_time(partition);
         let (size, grace, timeout) = (settings.size, settings.grace, settings.wall_clock_timeout);
         let starts: Vec<i64> = if settings.gap.is_some() { Vec::new() } else { settings.window_starts(time).collect() };
@@ -778,8 +798,20 @@ impl Aggregate {
         });
         let mut counted = false;
         if settings.gap.is_some() {
-            let mut open = OpenWindows { closing: &mut self.closing, deadlines: &mut self.deadlines, updated: &mut self.updated };
+            let mut open = OpenWindows {
+                closing: &mut self.closing,
+                deadlines: &mut self.deadlines,
+                updated: &mut self.updated,
+                merged_away: Vec::new(),
+            };
             counted = settings.add_to_session(group, &group_key, (time, &values), (stream_time, now_ms), &mut open);
+            // Updates emitted under a merged session's key are retracted.
+            if settings.key_per_window {
+                for start in open.merged_away {
+                    let key = format!("{group_key}@{}", format_rfc3339(start));
+                    out.records.push(Record { key: Some(key.into_bytes()), value: None, timestamp: Some(start), ..Record::default() });
+                }
+            }
         }
         for start in starts {
             let end = start + size;
@@ -885,7 +917,8 @@ impl Aggregate {
     fn close(&mut self, group_key: &str, start: i64, out: &mut Processed) {
         let Some(group) = self.groups.get(group_key) else { return };
         let Some(window) = group.windows.get(&start) else { return };
-        if !self.settings.emit_updates {
+        // With updates, a window changed in the batch that closes it gets its last one.
+        if !self.settings.emit_updates || self.updated.remove(&(group_key.to_owned(), start)) {
             out.records.extend(self.result(group_key, group, start, window));
         }
         let group = self.groups.get_mut(group_key).expect("found above");
@@ -920,9 +953,9 @@ impl Aggregate {
             }
             history.last().is_some_and(|newest| newest.time >= stream_time.saturating_sub(ttl))
         });
-        // A session's group is kept two gaps past what it emitted: until then a record
+        // A session's group is kept a gap past what it emitted: until then a record
         // less than a gap after that session is late, not the start of another.
-        let kept = self.settings.grace.saturating_add(self.settings.gap.unwrap_or(0).saturating_mul(2));
+        let kept = self.settings.grace.saturating_add(self.settings.gap.unwrap_or(0));
         let closed_enough = group.closed_through.is_none_or(|closed| closed.saturating_add(kept) <= stream_time);
         if group.windows.is_empty() && group.latest.is_empty() && closed_enough {
             self.groups.remove(group_key);
@@ -984,7 +1017,7 @@ impl Processor for Aggregate {
     }
 
     fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed) {
-        self.now_ms = now_ms;
+        self.refresh_clock(now_ms);
         for record in records {
             self.add(record, now_ms, out);
         }
@@ -1001,7 +1034,8 @@ impl Processor for Aggregate {
     }
 
     fn fire_timers(&mut self, now_ms: i64, out: &mut Processed) {
-        self.now_ms = now_ms;
+        self.refresh_clock(now_ms);
+        self.close_by_stream_time(out);
         while let Some((deadline, group_key, start)) = self.deadlines.iter().next().cloned() {
             if deadline > now_ms {
                 break;

@@ -56,8 +56,6 @@ pub struct Dedupe {
     /// Per partition, (stream time at which it is forgotten, identity).
     expiring: BTreeMap<i32, BTreeSet<(i64, String)>>,
     stream_times: StreamTimes,
-    /// The wall clock of the batch running: how long partitions were quiet.
-    now_ms: i64,
     dirty: HashSet<(String, i32)>,
 }
 
@@ -88,7 +86,6 @@ impl Dedupe {
             seen: HashMap::new(),
             expiring: BTreeMap::new(),
             stream_times: StreamTimes::default(),
-            now_ms: 0,
             dirty: HashSet::new(),
         })
     }
@@ -104,7 +101,7 @@ impl Dedupe {
         self.dirty.insert((identity, partition));
     }
 
-    fn add(&mut self, record: Record, out: &mut Processed) {
+    fn add(&mut self, record: Record, now_ms: i64, out: &mut Processed) {
         let parsed = match json_object(&record, self.reads_value) {
             Ok(parsed) => parsed,
             Err(reason) => return out.failed.push((record, reason)),
@@ -118,7 +115,10 @@ impl Dedupe {
             Err(reason) => return out.failed.push((record, reason)),
         };
         let partition = self.group_by.state_partition(&record);
-        self.stream_times.advance(record.partition.unwrap_or(0), time, self.now_ms);
+        self.stream_times.advance(record.partition.unwrap_or(0), time, now_ms);
+        if self.group_by.reads_value() {
+            self.stream_times.refresh_shared(now_ms, QUIET_PARTITION_MS);
+        }
         // What passed is forgotten once its partition's stream time is a horizon past it,
         // also in the middle of a batch (so that batch boundaries change nothing).
         let remembered = self.seen.get(&identity).filter(|(owner, passed)| passed.saturating_add(self.horizon) > self.stream_time(*owner));
@@ -138,11 +138,7 @@ impl Dedupe {
     /// The stream time identities kept with `partition` expire by: its own grouping
     /// by key, the partitions' shared clock grouping by fields.
     fn stream_time(&self, partition: i32) -> i64 {
-        if self.group_by.reads_value() {
-            self.stream_times.shared(self.now_ms, QUIET_PARTITION_MS)
-        } else {
-            self.stream_times.get(partition)
-        }
+        if self.group_by.reads_value() { self.stream_times.shared() } else { self.stream_times.get(partition) }
     }
 
     /// Forgets the identities their partition's stream time left a horizon behind.
@@ -183,9 +179,11 @@ impl Processor for Dedupe {
     }
 
     fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed) {
-        self.now_ms = now_ms;
+        if self.group_by.reads_value() {
+            self.stream_times.refresh_shared(now_ms, QUIET_PARTITION_MS);
+        }
         for record in records {
-            self.add(record, out);
+            self.add(record, now_ms, out);
         }
         self.expire();
     }

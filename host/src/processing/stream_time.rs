@@ -7,7 +7,9 @@
 //! before the next is read): its clock is then the oldest stream time of the
 //! partitions, as a watermark is, so that what a lagging partition still holds is
 //! not late. A partition that gave nothing for a while (wall clock) holds it back no
-//! longer, or one quiet partition would keep every window open.
+//! longer, or one quiet partition would keep every window open. That clock never goes
+//! back (a quiet partition that comes back, a restart): it is checkpointed too, and
+//! what a returning partition brings from before it is late.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,6 +17,8 @@ use crate::transport::{StateChange, StateEntry};
 
 /// The store of the stream times.
 pub(super) const STORE: &str = "stream-time";
+/// The key of the shared clock in [`STORE`] (a partition's own stream time has none).
+const SHARED: &[u8] = b"shared";
 
 /// The stream times of a task's partitions, and which changed since the checkpoint.
 #[derive(Debug, Default)]
@@ -23,6 +27,10 @@ pub(super) struct StreamTimes {
     changed: HashSet<i32>,
     /// When (wall clock, ms) each partition last gave a record, or was assigned.
     heard: HashMap<i32, i64>,
+    /// The clock of groups fed by every partition (none before it first moved), and
+    /// whether it moved since the checkpoint.
+    shared: Option<i64>,
+    shared_changed: bool,
 }
 
 impl StreamTimes {
@@ -39,12 +47,23 @@ impl StreamTimes {
         }
     }
 
-    /// The clock of groups fed by every partition: the oldest stream time of the
-    /// partitions heard from within `idle_ms` of `now_ms` (one assigned but still
-    /// without a record holds it at the start); the newest when all are quiet.
-    pub(super) fn shared(&self, now_ms: i64, idle_ms: i64) -> i64 {
+    /// The clock of groups fed by every partition, as last moved by [`Self::refresh_shared`].
+    pub(super) fn shared(&self) -> i64 {
+        self.shared.unwrap_or(i64::MIN)
+    }
+
+    /// Moves the shared clock up to the oldest stream time of the partitions heard
+    /// from within `idle_ms` of `now_ms` (one assigned but still without a record
+    /// holds it at the start), or the newest when all are quiet; it never goes back.
+    pub(super) fn refresh_shared(&mut self, now_ms: i64, idle_ms: i64) -> i64 {
         let active = self.heard.iter().filter(|(_, heard)| now_ms.saturating_sub(**heard) < idle_ms);
-        active.map(|(partition, _)| self.get(*partition)).min().unwrap_or_else(|| self.times.values().copied().max().unwrap_or(i64::MIN))
+        let oldest = active.map(|(partition, _)| self.get(*partition)).min();
+        let candidate = oldest.unwrap_or_else(|| self.times.values().copied().max().unwrap_or(i64::MIN));
+        if candidate > self.shared() {
+            self.shared = Some(candidate);
+            self.shared_changed = true;
+        }
+        self.shared()
     }
 
     /// Notes a record of `partition` at `now_ms` and moves its stream time up to
@@ -64,13 +83,18 @@ impl StreamTimes {
     pub(super) fn restore(&mut self, entry: &StateEntry) -> Result<(), String> {
         let time = std::str::from_utf8(&entry.value).ok().and_then(|text| text.parse::<i64>().ok());
         let time = time.ok_or_else(|| format!("the stored stream time of partition {} is damaged", entry.partition))?;
-        self.times.insert(entry.partition, time);
+        if entry.key == SHARED {
+            self.shared = Some(time);
+        } else {
+            self.times.insert(entry.partition, time);
+        }
         Ok(())
     }
 
     /// The changes since the last call, to be checkpointed.
     pub(super) fn take_changes(&mut self) -> Vec<StateChange> {
-        self.changed
+        let mut changes: Vec<StateChange> = self
+            .changed
             .drain()
             .map(|partition| StateChange {
                 store: STORE.to_owned(),
@@ -78,6 +102,12 @@ impl StreamTimes {
                 key: Vec::new(),
                 value: self.times.get(&partition).map(|time| time.to_string().into_bytes()),
             })
-            .collect()
+            .collect();
+        if std::mem::take(&mut self.shared_changed) {
+            // Kept with partition 0, where groups fed by every partition keep theirs.
+            let value = self.shared.map(|time| time.to_string().into_bytes());
+            changes.push(StateChange { store: STORE.to_owned(), partition: 0, key: SHARED.to_vec(), value });
+        }
+        changes
     }
 }

@@ -284,11 +284,15 @@ fn a_session_holds_a_groups_records_less_than_a_gap_apart_and_closes_a_gap_after
             "count": 3, "sum_v": 14, "min_v": 2, "max_v": 7, "first_v": 5, "last_v": 7, "distinct_count_v": 3})
     );
     assert_eq!(out.records[1].key.as_deref(), Some(b"a@1970-01-01T00:00:00.000Z".as_slice()));
-    // Late: a new session of b that would be closed already, and a record of a less
-    // than a gap after its emitted session.
-    aggregate.process(vec![reading("b", 1, 10_000), reading("a", 1, 20_000)], 0, &mut out);
-    assert_eq!(out.late.len(), 2, "{:?}", out.late);
+    // Late: b at 10 s would start a session closed already (10 + 10 + 10 <= 35 s).
+    // c at 30 s joins c's open session (24 s, closing at 44 s).
+    aggregate.process(vec![reading("b", 1, 10_000), reading("c", 1, 30_000)], 0, &mut out);
+    assert_eq!(out.late.len(), 1, "{:?}", out.late);
     assert_eq!(out.records.len(), 2);
+    // Once its session is emitted and its group forgotten (a gap and the grace after
+    // the session's last record), a record of a after it starts a new session.
+    aggregate.process(vec![reading("a", 1, 20_000)], 0, &mut out);
+    assert_eq!(out.late.len(), 1, "{:?}", out.late);
 }
 
 #[test]
@@ -333,4 +337,89 @@ fn session_options_say_what_to_change() {
     );
     assert_eq!(problems(&[("size", "1m"), ("gap", "1m")]), vec!["gap: is for session windows: set window: session, or leave gap out"]);
     assert_eq!(problems(&[("window", "session"), ("gap", "1m"), ("latest_by", "station")]).len(), 1);
+}
+
+#[test]
+fn the_shared_clock_never_goes_back_when_a_quiet_partition_returns_or_after_a_restart() {
+    let settings = options(&[("size", "10s"), ("group_by", "site"), ("wall_clock_timeout", "1m")]);
+    let reading = |partition: i32, site: &str, time: i64| Record { partition: Some(partition), ..valued(json!({"site": site}), time) };
+    let mut durable = Durable::default();
+    let mut aggregate = Aggregate::new(&settings).unwrap();
+    aggregate.assign(&[0, 1], 0);
+    let mut out = Processed::default();
+    aggregate.process(vec![reading(0, "north", 1_000), reading(1, "north", 2_000)], 1_000, &mut out);
+    // Partition 1 falls quiet; a minute later partition 0 alone moves the clock, and
+    // north's window closes (north, with nothing open, is forgotten).
+    aggregate.process(vec![reading(0, "south", 35_000)], 61_001, &mut out);
+    durable.apply(aggregate.take_changes());
+    assert_eq!(results(&out.records).len(), 1, "north [0, 10 s) closed: {:?}", results(&out.records));
+    // Partition 1 comes back with a record of that window: late, not a second result.
+    aggregate.process(vec![reading(1, "north", 3_000)], 61_002, &mut out);
+    assert_eq!((out.records.len(), out.late.len()), (1, 1));
+    // A restart assigns both partitions again (heard now): the clock stays where it was.
+    let mut restarted = Aggregate::new(&settings).unwrap();
+    restarted.restore(durable.entries()).unwrap();
+    restarted.assign(&[0, 1], 70_000);
+    let mut after = Processed::default();
+    restarted.process(vec![reading(0, "north", 4_000)], 70_001, &mut after);
+    assert_eq!((after.records.len(), after.late.len()), (0, 1), "{:?}", results(&after.records));
+}
+
+#[test]
+fn a_live_session_stays_open_while_records_come_and_closes_a_timeout_after_its_newest() {
+    let settings = options(&[("window", "session"), ("gap", "10s"), ("wall_clock_timeout", "1m")]);
+    let mut aggregate = Aggregate::new(&settings).unwrap();
+    let mut out = Processed::default();
+    aggregate.process(vec![keyed("a", 0, 0)], 0, &mut out);
+    aggregate.process(vec![keyed("a", 0, 5_000)], 50_000, &mut out);
+    aggregate.fire_timers(70_000, &mut out);
+    assert!(out.records.is_empty(), "the newest record came 20 s ago");
+    aggregate.fire_timers(110_000, &mut out);
+    assert_eq!(results(&out.records)[0]["count"], json!(2));
+}
+
+#[test]
+fn a_record_touching_a_session_stream_time_closed_is_late_however_the_input_is_batched() {
+    let settings = options(&[("window", "session"), ("gap", "10s")]);
+    let input = [keyed("a", 0, 0), keyed("b", 0, 25_000), keyed("a", 0, 5_000), keyed("b", 0, 60_000)];
+    let mut outcomes = Vec::new();
+    for batch in [1, 2, 3, 4] {
+        let mut aggregate = Aggregate::new(&settings).unwrap();
+        let mut out = Processed::default();
+        for chunk in input.chunks(batch) {
+            aggregate.process(chunk.to_vec(), 0, &mut out);
+        }
+        outcomes.push((results(&out.records), out.late.len()));
+    }
+    assert!(outcomes.iter().all(|outcome| *outcome == outcomes[0]), "{outcomes:?}");
+    assert_eq!(outcomes[0].1, 1, "a at 5 s touches a's session, closed at stream time 10 s");
+}
+
+#[test]
+fn with_updates_a_merged_session_retracts_its_key_and_a_closing_window_gets_its_last_update() {
+    let settings = options(&[("window", "session"), ("gap", "10s"), ("grace", "30s"), ("emit", "update")]);
+    let mut aggregate = Aggregate::new(&settings).unwrap();
+    let mut out = Processed::default();
+    aggregate.process(vec![keyed("a", 0, 0)], 0, &mut out);
+    aggregate.process(vec![keyed("a", 0, 15_000)], 0, &mut out);
+    // 8 s bridges the sessions at 0 s and 15 s: the one at 15 s is retracted.
+    aggregate.process(vec![keyed("a", 0, 8_000)], 0, &mut out);
+    let keys: Vec<(String, bool)> =
+        out.records.iter().map(|record| (String::from_utf8(record.key.clone().unwrap()).unwrap(), record.value.is_some())).collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("a@1970-01-01T00:00:00.000Z".to_owned(), true),
+            ("a@1970-01-01T00:00:15.000Z".to_owned(), true),
+            ("a@1970-01-01T00:00:15.000Z".to_owned(), false),
+            ("a@1970-01-01T00:00:00.000Z".to_owned(), true),
+        ]
+    );
+    // A record that changes the session in the batch whose stream time closes it.
+    aggregate.process(vec![keyed("a", 0, 16_000), keyed("b", 0, 100_000)], 0, &mut out);
+    let last = results(&out.records[4..]);
+    assert_eq!(
+        last.iter().filter(|value| value["key"] == json!("a")).map(|value| value["count"].clone()).collect::<Vec<_>>(),
+        vec![json!(4)]
+    );
 }
