@@ -95,8 +95,8 @@ fn run(label: &str, records: usize, keys: usize, size: &str) {
 }
 
 /// The processor alone: records/s of `process` and the cost of one checkpoint's changes.
-fn alone(records: usize, keys: usize) {
-    let options = [("size".to_owned(), "1m".to_owned())];
+fn alone(label: &str, records: usize, keys: usize, options: &[(&str, &str)]) {
+    let options: Vec<(String, String)> = options.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
     let mut aggregate = Aggregate::new(&options).unwrap();
     let input = readings(records, keys);
     let started = Instant::now();
@@ -111,7 +111,7 @@ fn alone(records: usize, keys: usize) {
     }
     let elapsed = started.elapsed();
     println!(
-        "aggregate alone, {keys} keys: {:.0} records/s; a checkpoint takes {:.0} changed keys and {:.0} µs to encode them",
+        "aggregate alone, {label}, {keys} keys: {:.0} records/s; a checkpoint takes {:.0} changed keys and {:.0} µs to encode them",
         records as f64 / elapsed.as_secs_f64(),
         changes as f64 / batches as f64,
         checkpoint_time.as_secs_f64() * 1e6 / batches as f64,
@@ -120,7 +120,9 @@ fn alone(records: usize, keys: usize) {
 
 fn main() {
     let records: usize = std::env::args().skip(1).find_map(|argument| argument.parse().ok()).unwrap_or(1_000_000);
-    alone(records, 10_000);
+    alone("tumbling 1 m", records, 10_000, &[("size", "1m")]);
+    // Each key's records 10 s of event time apart: one session per key, open throughout.
+    alone("sessions, gap 30 s", records, 10_000, &[("window", "session"), ("gap", "30s")]);
     // 10,000 keys in one-minute windows: 60,000 records per window, each closes as the next begins.
     run("tumbling count, 10 000 keys, 1 m windows", records, 10_000, "1m");
     // 1,000,000 keys all in one open window (1 h of event time): the state at its largest.

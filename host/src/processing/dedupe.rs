@@ -14,16 +14,13 @@ use wasm_connect_protocol::Record;
 use super::builtin::OptionSpec;
 use super::event_time::EventTime;
 use super::options::{GroupBy, TIME_FIELD, TIME_UNIT, duration_ms, json_object, option};
-use super::stream_time::{self, StreamTimes};
+use super::stream_time::{self, QUIET_PARTITION_MS, StreamTimes};
 use super::{Processed, Processor};
 use crate::runtime::OptionType;
 use crate::transport::{StateChange, StateEntry};
 
 /// The store of the identities seen: the event time of the record that passed.
 const SEEN: &str = "seen";
-/// Grouping by fields, a partition quiet this long (wall clock) no longer holds back
-/// the shared clock identities expire by.
-const QUIET_PARTITION_MS: i64 = 60_000;
 
 /// The options `dedupe` understands.
 pub const OPTIONS: &[OptionSpec] = &[

@@ -19,6 +19,9 @@ use crate::transport::{StateChange, StateEntry};
 pub(super) const STORE: &str = "stream-time";
 /// The key of the shared clock in [`STORE`] (a partition's own stream time has none).
 const SHARED: &[u8] = b"shared";
+/// Grouping by fields, a partition quiet this long (wall clock) no longer holds back
+/// the shared clock of processors without a wall-clock timeout of their own.
+pub(super) const QUIET_PARTITION_MS: i64 = 60_000;
 
 /// The stream times of a task's partitions, and which changed since the checkpoint.
 #[derive(Debug, Default)]

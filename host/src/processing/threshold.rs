@@ -4,9 +4,12 @@
 //! it can alert again.
 //!
 //! Each group's current run (how many records in a row crossed, their values, the
-//! first one's time) is kept in the store `runs`, and forgotten when the run breaks.
+//! first one's time) is kept in the store `runs`, and forgotten when the run breaks
+//! or when its group has had no record for `reset_after` (event time): a sensor that
+//! crossed once and went silent leaves nothing behind, and when it comes back its
+//! readings start a new run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,7 +17,8 @@ use wasm_connect_protocol::Record;
 use wasm_connect_protocol::time::format_rfc3339;
 
 use super::builtin::OptionSpec;
-use super::options::{GroupBy, field, json_object, option};
+use super::options::{GroupBy, duration_ms, field, json_object, option};
+use super::stream_time::{self, QUIET_PARTITION_MS, StreamTimes};
 use super::{Processed, Processor};
 use crate::runtime::OptionType;
 use crate::transforms::path::FieldPath;
@@ -62,6 +66,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         required: false,
         documentation: "How many records in a row must cross the threshold (1 to 1000).",
     },
+    OptionSpec {
+        name: "reset_after",
+        option_type: OptionType::Duration,
+        default: Some("1h"),
+        required: false,
+        documentation: "A run ends when its group has had no record for this long (event time): the next crossing starts a new run.",
+    },
 ];
 
 /// Which side of the threshold alerts.
@@ -93,6 +104,9 @@ struct Run {
     since: Option<i64>,
     /// Whether this run has alerted already.
     alerted: bool,
+    /// Timestamp of the run's newest record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<i64>,
 }
 
 /// The `threshold` processor of one task.
@@ -101,9 +115,13 @@ pub struct Threshold {
     field: FieldPath,
     bound: Bound,
     consecutive: u32,
+    reset_after: i64,
     /// Group -> (its partition, its run).
     runs: HashMap<String, (i32, Run)>,
     dirty: HashSet<(String, i32)>,
+    stream_times: StreamTimes,
+    /// Per partition, (stream time at which it ends, group) of every run with a time.
+    ending: BTreeMap<i32, BTreeSet<(i64, String)>>,
 }
 
 impl Threshold {
@@ -149,15 +167,56 @@ impl Threshold {
                 3
             }
         };
+        let reset_after = duration_ms(options, "reset_after", &mut problems).unwrap_or(3_600_000);
+        if reset_after <= 0 {
+            problems.push(("reset_after".into(), "must be longer than 0".into()));
+        }
         match (field, bound) {
-            (Some(field), Some(bound)) if problems.is_empty() => {
-                Ok(Self { group_by, field, bound, consecutive, runs: HashMap::new(), dirty: HashSet::new() })
-            }
+            (Some(field), Some(bound)) if problems.is_empty() => Ok(Self {
+                group_by,
+                field,
+                bound,
+                consecutive,
+                reset_after,
+                runs: HashMap::new(),
+                dirty: HashSet::new(),
+                stream_times: StreamTimes::default(),
+                ending: BTreeMap::new(),
+            }),
             _ => Err(problems),
         }
     }
 
-    fn add(&mut self, record: Record, out: &mut Processed) {
+    /// The stream time runs kept with `partition` end by: its own grouping by key,
+    /// the partitions' shared clock grouping by fields.
+    fn stream_time(&self, partition: i32) -> i64 {
+        if self.group_by.reads_value() { self.stream_times.shared() } else { self.stream_times.get(partition) }
+    }
+
+    /// Removes a group's run and its entry in `ending`.
+    fn end_run(&mut self, group_key: &str) {
+        if let Some((owner, run)) = self.runs.remove(group_key) {
+            if let Some(last) = run.last {
+                self.ending.entry(owner).or_default().remove(&(last.saturating_add(self.reset_after), group_key.to_owned()));
+            }
+            self.dirty.insert((group_key.to_owned(), owner));
+        }
+    }
+
+    /// Forgets the runs whose group stream time left `reset_after` behind.
+    fn end_quiet_runs(&mut self) {
+        let clocks: Vec<(i32, i64)> = self.ending.keys().map(|partition| (*partition, self.stream_time(*partition))).collect();
+        for (partition, stream_time) in clocks {
+            while let Some((ends_at, group_key)) = self.ending.get(&partition).and_then(|due| due.first()).cloned() {
+                if ends_at > stream_time {
+                    break;
+                }
+                self.end_run(&group_key);
+            }
+        }
+    }
+
+    fn add(&mut self, record: Record, now_ms: i64, out: &mut Processed) {
         let parsed = match json_object(&record, true) {
             Ok(parsed) => parsed,
             Err(reason) => return out.failed.push((record, reason)),
@@ -171,16 +230,32 @@ impl Threshold {
             _ => return out.failed.push((record, format!("the value has no number in {}", self.field.display()))),
         };
         let partition = self.group_by.state_partition(&record);
-        if !self.bound.crossed(value.as_f64().unwrap_or(f64::NAN)) {
-            if let Some((owner, _)) = self.runs.remove(&group_key) {
-                self.dirty.insert((group_key, owner));
+        if let Some(time) = record.timestamp {
+            self.stream_times.advance(record.partition.unwrap_or(0), time, now_ms);
+            if self.group_by.reads_value() {
+                self.stream_times.refresh_shared(now_ms, QUIET_PARTITION_MS);
             }
+        }
+        // After `reset_after` without a record of its group, a run is over.
+        let quiet_for = |run: &Run| run.last.zip(record.timestamp).map(|(last, time)| time.saturating_sub(last));
+        let broken = !self.bound.crossed(value.as_f64().unwrap_or(f64::NAN));
+        if broken || self.runs.get(&group_key).and_then(|(_, run)| quiet_for(run)).is_some_and(|quiet| quiet >= self.reset_after) {
+            self.end_run(&group_key);
+        }
+        if broken {
             return;
         }
-        let (owner, run) = self
-            .runs
-            .entry(group_key.clone())
-            .or_insert_with(|| (partition, Run { fields, values: Vec::new(), length: 0, since: record.timestamp, alerted: false }));
+        let (owner, run) = self.runs.entry(group_key.clone()).or_insert_with(|| {
+            (partition, Run { fields, values: Vec::new(), length: 0, since: record.timestamp, alerted: false, last: None })
+        });
+        if let Some(time) = record.timestamp.filter(|time| run.last.is_none_or(|last| *time > last)) {
+            let due = self.ending.entry(*owner).or_default();
+            if let Some(last) = run.last {
+                due.remove(&(last.saturating_add(self.reset_after), group_key.clone()));
+            }
+            due.insert((time.saturating_add(self.reset_after), group_key.clone()));
+            run.last = Some(time);
+        }
         run.length += 1;
         if !run.alerted {
             run.values.push(Value::Number(value));
@@ -213,23 +288,42 @@ impl Threshold {
 
 impl Processor for Threshold {
     fn restore(&mut self, entries: Vec<StateEntry>) -> Result<(), String> {
-        for entry in entries.into_iter().filter(|entry| entry.store == RUNS) {
-            let group_key = String::from_utf8_lossy(&entry.key).into_owned();
-            let run: Run = serde_json::from_slice(&entry.value)
-                .map_err(|error| format!("the stored run of {} is damaged: {error}", crate::names::shown(&group_key)))?;
-            self.runs.insert(group_key, (entry.partition, run));
+        for entry in entries {
+            match entry.store.as_str() {
+                RUNS => {
+                    let group_key = String::from_utf8_lossy(&entry.key).into_owned();
+                    let run: Run = serde_json::from_slice(&entry.value)
+                        .map_err(|error| format!("the stored run of {} is damaged: {error}", crate::names::shown(&group_key)))?;
+                    if let Some(last) = run.last {
+                        self.ending.entry(entry.partition).or_default().insert((last.saturating_add(self.reset_after), group_key.clone()));
+                    }
+                    self.runs.insert(group_key, (entry.partition, run));
+                }
+                stream_time::STORE => self.stream_times.restore(&entry)?,
+                // A store of another version of this processor: left alone.
+                _ => {}
+            }
         }
         Ok(())
     }
 
-    fn process(&mut self, records: Vec<Record>, _now_ms: i64, out: &mut Processed) {
-        for record in records {
-            self.add(record, out);
+    fn assign(&mut self, partitions: &[i32], now_ms: i64) {
+        self.stream_times.assign(partitions, now_ms);
+    }
+
+    fn process(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed) {
+        if self.group_by.reads_value() {
+            self.stream_times.refresh_shared(now_ms, QUIET_PARTITION_MS);
         }
+        for record in records {
+            self.add(record, now_ms, out);
+        }
+        self.end_quiet_runs();
     }
 
     fn take_changes(&mut self) -> Vec<StateChange> {
-        self.dirty
+        let mut changes: Vec<StateChange> = self
+            .dirty
             .drain()
             .map(|(group_key, partition)| {
                 let value = self
@@ -239,7 +333,9 @@ impl Processor for Threshold {
                     .map(|(_, run)| serde_json::to_vec(run).expect("a run serializes"));
                 StateChange { store: RUNS.to_owned(), partition, key: group_key.into_bytes(), value }
             })
-            .collect()
+            .collect();
+        changes.extend(self.stream_times.take_changes());
+        changes
     }
 }
 
@@ -313,5 +409,37 @@ mod tests {
         assert!(straight.len() > 50, "{} alerts", straight.len());
         assert_eq!(restarted, straight);
         assert_eq!(restarted_state.0, straight_state.0);
+    }
+
+    #[test]
+    fn a_run_ends_after_reset_after_without_a_record_and_its_state_goes() {
+        let mut threshold = Threshold::new(&options(&[("field", "celsius"), ("above", "80"), ("reset_after", "1m")])).unwrap();
+        let mut out = Processed::default();
+        threshold.process(vec![reading("s1", 90.0, 0), reading("s1", 91.0, 1_000)], 0, &mut out);
+        // s1 is silent for a minute: its run ends, and the next reading above starts anew.
+        threshold.process(vec![reading("s1", 92.0, 61_000)], 0, &mut out);
+        assert!(out.records.is_empty(), "{:?}", results(&out.records));
+        threshold.process(vec![reading("s1", 93.0, 62_000), reading("s1", 94.0, 63_000)], 0, &mut out);
+        assert_eq!(results(&out.records)[0]["values"], json!([92.0, 93.0, 94.0]));
+        // A sensor that crossed once and went silent is forgotten once its partition's
+        // stream time is a reset_after past it.
+        let mut durable = Durable::default();
+        threshold.process(vec![reading("s2", 99.0, 64_000)], 0, &mut out);
+        durable.apply(threshold.take_changes());
+        let kept = |durable: &Durable| -> Vec<Vec<u8>> {
+            durable.0.keys().filter(|(store, _, _)| store == RUNS).map(|(_, _, key)| key.clone()).collect()
+        };
+        assert_eq!(kept(&durable), vec![b"s1".to_vec(), b"s2".to_vec()]);
+        threshold.process(vec![reading("s3", 10.0, 124_000)], 0, &mut out);
+        durable.apply(threshold.take_changes());
+        assert!(kept(&durable).is_empty(), "{:?}", kept(&durable));
+        // Restored from the checkpoint, a run still ends a reset_after after its newest record.
+        let mut restarted = Threshold::new(&options(&[("field", "celsius"), ("above", "80"), ("reset_after", "1m")])).unwrap();
+        threshold.process(vec![reading("s4", 95.0, 125_000)], 0, &mut out);
+        durable.apply(threshold.take_changes());
+        restarted.restore(durable.entries()).unwrap();
+        restarted.process(vec![reading("s5", 10.0, 185_000)], 0, &mut out);
+        durable.apply(restarted.take_changes());
+        assert!(kept(&durable).is_empty(), "{:?}", kept(&durable));
     }
 }
