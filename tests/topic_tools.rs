@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{Host, read_sink_output, test_plugins_dir, write_config};
+use wasm_connect::transport::{StartAt, Transport};
 
 /// Runs `wasm-connect topics ARGS -c CONFIG` with `stdin`; its stdout, or a panic with
 /// its stderr.
@@ -197,4 +198,73 @@ fn topic_tools_on_kafka() {
     let described: Value = serde_json::from_str(&topics(&config, &["describe", &topic, "--json"], "")).unwrap();
     assert!(described["records"].as_i64().unwrap() >= 8, "{described}");
     assert_eq!(described["connectors"], Value::Array(vec![]));
+}
+
+/// A topic an exactly-once producer wrote (Kafka Streams, Flink, a transactional
+/// client): transaction markers take offsets after the last record, so the end of a
+/// partition is not the last record's offset + 1. `topics read` stops at the end all
+/// the same, and shows the committed records only. On noida-db (out of process, whose
+/// transactions follow Kafka's), or the cluster in `WASM_CONNECT_TEST_KAFKA_BOOTSTRAP`.
+#[test]
+fn reading_a_topic_written_in_transactions_stops_at_its_end_with_the_committed_records() {
+    let noida = match std::env::var("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP") {
+        Ok(_) => None,
+        Err(_) => Some(support::kafka::NoidaKafka::start()),
+    };
+    let bootstrap = std::env::var("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| noida.as_ref().unwrap().bootstrap.clone());
+    let topic = format!("transactional-{}", std::process::id());
+    // Committed a and b, aborted x, committed c: markers after each transaction.
+    let script = r#"
+import sys
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({'bootstrap.servers': sys.argv[1]})
+for future in admin.create_topics([NewTopic(sys.argv[2], 1, 1)], request_timeout=30).values():
+    future.result()
+producer = Producer({'bootstrap.servers': sys.argv[1], 'transactional.id': sys.argv[2]})
+producer.init_transactions(30)
+for values, commit in ((['a', 'b'], True), (['x'], False), (['c'], True)):
+    producer.begin_transaction()
+    for value in values:
+        producer.produce(sys.argv[2], key=value, value=value, partition=0)
+    if commit:
+        producer.commit_transaction(30)
+    else:
+        producer.flush(30)
+        producer.abort_transaction(30)
+"#;
+    let venv = support::services::cached_venv("confluent-kafka==2.12.1", &[&["confluent-kafka==2.12.1"]]);
+    let written = std::process::Command::new(venv.join("bin/python")).args(["-c", script, &bootstrap, &topic]).output().unwrap();
+    assert!(written.status.success(), "the transactional producer failed: {}", String::from_utf8_lossy(&written.stderr));
+    let directory = tempfile::tempdir().unwrap();
+    let config = config(directory.path(), Some(&bootstrap), " []");
+    let output = directory.path().join("read.jsonl");
+    let mut child = support::command()
+        .args(["topics", "read", &topic, "--json", "--config"])
+        .arg(&config)
+        .stdout(std::fs::File::create(&output).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = support::wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "topics read failed");
+    let values: Vec<String> =
+        json_lines(&std::fs::read_to_string(&output).unwrap()).iter().map(|record| record["value"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(values, ["a", "b", "c"], "the committed records, and only them");
+    // The reader itself knows it reached the end (what `topics read` stops on without
+    // waiting for a quiet spell, and what reading a table to its end waits for).
+    support::topics::runtime().block_on(async {
+        let transport = wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), "unused-offsets", "unused-config");
+        let mut reader = transport.reader(&topic, None, StartAt::Beginning).await.unwrap();
+        let mut values = Vec::new();
+        for _ in 0..20 {
+            if reader.caught_up() {
+                break;
+            }
+            let records = reader.next(100, Duration::from_millis(500)).await.unwrap();
+            values.extend(records.into_iter().map(|record| String::from_utf8(record.value.unwrap()).unwrap()));
+        }
+        assert!(reader.caught_up(), "the reader did not see the end of the partition, past its transaction markers");
+        assert_eq!(values, ["a", "b", "c"]);
+    });
 }

@@ -355,8 +355,10 @@ impl Transport for KafkaTransport {
 
     async fn reader(&self, topic: &str, partition: Option<i32>, start: StartAt) -> TransportResult<Box<dyn TopicReader>> {
         let mut config = self.base.clone();
-        // Assigned partitions, never subscribed: the group only names the client.
-        config.set("group.id", "wasm-connect-topic-tools").set("enable.auto.commit", "false");
+        // Assigned partitions, never subscribed: the group only names the client. The
+        // end of a partition is known from librdkafka's end-of-partition event: the last
+        // record's offset + 1 is not the end when transaction markers follow it.
+        config.set("group.id", "wasm-connect-topic-tools").set("enable.auto.commit", "false").set("enable.partition.eof", "true");
         let topic = topic.to_owned();
         let (consumer, remaining) = tokio::task::spawn_blocking(move || -> TransportResult<_> {
             let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
@@ -411,6 +413,8 @@ fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportRe
         .clone()
         .set("enable.auto.commit", "false")
         .set("group.id", "wasm-connect-compacted-reader")
+        // A partition ends where librdkafka says, past any transaction markers.
+        .set("enable.partition.eof", "true")
         .create_with_context(Reporting)?;
     let metadata = fetch_metadata(&consumer, Some(topic))?;
     let mut latest = BTreeMap::new();
@@ -435,8 +439,14 @@ fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportRe
         if std::time::Instant::now() > deadline {
             return Err(TransportError::Other(format!("timed out reading {what} from topic {topic}")));
         }
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let message = message?;
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ends.retain(|(id, _)| *id != partition);
+                continue;
+            }
+            Some(message) => message?,
+        };
         if let Some(key) = message.key() {
             let key = String::from_utf8_lossy(key).into_owned();
             match message.payload() {
@@ -547,16 +557,19 @@ struct KafkaReader {
 impl TopicReader for KafkaReader {
     async fn next(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
         let consumer = self.consumer.clone();
-        let records = tokio::task::spawn_blocking(move || -> TransportResult<Vec<Record>> {
-            let mut records = Vec::new();
+        let (records, ended) = tokio::task::spawn_blocking(move || -> TransportResult<(Vec<Record>, Vec<i32>)> {
+            let (mut records, mut ended) = (Vec::new(), Vec::new());
             let mut timeout = wait;
             while records.len() < max {
-                let Some(message) = consumer.poll(timeout) else { break };
-                records.push(owned_record(&message?));
+                match consumer.poll(timeout) {
+                    None => break,
+                    Some(Err(KafkaError::PartitionEOF(partition))) => ended.push(partition),
+                    Some(message) => records.push(owned_record(&message?)),
+                }
                 // Once something arrived, only take what is already buffered.
                 timeout = Duration::ZERO;
             }
-            Ok(records)
+            Ok((records, ended))
         })
         .await
         .map_err(|error| TransportError::Other(error.to_string()))??;
@@ -564,6 +577,7 @@ impl TopicReader for KafkaReader {
             let (Some(partition), Some(offset)) = (record.partition, record.offset) else { continue };
             self.remaining.retain(|(number, end)| !(*number == partition && offset + 1 >= *end));
         }
+        self.remaining.retain(|(number, _)| !ended.contains(number));
         Ok(records)
     }
 
