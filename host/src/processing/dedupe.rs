@@ -253,11 +253,7 @@ mod tests {
 
     #[test]
     fn a_dedupe_restarted_from_its_checkpoints_passes_what_an_uninterrupted_one_does() {
-        let mut seed = 11_u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut next = seeded(11);
         let input: Vec<Record> = (0..3_000)
             .map(|n| {
                 let key = format!("k{}", next() % 40);

@@ -9,6 +9,14 @@ use wasm_connect_protocol::Record;
 use super::{Processed, Processor};
 use crate::transport::{StateChange, StateEntry};
 
+/// A seeded generator (a linear congruential one) for reproducible test inputs.
+pub fn seeded(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed >> 33
+    }
+}
+
 pub fn options(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
 }

@@ -397,11 +397,7 @@ mod tests {
 
     #[test]
     fn a_threshold_restarted_from_its_checkpoints_alerts_as_an_uninterrupted_one_does() {
-        let mut seed = 3_u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut next = seeded(3);
         let input: Vec<Record> = (0..3_000).map(|n| reading(&format!("s{}", next() % 7), (next() % 100) as f64, n * 10)).collect();
         let build = || Threshold::new(&options(&[("field", "celsius"), ("above", "40"), ("consecutive", "3")])).unwrap();
         let (straight, straight_state) = run_with_restarts(build, &input, 29, &[]);

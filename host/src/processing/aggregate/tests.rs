@@ -173,11 +173,7 @@ fn bad_options_are_all_reported_with_what_to_change() {
 #[test]
 fn a_processor_restarted_from_its_checkpoints_emits_what_an_uninterrupted_one_does() {
     let settings = [("size", "10s"), ("window", "hopping"), ("advance", "5s"), ("grace", "3s"), ("aggregations", "count,max(v)")];
-    let mut seed = 7_u64;
-    let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        seed >> 33
-    };
+    let mut next = seeded(7);
     let input: Vec<Record> = (0..2_000)
         .map(|n| {
             let key = format!("k{}", next() % 17);
@@ -298,11 +294,7 @@ fn a_session_holds_a_groups_records_less_than_a_gap_apart_and_closes_a_gap_after
 #[test]
 fn sessions_restarted_from_their_checkpoints_emit_what_an_uninterrupted_run_does() {
     let settings = [("window", "session"), ("gap", "2s"), ("grace", "1s"), ("aggregations", "count,sum(v),max(v)")];
-    let mut seed = 11_u64;
-    let mut next = || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        seed >> 33
-    };
+    let mut next = seeded(11);
     // Bursts per key with pauses longer and shorter than the gap, a little out of order.
     let input: Vec<Record> = (0..2_000)
         .map(|n| {
