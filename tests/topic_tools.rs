@@ -213,13 +213,14 @@ fn reading_a_topic_written_in_transactions_stops_at_its_end_with_the_committed_r
     };
     let bootstrap = std::env::var("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| noida.as_ref().unwrap().bootstrap.clone());
     let topic = format!("transactional-{}", std::process::id());
-    // Committed a and b, aborted x, committed c: markers after each transaction.
+    // Committed a and b, aborted x, committed c: markers after each transaction. All in
+    // partition 0: partition 1 stays empty, and its end comes first.
     let script = r#"
 import sys
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 admin = AdminClient({'bootstrap.servers': sys.argv[1]})
-for future in admin.create_topics([NewTopic(sys.argv[2], 1, 1)], request_timeout=30).values():
+for future in admin.create_topics([NewTopic(sys.argv[2], 2, 1)], request_timeout=30).values():
     future.result()
 producer = Producer({'bootstrap.servers': sys.argv[1], 'transactional.id': sys.argv[2]})
 producer.init_transactions(30)

@@ -375,6 +375,9 @@ pub struct Aggregate {
     dirty: HashSet<(String, i32)>,
     /// Windows changed in this batch (with `emit: update`).
     updated: BTreeSet<(String, i64)>,
+    /// Per partition, (stream time at which it may go, group) of groups with nothing
+    /// open that are kept a while after their last window closed.
+    forgetting: BTreeMap<i32, BTreeSet<(i64, String)>>,
 }
 
 impl Aggregate {
@@ -388,6 +391,7 @@ impl Aggregate {
             stream_times: StreamTimes::default(),
             dirty: HashSet::new(),
             updated: BTreeSet::new(),
+            forgetting: BTreeMap::new(),
         })
     }
 }
@@ -537,6 +541,14 @@ impl Settings {
             reads_value,
             layout,
         })
+    }
+
+    /// How long (stream time) a group with nothing open is kept after the end of what
+    /// it emitted. A session's group two gaps: until then a record less than a gap
+    /// after that session is late, not the start of another (past that, such a
+    /// record's own session would be closed already).
+    fn kept_after_close(&self) -> i64 {
+        self.grace.saturating_add(self.gap.unwrap_or(0).saturating_mul(2))
     }
 
     /// When a group's window closes in stream time: a fixed window at its end plus
@@ -953,12 +965,17 @@ impl Aggregate {
             }
             history.last().is_some_and(|newest| newest.time >= stream_time.saturating_sub(ttl))
         });
-        // A session's group is kept a gap past what it emitted: until then a record
-        // less than a gap after that session is late, not the start of another.
-        let kept = self.settings.grace.saturating_add(self.settings.gap.unwrap_or(0));
-        let closed_enough = group.closed_through.is_none_or(|closed| closed.saturating_add(kept) <= stream_time);
-        if group.windows.is_empty() && group.latest.is_empty() && closed_enough {
-            self.groups.remove(group_key);
+        let forget_at = group.closed_through.map(|closed| closed.saturating_add(self.settings.kept_after_close()));
+        if group.windows.is_empty() && group.latest.is_empty() {
+            match forget_at {
+                Some(forget_at) if forget_at > stream_time => {
+                    // Nothing open: forgotten once stream time gets there.
+                    self.forgetting.entry(partition).or_default().insert((forget_at, group_key.to_owned()));
+                }
+                _ => {
+                    self.groups.remove(group_key);
+                }
+            }
         }
     }
 
@@ -973,6 +990,22 @@ impl Aggregate {
                 }
                 let (_, group_key, start) = due.pop_first().expect("looked at above");
                 self.close(&group_key, start, out);
+            }
+        }
+        // Groups with nothing open, whose time to be forgotten came.
+        let partitions: Vec<i32> = self.forgetting.keys().copied().collect();
+        for partition in partitions {
+            let stream_time = self.stream_time(partition);
+            while let Some(due) = self.forgetting.get_mut(&partition)
+                && due.first().is_some_and(|(forget_at, _)| *forget_at <= stream_time)
+            {
+                let (_, group_key) = due.pop_first().expect("looked at above");
+                if self.groups.get(&group_key).is_some_and(|group| group.partition == partition) {
+                    self.prune(&group_key);
+                    if !self.groups.contains_key(&group_key) {
+                        self.dirty.insert((group_key, partition));
+                    }
+                }
             }
         }
     }
@@ -991,6 +1024,13 @@ impl Processor for Aggregate {
                         let closes_at = self.settings.closes_at(*start, window);
                         self.closing.entry(group.partition).or_default().insert((closes_at, key.clone(), *start));
                         self.deadlines.insert((window.opened_at.saturating_add(self.settings.wall_clock_timeout), key.clone(), *start));
+                    }
+                    // A group with nothing open is forgotten when its time comes.
+                    if group.windows.is_empty()
+                        && let Some(closed) = group.closed_through
+                    {
+                        let forget_at = closed.saturating_add(self.settings.kept_after_close());
+                        self.forgetting.entry(group.partition).or_default().insert((forget_at, key.clone()));
                     }
                     self.groups.insert(key, group);
                 }

@@ -69,7 +69,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
         name: "reset_after",
         option_type: OptionType::Duration,
-        default: Some("1h"),
+        default: Some("1d"),
         required: false,
         documentation: "A run ends when its group has had no record for this long (event time): the next crossing starts a new run.",
     },
@@ -167,7 +167,7 @@ impl Threshold {
                 3
             }
         };
-        let reset_after = duration_ms(options, "reset_after", &mut problems).unwrap_or(3_600_000);
+        let reset_after = duration_ms(options, "reset_after", &mut problems).unwrap_or(86_400_000);
         if reset_after <= 0 {
             problems.push(("reset_after".into(), "must be longer than 0".into()));
         }
@@ -203,15 +203,27 @@ impl Threshold {
         }
     }
 
+    /// Whether a run kept with `partition` whose newest record came at `last` is over:
+    /// its group's stream time left it `reset_after` behind.
+    fn quiet(&self, partition: i32, last: Option<i64>) -> bool {
+        last.is_some_and(|last| last.saturating_add(self.reset_after) <= self.stream_time(partition))
+    }
+
     /// Forgets the runs whose group stream time left `reset_after` behind.
     fn end_quiet_runs(&mut self) {
         let clocks: Vec<(i32, i64)> = self.ending.keys().map(|partition| (*partition, self.stream_time(*partition))).collect();
         for (partition, stream_time) in clocks {
-            while let Some((ends_at, group_key)) = self.ending.get(&partition).and_then(|due| due.first()).cloned() {
-                if ends_at > stream_time {
-                    break;
+            while let Some(due) = self.ending.get_mut(&partition)
+                && due.first().is_some_and(|(ends_at, _)| *ends_at <= stream_time)
+            {
+                let (ends_at, group_key) = due.pop_first().expect("looked at above");
+                // Only the run this entry was made for (its partition, its newest record).
+                let current = self.runs.get(&group_key).is_some_and(|(owner, run)| {
+                    *owner == partition && run.last.map(|last| last.saturating_add(self.reset_after)) == Some(ends_at)
+                });
+                if current {
+                    self.end_run(&group_key);
                 }
-                self.end_run(&group_key);
             }
         }
     }
@@ -236,10 +248,10 @@ impl Threshold {
                 self.stream_times.refresh_shared(now_ms, QUIET_PARTITION_MS);
             }
         }
-        // After `reset_after` without a record of its group, a run is over.
-        let quiet_for = |run: &Run| run.last.zip(record.timestamp).map(|(last, time)| time.saturating_sub(last));
+        // After `reset_after` of its group's stream time without a record, a run is
+        // over: the same test as at the end of a batch, so batching changes nothing.
         let broken = !self.bound.crossed(value.as_f64().unwrap_or(f64::NAN));
-        if broken || self.runs.get(&group_key).and_then(|(_, run)| quiet_for(run)).is_some_and(|quiet| quiet >= self.reset_after) {
+        if broken || self.runs.get(&group_key).is_some_and(|(owner, run)| self.quiet(*owner, run.last)) {
             self.end_run(&group_key);
         }
         if broken {
@@ -294,6 +306,9 @@ impl Processor for Threshold {
                     let group_key = String::from_utf8_lossy(&entry.key).into_owned();
                     let run: Run = serde_json::from_slice(&entry.value)
                         .map_err(|error| format!("the stored run of {} is damaged: {error}", crate::names::shown(&group_key)))?;
+                    // A run stored before `last` existed ends by its first record's time.
+                    let mut run = run;
+                    run.last = run.last.or(run.since);
                     if let Some(last) = run.last {
                         self.ending.entry(entry.partition).or_default().insert((last.saturating_add(self.reset_after), group_key.clone()));
                     }
@@ -437,5 +452,22 @@ mod tests {
         restarted.process(vec![reading("s5", 10.0, 185_000)], 0, &mut out);
         durable.apply(restarted.take_changes());
         assert!(kept(&durable).is_empty(), "{:?}", kept(&durable));
+    }
+
+    #[test]
+    fn a_run_ends_by_its_groups_stream_time_however_the_input_is_batched() {
+        let build = || Threshold::new(&options(&[("field", "celsius"), ("above", "80"), ("reset_after", "1m")])).unwrap();
+        let input = [reading("s1", 90.0, 0), reading("s2", 10.0, 120_000), reading("s1", 91.0, 30_000), reading("s1", 92.0, 31_000)];
+        let mut outcomes = Vec::new();
+        for batch in [1, 2, 4] {
+            let mut threshold = build();
+            let mut out = Processed::default();
+            for chunk in input.chunks(batch) {
+                threshold.process(chunk.to_vec(), 0, &mut out);
+            }
+            outcomes.push(results(&out.records));
+        }
+        assert!(outcomes.iter().all(|outcome| *outcome == outcomes[0]), "{outcomes:?}");
+        assert!(outcomes[0].is_empty(), "s1's first run ended when the stream passed 60 s: {:?}", outcomes[0]);
     }
 }

@@ -285,10 +285,9 @@ fn a_session_holds_a_groups_records_less_than_a_gap_apart_and_closes_a_gap_after
     aggregate.process(vec![reading("b", 1, 10_000), reading("c", 1, 30_000)], 0, &mut out);
     assert_eq!(out.late.len(), 1, "{:?}", out.late);
     assert_eq!(out.records.len(), 2);
-    // Once its session is emitted and its group forgotten (a gap and the grace after
-    // the session's last record), a record of a after it starts a new session.
+    // a at 20 s is less than a gap after a's emitted session (last record 15 s): late.
     aggregate.process(vec![reading("a", 1, 20_000)], 0, &mut out);
-    assert_eq!(out.late.len(), 1, "{:?}", out.late);
+    assert_eq!(out.late.len(), 2, "{:?}", out.late);
 }
 
 #[test]
@@ -414,4 +413,27 @@ fn with_updates_a_merged_session_retracts_its_key_and_a_closing_window_gets_its_
         last.iter().filter(|value| value["key"] == json!("a")).map(|value| value["count"].clone()).collect::<Vec<_>>(),
         vec![json!(4)]
     );
+}
+
+#[test]
+fn a_sessions_group_is_kept_two_gaps_after_it_emitted_and_then_forgotten() {
+    let settings = options(&[("window", "session"), ("gap", "10s")]);
+    let input = [keyed("a", 0, 0), keyed("c", 0, 10_000), keyed("a", 0, 5_000), keyed("c", 0, 19_000), keyed("c", 0, 20_000)];
+    let mut outcomes = Vec::new();
+    for batch in [1, 2, 3, 5] {
+        let mut aggregate = Aggregate::new(&settings).unwrap();
+        let mut durable = Durable::default();
+        let mut out = Processed::default();
+        for chunk in input.chunks(batch) {
+            aggregate.process(chunk.to_vec(), 0, &mut out);
+            durable.apply(aggregate.take_changes());
+        }
+        let groups: Vec<Vec<u8>> = durable.0.keys().filter(|(store, _, _)| store == GROUPS).map(|(_, _, key)| key.clone()).collect();
+        outcomes.push((results(&out.records), out.late.len(), groups));
+    }
+    assert!(outcomes.iter().all(|outcome| *outcome == outcomes[0]), "{outcomes:#?}");
+    let (emitted, late, groups) = &outcomes[0];
+    assert_eq!((emitted.len(), *late), (1, 1), "a's session once; a at 5 s late: {emitted:?}");
+    // a emitted [0, 0] and stream time reached 20 s (0 + two gaps): a is forgotten.
+    assert_eq!(groups, &vec![b"c".to_vec()]);
 }

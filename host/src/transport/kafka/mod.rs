@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::try_join_all;
@@ -557,17 +557,24 @@ struct KafkaReader {
 impl TopicReader for KafkaReader {
     async fn next(&mut self, max: usize, wait: Duration) -> TransportResult<Vec<Record>> {
         let consumer = self.consumer.clone();
+        let unfinished: Vec<i32> = self.remaining.iter().map(|(number, _)| *number).collect();
         let (records, ended) = tokio::task::spawn_blocking(move || -> TransportResult<(Vec<Record>, Vec<i32>)> {
             let (mut records, mut ended) = (Vec::new(), Vec::new());
-            let mut timeout = wait;
+            let deadline = Instant::now() + wait;
             while records.len() < max {
+                // Once a record arrived, only take what is already buffered; the end
+                // of one partition is no reason to stop waiting for the others.
+                let timeout = if records.is_empty() { deadline.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
                 match consumer.poll(timeout) {
                     None => break,
-                    Some(Err(KafkaError::PartitionEOF(partition))) => ended.push(partition),
+                    Some(Err(KafkaError::PartitionEOF(partition))) => {
+                        ended.push(partition);
+                        if unfinished.iter().all(|number| ended.contains(number)) {
+                            break;
+                        }
+                    }
                     Some(message) => records.push(owned_record(&message?)),
                 }
-                // Once something arrived, only take what is already buffered.
-                timeout = Duration::ZERO;
             }
             Ok((records, ended))
         })
