@@ -15,6 +15,6 @@ pub use load::{LoadedConfig, load, parse};
 pub use source_map::SourceMap;
 pub use types::*;
 pub use validate::{
-    check_connector_name, check_topic_name, ignored_keys_warning, is_chain_key, is_ignored_key, is_secret_ignored_key, validate,
-    validate_chain, validate_connector,
+    DEAD_LETTERS_NEED_TOLERANCE, check_connector_name, check_topic_name, ignored_keys_warning, is_chain_key, is_ignored_key,
+    is_secret_ignored_key, validate, validate_chain, validate_connector,
 };

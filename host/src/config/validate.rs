@@ -67,6 +67,10 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
     problems
 }
 
+/// Why a dead-letter topic under `tolerance: none` is refused (but for a processor).
+pub const DEAD_LETTERS_NEED_TOLERANCE: &str =
+    "needs `tolerance: all`: with `none` a bad record stops the task and nothing is dead-lettered";
+
 /// Every problem of one connector, keyed by its path inside the connector (`topic`,
 /// `errors.dead_letter_topic`, ...); shared by the file and the REST API.
 pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> {
@@ -78,14 +82,12 @@ pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> 
     if connector.plugin.trim().is_empty() || connector.plugin.ends_with('@') {
         problem("plugin".into(), "must name a plugin, as `name` or `name@version`");
     }
-    // A processor reads `topics` and writes `topic` (the plan checks it has both).
-    let processor = crate::processing::is_builtin_processor(&connector.plugin);
-    match (&connector.topic, connector.topics.is_empty()) {
-        (Some(_), false) if !processor => {
-            problem("topics".into(), "give `topic` for a source or `topics` for a sink, not both (a processor takes both)")
-        }
-        (None, true) => problem("topic".into(), "missing: a source needs `topic`, a sink needs `topics`, a processor both"),
-        _ => {}
+    // A processor reads `topics` and writes `topic`: a connector with both is one (its
+    // plan checks that its plugin is a processor, and that a built-in one has both).
+    let processor =
+        crate::processing::is_builtin_processor(&connector.plugin) || (connector.topic.is_some() && !connector.topics.is_empty());
+    if connector.topic.is_none() && connector.topics.is_empty() {
+        problem("topic".into(), "missing: a source needs `topic`, a sink needs `topics`, a processor both");
     }
     let topic_paths = connector
         .topic
@@ -107,10 +109,7 @@ pub fn validate_connector(connector: &ConnectorConfig) -> Vec<(String, String)> 
     // A processor sends its late records there whatever the tolerance, so a
     // dead-letter topic has a use with `none` too.
     if connector.errors.dead_letter_topic.is_some() && connector.errors.tolerance == Tolerance::None && !processor {
-        problem(
-            "errors.dead_letter_topic".into(),
-            "needs `tolerance: all`: with `none` a bad record stops the task and nothing is dead-lettered",
-        );
+        problem("errors.dead_letter_topic".into(), DEAD_LETTERS_NEED_TOLERANCE);
     }
     if connector.topics.iter().any(|topic| Some(topic) == connector.errors.dead_letter_topic.as_ref()) {
         problem("errors.dead_letter_topic".into(), "must not be one of the topics the connector reads");

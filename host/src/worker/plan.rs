@@ -100,8 +100,17 @@ pub fn plan_connector(
         PluginKind::Sink if connector.topics.is_empty() => {
             problems.push(("topic".into(), format!("plugin {} is a sink: give `topics` (a list to read from)", description.name)))
         }
-        PluginKind::Transform => problems
-            .push(("plugin".into(), format!("plugin {} is a transform; a connector needs a source or sink plugin", description.name))),
+        PluginKind::Source | PluginKind::Sink if connector.topic.is_some() && !connector.topics.is_empty() => problems.push((
+            "topics".into(),
+            format!(
+                "plugin {} is a {}: give `topic` for a source or `topics` for a sink, not both (a processor takes both)",
+                description.name, description.kind
+            ),
+        )),
+        PluginKind::Transform => problems.push((
+            "plugin".into(),
+            format!("plugin {} is a transform; a connector needs a source, sink or processor plugin", description.name),
+        )),
         PluginKind::Processor => {
             if connector.topics.is_empty() {
                 problems.push(("topics".into(), format!("{} is a processor: give `topics` (a list to read from)", description.name)));
@@ -111,7 +120,10 @@ pub fn plan_connector(
             }
             // Tasks split the input partitions: a group must live in one of them.
             let group_by = connector.config.get("group_by").map(|value| value.0.trim());
-            if connector.tasks_max > 1 && group_by.is_some_and(|group_by| !group_by.is_empty() && group_by != "key") {
+            if plugin.origin == crate::runtime::PluginOrigin::Builtin
+                && connector.tasks_max > 1
+                && group_by.is_some_and(|group_by| !group_by.is_empty() && group_by != "key")
+            {
                 problems.push((
                     "tasks_max".into(),
                     "tasks split the input partitions, so a group made of value fields would be counted in several tasks: \
@@ -121,6 +133,13 @@ pub fn plan_connector(
             }
         }
         _ => {}
+    }
+    // Only a processor sends records (its late ones) to a dead-letter topic under `none`.
+    if description.kind != PluginKind::Processor
+        && connector.errors.dead_letter_topic.is_some()
+        && connector.errors.tolerance == crate::config::Tolerance::None
+    {
+        problems.push(("errors.dead_letter_topic".into(), crate::config::DEAD_LETTERS_NEED_TOLERANCE.into()));
     }
     // tasks_max is a maximum, as in Kafka Connect: a source runs one task whatever it says.
     let plugin_config: Vec<(String, String)> = connector.config.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
