@@ -104,13 +104,13 @@ fn connector_plugins_and_their_option_definitions() {
         assert!(everything.contains(&listed), "{listed} missing from {everything:?}");
     }
     // The transform plugins, listed as Kafka Connect lists its transformations.
-    for plugin in ["geo-transform", "jq-transform", "scripted-transform", "legacy-transform"] {
+    for plugin in ["geo-transform", "jq-transform", "scripted-transform", "legacy-transform", "legacy-record-transform"] {
         assert!(everything.contains(&json!({"class": plugin, "type": "transformation", "version": "0.1.0"})), "{plugin} in {everything:?}");
     }
     assert_eq!(
         everything.len(),
-        plugins.len() + 4 + 32,
-        "4 transform plugins, 16 transforms (10 with two variants), Jq$Key and Jq$Value, 4 predicates"
+        plugins.len() + 5 + 32,
+        "5 transform plugins, 16 transforms (10 with two variants), Jq$Key and Jq$Value, 4 predicates"
     );
     // Kafka Connect reads a flag that is not "true" as false.
     assert_eq!(get(&host, "/connector-plugins?connectorsOnly=False").1.as_array().unwrap().len(), everything.len());

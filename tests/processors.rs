@@ -338,3 +338,249 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     assert!(!stored.is_empty());
     assert_eq!(stored, rebuilt_state);
 }
+
+const HEARTBEAT_DEVICES: i64 = 24;
+const TICKS: i64 = 240;
+const TICK: i64 = 10_000;
+const SILENCE: i64 = 60_000;
+const START: i64 = 1_790_000_000_000;
+
+/// The ticks device `device` reports at: every one, but for a gap of 200 s (devices
+/// 1, 5, 9...: silent, then back), the end from some tick on (2, 6, 10...: silent for
+/// good) or a gap of 50 s, shorter than the silence (3, 7, 11...).
+fn reports(device: i64, tick: i64) -> bool {
+    match device % 4 {
+        1 => !(30 + device * 3..50 + device * 3).contains(&tick),
+        2 => tick < 120 + device * 4,
+        3 => !(100..104).contains(&tick),
+        _ => true,
+    }
+}
+
+fn heartbeats() -> Vec<Record> {
+    let mut records = Vec::new();
+    for tick in 0..TICKS {
+        for device in (0..HEARTBEAT_DEVICES).filter(|device| reports(*device, tick)) {
+            records.push(Record {
+                key: Some(format!("device-{device}").into_bytes()),
+                value: Some(json!({"device": device, "battery": 90 - tick / 10}).to_string().into_bytes()),
+                timestamp: Some(START + tick * TICK),
+                ..Record::default()
+            });
+        }
+    }
+    records
+}
+
+/// What an event-time silence detector makes of `records` (as stored, with their
+/// partitions), computed record by record: the reports (group, status, last seen,
+/// detected or back at) and the state left (last seen, silent since).
+#[allow(clippy::type_complexity)]
+fn expected_silences(records: &[Record]) -> (Vec<(String, String, i64, i64)>, BTreeMap<String, i64>, BTreeMap<String, i64>) {
+    let mut reports = Vec::new();
+    let (mut last_seen, mut silent): (BTreeMap<String, i64>, BTreeMap<String, i64>) = Default::default();
+    let mut partitions: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
+    for record in records {
+        partitions.entry(record.partition.unwrap()).or_default().push(record);
+    }
+    for records in partitions.values() {
+        let mut stream_time = i64::MIN;
+        let mut waiting: BTreeMap<String, i64> = BTreeMap::new();
+        for record in records {
+            let (device, time) = (String::from_utf8(record.key.clone().unwrap()).unwrap(), record.timestamp.unwrap());
+            stream_time = stream_time.max(time);
+            if let Some(since) = silent.remove(&device) {
+                reports.push((device.clone(), "back".to_owned(), since, time));
+            }
+            let last = last_seen.get(&device).map_or(time, |last| (*last).max(time));
+            last_seen.insert(device.clone(), last);
+            waiting.insert(device, last);
+            let due: Vec<String> =
+                waiting.iter().filter(|(_, last)| **last + SILENCE <= stream_time).map(|(device, _)| device.clone()).collect();
+            for device in due {
+                let last = waiting.remove(&device).unwrap();
+                last_seen.remove(&device);
+                silent.insert(device.clone(), last);
+                reports.push((device, "silent".to_owned(), last, last + SILENCE));
+            }
+        }
+    }
+    reports.sort();
+    (reports, last_seen, silent)
+}
+
+fn silence_reports(data_dir: &Path, topic: &str) -> Vec<(String, String, i64, i64)> {
+    read(data_dir, topic)
+        .iter()
+        .map(|record| {
+            let report: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+            let time = |field: &str| wasm_connect_protocol::time::parse_rfc3339(report[field].as_str().unwrap()).unwrap();
+            let status = report["status"].as_str().unwrap().to_owned();
+            let at = time(if status == "silent" { "detected_at" } else { "back_at" });
+            assert_eq!(record.key.as_deref(), report["group"].as_str().map(str::as_bytes), "{report}");
+            (report["group"].as_str().unwrap().to_owned(), status, time("last_seen"), at)
+        })
+        .collect()
+}
+
+/// The state entries of `store` through the API, as key -> number.
+fn state_numbers(host: &Host, connector: &str, store: &str) -> BTreeMap<String, i64> {
+    let answer = host.get_json(&format!("/connectors/{connector}/state?store={store}&limit=1000"));
+    answer["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["key"].as_str().unwrap().to_owned(), entry["value"].as_i64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_killed_wasm_processor_reports_every_silence_once_by_event_time_and_by_the_wall_clock() {
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    feed(&data_dir, "heartbeats", heartbeats());
+    let stored = read(&data_dir, "heartbeats");
+    let (expected, last_seen, silent) = expected_silences(&stored);
+    assert_eq!(expected.len(), 18, "{expected:?}");
+    let config = support::write_config(
+        directory.path(),
+        &format!(
+            r#"version: 1
+data_dir: {data_dir}
+admin:
+  listen: 127.0.0.1:0
+plugins:
+  dir: {plugins}
+connectors:
+  - name: silences
+    plugin: silence-detector
+    topics: [heartbeats]
+    topic: silences
+    tasks_max: 2
+    batch_size: 5
+    config: {{ silence: 1m }}
+  - name: silences-batched
+    plugin: silence-detector
+    topics: [heartbeats]
+    topic: silences-batched
+    batch_size: 500
+    config: {{ silence: 1m }}
+  - name: idle-devices
+    plugin: silence-detector
+    topics: [heartbeats]
+    topic: idle-devices
+    batch_size: 500
+    config: {{ silence: 3s, clock: wall-clock }}
+"#,
+            data_dir = data_dir.display(),
+            plugins = support::test_plugins_dir().display()
+        ),
+    );
+
+    let host = Host::start(&config);
+    let (_, plugins) = host.call("GET", "/connector-plugins", None);
+    let described = plugins.as_array().unwrap().iter().find(|plugin| plugin["class"] == json!("silence-detector")).cloned();
+    assert_eq!(described.map(|plugin| plugin["type"].clone()), Some(json!("processor")), "{plugins}");
+    host.wait_until("some silences", Duration::from_secs(60), || read(&data_dir, "silences").len() >= 5);
+    host.kill();
+    let at_kill = read(&data_dir, "silences").len();
+    assert!(at_kill < expected.len(), "the kill must land mid-stream ({at_kill} of {} reports)", expected.len());
+
+    let host = Host::start(&config);
+    host.wait_until("every silence", Duration::from_secs(120), || {
+        read(&data_dir, "silences").len() >= expected.len() && read(&data_dir, "silences-batched").len() >= expected.len()
+    });
+    let idle_since = Instant::now();
+    // By the wall clock, every device goes silent once the input is idle.
+    let last_report = |data_dir: &Path| {
+        let mut last: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        for (device, status, seen, _) in silence_reports(data_dir, "idle-devices") {
+            last.insert(device, (status, seen));
+        }
+        last
+    };
+    host.wait_until("every device silent by the wall clock", Duration::from_secs(60), || {
+        let last = last_report(&data_dir);
+        last.len() == HEARTBEAT_DEVICES as usize && last.values().all(|(status, _)| status == "silent")
+    });
+    eprintln!("every device was reported silent {:.1} s after the input went idle (silence 3 s)", idle_since.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_eq!(state_numbers(&host, "silences", "last-seen"), last_seen);
+    assert_eq!(state_numbers(&host, "silences", "silent"), silent);
+    host.stop();
+
+    let mut found = silence_reports(&data_dir, "silences");
+    found.sort();
+    assert_eq!(found, expected, "every silence and return once, with its times");
+    // In batches of 500 records (about 21 ticks), a device's last record before a gap,
+    // the record that makes it silent and its return often share a batch: the same.
+    let mut batched = silence_reports(&data_dir, "silences-batched");
+    batched.sort();
+    assert_eq!(batched, expected, "the same reports whatever the batching");
+    // Each device's last record, and reports that alternate: silent, back, silent...
+    let mut last_times: BTreeMap<String, i64> = BTreeMap::new();
+    for record in &stored {
+        last_times.insert(String::from_utf8(record.key.clone().unwrap()).unwrap(), record.timestamp.unwrap());
+    }
+    let mut by_device: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    for (device, status, seen, _) in silence_reports(&data_dir, "idle-devices") {
+        by_device.entry(device).or_default().push((status, seen));
+    }
+    for (device, reports) in &by_device {
+        for (index, (status, _)) in reports.iter().enumerate() {
+            assert_eq!(status, if index % 2 == 0 { "silent" } else { "back" }, "{device}: {reports:?}");
+        }
+        assert_eq!(reports.last().unwrap().1, last_times[device], "{device}: {reports:?}");
+    }
+}
+
+#[test]
+fn a_processor_plugin_that_breaks_the_state_contract_fails_its_own_task_and_stores_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let data_dir = directory.path().join("data");
+    feed(&data_dir, "events", (0..40).map(|index| reading(index % 8, index * 1_000, 20)).collect());
+    let connector = |name: &str, misbehave: &str| {
+        format!(
+            "  - {{ name: {name}, plugin: scripted-processor, topics: [events], topic: {name}-out, config: {{ misbehave: {misbehave} }} }}\n"
+        )
+    };
+    let config = support::write_config(
+        directory.path(),
+        &format!(
+            "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\nconnectors:\n{}{}{}{}{}",
+            data_dir.display(),
+            support::test_plugins_dir().display(),
+            connector("well-behaved", "none"),
+            connector("foreign", "foreign-partition"),
+            connector("huge", "huge-value"),
+            connector("forger", "host-store"),
+            connector("panicking", "panic"),
+        ),
+    );
+    let host = Host::start(&config);
+    let failures = [
+        ("foreign", "partition 999 is not one of this task's input partitions"),
+        ("huge", "a state value has at most 1 MiB"),
+        ("forger", "the state store name timers is the host's own"),
+        ("panicking", "wasm `unreachable` instruction executed"),
+    ];
+    for (name, reason) in failures {
+        // A trap is not permanent: the task restarts from its last checkpoint, with backoff.
+        host.wait_until(&format!("{name} to fail"), Duration::from_secs(60), || {
+            let status = host.get_json(&format!("/connectors/{name}/status"));
+            status["tasks"][0]["state"] == json!("RESTARTING")
+                && status["tasks"][0]["trace"].as_str().is_some_and(|trace| trace.contains(reason))
+        });
+    }
+    host.wait_until("the well-behaved processor's records", Duration::from_secs(60), || read(&data_dir, "well-behaved-out").len() == 40);
+    // One count per input partition the records went to.
+    let counts = host.get_json("/connectors/well-behaved/state?store=seen");
+    let total: i64 = counts["entries"].as_array().unwrap().iter().map(|entry| entry["value"].as_i64().unwrap()).sum();
+    assert_eq!(total, 40, "{counts}");
+    assert_eq!(host.get_json("/connectors/well-behaved/status")["tasks"][0]["state"], json!("RUNNING"));
+    for (name, _) in failures {
+        assert_eq!(read(&data_dir, &format!("{name}-out")).len(), 0, "{name} wrote");
+        assert_eq!(host.get_json(&format!("/connectors/{name}/state"))["total"], json!(0), "{name} kept state");
+    }
+    host.stop();
+}

@@ -384,6 +384,18 @@ fn plugins_that_cannot_run_in_a_chain_and_bad_options_are_configuration_problems
     let refused = problems(&[transform("old", "wasm", &[("plugin", "legacy-transform")])]);
     assert!(refused["transforms.old.plugin"].contains("rebuild it with the current wasm-connect SDK"), "{refused:?}");
 
+    // A chain transform built against 0.1.3 runs on this host (wit/VERSIONING.md).
+    let component = plugins.catalog.find("legacy-record-transform").expect("legacy-record-transform loads");
+    let component = wasmtime::component::Component::from_file(&plugins.runtime.engine, &component.path).unwrap();
+    let exports: Vec<String> = component.component_type().exports(&plugins.runtime.engine).map(|(name, _)| name.to_owned()).collect();
+    assert!(exports.iter().any(|name| name == "wasm-connect:connector/record-transform@0.1.3"), "{exports:?}");
+    let chain = build(&plugins, &[transform("old", "wasm", &[("plugin", "legacy-record-transform")])]).unwrap();
+    let mut wasm = WasmTransforms::open(&chain, &plugins.runtime, "test", 0, None).unwrap();
+    let text = |text: &str| Record { value: Some(text.as_bytes().to_vec()), ..record(json!(null)) };
+    let output = chain.apply(vec![text("a"), text("drop"), text("fail"), text("b")], &mut wasm).unwrap();
+    let kept: Vec<&[u8]> = output.records.iter().map(|record| record.value.as_deref().unwrap()).collect();
+    assert_eq!((kept, output.failed.len()), (vec![b"a".as_slice(), b"b".as_slice()], 1));
+
     let refused = problems(&[
         transform("none", "wasm", &[]),
         transform("missing", "wasm", &[("plugin", "no-such-transform")]),

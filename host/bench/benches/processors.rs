@@ -4,7 +4,8 @@
 //! record for 10,000 and 1,000,000 keys; the memory its state takes per key (the
 //! process's resident memory with every key in an open window, less before); and the
 //! processor's own cost without the transport (records/s of `Aggregate::process`
-//! alone, and the cost of taking and encoding the changes of one checkpoint).
+//! alone, and the cost of taking and encoding the changes of one checkpoint). Then the
+//! same through the example WASM processor plugin, `silence-detector` (from plugins/dist).
 //!
 //! `cargo bench -p wasm-connect-bench --bench processors [-- RECORDS]`
 
@@ -37,9 +38,9 @@ fn readings(records: usize, keys: usize) -> Vec<Record> {
         .collect()
 }
 
-fn config(directory: &Path, port: u16, size: &str) -> std::path::PathBuf {
-    let plugins = directory.join("no-plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
+/// A host with one processor `counts`: `processor` is its `plugin:` and `config:` lines.
+fn config(directory: &Path, port: u16, processor: &str) -> std::path::PathBuf {
+    let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist");
     let text = format!(
         r#"version: 1
 data_dir: {data}
@@ -49,13 +50,10 @@ plugins:
   dir: {plugins}
 connectors:
   - name: counts
-    plugin: aggregate
     topics: [readings]
     topic: counts
     batch_size: {BATCH}
-    config:
-      size: {size}
-      wall_clock_timeout: 1h
+{processor}
 "#,
         data = directory.join("data").display(),
         plugins = plugins.display(),
@@ -63,8 +61,13 @@ connectors:
     write_config(directory, &text)
 }
 
-/// One run of `records` over `keys` keys in windows of `size`; prints its figures.
-fn run(label: &str, records: usize, keys: usize, size: &str) {
+/// The `aggregate` processor with windows of `size`.
+fn aggregate(size: &str) -> String {
+    format!("    plugin: aggregate\n    config:\n      size: {size}\n      wall_clock_timeout: 1h")
+}
+
+/// One run of `records` over `keys` keys through `processor` (see [`config`]); prints its figures.
+fn run(label: &str, records: usize, keys: usize, processor: &str) {
     let directory = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -77,7 +80,7 @@ fn run(label: &str, records: usize, keys: usize, size: &str) {
     });
     let rss_before = rss_mib();
     let port = services::free_port();
-    let loaded = wasm_connect::config::load(&config(directory.path(), port, size)).unwrap_or_else(|errors| panic!("{errors}"));
+    let loaded = wasm_connect::config::load(&config(directory.path(), port, processor)).unwrap_or_else(|errors| panic!("{errors}"));
     let shutdown = CancellationToken::new();
     let host = runtime.spawn(wasm_connect::run(loaded, shutdown.clone()));
     let throughput =
@@ -87,7 +90,7 @@ fn run(label: &str, records: usize, keys: usize, size: &str) {
     runtime.block_on(host).unwrap().unwrap();
     let results = EmbeddedTransport::open(&directory.path().join("data"), 4).unwrap().read_all("counts").unwrap().len();
     println!(
-        "{label}: {:.0} records/s, {:.2} µs CPU per record; {results} window results; resident memory {rss_before:.0} -> {rss_after:.0} MiB ({:.0} bytes per key)",
+        "{label}: {:.0} records/s, {:.2} µs CPU per record; {results} results; resident memory {rss_before:.0} -> {rss_after:.0} MiB ({:.0} bytes per key)",
         throughput.records_per_second,
         throughput.cpu_per_record.as_secs_f64() * 1e6,
         (rss_after - rss_before).max(0.0) * 1_048_576.0 / keys as f64,
@@ -124,7 +127,14 @@ fn main() {
     // Each key's records 10 s of event time apart: one session per key, open throughout.
     alone("sessions, gap 30 s", records, 10_000, &[("window", "session"), ("gap", "30s")]);
     // 10,000 keys in one-minute windows: 60,000 records per window, each closes as the next begins.
-    run("tumbling count, 10 000 keys, 1 m windows", records, 10_000, "1m");
+    run("tumbling count, 10 000 keys, 1 m windows", records, 10_000, &aggregate("1m"));
     // 1,000,000 keys all in one open window (1 h of event time): the state at its largest.
-    run("tumbling count, 1 000 000 keys, one open window", records.max(1_000_000), 1_000_000, "1h");
+    run("tumbling count, 1 000 000 keys, one open window", records.max(1_000_000), 1_000_000, &aggregate("1h"));
+    // The example processor plugin (WASM): per record two state reads, a write and a
+    // timer moved. Each key comes back every 10 s of event time: with a silence of 1 h
+    // no timer comes due; with 5 s each key is reported silent and back every time,
+    // and nearly every record brings a timer due, so the batch is cut there.
+    let silence = |silence: &str| format!("    plugin: silence-detector\n    config: {{ silence: {silence} }}");
+    run("silence-detector (WASM), 10 000 keys, no timer due", records, 10_000, &silence("1h"));
+    run("silence-detector (WASM), 10 000 keys, a timer due after nearly every record", records / 4, 10_000, &silence("5s"));
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod log;
 mod mongodb;
 mod source_status;
+mod state;
 mod stores;
 
 use std::path::PathBuf;

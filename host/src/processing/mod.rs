@@ -4,18 +4,20 @@
 //! is emitted once and the state is the one the input built).
 //!
 //! The processors built into the host (`aggregate`, `dedupe`, `join`, `threshold`) are configured in YAML
-//! like a plugin's options; see [`builtin`].
+//! like a plugin's options; see [`builtin`]. Custom ones are WASM components; see [`wasm`].
 
 pub mod aggregate;
 pub mod builtin;
 pub mod dedupe;
 mod event_time;
 pub mod join;
+pub mod keyed_state;
 mod options;
 mod stream_time;
 #[cfg(test)]
 mod testing;
 pub mod threshold;
+pub mod wasm;
 
 use wasm_connect_protocol::Record;
 
@@ -65,6 +67,13 @@ pub trait Processor: Send {
     }
     /// The state changes since the last call, to be checkpointed.
     fn take_changes(&mut self) -> Vec<StateChange>;
+    /// Why the last `assign`, `process` or `fire_timers` failed as a whole, if it did:
+    /// a processor that runs a plugin can (a trap, an error it returned). What that
+    /// call produced is then dropped, and the task fails and starts again from its
+    /// last checkpoint. Built-in processors do not fail so.
+    fn take_failure(&mut self) -> Option<crate::runtime::PluginFailure> {
+        None
+    }
     /// The topics the processor reads as tables: every task reads them whole, from
     /// their beginning, before its first batch, and what is new in them before each
     /// batch. They are not part of the checkpoint.

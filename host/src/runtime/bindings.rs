@@ -14,6 +14,11 @@ pub mod capabilities {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "host-capabilities",
+        // A processor's state and timer calls trap when they break a bound.
+        imports: {
+            "wasm-connect:connector/state": trappable,
+            "wasm-connect:connector/timers": trappable,
+        },
     });
 }
 
@@ -65,6 +70,20 @@ pub mod record_transform {
         with: {
             "wasm-connect:connector/types": super::capabilities::wasm_connect::connector::types,
             "wasm-connect:connector/log": super::capabilities::wasm_connect::connector::log,
+        },
+    });
+}
+
+/// Stream processors (WIT 0.1.4).
+pub mod stream_processor {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "stream-processor-base",
+        with: {
+            "wasm-connect:connector/types": super::capabilities::wasm_connect::connector::types,
+            "wasm-connect:connector/log": super::capabilities::wasm_connect::connector::log,
+            "wasm-connect:connector/state": super::capabilities::wasm_connect::connector::state,
+            "wasm-connect:connector/timers": super::capabilities::wasm_connect::connector::timers,
         },
     });
 }

@@ -201,7 +201,9 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
         runtime.compile(bytes).map_err(|error| format!("not a valid WebAssembly component: {}", first_line(&format!("{error:#}"))))?;
     let exports: Vec<String> = component.component_type().exports(&runtime.engine).map(|(name, _)| name.to_owned()).collect();
     let exports_interface = |interface: &str| exports.iter().any(|name| name.starts_with(&format!("wasm-connect:connector/{interface}@")));
-    let kind = if exports_interface("source-connector") {
+    let kind = if exports_interface("stream-processor") {
+        PluginKind::Processor
+    } else if exports_interface("source-connector") {
         PluginKind::Source
     } else if exports_interface("sink-connector") {
         PluginKind::Sink
@@ -245,6 +247,11 @@ pub fn load_component(runtime: &Runtime, bytes: &[u8], path: &Path, origin: Plug
         return Err("exports no wasm-connect:connector/grants interface, which plugins built against WIT 0.1.1 or later must \
              export; build it with the current SDK"
             .to_owned());
+    }
+    // The plugin-kind enum cannot grow within the 0.1 line: a processor describes
+    // itself as a transform, and its export says what it is (wit/VERSIONING.md).
+    if kind == PluginKind::Processor && description.kind == PluginKind::Transform {
+        description.kind = PluginKind::Processor;
     }
     if description.kind != kind {
         return Err(format!("describes itself as a {} but exports the {kind} world", description.kind));

@@ -15,6 +15,6 @@ pub use description::{ConfigOptionDescription, OptionType, PluginDescription, Pl
 pub use engine::{CACHE_VARIABLE, Runtime, TaskLimits, cache_dir_for};
 pub use failure::PluginFailure;
 pub use task::{
-    PluginInstance, PluginWorld, PollOutcome, RecordOutcome, SinkInstance, SourceInstance, TaskAccess, TaskIdentity, TaskState,
-    TransformInstance, Transformed,
+    PluginInstance, PluginWorld, PollOutcome, ProcessorInstance, ProcessorOutcome, RecordOutcome, SinkInstance, SourceInstance, TaskAccess,
+    TaskIdentity, TaskState, TransformInstance, Transformed,
 };

@@ -9,7 +9,7 @@ use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, Up
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{record_transform, sink, source, types as wit};
+use super::bindings::{record_transform, sink, source, stream_processor, types as wit};
 use super::engine::EPOCH_TICK;
 use super::{LoadedPlugin, PluginFailure, Runtime};
 use crate::capabilities::files::FileGrant;
@@ -126,6 +126,8 @@ pub struct TaskState {
     pub log_budget: LogBudget,
     /// Calls of the files and store capabilities in the current plugin call.
     capability_calls: u32,
+    /// A stream processor's state and timers (`state`, `timers`); None for other kinds.
+    pub keyed_state: Option<crate::processing::keyed_state::KeyedState>,
 }
 
 /// The most calls of the files and store capabilities one plugin call may make: far
@@ -212,6 +214,7 @@ fn new_store(runtime: &Runtime, identity: TaskIdentity, access: TaskAccess) -> S
         throttle: None,
         log_budget: LogBudget::default(),
         capability_calls: 0,
+        keyed_state: None,
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -288,6 +291,12 @@ impl PluginWorld for record_transform::RecordTransformBase {
     }
 }
 
+impl PluginWorld for stream_processor::StreamProcessorBase {
+    fn instantiate(pre: InstancePre<TaskState>, store: &mut Store<TaskState>) -> wasmtime::Result<Self> {
+        stream_processor::StreamProcessorBasePre::new(pre)?.instantiate(store)
+    }
+}
+
 /// One task's running plugin, of any world: its store (limits, deadline, grants) and
 /// its bindings. Every call starts the deadline clock and classifies its failure the
 /// same way, whatever the world.
@@ -303,6 +312,24 @@ pub type SourceInstance = PluginInstance<source::SourceBase>;
 pub type SinkInstance = PluginInstance<sink::SinkBase>;
 /// A running transform plugin (WIT 0.1.3 `record-transform`).
 pub type TransformInstance = PluginInstance<record_transform::RecordTransformBase>;
+
+/// A running stream-processor plugin (WIT 0.1.4 `stream-processor`).
+pub type ProcessorInstance = PluginInstance<stream_processor::StreamProcessorBase>;
+
+/// What a stream-processor plugin made of one input record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessorOutcome {
+    /// Goes out unchanged.
+    Keep,
+    /// Nothing goes out for it.
+    Drop,
+    /// Replaced by the next n records of the output batch.
+    Many(u32),
+    /// Failed, for this reason: the error policy decides.
+    Fail(String),
+    /// Came after its window closed, for this reason: the dead-letter topic.
+    Late(String),
+}
 
 /// What a transform plugin made of one input record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,6 +445,55 @@ impl TransformInstance {
                 .collect(),
             batch: result.batch,
         })
+    }
+}
+
+impl ProcessorInstance {
+    /// Prepares the processor for `partitions` (their state is in the store already).
+    pub fn open(&mut self, config: &[(String, String)], partitions: &[i32]) -> Result<(), PluginFailure> {
+        self.call(|bindings, store| bindings.wasm_connect_connector_stream_processor().call_open(store, &config.to_vec(), partitions))
+    }
+
+    /// Processes one encoded batch: one outcome per record, and the records of the `Many` ones.
+    pub fn process(&mut self, batch: Vec<u8>) -> Result<(Vec<ProcessorOutcome>, Vec<u8>), PluginFailure> {
+        use stream_processor::exports::wasm_connect::connector::stream_processor::Outcome;
+        let result = self.call(|bindings, store| bindings.wasm_connect_connector_stream_processor().call_process(store, &batch))?;
+        let outcomes = result
+            .outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Keep => ProcessorOutcome::Keep,
+                Outcome::Drop => ProcessorOutcome::Drop,
+                Outcome::Many(count) => ProcessorOutcome::Many(count),
+                Outcome::Fail(reason) => ProcessorOutcome::Fail(reason),
+                Outcome::Late(reason) => ProcessorOutcome::Late(reason),
+            })
+            .collect();
+        Ok((outcomes, result.batch))
+    }
+
+    /// Fires `timers`: the encoded records they emit.
+    pub fn on_timer(&mut self, timers: &[crate::processing::keyed_state::DueTimer]) -> Result<Vec<u8>, PluginFailure> {
+        use crate::processing::keyed_state::TimerClock;
+        use stream_processor::wasm_connect::connector::timers::{Clock, Timer};
+        let fired: Vec<Timer> = timers
+            .iter()
+            .map(|timer| Timer {
+                partition: timer.partition,
+                name: timer.name.clone(),
+                clock: match timer.clock {
+                    TimerClock::EventTime => Clock::EventTime,
+                    TimerClock::WallClock => Clock::WallClock,
+                },
+                at_millis: timer.at_ms,
+            })
+            .collect();
+        self.call(|bindings, store| bindings.wasm_connect_connector_stream_processor().call_on_timer(store, &fired))
+    }
+
+    /// The processor's state and timers, held in its store.
+    pub fn keyed_state(&mut self) -> &mut Option<crate::processing::keyed_state::KeyedState> {
+        &mut self.store.data_mut().keyed_state
     }
 }
 

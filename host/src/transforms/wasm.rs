@@ -260,12 +260,12 @@ fn check(alias: &str, mut transformed: Transformed, count: usize) -> Result<(Vec
 }
 
 /// The most bytes of records a WASM transform may return from one call.
-const MAX_OUTPUT_BYTES: usize = 64 << 20;
+pub(crate) const MAX_OUTPUT_BYTES: usize = 64 << 20;
 /// The longest reason for a failed record kept (it goes to logs and dead-letter headers).
 const MAX_REASON_BYTES: usize = 1024;
 
 /// Cuts `reason` to [`MAX_REASON_BYTES`] on a character boundary.
-fn shorten(reason: &mut String) {
+pub(crate) fn shorten(reason: &mut String) {
     if reason.len() > MAX_REASON_BYTES {
         let mut end = MAX_REASON_BYTES;
         while !reason.is_char_boundary(end) {

@@ -15,8 +15,9 @@ use super::TaskError;
 use super::dead_letters::{DeadLetters, Stage};
 use super::engine::{Batch, Checkpoint, FailedRecord};
 use super::task::TaskContext;
+use crate::processing::wasm::WasmProcessor;
 use crate::processing::{Processed, Processor, build_processor, wall_clock_ms};
-use crate::runtime::PluginFailure;
+use crate::runtime::{PluginFailure, PluginOrigin};
 use crate::transport::{ProcessorCheckpoint, StartAt, TopicReader};
 
 /// The most records of a table topic read at once.
@@ -42,22 +43,34 @@ impl ProcessorStage {
             // Restarting cannot help: the task fails and says what to change.
             return Err(PluginFailure::BadConfig(crate::transport::processors_unsupported(transport).to_string()).into());
         }
-        let name = &task.plan.plugin.description.name;
-        let mut processor = build_processor(name, &task.plan.plugin_config).map_err(|problems| {
-            let problems: Vec<String> = problems.into_iter().map(|(key, message)| format!("config.{key}: {message}")).collect();
-            PluginFailure::BadConfig(problems.join("; "))
-        })?;
+        let plugin = &task.plan.plugin;
+        let mut processor: Box<dyn Processor> = if plugin.origin == PluginOrigin::Builtin {
+            build_processor(&plugin.description.name, &task.plan.plugin_config).map_err(|problems| {
+                let problems: Vec<String> = problems.into_iter().map(|(key, message)| format!("config.{key}: {message}")).collect();
+                PluginFailure::BadConfig(problems.join("; "))
+            })?
+        } else {
+            let (runtime, plugin, identity, access, config) =
+                (task.worker.runtime.clone(), plugin.clone(), task.identity.clone(), task.access(), task.plan.plugin_config.clone());
+            tokio::task::spawn_blocking(move || WasmProcessor::new(&runtime, &plugin, identity, access, config).map(Box::new))
+                .await
+                .map_err(|error| PluginFailure::Fatal(format!("instantiating the processor failed in the host: {error}")))??
+        };
         let entries = task.worker.transport.processor_state(&task.plan.config.name, Some(partitions)).await?;
         let restored = entries.len();
         let assigned = partitions.to_vec();
         let processor = tokio::task::spawn_blocking(move || {
-            processor.restore(entries)?;
+            processor
+                .restore(entries)
+                .map_err(|reason| PluginFailure::BadConfig(format!("the processor's stored state cannot be used: {reason}")))?;
             processor.assign(&assigned, crate::processing::wall_clock_ms());
-            Ok::<_, String>(processor)
+            match processor.take_failure() {
+                Some(failure) => Err(failure),
+                None => Ok(processor),
+            }
         })
         .await
-        .map_err(|error| PluginFailure::Fatal(format!("restoring the processor's state failed in the host: {error}")))?
-        .map_err(|reason| PluginFailure::BadConfig(format!("the processor's stored state cannot be used: {reason}")))?;
+        .map_err(|error| PluginFailure::Fatal(format!("restoring the processor's state failed in the host: {error}")))??;
         tracing::info!(
             connector = %task.identity.connector, task = task.identity.task, partitions = partitions.len(), keys = restored,
             "The processor took back its state."
@@ -161,23 +174,30 @@ impl ProcessorStage {
         if !self.tables.is_empty() {
             self.read_tables(false, &CancellationToken::new()).await?;
         }
-        let (processed, state) = self
+        let (processed, state, failure) = self
             .on_thread(move |processor| {
                 let mut processed = Processed::default();
                 let now = wall_clock_ms();
-                // Wall-clock timers fire only while the input is idle (a poll brought nothing,
-                // not a batch the transforms emptied): a backlog (a restart after downtime)
-                // moves stream time instead, and closing its windows by the wall clock would
-                // make the rest of their records late.
+                // The built-in processors' wall-clock timers fire only while the input is
+                // idle (a poll brought nothing, not a batch the transforms emptied): a
+                // backlog (a restart after downtime) moves stream time instead, and closing
+                // its windows by the wall clock would make the rest of their records late.
+                // A plugin's wall-clock timers also fire after each batch (it set them
+                // knowing that).
                 if idle {
                     processor.fire_timers(now, &mut processed);
                 } else {
                     processor.process(records, now, &mut processed);
                 }
                 let state = processor.take_changes();
-                (processed, state)
+                (processed, state, processor.take_failure())
             })
             .await?;
+        // A failed call's results and state changes are dropped with the batch: the
+        // task starts again from the last checkpoint.
+        if let Some(failure) = failure {
+            return Err(failure.into());
+        }
         let Processed { records, failed: refused, late } = processed;
         let type_name = task.plan.plugin.description.name.clone();
         for (index, (record, reason)) in refused.into_iter().enumerate() {

@@ -59,9 +59,9 @@ pub mod __private {
             world: "source",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.3": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.3": crate::__private::capabilities::wasm_connect::connector::log,
-                "wasm-connect:connector/source-status@0.1.3": crate::__private::capabilities::wasm_connect::connector::source_status,
+                "wasm-connect:connector/types@0.1.4": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.4": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/source-status@0.1.4": crate::__private::capabilities::wasm_connect::connector::source_status,
             },
             pub_export_macro: true,
             export_macro_name: "__export_source_world",
@@ -75,12 +75,12 @@ pub mod __private {
             world: "sink",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.3": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.3": crate::__private::capabilities::wasm_connect::connector::log,
-                "wasm-connect:connector/files@0.1.3": crate::__private::capabilities::wasm_connect::connector::files,
-                "wasm-connect:connector/elasticsearch@0.1.3": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
-                "wasm-connect:connector/mongodb@0.1.3": crate::__private::capabilities::wasm_connect::connector::mongodb,
-                "wasm-connect:connector/cassandra@0.1.3": crate::__private::capabilities::wasm_connect::connector::cassandra,
+                "wasm-connect:connector/types@0.1.4": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.4": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/files@0.1.4": crate::__private::capabilities::wasm_connect::connector::files,
+                "wasm-connect:connector/elasticsearch@0.1.4": crate::__private::capabilities::wasm_connect::connector::elasticsearch,
+                "wasm-connect:connector/mongodb@0.1.4": crate::__private::capabilities::wasm_connect::connector::mongodb,
+                "wasm-connect:connector/cassandra@0.1.4": crate::__private::capabilities::wasm_connect::connector::cassandra,
             },
             pub_export_macro: true,
             export_macro_name: "__export_sink_world",
@@ -94,12 +94,29 @@ pub mod __private {
             world: "record-transformer",
             path: "../../wit",
             with: {
-                "wasm-connect:connector/types@0.1.3": crate::__private::capabilities::wasm_connect::connector::types,
-                "wasm-connect:connector/log@0.1.3": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/types@0.1.4": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.4": crate::__private::capabilities::wasm_connect::connector::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_transform_world",
             default_bindings_module: "wasm_connect_sdk::__private::transform",
+        });
+    }
+
+    #[cfg(feature = "processor")]
+    pub mod processor {
+        wit_bindgen::generate!({
+            world: "stream-processor-plugin",
+            path: "../../wit",
+            with: {
+                "wasm-connect:connector/types@0.1.4": crate::__private::capabilities::wasm_connect::connector::types,
+                "wasm-connect:connector/log@0.1.4": crate::__private::capabilities::wasm_connect::connector::log,
+                "wasm-connect:connector/state@0.1.4": crate::__private::capabilities::wasm_connect::connector::state,
+                "wasm-connect:connector/timers@0.1.4": crate::__private::capabilities::wasm_connect::connector::timers,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_processor_world",
+            default_bindings_module: "wasm_connect_sdk::__private::processor",
         });
     }
 
@@ -194,7 +211,7 @@ pub mod __private {
 
     /// A transform pushed records for a record it did not answer `Outcome::Written` for.
     pub fn wrote_without_written() -> wit::Error {
-        wit::Error::Fatal("the transform pushed records to its output but did not return Outcome::Written".to_owned())
+        wit::Error::Fatal("the plugin pushed records to its output for a record whose outcome is not Written".to_owned())
     }
 
     /// Called when the host enters a task that was never opened: a host bug.
@@ -393,6 +410,161 @@ pub trait Transform: Plugin {
     /// [`Error::Retriable`] and [`Error::Fatal`] restart the task and the batch comes
     /// again, [`Error::BadConfig`] stops it.
     fn apply(&mut self, record: &RecordView<'_>, output: &mut BatchWriter) -> Result<Outcome, Error>;
+}
+
+/// What a stream processor makes of one record.
+#[cfg(feature = "processor")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessOutcome {
+    /// The record goes to the output topic unchanged.
+    Keep,
+    /// Nothing goes out for it now (it only changed state, say).
+    Drop,
+    /// The records `process` pushed to its output for it go out instead (none, one or more).
+    Written,
+    /// The record cannot be processed, for this reason (no secrets in it): the
+    /// connector's error policy sends it to the dead-letter topic or fails the task.
+    Fail(String),
+    /// The record came too late to count (its window closed), for this reason: it goes
+    /// to the dead-letter topic when the connector has one, whatever the error policy.
+    Late(String),
+}
+
+/// A stream processor (a connector with `topics` and `topic`): reads records after the
+/// connector's transform chain, keeps state in [`state`] and timers in [`timers`], both
+/// per input partition and checkpointed by the host with the output records and the
+/// input offsets, and writes results to the connector's topic. After a crash the task
+/// starts again from its last checkpoint, so each result goes out once.
+#[cfg(feature = "processor")]
+pub trait Processor: Plugin {
+    /// Prepares the task, which reads the input partitions `partitions` (their state
+    /// and timers are already back).
+    fn open(settings: &Settings, partitions: &[i32]) -> Result<Self, Error>;
+    /// What becomes of `record` (its partition and offset are set). To emit results,
+    /// push them to `output` and return [`ProcessOutcome::Written`]. An `Err` fails
+    /// the whole batch: the task starts again from its last checkpoint.
+    fn process(&mut self, record: &RecordView<'_>, output: &mut BatchWriter) -> Result<ProcessOutcome, Error>;
+    /// A timer came due (it fires once; set it again to repeat): push what it emits to `output`.
+    fn on_timer(&mut self, timer: &timers::Timer, output: &mut BatchWriter) -> Result<(), Error> {
+        let _ = (timer, output);
+        Ok(())
+    }
+}
+
+/// A stream processor's state: named key-value stores per input partition, kept by
+/// the host in memory and checkpointed with each batch (WIT `state`). A store name
+/// has 1 to 64 characters of `a-z 0-9 . _ -`; a key at most 4 KiB, a value at most
+/// 1 MiB, one partition's state (keys, values, expiry times, timers) at most 256 MiB.
+/// Breaking a bound, or naming a partition the task does not read, fails the task.
+#[cfg(feature = "processor")]
+pub mod state {
+    use crate::__private::capabilities::wasm_connect::connector::state as wit;
+    use std::time::Duration;
+
+    /// The value of `key`, none when absent or expired.
+    pub fn get(store: &str, partition: i32, key: &[u8]) -> Option<Vec<u8>> {
+        wit::get(store, partition, key)
+    }
+
+    /// Sets `key` to `value` for good (until deleted).
+    pub fn put(store: &str, partition: i32, key: &[u8], value: &[u8]) {
+        wit::put(store, partition, key, value, None);
+    }
+
+    /// Sets `key` to `value`, to expire `ttl` from now (wall clock) unless put again.
+    pub fn put_expiring(store: &str, partition: i32, key: &[u8], value: &[u8], ttl: Duration) {
+        wit::put(store, partition, key, value, Some(ttl.as_millis().min(u128::from(u64::MAX)) as u64));
+    }
+
+    /// Removes `key`.
+    pub fn delete(store: &str, partition: i32, key: &[u8]) {
+        wit::delete(store, partition, key);
+    }
+
+    /// Every live entry whose key starts with `prefix`, in key order, fetched a page
+    /// of 1,000 at a time.
+    pub fn scan(store: &str, partition: i32, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        loop {
+            let after = entries.last().map(|(key, _)| key.clone());
+            let page = wit::scan(store, partition, prefix, after.as_deref(), 1_000);
+            let full = page.len() == 1_000;
+            entries.extend(page);
+            if !full {
+                return entries;
+            }
+        }
+    }
+}
+
+/// A stream processor's timers, per input partition, checkpointed with its state
+/// (WIT `timers`). An event-time timer fires when the partition's stream time (its
+/// newest record timestamp) reaches it, right after that record and before the next,
+/// whatever the batching; a wall-clock timer when the wall clock does, after a batch
+/// and while the input is idle.
+#[cfg(feature = "processor")]
+pub mod timers {
+    use crate::__private::capabilities::wasm_connect::connector::timers as wit;
+
+    /// Which clock a timer follows.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Clock {
+        /// The partition's stream time.
+        EventTime,
+        /// The wall clock.
+        WallClock,
+    }
+
+    /// A timer: one per partition, clock and name.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Timer {
+        /// The input partition it belongs to.
+        pub partition: i32,
+        /// The processor's name for it (a key, a window), at most 256 bytes.
+        pub name: String,
+        /// Its clock.
+        pub clock: Clock,
+        /// When it fires, in milliseconds since the Unix epoch.
+        pub at_ms: i64,
+    }
+
+    fn to_wit(clock: Clock) -> wit::Clock {
+        match clock {
+            Clock::EventTime => wit::Clock::EventTime,
+            Clock::WallClock => wit::Clock::WallClock,
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn from_wit(timer: wit::Timer) -> Timer {
+        let clock = match timer.clock {
+            wit::Clock::EventTime => Clock::EventTime,
+            wit::Clock::WallClock => Clock::WallClock,
+        };
+        Timer { partition: timer.partition, name: timer.name, clock, at_ms: timer.at_millis }
+    }
+
+    /// Sets the timer `name` of `partition` on `clock` to fire at `at_ms`, replacing
+    /// the one of the same partition, clock and name.
+    pub fn set(partition: i32, name: &str, clock: Clock, at_ms: i64) {
+        wit::set(&wit::Timer { partition, name: name.to_owned(), clock: to_wit(clock), at_millis: at_ms });
+    }
+
+    /// Removes that timer, if set.
+    pub fn cancel(partition: i32, name: &str, clock: Clock) {
+        wit::cancel(partition, name, to_wit(clock));
+    }
+
+    /// The newest record timestamp read from `partition` (up to the record being
+    /// processed), none before its first record.
+    pub fn stream_time(partition: i32) -> Option<i64> {
+        wit::stream_time(partition)
+    }
+
+    #[doc(hidden)]
+    pub fn before_record(partition: Option<i32>, timestamp: Option<i64>) -> bool {
+        wit::before_record(partition, timestamp)
+    }
 }
 
 /// What a source tells the host about its provider (WIT `source-status`).
@@ -706,6 +878,76 @@ macro_rules! export_transform {
             // benchmarks) use the plugin's logic directly.
             #[cfg(target_arch = "wasm32")]
             sdk::transform::__export_transform_world!(Exports);
+        };
+    };
+}
+
+/// Exports a [`Processor`] implementation as the plugin's component.
+#[cfg(feature = "processor")]
+#[macro_export]
+macro_rules! export_processor {
+    ($plugin:ty) => {
+        const _: () = {
+            use sdk::processor::exports::wasm_connect::connector::stream_processor;
+            use $crate::__private as sdk;
+
+            // The plugin-kind enum cannot grow within WIT 0.1: a processor describes
+            // itself as a transform, and the host knows it by its export.
+            $crate::__plugin_glue!($plugin, processor, Transform);
+
+            impl stream_processor::Guest for Exports {
+                fn open(config: stream_processor::Config, partitions: Vec<i32>) -> Result<(), stream_processor::Error> {
+                    let settings = $crate::Settings::new::<$plugin>(config);
+                    let task = <$plugin as $crate::Processor>::open(&settings, &partitions).map_err(sdk::error)?;
+                    TASK.with(|cell| *cell.borrow_mut() = Some(task));
+                    Ok(())
+                }
+                fn process(batch: stream_processor::RecordBatch) -> Result<stream_processor::Processed, stream_processor::Error> {
+                    TASK.with(|cell| {
+                        let mut cell = cell.borrow_mut();
+                        let task = cell.as_mut().ok_or_else(sdk::not_open)?;
+                        let records = sdk::decode_batch(&batch)?;
+                        let mut output = sdk::BatchWriter::with_capacity(0);
+                        let mut outcomes = Vec::with_capacity(records.len());
+                        for record in &records {
+                            // Stream time moves record by record; at a timer that came
+                            // due, stop: the host fires it and calls again from here.
+                            if !$crate::timers::before_record(record.partition, record.timestamp) {
+                                break;
+                            }
+                            let before = output.len();
+                            let outcome = <$plugin as $crate::Processor>::process(task, record, &mut output).map_err(sdk::error)?;
+                            let written = output.len() - before;
+                            outcomes.push(match outcome {
+                                $crate::ProcessOutcome::Written => stream_processor::Outcome::Many(written as u32),
+                                _ if written > 0 => return Err(sdk::wrote_without_written()),
+                                $crate::ProcessOutcome::Keep => stream_processor::Outcome::Keep,
+                                $crate::ProcessOutcome::Drop => stream_processor::Outcome::Drop,
+                                $crate::ProcessOutcome::Fail(reason) => stream_processor::Outcome::Fail(reason),
+                                $crate::ProcessOutcome::Late(reason) => stream_processor::Outcome::Late(reason),
+                            });
+                        }
+                        Ok(stream_processor::Processed { outcomes, batch: output.finish() })
+                    })
+                }
+                fn on_timer(fired: Vec<stream_processor::Timer>) -> Result<stream_processor::RecordBatch, stream_processor::Error> {
+                    TASK.with(|cell| {
+                        let mut cell = cell.borrow_mut();
+                        let task = cell.as_mut().ok_or_else(sdk::not_open)?;
+                        let mut output = sdk::BatchWriter::with_capacity(0);
+                        for timer in fired {
+                            let timer = $crate::timers::from_wit(timer);
+                            <$plugin as $crate::Processor>::on_timer(task, &timer, &mut output).map_err(sdk::error)?;
+                        }
+                        Ok(output.finish())
+                    })
+                }
+            }
+
+            // Component exports exist only on wasm32; native builds (unit tests,
+            // benchmarks) use the plugin's logic directly.
+            #[cfg(target_arch = "wasm32")]
+            sdk::processor::__export_processor_world!(Exports);
         };
     };
 }
