@@ -547,7 +547,7 @@ fn a_processor_plugin_that_breaks_the_state_contract_fails_its_own_task_and_stor
     let config = support::write_config(
         directory.path(),
         &format!(
-            "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\nconnectors:\n{}{}{}{}{}",
+            "version: 1\ndata_dir: {}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {}\nconnectors:\n{}{}{}{}{}{}",
             data_dir.display(),
             support::test_plugins_dir().display(),
             connector("well-behaved", "none"),
@@ -555,6 +555,8 @@ fn a_processor_plugin_that_breaks_the_state_contract_fails_its_own_task_and_stor
             connector("huge", "huge-value"),
             connector("forger", "host-store"),
             connector("panicking", "panic"),
+            "  - { name: router, plugin: scripted-processor, topics: [events], topic: router-out, config: { misbehave: route },\n      \
+             errors: { tolerance: all, dead_letter_topic: router-dlq } }\n",
         ),
     );
     let host = Host::start(&config);
@@ -578,6 +580,36 @@ fn a_processor_plugin_that_breaks_the_state_contract_fails_its_own_task_and_stor
     let total: i64 = counts["entries"].as_array().unwrap().iter().map(|entry| entry["value"].as_i64().unwrap()).sum();
     assert_eq!(total, 40, "{counts}");
     assert_eq!(host.get_json("/connectors/well-behaved/status")["tasks"][0]["state"], json!("RUNNING"));
+    // Routed per record, by the input offset: to `routed`, or, to a topic name that
+    // cannot be or back to the input, to the dead-letter topic with the reason.
+    let input = read(&data_dir, "events");
+    let routed_offsets = |kind: i64| {
+        let mut found: Vec<(i32, i64)> = input
+            .iter()
+            .filter(|record| record.offset.unwrap() % 3 == kind)
+            .map(|record| (record.partition.unwrap(), record.offset.unwrap()))
+            .collect();
+        found.sort();
+        found
+    };
+    host.wait_until("the router's records", Duration::from_secs(60), || {
+        read(&data_dir, "routed").len() + read(&data_dir, "router-dlq").len() == input.len()
+    });
+    let mut routed: Vec<(i32, i64)> =
+        read(&data_dir, "routed").iter().map(|record| (record.partition.unwrap(), record.offset.unwrap())).collect();
+    routed.sort();
+    assert_eq!(read(&data_dir, "router-out").len(), 0);
+    let letters = read(&data_dir, "router-dlq");
+    let reason_of = |letter: &Record| {
+        let (_, reason) = letter.headers.iter().find(|(name, _)| name == "__connect.errors.exception.message").unwrap();
+        String::from_utf8(reason.clone().unwrap()).unwrap()
+    };
+    let refused = |text: &str| letters.iter().filter(|letter| reason_of(letter).contains(text)).count();
+    assert_eq!(
+        (routed.len(), refused("may contain only letters"), refused("which it reads: its output would come back")),
+        (routed_offsets(0).len(), routed_offsets(1).len(), routed_offsets(2).len()),
+        "{letters:?}"
+    );
     for (name, _) in failures {
         assert_eq!(read(&data_dir, &format!("{name}-out")).len(), 0, "{name} wrote");
         assert_eq!(host.get_json(&format!("/connectors/{name}/state"))["total"], json!(0), "{name} kept state");

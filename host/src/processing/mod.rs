@@ -67,6 +67,11 @@ pub trait Processor: Send {
     }
     /// The state changes since the last call, to be checkpointed.
     fn take_changes(&mut self) -> Vec<StateChange>;
+    /// Whether a record it emits with a topic goes to that topic (it routes per record);
+    /// else, and for records without one, results go to the connector's `topic`.
+    fn routes_records(&self) -> bool {
+        false
+    }
     /// Why the last `assign`, `process` or `fire_timers` failed as a whole, if it did:
     /// a processor that runs a plugin can (a trap, an error it returned). What that
     /// call produced is then dropped, and the task fails and starts again from its

@@ -91,7 +91,8 @@ impl WasmProcessor {
         let answered = outcomes.len();
         for (record, outcome) in records.iter().zip(outcomes) {
             match outcome {
-                ProcessorOutcome::Keep => out.records.push(record.clone()),
+                // Unchanged, but to the connector's topic, not back to the one it came from.
+                ProcessorOutcome::Keep => out.records.push(Record { topic: String::new(), ..record.clone() }),
                 ProcessorOutcome::Drop => {}
                 ProcessorOutcome::Many(count) => out.records.extend(written.by_ref().take(count as usize)),
                 ProcessorOutcome::Fail(mut reason) => {
@@ -229,6 +230,10 @@ impl Processor for WasmProcessor {
 
     fn take_changes(&mut self) -> Vec<StateChange> {
         self.instance.keyed_state().as_mut().map(KeyedState::take_changes).unwrap_or_default()
+    }
+
+    fn routes_records(&self) -> bool {
+        true
     }
 
     fn take_failure(&mut self) -> Option<PluginFailure> {

@@ -208,7 +208,27 @@ impl ProcessorStage {
             dead_letters.divert(task, record, task.redact(&reason), Stage::Transformation { type_name: type_name.clone() }).await?;
         }
         let topic = task.plan.config.topic.clone().unwrap_or_default();
-        let records: Vec<Record> = records.into_iter().map(|record| Record { topic: topic.clone(), ..record }).collect();
+        let routes = self.processor.as_ref().is_some_and(|processor| processor.routes_records());
+        let mut routed = Vec::with_capacity(records.len());
+        for record in records {
+            if !routes || record.topic.is_empty() {
+                routed.push(Record { topic: topic.clone(), ..record });
+                continue;
+            }
+            let refused = match crate::config::check_topic_name(&record.topic) {
+                Err(problem) => format!("the processor routed a record to a topic it cannot have: {problem}"),
+                Ok(()) if task.plan.config.topics.contains(&record.topic) => {
+                    format!("the processor routed a record to {}, which it reads: its output would come back to it as input", record.topic)
+                }
+                Ok(()) => {
+                    routed.push(record);
+                    continue;
+                }
+            };
+            let stage = Stage::Transformation { type_name: type_name.clone() };
+            failed.push(FailedRecord { index: failed.len() as u32, record, reason: refused, stage });
+        }
+        let records = routed;
         Ok(Batch { records, failed, checkpoint: Checkpoint::Processed(ProcessorCheckpoint { offsets, state }) })
     }
 }

@@ -441,7 +441,8 @@ pub trait Processor: Plugin {
     /// and timers are already back).
     fn open(settings: &Settings, partitions: &[i32]) -> Result<Self, Error>;
     /// What becomes of `record` (its partition and offset are set). To emit results,
-    /// push them to `output` and return [`ProcessOutcome::Written`]. An `Err` fails
+    /// push them to `output` and return [`ProcessOutcome::Written`]; a result with a
+    /// topic goes to that topic, one without to the connector's `topic`. An `Err` fails
     /// the whole batch: the task starts again from its last checkpoint.
     fn process(&mut self, record: &RecordView<'_>, output: &mut BatchWriter) -> Result<ProcessOutcome, Error>;
     /// A timer came due (it fires once; set it again to repeat): push what it emits to `output`.

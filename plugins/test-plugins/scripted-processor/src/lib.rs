@@ -13,7 +13,8 @@ pub struct ScriptedProcessor {
 impl Plugin for ScriptedProcessor {
     fn description() -> Description {
         Description::new("scripted-processor", env!("CARGO_PKG_VERSION"), "Breaks the state contract on purpose, for tests.").option(
-            ConfigOption::new("misbehave", OptionType::String, "none, foreign-partition, huge-value, host-store or panic.").default("none"),
+            ConfigOption::new("misbehave", OptionType::String, "none, foreign-partition, huge-value, host-store, panic or route.")
+                .default("none"),
         )
     }
 }
@@ -23,13 +24,21 @@ impl Processor for ScriptedProcessor {
         Ok(Self { misbehave: settings.string("misbehave")? })
     }
 
-    fn process(&mut self, record: &RecordView<'_>, _output: &mut BatchWriter) -> Result<ProcessOutcome, Error> {
+    fn process(&mut self, record: &RecordView<'_>, output: &mut BatchWriter) -> Result<ProcessOutcome, Error> {
         let partition = record.partition.unwrap_or_default();
         match self.misbehave.as_str() {
             "foreign-partition" => state::put("seen", 999, b"count", b"1"),
             "huge-value" => state::put("seen", partition, b"count", &vec![b'x'; 2 << 20]),
             "host-store" => state::put("timers", partition, b"e:forged", b"0"),
             "panic" => panic!("scripted panic"),
+            "route" => {
+                // By offset: to `routed`, to a topic that cannot exist, or back to its input.
+                let topic = ["routed", "no spaces allowed", "events"][record.offset.unwrap_or_default() as usize % 3];
+                let mut routed = record.clone();
+                routed.topic = topic;
+                output.push_view(&routed);
+                return Ok(ProcessOutcome::Written);
+            }
             _ => {}
         }
         let seen = state::get("seen", partition, b"count").and_then(|bytes| String::from_utf8(bytes).ok()?.parse::<u64>().ok());
