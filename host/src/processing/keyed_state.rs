@@ -96,6 +96,10 @@ pub struct KeyedState {
     bytes: BTreeMap<i32, usize>,
     /// Whether the next [`KeyedState::before_record`] is the first of a `process` call.
     first_of_call: bool,
+    /// What `before_record` answered in the current call: how many records it let
+    /// through, and whether it then said stop.
+    records_let_through: usize,
+    said_stop: bool,
 }
 
 fn cost(slot: &Slot, value: &[u8]) -> usize {
@@ -385,20 +389,31 @@ impl KeyedState {
     /// Starts a `process` call: its first record always goes ahead.
     pub fn begin_call(&mut self) {
         self.first_of_call = true;
+        self.records_let_through = 0;
+        self.said_stop = false;
+    }
+
+    /// How many records the current call must have answered, given `given`: those
+    /// `before_record` let through when it said stop, else all of them.
+    pub fn records_to_answer(&self, given: usize) -> usize {
+        if self.said_stop { self.records_let_through } else { given }
     }
 
     /// The processor is about to process a record of `partition` with `timestamp_ms`
-    /// (WIT `timers.before-record`): false when an event-time timer came due after
-    /// the records before it in this call (the call then returns their outcomes only,
-    /// the host fires the timer and calls again from this record); else its partition's
-    /// stream time moves to the record's timestamp and true.
+    /// (WIT `timers.before-record`): false when an event-time timer is due and this is
+    /// not the call's first record, and for every record after a false (the call then
+    /// returns the outcomes of the records let through only, the host fires the timer
+    /// and calls again from this record); else its partition's stream time moves to
+    /// the record's timestamp if that is newer, and true.
     pub fn before_record(&mut self, partition: Option<i32>, timestamp_ms: Option<i64>) -> bool {
-        if !std::mem::take(&mut self.first_of_call) && self.any_event_timer_due() {
+        if self.said_stop || (!std::mem::take(&mut self.first_of_call) && self.any_event_timer_due()) {
+            self.said_stop = true;
             return false;
         }
         if let (Some(partition), Some(timestamp)) = (partition, timestamp_ms) {
             self.advance(partition, timestamp);
         }
+        self.records_let_through += 1;
         true
     }
 
@@ -467,24 +482,12 @@ fn timer_slot(partition: i32, clock: TimerClock, name: &str) -> Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::processing::testing::Durable;
 
     /// What the changes taken so far leave in a checkpoint.
-    fn checkpoint(stored: &mut BTreeMap<Slot, Vec<u8>>, changes: Vec<StateChange>) -> Vec<StateEntry> {
-        for StateChange { store, partition, key, value } in changes {
-            match value {
-                Some(value) => stored.insert((store, partition, key), value),
-                None => stored.remove(&(store, partition, key)),
-            };
-        }
-        stored
-            .iter()
-            .map(|((store, partition, key), value)| StateEntry {
-                store: store.clone(),
-                partition: *partition,
-                key: key.clone(),
-                value: value.clone(),
-            })
-            .collect()
+    fn checkpoint(stored: &mut Durable, changes: Vec<StateChange>) -> Vec<StateEntry> {
+        stored.apply(changes);
+        stored.entries()
     }
 
     #[test]
@@ -498,7 +501,7 @@ mod tests {
         state.set_timer(0, TimerClock::EventTime, "a".into(), 60_000).unwrap();
         state.set_timer(1, TimerClock::WallClock, "b".into(), 9_000).unwrap();
         state.advance(0, 42_000);
-        let mut stored = BTreeMap::new();
+        let mut stored = Durable::default();
         let entries = checkpoint(&mut stored, state.take_changes());
         assert_eq!(entries.len(), 6, "{entries:?}");
 
@@ -591,10 +594,13 @@ mod tests {
         assert_eq!(state.stream_time(0), Some(600_000));
         assert!(!state.before_record(Some(0), Some(600_001)), "the timer fires before the next record");
         assert_eq!(state.stream_time(0), Some(600_000), "a record not processed does not move stream time");
+        assert!(!state.before_record(Some(0), Some(600_002)), "once stopped, the call stays stopped");
+        assert_eq!(state.records_to_answer(4), 2, "the call answers the records let through");
         let due = state.take_due(0, false, 10);
         assert_eq!(due.iter().map(|timer| timer.name.as_str()).collect::<Vec<_>>(), vec!["d1"]);
         state.begin_call();
         assert!(state.before_record(Some(0), Some(600_001)));
+        assert_eq!(state.records_to_answer(1), 1);
         // The first record of a call goes ahead even with a timer due (progress).
         state.set_timer(0, TimerClock::EventTime, "now".into(), 0).unwrap();
         state.begin_call();

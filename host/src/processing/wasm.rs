@@ -76,9 +76,10 @@ impl WasmProcessor {
         let batch = wasm_connect_protocol::encode(records);
         let (outcomes, output) = self.timed("process", |instance| instance.process(batch)).map_err(contract)?;
         let broken = |why: String| PluginFailure::InvalidOutput(format!("the processor {why}"));
-        if outcomes.is_empty() || outcomes.len() > records.len() {
+        let wanted = self.state()?.records_to_answer(records.len());
+        if outcomes.len() != wanted || wanted == 0 {
             return Err(broken(format!(
-                "returned {} outcomes for {} records (one per record, at least one)",
+                "returned {} outcomes for {} records; one per record is due, up to where before-record said to stop ({wanted})",
                 outcomes.len(),
                 records.len()
             )));
@@ -131,6 +132,19 @@ impl WasmProcessor {
 
     fn run(&mut self, records: Vec<Record>, now_ms: i64, out: &mut Processed) -> Result<(), PluginFailure> {
         self.state()?.expire(now_ms);
+        // State and timers are kept per input partition: a record a transform made
+        // without one (or with another) cannot be processed.
+        let state = self.state()?;
+        let (records, orphans): (Vec<Record>, Vec<Record>) =
+            records.into_iter().partition(|record| record.partition.is_some_and(|partition| state.owns(partition)));
+        for record in orphans {
+            let reason = format!(
+                "the record has no input partition of this task ({:?}): a transform before the processor made it; a processor \
+                 keeps its state per input partition, so a transform must keep the record's partition",
+                record.partition
+            );
+            out.failed.push((record, reason));
+        }
         let mut budget = Budget::default();
         let (mut start, mut chunk) = (0, records.len());
         while start < records.len() {

@@ -440,7 +440,7 @@ pub trait Processor: Plugin {
     /// Prepares the task, which reads the input partitions `partitions` (their state
     /// and timers are already back).
     fn open(settings: &Settings, partitions: &[i32]) -> Result<Self, Error>;
-    /// What becomes of `record` (its partition and offset are set). To emit results,
+    /// What becomes of `record` (its input partition and offset are set). To emit results,
     /// push them to `output` and return [`ProcessOutcome::Written`]; a result with a
     /// topic goes to that topic, one without to the connector's `topic`. An `Err` fails
     /// the whole batch: the task starts again from its last checkpoint.

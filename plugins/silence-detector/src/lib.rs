@@ -23,7 +23,6 @@ const MAX_GROUP_BYTES: usize = 256;
 pub struct SilenceDetector {
     silence: i64,
     clock: Clock,
-    group_by: Option<String>,
 }
 
 impl Plugin for SilenceDetector {
@@ -45,7 +44,6 @@ impl Plugin for SilenceDetector {
             )
             .default("event-time"),
         )
-        .option(ConfigOption::new("group_by", OptionType::String, "`key`, or a top-level field of the record's JSON value.").default("key"))
     }
 
     fn validate(settings: &Settings) -> Vec<(String, String)> {
@@ -55,9 +53,6 @@ impl Plugin for SilenceDetector {
         }
         if settings.duration("silence").is_ok_and(|silence| silence < Duration::from_millis(1)) {
             problems.push(("silence".to_owned(), "must be at least 1ms".to_owned()));
-        }
-        if settings.get("group_by").is_some_and(|field| field.trim().is_empty()) {
-            problems.push(("group_by".to_owned(), "must be `key` or a field name".to_owned()));
         }
         problems
     }
@@ -72,23 +67,13 @@ fn decimal(bytes: Option<Vec<u8>>) -> Option<i64> {
 }
 
 impl SilenceDetector {
-    /// The record's group, or why it has none.
+    /// The record's group (its key), or why it has none. State and timers are kept per
+    /// input partition, so the group is the key: a group must come on one partition.
     fn group(&self, record: &RecordView<'_>) -> Result<String, String> {
-        let group = match &self.group_by {
-            // Not read lossily: two different keys must not become one group.
-            None => std::str::from_utf8(record.key.ok_or("the record has no key to group by")?)
-                .map_err(|_| "the record's key is not UTF-8")?
-                .to_owned(),
-            Some(field) => {
-                let value: serde_json::Value =
-                    serde_json::from_slice(record.value.unwrap_or_default()).map_err(|_| "the record's value is not JSON")?;
-                match value.get(field) {
-                    Some(serde_json::Value::String(text)) => text.clone(),
-                    Some(other @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => other.to_string(),
-                    _ => return Err(format!("the record has no field {field} to group by")),
-                }
-            }
-        };
+        // Not read lossily: two different keys must not become one group.
+        let group = std::str::from_utf8(record.key.ok_or("the record has no key (the group)")?)
+            .map_err(|_| "the record's key is not UTF-8")?
+            .to_owned();
         if group.len() > MAX_GROUP_BYTES {
             return Err(format!("the group has {} bytes; at most {MAX_GROUP_BYTES}", group.len()));
         }
@@ -100,13 +85,12 @@ impl Processor for SilenceDetector {
     fn open(settings: &Settings, _partitions: &[i32]) -> Result<Self, Error> {
         let silence = settings.duration("silence")?.as_millis().min(i64::MAX as u128) as i64;
         let clock = if settings.get("clock") == Some("wall-clock") { Clock::WallClock } else { Clock::EventTime };
-        let group_by = settings.get("group_by").map(str::trim).filter(|field| *field != "key").map(str::to_owned);
-        Ok(Self { silence, clock, group_by })
+        Ok(Self { silence, clock })
     }
 
     fn process(&mut self, record: &RecordView<'_>, output: &mut BatchWriter) -> Result<ProcessOutcome, Error> {
         let Some(partition) = record.partition else {
-            return Err(Error::Fatal("the host gave a record without its partition".to_owned()));
+            return Ok(ProcessOutcome::Fail("the record has no input partition".to_owned()));
         };
         let group = match self.group(record) {
             Ok(group) => group,
