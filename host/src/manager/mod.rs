@@ -96,6 +96,8 @@ impl ManagedConnector {
         match &self.plan {
             Ok(plan) => plan.kind(),
             Err(_) if crate::processing::is_builtin_processor(&self.config.plugin) => PluginKind::Processor,
+            // Only a processor takes both (a processor plugin that is gone, say).
+            Err(_) if self.config.topic.is_some() && !self.config.topics.is_empty() => PluginKind::Processor,
             Err(_) if self.config.topic.is_some() => PluginKind::Source,
             Err(_) => PluginKind::Sink,
         }

@@ -10,7 +10,7 @@
 //! batch and while the input is idle.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasm_connect_protocol::Record;
 
@@ -38,6 +38,8 @@ pub struct WasmProcessor {
     identity: TaskIdentity,
     metrics: Option<Arc<Metrics>>,
     config: Vec<(String, String)>,
+    /// How long one call may run: also how long all the calls of one batch may run.
+    call_timeout: Duration,
     /// Why the last call failed; the task fails with it.
     failure: Option<PluginFailure>,
 }
@@ -53,7 +55,7 @@ impl WasmProcessor {
     ) -> Result<Self, PluginFailure> {
         let metrics = access.metrics.clone();
         let instance = ProcessorInstance::new(runtime, plugin, identity.clone(), access)?;
-        Ok(Self { instance, identity, metrics, config, failure: None })
+        Ok(Self { instance, identity, metrics, config, call_timeout: runtime.limits.call_timeout, failure: None })
     }
 
     fn state(&mut self) -> Result<&mut KeyedState, PluginFailure> {
@@ -145,7 +147,7 @@ impl WasmProcessor {
             );
             out.failed.push((record, reason));
         }
-        let mut budget = Budget::default();
+        let mut budget = Budget::new(self.call_timeout);
         let (mut start, mut chunk) = (0, records.len());
         while start < records.len() {
             let given = chunk.min(records.len() - start);
@@ -174,22 +176,28 @@ impl WasmProcessor {
     }
 }
 
-/// What one batch (or one idle tick) may cost: its output, and the timer rounds
-/// beyond the first of each firing.
+/// What one batch (or one idle tick) may cost: its output, the timer rounds beyond
+/// the first of each firing, and time: all its calls together may run as long as one
+/// call may, so that a batch cut into many calls cannot hold the task (and its stop)
+/// for many deadlines.
 struct Budget {
     output_bytes: usize,
     extra_timer_rounds: usize,
-}
-
-impl Default for Budget {
-    fn default() -> Self {
-        Self { output_bytes: MAX_BATCH_OUTPUT_BYTES, extra_timer_rounds: EXTRA_TIMER_ROUNDS }
-    }
+    started: Instant,
+    call_timeout: Duration,
 }
 
 impl Budget {
-    /// The records of one call, counted against the batch's output.
+    fn new(call_timeout: Duration) -> Self {
+        Self { output_bytes: MAX_BATCH_OUTPUT_BYTES, extra_timer_rounds: EXTRA_TIMER_ROUNDS, started: Instant::now(), call_timeout }
+    }
+
+    /// The records of one call, counted against the batch's output; the batch's time
+    /// is checked too.
     fn decode(&mut self, batch: &[u8]) -> Result<Vec<Record>, PluginFailure> {
+        if self.started.elapsed() > self.call_timeout {
+            return Err(PluginFailure::TimedOut(self.call_timeout));
+        }
         if batch.len() > MAX_OUTPUT_BYTES || batch.len() > self.output_bytes {
             return Err(PluginFailure::InvalidOutput(format!(
                 "the processor returned more than {} MiB of records from one call or {} MiB from one batch",
@@ -237,7 +245,10 @@ impl Processor for WasmProcessor {
 
     fn fire_timers(&mut self, now_ms: i64, out: &mut Processed) {
         if self.failure.is_none() {
-            let result = self.state().map(|state| state.expire(now_ms)).and_then(|()| self.fire(now_ms, true, out, &mut Budget::default()));
+            let result = self
+                .state()
+                .map(|state| state.expire(now_ms))
+                .and_then(|()| self.fire(now_ms, true, out, &mut Budget::new(self.call_timeout)));
             self.remember(result);
         }
     }
