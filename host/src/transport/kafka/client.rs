@@ -137,6 +137,11 @@ pub fn last_client_error() -> Option<String> {
 }
 
 pub(super) fn report_client_error(error: &KafkaError, reason: &str) {
+    // The end of a partition, for readers that asked to be told (`enable.partition.eof`):
+    // rdkafka hands every error event to the context too, this one included.
+    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+        return;
+    }
     if reason.contains("Failed to acquire SASL OAUTHBEARER token") {
         return report_client_problem(ClientProblem::Token, reason);
     }
@@ -300,7 +305,6 @@ pub(super) fn fetch_metadata<C: ConsumerContext>(
     }
 }
 
-/// Reads a compacted topic to its end: the latest value of every key, a key whose
 #[cfg(test)]
 mod tests {
     use super::*;
