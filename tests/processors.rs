@@ -4,7 +4,8 @@
 //! windows close on the idle input by their wall-clock timeout, and the state left
 //! behind is the one the input builds; a threshold alert processor killed alongside
 //! it raises every alert once, and a join with a table topic enriches every record
-//! once.
+//! once. The same kill on Kafka: every window and alert once for a `read_committed`
+//! reader, the state in the changelog topics the one the input builds.
 
 mod support;
 
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::topics::{feed, read, runtime};
+use support::topics::{feed, kafka, kafka_feed, kafka_read, read, runtime};
 use support::{Host, percent_encode};
 use wasm_connect::processing::Processor;
 use wasm_connect::processing::aggregate::Aggregate;
@@ -26,11 +27,23 @@ const MINUTE: i64 = 60_000;
 /// Event time of the last record of every device, two windows after the others.
 const LAST: i64 = (SECONDS + 120) * 1_000;
 
+/// Where event time 0 of the input is: a whole number of minutes, a day before the
+/// test started (Kafka producers take a timestamp of 0 for "now", and a broker's
+/// retention removes records whose timestamps are older than a week).
+fn epoch() -> i64 {
+    static EPOCH: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let day_before = now - 24 * 60 * MINUTE;
+        day_before - day_before % MINUTE
+    })
+}
+
 fn reading(device: i64, time: i64, temperature: i64) -> Record {
     Record {
         key: Some(format!("device-{device}").into_bytes()),
         value: Some(json!({"device": format!("device-{device}"), "t": temperature}).to_string().into_bytes()),
-        timestamp: Some(time),
+        timestamp: Some(epoch() + time),
         ..Record::default()
     }
 }
@@ -104,49 +117,63 @@ fn expected(records: &[Record], late: &[Record]) -> BTreeMap<(String, i64), (u64
         .collect()
 }
 
-fn config(directory: &Path, data_dir: &Path) -> std::path::PathBuf {
+/// On the embedded transport, or on the Kafka cluster `kafka` = (bootstrap, suffix of
+/// every topic and connector name), without the join there.
+fn config(directory: &Path, data_dir: &Path, kafka: Option<(&str, &str)>) -> std::path::PathBuf {
     let plugins = directory.join("no-plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    let text = format!(
+    let s = kafka.map_or("", |(_, suffix)| suffix);
+    let kafka_block = kafka.map_or(String::new(), |(bootstrap, suffix)| {
+        format!(
+            "kafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: wasm-connect-offsets{suffix}\n  config_topic: wasm-connect-configs{suffix}\n"
+        )
+    });
+    let (aggregate_batch, threshold_batch) = if kafka.is_some() { (100, 70) } else { (10, 7) };
+    let mut text = format!(
         r#"version: 1
 data_dir: {data_dir}
 admin:
   listen: 127.0.0.1:0
 plugins:
   dir: {plugins}
-connectors:
-  - name: device-minutes
+{kafka_block}connectors:
+  - name: device-minutes{s}
     plugin: aggregate
-    topics: [readings]
-    topic: device-minutes
+    topics: [readings{s}]
+    topic: device-minutes{s}
     tasks_max: 2
-    batch_size: 10
+    batch_size: {aggregate_batch}
     errors:
       tolerance: all
-      dead_letter_topic: readings-late
+      dead_letter_topic: readings-late{s}
     config:
       size: 1m
       grace: 10s
       wall_clock_timeout: 3s
       aggregations: count, avg(t), min(t), max(t)
-  - name: warm-devices
+  - name: warm-devices{s}
     plugin: threshold
-    topics: [readings]
-    topic: device-alerts
+    topics: [readings{s}]
+    topic: device-alerts{s}
     tasks_max: 2
-    batch_size: 7
+    batch_size: {threshold_batch}
     config: {{ field: t, above: 10, consecutive: 3 }}
-  - name: readings-with-site
+"#,
+        data_dir = data_dir.display(),
+        plugins = plugins.display()
+    );
+    if kafka.is_none() {
+        text.push_str(
+            r#"  - name: readings-with-site
     plugin: join
     topics: [readings]
     topic: readings-with-site
     tasks_max: 2
     batch_size: 50
-    config: {{ table: devices, on: device, fields: site }}
+    config: { table: devices, on: device, fields: site }
 "#,
-        data_dir = data_dir.display(),
-        plugins = plugins.display()
-    );
+        );
+    }
     let path = directory.join("connectors.yaml");
     std::fs::write(&path, text).unwrap();
     path
@@ -160,7 +187,7 @@ fn state(data_dir: &Path, partitions: &[i32]) -> Vec<StateEntry> {
     let mut entries = runtime().block_on(async {
         EmbeddedTransport::open(data_dir, 4).unwrap().processor_state("device-minutes", Some(partitions)).await.unwrap()
     });
-    entries.sort_by(|a, b| (&a.store, a.partition, &a.key).cmp(&(&b.store, b.partition, &b.key)));
+    sort_state(&mut entries);
     entries
 }
 
@@ -182,7 +209,7 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     table.push(Record { key: Some(b"device-15".to_vec()), value: None, ..Record::default() });
     feed(&data_dir, "devices", table);
     let expected = expected(&records, &late);
-    let config = config(directory.path(), &data_dir);
+    let config = config(directory.path(), &data_dir, None);
 
     let host = Host::start(&config);
     host.wait_until("some windows to close", Duration::from_secs(120), || results(&data_dir).len() >= 60);
@@ -211,7 +238,7 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let entry = &answer["entries"][0];
     assert_eq!((entry["key"].clone(), entry["store"].clone()), (json!("device-3"), json!("windows")), "{answer}");
     assert_eq!(entry["value"]["windows"], json!({}), "{answer}");
-    assert_eq!(entry["value"]["closed_through"], json!(LAST - LAST % MINUTE + MINUTE), "{answer}");
+    assert_eq!(entry["value"]["closed_through"], json!(epoch() + LAST - LAST % MINUTE + MINUTE), "{answer}");
     let (_, page) = host.call("GET", "/connectors/device-minutes/state?prefix=device-1&limit=5", None);
     let keys: Vec<&str> = page["entries"].as_array().unwrap().iter().map(|entry| entry["key"].as_str().unwrap()).collect();
     assert_eq!(
@@ -240,41 +267,10 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     assert_eq!(status, 400, "{refused}");
     host.stop();
 
-    let found = results(&data_dir);
-    let mut emitted: BTreeMap<(String, i64), (u64, f64, i64, i64)> = BTreeMap::new();
-    for result in &found {
-        let start = wasm_connect_protocol::time::parse_rfc3339(result["window_start"].as_str().unwrap()).unwrap();
-        assert_eq!(wasm_connect_protocol::time::parse_rfc3339(result["window_end"].as_str().unwrap()), Some(start + MINUTE), "{result}");
-        let stats = (
-            result["count"].as_u64().unwrap(),
-            result["avg_t"].as_f64().unwrap(),
-            result["min_t"].as_i64().unwrap(),
-            result["max_t"].as_i64().unwrap(),
-        );
-        let previous = emitted.insert((result["key"].as_str().unwrap().to_owned(), start), stats);
-        assert!(previous.is_none(), "the window {result} was emitted twice");
-    }
-    assert_eq!(emitted.len(), expected.len(), "every window once");
-    for (window, (count, avg, min, max)) in &expected {
-        let got = emitted[window];
-        assert_eq!((got.0, got.2, got.3), (*count, *min, *max), "{window:?}");
-        assert!((got.1 - avg).abs() < 1e-9, "{window:?}: avg {} != {avg}", got.1);
-    }
+    assert_every_window_once(&results(&data_dir), &expected);
 
     // The threshold alerts, each once, by the same kill and restart.
-    let mut alerts: Vec<(String, i64)> = read(&data_dir, "device-alerts")
-        .iter()
-        .map(|record| {
-            let alert: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
-            assert_eq!(alert["values"].as_array().unwrap().len(), 3, "{alert}");
-            let at = wasm_connect_protocol::time::parse_rfc3339(alert["at"].as_str().unwrap()).unwrap();
-            (alert["key"].as_str().unwrap().to_owned(), at)
-        })
-        .collect();
-    alerts.sort();
-    let wanted_alerts = expected_alerts(&records);
-    assert!(wanted_alerts.len() > 100, "{} alerts", wanted_alerts.len());
-    assert_eq!(alerts, wanted_alerts, "every alert once");
+    assert_every_alert_once(&read(&data_dir, "device-alerts"), &records);
 
     // Every reading once through the join, with its device's newest site.
     let joined = read(&data_dir, "readings-with-site");
@@ -298,14 +294,65 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
 
     // The late records, each once (a dead letter may repeat after a crash: none here
     // before the kill point is asserted), with the reason.
-    let letters = read(&data_dir, "readings-late");
+    assert_late_letters(&read(&data_dir, "readings-late"), &late, "readings");
+
+    // The state left behind is the one the input builds, in the partitions as stored.
+    let rebuilt_state = rebuilt_state(read(&data_dir, "readings"), expected.len());
+    let stored = state(&data_dir, &[0, 1, 2, 3]);
+    assert!(!stored.is_empty());
+    assert_eq!(stored, rebuilt_state);
+}
+
+/// Every window of `found` (the results) is one of `expected`, with its values, once.
+fn assert_every_window_once(found: &[Value], expected: &BTreeMap<(String, i64), (u64, f64, i64, i64)>) {
+    let mut emitted: BTreeMap<(String, i64), (u64, f64, i64, i64)> = BTreeMap::new();
+    for result in found {
+        let start = wasm_connect_protocol::time::parse_rfc3339(result["window_start"].as_str().unwrap()).unwrap();
+        assert_eq!(wasm_connect_protocol::time::parse_rfc3339(result["window_end"].as_str().unwrap()), Some(start + MINUTE), "{result}");
+        let stats = (
+            result["count"].as_u64().unwrap(),
+            result["avg_t"].as_f64().unwrap(),
+            result["min_t"].as_i64().unwrap(),
+            result["max_t"].as_i64().unwrap(),
+        );
+        let previous = emitted.insert((result["key"].as_str().unwrap().to_owned(), start), stats);
+        assert!(previous.is_none(), "the window {result} was emitted twice");
+    }
+    assert_eq!(emitted.len(), expected.len(), "every window once");
+    for (window, (count, avg, min, max)) in expected {
+        let got = emitted[window];
+        assert_eq!((got.0, got.2, got.3), (*count, *min, *max), "{window:?}");
+        assert!((got.1 - avg).abs() < 1e-9, "{window:?}: avg {} != {avg}", got.1);
+    }
+}
+
+/// The threshold alerts in `written` are those `input` raises, each once.
+fn assert_every_alert_once(written: &[Record], input: &[Record]) {
+    let mut alerts: Vec<(String, i64)> = written
+        .iter()
+        .map(|record| {
+            let alert: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+            assert_eq!(alert["values"].as_array().unwrap().len(), 3, "{alert}");
+            let at = wasm_connect_protocol::time::parse_rfc3339(alert["at"].as_str().unwrap()).unwrap();
+            (alert["key"].as_str().unwrap().to_owned(), at)
+        })
+        .collect();
+    alerts.sort();
+    let wanted_alerts = expected_alerts(input);
+    assert!(wanted_alerts.len() > 100, "{} alerts", wanted_alerts.len());
+    assert_eq!(alerts, wanted_alerts, "every alert once");
+}
+
+/// The dead letters are the late records (a letter may repeat after a crash), each
+/// with the reason and the input topic `topic`.
+fn assert_late_letters(letters: &[Record], late: &[Record], topic: &str) {
     let mut late_values: Vec<_> = letters.iter().map(|letter| (letter.key.clone(), letter.timestamp)).collect();
     late_values.sort();
     late_values.dedup();
     let mut wanted: Vec<_> = late.iter().map(|record| (record.key.clone(), record.timestamp)).collect();
     wanted.sort();
     assert_eq!(late_values, wanted);
-    for letter in &letters {
+    for letter in letters {
         let header = |name: &str| {
             letter
                 .headers
@@ -315,28 +362,92 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
                 .map(|value| String::from_utf8(value).unwrap())
         };
         assert!(header("__connect.errors.exception.message").unwrap().starts_with("late: event time "), "{:?}", letter.headers);
-        assert_eq!(header("__connect.errors.topic").as_deref(), Some("readings"));
+        assert_eq!(header("__connect.errors.topic").as_deref(), Some(topic));
     }
+}
 
-    // The state left behind is the one the input builds, in the partitions as stored.
+/// The state the aggregation builds from `input` (records with their partitions),
+/// after closing every window, sorted by (store, partition, key); `windows` is how
+/// many results it must emit.
+fn rebuilt_state(input: Vec<Record>, windows: usize) -> Vec<StateEntry> {
     let mut rebuilt = Aggregate::new(
         &[("size", "1m"), ("grace", "10s"), ("wall_clock_timeout", "3s"), ("aggregations", "count, avg(t), min(t), max(t)")]
             .map(|(key, value)| (key.to_owned(), value.to_owned())),
     )
     .unwrap();
     let mut out = wasm_connect::processing::Processed::default();
-    rebuilt.process(read(&data_dir, "readings"), 0, &mut out);
+    rebuilt.process(input, 0, &mut out);
     rebuilt.fire_timers(i64::MAX, &mut out);
-    assert_eq!(out.records.len(), expected.len());
+    assert_eq!(out.records.len(), windows);
     let mut rebuilt_state: Vec<StateEntry> = rebuilt
         .take_changes()
         .into_iter()
         .filter_map(|change| Some(StateEntry { store: change.store, partition: change.partition, key: change.key, value: change.value? }))
         .collect();
-    rebuilt_state.sort_by(|a, b| (&a.store, a.partition, &a.key).cmp(&(&b.store, b.partition, &b.key)));
-    let stored = state(&data_dir, &[0, 1, 2, 3]);
+    sort_state(&mut rebuilt_state);
+    rebuilt_state
+}
+
+fn sort_state(entries: &mut [StateEntry]) {
+    entries.sort_by(|a, b| (&a.store, a.partition, &a.key).cmp(&(&b.store, b.partition, &b.key)));
+}
+
+/// The same kill and restart on Kafka: the aggregation and the threshold alerts write
+/// in transactions, with their state in changelog topics; every window and alert is
+/// there once for a `read_committed` reader, and the state in the changelogs is the one
+/// the input builds. On noida-db (out of process, transactions as Kafka's), or the
+/// cluster in `WASM_CONNECT_TEST_KAFKA_BOOTSTRAP` (names get a unique suffix then).
+#[test]
+fn a_killed_aggregation_on_kafka_emits_every_window_once_in_transactions() {
+    let external = std::env::var("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP").ok();
+    let noida = external.is_none().then(support::kafka::NoidaKafka::start);
+    let bootstrap = external.unwrap_or_else(|| noida.as_ref().unwrap().bootstrap.clone());
+    let s = if noida.is_none() { format!("-{}", std::process::id()) } else { String::new() };
+    let name = |base: &str| format!("{base}{s}");
+    support::kafka::create_topic(&bootstrap, &name("readings"), 4);
+    let (records, late) = input();
+    kafka_feed(&bootstrap, &name("readings"), records.clone());
+    let expected = expected(&records, &late);
+    let directory = tempfile::tempdir().unwrap();
+    let config = config(directory.path(), &directory.path().join("data"), Some((&bootstrap, &s)));
+    let windows = || -> Vec<Value> {
+        kafka_read(&bootstrap, &name("device-minutes"))
+            .iter()
+            .map(|record| serde_json::from_slice(record.value.as_deref().unwrap()).unwrap())
+            .collect()
+    };
+
+    let host = Host::start(&config);
+    host.wait_until("some windows to close", Duration::from_secs(180), || windows().len() >= 60);
+    host.kill();
+    let at_kill = windows().len();
+    assert!(at_kill < expected.len() - DEVICES as usize, "the kill must land mid-stream ({at_kill} of {} windows)", expected.len());
+
+    let started = Instant::now();
+    let host = Host::start(&config);
+    host.wait_until("every window", Duration::from_secs(240), || windows().len() >= expected.len());
+    eprintln!("the restarted host emitted the {} other windows in {:.1} s", expected.len() - at_kill, started.elapsed().as_secs_f64());
+    let alert_count = expected_alerts(&records).len();
+    host.wait_until("every threshold alert", Duration::from_secs(60), || {
+        kafka_read(&bootstrap, &name("device-alerts")).len() >= alert_count
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    // The state through the API, read from the changelog topics.
+    let (status, answer) = host.call("GET", &format!("/connectors/{}/state?key=device-3", name("device-minutes")), None);
+    assert_eq!((status, answer["total"].clone()), (200, json!(1)), "{answer}");
+    assert_eq!(answer["entries"][0]["value"]["closed_through"], json!(epoch() + LAST - LAST % MINUTE + MINUTE), "{answer}");
+    let log = host.stop();
+    // Reading the changelogs to their end is no error.
+    assert!(!log.contains("reached end of partition"), "{log}");
+
+    assert_every_window_once(&windows(), &expected);
+    assert_every_alert_once(&kafka_read(&bootstrap, &name("device-alerts")), &records);
+    assert_late_letters(&kafka_read(&bootstrap, &name("readings-late")), &late, &name("readings"));
+    let rebuilt = rebuilt_state(kafka_read(&bootstrap, &name("readings")), expected.len());
+    let mut stored = runtime().block_on(async { kafka(&bootstrap).processor_state(&name("device-minutes"), None).await.unwrap() });
+    sort_state(&mut stored);
     assert!(!stored.is_empty());
-    assert_eq!(stored, rebuilt_state);
+    assert_eq!(stored, rebuilt);
 }
 
 const HEARTBEAT_DEVICES: i64 = 24;

@@ -305,19 +305,25 @@ impl NoidaKafka {
         NoidaKafka { child, _data: data, bootstrap: format!("127.0.0.1:{port}") }
     }
 
-    /// Creates `topic` with `partitions` partitions (through the Admin API of
-    /// `confluent-kafka`, the mock broker's virtualenv).
+    /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: u32) {
-        let venv = cached_venv("confluent-kafka==2.12.1", &[&["confluent-kafka==2.12.1"]]);
-        let script = "import sys\nfrom confluent_kafka.admin import AdminClient, NewTopic\n\
-                      admin = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
-                      for future in admin.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)], request_timeout=30).values():\n    future.result()\n";
-        let status = Command::new(venv.join("bin/python"))
-            .args(["-c", script, &self.bootstrap, topic, &partitions.to_string()])
-            .status()
-            .expect("running python");
-        assert!(status.success(), "creating {topic} on noida-db failed");
+        create_topic(&self.bootstrap, topic, partitions);
     }
+}
+
+/// Creates `topic` with `partitions` partitions on the cluster at `bootstrap` (through
+/// the Admin API of `confluent-kafka`, the mock broker's virtualenv), as an operator
+/// would: noida-db or a real cluster, not the mock (whose creation times out).
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: u32) {
+    let venv = cached_venv("confluent-kafka==2.12.1", &[&["confluent-kafka==2.12.1"]]);
+    let script = "import sys\nfrom confluent_kafka.admin import AdminClient, NewTopic\n\
+                  admin = AdminClient({'bootstrap.servers': sys.argv[1]})\n\
+                  for future in admin.create_topics([NewTopic(sys.argv[2], int(sys.argv[3]), 1)], request_timeout=30).values():\n    future.result()\n";
+    let status = Command::new(venv.join("bin/python"))
+        .args(["-c", script, bootstrap, topic, &partitions.to_string()])
+        .status()
+        .expect("running python");
+    assert!(status.success(), "creating {topic} on {bootstrap} failed");
 }
 
 impl Drop for NoidaKafka {

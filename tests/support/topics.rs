@@ -1,9 +1,10 @@
-//! Reading and writing the embedded transport's topics from a test, as a source or a
-//! consumer beside the host would.
+//! Reading and writing the embedded transport's topics, or a Kafka cluster's, from a
+//! test, as a source or a consumer beside the host would.
 
 use std::path::Path;
+use std::time::Duration;
 
-use wasm_connect::transport::{EmbeddedTransport, Transport};
+use wasm_connect::transport::{EmbeddedTransport, KafkaTransport, StartAt, Transport};
 use wasm_connect_protocol::Record;
 
 /// A small runtime for the async calls of a test.
@@ -24,6 +25,33 @@ pub fn feed(data_dir: &Path, topic: &str, records: Vec<Record>) {
 /// Every record of `topic` under `data_dir`.
 pub fn read(data_dir: &Path, topic: &str) -> Vec<Record> {
     EmbeddedTransport::open(data_dir, 4).unwrap().read_all(topic).unwrap()
+}
+
+/// A client of the Kafka cluster at `bootstrap`, as the host's own.
+pub fn kafka(bootstrap: &str) -> KafkaTransport {
+    KafkaTransport::new(bootstrap, &Default::default(), "test-offsets", "test-configs")
+}
+
+/// Appends `records` to the existing Kafka `topic` (each to the partition of its key).
+pub fn kafka_feed(bootstrap: &str, topic: &str, records: Vec<Record>) {
+    runtime().block_on(async {
+        let records = records.into_iter().map(|record| Record { topic: topic.into(), ..record }).collect();
+        kafka(bootstrap).producer("feeder").await.unwrap().send(records, None).await.unwrap();
+    });
+}
+
+/// Every committed record of the Kafka `topic` (none if it does not exist yet), as a
+/// `read_committed` consumer downstream sees them.
+pub fn kafka_read(bootstrap: &str, topic: &str) -> Vec<Record> {
+    runtime().block_on(async {
+        let Ok(mut reader) = kafka(bootstrap).reader(topic, None, StartAt::Beginning).await else { return Vec::new() };
+        let (mut records, deadline) = (Vec::new(), std::time::Instant::now() + Duration::from_secs(60));
+        while !reader.caught_up() {
+            assert!(std::time::Instant::now() < deadline, "{topic} was not read to its end within 60 s");
+            records.extend(reader.next(10_000, Duration::from_millis(500)).await.unwrap());
+        }
+        records
+    })
 }
 
 /// Creates an Elasticsearch index that can be read whole by [`elasticsearch_documents`]

@@ -1,6 +1,7 @@
 //! `GET /connectors/{name}/state`: a processor's state as last checkpointed, by key
-//! or by key prefix, a page at a time, filtered and paged in the store itself. Nothing in Kafka Connect or Kafka Streams' REST
-//! offers this out of the box.
+//! or by key prefix, a page at a time: filtered and paged in the embedded store itself,
+//! or read from the changelog topics on Kafka. Nothing in Kafka Connect or Kafka
+//! Streams' REST offers this out of the box.
 
 use std::collections::HashMap;
 
@@ -37,9 +38,6 @@ pub(super) async fn get(
         return Err(ApiError::new(StatusCode::CONFLICT, message));
     }
     let transport = &state.manager.context().transport;
-    if transport.name() != "embedded" {
-        return Err(ApiError::new(StatusCode::CONFLICT, crate::transport::processors_unsupported(transport.name()).to_string()));
-    }
     if let Some(unknown) = query.keys().find(|key| !["key", "prefix", "store", "limit", "offset"].contains(&key.as_str())) {
         let unknown = crate::names::shown(unknown);
         return Err(ApiError::bad_request(format!("unknown query parameter {unknown}; use key, prefix, store, limit or offset")));

@@ -57,6 +57,22 @@ pub trait Transport: Send + Sync {
     async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>>;
     /// A consumer in the connector's group, for one task's share of `topics`.
     async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>>;
+    /// A stream processor task's consumer: always the same partitions of `topics` for
+    /// the same share (those whose number modulo `share.tasks` is `share.task`), so that
+    /// the task's state and its fencing go with them. It commits nothing itself: the
+    /// offsets go with the task's output in [`RecordProducer::send_processed`].
+    async fn processor_consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
+        self.consumer(connector, topics, share).await
+    }
+    /// A stream processor task's producer, whose [`RecordProducer::send_processed`]
+    /// stores results, state changes and input offsets atomically. On Kafka it is
+    /// transactional, under an id of the connector's task: opening it fences an older
+    /// instance of the same task and aborts what that one left open, so it is opened
+    /// before the task reads its offsets and its state.
+    async fn processor_producer(&self, connector: &str, task: u32, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
+        let _ = (task, topics);
+        self.producer(connector).await
+    }
     /// The committed offsets of a sink connector's group: the next offset to read, per
     /// partition of `topics` that has one.
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>>;
@@ -78,30 +94,27 @@ pub trait Transport: Send + Sync {
     /// `partitions` (None: all), every store of the connector.
     async fn processor_state(&self, connector: &str, partitions: Option<&[i32]>) -> TransportResult<Vec<StateEntry>> {
         let _ = (connector, partitions);
-        Err(processors_unsupported(self.name()))
+        Err(processors_unsupported(&format!("the {} transport", self.name())))
     }
     /// A page of a stream processor's checkpointed state, filtered and ordered by
     /// store, key and partition in the store itself (the admin API's state query).
     async fn query_processor_state(&self, connector: &str, query: StateQuery) -> TransportResult<StatePage> {
         let _ = (connector, query);
-        Err(processors_unsupported(self.name()))
+        Err(processors_unsupported(&format!("the {} transport", self.name())))
     }
     /// Forgets a stream processor's state and its committed offsets in `topics`
     /// atomically, while none of its tasks runs: it is rebuilt from the input.
     async fn clear_processor_state(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
         let _ = (connector, topics);
-        Err(processors_unsupported(self.name()))
+        Err(processors_unsupported(&format!("the {} transport", self.name())))
     }
     /// A short name for logs: `kafka` or `embedded`.
     fn name(&self) -> &'static str;
 }
 
 /// Why a transport cannot run stream processors.
-pub fn processors_unsupported(transport: &str) -> TransportError {
-    TransportError::Other(format!(
-        "stream processors run on the embedded transport only in this version (this host uses {transport}); \
-         remove the kafka block to use the embedded store, or run the processor on a host without one"
-    ))
+pub fn processors_unsupported(what: &str) -> TransportError {
+    TransportError::Other(format!("{what} cannot keep a stream processor's state"))
 }
 
 /// One change to a stream processor's state, checkpointed with the batch that made it.
@@ -152,6 +165,20 @@ pub struct StatePage {
     pub total: usize,
     /// The page, in (store, key, partition) order.
     pub entries: Vec<StateEntry>,
+}
+
+impl StatePage {
+    /// The page `query` asks for out of `entries` (a whole state read into memory).
+    pub fn of(mut entries: Vec<StateEntry>, query: &StateQuery) -> Self {
+        entries.retain(|entry| {
+            query.store.as_ref().is_none_or(|store| *store == entry.store)
+                && query.key.as_ref().is_none_or(|key| if query.exact { entry.key == *key } else { entry.key.starts_with(key) })
+        });
+        entries.sort_by(|a, b| (&a.store, &a.key, a.partition).cmp(&(&b.store, &b.key, b.partition)));
+        let total = entries.len();
+        let entries = entries.into_iter().skip(query.offset).take(query.limit).collect();
+        Self { total, entries }
+    }
 }
 
 /// What a stream processor's batch moves forward, stored in one atomic checkpoint
@@ -239,7 +266,7 @@ pub trait RecordProducer: Send {
     /// all of it is there or none.
     async fn send_processed(&mut self, records: Vec<Record>, checkpoint: ProcessorCheckpoint) -> TransportResult<()> {
         let _ = (records, checkpoint);
-        Err(processors_unsupported("a transport without atomic checkpoints"))
+        Err(processors_unsupported("this producer"))
     }
 }
 
@@ -339,6 +366,36 @@ mod tests {
         assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
         assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
         assert_eq!(murmur2(b"abc") as i32, 479470107);
+    }
+
+    #[test]
+    fn a_state_page_is_filtered_ordered_and_cut_as_the_embedded_store_does() {
+        let entry = |store: &str, partition, key: &str| StateEntry {
+            store: store.into(),
+            partition,
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+        };
+        let entries = vec![
+            entry("windows", 1, "device-2"),
+            entry("stream-time", 0, "0"),
+            entry("windows", 0, "device-10"),
+            entry("windows", 3, "device-1"),
+            entry("windows", 0, "device-1"),
+            entry("windows", 2, "sensor-1"),
+        ];
+        let keys =
+            |page: &StatePage| page.entries.iter().map(|e| (String::from_utf8(e.key.clone()).unwrap(), e.partition)).collect::<Vec<_>>();
+        let query = StateQuery { store: Some("windows".into()), key: Some(b"device-1".to_vec()), exact: false, offset: 0, limit: 2 };
+        let page = StatePage::of(entries.clone(), &query);
+        assert_eq!((page.total, keys(&page)), (3, vec![("device-1".into(), 0), ("device-1".into(), 3)]));
+        let page = StatePage::of(entries.clone(), &StateQuery { offset: 2, ..query.clone() });
+        assert_eq!((page.total, keys(&page)), (3, vec![("device-10".into(), 0)]));
+        let page = StatePage::of(entries.clone(), &StateQuery { exact: true, ..query });
+        assert_eq!(page.total, 2);
+        let all = StatePage::of(entries, &StateQuery { limit: 100, ..StateQuery::default() });
+        assert_eq!(all.entries.first().map(|e| e.store.as_str()), Some("stream-time"));
+        assert_eq!(all.total, 6);
     }
 
     #[test]

@@ -153,9 +153,19 @@ impl Output {
 
 /// Runs one task until it is stopped (Ok) or fails (Err).
 pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), TaskError> {
+    // A processor's output opens first: on Kafka, its transactional producer fences an
+    // older instance of the task and aborts what that one left open, before the input's
+    // committed offsets and the state are read.
+    let mut opened_output = match task.plan.kind() {
+        PluginKind::Processor => Some(Output::open(task).await?),
+        _ => None,
+    };
     let mut input = Input::open(task).await?;
     let result = async {
-        let mut output = Output::open(task).await?;
+        let mut output = match opened_output.take() {
+            Some(output) => output,
+            None => Output::open(task).await?,
+        };
         pump(task, &mut input, &mut output, cancel).await
     }
     .await;

@@ -38,11 +38,6 @@ impl ProcessorStage {
     /// Builds the connector's processor, gives it back the state of `partitions` and
     /// reads its tables (waiting for an empty one's first records until `cancel`).
     pub async fn open(task: &TaskContext, partitions: &[i32], cancel: &CancellationToken) -> Result<Self, TaskError> {
-        let transport = task.worker.transport.name();
-        if transport != "embedded" {
-            // Restarting cannot help: the task fails and says what to change.
-            return Err(PluginFailure::BadConfig(crate::transport::processors_unsupported(transport).to_string()).into());
-        }
         let plugin = &task.plan.plugin;
         let mut processor: Box<dyn Processor> = if plugin.origin == PluginOrigin::Builtin {
             build_processor(&plugin.description.name, &task.plan.plugin_config).map_err(|problems| {

@@ -43,9 +43,14 @@ impl TopicInput {
     /// Joins the connector's consumer group with this task's share of the partitions.
     pub async fn open(task: &TaskContext) -> Result<Self, TaskError> {
         let config = &task.plan.config;
-        let consumer = task.worker.transport.consumer(&config.name, &config.topics, task.share).await?;
-        let long_ago = Instant::now() - LAG_INTERVAL;
         let empty_batches = task.plan.kind() == PluginKind::Processor;
+        let transport = &task.worker.transport;
+        let consumer = if empty_batches {
+            transport.processor_consumer(&config.name, &config.topics, task.share).await?
+        } else {
+            transport.consumer(&config.name, &config.topics, task.share).await?
+        };
+        let long_ago = Instant::now() - LAG_INTERVAL;
         Ok(Self { consumer, empty_batches, lag_measured: long_ago, assignment_shown: long_ago, outage: OutageReport::default() })
     }
 
@@ -111,9 +116,13 @@ pub struct TopicOutput {
 }
 
 impl TopicOutput {
-    /// A producer for the connector.
+    /// A producer for the connector (for a processor, the task's own).
     pub async fn open(task: &TaskContext) -> Result<Self, TaskError> {
-        let producer = task.worker.transport.producer(&task.plan.config.name).await?;
+        let (transport, config) = (&task.worker.transport, &task.plan.config);
+        let producer = match task.plan.kind() {
+            PluginKind::Processor => transport.processor_producer(&config.name, task.identity.task, &config.topics).await?,
+            _ => transport.producer(&config.name).await?,
+        };
         Ok(Self { producer, outage: OutageReport::default() })
     }
 

@@ -1,4 +1,6 @@
-//! A sink task's consumer: a member of its connector's consumer group.
+//! A sink task's consumer: a member of its connector's consumer group. (A stream
+//! processor task's consumer is one too, but reads the partitions it is given: see
+//! `KafkaConsumer::assign_fixed`.)
 //!
 //! Every call that may wait on a broker runs on a blocking thread, never on the async
 //! threads that also serve the admin API: polling (which also runs the rebalance and
@@ -77,6 +79,9 @@ pub(super) struct KafkaConsumer {
     siblings: Arc<Siblings>,
     /// Still counted among the group's members here (until `close` or drop).
     counted: bool,
+    /// Reads partitions given to it (a stream processor task's), not a subscription:
+    /// no rebalance, and nothing to commit or leave as it stops.
+    fixed: bool,
 }
 
 /// The members of each consumer group in this process, and how many of them have made
@@ -163,6 +168,30 @@ impl KafkaConsumer {
             group,
             siblings,
             counted: true,
+            fixed: false,
+        })
+    }
+
+    /// Reads `partitions` (topic, number) from the group's committed offsets (or where
+    /// `auto.offset.reset` says), outside the group's membership: a stream processor
+    /// task, whose offsets are committed by its transactions.
+    pub(super) fn assign_fixed(config: &ClientConfig, partitions: &[(String, i32)], group: String) -> TransportResult<Self> {
+        let consumer: BaseConsumer<GroupMember> = config.create_with_context(GroupMember::default())?;
+        let mut assignment = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            assignment.add_partition_offset(topic, *partition, Offset::Stored)?;
+        }
+        consumer.assign(&assignment)?;
+        Ok(Self {
+            consumer: Some(Arc::new(consumer)),
+            commit_in_flight: None,
+            owed: None,
+            unsent: false,
+            held: Vec::new(),
+            group,
+            siblings: Arc::default(),
+            counted: false,
+            fixed: true,
         })
     }
 
@@ -785,6 +814,20 @@ impl RecordConsumer for KafkaConsumer {
         self.member().assignment().map_or(0, |assignment| assignment.count())
     }
 
+    fn partition_numbers(&self) -> Vec<i32> {
+        let mut numbers: Vec<i32> = self
+            .member()
+            .assignment()
+            .map(|assignment| partitions_of(&assignment))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        numbers
+    }
+
     fn skipped_by_offset_reset(&mut self) -> u64 {
         self.member().context().skipped.swap(0, Ordering::Relaxed)
     }
@@ -794,6 +837,9 @@ impl RecordConsumer for KafkaConsumer {
     }
 
     async fn close(&mut self) -> TransportResult<()> {
+        if self.fixed {
+            return Ok(());
+        }
         let (consumer, group, siblings) = (self.member().clone(), self.group.clone(), self.siblings.clone());
         // From here the closing thread counts this member out of its group.
         self.counted = false;

@@ -22,14 +22,15 @@ use wasm_connect_protocol::Record;
 
 mod client;
 mod group;
+mod processor;
 
 use client::fetch_metadata;
 pub use client::{Reporting, client_problems, is_secret_setting, last_client_error};
 use group::{KafkaConsumer, Siblings};
 
 use super::{
-    PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, TaskShare, TopicDescription,
-    TopicReader, Transport, TransportError, TransportResult,
+    PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, StateEntry, StatePage, StateQuery,
+    TaskShare, TopicDescription, TopicReader, Transport, TransportError, TransportResult,
 };
 
 /// How long a metadata or admin request may take.
@@ -259,6 +260,52 @@ impl Transport for KafkaTransport {
         Ok(Box::new(consumer))
     }
 
+    async fn processor_consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
+        let mut config = self.group_config(connector);
+        // Never stored, never committed by the consumer: its transactions commit them.
+        // Only committed records are read, whatever kafka.client says.
+        config.set("enable.auto.offset.store", "false").set("isolation.level", "read_committed");
+        if self.base.get("auto.offset.reset").is_none() {
+            config.set("auto.offset.reset", "earliest");
+        }
+        let (probe, topics, group) = (self.base.clone(), topics.to_vec(), consumer_group(connector));
+        let consumer = tokio::task::spawn_blocking(move || -> TransportResult<KafkaConsumer> {
+            let partitions = processor::fixed_partitions(&probe, &topics, share.task, share.tasks)?;
+            KafkaConsumer::assign_fixed(&config, &partitions, group)
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))??;
+        Ok(Box::new(consumer))
+    }
+
+    async fn processor_producer(&self, connector: &str, task: u32, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
+        let mut config = self.producer_config();
+        config.set("transactional.id", processor::transactional_id(&consumer_group(connector), task));
+        let producer =
+            processor::TransactionalProducer::open(self.base.clone(), config, self.group_config(connector), connector, topics).await?;
+        Ok(Box::new(producer))
+    }
+
+    async fn processor_state(&self, connector: &str, partitions: Option<&[i32]>) -> TransportResult<Vec<StateEntry>> {
+        let (config, connector, partitions) = (self.base.clone(), connector.to_owned(), partitions.map(<[i32]>::to_vec));
+        tokio::task::spawn_blocking(move || processor::read_state(&config, &connector, partitions.as_deref()))
+            .await
+            .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    async fn query_processor_state(&self, connector: &str, query: StateQuery) -> TransportResult<StatePage> {
+        // The changelog topics hold the state: each query reads them whole.
+        Ok(StatePage::of(self.processor_state(connector, None).await?, &query))
+    }
+
+    async fn clear_processor_state(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
+        // While none of its tasks runs. Not atomic: after a failure in between, the
+        // call is made again (the state is read again and what is left goes).
+        let entries = self.processor_state(connector, None).await?;
+        processor::forget_state(self.control_producer()?, connector, &entries).await?;
+        self.reset_committed_offsets(connector, topics).await
+    }
+
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
         let (config, group, topics) = (self.group_config(connector), consumer_group(connector), topics.to_vec());
         tokio::task::spawn_blocking(move || -> TransportResult<Vec<PartitionOffset>> {
@@ -402,10 +449,12 @@ impl Transport for KafkaTransport {
     }
 }
 
-/// The consumer group of a sink connector.
+/// The consumer group of a sink or processor connector.
 fn consumer_group(connector: &str) -> String {
     format!("wasm-connect-{connector}")
 }
+
+/// Reads a compacted topic to its end: the latest value of every key, a key whose
 /// latest message is a tombstone (no payload) left out. `what` names the topic's role
 /// in errors.
 fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
@@ -461,6 +510,18 @@ fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportRe
 }
 
 impl KafkaTransport {
+    /// The producer of the host's own writes (desired state, position resets, cleared
+    /// state), made on first use.
+    fn control_producer(&self) -> TransportResult<&FutureProducer<Reporting>> {
+        Ok(match self.control_producer.get() {
+            Some(producer) => producer,
+            None => {
+                let producer: FutureProducer<Reporting> = self.producer_config().create_with_context(Reporting)?;
+                self.control_producer.get_or_init(|| producer)
+            }
+        })
+    }
+
     /// Every key's latest value in the compacted `topic` (created if missing), such as
     /// the host's desired state in its config topic. `what` names the topic in errors.
     pub async fn read_compacted(&self, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
@@ -474,13 +535,7 @@ impl KafkaTransport {
     /// Writes `key` = `value` to the compacted `topic` (`None`: a tombstone, which
     /// removes the key) and returns once the cluster acknowledged it.
     pub async fn write_compacted(&self, topic: &str, key: &str, value: Option<&str>) -> TransportResult<()> {
-        let producer = match self.control_producer.get() {
-            Some(producer) => producer,
-            None => {
-                let producer: FutureProducer<Reporting> = self.producer_config().create_with_context(Reporting)?;
-                self.control_producer.get_or_init(|| producer)
-            }
-        };
+        let producer = self.control_producer()?;
         let mut message = FutureRecord::<str, str>::to(topic).key(key);
         if let Some(value) = value {
             message = message.payload(value);
@@ -517,26 +572,30 @@ fn delivery_error((error, _): (KafkaError, rdkafka::message::OwnedMessage)) -> T
     TransportError::Kafka(error)
 }
 
+/// The message that carries `record` to its topic (the partition chosen by the
+/// producer's partitioner).
+fn message_of(record: &Record) -> FutureRecord<'_, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (name, value) in &record.headers {
+        headers = headers.insert(Header { key: name, value: value.as_deref() });
+    }
+    let mut message = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
+    if let Some(key) = &record.key {
+        message = message.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        message = message.payload(value.as_slice());
+    }
+    if let Some(timestamp) = record.timestamp {
+        message = message.timestamp(timestamp);
+    }
+    message
+}
+
 #[async_trait]
 impl RecordProducer for KafkaProducer {
     async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()> {
-        let deliveries = records.iter().map(|record| {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (name, value) in &record.headers {
-                headers = headers.insert(Header { key: name, value: value.as_deref() });
-            }
-            let mut message = FutureRecord::<[u8], [u8]>::to(&record.topic).headers(headers);
-            if let Some(key) = &record.key {
-                message = message.key(key.as_slice());
-            }
-            if let Some(value) = &record.value {
-                message = message.payload(value.as_slice());
-            }
-            if let Some(timestamp) = record.timestamp {
-                message = message.timestamp(timestamp);
-            }
-            self.producer().send(message, rdkafka::util::Timeout::Never)
-        });
+        let deliveries = records.iter().map(|record| self.producer().send(message_of(record), rdkafka::util::Timeout::Never));
         try_join_all(deliveries).await.map_err(delivery_error)?;
         if let Some(position) = position {
             let message = FutureRecord::to(&self.offsets_topic).key(&self.connector).payload(&position);

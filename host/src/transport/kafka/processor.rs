@@ -1,0 +1,437 @@
+//! Stream processors on Kafka, exactly once: each task produces in transactions under
+//! its own `transactional.id`. One transaction holds a batch's results, its state
+//! changes (in the compacted changelog topics `<connector>-<store>-changelog`, in the
+//! input record's partition number) and its input offsets (`send_offsets_to_transaction`),
+//! so after a crash either all of it is there for `read_committed` readers or none.
+//! Opening the producer fences an older instance of the same task (a zombie) and
+//! aborts what it left open; a task then takes its state back by reading its
+//! partitions of the changelog topics to their end.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use wasm_connect_protocol::Record;
+
+use super::client::fetch_metadata;
+use super::{REQUEST_TIMEOUT, Reporting, delivery_error, message_of};
+use crate::transport::{ProcessorCheckpoint, RecordProducer, StateChange, StateEntry, TransportError, TransportResult};
+
+/// The header naming the connector a changelog record belongs to: two connectors'
+/// changelog topics can have the same name (`a` with a store `b-c`, `a-b` with `c`).
+const CONNECTOR_HEADER: &str = "wasm-connect-connector";
+/// How long opening a task's producer may take: it waits for the transaction an older
+/// instance left open to be aborted.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long committing or aborting a transaction may take.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long taking the state back may go without a record or the end of a partition.
+const RESTORE_STALL: Duration = Duration::from_secs(30);
+/// How long a new input topic is waited for before the task fails (and starts again).
+const TOPIC_WAIT: Duration = Duration::from_secs(30);
+
+/// The changelog topic of a processor's store.
+pub(super) fn changelog_topic(connector: &str, store: &str) -> String {
+    format!("{connector}-{store}-changelog")
+}
+
+/// The store whose changelog `topic` is, if it is one of `connector`'s.
+fn store_of<'a>(connector: &str, topic: &'a str) -> Option<&'a str> {
+    let store = topic.strip_prefix(connector)?.strip_prefix('-')?.strip_suffix("-changelog")?;
+    (!store.is_empty()).then_some(store)
+}
+
+/// The transactional id of a processor's task: the same for every instance of the
+/// task, so that the newest fences the others.
+pub(super) fn transactional_id(group: &str, task: u32) -> String {
+    format!("{group}-{task}")
+}
+
+fn joined<T>(result: Result<T, tokio::task::JoinError>) -> TransportResult<T> {
+    result.map_err(|error| TransportError::Other(error.to_string()))
+}
+
+/// The partitions of `topics` a processor task reads: those whose number modulo
+/// `tasks` is `task`, the same as on the embedded transport. Waits up to `TOPIC_WAIT`
+/// for topics that do not exist yet.
+pub(super) fn fixed_partitions(config: &ClientConfig, topics: &[String], task: u32, tasks: u32) -> TransportResult<Vec<(String, i32)>> {
+    let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+    let mut partitions = Vec::new();
+    for topic in topics {
+        let deadline = Instant::now() + TOPIC_WAIT;
+        let numbers = loop {
+            let numbers = partition_count(&probe, topic)?;
+            if numbers > 0 {
+                break numbers;
+            }
+            if Instant::now() >= deadline {
+                return Err(TransportError::Other(format!(
+                    "the input topic {topic} does not exist (or has no partitions) after {} s; the task starts again until it does",
+                    TOPIC_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        partitions.extend((0..numbers).filter(|number| (*number as u32) % tasks.max(1) == task).map(|number| (topic.clone(), number)));
+    }
+    Ok(partitions)
+}
+
+/// How many partitions `topic` has (0: it does not exist).
+fn partition_count(probe: &BaseConsumer<Reporting>, topic: &str) -> TransportResult<i32> {
+    let metadata = fetch_metadata(probe, Some(topic))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|candidate| candidate.name() == topic && candidate.error().is_none())
+        .map_or(0, |candidate| candidate.partitions().len() as i32))
+}
+
+/// A stream processor task's producer: every batch in one transaction.
+pub(super) struct TransactionalProducer {
+    /// Taken by `drop`.
+    producer: Option<Arc<FutureProducer<Reporting>>>,
+    /// The connector's consumer group, to which the input offsets are committed.
+    group: Arc<ConsumerGroupMetadata>,
+    /// Settings for the probes and the admin client that make changelog topics.
+    base: ClientConfig,
+    connector: String,
+    /// The input topics: a changelog topic has as many partitions as the one with most.
+    topics: Vec<String>,
+    /// Changelog topics known to exist with enough partitions.
+    ready: HashSet<String>,
+}
+
+impl TransactionalProducer {
+    /// Opens the task's producer under `transactional_id` (fencing older instances)
+    /// and takes the metadata of `group`, the group its offsets are committed to.
+    pub(super) async fn open(
+        base: ClientConfig,
+        producer_config: ClientConfig,
+        group_config: ClientConfig,
+        connector: &str,
+        topics: &[String],
+    ) -> TransportResult<Self> {
+        let (producer, group) = joined(
+            tokio::task::spawn_blocking(move || -> TransportResult<_> {
+                let producer: FutureProducer<Reporting> = producer_config.create_with_context(Reporting)?;
+                producer.init_transactions(INIT_TIMEOUT)?;
+                let probe: BaseConsumer<Reporting> = group_config.create_with_context(Reporting)?;
+                let group =
+                    probe.group_metadata().ok_or_else(|| TransportError::Other("the consumer group's metadata is missing".to_owned()))?;
+                Ok((producer, group))
+            })
+            .await,
+        )??;
+        Ok(Self {
+            producer: Some(Arc::new(producer)),
+            group: Arc::new(group),
+            base,
+            connector: connector.to_owned(),
+            topics: topics.to_vec(),
+            ready: HashSet::new(),
+        })
+    }
+
+    fn producer(&self) -> &Arc<FutureProducer<Reporting>> {
+        self.producer.as_ref().expect("the producer is taken only when dropped")
+    }
+
+    /// Makes sure the changelog topics of the stores `changes` write to exist, compacted,
+    /// with as many partitions as the input topic with most.
+    async fn ensure_changelogs(&mut self, changes: &[StateChange]) -> TransportResult<()> {
+        let stores: BTreeSet<&str> = changes.iter().map(|change| change.store.as_str()).collect();
+        let missing: Vec<String> =
+            stores.into_iter().map(|store| changelog_topic(&self.connector, store)).filter(|topic| !self.ready.contains(topic)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for topic in &missing {
+            if let Err(problem) = crate::config::check_topic_name(topic) {
+                return Err(TransportError::Other(format!(
+                    "a store's changelog topic would be {topic}, which Kafka cannot have ({problem}): give the connector a shorter name"
+                )));
+            }
+        }
+        let (config, inputs, asked) = (self.base.clone(), self.topics.clone(), missing.clone());
+        let (wanted, absent) = joined(
+            tokio::task::spawn_blocking(move || -> TransportResult<(i32, Vec<String>)> {
+                let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+                let mut wanted = 1;
+                for topic in &inputs {
+                    wanted = wanted.max(partition_count(&probe, topic)?);
+                }
+                let mut absent = Vec::new();
+                for topic in asked {
+                    if partition_count(&probe, &topic)? == 0 {
+                        absent.push(topic);
+                    }
+                }
+                Ok((wanted, absent))
+            })
+            .await,
+        )??;
+        if !absent.is_empty() {
+            let admin: AdminClient<Reporting> = self.base.create_with_context(Reporting)?;
+            let new_topics: Vec<NewTopic<'_>> = absent
+                .iter()
+                .map(|topic| NewTopic::new(topic, wanted, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact"))
+                .collect();
+            let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
+            for result in admin.create_topics(&new_topics, &options).await? {
+                match result {
+                    Ok(topic) => tracing::info!(topic, partitions = wanted, "Created a changelog topic."),
+                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        return Err(TransportError::Other(format!(
+                            "the changelog topic {topic} is missing and could not be created ({code}): create it compacted with {wanted} partitions"
+                        )));
+                    }
+                }
+            }
+        }
+        let config = self.base.clone();
+        let checked = missing.clone();
+        joined(
+            tokio::task::spawn_blocking(move || -> TransportResult<()> {
+                let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+                for topic in &checked {
+                    let deadline = Instant::now() + REQUEST_TIMEOUT;
+                    loop {
+                        let partitions = partition_count(&probe, topic)?;
+                        if partitions >= wanted {
+                            break;
+                        }
+                        if partitions > 0 || Instant::now() >= deadline {
+                            return Err(TransportError::Other(format!(
+                                "the changelog topic {topic} has {partitions} partitions, fewer than the input's {wanted}: add partitions to it, or delete it (the host makes it again from the next checkpoint on, and the state starts over)"
+                            )));
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                Ok(())
+            })
+            .await,
+        )??;
+        self.ready.extend(missing);
+        Ok(())
+    }
+
+    /// Produces the batch's results and state changes within the open transaction.
+    async fn produce(&self, records: &[Record], changes: &[StateChange]) -> TransportResult<()> {
+        let producer = self.producer();
+        let topics: Vec<String> = changes.iter().map(|change| changelog_topic(&self.connector, &change.store)).collect();
+        let results = records.iter().map(|record| producer.send(message_of(record), rdkafka::util::Timeout::Never));
+        let state = changes.iter().zip(&topics).map(|(change, topic)| {
+            let header = Header { key: CONNECTOR_HEADER, value: Some(self.connector.as_bytes()) };
+            let mut message = FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(change.partition)
+                .key(change.key.as_slice())
+                .headers(OwnedHeaders::new_with_capacity(1).insert(header));
+            if let Some(value) = &change.value {
+                message = message.payload(value.as_slice());
+            }
+            producer.send(message, rdkafka::util::Timeout::Never)
+        });
+        try_join_all(results.chain(state)).await.map_err(delivery_error)?;
+        Ok(())
+    }
+
+    /// Aborts the open transaction after a failure; what it wrote is never read.
+    async fn abort(&self) {
+        let producer = self.producer().clone();
+        // The task fails either way, and its next instance fences this one: a failed
+        // abort changes nothing.
+        match tokio::task::spawn_blocking(move || producer.abort_transaction(TRANSACTION_TIMEOUT)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "Aborting a processor's transaction failed."),
+            Err(error) => tracing::debug!(%error, "Aborting a processor's transaction failed in the host."),
+        }
+    }
+}
+
+impl Drop for TransactionalProducer {
+    fn drop(&mut self) {
+        // As for every producer: destroying it may wait for a broker.
+        if let Some(producer) = self.producer.take() {
+            let _ = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(producer));
+        }
+    }
+}
+
+#[async_trait]
+impl RecordProducer for TransactionalProducer {
+    async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()> {
+        if position.is_some() {
+            return Err(TransportError::Other("a stream processor's producer stores no source position".to_owned()));
+        }
+        self.send_processed(records, ProcessorCheckpoint::default()).await
+    }
+
+    async fn send_processed(&mut self, records: Vec<Record>, checkpoint: ProcessorCheckpoint) -> TransportResult<()> {
+        self.ensure_changelogs(&checkpoint.state).await?;
+        let producer = self.producer().clone();
+        joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)??;
+        let written = match self.produce(&records, &checkpoint.state).await {
+            Ok(()) => {
+                let (producer, group) = (self.producer().clone(), self.group.clone());
+                let offsets = checkpoint.offsets;
+                joined(
+                    tokio::task::spawn_blocking(move || -> TransportResult<()> {
+                        if !offsets.is_empty() {
+                            let mut list = TopicPartitionList::new();
+                            for offset in &offsets {
+                                list.add_partition_offset(&offset.topic, offset.partition, Offset::Offset(offset.offset))?;
+                            }
+                            producer.send_offsets_to_transaction(&list, &group, TRANSACTION_TIMEOUT)?;
+                        }
+                        producer.commit_transaction(TRANSACTION_TIMEOUT)?;
+                        Ok(())
+                    })
+                    .await,
+                )
+                .and_then(|result| result)
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            self.abort().await;
+            return Err(error);
+        }
+        Ok(())
+    }
+}
+
+/// A processor's state as its changelog topics hold it: the last value of each key in
+/// `partitions` (None: all), read committed, to the end of each partition.
+pub(super) fn read_state(base: &ClientConfig, connector: &str, partitions: Option<&[i32]>) -> TransportResult<Vec<StateEntry>> {
+    let mut config = base.clone();
+    config
+        .set("group.id", "wasm-connect-state-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed");
+    let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+    let metadata = fetch_metadata(&probe, None)?;
+    let mut entries = Vec::new();
+    for topic in metadata.topics().iter().filter(|topic| topic.error().is_none()) {
+        let Some(store) = store_of(connector, topic.name()) else { continue };
+        let numbers: Vec<i32> = topic
+            .partitions()
+            .iter()
+            .map(|partition| partition.id())
+            .filter(|number| partitions.is_none_or(|wanted| wanted.contains(number)))
+            .collect();
+        // A consumer per topic: the end-of-partition event names the partition only,
+        // and one left over from another topic would end this one's early.
+        let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+        let latest = read_changelog(&consumer, connector, topic.name(), &numbers)?;
+        entries.extend(latest.into_iter().map(|((partition, key), value)| StateEntry { store: store.to_owned(), partition, key, value }));
+    }
+    Ok(entries)
+}
+
+/// A key of a store in one partition.
+type PartitionKey = (i32, Vec<u8>);
+
+/// The last value of each key in `numbers` of the changelog `topic`, of `connector`'s
+/// records only, read by `consumer` (which reads nothing else).
+fn read_changelog(
+    consumer: &BaseConsumer<Reporting>,
+    connector: &str,
+    topic: &str,
+    numbers: &[i32],
+) -> TransportResult<HashMap<PartitionKey, Vec<u8>>> {
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for number in numbers {
+        let (low, high) = consumer.fetch_watermarks(topic, *number, REQUEST_TIMEOUT)?;
+        if high > low {
+            assignment.add_partition_offset(topic, *number, Offset::Offset(low))?;
+            ends.push((*number, high));
+        }
+    }
+    let mut latest = HashMap::new();
+    if ends.is_empty() {
+        return Ok(latest);
+    }
+    consumer.assign(&assignment)?;
+    let mut progress = Instant::now();
+    while !ends.is_empty() {
+        if progress.elapsed() > RESTORE_STALL {
+            return Err(TransportError::Other(format!(
+                "reading the changelog topic {topic} made no progress for {} s; the task starts again",
+                RESTORE_STALL.as_secs()
+            )));
+        }
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            // The end, past any transaction markers (with read_committed, the last
+            // stable offset).
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                ends.retain(|(number, _)| *number != partition);
+                progress = Instant::now();
+                continue;
+            }
+            Some(message) => message?,
+        };
+        progress = Instant::now();
+        let ours = message
+            .headers()
+            .and_then(|headers| headers.iter().find(|header| header.key == CONNECTOR_HEADER))
+            .is_some_and(|header| header.value == Some(connector.as_bytes()));
+        if let (true, Some(key)) = (ours, message.key()) {
+            let slot = (message.partition(), key.to_vec());
+            match message.payload() {
+                Some(value) => latest.insert(slot, value.to_vec()),
+                None => latest.remove(&slot),
+            };
+        }
+        let (partition, offset) = (message.partition(), message.offset());
+        ends.retain(|(number, high)| !(*number == partition && offset + 1 >= *high));
+    }
+    Ok(latest)
+}
+
+/// Writes a tombstone for each of `entries` to its changelog topic, and waits until the
+/// cluster took them all.
+pub(super) async fn forget_state(producer: &FutureProducer<Reporting>, connector: &str, entries: &[StateEntry]) -> TransportResult<()> {
+    let topics: Vec<String> = entries.iter().map(|entry| changelog_topic(connector, &entry.store)).collect();
+    let tombstones = entries.iter().zip(&topics).map(|(entry, topic)| {
+        let header = Header { key: CONNECTOR_HEADER, value: Some(connector.as_bytes()) };
+        let message = FutureRecord::<[u8], [u8]>::to(topic)
+            .partition(entry.partition)
+            .key(entry.key.as_slice())
+            .headers(OwnedHeaders::new_with_capacity(1).insert(header));
+        producer.send(message, rdkafka::util::Timeout::After(REQUEST_TIMEOUT))
+    });
+    try_join_all(tombstones).await.map_err(delivery_error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changelog_topic_names_its_connector_and_store() {
+        assert_eq!(changelog_topic("device-minutes", "windows"), "device-minutes-windows-changelog");
+        assert_eq!(store_of("device-minutes", "device-minutes-windows-changelog"), Some("windows"));
+        assert_eq!(store_of("device-minutes", "device-minutes-stream-time-changelog"), Some("stream-time"));
+        // Another connector's, or not a changelog at all.
+        assert_eq!(store_of("device", "devices-windows-changelog"), None);
+        assert_eq!(store_of("device-minutes", "device-minutes--changelog"), None);
+        assert_eq!(store_of("device-minutes", "device-minutes-windows"), None);
+        assert_eq!(transactional_id("wasm-connect-device-minutes", 1), "wasm-connect-device-minutes-1");
+    }
+}
