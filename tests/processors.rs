@@ -328,6 +328,11 @@ fn assert_every_window_once(found: &[Value], expected: &BTreeMap<(String, i64), 
 
 /// The threshold alerts in `written` are those `input` raises, each once.
 fn assert_every_alert_once(written: &[Record], input: &[Record]) {
+    assert_every_alert(written, input, 1);
+}
+
+/// The threshold alerts in `written` are those `input` raises, each `times` times.
+fn assert_every_alert(written: &[Record], input: &[Record], times: usize) {
     let mut alerts: Vec<(String, i64)> = written
         .iter()
         .map(|record| {
@@ -338,9 +343,11 @@ fn assert_every_alert_once(written: &[Record], input: &[Record]) {
         })
         .collect();
     alerts.sort();
-    let wanted_alerts = expected_alerts(input);
-    assert!(wanted_alerts.len() > 100, "{} alerts", wanted_alerts.len());
-    assert_eq!(alerts, wanted_alerts, "every alert once");
+    let once = expected_alerts(input);
+    assert!(once.len() > 100, "{} alerts", once.len());
+    let mut wanted_alerts: Vec<(String, i64)> = once.iter().flat_map(|alert| std::iter::repeat_n(alert.clone(), times)).collect();
+    wanted_alerts.sort();
+    assert_eq!(alerts, wanted_alerts, "every alert {times} time(s)");
 }
 
 /// The dead letters are the late records (a letter may repeat after a crash), each
@@ -423,9 +430,35 @@ fn a_killed_aggregation_on_kafka_emits_every_window_once_in_transactions() {
     let at_kill = windows().len();
     assert!(at_kill < expected.len() - DEVICES as usize, "the kill must land mid-stream ({at_kill} of {} windows)", expected.len());
 
+    // Zombies: transactions left open under the ids of task 0 and of a task 3 (of an
+    // earlier tasks_max of 4), with a bogus window and a bogus state entry each. The
+    // restarted tasks fence both ids, which aborts them at once: neither shows, and no
+    // reader waits for them to time out (60 s).
+    let zombies = r#"
+import os, sys
+from confluent_kafka import Producer
+bootstrap, connector, output = sys.argv[1:4]
+for task, partition in ((0, 0), (3, 3)):
+    producer = Producer({'bootstrap.servers': bootstrap, 'transactional.id': f'wasm-connect-{connector}-{task}'})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    window = '{"key": "zombie", "window_start": "2020-01-01T00:00:00Z", "window_end": "2020-01-01T00:01:00Z", "count": 999}'
+    producer.produce(output, key=b'zombie', value=window.encode(), partition=0)
+    producer.produce(connector + '-windows-changelog', key=b'device-1', value=b'{"zombie": true}', partition=partition,
+                     headers=[('wasm-connect-connector', connector.encode())])
+    producer.flush(30)
+os._exit(0)
+"#;
+    let venv = support::services::cached_venv("confluent-kafka==2.12.1", &[&["confluent-kafka==2.12.1"]]);
+    let opened = std::process::Command::new(venv.join("bin/python"))
+        .args(["-c", zombies, &bootstrap, &name("device-minutes"), &name("device-minutes")])
+        .output()
+        .unwrap();
+    assert!(opened.status.success(), "the zombie transactions failed: {}", String::from_utf8_lossy(&opened.stderr));
+
     let started = Instant::now();
     let host = Host::start(&config);
-    host.wait_until("every window", Duration::from_secs(240), || windows().len() >= expected.len());
+    host.wait_until("every window", Duration::from_secs(40), || windows().len() >= expected.len());
     eprintln!("the restarted host emitted the {} other windows in {:.1} s", expected.len() - at_kill, started.elapsed().as_secs_f64());
     let alert_count = expected_alerts(&records).len();
     host.wait_until("every threshold alert", Duration::from_secs(60), || {
@@ -436,9 +469,6 @@ fn a_killed_aggregation_on_kafka_emits_every_window_once_in_transactions() {
     let (status, answer) = host.call("GET", &format!("/connectors/{}/state?key=device-3", name("device-minutes")), None);
     assert_eq!((status, answer["total"].clone()), (200, json!(1)), "{answer}");
     assert_eq!(answer["entries"][0]["value"]["closed_through"], json!(epoch() + LAST - LAST % MINUTE + MINUTE), "{answer}");
-    let log = host.stop();
-    // Reading the changelogs to their end is no error.
-    assert!(!log.contains("reached end of partition"), "{log}");
 
     assert_every_window_once(&windows(), &expected);
     assert_every_alert_once(&kafka_read(&bootstrap, &name("device-alerts")), &records);
@@ -448,6 +478,37 @@ fn a_killed_aggregation_on_kafka_emits_every_window_once_in_transactions() {
     sort_state(&mut stored);
     assert!(!stored.is_empty());
     assert_eq!(stored, rebuilt);
+
+    // The transactions committed the input offsets: the end of every partition. A reset
+    // of the stopped alert processor forgets its offsets and its state together; resumed,
+    // it raises every alert once more.
+    let alerts = name("warm-devices");
+    assert_eq!(host.call("PUT", &format!("/connectors/{alerts}/stop"), None).0, 204);
+    let (_, offsets) = host.call("GET", &format!("/connectors/{alerts}/offsets"), None);
+    let committed: BTreeMap<i64, i64> = offsets["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["partition"]["kafka_partition"].as_i64().unwrap(), entry["offset"]["kafka_offset"].as_i64().unwrap()))
+        .collect();
+    let ends: BTreeMap<i64, i64> = runtime().block_on(async {
+        let topics = kafka(&bootstrap).describe_topics(Some(&name("readings"))).await.unwrap();
+        topics[0].partitions.iter().map(|range| (i64::from(range.partition), range.end)).collect()
+    });
+    assert_eq!(committed, ends, "{offsets}");
+    let (status, reset) = host.call("DELETE", &format!("/connectors/{alerts}/offsets"), None);
+    assert_eq!(status, 200, "{reset}");
+    let (_, runs) = host.call("GET", &format!("/connectors/{alerts}/state"), None);
+    assert_eq!(runs["total"], json!(0), "{runs}");
+    assert_eq!(host.call("PUT", &format!("/connectors/{alerts}/resume"), None).0, 202);
+    host.wait_until("every alert a second time", Duration::from_secs(60), || {
+        kafka_read(&bootstrap, &name("device-alerts")).len() >= 2 * alert_count
+    });
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert_every_alert(&kafka_read(&bootstrap, &name("device-alerts")), &records, 2);
+    let log = host.stop();
+    // Reading the changelogs to their end is no error.
+    assert!(!log.contains("reached end of partition"), "{log}");
 }
 
 const HEARTBEAT_DEVICES: i64 = 24;

@@ -69,8 +69,8 @@ pub trait Transport: Send + Sync {
     /// transactional, under an id of the connector's task: opening it fences an older
     /// instance of the same task and aborts what that one left open, so it is opened
     /// before the task reads its offsets and its state.
-    async fn processor_producer(&self, connector: &str, task: u32, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
-        let _ = (task, topics);
+    async fn processor_producer(&self, connector: &str, share: TaskShare, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
+        let _ = (share, topics);
         self.producer(connector).await
     }
     /// The committed offsets of a sink connector's group: the next offset to read, per

@@ -120,7 +120,7 @@ impl TopicOutput {
     pub async fn open(task: &TaskContext) -> Result<Self, TaskError> {
         let (transport, config) = (&task.worker.transport, &task.plan.config);
         let producer = match task.plan.kind() {
-            PluginKind::Processor => transport.processor_producer(&config.name, task.identity.task, &config.topics).await?,
+            PluginKind::Processor => transport.processor_producer(&config.name, task.share, &config.topics).await?,
             _ => transport.producer(&config.name).await?,
         };
         Ok(Self { producer, outage: OutageReport::default() })

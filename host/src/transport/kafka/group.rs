@@ -395,7 +395,7 @@ fn report_rewound(topic: &str, partition: i32, next: i64) {
 
 /// Errors that mean the cluster cannot be reached for now: the task waits for it
 /// (and says so) rather than failing.
-fn is_outage(code: RDKafkaErrorCode) -> bool {
+pub(super) fn is_outage(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::AllBrokersDown

@@ -133,6 +133,40 @@ impl KafkaTransport {
         .map_err(|error| TransportError::Other(error.to_string()))?
     }
 
+    /// The first offset still held of every partition of `topics`.
+    async fn first_offsets(&self, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
+        let (config, topics) = (self.base.clone(), topics.to_vec());
+        tokio::task::spawn_blocking(move || -> TransportResult<Vec<PartitionOffset>> {
+            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+            let mut starts = Vec::new();
+            for topic in &topics {
+                let metadata = fetch_metadata(&consumer, Some(topic))?;
+                for partition in metadata.topics().iter().filter(|candidate| candidate.name() == topic).flat_map(|topic| topic.partitions())
+                {
+                    let (low, _) = consumer.fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)?;
+                    starts.push(PartitionOffset { topic: topic.clone(), partition: partition.id(), offset: low });
+                }
+            }
+            Ok(starts)
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    /// Settings of a stream processor's transactional producer (its id comes later).
+    /// A transaction may last as long as the user's settings let a message or a
+    /// request wait, which librdkafka requires.
+    fn transactional_config(&self) -> ClientConfig {
+        let mut config = self.producer_config();
+        if config.get("transaction.timeout.ms").is_none() {
+            let setting = |key: &str| config.get(key).and_then(|value| value.parse::<u64>().ok()).unwrap_or(0);
+            let longest = [60_000, setting("message.timeout.ms"), setting("delivery.timeout.ms"), setting("socket.timeout.ms") + 100];
+            let timeout = longest.into_iter().max().unwrap_or(60_000);
+            config.set("transaction.timeout.ms", timeout.to_string());
+        }
+        config
+    }
+
     /// Settings of a client in a sink connector's consumer group.
     fn group_config(&self, connector: &str) -> ClientConfig {
         let mut config = self.base.clone();
@@ -278,11 +312,9 @@ impl Transport for KafkaTransport {
         Ok(Box::new(consumer))
     }
 
-    async fn processor_producer(&self, connector: &str, task: u32, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
-        let mut config = self.producer_config();
-        config.set("transactional.id", processor::transactional_id(&consumer_group(connector), task));
-        let producer =
-            processor::TransactionalProducer::open(self.base.clone(), config, self.group_config(connector), connector, topics).await?;
+    async fn processor_producer(&self, connector: &str, share: TaskShare, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
+        let (config, group) = (self.transactional_config(), consumer_group(connector));
+        let producer = processor::TransactionalProducer::open(self.base.clone(), config, &group, connector, Some(share), topics).await?;
         Ok(Box::new(producer))
     }
 
@@ -299,11 +331,12 @@ impl Transport for KafkaTransport {
     }
 
     async fn clear_processor_state(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
-        // While none of its tasks runs. Not atomic: after a failure in between, the
-        // call is made again (the state is read again and what is left goes).
+        // While none of its tasks runs: the state and the offsets go in one transaction.
         let entries = self.processor_state(connector, None).await?;
-        processor::forget_state(self.control_producer()?, connector, &entries).await?;
-        self.reset_committed_offsets(connector, topics).await
+        let starts = self.first_offsets(topics).await?;
+        let (config, group) = (self.transactional_config(), consumer_group(connector));
+        let mut producer = processor::TransactionalProducer::open(self.base.clone(), config, &group, connector, None, topics).await?;
+        processor::clear_state(&mut producer, entries, starts).await
     }
 
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
@@ -353,23 +386,8 @@ impl Transport for KafkaTransport {
         // Every partition's first offset is committed: the group reads its topics from
         // the beginning, as after deleting it, and brokers without DeleteGroups (or
         // that refuse it) take it too.
-        let (config, topics) = (self.group_config(connector), topics.to_vec());
-        let starts = tokio::task::spawn_blocking(move || -> TransportResult<Vec<(String, i32, i64)>> {
-            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
-            let mut starts = Vec::new();
-            for topic in &topics {
-                let metadata = fetch_metadata(&consumer, Some(topic))?;
-                for partition in metadata.topics().iter().filter(|candidate| candidate.name() == topic).flat_map(|topic| topic.partitions())
-                {
-                    let (low, _) = consumer.fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)?;
-                    starts.push((topic.clone(), partition.id(), low));
-                }
-            }
-            Ok(starts)
-        })
-        .await
-        .map_err(|error| TransportError::Other(error.to_string()))??;
-        self.commit_as_group(connector, starts).await
+        let starts = self.first_offsets(topics).await?;
+        self.commit_as_group(connector, starts.into_iter().map(|start| (start.topic, start.partition, start.offset)).collect()).await
     }
 
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()> {

@@ -24,7 +24,9 @@ use wasm_connect_protocol::Record;
 
 use super::client::fetch_metadata;
 use super::{REQUEST_TIMEOUT, Reporting, delivery_error, message_of};
-use crate::transport::{ProcessorCheckpoint, RecordProducer, StateChange, StateEntry, TransportError, TransportResult};
+use crate::transport::{
+    PartitionOffset, ProcessorCheckpoint, RecordProducer, StateChange, StateEntry, TaskShare, TransportError, TransportResult,
+};
 
 /// The header naming the connector a changelog record belongs to: two connectors'
 /// changelog topics can have the same name (`a` with a store `b-c`, `a-b` with `c`).
@@ -50,10 +52,43 @@ fn store_of<'a>(connector: &str, topic: &'a str) -> Option<&'a str> {
     (!store.is_empty()).then_some(store)
 }
 
-/// The transactional id of a processor's task: the same for every instance of the
-/// task, so that the newest fences the others.
-pub(super) fn transactional_id(group: &str, task: u32) -> String {
-    format!("{group}-{task}")
+/// The transactional id of a processor's task (`which` its number, or `reset`): the
+/// same for every instance of the task, so that the newest fences the others.
+fn transactional_id(group: &str, which: &str) -> String {
+    format!("{group}-{which}")
+}
+
+/// The other task numbers that owned one of task `share.task`'s partitions under some
+/// earlier `tasks_max` (partition `p` belongs to task `p % tasks`; a task numbered at
+/// or past the partition count owns none). The current tasks are left out: they run.
+fn earlier_owners(share: TaskShare, partitions: i32) -> BTreeSet<u32> {
+    let partitions = partitions.max(0) as u32;
+    let tasks = share.tasks.max(1);
+    let mut owners = BTreeSet::new();
+    for partition in (0..partitions).filter(|partition| partition % tasks == share.task) {
+        owners.extend((1..=partitions).map(|earlier| partition % earlier).filter(|owner| *owner >= tasks));
+    }
+    owners
+}
+
+/// Why opening the transactional id `id` failed, in words.
+fn fencing_error(id: &str, error: KafkaError) -> TransportError {
+    TransportError::Other(format!(
+        "the transactional producer {id} could not be opened (its older instance's transaction is aborted first): {error}"
+    ))
+}
+
+/// A failed transaction's error; a fenced one says who took over.
+fn transaction_error(error: TransportError) -> TransportError {
+    let fenced = matches!(&error, TransportError::Kafka(kafka)
+        if matches!(kafka.rdkafka_error_code(), Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)));
+    if !fenced {
+        return error;
+    }
+    TransportError::Other(format!(
+        "a newer instance of this task took its transactional id over, so this one stops writing: it was restarted, its \
+         connector changed, or another host runs the same processor connector (run each on one host): {error}"
+    ))
 }
 
 fn joined<T>(result: Result<T, tokio::task::JoinError>) -> TransportResult<T> {
@@ -112,29 +147,55 @@ pub(super) struct TransactionalProducer {
 }
 
 impl TransactionalProducer {
-    /// Opens the task's producer under `transactional_id` (fencing older instances)
-    /// and takes the metadata of `group`, the group its offsets are committed to.
+    /// Opens a producer of `connector`'s: task `share.task`'s, or (None) the one that
+    /// clears its state while no task runs. `producer_config` has no transactional id
+    /// yet; `group` is the connector's consumer group, to which input offsets go.
+    ///
+    /// Before its own, it fences the transactional ids of every other task that may
+    /// have owned its partitions under another `tasks_max` (all of them when clearing
+    /// the state): a task left running after a change (a zombie) can no longer write,
+    /// and a transaction it left open is aborted at once rather than holding the
+    /// partitions' readers back until it times out.
     pub(super) async fn open(
         base: ClientConfig,
         producer_config: ClientConfig,
-        group_config: ClientConfig,
+        group: &str,
         connector: &str,
+        share: Option<TaskShare>,
         topics: &[String],
     ) -> TransportResult<Self> {
-        let (producer, group) = joined(
+        let group_config = base.clone().set("group.id", group).clone();
+        let (inputs, group) = (topics.to_vec(), group.to_owned());
+        let (producer, metadata) = joined(
             tokio::task::spawn_blocking(move || -> TransportResult<_> {
-                let producer: FutureProducer<Reporting> = producer_config.create_with_context(Reporting)?;
-                producer.init_transactions(INIT_TIMEOUT)?;
                 let probe: BaseConsumer<Reporting> = group_config.create_with_context(Reporting)?;
-                let group =
+                let mut partitions = 0;
+                for topic in &inputs {
+                    partitions = partitions.max(partition_count(&probe, topic)?);
+                }
+                let (own, others) = match share {
+                    Some(share) => (transactional_id(&group, &share.task.to_string()), earlier_owners(share, partitions)),
+                    None => (transactional_id(&group, "reset"), (0..partitions.max(0) as u32).collect()),
+                };
+                for task in others {
+                    let id = transactional_id(&group, &task.to_string());
+                    let fencer: FutureProducer<Reporting> =
+                        producer_config.clone().set("transactional.id", &id).create_with_context(Reporting)?;
+                    fencer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(&id, error))?;
+                    let _ = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(fencer));
+                }
+                let producer: FutureProducer<Reporting> =
+                    producer_config.clone().set("transactional.id", &own).create_with_context(Reporting)?;
+                producer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(&own, error))?;
+                let metadata =
                     probe.group_metadata().ok_or_else(|| TransportError::Other("the consumer group's metadata is missing".to_owned()))?;
-                Ok((producer, group))
+                Ok((producer, metadata))
             })
             .await,
         )??;
         Ok(Self {
             producer: Some(Arc::new(producer)),
-            group: Arc::new(group),
+            group: Arc::new(metadata),
             base,
             connector: connector.to_owned(),
             topics: topics.to_vec(),
@@ -187,7 +248,10 @@ impl TransactionalProducer {
                 .map(|topic| NewTopic::new(topic, wanted, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact"))
                 .collect();
             let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
-            for result in admin.create_topics(&new_topics, &options).await? {
+            let created = admin.create_topics(&new_topics, &options).await;
+            // Destroying a client joins its threads: never on an async thread.
+            let _ = std::thread::Builder::new().name("kafka-admin-close".into()).spawn(move || drop(admin));
+            for result in created? {
                 match result {
                     Ok(topic) => tracing::info!(topic, partitions = wanted, "Created a changelog topic."),
                     Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -281,7 +345,8 @@ impl RecordProducer for TransactionalProducer {
     async fn send_processed(&mut self, records: Vec<Record>, checkpoint: ProcessorCheckpoint) -> TransportResult<()> {
         self.ensure_changelogs(&checkpoint.state).await?;
         let producer = self.producer().clone();
-        joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)??;
+        joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)?
+            .map_err(|error| transaction_error(error.into()))?;
         let written = match self.produce(&records, &checkpoint.state).await {
             Ok(()) => {
                 let (producer, group) = (self.producer().clone(), self.group.clone());
@@ -306,7 +371,7 @@ impl RecordProducer for TransactionalProducer {
         };
         if let Err(error) = written {
             self.abort().await;
-            return Err(error);
+            return Err(transaction_error(error));
         }
         Ok(())
     }
@@ -320,7 +385,10 @@ pub(super) fn read_state(base: &ClientConfig, connector: &str, partitions: Optio
         .set("group.id", "wasm-connect-state-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        // Records removed under the reader (retention on a changelog that also deletes)
+        // fail the restore, rather than skipping to the end with part of the state.
+        .set("auto.offset.reset", "error");
     let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
     let metadata = fetch_metadata(&probe, None)?;
     let mut entries = Vec::new();
@@ -383,6 +451,8 @@ fn read_changelog(
                 progress = Instant::now();
                 continue;
             }
+            // The cluster out of reach for a while: the stall rule decides.
+            Some(Err(KafkaError::MessageConsumption(code))) if super::group::is_outage(code) => continue,
             Some(message) => message?,
         };
         progress = Instant::now();
@@ -403,20 +473,19 @@ fn read_changelog(
     Ok(latest)
 }
 
-/// Writes a tombstone for each of `entries` to its changelog topic, and waits until the
-/// cluster took them all.
-pub(super) async fn forget_state(producer: &FutureProducer<Reporting>, connector: &str, entries: &[StateEntry]) -> TransportResult<()> {
-    let topics: Vec<String> = entries.iter().map(|entry| changelog_topic(connector, &entry.store)).collect();
-    let tombstones = entries.iter().zip(&topics).map(|(entry, topic)| {
-        let header = Header { key: CONNECTOR_HEADER, value: Some(connector.as_bytes()) };
-        let message = FutureRecord::<[u8], [u8]>::to(topic)
-            .partition(entry.partition)
-            .key(entry.key.as_slice())
-            .headers(OwnedHeaders::new_with_capacity(1).insert(header));
-        producer.send(message, rdkafka::util::Timeout::After(REQUEST_TIMEOUT))
-    });
-    try_join_all(tombstones).await.map_err(delivery_error)?;
-    Ok(())
+/// Forgets `entries` (tombstones to their changelog topics) and sets the input offsets
+/// to `starts`, in one transaction of the connector's `reset` producer, which first
+/// fences every task's id: after a crash either both happened or neither.
+pub(super) async fn clear_state(
+    producer: &mut TransactionalProducer,
+    entries: Vec<StateEntry>,
+    starts: Vec<PartitionOffset>,
+) -> TransportResult<()> {
+    let state = entries
+        .into_iter()
+        .map(|entry| StateChange { store: entry.store, partition: entry.partition, key: entry.key, value: None })
+        .collect();
+    producer.send_processed(Vec::new(), ProcessorCheckpoint { offsets: starts, state }).await
 }
 
 #[cfg(test)]
@@ -432,6 +501,21 @@ mod tests {
         assert_eq!(store_of("device", "devices-windows-changelog"), None);
         assert_eq!(store_of("device-minutes", "device-minutes--changelog"), None);
         assert_eq!(store_of("device-minutes", "device-minutes-windows"), None);
-        assert_eq!(transactional_id("wasm-connect-device-minutes", 1), "wasm-connect-device-minutes-1");
+        assert_eq!(transactional_id("wasm-connect-device-minutes", "1"), "wasm-connect-device-minutes-1");
+    }
+
+    #[test]
+    fn a_task_fences_the_ids_that_owned_its_partitions_under_other_task_counts() {
+        let share = |task, tasks| TaskShare { task, tasks };
+        // Four partitions, two tasks: task 0 reads 0 and 2 (2 was task 2's under three
+        // or four tasks), task 1 reads 1 and 3 (3 was task 3's under four).
+        assert_eq!(earlier_owners(share(0, 2), 4), BTreeSet::from([2]));
+        assert_eq!(earlier_owners(share(1, 2), 4), BTreeSet::from([3]));
+        // One task owns all: every other number that ever owned one.
+        assert_eq!(earlier_owners(share(0, 1), 4), BTreeSet::from([1, 2, 3]));
+        // As many tasks as partitions, or more: nobody else could have.
+        assert_eq!(earlier_owners(share(2, 4), 4), BTreeSet::new());
+        assert_eq!(earlier_owners(share(5, 8), 4), BTreeSet::new());
+        assert_eq!(earlier_owners(share(0, 2), 0), BTreeSet::new());
     }
 }
