@@ -56,6 +56,11 @@ impl ConnectorPlan {
     }
 }
 
+/// The longest name of a processor connector: its changelog topics on Kafka,
+/// `<name>-<store>-changelog` with stores of up to 64 characters, stay within Kafka's
+/// 249 (checked on every transport, so that a connector moves between them).
+const MAX_PROCESSOR_NAME: usize = 249 - 64 - "--changelog".len();
+
 /// Plans every connector, or returns every problem found (located in the file).
 /// Blocking: instantiates plugins to run their config validation.
 /// Disabled connectors are checked like the others but left out of the plans.
@@ -112,6 +117,16 @@ pub fn plan_connector(
             format!("plugin {} is a transform; a connector needs a source, sink or processor plugin", description.name),
         )),
         PluginKind::Processor => {
+            if connector.name.len() > MAX_PROCESSOR_NAME {
+                problems.push((
+                    "name".into(),
+                    format!(
+                        "a processor's name takes at most {MAX_PROCESSOR_NAME} characters (this one has {}): on Kafka its changelog \
+                         topics are <name>-<store>-changelog, with stores of up to 64 characters, within Kafka's 249",
+                        connector.name.len()
+                    ),
+                ));
+            }
             if connector.topics.is_empty() {
                 problems.push(("topics".into(), format!("{} is a processor: give `topics` (a list to read from)", description.name)));
             }
