@@ -4,8 +4,9 @@
 //! windows close on the idle input by their wall-clock timeout, and the state left
 //! behind is the one the input builds; a threshold alert processor killed alongside
 //! it raises every alert once, and a join with a table topic enriches every record
-//! once. The same kill on Kafka: every window and alert once for a `read_committed`
-//! reader, the state in the changelog topics the one the input builds.
+//! once. The same kill on Kafka, with zombie transactions left open: every window,
+//! alert and joined reading once for a `read_committed` reader, the state in the
+//! changelog topics the one the input builds, and a reset that forgets it.
 
 mod support;
 
@@ -118,7 +119,7 @@ fn expected(records: &[Record], late: &[Record]) -> BTreeMap<(String, i64), (u64
 }
 
 /// On the embedded transport, or on the Kafka cluster `kafka` = (bootstrap, suffix of
-/// every topic and connector name), without the join there.
+/// every topic and connector name).
 fn config(directory: &Path, data_dir: &Path, kafka: Option<(&str, &str)>) -> std::path::PathBuf {
     let plugins = directory.join("no-plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -128,8 +129,9 @@ fn config(directory: &Path, data_dir: &Path, kafka: Option<(&str, &str)>) -> std
             "kafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: wasm-connect-offsets{suffix}\n  config_topic: wasm-connect-configs{suffix}\n"
         )
     });
-    let (aggregate_batch, threshold_batch) = if kafka.is_some() { (100, 70) } else { (10, 7) };
-    let mut text = format!(
+    // On Kafka each batch is a transaction.
+    let (aggregate_batch, threshold_batch, join_batch) = if kafka.is_some() { (100, 70, 500) } else { (10, 7, 50) };
+    let text = format!(
         r#"version: 1
 data_dir: {data_dir}
 admin:
@@ -158,22 +160,17 @@ plugins:
     tasks_max: 2
     batch_size: {threshold_batch}
     config: {{ field: t, above: 10, consecutive: 3 }}
+  - name: readings-with-site{s}
+    plugin: join
+    topics: [readings{s}]
+    topic: readings-with-site{s}
+    tasks_max: 2
+    batch_size: {join_batch}
+    config: {{ table: devices{s}, on: device, fields: site }}
 "#,
         data_dir = data_dir.display(),
         plugins = plugins.display()
     );
-    if kafka.is_none() {
-        text.push_str(
-            r#"  - name: readings-with-site
-    plugin: join
-    topics: [readings]
-    topic: readings-with-site
-    tasks_max: 2
-    batch_size: 50
-    config: { table: devices, on: device, fields: site }
-"#,
-        );
-    }
     let path = directory.join("connectors.yaml");
     std::fs::write(&path, text).unwrap();
     path
@@ -197,17 +194,7 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let data_dir = directory.path().join("data");
     let (records, late) = input();
     feed(&data_dir, "readings", records.clone());
-    // The join's table: a site per device, the newest entry winning; device-15's
-    // removed by a tombstone.
-    let entry = |device: i64, site: &str| Record {
-        key: Some(format!("device-{device}").into_bytes()),
-        value: Some(json!({"site": site, "floor": 2}).to_string().into_bytes()),
-        ..Record::default()
-    };
-    let mut table: Vec<Record> = (0..DEVICES).map(|device| entry(device, "old")).collect();
-    table.extend((0..DEVICES).map(|device| entry(device, &format!("site-{}", device % 3))));
-    table.push(Record { key: Some(b"device-15".to_vec()), value: None, ..Record::default() });
-    feed(&data_dir, "devices", table);
+    feed(&data_dir, "devices", sites());
     let expected = expected(&records, &late);
     let config = config(directory.path(), &data_dir, None);
 
@@ -273,24 +260,7 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     assert_every_alert_once(&read(&data_dir, "device-alerts"), &records);
 
     // Every reading once through the join, with its device's newest site.
-    let joined = read(&data_dir, "readings-with-site");
-    assert_eq!(joined.len(), records.len(), "every record once");
-    let mut by_device: BTreeMap<String, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
-    for record in &joined {
-        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
-        let device = value["device"].as_str().unwrap().to_owned();
-        let number: i64 = device.trim_start_matches("device-").parse().unwrap();
-        let wanted = if number == 15 { Value::Null } else { json!(format!("site-{}", number % 3)) };
-        assert_eq!((value["site"].clone(), value.get("floor")), (wanted, None), "{value}");
-        by_device.entry(device).or_default().0.push(record.timestamp.unwrap());
-    }
-    for record in &records {
-        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
-        by_device.entry(value["device"].as_str().unwrap().to_owned()).or_default().1.push(record.timestamp.unwrap());
-    }
-    for (device, (got, wanted)) in &by_device {
-        assert_eq!(got, wanted, "{device}'s readings, in order");
-    }
+    assert_every_reading_joined(&read(&data_dir, "readings-with-site"), &records);
 
     // The late records, each once (a dead letter may repeat after a crash: none here
     // before the kill point is asserted), with the reason.
@@ -301,6 +271,42 @@ fn a_killed_aggregation_emits_every_window_once_with_the_right_values() {
     let stored = state(&data_dir, &[0, 1, 2, 3]);
     assert!(!stored.is_empty());
     assert_eq!(stored, rebuilt_state);
+}
+
+/// The join's table: a site per device, the newest entry winning; device-15's removed
+/// by a tombstone.
+fn sites() -> Vec<Record> {
+    let entry = |device: i64, site: &str| Record {
+        key: Some(format!("device-{device}").into_bytes()),
+        value: Some(json!({"site": site, "floor": 2}).to_string().into_bytes()),
+        ..Record::default()
+    };
+    let mut table: Vec<Record> = (0..DEVICES).map(|device| entry(device, "old")).collect();
+    table.extend((0..DEVICES).map(|device| entry(device, &format!("site-{}", device % 3))));
+    table.push(Record { key: Some(b"device-15".to_vec()), value: None, ..Record::default() });
+    table
+}
+
+/// `joined` holds every reading of `input` once, each device's in order, with the
+/// device's newest site from [`sites`].
+fn assert_every_reading_joined(joined: &[Record], input: &[Record]) {
+    assert_eq!(joined.len(), input.len(), "every record once");
+    let mut by_device: BTreeMap<String, (Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    for record in joined {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        let device = value["device"].as_str().unwrap().to_owned();
+        let number: i64 = device.trim_start_matches("device-").parse().unwrap();
+        let wanted = if number == 15 { Value::Null } else { json!(format!("site-{}", number % 3)) };
+        assert_eq!((value["site"].clone(), value.get("floor")), (wanted, None), "{value}");
+        by_device.entry(device).or_default().0.push(record.timestamp.unwrap());
+    }
+    for record in input {
+        let value: Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+        by_device.entry(value["device"].as_str().unwrap().to_owned()).or_default().1.push(record.timestamp.unwrap());
+    }
+    for (device, (got, wanted)) in &by_device {
+        assert_eq!(got, wanted, "{device}'s readings, in order");
+    }
 }
 
 /// Every window of `found` (the results) is one of `expected`, with its values, once.
@@ -412,8 +418,10 @@ fn a_killed_aggregation_on_kafka_emits_every_window_once_in_transactions() {
     let s = if noida.is_none() { format!("-{}", std::process::id()) } else { String::new() };
     let name = |base: &str| format!("{base}{s}");
     support::kafka::create_topic(&bootstrap, &name("readings"), 4);
+    support::kafka::create_topic(&bootstrap, &name("devices"), 1);
     let (records, late) = input();
     kafka_feed(&bootstrap, &name("readings"), records.clone());
+    kafka_feed(&bootstrap, &name("devices"), sites());
     let expected = expected(&records, &late);
     let directory = tempfile::tempdir().unwrap();
     let config = config(directory.path(), &directory.path().join("data"), Some((&bootstrap, &s)));
@@ -464,6 +472,9 @@ os._exit(0)
     host.wait_until("every threshold alert", Duration::from_secs(60), || {
         kafka_read(&bootstrap, &name("device-alerts")).len() >= alert_count
     });
+    host.wait_until("every reading joined", Duration::from_secs(60), || {
+        kafka_read(&bootstrap, &name("readings-with-site")).len() >= records.len()
+    });
     std::thread::sleep(Duration::from_millis(1_500));
     // The state through the API, read from the changelog topics.
     let (status, answer) = host.call("GET", &format!("/connectors/{}/state?key=device-3", name("device-minutes")), None);
@@ -473,6 +484,7 @@ os._exit(0)
     assert_every_window_once(&windows(), &expected);
     assert_every_alert_once(&kafka_read(&bootstrap, &name("device-alerts")), &records);
     assert_late_letters(&kafka_read(&bootstrap, &name("readings-late")), &late, &name("readings"));
+    assert_every_reading_joined(&kafka_read(&bootstrap, &name("readings-with-site")), &records);
     let rebuilt = rebuilt_state(kafka_read(&bootstrap, &name("readings")), expected.len());
     let mut stored = runtime().block_on(async { kafka(&bootstrap).processor_state(&name("device-minutes"), None).await.unwrap() });
     sort_state(&mut stored);
