@@ -159,7 +159,13 @@ impl KafkaConsumer {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         siblings.joined(&group);
-        Ok(Self {
+        Ok(Self::around(consumer, group, siblings, false))
+    }
+
+    /// A member of `group` around `consumer`: counted among its members here (and
+    /// subscribed), or reading `fixed` partitions.
+    fn around(consumer: BaseConsumer<GroupMember>, group: String, siblings: Arc<Siblings>, fixed: bool) -> Self {
+        Self {
             consumer: Some(Arc::new(consumer)),
             commit_in_flight: None,
             owed: None,
@@ -167,9 +173,9 @@ impl KafkaConsumer {
             held: Vec::new(),
             group,
             siblings,
-            counted: true,
-            fixed: false,
-        })
+            counted: !fixed,
+            fixed,
+        }
     }
 
     /// Reads `partitions` (topic, number) from the group's committed offsets (or where
@@ -182,17 +188,7 @@ impl KafkaConsumer {
             assignment.add_partition_offset(topic, *partition, Offset::Stored)?;
         }
         consumer.assign(&assignment)?;
-        Ok(Self {
-            consumer: Some(Arc::new(consumer)),
-            commit_in_flight: None,
-            owed: None,
-            unsent: false,
-            held: Vec::new(),
-            group,
-            siblings: Arc::default(),
-            counted: false,
-            fixed: true,
-        })
+        Ok(Self::around(consumer, group, Arc::default(), true))
     }
 
     fn member(&self) -> &Arc<BaseConsumer<GroupMember>> {
