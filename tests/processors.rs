@@ -439,22 +439,23 @@ fn a_killed_aggregation_on_kafka_emits_every_window_once_in_transactions() {
     assert!(at_kill < expected.len() - DEVICES as usize, "the kill must land mid-stream ({at_kill} of {} windows)", expected.len());
 
     // Zombies: transactions left open under the ids of task 0 and of a task 3 (of an
-    // earlier tasks_max of 4), with a bogus window and a bogus state entry each. The
-    // restarted tasks fence both ids, which aborts them at once: neither shows, and no
-    // reader waits for them to time out (60 s).
+    // earlier tasks_max of 4), with a bogus window and a bogus state entry each, and a
+    // timeout of 10 minutes. The restarted connector fences both ids, which aborts them
+    // at once: neither shows, and no reader waits for them to time out.
     let zombies = r#"
 import os, sys
 from confluent_kafka import Producer
 bootstrap, connector, output = sys.argv[1:4]
 for task, partition in ((0, 0), (3, 3)):
-    producer = Producer({'bootstrap.servers': bootstrap, 'transactional.id': f'wasm-connect-{connector}-{task}'})
+    producer = Producer({'bootstrap.servers': bootstrap, 'transactional.id': f'wasm-connect-{connector}-{task}',
+                         'transaction.timeout.ms': 600000})
     producer.init_transactions(30)
     producer.begin_transaction()
     window = '{"key": "zombie", "window_start": "2020-01-01T00:00:00Z", "window_end": "2020-01-01T00:01:00Z", "count": 999}'
     producer.produce(output, key=b'zombie', value=window.encode(), partition=0)
     producer.produce(connector + '-windows-changelog', key=b'device-1', value=b'{"zombie": true}', partition=partition,
                      headers=[('wasm-connect-connector', connector.encode())])
-    producer.flush(30)
+    assert producer.flush(30) == 0, 'the zombie records were not all written'
 os._exit(0)
 "#;
     let venv = support::services::cached_venv("confluent-kafka==2.12.1", &[&["confluent-kafka==2.12.1"]]);
@@ -466,7 +467,7 @@ os._exit(0)
 
     let started = Instant::now();
     let host = Host::start(&config);
-    host.wait_until("every window", Duration::from_secs(40), || windows().len() >= expected.len());
+    host.wait_until("every window", Duration::from_secs(180), || windows().len() >= expected.len());
     eprintln!("the restarted host emitted the {} other windows in {:.1} s", expected.len() - at_kill, started.elapsed().as_secs_f64());
     let alert_count = expected_alerts(&records).len();
     host.wait_until("every threshold alert", Duration::from_secs(60), || {

@@ -64,6 +64,14 @@ pub trait Transport: Send + Sync {
     async fn processor_consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
         self.consumer(connector, topics, share).await
     }
+    /// Stops every earlier task of a stream processor from writing, before its tasks
+    /// start (a task left running after a change of `tasks_max`, or a crashed one's
+    /// open transaction, would otherwise write under the state a new task restores).
+    /// On Kafka it fences every transactional id of the connector.
+    async fn fence_processor(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
+        let _ = (connector, topics);
+        Ok(())
+    }
     /// A stream processor task's producer, whose [`RecordProducer::send_processed`]
     /// stores results, state changes and input offsets atomically. On Kafka it is
     /// transactional, under an id of the connector's task: opening it fences an older

@@ -157,7 +157,12 @@ pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), T
     // older instance of the task and aborts what that one left open, before the input's
     // committed offsets and the state are read.
     let mut opened_output = match task.plan.kind() {
-        PluginKind::Processor => Some(Output::open(task).await?),
+        PluginKind::Processor => {
+            // Once for all the tasks of this plan: their earlier instances are fenced.
+            let (transport, config) = (&task.worker.transport, &task.plan.config);
+            task.plan.fenced.get_or_try_init(|| transport.fence_processor(&config.name, &config.topics)).await?;
+            Some(Output::open(task).await?)
+        }
         _ => None,
     };
     let mut input = Input::open(task).await?;

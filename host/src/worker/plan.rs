@@ -29,6 +29,10 @@ pub struct ConnectorPlan {
     pub log_redaction: Arc<SecretRegistration>,
     /// The transforms every record goes through, built once for all tasks.
     pub chain: Arc<Chain>,
+    /// Set once the transactional ids of the connector's earlier tasks are fenced (a
+    /// processor on Kafka): the tasks of one plan wait for it before they start, so
+    /// that no earlier instance of any of them writes once one reads its state.
+    pub fenced: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl ConnectorPlan {
@@ -59,7 +63,7 @@ impl ConnectorPlan {
 /// The longest name of a processor connector: its changelog topics on Kafka,
 /// `<name>-<store>-changelog` with stores of up to 64 characters, stay within Kafka's
 /// 249 (checked on every transport, so that a connector moves between them).
-const MAX_PROCESSOR_NAME: usize = 249 - 64 - "--changelog".len();
+const MAX_PROCESSOR_NAME: usize = 249 - crate::processing::keyed_state::MAX_STORE_NAME - "--changelog".len();
 
 /// Plans every connector, or returns every problem found (located in the file).
 /// Blocking: instantiates plugins to run their config validation.
@@ -196,6 +200,7 @@ pub fn plan_connector(
         secrets,
         log_redaction,
         chain: Arc::new(chain),
+        fenced: Arc::default(),
     })
 }
 

@@ -209,6 +209,7 @@ fn host_owned(key: &str, value: &str) -> Option<&'static str> {
     match key {
         "group.id" => Some("each sink connector is the consumer group connect-<name>"),
         "group.instance.id" => Some("each sink task is a static member named after data_dir/host-id and its task number"),
+        "transactional.id" => Some("each stream processor task produces under its own id, wasm-connect-<connector>-<task>"),
         "enable.auto.commit" | "enable.auto.offset.store" if !is(&["false"]) => {
             Some("offsets are committed once the sink acknowledged their batch, never before")
         }
@@ -255,6 +256,17 @@ pub fn client_problems(client: &BTreeMap<String, String>) -> Vec<(String, String
             continue;
         }
         config.set(key, value);
+    }
+    // A processor's producer is transactional: its timeout must cover the others
+    // (the host derives one that does unless it is set here).
+    if client.contains_key("transaction.timeout.ms") {
+        let transactional = config.clone().set("transactional.id", "wasm-connect-validate").clone();
+        if let Err(KafkaError::ClientCreation(reason)) =
+            transactional.create_with_context::<_, rdkafka::producer::BaseProducer<Silent>>(Silent).map(drop)
+        {
+            problems
+                .push(("transaction.timeout.ms".to_owned(), hide(format!("librdkafka refuses it for a transactional producer: {reason}"))));
+        }
     }
     let producer = config.create_with_context::<_, rdkafka::producer::BaseProducer<Silent>>(Silent).map(drop);
     let consumer = config.clone().set("group.id", "wasm-connect-validate").create_with_context::<_, BaseConsumer<Silent>>(Silent).map(drop);
@@ -371,8 +383,16 @@ mod tests {
         assert!(problems[1].1.contains("No such configuration property"), "{problems:?}");
         assert!(problems[2].1.contains("Invalid value"), "{problems:?}");
 
+        // A transaction timeout shorter than a message's is refused (processors are transactional).
+        let problems = client_problems(&settings(&[("transaction.timeout.ms", "10000"), ("message.timeout.ms", "30000")]));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "transaction.timeout.ms", "{problems:?}");
+        assert!(problems[0].1.contains("message.timeout.ms"), "{problems:?}");
+        assert_eq!(client_problems(&settings(&[("transaction.timeout.ms", "120000"), ("message.timeout.ms", "30000")])), vec![]);
+
         // Settings the host's guarantees rest on are the host's, unless set as it sets them.
         let problems = client_problems(&settings(&[
+            ("transactional.id", "mine"),
             ("group.id", "mine"),
             ("enable.auto.commit", "true"),
             ("enable.auto.offset.store", "false"),
@@ -381,7 +401,7 @@ mod tests {
             ("auto.offset.reset", "latest"),
         ]));
         let keys: Vec<&str> = problems.iter().map(|(key, _)| key.as_str()).collect();
-        assert_eq!(keys, ["acks", "enable.auto.commit", "group.id"], "{problems:?}");
+        assert_eq!(keys, ["acks", "enable.auto.commit", "group.id", "transactional.id"], "{problems:?}");
         assert!(problems.iter().all(|(_, problem)| problem.contains("is set by the host")), "{problems:?}");
 
         // A certificate that cannot be read fails client creation, which is reported

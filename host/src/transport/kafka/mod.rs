@@ -314,8 +314,16 @@ impl Transport for KafkaTransport {
 
     async fn processor_producer(&self, connector: &str, share: TaskShare, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
         let (config, group) = (self.transactional_config(), consumer_group(connector));
-        let producer = processor::TransactionalProducer::open(self.base.clone(), config, &group, connector, Some(share), topics).await?;
+        let producer =
+            processor::TransactionalProducer::open(self.base.clone(), config, &group, connector, Some(share.task), topics).await?;
         Ok(Box::new(producer))
+    }
+
+    async fn fence_processor(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
+        let (base, config, group, topics) = (self.base.clone(), self.transactional_config(), consumer_group(connector), topics.to_vec());
+        tokio::task::spawn_blocking(move || processor::fence_all(&base, &config, &group, &topics))
+            .await
+            .map_err(|error| TransportError::Other(error.to_string()))?
     }
 
     async fn processor_state(&self, connector: &str, partitions: Option<&[i32]>) -> TransportResult<Vec<StateEntry>> {
@@ -331,11 +339,14 @@ impl Transport for KafkaTransport {
     }
 
     async fn clear_processor_state(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
-        // While none of its tasks runs: the state and the offsets go in one transaction.
-        let entries = self.processor_state(connector, None).await?;
-        let starts = self.first_offsets(topics).await?;
+        // While none of its tasks runs: every id of theirs fenced first (one that did
+        // not stop writes nothing more), then the state and the offsets go in one
+        // transaction.
+        self.fence_processor(connector, topics).await?;
         let (config, group) = (self.transactional_config(), consumer_group(connector));
         let mut producer = processor::TransactionalProducer::open(self.base.clone(), config, &group, connector, None, topics).await?;
+        let entries = self.processor_state(connector, None).await?;
+        let starts = self.first_offsets(topics).await?;
         processor::clear_state(&mut producer, entries, starts).await
     }
 

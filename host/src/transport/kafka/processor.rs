@@ -24,9 +24,7 @@ use wasm_connect_protocol::Record;
 
 use super::client::fetch_metadata;
 use super::{REQUEST_TIMEOUT, Reporting, delivery_error, message_of};
-use crate::transport::{
-    PartitionOffset, ProcessorCheckpoint, RecordProducer, StateChange, StateEntry, TaskShare, TransportError, TransportResult,
-};
+use crate::transport::{PartitionOffset, ProcessorCheckpoint, RecordProducer, StateChange, StateEntry, TransportError, TransportResult};
 
 /// The header naming the connector a changelog record belongs to: two connectors'
 /// changelog topics can have the same name (`a` with a store `b-c`, `a-b` with `c`).
@@ -40,6 +38,8 @@ const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 const RESTORE_STALL: Duration = Duration::from_secs(30);
 /// How long a new input topic is waited for before the task fails (and starts again).
 const TOPIC_WAIT: Duration = Duration::from_secs(30);
+/// The most records handed to the producer before their deliveries are awaited.
+const SENDS_AT_ONCE: usize = 10_000;
 
 /// The changelog topic of a processor's store.
 pub(super) fn changelog_topic(connector: &str, store: &str) -> String {
@@ -58,17 +58,40 @@ fn transactional_id(group: &str, which: &str) -> String {
     format!("{group}-{which}")
 }
 
-/// The other task numbers that owned one of task `share.task`'s partitions under some
-/// earlier `tasks_max` (partition `p` belongs to task `p % tasks`; a task numbered at
-/// or past the partition count owns none). The current tasks are left out: they run.
-fn earlier_owners(share: TaskShare, partitions: i32) -> BTreeSet<u32> {
-    let partitions = partitions.max(0) as u32;
-    let tasks = share.tasks.max(1);
-    let mut owners = BTreeSet::new();
-    for partition in (0..partitions).filter(|partition| partition % tasks == share.task) {
-        owners.extend((1..=partitions).map(|earlier| partition % earlier).filter(|owner| *owner >= tasks));
+/// How many fencing producers are opened at once.
+const FENCING_AT_ONCE: usize = 16;
+
+/// Fences every transactional id of a processor connector whose consumer group is
+/// `group`: those of tasks 0 to the input topics' partition count (a task numbered past
+/// it never owned a partition, so never wrote) and the reset id. Each is opened
+/// (`init_transactions`, which aborts what an older instance left open) and closed.
+pub(super) fn fence_all(base: &ClientConfig, producer_config: &ClientConfig, group: &str, topics: &[String]) -> TransportResult<()> {
+    let probe: BaseConsumer<Reporting> = base.create_with_context(Reporting)?;
+    let mut partitions = 0;
+    for topic in topics {
+        partitions = partitions.max(partition_count(&probe, topic)?);
     }
-    owners
+    let ids: Vec<String> =
+        (0..partitions).map(|task| task.to_string()).chain(["reset".to_owned()]).map(|which| transactional_id(group, &which)).collect();
+    for chunk in ids.chunks(FENCING_AT_ONCE) {
+        std::thread::scope(|scope| -> TransportResult<()> {
+            let fencing: Vec<_> = chunk
+                .iter()
+                .map(|id| {
+                    scope.spawn(move || -> TransportResult<()> {
+                        let fencer: FutureProducer<Reporting> =
+                            producer_config.clone().set("transactional.id", id).create_with_context(Reporting)?;
+                        fencer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(id, error))
+                    })
+                })
+                .collect();
+            for thread in fencing {
+                thread.join().map_err(|_| TransportError::Other("a fencing thread failed".to_owned()))??;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// Why opening the transactional id `id` failed, in words.
@@ -86,8 +109,9 @@ fn transaction_error(error: TransportError) -> TransportError {
         return error;
     }
     TransportError::Other(format!(
-        "a newer instance of this task took its transactional id over, so this one stops writing: it was restarted, its \
-         connector changed, or another host runs the same processor connector (run each on one host): {error}"
+        "the transaction was refused: a newer instance of this task took its transactional id over (the task was \
+         restarted, its connector changed, or another host runs the same processor connector: run each on one host), or \
+         the transaction ran past transaction.timeout.ms: {error}"
     ))
 }
 
@@ -147,46 +171,26 @@ pub(super) struct TransactionalProducer {
 }
 
 impl TransactionalProducer {
-    /// Opens a producer of `connector`'s: task `share.task`'s, or (None) the one that
-    /// clears its state while no task runs. `producer_config` has no transactional id
-    /// yet; `group` is the connector's consumer group, to which input offsets go.
-    ///
-    /// Before its own, it fences the transactional ids of every other task that may
-    /// have owned its partitions under another `tasks_max` (all of them when clearing
-    /// the state): a task left running after a change (a zombie) can no longer write,
-    /// and a transaction it left open is aborted at once rather than holding the
-    /// partitions' readers back until it times out.
+    /// Opens a producer of `connector`'s: task `task`'s, or (None) the one that clears
+    /// its state while no task runs. Opening fences the older instances of the same id
+    /// and aborts what they left open. `producer_config` has no transactional id yet;
+    /// `group` is the connector's consumer group, to which input offsets go.
     pub(super) async fn open(
         base: ClientConfig,
         producer_config: ClientConfig,
         group: &str,
         connector: &str,
-        share: Option<TaskShare>,
+        task: Option<u32>,
         topics: &[String],
     ) -> TransportResult<Self> {
         let group_config = base.clone().set("group.id", group).clone();
-        let (inputs, group) = (topics.to_vec(), group.to_owned());
+        let id = transactional_id(group, &task.map_or_else(|| "reset".to_owned(), |task| task.to_string()));
         let (producer, metadata) = joined(
             tokio::task::spawn_blocking(move || -> TransportResult<_> {
-                let probe: BaseConsumer<Reporting> = group_config.create_with_context(Reporting)?;
-                let mut partitions = 0;
-                for topic in &inputs {
-                    partitions = partitions.max(partition_count(&probe, topic)?);
-                }
-                let (own, others) = match share {
-                    Some(share) => (transactional_id(&group, &share.task.to_string()), earlier_owners(share, partitions)),
-                    None => (transactional_id(&group, "reset"), (0..partitions.max(0) as u32).collect()),
-                };
-                for task in others {
-                    let id = transactional_id(&group, &task.to_string());
-                    let fencer: FutureProducer<Reporting> =
-                        producer_config.clone().set("transactional.id", &id).create_with_context(Reporting)?;
-                    fencer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(&id, error))?;
-                    let _ = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(fencer));
-                }
                 let producer: FutureProducer<Reporting> =
-                    producer_config.clone().set("transactional.id", &own).create_with_context(Reporting)?;
-                producer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(&own, error))?;
+                    producer_config.clone().set("transactional.id", &id).create_with_context(Reporting)?;
+                producer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(&id, error))?;
+                let probe: BaseConsumer<Reporting> = group_config.create_with_context(Reporting)?;
                 let metadata =
                     probe.group_metadata().ok_or_else(|| TransportError::Other("the consumer group's metadata is missing".to_owned()))?;
                 Ok((producer, metadata))
@@ -291,23 +295,29 @@ impl TransactionalProducer {
         Ok(())
     }
 
-    /// Produces the batch's results and state changes within the open transaction.
+    /// Produces the batch's results and state changes within the open transaction, a
+    /// bounded number at a time (a state cleared whole may be millions of tombstones).
     async fn produce(&self, records: &[Record], changes: &[StateChange]) -> TransportResult<()> {
         let producer = self.producer();
-        let topics: Vec<String> = changes.iter().map(|change| changelog_topic(&self.connector, &change.store)).collect();
-        let results = records.iter().map(|record| producer.send(message_of(record), rdkafka::util::Timeout::Never));
-        let state = changes.iter().zip(&topics).map(|(change, topic)| {
-            let header = Header { key: CONNECTOR_HEADER, value: Some(self.connector.as_bytes()) };
-            let mut message = FutureRecord::<[u8], [u8]>::to(topic)
-                .partition(change.partition)
-                .key(change.key.as_slice())
-                .headers(OwnedHeaders::new_with_capacity(1).insert(header));
-            if let Some(value) = &change.value {
-                message = message.payload(value.as_slice());
-            }
-            producer.send(message, rdkafka::util::Timeout::Never)
-        });
-        try_join_all(results.chain(state)).await.map_err(delivery_error)?;
+        for chunk in records.chunks(SENDS_AT_ONCE) {
+            let results = chunk.iter().map(|record| producer.send(message_of(record), rdkafka::util::Timeout::Never));
+            try_join_all(results).await.map_err(delivery_error)?;
+        }
+        for chunk in changes.chunks(SENDS_AT_ONCE) {
+            let topics: Vec<String> = chunk.iter().map(|change| changelog_topic(&self.connector, &change.store)).collect();
+            let state = chunk.iter().zip(&topics).map(|(change, topic)| {
+                let header = Header { key: CONNECTOR_HEADER, value: Some(self.connector.as_bytes()) };
+                let mut message = FutureRecord::<[u8], [u8]>::to(topic)
+                    .partition(change.partition)
+                    .key(change.key.as_slice())
+                    .headers(OwnedHeaders::new_with_capacity(1).insert(header));
+                if let Some(value) = &change.value {
+                    message = message.payload(value.as_slice());
+                }
+                producer.send(message, rdkafka::util::Timeout::Never)
+            });
+            try_join_all(state).await.map_err(delivery_error)?;
+        }
         Ok(())
     }
 
@@ -474,8 +484,8 @@ fn read_changelog(
 }
 
 /// Forgets `entries` (tombstones to their changelog topics) and sets the input offsets
-/// to `starts`, in one transaction of the connector's `reset` producer, which first
-/// fences every task's id: after a crash either both happened or neither.
+/// to `starts`, in one transaction of the connector's `reset` producer: after a crash
+/// either both happened or neither.
 pub(super) async fn clear_state(
     producer: &mut TransactionalProducer,
     entries: Vec<StateEntry>,
@@ -502,20 +512,5 @@ mod tests {
         assert_eq!(store_of("device-minutes", "device-minutes--changelog"), None);
         assert_eq!(store_of("device-minutes", "device-minutes-windows"), None);
         assert_eq!(transactional_id("wasm-connect-device-minutes", "1"), "wasm-connect-device-minutes-1");
-    }
-
-    #[test]
-    fn a_task_fences_the_ids_that_owned_its_partitions_under_other_task_counts() {
-        let share = |task, tasks| TaskShare { task, tasks };
-        // Four partitions, two tasks: task 0 reads 0 and 2 (2 was task 2's under three
-        // or four tasks), task 1 reads 1 and 3 (3 was task 3's under four).
-        assert_eq!(earlier_owners(share(0, 2), 4), BTreeSet::from([2]));
-        assert_eq!(earlier_owners(share(1, 2), 4), BTreeSet::from([3]));
-        // One task owns all: every other number that ever owned one.
-        assert_eq!(earlier_owners(share(0, 1), 4), BTreeSet::from([1, 2, 3]));
-        // As many tasks as partitions, or more: nobody else could have.
-        assert_eq!(earlier_owners(share(2, 4), 4), BTreeSet::new());
-        assert_eq!(earlier_owners(share(5, 8), 4), BTreeSet::new());
-        assert_eq!(earlier_owners(share(0, 2), 0), BTreeSet::new());
     }
 }
