@@ -158,9 +158,17 @@ pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), T
     // committed offsets and the state are read.
     let mut opened_output = match task.plan.kind() {
         PluginKind::Processor => {
-            // Once for all the tasks of this plan: their earlier instances are fenced.
+            // Once for all the tasks of this plan: their earlier instances are fenced. A
+            // task told to stop meanwhile fences and opens nothing more (it would fence
+            // the tasks that replace it).
             let (transport, config) = (&task.worker.transport, &task.plan.config);
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
             task.plan.fenced.get_or_try_init(|| transport.fence_processor(&config.name, &config.topics)).await?;
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
             Some(Output::open(task).await?)
         }
         _ => None,

@@ -31,7 +31,8 @@ pub struct ConnectorPlan {
     pub chain: Arc<Chain>,
     /// Set once the transactional ids of the connector's earlier tasks are fenced (a
     /// processor on Kafka): the tasks of one plan wait for it before they start, so
-    /// that no earlier instance of any of them writes once one reads its state.
+    /// that no earlier instance of any of them writes once one reads its state. Shared
+    /// by the plan's clones (a task restarted alone keeps the same partitions).
     pub fenced: Arc<tokio::sync::OnceCell<()>>,
 }
 

@@ -321,7 +321,8 @@ impl Transport for KafkaTransport {
 
     async fn fence_processor(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
         let (base, config, group, topics) = (self.base.clone(), self.transactional_config(), consumer_group(connector), topics.to_vec());
-        tokio::task::spawn_blocking(move || processor::fence_all(&base, &config, &group, &topics))
+        let connector = connector.to_owned();
+        tokio::task::spawn_blocking(move || processor::fence_all(&base, &config, &connector, &group, &topics))
             .await
             .map_err(|error| TransportError::Other(error.to_string()))?
     }

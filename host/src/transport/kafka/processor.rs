@@ -61,15 +61,33 @@ fn transactional_id(group: &str, which: &str) -> String {
 /// How many fencing producers are opened at once.
 const FENCING_AT_ONCE: usize = 16;
 
-/// Fences every transactional id of a processor connector whose consumer group is
-/// `group`: those of tasks 0 to the input topics' partition count (a task numbered past
-/// it never owned a partition, so never wrote) and the reset id. Each is opened
-/// (`init_transactions`, which aborts what an older instance left open) and closed.
-pub(super) fn fence_all(base: &ClientConfig, producer_config: &ClientConfig, group: &str, topics: &[String]) -> TransportResult<()> {
+/// Fences every transactional id of `connector`'s (whose consumer group is `group`):
+/// those of tasks 0 to the partition count of its input topics or of its changelog
+/// topics, whichever is larger (a task numbered past it never owned a partition, so
+/// never wrote; the changelogs remember earlier inputs), and the reset id. Each is
+/// opened (`init_transactions`, which aborts what an older instance left open) and
+/// closed. An input topic that cannot be described fails it: it is tried again.
+pub(super) fn fence_all(
+    base: &ClientConfig,
+    producer_config: &ClientConfig,
+    connector: &str,
+    group: &str,
+    topics: &[String],
+) -> TransportResult<()> {
     let probe: BaseConsumer<Reporting> = base.create_with_context(Reporting)?;
     let mut partitions = 0;
     for topic in topics {
-        partitions = partitions.max(partition_count(&probe, topic)?);
+        let count = partition_count(&probe, topic)?;
+        if count == 0 {
+            return Err(TransportError::Other(format!(
+                "the input topic {topic} cannot be described (missing, or the cluster refused), so the processor's earlier tasks cannot be fenced yet; the task starts again"
+            )));
+        }
+        partitions = partitions.max(count);
+    }
+    let metadata = fetch_metadata(&probe, None)?;
+    for changelog in metadata.topics().iter().filter(|topic| topic.error().is_none() && store_of(connector, topic.name()).is_some()) {
+        partitions = partitions.max(changelog.partitions().len() as i32);
     }
     let ids: Vec<String> =
         (0..partitions).map(|task| task.to_string()).chain(["reset".to_owned()]).map(|which| transactional_id(group, &which)).collect();
@@ -81,7 +99,10 @@ pub(super) fn fence_all(base: &ClientConfig, producer_config: &ClientConfig, gro
                     scope.spawn(move || -> TransportResult<()> {
                         let fencer: FutureProducer<Reporting> =
                             producer_config.clone().set("transactional.id", id).create_with_context(Reporting)?;
-                        fencer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(id, error))
+                        let fenced = fencer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(id, error));
+                        // Destroying a producer may wait for a broker: not here.
+                        let _ = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(fencer));
+                        fenced
                     })
                 })
                 .collect();
