@@ -255,7 +255,11 @@ for values, commit in ((['a', 'b'], True), (['x'], False), (['c'], True)):
     // The reader itself knows it reached the end (what `topics read` stops on without
     // waiting for a quiet spell, and what reading a table to its end waits for).
     support::topics::runtime().block_on(async {
-        let transport = wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), "unused-offsets", "unused-config");
+        let transport = wasm_connect::transport::KafkaTransport::new(
+            &bootstrap,
+            &Default::default(),
+            wasm_connect::transport::kafka::ClusterTopics::named("unused"),
+        );
         let mut reader = transport.reader(&topic, None, StartAt::Beginning).await.unwrap();
         let mut values = Vec::new();
         for _ in 0..20 {

@@ -9,13 +9,15 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadingTls, ServerLimits};
-use crate::config::{ConfigErrors, HostConfig, LoadedConfig};
+use crate::cluster::Identity;
+use crate::config::{ConfigErrors, HostConfig, KafkaConfig, LoadedConfig};
 use crate::data_dir::DataDirLock;
 use crate::manager::Manager;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
 use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
 use crate::telemetry::redaction::SecretRegistration;
 use crate::telemetry::{Metrics, StatusBoard};
+use crate::transport::kafka::{ClusterTopics, HostTopic};
 use crate::transport::{EmbeddedTransport, KafkaTransport, Transport, kafka};
 use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
 
@@ -108,15 +110,30 @@ pub fn kafka_transport(config: &HostConfig) -> Option<KafkaTransport> {
         let secrets = kafka.client.iter().filter(|(key, _)| kafka::is_secret_setting(key));
         SecretRegistration::forever(secrets.map(|(_, value)| value.0.as_str()));
         let client = kafka.client.iter().map(|(key, value)| (key.clone(), value.0.clone())).collect();
-        KafkaTransport::new(&kafka.bootstrap_servers, &client, &kafka.offsets_topic, &kafka.config_topic)
+        KafkaTransport::new(&kafka.bootstrap_servers, &client, cluster_topics(kafka))
     })
+}
+
+/// The cluster's name and the host's own topics, as `kafka` sets them.
+fn cluster_topics(kafka: &KafkaConfig) -> ClusterTopics {
+    let cluster = &kafka.cluster;
+    ClusterTopics {
+        group_id: cluster.group_id.clone(),
+        offsets: HostTopic {
+            name: kafka.offsets_topic(),
+            partitions: cluster.offset_storage_partitions,
+            replication: cluster.offset_storage_replication_factor,
+        },
+        // One partition, as Kafka Connect's: the desired state in one order.
+        config: HostTopic { name: kafka.config_topic(), partitions: 1, replication: cluster.config_storage_replication_factor },
+    }
 }
 
 /// Where the desired state lives: the cluster's config topic, or SQLite under
 /// `data_dir` for the embedded transport.
 pub fn state_store(config: &HostConfig, kafka_transport: Option<&KafkaTransport>) -> anyhow::Result<Box<dyn StateStore>> {
     Ok(match (&config.kafka, kafka_transport) {
-        (Some(kafka), Some(transport)) => Box::new(KafkaStateStore::new(transport.clone(), &kafka.config_topic)),
+        (Some(kafka), Some(transport)) => Box::new(KafkaStateStore::new(transport.clone(), &kafka.config_topic())),
         _ => Box::new(SqliteStateStore::open(&config.data_dir)?),
     })
 }
@@ -138,14 +155,15 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let prepared = loaded.clone();
     let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let config = &loaded.config;
-    let kafka_transport = match kafka_transport(config) {
-        Some(kafka) => {
-            let identity = crate::data_dir::host_identity(&config.data_dir)
-                .with_context(|| format!("cannot keep this host's identity in {}", config.data_dir.display()))?;
-            Some(kafka.with_host_identity(&identity))
-        }
-        None => None,
+    let host_id = crate::data_dir::host_identity(&config.data_dir)
+        .with_context(|| format!("cannot keep this host's identity in {}", config.data_dir.display()))?;
+    let mut identity = Identity {
+        worker_id: crate::cluster::worker_id(&config.admin, listener.local_addr()?),
+        host_id: host_id.clone(),
+        group_id: config.kafka.as_ref().map(|kafka| kafka.cluster.group_id.clone()),
+        kafka_cluster_id: None,
     };
+    let kafka_transport = kafka_transport(config).map(|kafka| kafka.with_host_identity(&host_id));
     let transport: Arc<dyn Transport> = match &kafka_transport {
         Some(kafka) => Arc::new(kafka.clone()),
         None => {
@@ -173,8 +191,10 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         },
         None => format!("cannot create the connectors' topics in {}", config.data_dir.display()),
     })?;
-    let worker_id = config.admin.listen.to_string();
-    let status = StatusBoard::new(&worker_id);
+    if let Some(kafka) = &kafka_transport {
+        identity.kafka_cluster_id = kafka.cluster_id().await;
+    }
+    let status = StatusBoard::new(&identity.worker_id);
     let metrics = Metrics::new(status.clone());
     let store = state_store(config, kafka_transport.as_ref())?;
     let context = WorkerContext {
@@ -196,6 +216,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         allowed_hosts: config.admin.allowed_hosts.clone().into(),
         request_timeout: config.admin.request_timeout,
         uploads: Arc::new(tokio::sync::Semaphore::new(admin::CONCURRENT_UPLOADS)),
+        identity: Arc::new(identity),
     };
     let limits = ServerLimits { max_connections: config.admin.max_connections as usize, header_timeout: config.admin.header_timeout };
     let bound = listener.local_addr()?;

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod capabilities;
+pub mod cluster;
 pub mod config;
 pub mod data_dir;
 pub mod host;

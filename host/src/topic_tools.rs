@@ -63,7 +63,7 @@ pub async fn list(transport: &dyn Transport, json: bool, out: &mut dyn Write) ->
 pub async fn known_connectors(transport: &dyn Transport, config: &HostConfig) -> anyhow::Result<Vec<ConnectorConfig>> {
     let mut connectors = config.connectors.clone();
     if let Some(kafka) = &config.kafka {
-        let config_topic = transport.describe_topics(Some(&kafka.config_topic)).await.context("cannot look for the config topic")?;
+        let config_topic = transport.describe_topics(Some(&kafka.config_topic())).await.context("cannot look for the config topic")?;
         if config_topic.is_empty() {
             return Ok(connectors);
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cluster;
 pub mod cql_server;
 pub mod kafka;
 pub mod prometheus;

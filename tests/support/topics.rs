@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use wasm_connect::transport::kafka::ClusterTopics;
 use wasm_connect::transport::{EmbeddedTransport, KafkaTransport, StartAt, Transport};
 use wasm_connect_protocol::Record;
 
@@ -29,7 +30,7 @@ pub fn read(data_dir: &Path, topic: &str) -> Vec<Record> {
 
 /// A client of the Kafka cluster at `bootstrap`, as the host's own.
 pub fn kafka(bootstrap: &str) -> KafkaTransport {
-    KafkaTransport::new(bootstrap, &Default::default(), "test-offsets", "test-configs")
+    KafkaTransport::new(bootstrap, &Default::default(), ClusterTopics::named("test"))
 }
 
 /// Appends `records` to the existing Kafka `topic` (each to the partition of its key).

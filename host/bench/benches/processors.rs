@@ -31,6 +31,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasm_connect::processing::aggregate::Aggregate;
 use wasm_connect::processing::{Processed, Processor};
+use wasm_connect::transport::kafka::ClusterTopics;
 use wasm_connect::transport::{EmbeddedTransport, KafkaTransport, Transport};
 use wasm_connect_bench::{measure_delivery, metric, rss_mib, write_config};
 use wasm_connect_protocol::Record;
@@ -101,7 +102,7 @@ fn run_on(label: &str, records: usize, keys: usize, processor: &str, batch: u32,
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let transport: Box<dyn Transport> = match kafka {
-            Some(bootstrap) => Box::new(KafkaTransport::new(bootstrap, &Default::default(), "bench-offsets", "bench-configs")),
+            Some(bootstrap) => Box::new(KafkaTransport::new(bootstrap, &Default::default(), ClusterTopics::named("bench"))),
             None => Box::new(EmbeddedTransport::open(&directory.path().join("data"), 4).unwrap()),
         };
         transport.ensure_topics(&["readings".to_owned()]).await.unwrap();

@@ -22,8 +22,13 @@ pub struct ServerInfo {
     pub version: String,
     /// The commit it was built from, or `unknown` outside a git checkout.
     pub commit: String,
-    /// Always null: the host is not part of a Kafka cluster's workers.
+    /// The id of the Kafka cluster the host runs on; null on the embedded transport.
     pub kafka_cluster_id: Option<String>,
+    /// The address this host's API is reached at, as the status names it.
+    pub worker_id: String,
+    /// The cluster of hosts it belongs to (`kafka.cluster."group.id"`); null on the
+    /// embedded transport.
+    pub group_id: Option<String>,
 }
 
 /// `GET /health`.

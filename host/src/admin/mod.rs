@@ -62,6 +62,8 @@ pub struct AdminState {
     pub request_timeout: std::time::Duration,
     /// Uploads read at once: each may buffer `max_plugin_bytes`.
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Who this host is, for `GET /`.
+    pub identity: Arc<crate::cluster::Identity>,
 }
 
 /// The most problems an error message lists: a body with thousands of bad keys gets a
@@ -305,11 +307,14 @@ pub fn serve(
     server::serve(listener, router(state), limits, tls, shutdown)
 }
 
-async fn root() -> Json<dto::ServerInfo> {
+async fn root(State(state): State<AdminState>) -> Json<dto::ServerInfo> {
+    let identity = &state.identity;
     Json(dto::ServerInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         commit: option_env!("WASM_CONNECT_COMMIT").unwrap_or("unknown").to_owned(),
-        kafka_cluster_id: None,
+        kafka_cluster_id: identity.kafka_cluster_id.clone(),
+        worker_id: identity.worker_id.clone(),
+        group_id: identity.group_id.clone(),
     })
 }
 

@@ -351,6 +351,27 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_topics_follow_the_group_unless_named() {
+        let kafka = |block: &str| {
+            let text = format!("version: 1\nkafka:\n  bootstrap_servers: k:9092\n{block}");
+            parse(&text, "x.yaml", Path::new(".")).unwrap().config.kafka.unwrap()
+        };
+        let default = kafka("");
+        assert_eq!((default.cluster.group_id.as_str(), default.config_topic()), ("wasm-connect", "wasm-connect-configs".to_owned()));
+        assert_eq!(default.offsets_topic(), "wasm-connect-offsets");
+        let grouped = kafka("  cluster:\n    group.id: etl\n");
+        assert_eq!((grouped.config_topic(), grouped.offsets_topic()), ("etl-configs".to_owned(), "etl-offsets".to_owned()));
+        let older = kafka("  config_topic: c\n  offsets_topic: o\n  cluster:\n    group.id: etl\n");
+        assert_eq!((older.config_topic(), older.offsets_topic()), ("c".to_owned(), "o".to_owned()));
+        let named = kafka("  cluster:\n    config.storage.topic: c2\n    offset.storage.topic: o2\n");
+        assert_eq!((named.config_topic(), named.offsets_topic()), ("c2".to_owned(), "o2".to_owned()));
+        let same =
+            "version: 1\nkafka:\n  bootstrap_servers: k:9092\n  cluster:\n    config.storage.topic: t\n    offset.storage.topic: t\n";
+        let errors = parse(same, "x.yaml", Path::new(".")).unwrap_err().to_string();
+        assert!(errors.contains("the config and offsets topics must be two different topics"), "{errors}");
+    }
+
+    #[test]
     fn defaults_stand_in_for_unset_and_empty_variables() {
         let base = Path::new(".");
         assert_eq!(substitute_text("${WASM_CONNECT_TEST_NEVER_SET:-fallback}/x", base).unwrap(), "fallback/x");

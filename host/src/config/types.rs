@@ -79,6 +79,16 @@ pub struct AdminConfig {
     /// crosses a network in clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<AdminTls>,
+    /// The host name or IP address others reach this API at (Kafka Connect's
+    /// `rest.advertised.host.name`): with the port, the `worker_id` the status shows.
+    /// Default: the address it listens on, or this machine's host name when that is
+    /// `0.0.0.0` or `::`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_host: Option<String>,
+    /// The port others reach this API at (Kafka Connect's `rest.advertised.port`),
+    /// when a proxy or a port mapping stands in between. Default: the port it listens on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertised_port: Option<u16>,
 }
 
 /// The admin API's TLS files, PEM; read again when they change.
@@ -118,6 +128,8 @@ impl Default for AdminConfig {
             header_timeout: default_header_timeout(),
             request_timeout: default_admin_request_timeout(),
             tls: None,
+            advertised_host: None,
+            advertised_port: None,
         }
     }
 }
@@ -131,21 +143,83 @@ pub struct KafkaConfig {
     /// librdkafka settings passed through as they are (TLS, SASL, compression...).
     #[serde(default)]
     pub client: BTreeMap<String, ScalarString>,
-    /// Topic that holds source positions (like Kafka Connect's `offset.storage.topic`).
-    #[serde(default = "default_offsets_topic")]
-    pub offsets_topic: String,
-    /// Compacted topic that holds the desired state: connectors made through the REST
-    /// API and every connector's target state (like Kafka Connect's `config.storage.topic`).
-    #[serde(default = "default_config_topic")]
-    pub config_topic: String,
+    /// The older name of `cluster."offset.storage.topic"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets_topic: Option<String>,
+    /// The older name of `cluster."config.storage.topic"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_topic: Option<String>,
+    /// What the hosts that share this cluster share, named as Kafka Connect's worker
+    /// settings: the group, the topics and how they are made.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
-fn default_offsets_topic() -> String {
-    "wasm-connect-offsets".to_owned()
+impl KafkaConfig {
+    /// The compacted topic of source positions.
+    pub fn offsets_topic(&self) -> String {
+        let chosen = self.cluster.offset_storage_topic.as_ref().or(self.offsets_topic.as_ref());
+        chosen.cloned().unwrap_or_else(|| format!("{}-offsets", self.cluster.group_id))
+    }
+
+    /// The compacted topic of the desired state: connectors made through the REST API
+    /// and every connector's target state.
+    pub fn config_topic(&self) -> String {
+        let chosen = self.cluster.config_storage_topic.as_ref().or(self.config_topic.as_ref());
+        chosen.cloned().unwrap_or_else(|| format!("{}-configs", self.cluster.group_id))
+    }
 }
 
-fn default_config_topic() -> String {
-    "wasm-connect-configs".to_owned()
+/// The settings every host of one cluster shares (Kafka Connect's worker settings of
+/// the same names). Changing `group.id` makes a new cluster: new groups, new
+/// transactional ids, new topics.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The cluster's name: the prefix of every consumer group and transactional id
+    /// the hosts use (`<group.id>-<connector>`), and of the topics below by default.
+    #[serde(rename = "group.id", default = "default_group_id")]
+    pub group_id: String,
+    /// Compacted topic of the desired state; default `<group.id>-configs`.
+    #[serde(rename = "config.storage.topic", default, skip_serializing_if = "Option::is_none")]
+    pub config_storage_topic: Option<String>,
+    /// Replicas of the config topic when the host creates it; -1: the broker's default.
+    #[serde(rename = "config.storage.replication.factor", default = "broker_default")]
+    pub config_storage_replication_factor: i32,
+    /// Compacted topic of source positions; default `<group.id>-offsets`.
+    #[serde(rename = "offset.storage.topic", default, skip_serializing_if = "Option::is_none")]
+    pub offset_storage_topic: Option<String>,
+    /// Replicas of the offsets topic when the host creates it; -1: the broker's default.
+    #[serde(rename = "offset.storage.replication.factor", default = "broker_default")]
+    pub offset_storage_replication_factor: i32,
+    /// Partitions of the offsets topic when the host creates it.
+    #[serde(rename = "offset.storage.partitions", default = "default_offset_partitions")]
+    pub offset_storage_partitions: i32,
+}
+
+fn default_group_id() -> String {
+    "wasm-connect".to_owned()
+}
+
+fn broker_default() -> i32 {
+    -1
+}
+
+fn default_offset_partitions() -> i32 {
+    25
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            group_id: default_group_id(),
+            config_storage_topic: None,
+            config_storage_replication_factor: broker_default(),
+            offset_storage_topic: None,
+            offset_storage_replication_factor: broker_default(),
+            offset_storage_partitions: default_offset_partitions(),
+        }
+    }
 }
 
 /// The SQLite-backed embedded transport.

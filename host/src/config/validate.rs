@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{ConnectorConfig, HostConfig, PredicateConfig, Tolerance, TransformConfig};
+use super::{ConnectorConfig, HostConfig, KafkaConfig, PredicateConfig, Tolerance, TransformConfig};
 
 /// The most transforms (and predicates) one connector has.
 const MAX_CHAIN: usize = 100;
@@ -50,11 +50,26 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
             );
         }
     }
+    if let Some(host) = &config.admin.advertised_host {
+        let valid = !host.is_empty() && host.len() <= 253 && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c));
+        if !valid {
+            problem(
+                "admin.advertised_host".into(),
+                "is not a host name or IP address: write it alone (`connect-1.example.com`, `10.0.0.7`), without a scheme or port",
+            );
+        }
+    }
+    if config.admin.advertised_port == Some(0) {
+        problem("admin.advertised_port".into(), "must be a port between 1 and 65535");
+    }
     if config.plugins.memory_limit_mib == 0 {
         problem("plugins.memory_limit_mib".into(), "must be at least 1");
     }
     if config.plugins.call_timeout.is_zero() {
         problem("plugins.call_timeout".into(), "must be longer than 0");
+    }
+    if let Some(kafka) = &config.kafka {
+        problems.extend(validate_cluster(kafka));
     }
     let mut names = HashSet::new();
     for (index, connector) in config.connectors.iter().enumerate() {
@@ -63,6 +78,57 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
             problems.push((format!("connectors[{index}].name"), "is used by an earlier connector; names must be unique".to_owned()));
         }
         problems.extend(validate_connector(connector).into_iter().map(|(key, message)| (format!("connectors[{index}].{key}"), message)));
+    }
+    problems
+}
+
+/// The longest `group.id`: the default topic names `<group.id>-configs` and
+/// `<group.id>-offsets` must fit Kafka's limit on topic names.
+const MAX_GROUP_ID_LENGTH: usize = MAX_TOPIC_LENGTH - "-offsets".len();
+
+/// The problems of the settings the hosts of one cluster share.
+fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
+    let cluster = &kafka.cluster;
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, message: String| problems.push((format!("kafka.cluster.{key}"), message));
+    match crate::names::check_name(&cluster.group_id) {
+        Err(message) => problem("group.id", message),
+        Ok(()) if cluster.group_id.len() > MAX_GROUP_ID_LENGTH => {
+            problem("group.id", format!("is {} bytes long; at most {MAX_GROUP_ID_LENGTH} are allowed", cluster.group_id.len()))
+        }
+        Ok(()) => {}
+    }
+    for (key, topic, older) in [
+        ("config.storage.topic", &cluster.config_storage_topic, kafka.config_topic.is_some()),
+        ("offset.storage.topic", &cluster.offset_storage_topic, kafka.offsets_topic.is_some()),
+    ] {
+        let Some(topic) = topic else { continue };
+        if let Err(message) = check_topic_name(topic) {
+            problem(key, message);
+        }
+        if older {
+            let older_key = if key.starts_with("config") { "kafka.config_topic" } else { "kafka.offsets_topic" };
+            problem(key, format!("is also set under its older name {older_key}; keep only this one"));
+        }
+    }
+    for (key, topic) in [("kafka.config_topic", &kafka.config_topic), ("kafka.offsets_topic", &kafka.offsets_topic)] {
+        if let Some(Err(message)) = topic.as_deref().map(check_topic_name) {
+            problems.push((key.to_owned(), message));
+        }
+    }
+    if kafka.config_topic() == kafka.offsets_topic() {
+        problems.push(("kafka.cluster".to_owned(), "the config and offsets topics must be two different topics".to_owned()));
+    }
+    for (key, replicas) in [
+        ("config.storage.replication.factor", cluster.config_storage_replication_factor),
+        ("offset.storage.replication.factor", cluster.offset_storage_replication_factor),
+    ] {
+        if replicas == 0 || replicas < -1 {
+            problems.push((format!("kafka.cluster.{key}"), "must be at least 1, or -1 for the broker's default".to_owned()));
+        }
+    }
+    if !(1..=10_000).contains(&cluster.offset_storage_partitions) {
+        problems.push(("kafka.cluster.offset.storage.partitions".to_owned(), "must be between 1 and 10000".to_owned()));
     }
     problems
 }

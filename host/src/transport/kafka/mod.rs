@@ -38,14 +38,44 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long joining a sink connector's group to change its offsets may take.
 const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A topic the host keeps its own state in: created compacted, with the first topics
+/// the host asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostTopic {
+    /// Its name.
+    pub name: String,
+    /// Its partitions when the host creates it.
+    pub partitions: i32,
+    /// Its replicas when the host creates it; -1: the broker's default.
+    pub replication: i32,
+}
+
+/// What the hosts of one cluster share: the name every consumer group and
+/// transactional id starts with, and the host's own topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTopics {
+    /// `kafka.cluster."group.id"`.
+    pub group_id: String,
+    /// Source positions, keyed by connector.
+    pub offsets: HostTopic,
+    /// The desired state.
+    pub config: HostTopic,
+}
+
+impl ClusterTopics {
+    /// Names made of `prefix` with the broker's defaults, for tools and tests.
+    pub fn named(prefix: &str) -> Self {
+        let topic = |suffix: &str| HostTopic { name: format!("{prefix}-{suffix}"), partitions: -1, replication: -1 };
+        Self { group_id: prefix.to_owned(), offsets: topic("offsets"), config: topic("configs") }
+    }
+}
+
 /// A Kafka cluster.
 #[derive(Clone)]
 pub struct KafkaTransport {
     base: ClientConfig,
-    offsets_topic: String,
-    /// The compacted topics the host keeps its own state in (positions, desired state):
-    /// created, compacted, with the first topics the host asks for.
-    host_topics: Vec<String>,
+    /// The cluster's name and the host's own topics.
+    cluster: Arc<ClusterTopics>,
     /// Topics already checked or created by this process: each is asked for once.
     known_topics: Arc<Mutex<HashSet<String>>>,
     /// Writes to the host's compacted topics (desired state, position resets).
@@ -60,10 +90,9 @@ pub struct KafkaTransport {
 }
 
 impl KafkaTransport {
-    /// Connects lazily to `bootstrap_servers` with the user's librdkafka settings;
-    /// source positions go to `offsets_topic`, and `config_topic` is the other topic
-    /// of the host's own (both compacted).
-    pub fn new(bootstrap_servers: &str, client: &BTreeMap<String, String>, offsets_topic: &str, config_topic: &str) -> Self {
+    /// Connects lazily to `bootstrap_servers` with the user's librdkafka settings, as
+    /// a host of the cluster `cluster` names.
+    pub fn new(bootstrap_servers: &str, client: &BTreeMap<String, String>, cluster: ClusterTopics) -> Self {
         let mut base = ClientConfig::new();
         base.set("bootstrap.servers", bootstrap_servers);
         for (key, value) in client {
@@ -77,8 +106,7 @@ impl KafkaTransport {
         base.set_log_level(level);
         Self {
             base,
-            offsets_topic: offsets_topic.to_owned(),
-            host_topics: vec![offsets_topic.to_owned(), config_topic.to_owned()],
+            cluster: Arc::new(cluster),
             known_topics: Arc::default(),
             control_producer: Arc::default(),
             host_identity: None,
@@ -93,12 +121,39 @@ impl KafkaTransport {
         self
     }
 
+    /// The cluster's name and the host's own topics.
+    pub fn cluster(&self) -> &ClusterTopics {
+        &self.cluster
+    }
+
+    /// The consumer group of a sink or processor connector, which also starts its
+    /// tasks' transactional ids.
+    fn consumer_group(&self, connector: &str) -> String {
+        format!("{}-{connector}", self.cluster.group_id)
+    }
+
+    /// The id of the cluster, when the broker says within the request timeout.
+    pub async fn cluster_id(&self) -> Option<String> {
+        let config = self.base.clone();
+        tokio::task::spawn_blocking(move || {
+            let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting).ok()?;
+            probe.client().fetch_cluster_id(REQUEST_TIMEOUT)
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    fn host_topic(&self, name: &str) -> Option<&HostTopic> {
+        [&self.cluster.offsets, &self.cluster.config].into_iter().find(|topic| topic.name == name)
+    }
+
     /// Commits `offsets` (topic, partition, next offset) for a sink connector's group
     /// while none of its tasks runs. The committer joins the group as its one member
     /// (brokers accept commits from members; an empty group takes them from anyone,
     /// but not every broker says so), commits, and leaves.
     async fn commit_as_group(&self, connector: &str, offsets: Vec<(String, i32, i64)>) -> TransportResult<()> {
-        let (config, group) = (self.group_config(connector), consumer_group(connector));
+        let (config, group) = (self.group_config(connector), self.consumer_group(connector));
         tokio::task::spawn_blocking(move || -> TransportResult<()> {
             if offsets.is_empty() {
                 return Ok(());
@@ -170,7 +225,7 @@ impl KafkaTransport {
     /// Settings of a client in a sink connector's consumer group.
     fn group_config(&self, connector: &str) -> ClientConfig {
         let mut config = self.base.clone();
-        config.set("group.id", consumer_group(connector)).set("enable.auto.commit", "false");
+        config.set("group.id", self.consumer_group(connector)).set("enable.auto.commit", "false");
         config
     }
 
@@ -188,7 +243,8 @@ impl KafkaTransport {
     async fn create_missing_topics(&self, topics: &[String]) -> TransportResult<()> {
         let wanted: Vec<String> = {
             let known = self.known_topics.lock().expect("known topics lock");
-            let mut wanted: Vec<String> = topics.iter().chain(&self.host_topics).filter(|topic| !known.contains(*topic)).cloned().collect();
+            let host_topics = [&self.cluster.offsets.name, &self.cluster.config.name];
+            let mut wanted: Vec<String> = topics.iter().chain(host_topics).filter(|topic| !known.contains(*topic)).cloned().collect();
             wanted.sort();
             wanted.dedup();
             wanted
@@ -214,13 +270,16 @@ impl KafkaTransport {
         // answers) CreateTopics holds up no start; the tasks wait for their topics, and
         // the log says which are missing.
         let admin: AdminClient<Reporting> = self.base.create_with_context(Reporting)?;
-        let host_topics = self.host_topics.clone();
+        let shapes: Vec<Option<HostTopic>> = missing.iter().map(|topic| self.host_topic(topic).cloned()).collect();
         tokio::spawn(async move {
             let new_topics: Vec<NewTopic<'_>> = missing
                 .iter()
-                .map(|topic| {
-                    let new_topic = NewTopic::new(topic, -1, TopicReplication::Fixed(-1));
-                    if host_topics.contains(topic) { new_topic.set("cleanup.policy", "compact") } else { new_topic }
+                .zip(&shapes)
+                .map(|(topic, shape)| match shape {
+                    Some(shape) => {
+                        NewTopic::new(topic, shape.partitions, TopicReplication::Fixed(shape.replication)).set("cleanup.policy", "compact")
+                    }
+                    None => NewTopic::new(topic, -1, TopicReplication::Fixed(-1)),
                 })
                 .collect();
             let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
@@ -255,13 +314,13 @@ impl Transport for KafkaTransport {
     }
 
     async fn source_position(&self, connector: &str) -> TransportResult<Option<String>> {
-        Ok(self.read_compacted(&self.offsets_topic, "source positions").await?.remove(connector))
+        Ok(self.read_compacted(&self.cluster.offsets.name, "source positions").await?.remove(connector))
     }
 
     async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>> {
         Ok(Box::new(KafkaProducer {
             producer: Some(self.producer_config().create_with_context(Reporting)?),
-            offsets_topic: self.offsets_topic.clone(),
+            offsets_topic: self.cluster.offsets.name.clone(),
             connector: connector.to_owned(),
         }))
     }
@@ -287,7 +346,7 @@ impl Transport for KafkaTransport {
         if let Some(host) = &self.host_identity {
             config.set("group.instance.id", format!("{host}-{}", share.task));
         }
-        let (topics, group, siblings) = (topics.to_vec(), consumer_group(connector), self.siblings.clone());
+        let (topics, group, siblings) = (topics.to_vec(), self.consumer_group(connector), self.siblings.clone());
         let consumer = tokio::task::spawn_blocking(move || KafkaConsumer::join(&config, &topics, group, siblings))
             .await
             .map_err(|error| TransportError::Other(error.to_string()))??;
@@ -302,7 +361,7 @@ impl Transport for KafkaTransport {
         if self.base.get("auto.offset.reset").is_none() {
             config.set("auto.offset.reset", "earliest");
         }
-        let (probe, topics, group) = (self.base.clone(), topics.to_vec(), consumer_group(connector));
+        let (probe, topics, group) = (self.base.clone(), topics.to_vec(), self.consumer_group(connector));
         let consumer = tokio::task::spawn_blocking(move || -> TransportResult<KafkaConsumer> {
             let partitions = processor::fixed_partitions(&probe, &topics, share.task, share.tasks)?;
             KafkaConsumer::assign_fixed(&config, &partitions, group)
@@ -313,14 +372,15 @@ impl Transport for KafkaTransport {
     }
 
     async fn processor_producer(&self, connector: &str, share: TaskShare, topics: &[String]) -> TransportResult<Box<dyn RecordProducer>> {
-        let (config, group) = (self.transactional_config(), consumer_group(connector));
+        let (config, group) = (self.transactional_config(), self.consumer_group(connector));
         let producer =
             processor::TransactionalProducer::open(self.base.clone(), config, &group, connector, Some(share.task), topics).await?;
         Ok(Box::new(producer))
     }
 
     async fn fence_processor(&self, connector: &str, topics: &[String]) -> TransportResult<()> {
-        let (base, config, group, topics) = (self.base.clone(), self.transactional_config(), consumer_group(connector), topics.to_vec());
+        let (base, config, group, topics) =
+            (self.base.clone(), self.transactional_config(), self.consumer_group(connector), topics.to_vec());
         let connector = connector.to_owned();
         tokio::task::spawn_blocking(move || processor::fence_all(&base, &config, &connector, &group, &topics))
             .await
@@ -344,7 +404,7 @@ impl Transport for KafkaTransport {
         // not stop writes nothing more), then the state and the offsets go in one
         // transaction.
         self.fence_processor(connector, topics).await?;
-        let (config, group) = (self.transactional_config(), consumer_group(connector));
+        let (config, group) = (self.transactional_config(), self.consumer_group(connector));
         let mut producer = processor::TransactionalProducer::open(self.base.clone(), config, &group, connector, None, topics).await?;
         let entries = self.processor_state(connector, None).await?;
         let starts = self.first_offsets(topics).await?;
@@ -352,7 +412,7 @@ impl Transport for KafkaTransport {
     }
 
     async fn committed_offsets(&self, connector: &str, topics: &[String]) -> TransportResult<Vec<PartitionOffset>> {
-        let (config, group, topics) = (self.group_config(connector), consumer_group(connector), topics.to_vec());
+        let (config, group, topics) = (self.group_config(connector), self.consumer_group(connector), topics.to_vec());
         tokio::task::spawn_blocking(move || -> TransportResult<Vec<PartitionOffset>> {
             let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
             let mut partitions = TopicPartitionList::new();
@@ -403,7 +463,7 @@ impl Transport for KafkaTransport {
     }
 
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()> {
-        self.write_compacted(&self.offsets_topic, connector, position).await
+        self.write_compacted(&self.cluster.offsets.name, connector, position).await
     }
 
     async fn describe_topics(&self, only: Option<&str>) -> TransportResult<Vec<TopicDescription>> {
@@ -477,11 +537,6 @@ impl Transport for KafkaTransport {
     fn name(&self) -> &'static str {
         "kafka"
     }
-}
-
-/// The consumer group of a sink or processor connector.
-fn consumer_group(connector: &str) -> String {
-    format!("wasm-connect-{connector}")
 }
 
 /// Reads a compacted topic to its end: the latest value of every key, a key whose
