@@ -27,9 +27,7 @@ fn three_hosts_of_one_group_are_distinct_workers_on_its_topics() {
     let records = (0..10).map(|n| Record { key: Some(format!("k{n}").into_bytes()), value: Some(b"{}".to_vec()), ..Record::default() });
     kafka_feed(&bootstrap, &topic, records.collect());
     let output = root.path().join("archive");
-    let sink =
-        format!("  - name: archive\n    plugin: file-sink\n    topics: [{topic}]\n    config:\n      directory: {}\n", output.display());
-    let hosts: Vec<_> = (0..3).map(|index| cluster.start(index, if index == 0 { &sink } else { "" })).collect();
+    let hosts: Vec<_> = (0..3).map(|index| cluster.start(index, "")).collect();
     let mut workers = BTreeSet::new();
     for host in &hosts {
         let info = host.get_json("/");
@@ -49,10 +47,22 @@ fn three_hosts_of_one_group_are_distinct_workers_on_its_topics() {
     hosts[0].wait_until("the group's topics", Duration::from_secs(30), || partitions(&format!("{group}-offsets")) > 0);
     assert_eq!(partitions(&format!("{group}-offsets")), 5, "offset.storage.partitions");
     assert_eq!(partitions(&format!("{group}-configs")), 1, "the config topic has one partition");
+    // Every host runs every connector until ownership comes (issue 19, part 3): the
+    // sink runs on one host alone.
+    let mut hosts = hosts;
+    for host in hosts.drain(1..) {
+        host.stop();
+    }
+    let (status, created) = hosts[0].call(
+        "POST",
+        "/connectors",
+        Some(&serde_json::json!({"name": "archive", "config": {
+        "connector.class": "file-sink", "topics": topic, "directory": output.display().to_string()}})),
+    );
+    assert_eq!(status, 201, "{created}");
     hosts[0].wait_until("the sink's ten records", Duration::from_secs(60), || {
         support::read_sink_output(&output).values().map(Vec::len).sum::<usize>() == 10
     });
-    let mut hosts = hosts;
     hosts.remove(0).stop();
     let committed = |prefix: &str| {
         let client = wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), ClusterTopics::named(prefix));
@@ -61,4 +71,117 @@ fn three_hosts_of_one_group_are_distinct_workers_on_its_topics() {
     };
     assert_eq!(committed(&group), 10, "the sink's group is {group}-archive");
     assert_eq!(committed("wasm-connect"), 0, "nothing under the default group's name");
+}
+
+/// A sink connector's REST body: `log-sink` reading `topic`, with `batch`.
+fn log_sink(name: &str, topic: &str, batch: u32) -> serde_json::Value {
+    serde_json::json!({"name": name, "config": {"connector.class": "log-sink", "topics": topic, "batch.size": batch.to_string()}})
+}
+
+/// The names of the connectors `host` lists.
+fn listed(host: &support::Host) -> BTreeSet<String> {
+    let names = host.get_json("/connectors");
+    names.as_array().unwrap().iter().map(|name| name.as_str().unwrap().to_owned()).collect()
+}
+
+/// A change made through any host is applied by every host: the one that took it has
+/// applied it when it answers (read your writes), the others within moments; file
+/// connectors are published to the others, and removed only by the host that declared
+/// them.
+#[test]
+fn a_change_through_any_host_reaches_every_host() {
+    let (_noida, bootstrap, s) = broker();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("changes{s}"));
+    let topic = format!("events{s}");
+    support::kafka::create_topic(&bootstrap, &topic, 3);
+    let file_sink = |name: &str| format!("  - name: {name}\n    plugin: log-sink\n    topics: [{topic}]\n");
+    let mut a = cluster.start(0, &file_sink("fa"));
+    let b = cluster.start(1, &file_sink("fb"));
+    let secret = "s3cr3t-airlabs-key";
+    let airlabs = format!(
+        "  - name: air\n    plugin: airlabs-source\n    topic: flights{s}\n    config:\n      api_key: {secret}\n      \
+         base_url: http://127.0.0.1:9/api/v9\n"
+    );
+    let c = cluster.start(2, &airlabs);
+    let soon = Duration::from_secs(10);
+    let all_three: BTreeSet<String> = ["fa", "fb", "air"].map(String::from).into();
+    for host in [&a, &b, &c] {
+        host.wait_until("every file connector", soon, || listed(host).is_superset(&all_three));
+    }
+    assert_eq!(c.get_json("/connectors/fa")["config"]["connector.class"], "log-sink");
+    assert_eq!(c.call("DELETE", "/connectors/fa", None).0, 409, "a file connector is changed through its file only");
+    // A file connector runs on the host whose file declares it; the others show it.
+    let task = |host: &support::Host, name: &str| host.get_json(&format!("/connectors/{name}/status"))["tasks"][0].clone();
+    a.wait_until("fa running on A", soon, || task(&a, "fa")["state"] == "RUNNING");
+    for host in [&b, &c] {
+        let elsewhere = task(host, "fa");
+        assert_eq!(elsewhere["state"], "UNASSIGNED", "{elsewhere}");
+        assert!(elsewhere["trace"].as_str().unwrap().contains("another host's configuration file"), "{elsewhere}");
+    }
+    // Its secrets stay on its host: hidden in what is published.
+    assert_eq!(a.get_json("/connectors/air")["config"]["api_key"], "[hidden]");
+    let published = support::topics::kafka_read(&bootstrap, &format!("changes{s}-configs"));
+    let air = published.iter().rev().find(|record| record.key.as_deref() == Some(b"connector-air".as_slice())).expect("air published");
+    let text = String::from_utf8(air.value.clone().unwrap()).unwrap();
+    assert!(!text.contains(secret) && text.contains("[hidden]"), "{text}");
+    assert!(published.iter().all(|record| !String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).contains(secret)));
+
+    // Created through A: there at once on A, soon on B and C.
+    let (status, created) = a.call("POST", "/connectors", Some(&log_sink("x", &topic, 7)));
+    assert_eq!(status, 201, "{created}");
+    let (status, read) = a.call("GET", "/connectors/x", None);
+    assert_eq!((status, read["config"]["batch.size"].as_str()), (200, Some("7")), "read your writes: {read}");
+    for host in [&b, &c] {
+        host.wait_until("x everywhere", soon, || host.call("GET", "/connectors/x", None).0 == 200);
+    }
+    assert_eq!(b.call("POST", "/connectors", Some(&log_sink("x", &topic, 8))).0, 409, "x exists for every host");
+
+    // Changed through B, paused through C, deleted through A.
+    let (status, changed) = b.call("PUT", "/connectors/x/config", Some(&log_sink("x", &topic, 9)["config"]));
+    assert_eq!(status, 200, "{changed}");
+    for host in [&a, &b, &c] {
+        host.wait_until("the new configuration everywhere", soon, || {
+            host.get_json("/connectors/x")["config"]["batch.size"].as_str() == Some("9")
+        });
+    }
+    assert_eq!(c.call("PUT", "/connectors/x/pause", None).0, 202);
+    for host in [&a, &b, &c] {
+        host.wait_until("x paused everywhere", soon, || host.get_json("/connectors/x/status")["connector"]["state"] == "PAUSED");
+        let metrics = host.get_text("/metrics");
+        let running = support::metric(&metrics, "wasm_connect_task_state", &[("connector", "x"), ("state", "RUNNING")]);
+        assert_eq!(running, 0.0, "no task of x runs while it is paused");
+    }
+    assert_eq!(a.call("DELETE", "/connectors/x", None).0, 204);
+    for host in [&b, &c] {
+        host.wait_until("x gone everywhere", soon, || host.call("GET", "/connectors/x", None).0 == 404);
+    }
+
+    // Two hosts create one name at the same moment: the change written last holds
+    // everywhere, and its host said so.
+    let (from_a, from_b) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| a.call("POST", "/connectors", Some(&log_sink("y", &topic, 11))));
+        let second = scope.spawn(|| b.call("POST", "/connectors", Some(&log_sink("y", &topic, 12))));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    let batch = |host: &support::Host| host.get_json("/connectors/y")["config"]["batch.size"].as_str().map(str::to_owned);
+    c.wait_until("one configuration of y everywhere", soon, || {
+        let seen = [batch(&a), batch(&b), batch(&c)];
+        seen[0].is_some() && seen.iter().all(|value| *value == seen[0])
+    });
+    let winner = batch(&c).unwrap();
+    let (won, lost) = if winner == "11" { (&from_a, &from_b) } else { (&from_b, &from_a) };
+    assert_eq!(won.0, 201, "the change that holds was answered as made: {won:?}");
+    assert!([201, 409].contains(&lost.0), "the other was made and replaced, or refused: {lost:?}");
+
+    // A host restarted without a file connector drops it everywhere; the other host's
+    // stays.
+    a.stop();
+    a = cluster.start(0, "");
+    for host in [&a, &b, &c] {
+        host.wait_until("fa gone, fb kept", soon, || {
+            let names = listed(host);
+            !names.contains("fa") && names.contains("fb")
+        });
+    }
 }

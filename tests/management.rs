@@ -472,3 +472,31 @@ fn api_changes_survive_a_restart_on_kafka() {
     let bootstrap = external.unwrap_or_else(|| cluster.as_ref().unwrap().bootstrap_servers());
     restart_survival(directory.path(), Some(&bootstrap), &suffix);
 }
+
+/// A state stored before file connectors kept their configuration (only their target):
+/// the file's connector keeps its target state and is stored in full from then on; a
+/// stored file connector the file no longer declares is removed.
+#[test]
+fn file_connectors_stored_without_their_configuration_keep_their_target() {
+    use wasm_connect::manager::store::{SqliteStateStore, StateStore};
+    let directory = tempfile::tempdir().unwrap();
+    let config = host_config(directory.path(), "  - name: kept\n    plugin: log-sink\n    topics: [events]\n");
+    let data_dir = directory.path().join("data");
+    let store = || SqliteStateStore::open(&data_dir).unwrap();
+    let runtime = support::topics::runtime();
+    runtime.block_on(async {
+        let legacy = store();
+        legacy.put("connector-kept", Some(r#"{"origin":"file","target":"PAUSED"}"#.into())).await.unwrap();
+        legacy.put("connector-gone", Some(r#"{"origin":"file","target":"RUNNING"}"#.into())).await.unwrap();
+    });
+    let host = Host::start(&config);
+    host.wait_until("kept paused", Duration::from_secs(10), || host.get_json("/connectors/kept/status")["connector"]["state"] == "PAUSED");
+    assert_eq!(host.get_json("/connectors"), json!(["kept"]));
+    host.stop();
+    let stored = runtime.block_on(store().load()).unwrap();
+    assert!(!stored.contains_key("connector-gone"), "{stored:?}");
+    let kept: Value = serde_json::from_str(&stored["connector-kept"]).unwrap();
+    assert_eq!((kept["origin"].as_str(), kept["config"]["plugin"].as_str()), (Some("file"), Some("log-sink")), "{kept}");
+    let target: Value = serde_json::from_str(&stored["target-state-kept"]).unwrap();
+    assert_eq!(target, json!({"state": "PAUSED"}));
+}

@@ -13,6 +13,7 @@ use crate::cluster::Identity;
 use crate::config::{ConfigErrors, HostConfig, KafkaConfig, LoadedConfig};
 use crate::data_dir::DataDirLock;
 use crate::manager::Manager;
+use crate::manager::log::ConfigLog;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
 use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
 use crate::telemetry::redaction::SecretRegistration;
@@ -129,8 +130,8 @@ fn cluster_topics(kafka: &KafkaConfig) -> ClusterTopics {
     }
 }
 
-/// Where the desired state lives: the cluster's config topic, or SQLite under
-/// `data_dir` for the embedded transport.
+/// Where the desired state lives, to read it whole (the topic tools): the cluster's
+/// config topic, or SQLite under `data_dir` for the embedded transport.
 pub fn state_store(config: &HostConfig, kafka_transport: Option<&KafkaTransport>) -> anyhow::Result<Box<dyn StateStore>> {
     Ok(match (&config.kafka, kafka_transport) {
         (Some(kafka), Some(transport)) => Box::new(KafkaStateStore::new(transport.clone(), &kafka.config_topic())),
@@ -196,7 +197,10 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     }
     let status = StatusBoard::new(&identity.worker_id);
     let metrics = Metrics::new(status.clone());
-    let store = state_store(config, kafka_transport.as_ref())?;
+    let opened = match (&config.kafka, &kafka_transport) {
+        (Some(kafka), Some(transport)) => ConfigLog::kafka(transport.clone(), &kafka.config_topic()).await?,
+        _ => ConfigLog::store(Box::new(SqliteStateStore::open(&config.data_dir)?)).await?,
+    };
     let context = WorkerContext {
         runtime,
         transport: transport.clone(),
@@ -206,7 +210,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         max_restart_backoff: config.plugins.max_restart_backoff,
     };
     let uploads = uploaded_plugins_dir(&config.data_dir);
-    let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, store, plans).await?;
+    let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, opened, host_id, plans).await?;
     let admin_state = AdminState {
         manager: manager.clone(),
         metrics,

@@ -57,9 +57,9 @@ pub async fn list(transport: &dyn Transport, json: bool, out: &mut dyn Write) ->
     Ok(())
 }
 
-/// Every connector the host knows: the file's, and those created through the API (from
-/// the desired state, read without changing it: on Kafka only if its config topic
-/// already exists, since reading would create it).
+/// Every connector the host knows: the file's, and those of the desired state (created
+/// through the API, or declared by another host's file), read without changing it: on
+/// Kafka only if its config topic already exists, since reading would create it.
 pub async fn known_connectors(transport: &dyn Transport, config: &HostConfig) -> anyhow::Result<Vec<ConnectorConfig>> {
     let mut connectors = config.connectors.clone();
     if let Some(kafka) = &config.kafka {
@@ -70,9 +70,12 @@ pub async fn known_connectors(transport: &dyn Transport, config: &HostConfig) ->
     }
     let kafka = crate::host::kafka_transport(config);
     let store = crate::host::state_store(config, kafka.as_ref())?;
-    let created =
-        crate::manager::api_connector_configs(store.as_ref()).await.context("cannot read the connectors created through the API")?;
-    connectors.extend(created);
+    let stored = crate::manager::stored_connector_configs(store.as_ref()).await.context("cannot read the cluster's connectors")?;
+    for config in stored {
+        if !connectors.iter().any(|connector| connector.name == config.name) {
+            connectors.push(config);
+        }
+    }
     Ok(connectors)
 }
 

@@ -21,7 +21,7 @@ use crate::transforms::wasm::PLUGIN_KEY;
 pub type Problems = Vec<(String, String)>;
 
 /// What a secret option reads back as; a PUT of it keeps the stored value.
-pub const HIDDEN: &str = "[hidden]";
+pub use crate::worker::HIDDEN;
 
 /// The host-level keys, each with its YAML-model counterpart.
 const HOST_KEYS: &[(&str, &str)] = &[

@@ -5,6 +5,7 @@
 //! Host-level keys (listen address, data_dir, transport, plugin limits) take effect
 //! only at the next start, and the report says so.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{ManagedConnector, Manager, ManagerError, Origin, TargetState, connector_key, stop_tasks};
+use super::{Declared, ManagedConnector, Manager, ManagerError, Origin, TargetState};
 use crate::config::{self, HostConfig, LoadedConfig};
 use crate::worker::{ConnectorPlan, plan_connectors};
 
@@ -59,43 +60,79 @@ impl Manager {
     /// Applies the file's connectors as a diff against the running file connectors.
     /// Refused, changing nothing, when a new file connector takes an API connector's name.
     pub async fn apply_file(&self, plans: Vec<ConnectorPlan>) -> Result<FileDiff, ManagerError> {
-        let mut running = self.running.lock().await;
+        self.sync_file(plans, &HashMap::new()).await
+    }
+
+    /// Publishes the file's connectors to the desired state's log: those new or changed
+    /// in the file, and the removal of those this host declared that the file no longer
+    /// has (another host's file may still declare them). `legacy_targets` are the
+    /// target states of file connectors stored without their configuration.
+    pub(super) async fn sync_file(
+        &self,
+        plans: Vec<ConnectorPlan>,
+        legacy_targets: &HashMap<String, TargetState>,
+    ) -> Result<FileDiff, ManagerError> {
+        let _syncing = self.file_sync.lock().await;
         let current = self.connectors();
         if let Some(taken) =
             plans.iter().find(|plan| current.get(&plan.config.name).is_some_and(|connector| connector.origin == Origin::Api))
         {
+            let name = &taken.config.name;
             return Err(ManagerError::Conflict(format!(
-                "connector \"{}\" is declared in the file and was also created through the REST API; rename it in the file, or delete the API's connector",
-                taken.config.name
+                "connector \"{name}\" is declared in the configuration file and was also created through the REST API; \
+                 rename it in the file, or delete the API's connector (DELETE /connectors/{name})"
             )));
         }
+        // Known before anything is written: a removal this host writes is not taken for
+        // another host's, and a tombstone of a connector still declared is answered.
+        let declared: BTreeMap<String, Declared> = plans.iter().map(|plan| (plan.config.name.clone(), Declared::of(plan))).collect();
+        let before = std::mem::replace(&mut *self.file_connectors.write().expect("file connectors lock"), declared);
         let mut diff = FileDiff::default();
         for (name, connector) in &current {
-            if connector.origin == Origin::File && !plans.iter().any(|plan| &plan.config.name == name) {
-                self.store.put(&connector_key(name), None).await?;
-                stop_tasks(running.remove(name).unwrap_or_default()).await;
-                self.desired.write().expect("desired state lock").remove(name);
-                self.context.status.remove_connector(name);
-                self.context.metrics.forget_connector(name);
+            let declared_here = connector.declared_by.as_ref().is_none_or(|host| *host == self.host_id);
+            if connector.origin == Origin::File && declared_here && !plans.iter().any(|plan| &plan.config.name == name) {
+                self.remove(name).await?;
                 diff.removed.push(name.clone());
             }
         }
         for plan in plans {
             let name = plan.config.name.clone();
-            let target = match current.get(&name) {
-                Some(existing) if existing.config == plan.config => continue,
+            // What this host runs is its file's; others hold what was published.
+            let same = |existing: &ManagedConnector| match before.contains_key(&name) {
+                true => existing.config == plan.config,
+                false => existing.config == plan.config_without_secrets(),
+            };
+            let new = match current.get(&name) {
+                Some(existing) if same(existing) => continue,
                 Some(existing) => {
-                    diff.changed.push(name);
-                    existing.target
+                    if let Some(other) = existing.declared_by.as_ref().filter(|host| **host != self.host_id) {
+                        tracing::warn!(
+                            connector = %name, host = %other,
+                            "The connector is also declared by another host's file, with another configuration; this host's, the latest, now holds."
+                        );
+                    }
+                    diff.changed.push(name.clone());
+                    false
                 }
                 None => {
-                    diff.added.push(name);
-                    TargetState::Running
+                    diff.added.push(name.clone());
+                    true
                 }
             };
-            let connector = ManagedConnector { config: plan.config.clone(), plan: Ok(Arc::new(plan)), origin: Origin::File, target };
-            self.ensure_topics(&connector).await?;
-            self.apply(&mut running, Arc::new(connector)).await;
+            let target = current.get(&name).map(|existing| existing.target);
+            let target = target.or_else(|| legacy_targets.get(&name).copied()).unwrap_or(TargetState::Running);
+            let stored = plan.config_without_secrets();
+            self.checked_plans.write().expect("checked plans lock").insert(name.clone(), Arc::new(plan));
+            let published = self.publish(Origin::File, stored, target, new).await;
+            self.checked_plans.write().expect("checked plans lock").remove(&name);
+            published?;
+        }
+        // Connectors that this file now declares, or no longer does, while another
+        // host's file keeps them as they are: they start or stop here.
+        let now = self.file_connectors.read().expect("file connectors lock").keys().cloned().collect::<BTreeSet<_>>();
+        let published: BTreeSet<&String> = diff.added.iter().chain(&diff.changed).chain(&diff.removed).collect();
+        for name in now.symmetric_difference(&before.keys().cloned().collect()).filter(|name| !published.contains(name)) {
+            self.reapply(name).await;
         }
         Ok(diff)
     }

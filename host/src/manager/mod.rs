@@ -1,11 +1,18 @@
 //! The one owner of the running set, as Kafka Connect's herder: it holds the desired
 //! state (every connector with its configuration, who owns it and its target state
-//! RUNNING / PAUSED / STOPPED), persists it ([`store`]), and reconciles the running
-//! tasks with it. Start-up, the REST API and the file watcher submit changes here;
-//! nothing else starts or stops tasks, and a change to one connector touches only
-//! that connector's tasks.
+//! RUNNING / PAUSED / STOPPED) and reconciles the running tasks with it; a change to
+//! one connector touches only that connector's tasks.
+//!
+//! The desired state is a log ([`log`]): on Kafka the cluster's config topic, which
+//! every host of the cluster follows; on the embedded transport the SQLite store in
+//! `data_dir`. A change, from the REST API or the configuration file, is checked, then
+//! appended to the log, and applied by [`Manager::on_record`] when the log hands it
+//! back, on every host alike; the host that took the change answers once it applied
+//! it itself. Lock order: `on_record` takes `running`; nothing waits on the log while
+//! holding `running`, or `on_record` could never run.
 
 mod file;
+pub mod log;
 mod offsets;
 mod plugins;
 pub mod store;
@@ -16,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 
 use crate::config::{ConnectorConfig, validate_connector};
 use crate::runtime::{PluginCatalog, PluginKind};
@@ -24,14 +31,21 @@ use crate::telemetry::{ConnectorStatus, State};
 use crate::transport::TransportError;
 use crate::worker::{ConnectorPlan, RunningTask, WorkerContext, plan_connector, spawn_task};
 pub use file::{FileDiff, FileState, watch as watch_file};
+use log::{ConfigLog, OpenedLog};
 pub use offsets::{ConnectorOffsets, OffsetsChange};
 pub use plugins::Upload;
 use store::{StateStore, StateStoreError};
 
+use crate::transport::kafka::LogRecord;
+
 /// How long a connector's tasks get to finish their batch when it is stopped.
 const STOP_GRACE: Duration = Duration::from_secs(30);
-/// The prefix of connector keys in the state store (Kafka Connect's own is the same).
+/// The prefix of connector keys in the log (Kafka Connect's own is the same).
 const CONNECTOR_KEY: &str = "connector-";
+/// The prefix of target-state keys in the log (Kafka Connect's own is the same): a key
+/// of its own, so that a pause and a configuration change made at the same time on
+/// two hosts do not undo each other.
+const TARGET_KEY: &str = "target-state-";
 
 /// Who may change a connector's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,14 +80,26 @@ impl TargetState {
     }
 }
 
-/// One connector as persisted. File-owned connectors store only their target state:
-/// their configuration is the file's.
+/// One connector as the log holds it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredConnector {
     origin: Origin,
+    /// The target it was created with; its `target-state-` record, once written, is
+    /// what counts. (Written before issue 19, it was the only target.)
     target: TargetState,
+    /// Its configuration. (Before issue 19, file connectors stored none: their
+    /// configuration was the file's.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     config: Option<ConnectorConfig>,
+    /// The host whose configuration file declares it (its `data_dir` host id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    declared_by: Option<String>,
+}
+
+/// A `target-state-` record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredTarget {
+    state: TargetState,
 }
 
 /// A connector of the desired state.
@@ -88,6 +114,9 @@ pub struct ManagedConnector {
     pub origin: Origin,
     /// What it should be doing.
     pub target: TargetState,
+    /// For a file connector, the host whose file declares it (none when it was
+    /// stored before hosts recorded that).
+    pub declared_by: Option<String>,
 }
 
 impl ManagedConnector {
@@ -166,6 +195,22 @@ pub enum ManagerError {
     Transport(#[from] TransportError),
 }
 
+/// A connector this host's configuration file declares.
+#[derive(Debug, Clone)]
+struct Declared {
+    /// As the file says, `${...}` substituted.
+    config: ConnectorConfig,
+    /// As it is published to the log: secret values hidden, since other hosts and
+    /// whoever reads the config topic read it.
+    published: ConnectorConfig,
+}
+
+impl Declared {
+    fn of(plan: &ConnectorPlan) -> Self {
+        Declared { config: plan.config.clone(), published: plan.config_without_secrets() }
+    }
+}
+
 /// The owner of the running set.
 pub struct Manager {
     context: WorkerContext,
@@ -175,69 +220,105 @@ pub struct Manager {
     base_dir: PathBuf,
     /// Where uploaded plugins are stored.
     uploads_dir: PathBuf,
-    store: Box<dyn StateStore>,
+    /// This host's identity (`data_dir/host-id`): who declared a file connector.
+    host_id: String,
+    /// The desired state's log.
+    log: ConfigLog,
     /// The running tasks by connector; its lock serialises every change.
     running: Mutex<HashMap<String, Vec<RunningTask>>>,
     /// The desired state as the API reads it.
     desired: RwLock<BTreeMap<String, Arc<ManagedConnector>>>,
+    /// The target states of the log's `target-state-` records, by connector.
+    targets: RwLock<HashMap<String, TargetState>>,
+    /// Plans made while checking a change, for the apply to reuse, by connector.
+    checked_plans: RwLock<HashMap<String, Arc<ConnectorPlan>>>,
+    /// The connectors this host's configuration file declares, as of its latest
+    /// valid version.
+    file_connectors: RwLock<BTreeMap<String, Declared>>,
+    /// Serialises the file's changes.
+    file_sync: Mutex<()>,
     /// What became of the configuration file's latest version.
     file_state: RwLock<FileState>,
 }
 
 impl Manager {
-    /// Loads the persisted desired state, merges the file's connectors into it and
-    /// starts everything that should run. Fails when the file declares a connector
-    /// that the REST API created, or when the state store cannot be read.
+    /// Takes the desired state of the `opened` log, starts everything that should run,
+    /// follows the log from then on, and publishes the file's connectors to it. Fails
+    /// when the file declares a connector that the REST API created, or when the log
+    /// cannot be written.
     pub async fn start(
         context: WorkerContext,
         catalog: PluginCatalog,
         base_dir: PathBuf,
         uploads_dir: PathBuf,
-        store: Box<dyn StateStore>,
+        opened: OpenedLog,
+        host_id: String,
         file_plans: Vec<ConnectorPlan>,
     ) -> anyhow::Result<Arc<Manager>> {
-        let stored = load_connectors(store.as_ref()).await?;
+        let OpenedLog { log, state, records } = opened;
+        let location = log.location();
         let manager = Arc::new(Manager {
             context,
             catalog: RwLock::new(catalog),
             base_dir,
             uploads_dir,
-            store,
+            host_id,
+            log,
             running: Mutex::default(),
             desired: RwLock::default(),
+            targets: RwLock::default(),
+            checked_plans: RwLock::default(),
+            file_connectors: RwLock::default(),
+            file_sync: Mutex::default(),
             file_state: RwLock::default(),
         });
-        let mut connectors = Vec::new();
-        for plan in file_plans {
-            let name = plan.config.name.clone();
-            let target = match stored.get(&name) {
-                Some(entry) if entry.origin == Origin::Api => anyhow::bail!(
-                    "connector {name:?} is declared in the configuration file and was also created through the REST API; \
-                     rename it in the file, or delete the API's connector (DELETE /connectors/{name}) from a host started without it"
-                ),
-                Some(entry) => entry.target,
-                None => TargetState::Running,
-            };
-            connectors.push(ManagedConnector { config: plan.config.clone(), plan: Ok(Arc::new(plan)), origin: Origin::File, target });
+        let (stored, targets) = parse_state(&state, &location);
+        if let Some(name) =
+            file_plans.iter().map(|plan| &plan.config.name).find(|name| stored.get(*name).is_some_and(|entry| entry.origin == Origin::Api))
+        {
+            anyhow::bail!(
+                "connector {name:?} is declared in the configuration file and was also created through the REST API; \
+                 rename it in the file, or delete the API's connector (DELETE /connectors/{name}) from a host started without it"
+            );
         }
+        *manager.targets.write().expect("targets lock") = targets;
+        *manager.file_connectors.write().expect("file connectors lock") =
+            file_plans.iter().map(|plan| (plan.config.name.clone(), Declared::of(plan))).collect();
+        // Connectors stored before file connectors kept their configuration: those of
+        // this file are published again below, with their target.
+        let (mut legacy_targets, mut forgotten) = (HashMap::new(), Vec::new());
+        let mut connectors = Vec::new();
+        let mut stale = Vec::new();
         for (name, entry) in stored {
-            match (entry.origin, entry.config) {
-                (Origin::File, _) if !connectors.iter().any(|connector| connector.config.name == name) => {
-                    // Removed from the file since: forget its target state too.
-                    manager.store.put(&connector_key(&name), None).await?;
+            let Some(config) = entry.config.map(|config| manager.resolved(&name, entry.origin, config)) else {
+                if entry.origin == Origin::File && file_plans.iter().any(|plan| plan.config.name == name) {
+                    legacy_targets.insert(name, entry.target);
+                } else if entry.origin == Origin::File {
+                    // Dropped from the file since: its target state goes too.
+                    forgotten.push(name);
+                } else {
+                    tracing::error!(connector = %name, "The stored state of a connector has no configuration; it was skipped.");
                 }
-                (Origin::File, _) => {}
-                (Origin::Api, Some(config)) => {
-                    let plan = manager.plan(&config).await.map_err(|problems| problems_text(&problems));
-                    if let Err(reason) = &plan {
-                        tracing::error!(connector = %name, %reason, "A connector created through the REST API cannot run; it is FAILED until its configuration or plugin is fixed.");
-                    }
-                    connectors.push(ManagedConnector { config, plan, origin: Origin::Api, target: entry.target });
-                }
-                (Origin::Api, None) => {
-                    tracing::error!(connector = %name, "The stored state of a connector has no configuration; it was skipped.")
-                }
+                continue;
+            };
+            let plan = manager.plan(&config).await.map_err(|problems| problems_text(&problems));
+            if let Err(reason) = &plan {
+                tracing::error!(connector = %name, %reason, "A stored connector cannot run; it is FAILED until its configuration or plugin is fixed.");
             }
+            let target = manager.target_of(&name, entry.target);
+            let connector = ManagedConnector { config, plan, origin: entry.origin, target, declared_by: entry.declared_by };
+            // This host's own file connectors that its file changed or dropped since
+            // are not started: the file's version is published below.
+            let declared_here = connector.declared_by.as_ref().is_none_or(|host| *host == manager.host_id);
+            let in_file = file_plans.iter().find(|plan| plan.config.name == name).map(|plan| &plan.config);
+            if connector.origin == Origin::File && declared_here && in_file != Some(&connector.config) {
+                stale.push(connector);
+            } else {
+                connectors.push(connector);
+            }
+        }
+        for connector in stale {
+            manager.desired.write().expect("desired state lock").insert(connector.config.name.clone(), Arc::new(connector));
         }
         let mut running = manager.running.lock().await;
         for connector in connectors {
@@ -245,7 +326,179 @@ impl Manager {
             manager.apply(&mut running, Arc::new(connector)).await;
         }
         drop(running);
+        manager.clone().follow(records);
+        for name in forgotten {
+            manager.remove(&name).await?;
+        }
+        manager.sync_file(file_plans, &legacy_targets).await.map_err(|error| match error {
+            ManagerError::Conflict(message) => anyhow::anyhow!("{message}"),
+            other => anyhow::Error::new(other),
+        })?;
         Ok(manager)
+    }
+
+    /// Applies the log's records as they come, each before the next.
+    fn follow(self: Arc<Self>, mut records: mpsc::UnboundedReceiver<LogRecord>) {
+        tokio::spawn(async move {
+            while let Some(record) = records.recv().await {
+                let position = record.position;
+                self.on_record(record).await;
+                self.log.mark_applied(position);
+            }
+            tracing::error!(location = %self.log.location(), "The desired state's log is no longer read; changes made from now on are not applied.");
+        });
+    }
+
+    /// Applies one record of the log: a connector put or removed, or a target state.
+    async fn on_record(self: &Arc<Self>, record: LogRecord) {
+        if let Some(name) = record.key.strip_prefix(CONNECTOR_KEY) {
+            match record.value {
+                Some(document) => self.on_connector(name, &document).await,
+                None => self.on_removed(name).await,
+            }
+        } else if let Some(name) = record.key.strip_prefix(TARGET_KEY) {
+            self.on_target(name, record.value.as_deref()).await;
+        } else {
+            tracing::debug!(key = %crate::names::shown(&record.key), "Skipped a record of the desired state's log with a key this host does not know.");
+        }
+    }
+
+    async fn on_connector(&self, name: &str, document: &str) {
+        let entry = match serde_json::from_str::<StoredConnector>(document) {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::error!(connector = %crate::names::shown(name), %error, "A stored connector could not be read; it was skipped.");
+                return;
+            }
+        };
+        let declared = self.file_connectors.read().expect("file connectors lock").get(name).cloned();
+        let config = match (entry.config, declared) {
+            (Some(config), _) => self.resolved(name, entry.origin, config),
+            // Stored before file connectors kept their configuration: this file's.
+            (None, Some(declared)) if entry.origin == Origin::File => declared.config,
+            (None, _) => {
+                tracing::debug!(connector = %crate::names::shown(name), "A stored connector without configuration was skipped.");
+                return;
+            }
+        };
+        let mut running = self.running.lock().await;
+        let target = self.target_of(name, entry.target);
+        let existing = self.connector(name).ok();
+        let checked = self.checked_plans.write().expect("checked plans lock").remove(name);
+        let plan = match (&existing, checked) {
+            // The same configuration, still resolving to the plugin it runs: only the
+            // target or the owner may have changed.
+            (Some(existing), _) if existing.config == config && self.runs_resolved_plugin(existing) => existing.plan.clone(),
+            (_, Some(checked)) if checked.config == config => Ok(checked),
+            _ => self.plan(&config).await.map_err(|problems| problems_text(&problems)),
+        };
+        if let Err(reason) = &plan {
+            tracing::error!(connector = %name, %reason, "The connector cannot run; it is FAILED until its configuration or plugin is fixed.");
+        }
+        let connector = ManagedConnector { config, plan, origin: entry.origin, target, declared_by: entry.declared_by };
+        if let Some(existing) = &existing
+            && same_run(existing, &connector)
+        {
+            self.desired.write().expect("desired state lock").insert(name.to_owned(), Arc::new(connector));
+            return;
+        }
+        if let Err(error) = self.ensure_topics(&connector).await {
+            tracing::warn!(connector = %name, %error, "The connector's topics could not be checked; its tasks wait for them.");
+        }
+        if let Some(warning) = crate::config::ignored_keys_warning(&connector.config) {
+            tracing::warn!(connector = %name, "{warning}");
+        }
+        tracing::info!(connector = %name, plugin = %connector.config.plugin, "Applied the connector's configuration.");
+        self.apply(&mut running, Arc::new(connector)).await;
+    }
+
+    async fn on_removed(self: &Arc<Self>, name: &str) {
+        let mut running = self.running.lock().await;
+        stop_tasks(running.remove(name).unwrap_or_default()).await;
+        let removed = self.desired.write().expect("desired state lock").remove(name);
+        drop(running);
+        self.context.status.remove_connector(name);
+        self.context.metrics.forget_connector(name);
+        if removed.is_some() {
+            tracing::info!(connector = name, "Deleted the connector.");
+        }
+        // Another host dropped it from its file; this host's file still declares it.
+        let declared = self.file_connectors.read().expect("file connectors lock").get(name).cloned();
+        if let Some(declared) = declared {
+            let manager = self.clone();
+            tokio::spawn(async move {
+                let name = declared.config.name.clone();
+                match manager.publish(Origin::File, declared.published, TargetState::Running, true).await {
+                    Ok(_) => {
+                        tracing::info!(connector = %name, "Another host removed a connector this host's file declares; declared it again.")
+                    }
+                    Err(error) => {
+                        tracing::error!(connector = %name, %error, "A connector this host's file declares could not be declared again.")
+                    }
+                }
+            });
+        }
+    }
+
+    async fn on_target(&self, name: &str, document: Option<&str>) {
+        let target = match document.map(serde_json::from_str::<StoredTarget>) {
+            Some(Ok(stored)) => Some(stored.state),
+            None => None,
+            Some(Err(error)) => {
+                tracing::error!(connector = %crate::names::shown(name), %error, "A stored target state could not be read; it was skipped.");
+                return;
+            }
+        };
+        let mut running = self.running.lock().await;
+        {
+            let mut targets = self.targets.write().expect("targets lock");
+            match target {
+                Some(target) => targets.insert(name.to_owned(), target),
+                None => targets.remove(name),
+            };
+        }
+        let Some(target) = target else { return };
+        let Ok(existing) = self.connector(name) else { return };
+        if existing.target != target {
+            tracing::info!(connector = name, target = ?target, "Changed the connector's target state.");
+            self.apply(&mut running, Arc::new(ManagedConnector { target, ..(*existing).clone() })).await;
+        }
+    }
+
+    /// Whether this host runs `connector`'s tasks: those created through the API, and
+    /// those its own configuration file declares, as before hosts shared the desired
+    /// state. (Which host runs which task is not decided by the cluster yet.)
+    fn runs_here(&self, connector: &ManagedConnector) -> bool {
+        connector.origin == Origin::Api || self.file_connectors.read().expect("file connectors lock").contains_key(&connector.config.name)
+    }
+
+    /// The configuration of a stored connector as this host runs it: for a file
+    /// connector its own file declares, the file's (with its secrets, which the log
+    /// does not hold), whatever another host's file published; else `stored`.
+    fn resolved(&self, name: &str, origin: Origin, stored: ConnectorConfig) -> ConnectorConfig {
+        let declared = self.file_connectors.read().expect("file connectors lock").get(name).cloned();
+        match declared {
+            Some(declared) if origin == Origin::File => declared.config,
+            _ => stored,
+        }
+    }
+
+    /// Applies `name` again as the log last said, with this host's view of it (after
+    /// this host's file started or stopped declaring it).
+    async fn reapply(&self, name: &str) {
+        let mut running = self.running.lock().await;
+        let Ok(existing) = self.connector(name) else { return };
+        let config = self.resolved(name, existing.origin, existing.config.clone());
+        let plan = match config == existing.config {
+            true => existing.plan.clone(),
+            false => self.plan(&config).await.map_err(|problems| problems_text(&problems)),
+        };
+        self.apply(&mut running, Arc::new(ManagedConnector { config, plan, ..(*existing).clone() })).await;
+    }
+
+    /// The target of `name`: its target-state record's, else `stored`.
+    fn target_of(&self, name: &str, stored: TargetState) -> TargetState {
+        self.targets.read().expect("targets lock").get(name).copied().unwrap_or(stored)
     }
 
     /// Every connector of the desired state, by name.
@@ -285,17 +538,15 @@ impl Manager {
 
     /// Creates a connector owned by the API, in `target` state.
     pub async fn create(&self, config: ConnectorConfig, target: TargetState) -> Result<Arc<ManagedConnector>, ManagerError> {
-        let mut running = self.running.lock().await;
         if self.connector(&config.name).is_ok() {
             return Err(ManagerError::AlreadyExists(config.name));
         }
-        self.install(&mut running, config, target).await
+        self.install(config, target, true).await
     }
 
     /// Replaces the configuration of an API-owned connector, or creates it (as Kafka
     /// Connect's `PUT /connectors/{name}/config` does). Returns whether it was created.
     pub async fn put_config(&self, config: ConnectorConfig) -> Result<(bool, Arc<ManagedConnector>), ManagerError> {
-        let mut running = self.running.lock().await;
         let (created, target) = match self.connector(&config.name) {
             Ok(existing) if existing.origin == Origin::File => return Err(ManagerError::OwnedByFile(config.name)),
             // The same configuration again, still resolving to the plugin version it
@@ -304,7 +555,7 @@ impl Manager {
             Ok(existing) => (false, existing.target),
             Err(_) => (true, TargetState::Running),
         };
-        Ok((created, self.install(&mut running, config, target).await?))
+        Ok((created, self.install(config, target, created).await?))
     }
 
     /// Whether `connector` runs the plugin version its `plugin` names today (a newer
@@ -316,31 +567,29 @@ impl Manager {
 
     /// Deletes an API-owned connector: its tasks stop (committing the batch in hand).
     pub async fn delete(&self, name: &str) -> Result<(), ManagerError> {
-        let mut running = self.running.lock().await;
         let existing = self.connector(name)?;
         if existing.origin == Origin::File {
             return Err(ManagerError::OwnedByFile(name.to_owned()));
         }
-        self.store.put(&connector_key(name), None).await?;
-        stop_tasks(running.remove(name).unwrap_or_default()).await;
-        self.desired.write().expect("desired state lock").remove(name);
-        self.context.status.remove_connector(name);
-        self.context.metrics.forget_connector(name);
-        tracing::info!(connector = name, "Deleted the connector.");
+        self.remove(name).await
+    }
+
+    /// Removes a connector from the log: the connector, then its target state.
+    async fn remove(&self, name: &str) -> Result<(), ManagerError> {
+        let removed = self.log.append(&connector_key(name), None).await?;
+        let target = self.log.append(&target_key(name), None).await?;
+        self.log.applied(removed).await?;
+        self.log.applied(target).await?;
         Ok(())
     }
 
     /// Pauses, resumes or stops a connector, whoever owns it; persisted.
     pub async fn set_target(&self, name: &str, target: TargetState) -> Result<(), ManagerError> {
-        let mut running = self.running.lock().await;
         let existing = self.connector(name)?;
         if existing.target == target {
             return Ok(());
         }
-        let changed = ManagedConnector { target, ..(*existing).clone() };
-        self.store.put(&connector_key(name), Some(stored_document(&changed))).await?;
-        tracing::info!(connector = name, target = ?target, "Changed the connector's target state.");
-        self.apply(&mut running, Arc::new(changed)).await;
+        self.log.write(&target_key(name), Some(&target_document(target))).await?;
         Ok(())
     }
 
@@ -403,29 +652,49 @@ impl Manager {
         self.context.status.stop_all();
     }
 
-    /// Validates, plans and persists `config`, then runs it in `target` state,
-    /// replacing what ran under that name.
-    async fn install(
-        &self,
-        running: &mut HashMap<String, Vec<RunningTask>>,
-        config: ConnectorConfig,
-        target: TargetState,
-    ) -> Result<Arc<ManagedConnector>, ManagerError> {
+    /// Validates and plans `config` (refused with every problem), then publishes it as
+    /// an API connector in `target` state (`new`: with that target state too), and
+    /// answers with what this host then runs.
+    async fn install(&self, config: ConnectorConfig, target: TargetState, new: bool) -> Result<Arc<ManagedConnector>, ManagerError> {
         let problems = validate_connector(&config);
         if !problems.is_empty() {
             return Err(ManagerError::Invalid(problems));
         }
         let plan = self.plan(&config).await.map_err(ManagerError::Invalid)?;
-        if let Some(warning) = crate::config::ignored_keys_warning(&config) {
-            tracing::warn!(connector = %config.name, "{warning}");
+        let name = config.name.clone();
+        // Checked here, so that a cluster that cannot be reached refuses the change.
+        self.context.transport.ensure_topics(&connector_topics(&config)).await?;
+        self.checked_plans.write().expect("checked plans lock").insert(name.clone(), plan);
+        let published = self.publish(Origin::Api, config.clone(), target, new).await;
+        self.checked_plans.write().expect("checked plans lock").remove(&name);
+        published?;
+        let installed = self.connector(&name)?;
+        if installed.origin != Origin::Api || installed.config != config {
+            return Err(ManagerError::Conflict(format!(
+                "connector {name} was changed at the same time through another host (or the file of one), whose change came last"
+            )));
         }
-        let managed = ManagedConnector { config, plan: Ok(plan), origin: Origin::Api, target };
-        self.ensure_topics(&managed).await?;
-        self.store.put(&connector_key(&managed.config.name), Some(stored_document(&managed))).await?;
-        tracing::info!(connector = %managed.config.name, plugin = %managed.config.plugin, "Applied the connector's configuration.");
-        let managed = Arc::new(managed);
-        self.apply(running, managed.clone()).await;
-        Ok(managed)
+        Ok(installed)
+    }
+
+    /// Appends `config` to the log as a connector of `origin` (declared by this host
+    /// when it is the file's, its secrets hidden), preceded, when it is `new`, by its
+    /// target state; returns once this host applied it.
+    async fn publish(&self, origin: Origin, config: ConnectorConfig, target: TargetState, new: bool) -> Result<(), ManagerError> {
+        let name = config.name.clone();
+        let declared_by = (origin == Origin::File).then(|| self.host_id.clone());
+        let stored = StoredConnector { origin, target, config: Some(config), declared_by };
+        let document = serde_json::to_string(&stored).expect("a stored connector serialises");
+        let target_position = match new {
+            true => Some(self.log.append(&target_key(&name), Some(&target_document(target))).await?),
+            false => None,
+        };
+        let position = self.log.append(&connector_key(&name), Some(&document)).await?;
+        if let Some(target_position) = target_position {
+            self.log.applied(target_position).await?;
+        }
+        self.log.applied(position).await?;
+        Ok(())
     }
 
     /// Makes the running tasks of `connector` match it: its old tasks stop, then, if it
@@ -443,6 +712,13 @@ impl Manager {
             }
         };
         status.set_connector(&name, plan.kind(), plan.task_count(), connector.target.state());
+        if !self.runs_here(&connector) {
+            let trace = "declared by another host's configuration file, not this host's: its tasks run there";
+            for task in (0..plan.task_count()).filter(|_| connector.target == TargetState::Running) {
+                status.set_task(&name, task, State::Unassigned, Some(trace.to_owned()));
+            }
+            return;
+        }
         if connector.target == TargetState::Running {
             let tasks = (0..plan.task_count()).map(|task| spawn_task(&self.context, plan.clone(), task)).collect();
             running.insert(name.clone(), tasks);
@@ -457,6 +733,11 @@ impl Manager {
         task: u32,
     ) -> Result<(), ManagerError> {
         let name = &connector.config.name;
+        if !self.runs_here(connector) {
+            return Err(ManagerError::WrongState(format!(
+                "the tasks of connector {name} run on the hosts whose configuration file declares it: restart them through one of those"
+            )));
+        }
         let plan = connector.plan.clone().map_err(ManagerError::WrongState)?;
         let tasks = running.get_mut(name).ok_or_else(|| ManagerError::TaskNotFound(name.clone(), task))?;
         let slot = tasks.get_mut(task as usize).ok_or_else(|| ManagerError::TaskNotFound(name.clone(), task))?;
@@ -483,10 +764,23 @@ impl Manager {
     }
 
     async fn ensure_topics(&self, connector: &ManagedConnector) -> Result<(), TransportError> {
-        let config = &connector.config;
-        let topics: Vec<String> = config.topic.iter().chain(&config.topics).chain(&config.errors.dead_letter_topic).cloned().collect();
-        self.context.transport.ensure_topics(&topics).await
+        self.context.transport.ensure_topics(&connector_topics(&connector.config)).await
     }
+}
+
+/// Whether `next` runs exactly as `existing` does: same plan, same target.
+fn same_run(existing: &ManagedConnector, next: &ManagedConnector) -> bool {
+    let same_plan = match (&existing.plan, &next.plan) {
+        (Ok(a), Ok(b)) => Arc::ptr_eq(a, b),
+        (Err(a), Err(b)) => a == b,
+        _ => false,
+    };
+    same_plan && existing.target == next.target
+}
+
+/// The topics a connector writes or reads.
+fn connector_topics(config: &ConnectorConfig) -> Vec<String> {
+    config.topic.iter().chain(&config.topics).chain(&config.errors.dead_letter_topic).cloned().collect()
 }
 
 /// Stops `tasks` together, each finishing its batch, within `grace` in all. On Kafka
@@ -518,40 +812,46 @@ fn connector_key(name: &str) -> String {
     format!("{CONNECTOR_KEY}{name}")
 }
 
-fn stored_document(connector: &ManagedConnector) -> String {
-    let stored = StoredConnector {
-        origin: connector.origin,
-        target: connector.target,
-        config: (connector.origin == Origin::Api).then(|| connector.config.clone()),
-    };
-    serde_json::to_string(&stored).expect("a stored connector serialises")
+fn target_key(name: &str) -> String {
+    format!("{TARGET_KEY}{name}")
 }
 
-/// The configurations of the connectors created through the API, as stored in the
-/// desired state (the file's own connectors are in the file).
-pub async fn api_connector_configs(store: &dyn StateStore) -> Result<Vec<ConnectorConfig>, StateStoreError> {
-    Ok(load_connectors(store)
-        .await?
-        .into_values()
-        .filter(|stored| stored.origin == Origin::Api)
-        .filter_map(|stored| stored.config)
-        .collect())
+fn target_document(target: TargetState) -> String {
+    serde_json::to_string(&StoredTarget { state: target }).expect("a target state serialises")
 }
 
-async fn load_connectors(store: &dyn StateStore) -> Result<BTreeMap<String, StoredConnector>, StateStoreError> {
-    let mut connectors = BTreeMap::new();
-    for (key, value) in store.load().await? {
-        let Some(name) = key.strip_prefix(CONNECTOR_KEY) else { continue };
-        match serde_json::from_str::<StoredConnector>(&value) {
-            Ok(stored) => {
-                connectors.insert(name.to_owned(), stored);
+/// The connectors and the target states of the desired state's latest values.
+fn parse_state(state: &BTreeMap<String, String>, location: &str) -> (BTreeMap<String, StoredConnector>, HashMap<String, TargetState>) {
+    let (mut connectors, mut targets) = (BTreeMap::new(), HashMap::new());
+    for (key, value) in state {
+        if let Some(name) = key.strip_prefix(CONNECTOR_KEY) {
+            match serde_json::from_str::<StoredConnector>(value) {
+                Ok(stored) => {
+                    connectors.insert(name.to_owned(), stored);
+                }
+                Err(error) => {
+                    tracing::error!(connector = %crate::names::shown(name), %error, %location, "A stored connector could not be read; it was skipped.")
+                }
             }
-            Err(error) => {
-                tracing::error!(connector = name, %error, location = %store.location(), "A stored connector could not be read; it was skipped.")
+        } else if let Some(name) = key.strip_prefix(TARGET_KEY) {
+            match serde_json::from_str::<StoredTarget>(value) {
+                Ok(stored) => {
+                    targets.insert(name.to_owned(), stored.state);
+                }
+                Err(error) => {
+                    tracing::error!(connector = %crate::names::shown(name), %error, %location, "A stored target state could not be read; it was skipped.")
+                }
             }
         }
     }
-    Ok(connectors)
+    (connectors, targets)
+}
+
+/// The configurations of every connector the desired state holds with one: those
+/// created through the API, and the file connectors of every host that published theirs.
+pub async fn stored_connector_configs(store: &dyn StateStore) -> Result<Vec<ConnectorConfig>, StateStoreError> {
+    let (connectors, _) = parse_state(&store.load().await?, &store.location());
+    Ok(connectors.into_values().filter_map(|stored| stored.config).collect())
 }
 
 /// Problems as one line each: `key: message`.

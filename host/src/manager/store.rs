@@ -124,7 +124,8 @@ impl StateStore for KafkaStateStore {
     }
 
     async fn put(&self, key: &str, value: Option<String>) -> Result<(), StateStoreError> {
-        self.transport.write_compacted(&self.topic, key, value.as_deref()).await.map_err(|error| self.fail(error))
+        self.transport.write_compacted(&self.topic, key, value.as_deref()).await.map_err(|error| self.fail(error))?;
+        Ok(())
     }
 
     fn location(&self) -> String {

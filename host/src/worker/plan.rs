@@ -10,6 +10,9 @@ use crate::runtime::{LoadedPlugin, PluginCatalog, PluginKind, Runtime, validate_
 use crate::telemetry::redaction::SecretRegistration;
 use crate::transforms::{Chain, ChainPlugins};
 
+/// What a secret value reads back as.
+pub const HIDDEN: &str = "[hidden]";
+
 /// A connector ready to run.
 #[derive(Debug, Clone)]
 pub struct ConnectorPlan {
@@ -48,6 +51,24 @@ impl ConnectorPlan {
             PluginKind::Sink | PluginKind::Processor => self.config.tasks_max,
             _ => 1,
         }
+    }
+
+    /// Its configuration with the value of every secret option, of the plugin or of
+    /// a transform, and of every credential among the ignored keys, read as
+    /// [`HIDDEN`]: what may be stored where others read it.
+    pub fn config_without_secrets(&self) -> ConnectorConfig {
+        let mut config = self.config.clone();
+        let secret = |value: &str| self.secrets.iter().any(|secret| !secret.is_empty() && secret == value);
+        let options = config.config.values_mut().chain(config.transforms.iter_mut().flat_map(|transform| transform.options.values_mut()));
+        for value in options.filter(|value| secret(&value.0)) {
+            value.0 = HIDDEN.to_owned();
+        }
+        for (key, value) in config.ignored.iter_mut() {
+            if crate::config::is_secret_ignored_key(key) {
+                value.0 = HIDDEN.to_owned();
+            }
+        }
+        config
     }
 
     /// `text` with every secret option value replaced by `[redacted]`.

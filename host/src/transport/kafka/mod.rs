@@ -21,11 +21,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use wasm_connect_protocol::Record;
 
 mod client;
+mod follow;
 mod group;
 mod processor;
 
 use client::fetch_metadata;
 pub use client::{Reporting, client_problems, is_secret_setting, last_client_error};
+pub use follow::{Followed, LogRecord, Position};
 use group::{KafkaConsumer, Siblings};
 
 use super::{
@@ -463,7 +465,8 @@ impl Transport for KafkaTransport {
     }
 
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()> {
-        self.write_compacted(&self.cluster.offsets.name, connector, position).await
+        self.write_compacted(&self.cluster.offsets.name, connector, position).await?;
+        Ok(())
     }
 
     async fn describe_topics(&self, only: Option<&str>) -> TransportResult<Vec<TopicDescription>> {
@@ -618,15 +621,15 @@ impl KafkaTransport {
     }
 
     /// Writes `key` = `value` to the compacted `topic` (`None`: a tombstone, which
-    /// removes the key) and returns once the cluster acknowledged it.
-    pub async fn write_compacted(&self, topic: &str, key: &str, value: Option<&str>) -> TransportResult<()> {
+    /// removes the key) and returns, once the cluster acknowledged it, where it is.
+    pub async fn write_compacted(&self, topic: &str, key: &str, value: Option<&str>) -> TransportResult<Position> {
         let producer = self.control_producer()?;
         let mut message = FutureRecord::<str, str>::to(topic).key(key);
         if let Some(value) = value {
             message = message.payload(value);
         }
-        producer.send(message, rdkafka::util::Timeout::After(REQUEST_TIMEOUT)).await.map_err(delivery_error)?;
-        Ok(())
+        let delivery = producer.send(message, rdkafka::util::Timeout::After(REQUEST_TIMEOUT)).await.map_err(delivery_error)?;
+        Ok(Position { partition: delivery.partition, offset: delivery.offset })
     }
 }
 

@@ -1,0 +1,225 @@
+//! A compacted topic read continuously: every record to the end first, then each new
+//! one as it comes, with its position. This is how every host of a cluster follows the
+//! config topic, its own writes included, so that all apply the same changes in the
+//! same order.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::{Reporting, fetch_metadata};
+use super::{KafkaTransport, REQUEST_TIMEOUT};
+use crate::transport::{TransportError, TransportResult};
+
+/// How long a topic that is being created is waited for at the start; after that it
+/// is taken for empty, and read from its start once it exists (a broker that creates
+/// topics only on first write).
+const TOPIC_WAIT: Duration = Duration::from_secs(5);
+/// How long the first read to the end may take.
+const FIRST_READ: Duration = Duration::from_secs(60);
+/// How long each poll for new records waits.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One record of a followed topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Its key (empty when it has none).
+    pub key: String,
+    /// Its value; none for a tombstone.
+    pub value: Option<String>,
+    /// Where it is.
+    pub position: Position,
+}
+
+/// Where a record is in its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+}
+
+/// A followed topic.
+pub struct Followed {
+    /// Every record up to the end at the start, in the order of each partition.
+    pub initial: Vec<LogRecord>,
+    /// The next offset of each partition after `initial`.
+    pub ends: BTreeMap<i32, i64>,
+    /// Each record written after, as it comes; closed only if the follower stops.
+    pub records: mpsc::UnboundedReceiver<LogRecord>,
+}
+
+impl KafkaTransport {
+    /// Reads `topic` (created if missing) to its end, then follows it on a thread of
+    /// its own until the receiver of new records is dropped. `read_committed`: only
+    /// what was committed is ever seen.
+    pub async fn follow(&self, topic: &str) -> TransportResult<Followed> {
+        self.create_missing_topics(&[topic.to_owned()]).await?;
+        let mut config = self.base.clone();
+        // Assigned, never subscribed, never committed: the group only names the client.
+        config
+            .set("group.id", format!("{}-config-reader", self.cluster().group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed");
+        let (ready, started) = oneshot::channel();
+        let (sender, records) = mpsc::unbounded_channel();
+        let topic = topic.to_owned();
+        std::thread::Builder::new()
+            .name("config-follower".into())
+            .spawn(move || follow(&config, &topic, ready, sender))
+            .map_err(|error| TransportError::Other(format!("cannot start the config topic's reader: {error}")))?;
+        let (initial, ends) =
+            started.await.map_err(|_| TransportError::Other("the config topic's reader stopped before it read the topic".into()))??;
+        Ok(Followed { initial, ends, records })
+    }
+}
+
+/// What a topic held at the start: its records, and the next offset of each partition.
+type Held = (Vec<LogRecord>, BTreeMap<i32, i64>);
+
+fn follow(config: &ClientConfig, topic: &str, ready: oneshot::Sender<TransportResult<Held>>, records: mpsc::UnboundedSender<LogRecord>) {
+    let consumer = match read_to_end(config, topic) {
+        Ok((consumer, held)) => {
+            if ready.send(Ok(held)).is_err() {
+                return;
+            }
+            consumer
+        }
+        Err(error) => {
+            let _ = ready.send(Err(error));
+            return;
+        }
+    };
+    let mut failing_since: Option<Instant> = None;
+    let mut assigned = consumer.assignment().is_ok_and(|assignment| assignment.count() > 0);
+    while !records.is_closed() {
+        if !assigned {
+            std::thread::sleep(Duration::from_secs(1));
+            assigned = match partitions_of(&consumer, topic) {
+                Ok(partitions) if !partitions.is_empty() => assign_from_start(&consumer, topic, &partitions).is_ok(),
+                _ => false,
+            };
+            if assigned {
+                tracing::info!(topic, "The config topic exists now; following it.");
+            }
+            continue;
+        }
+        match consumer.poll(POLL) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => failing_since = None,
+            Some(Ok(message)) => {
+                failing_since = None;
+                if records.send(record_of(&message)).is_err() {
+                    return;
+                }
+            }
+            Some(Err(error)) => {
+                // The client keeps trying by itself; say so once a minute at most.
+                if failing_since.is_none_or(|since| since.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(topic, %error, "Reading the config topic failed; changes made through other hosts wait until it works again.");
+                    failing_since = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// The consumer, assigned to every partition of `topic` from its start, and what it
+/// read up to the end of each.
+fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsumer<Reporting>, Held)> {
+    let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+    let Some(partitions) = wait_for_partitions(&consumer, topic)? else {
+        tracing::warn!(
+            topic,
+            "The config topic does not exist (it could not be created, or the broker creates topics on first write); \
+             the desired state starts empty, and the topic is read from its start once it exists."
+        );
+        return Ok((consumer, (Vec::new(), BTreeMap::new())));
+    };
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    let mut pending = Vec::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?;
+        assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+        ends.insert(partition, high);
+        if high > low {
+            pending.push((partition, high));
+        }
+    }
+    consumer.assign(&assignment)?;
+    let mut initial = Vec::new();
+    let deadline = Instant::now() + FIRST_READ;
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(TransportError::Other(format!("timed out reading the config topic {topic} to its end")));
+        }
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                pending.retain(|(id, _)| *id != partition);
+                continue;
+            }
+            Some(message) => message?,
+        };
+        let record = record_of(&message);
+        let Position { partition, offset } = record.position;
+        let end = ends.entry(partition).or_default();
+        *end = (*end).max(offset + 1);
+        pending.retain(|(id, high)| !(*id == partition && offset + 1 >= *high));
+        initial.push(record);
+    }
+    Ok((consumer, (initial, ends)))
+}
+
+/// The partitions of `topic`, waiting up to [`TOPIC_WAIT`] for a topic being created;
+/// none if it still does not exist.
+fn wait_for_partitions(consumer: &BaseConsumer<Reporting>, topic: &str) -> TransportResult<Option<Vec<i32>>> {
+    let deadline = Instant::now() + TOPIC_WAIT;
+    loop {
+        let partitions = partitions_of(consumer, topic)?;
+        if !partitions.is_empty() {
+            return Ok(Some(partitions));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The partitions of `topic` (none: it does not exist).
+fn partitions_of(consumer: &BaseConsumer<Reporting>, topic: &str) -> TransportResult<Vec<i32>> {
+    let metadata = fetch_metadata(consumer, Some(topic))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|candidate| candidate.name() == topic && candidate.error().is_none())
+        .flat_map(|candidate| candidate.partitions().iter().map(|partition| partition.id()))
+        .collect())
+}
+
+fn assign_from_start(consumer: &BaseConsumer<Reporting>, topic: &str, partitions: &[i32]) -> TransportResult<()> {
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    Ok(())
+}
+
+fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> LogRecord {
+    LogRecord {
+        key: message.key().map(|key| String::from_utf8_lossy(key).into_owned()).unwrap_or_default(),
+        value: message.payload().map(|value| String::from_utf8_lossy(value).into_owned()),
+        position: Position { partition: message.partition(), offset: message.offset() },
+    }
+}
