@@ -110,7 +110,7 @@ fn a_change_through_any_host_reaches_every_host() {
         host.wait_until("every file connector", soon, || listed(host).is_superset(&all_three));
     }
     assert_eq!(c.get_json("/connectors/fa")["config"]["connector.class"], "log-sink");
-    assert_eq!(c.call("DELETE", "/connectors/fa", None).0, 409, "a file connector is changed through its file only");
+    assert_eq!(a.call("DELETE", "/connectors/fa", None).0, 409, "A's file declares fa: it changes through the file");
     // A file connector runs on the host whose file declares it; the others show it.
     let task = |host: &support::Host, name: &str| host.get_json(&format!("/connectors/{name}/status"))["tasks"][0].clone();
     a.wait_until("fa running on A", soon, || task(&a, "fa")["state"] == "RUNNING");
@@ -119,6 +119,10 @@ fn a_change_through_any_host_reaches_every_host() {
         assert_eq!(elsewhere["state"], "UNASSIGNED", "{elsewhere}");
         assert!(elsewhere["trace"].as_str().unwrap().contains("another host's configuration file"), "{elsewhere}");
     }
+    // A restart asked of any host restarts the task where it runs.
+    assert_eq!(c.call("POST", "/connectors/fa/tasks/0/restart", None).0, 204);
+    a.wait_until("fa's task restarted on A", soon, || a.log().contains("Restarted the task. connector=fa task=0"));
+    assert_eq!(c.call("POST", "/connectors/fa/tasks/1/restart", None).0, 404, "fa has one task");
     // Its secrets stay on its host: hidden in what is published.
     assert_eq!(a.get_json("/connectors/air")["config"]["api_key"], "[hidden]");
     let published = support::topics::kafka_read(&bootstrap, &format!("changes{s}-configs"));
@@ -184,4 +188,46 @@ fn a_change_through_any_host_reaches_every_host() {
             !names.contains("fa") && names.contains("fb")
         });
     }
+}
+
+/// File connectors follow the files of the hosts that declare them: an edit made while
+/// a host was down is published when it starts, a connector one host drops but another
+/// still declares stays (with its target state), and another host's file connector can
+/// be deleted through the API, to come back only when a host declaring it starts.
+#[test]
+fn file_connectors_follow_the_files_that_declare_them() {
+    let (_noida, bootstrap, s) = broker();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("files{s}"));
+    let topic = format!("events{s}");
+    support::kafka::create_topic(&bootstrap, &topic, 2);
+    let sink = |name: &str, tasks: u32| format!("  - name: {name}\n    plugin: log-sink\n    topics: [{topic}]\n    tasks_max: {tasks}\n");
+    let mut a = cluster.start(0, &format!("{}{}", sink("shared", 1), sink("solo", 1)));
+    let b = cluster.start(1, &sink("shared", 1));
+    let soon = Duration::from_secs(10);
+    let tasks_max = |host: &support::Host, name: &str| host.get_json(&format!("/connectors/{name}"))["config"]["tasks.max"].clone();
+    b.wait_until("solo on B", soon, || tasks_max(&b, "solo") == "1");
+    assert_eq!(b.call("PUT", "/connectors/shared/pause", None).0, 202);
+    assert_eq!(b.get_json("/connectors/shared/status")["connector"]["state"], "PAUSED", "read your writes");
+    a.wait_until("shared paused on A", soon, || a.get_json("/connectors/shared/status")["connector"]["state"] == "PAUSED");
+
+    // While A is down its file changes solo and drops shared.
+    a.stop();
+    a = cluster.start(0, &sink("solo", 2));
+    b.wait_until("solo's new configuration on B", soon, || tasks_max(&b, "solo") == "2");
+    std::thread::sleep(Duration::from_secs(2));
+    let shared = b.get_json("/connectors/shared/status");
+    assert_eq!(shared["connector"]["state"], "PAUSED", "B's file still declares shared, paused: {shared}");
+    assert!(listed(&a).contains("shared"), "{:?}", listed(&a));
+    assert_eq!(a.get_json("/connectors/shared/status")["connector"]["state"], "PAUSED");
+
+    // solo is A's; B may delete it (A could be gone for good), and A declares it again
+    // when it starts.
+    assert_eq!(a.call("DELETE", "/connectors/solo", None).0, 409, "A's own file declares solo");
+    a.stop();
+    assert_eq!(b.call("DELETE", "/connectors/solo", None).0, 204);
+    assert_eq!(b.call("GET", "/connectors/solo", None).0, 404, "read your writes");
+    let a = cluster.start(0, &sink("solo", 2));
+    b.wait_until("solo declared again by A", soon, || tasks_max(&b, "solo") == "2");
+    assert_eq!(a.get_json("/connectors/solo/status")["tasks"].as_array().map(Vec::len), Some(2));
 }

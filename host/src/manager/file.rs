@@ -34,6 +34,10 @@ pub struct FileState {
     /// Host-level keys that changed and take effect only at the next start.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restart_required: Vec<String>,
+    /// Whether it is read again (the desired state could not be written).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub retry: bool,
 }
 
 /// What a valid edit changed.
@@ -72,7 +76,7 @@ impl Manager {
         plans: Vec<ConnectorPlan>,
         legacy_targets: &HashMap<String, TargetState>,
     ) -> Result<FileDiff, ManagerError> {
-        let _syncing = self.file_sync.lock().await;
+        let _changes = self.changes.lock().await;
         let current = self.connectors();
         if let Some(taken) =
             plans.iter().find(|plan| current.get(&plan.config.name).is_some_and(|connector| connector.origin == Origin::Api))
@@ -87,8 +91,25 @@ impl Manager {
         // another host's, and a tombstone of a connector still declared is answered.
         let declared: BTreeMap<String, Declared> = plans.iter().map(|plan| (plan.config.name.clone(), Declared::of(plan))).collect();
         let before = std::mem::replace(&mut *self.file_connectors.write().expect("file connectors lock"), declared);
+        let published = self.publish_file(plans, &current, &before, legacy_targets).await;
+        if published.is_err() {
+            // Tried again with the next attempt: what this host runs is still the old file's.
+            *self.file_connectors.write().expect("file connectors lock") = before;
+        }
+        published
+    }
+
+    /// [`Manager::sync_file`]'s writes, given what the desired state held (`current`)
+    /// and what the file declared `before`.
+    async fn publish_file(
+        &self,
+        plans: Vec<ConnectorPlan>,
+        current: &BTreeMap<String, Arc<ManagedConnector>>,
+        before: &BTreeMap<String, Declared>,
+        legacy_targets: &HashMap<String, TargetState>,
+    ) -> Result<FileDiff, ManagerError> {
         let mut diff = FileDiff::default();
-        for (name, connector) in &current {
+        for (name, connector) in current {
             let declared_here = connector.declared_by.as_ref().is_none_or(|host| *host == self.host_id);
             if connector.origin == Origin::File && declared_here && !plans.iter().any(|plan| &plan.config.name == name) {
                 self.remove(name).await?;
@@ -97,13 +118,8 @@ impl Manager {
         }
         for plan in plans {
             let name = plan.config.name.clone();
-            // What this host runs is its file's; others hold what was published.
-            let same = |existing: &ManagedConnector| match before.contains_key(&name) {
-                true => existing.config == plan.config,
-                false => existing.config == plan.config_without_secrets(),
-            };
             let new = match current.get(&name) {
-                Some(existing) if same(existing) => continue,
+                Some(existing) if existing.published == plan.config_without_secrets() => continue,
                 Some(existing) => {
                     if let Some(other) = existing.declared_by.as_ref().filter(|host| **host != self.host_id) {
                         tracing::warn!(
@@ -177,6 +193,10 @@ pub fn watch(manager: Arc<Manager>, running: LoadedConfig, shutdown: Cancellatio
             }
             last = Some(content);
             let state = reload(&manager, &running, &path).await;
+            if state.retry {
+                // The cluster could not take it: read again on the next turn.
+                last = None;
+            }
             manager.set_file_state(state);
         }
     });
@@ -213,8 +233,11 @@ async fn reload(manager: &Manager, running: &LoadedConfig, path: &std::path::Pat
             tracing::info!(added = ?diff.added, changed = ?diff.changed, removed = ?diff.removed, "Applied the edited configuration file.")
         }
         Err(error) => {
-            tracing::error!(%error, "The edited configuration file could not be applied; nothing was changed.");
+            let again = matches!(error, ManagerError::Store(_) | ManagerError::Transport(_));
+            let then = if again { "it is tried again in a moment" } else { "nothing was changed" };
+            tracing::error!(%error, "The edited configuration file could not be applied; {then}.");
             state.errors = vec![format!("{}: {error}", running.file)];
+            state.retry = again;
         }
     }
     state

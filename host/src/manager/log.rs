@@ -5,6 +5,7 @@
 //! `data_dir`, which one host owns, and whose changes are applied as they are written.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, watch};
@@ -29,7 +30,7 @@ enum Sink {
 
 /// The log of the desired state.
 pub struct ConfigLog {
-    sink: Sink,
+    sink: Arc<Sink>,
     /// The next offset to apply, per partition.
     applied: watch::Sender<BTreeMap<i32, i64>>,
 }
@@ -58,7 +59,7 @@ impl ConfigLog {
             };
         }
         let (applied, _) = watch::channel(followed.ends);
-        let log = ConfigLog { sink: Sink::Kafka { transport, topic: topic.to_owned() }, applied };
+        let log = ConfigLog { sink: Arc::new(Sink::Kafka { transport, topic: topic.to_owned() }), applied };
         Ok(OpenedLog { log, state, records: followed.records })
     }
 
@@ -67,43 +68,42 @@ impl ConfigLog {
         let state = store.load().await?;
         let (sender, records) = mpsc::unbounded_channel();
         let (applied, _) = watch::channel(BTreeMap::from([(0, 0)]));
-        let log = ConfigLog { sink: Sink::Store { store, next: Mutex::new(0), records: sender }, applied };
+        let log = ConfigLog { sink: Arc::new(Sink::Store { store, next: Mutex::new(0), records: sender }), applied };
         Ok(OpenedLog { log, state, records })
     }
 
     /// Where the log is, for messages.
     pub fn location(&self) -> String {
-        match &self.sink {
-            Sink::Kafka { topic, .. } => kafka_location(topic),
-            Sink::Store { store, .. } => store.location(),
-        }
+        self.sink.location()
     }
 
-    /// Appends `key` = `value` (`None` removes the key) and returns where it is, once
-    /// it is durable; it is applied later, by every host.
-    pub async fn append(&self, key: &str, value: Option<&str>) -> Result<Position, StateStoreError> {
-        match &self.sink {
-            Sink::Kafka { transport, topic } => transport
-                .write_compacted(topic, key, value)
-                .await
-                .map_err(|error| StateStoreError { location: self.location(), reason: error.to_string() }),
-            Sink::Store { store, next, records } => {
-                // One change at a time: the store and the applier see the same order.
-                let mut next = next.lock().await;
-                store.put(key, value.map(str::to_owned)).await?;
-                let position = Position { partition: 0, offset: *next };
-                *next += 1;
-                let record = LogRecord { key: key.to_owned(), value: value.map(str::to_owned), position };
-                records.send(record).map_err(|_| StateStoreError { location: self.location(), reason: "the host is stopping".into() })?;
-                Ok(position)
+    /// Appends `changes` (`key` = `value`, `None` removing the key) in order and
+    /// returns where each is, once they are durable; they are applied later, by every
+    /// host. The appends run to the end even when the caller stops waiting (a client
+    /// that hangs up), so a change of several records is never cut in two.
+    pub async fn append_all(&self, changes: Vec<(String, Option<String>)>) -> Result<Vec<Position>, StateStoreError> {
+        let sink = self.sink.clone();
+        let appending = tokio::spawn(async move {
+            let mut positions = Vec::with_capacity(changes.len());
+            for (key, value) in changes {
+                positions.push(sink.append(&key, value.as_deref()).await?);
             }
-        }
+            Ok(positions)
+        });
+        appending.await.map_err(|error| StateStoreError { location: self.location(), reason: error.to_string() })?
     }
 
-    /// Appends, then waits until this host applied the change.
+    /// Appends `changes`, then waits until this host applied them.
+    pub async fn write_all(&self, changes: Vec<(String, Option<String>)>) -> Result<(), StateStoreError> {
+        for position in self.append_all(changes).await? {
+            self.applied(position).await?;
+        }
+        Ok(())
+    }
+
+    /// Appends one change, then waits until this host applied it.
     pub async fn write(&self, key: &str, value: Option<&str>) -> Result<(), StateStoreError> {
-        let position = self.append(key, value).await?;
-        self.applied(position).await
+        self.write_all(vec![(key.to_owned(), value.map(str::to_owned))]).await
     }
 
     /// Waits until this host applied what is at `position`.
@@ -130,6 +130,34 @@ impl ConfigLog {
             let next = applied.entry(position.partition).or_default();
             *next = (*next).max(position.offset + 1);
         });
+    }
+}
+
+impl Sink {
+    fn location(&self) -> String {
+        match self {
+            Sink::Kafka { topic, .. } => kafka_location(topic),
+            Sink::Store { store, .. } => store.location(),
+        }
+    }
+
+    async fn append(&self, key: &str, value: Option<&str>) -> Result<Position, StateStoreError> {
+        match self {
+            Sink::Kafka { transport, topic } => transport
+                .write_compacted(topic, key, value)
+                .await
+                .map_err(|error| StateStoreError { location: self.location(), reason: error.to_string() }),
+            Sink::Store { store, next, records } => {
+                // One change at a time: the store and the applier see the same order.
+                let mut next = next.lock().await;
+                store.put(key, value.map(str::to_owned)).await?;
+                let position = Position { partition: 0, offset: *next };
+                *next += 1;
+                let record = LogRecord { key: key.to_owned(), value: value.map(str::to_owned), position };
+                records.send(record).map_err(|_| StateStoreError { location: self.location(), reason: "the host is stopping".into() })?;
+                Ok(position)
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConnectorConfig, validate_connector};
 use crate::runtime::{PluginCatalog, PluginKind};
@@ -46,6 +47,10 @@ const CONNECTOR_KEY: &str = "connector-";
 /// of its own, so that a pause and a configuration change made at the same time on
 /// two hosts do not undo each other.
 const TARGET_KEY: &str = "target-state-";
+/// The prefix of a connector's restart requests in the log (Kafka Connect's own).
+const RESTART_CONNECTOR_KEY: &str = "restart-connector-";
+/// The prefix of a task's restart requests in the log, `<connector>-<task>`.
+const RESTART_TASK_KEY: &str = "restart-task-";
 
 /// Who may change a connector's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +101,13 @@ struct StoredConnector {
     declared_by: Option<String>,
 }
 
+/// A `restart-connector-` record.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct StoredRestart {
+    include_tasks: bool,
+    only_failed: bool,
+}
+
 /// A `target-state-` record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredTarget {
@@ -117,6 +129,9 @@ pub struct ManagedConnector {
     /// For a file connector, the host whose file declares it (none when it was
     /// stored before hosts recorded that).
     pub declared_by: Option<String>,
+    /// Its configuration as the desired state's log holds it: `config` but for a file
+    /// connector of this host's file, which the log holds with its secrets hidden.
+    pub published: ConnectorConfig,
 }
 
 impl ManagedConnector {
@@ -136,10 +151,14 @@ impl ManagedConnector {
     pub fn task_count(&self) -> u32 {
         match &self.plan {
             Ok(plan) => plan.task_count(),
+            Err(_) if self.kind() == PluginKind::Source => 1,
             Err(_) => self.config.tasks_max,
         }
     }
 }
+
+/// Why a connector declared by another host's file has no plan here.
+const ELSEWHERE: &str = "declared by another host's configuration file, not this host's: its tasks run there";
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -235,10 +254,13 @@ pub struct Manager {
     /// The connectors this host's configuration file declares, as of its latest
     /// valid version.
     file_connectors: RwLock<BTreeMap<String, Declared>>,
-    /// Serialises the file's changes.
-    file_sync: Mutex<()>,
+    /// Serialises this host's changes (a request's check with its write, the file's):
+    /// taken before the log is written, never by the log's applier.
+    changes: Mutex<()>,
     /// What became of the configuration file's latest version.
     file_state: RwLock<FileState>,
+    /// Cancelled when the host stops: the log is no longer applied.
+    stopping: CancellationToken,
 }
 
 impl Manager {
@@ -269,8 +291,9 @@ impl Manager {
             targets: RwLock::default(),
             checked_plans: RwLock::default(),
             file_connectors: RwLock::default(),
-            file_sync: Mutex::default(),
+            changes: Mutex::default(),
             file_state: RwLock::default(),
+            stopping: CancellationToken::new(),
         });
         let (stored, targets) = parse_state(&state, &location);
         if let Some(name) =
@@ -288,36 +311,48 @@ impl Manager {
         // this file are published again below, with their target.
         let (mut legacy_targets, mut forgotten) = (HashMap::new(), Vec::new());
         let mut connectors = Vec::new();
-        let mut stale = Vec::new();
+        let mut stale_connectors = Vec::new();
         for (name, entry) in stored {
-            let Some(config) = entry.config.map(|config| manager.resolved(&name, entry.origin, config)) else {
+            let Some(published) = entry.config else {
                 if entry.origin == Origin::File && file_plans.iter().any(|plan| plan.config.name == name) {
                     legacy_targets.insert(name, entry.target);
                 } else if entry.origin == Origin::File {
                     // Dropped from the file since: its target state goes too.
                     forgotten.push(name);
                 } else {
-                    tracing::error!(connector = %name, "The stored state of a connector has no configuration; it was skipped.");
+                    tracing::error!(connector = %crate::names::shown(&name), "The stored state of a connector has no configuration; it was skipped.");
                 }
                 continue;
             };
-            let plan = manager.plan(&config).await.map_err(|problems| problems_text(&problems));
-            if let Err(reason) = &plan {
-                tracing::error!(connector = %name, %reason, "A stored connector cannot run; it is FAILED until its configuration or plugin is fixed.");
+            if let Err(problems) = check_stored(&name, &published) {
+                tracing::error!(connector = %crate::names::shown(&name), %problems, "A stored connector is not valid; it was skipped.");
+                continue;
             }
+            let config = manager.resolved(&name, entry.origin, published.clone());
             let target = manager.target_of(&name, entry.target);
-            let connector = ManagedConnector { config, plan, origin: entry.origin, target, declared_by: entry.declared_by };
-            // This host's own file connectors that its file changed or dropped since
-            // are not started: the file's version is published below.
+            let (origin, declared_by) = (entry.origin, entry.declared_by);
+            let mut connector = ManagedConnector { config, published, plan: Err(ELSEWHERE.to_owned()), origin, target, declared_by };
+            // This host's own file connectors that its file changed or dropped while it
+            // was down are not started: the file's version is published below.
             let declared_here = connector.declared_by.as_ref().is_none_or(|host| *host == manager.host_id);
-            let in_file = file_plans.iter().find(|plan| plan.config.name == name).map(|plan| &plan.config);
-            if connector.origin == Origin::File && declared_here && in_file != Some(&connector.config) {
-                stale.push(connector);
-            } else {
-                connectors.push(connector);
+            let in_file = file_plans.iter().find(|plan| plan.config.name == name).map(|plan| plan.config_without_secrets());
+            let stale = match in_file {
+                Some(in_file) => in_file != connector.published,
+                None => declared_here,
+            };
+            if origin == Origin::File && stale {
+                stale_connectors.push(connector);
+                continue;
             }
+            if manager.runs_here(&connector) {
+                connector.plan = manager.plan(&connector.config).await.map_err(|problems| problems_text(&problems));
+                if let Err(reason) = &connector.plan {
+                    tracing::error!(connector = %crate::names::shown(&name), %reason, "A stored connector cannot run; it is FAILED until its configuration or plugin is fixed.");
+                }
+            }
+            connectors.push(connector);
         }
-        for connector in stale {
+        for connector in stale_connectors {
             manager.desired.write().expect("desired state lock").insert(connector.config.name.clone(), Arc::new(connector));
         }
         let mut running = manager.running.lock().await;
@@ -327,20 +362,31 @@ impl Manager {
         }
         drop(running);
         manager.clone().follow(records);
-        for name in forgotten {
-            manager.remove(&name).await?;
+        let published = async {
+            for name in forgotten {
+                manager.remove(&name).await?;
+            }
+            manager.sync_file(file_plans, &legacy_targets).await
+        };
+        if let Err(error) = published.await {
+            manager.shutdown(STOP_GRACE).await;
+            return Err(match error {
+                ManagerError::Conflict(message) => anyhow::anyhow!("{message}"),
+                other => anyhow::Error::new(other),
+            });
         }
-        manager.sync_file(file_plans, &legacy_targets).await.map_err(|error| match error {
-            ManagerError::Conflict(message) => anyhow::anyhow!("{message}"),
-            other => anyhow::Error::new(other),
-        })?;
         Ok(manager)
     }
 
     /// Applies the log's records as they come, each before the next.
     fn follow(self: Arc<Self>, mut records: mpsc::UnboundedReceiver<LogRecord>) {
         tokio::spawn(async move {
-            while let Some(record) = records.recv().await {
+            loop {
+                let record = tokio::select! {
+                    _ = self.stopping.cancelled() => return,
+                    record = records.recv() => record,
+                };
+                let Some(record) = record else { break };
                 let position = record.position;
                 self.on_record(record).await;
                 self.log.mark_applied(position);
@@ -358,44 +404,64 @@ impl Manager {
             }
         } else if let Some(name) = record.key.strip_prefix(TARGET_KEY) {
             self.on_target(name, record.value.as_deref()).await;
+        } else if let Some(name) = record.key.strip_prefix(RESTART_CONNECTOR_KEY) {
+            // Acted on as it comes only: a restart read again at a later start is past.
+            let request = record.value.as_deref().map(serde_json::from_str::<StoredRestart>);
+            if let Some(Ok(request)) = request {
+                self.on_restart(name, request).await;
+            }
+        } else if let Some((name, task)) = record.key.strip_prefix(RESTART_TASK_KEY).and_then(|rest| rest.rsplit_once('-')) {
+            if let (Ok(task), Some(_)) = (task.parse::<u32>(), &record.value) {
+                self.on_restart_task(name, task).await;
+            }
         } else {
             tracing::debug!(key = %crate::names::shown(&record.key), "Skipped a record of the desired state's log with a key this host does not know.");
         }
     }
 
     async fn on_connector(&self, name: &str, document: &str) {
+        let shown = crate::names::shown(name);
         let entry = match serde_json::from_str::<StoredConnector>(document) {
             Ok(entry) => entry,
             Err(error) => {
-                tracing::error!(connector = %crate::names::shown(name), %error, "A stored connector could not be read; it was skipped.");
+                tracing::error!(connector = %shown, %error, "A stored connector could not be read; it was skipped.");
                 return;
             }
         };
         let declared = self.file_connectors.read().expect("file connectors lock").get(name).cloned();
-        let config = match (entry.config, declared) {
-            (Some(config), _) => self.resolved(name, entry.origin, config),
+        let published = match (entry.config, declared) {
+            (Some(config), _) => config,
             // Stored before file connectors kept their configuration: this file's.
-            (None, Some(declared)) if entry.origin == Origin::File => declared.config,
+            (None, Some(declared)) if entry.origin == Origin::File => declared.published,
             (None, _) => {
-                tracing::debug!(connector = %crate::names::shown(name), "A stored connector without configuration was skipped.");
+                tracing::debug!(connector = %shown, "A stored connector without configuration was skipped.");
                 return;
             }
         };
+        if let Err(problems) = check_stored(name, &published) {
+            tracing::error!(connector = %shown, %problems, "A stored connector is not valid; it was skipped.");
+            return;
+        }
         let mut running = self.running.lock().await;
+        let config = self.resolved(name, entry.origin, published.clone());
         let target = self.target_of(name, entry.target);
         let existing = self.connector(name).ok();
         let checked = self.checked_plans.write().expect("checked plans lock").remove(name);
-        let plan = match (&existing, checked) {
+        let mut connector =
+            ManagedConnector { config, published, plan: Err(String::new()), origin: entry.origin, target, declared_by: entry.declared_by };
+        connector.plan = match (&existing, checked) {
+            // Another host's file connector is planned on the hosts that run it (this
+            // host has not its secret values).
+            _ if !self.runs_here(&connector) => Err(ELSEWHERE.to_owned()),
             // The same configuration, still resolving to the plugin it runs: only the
             // target or the owner may have changed.
-            (Some(existing), _) if existing.config == config && self.runs_resolved_plugin(existing) => existing.plan.clone(),
-            (_, Some(checked)) if checked.config == config => Ok(checked),
-            _ => self.plan(&config).await.map_err(|problems| problems_text(&problems)),
+            (Some(existing), _) if existing.config == connector.config && self.runs_resolved_plugin(existing) => existing.plan.clone(),
+            (_, Some(checked)) if checked.config == connector.config => Ok(checked),
+            _ => self.plan(&connector.config).await.map_err(|problems| problems_text(&problems)),
         };
-        if let Err(reason) = &plan {
-            tracing::error!(connector = %name, %reason, "The connector cannot run; it is FAILED until its configuration or plugin is fixed.");
+        if let (Err(reason), true) = (&connector.plan, self.runs_here(&connector)) {
+            tracing::error!(connector = %shown, %reason, "The connector cannot run; it is FAILED until its configuration or plugin is fixed.");
         }
-        let connector = ManagedConnector { config, plan, origin: entry.origin, target, declared_by: entry.declared_by };
         if let Some(existing) = &existing
             && same_run(existing, &connector)
         {
@@ -403,16 +469,48 @@ impl Manager {
             return;
         }
         if let Err(error) = self.ensure_topics(&connector).await {
-            tracing::warn!(connector = %name, %error, "The connector's topics could not be checked; its tasks wait for them.");
+            tracing::warn!(connector = %shown, %error, "The connector's topics could not be checked; its tasks wait for them.");
         }
         if let Some(warning) = crate::config::ignored_keys_warning(&connector.config) {
-            tracing::warn!(connector = %name, "{warning}");
+            tracing::warn!(connector = %shown, "{warning}");
         }
-        tracing::info!(connector = %name, plugin = %connector.config.plugin, "Applied the connector's configuration.");
+        tracing::info!(connector = %shown, plugin = %connector.config.plugin, "Applied the connector's configuration.");
         self.apply(&mut running, Arc::new(connector)).await;
     }
 
     async fn on_removed(self: &Arc<Self>, name: &str) {
+        // Another host dropped it from its file, and this host's file still declares
+        // it: it keeps running here and is declared again, with its target state.
+        let declared = self.file_connectors.read().expect("file connectors lock").get(name).cloned();
+        let Some(declared) = declared else {
+            self.forget(name).await;
+            return;
+        };
+        let target = self.connector(name).map_or(TargetState::Running, |connector| connector.target);
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let name = declared.config.name.clone();
+            let _changes = manager.changes.lock().await;
+            // This host's file may have dropped it meanwhile.
+            if !manager.file_connectors.read().expect("file connectors lock").contains_key(&name) {
+                if manager.connector(&name).is_ok_and(|connector| connector.origin == Origin::File) {
+                    manager.forget(&name).await;
+                }
+                return;
+            }
+            match manager.publish(Origin::File, declared.published, target, true).await {
+                Ok(_) => {
+                    tracing::info!(connector = %name, "Another host removed a connector this host's file declares; declared it again.")
+                }
+                Err(error) => {
+                    tracing::error!(connector = %name, %error, "A connector this host's file declares could not be declared again.")
+                }
+            }
+        });
+    }
+
+    /// Stops and forgets a connector the log removed.
+    async fn forget(&self, name: &str) {
         let mut running = self.running.lock().await;
         stop_tasks(running.remove(name).unwrap_or_default()).await;
         let removed = self.desired.write().expect("desired state lock").remove(name);
@@ -420,23 +518,7 @@ impl Manager {
         self.context.status.remove_connector(name);
         self.context.metrics.forget_connector(name);
         if removed.is_some() {
-            tracing::info!(connector = name, "Deleted the connector.");
-        }
-        // Another host dropped it from its file; this host's file still declares it.
-        let declared = self.file_connectors.read().expect("file connectors lock").get(name).cloned();
-        if let Some(declared) = declared {
-            let manager = self.clone();
-            tokio::spawn(async move {
-                let name = declared.config.name.clone();
-                match manager.publish(Origin::File, declared.published, TargetState::Running, true).await {
-                    Ok(_) => {
-                        tracing::info!(connector = %name, "Another host removed a connector this host's file declares; declared it again.")
-                    }
-                    Err(error) => {
-                        tracing::error!(connector = %name, %error, "A connector this host's file declares could not be declared again.")
-                    }
-                }
-            });
+            tracing::info!(connector = %crate::names::shown(name), "Deleted the connector.");
         }
     }
 
@@ -488,12 +570,14 @@ impl Manager {
     async fn reapply(&self, name: &str) {
         let mut running = self.running.lock().await;
         let Ok(existing) = self.connector(name) else { return };
-        let config = self.resolved(name, existing.origin, existing.config.clone());
-        let plan = match config == existing.config {
-            true => existing.plan.clone(),
-            false => self.plan(&config).await.map_err(|problems| problems_text(&problems)),
+        let mut connector =
+            ManagedConnector { config: self.resolved(name, existing.origin, existing.published.clone()), ..(*existing).clone() };
+        connector.plan = match (self.runs_here(&connector), &existing.plan) {
+            (false, _) => Err(ELSEWHERE.to_owned()),
+            (true, Ok(plan)) if connector.config == existing.config => Ok(plan.clone()),
+            (true, _) => self.plan(&connector.config).await.map_err(|problems| problems_text(&problems)),
         };
-        self.apply(&mut running, Arc::new(ManagedConnector { config, plan, ..(*existing).clone() })).await;
+        self.apply(&mut running, Arc::new(connector)).await;
     }
 
     /// The target of `name`: its target-state record's, else `stored`.
@@ -538,6 +622,7 @@ impl Manager {
 
     /// Creates a connector owned by the API, in `target` state.
     pub async fn create(&self, config: ConnectorConfig, target: TargetState) -> Result<Arc<ManagedConnector>, ManagerError> {
+        let _changes = self.changes.lock().await;
         if self.connector(&config.name).is_ok() {
             return Err(ManagerError::AlreadyExists(config.name));
         }
@@ -547,6 +632,7 @@ impl Manager {
     /// Replaces the configuration of an API-owned connector, or creates it (as Kafka
     /// Connect's `PUT /connectors/{name}/config` does). Returns whether it was created.
     pub async fn put_config(&self, config: ConnectorConfig) -> Result<(bool, Arc<ManagedConnector>), ManagerError> {
+        let _changes = self.changes.lock().await;
         let (created, target) = match self.connector(&config.name) {
             Ok(existing) if existing.origin == Origin::File => return Err(ManagerError::OwnedByFile(config.name)),
             // The same configuration again, still resolving to the plugin version it
@@ -565,10 +651,15 @@ impl Manager {
         self.catalog().find(&connector.config.plugin).is_ok_and(|resolved| Arc::ptr_eq(&resolved, &plan.plugin))
     }
 
-    /// Deletes an API-owned connector: its tasks stop (committing the batch in hand).
+    /// Deletes a connector the API owns, or one another host's file declares (which that
+    /// host declares again if it still runs): its tasks stop (committing the batch in
+    /// hand).
     pub async fn delete(&self, name: &str) -> Result<(), ManagerError> {
+        let _changes = self.changes.lock().await;
         let existing = self.connector(name)?;
-        if existing.origin == Origin::File {
+        // Another host's file connector may go (its host may be gone for good): a host
+        // whose file still declares it declares it again.
+        if existing.origin == Origin::File && self.file_connectors.read().expect("file connectors lock").contains_key(name) {
             return Err(ManagerError::OwnedByFile(name.to_owned()));
         }
         self.remove(name).await
@@ -576,15 +667,13 @@ impl Manager {
 
     /// Removes a connector from the log: the connector, then its target state.
     async fn remove(&self, name: &str) -> Result<(), ManagerError> {
-        let removed = self.log.append(&connector_key(name), None).await?;
-        let target = self.log.append(&target_key(name), None).await?;
-        self.log.applied(removed).await?;
-        self.log.applied(target).await?;
+        self.log.write_all(vec![(connector_key(name), None), (target_key(name), None)]).await?;
         Ok(())
     }
 
     /// Pauses, resumes or stops a connector, whoever owns it; persisted.
     pub async fn set_target(&self, name: &str, target: TargetState) -> Result<(), ManagerError> {
+        let _changes = self.changes.lock().await;
         let existing = self.connector(name)?;
         if existing.target == target {
             return Ok(());
@@ -596,51 +685,91 @@ impl Manager {
     /// Kafka Connect's `POST /connectors/{name}/restart`. The connector itself has no
     /// instance of its own here, so restarting it re-plans a connector that could not
     /// run (its plugin may be back); with `include_tasks`, its tasks (only the FAILED
-    /// ones with `only_failed`) are restarted too. Returns the status right after.
+    /// ones with `only_failed`) are restarted too, by every host that runs them.
+    /// Returns the status as the restart begins.
     pub async fn restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<ConnectorStatus, ManagerError> {
-        let mut running = self.running.lock().await;
         let existing = self.connector(name)?;
-        if existing.plan.is_err() {
-            let plan = self.plan(&existing.config).await.map_err(ManagerError::Invalid)?;
-            self.apply(&mut running, Arc::new(ManagedConnector { plan: Ok(plan), ..(*existing).clone() })).await;
+        let request = StoredRestart { include_tasks, only_failed };
+        let document = serde_json::to_string(&request).expect("a restart serialises");
+        if existing.plan.is_err() && self.runs_here(&existing) {
+            self.plan(&existing.config).await.map_err(ManagerError::Invalid)?;
+            self.log.write(&format!("{RESTART_CONNECTOR_KEY}{name}"), Some(&document)).await?;
             return self.status(name);
         }
-        if include_tasks && existing.target == TargetState::Running {
-            // Kafka Connect's answer: the status as the restart begins, with what is
-            // being restarted shown as RESTARTING.
-            let mut answer = self.status(name)?;
-            if !only_failed || answer.connector.state == State::Failed {
-                answer.connector.state = State::Restarting;
-            }
-            let mut tasks = Vec::new();
-            for task in answer.tasks.iter_mut().filter(|task| !only_failed || task.state == State::Failed) {
-                task.state = State::Restarting;
-                tasks.push(task.id);
-            }
-            for task in tasks {
-                self.restart_task_locked(&mut running, &existing, task).await?;
-            }
-            return Ok(answer);
+        if !(include_tasks && existing.target == TargetState::Running) {
+            return self.status(name);
         }
-        self.status(name)
+        // Kafka Connect's answer: the status as the restart begins, with what is being
+        // restarted shown as RESTARTING.
+        let mut answer = self.status(name)?;
+        if !only_failed || answer.connector.state == State::Failed {
+            answer.connector.state = State::Restarting;
+        }
+        for task in answer.tasks.iter_mut().filter(|task| !only_failed || task.state == State::Failed) {
+            task.state = State::Restarting;
+        }
+        self.log.write(&format!("{RESTART_CONNECTOR_KEY}{name}"), Some(&document)).await?;
+        Ok(answer)
     }
 
-    /// Restarts one task of a running connector.
+    /// Restarts one task of a running connector, on every host that runs it.
     pub async fn restart_task(&self, name: &str, task: u32) -> Result<(), ManagerError> {
-        let mut running = self.running.lock().await;
         let existing = self.connector(name)?;
-        if existing.target != TargetState::Running || existing.plan.is_err() {
+        if existing.target != TargetState::Running || (existing.plan.is_err() && self.runs_here(&existing)) {
             return Err(ManagerError::WrongState(format!(
                 "connector {name} is {:?}, so it has no task to restart; resume it first",
                 self.status(name)?.connector.state
             )));
         }
-        self.restart_task_locked(&mut running, &existing, task).await
+        if task >= existing.task_count() {
+            return Err(ManagerError::TaskNotFound(name.to_owned(), task));
+        }
+        self.log.write(&format!("{RESTART_TASK_KEY}{name}-{task}"), Some("{}")).await?;
+        Ok(())
+    }
+
+    /// Applies a restart of `name` read from the log: a connector that could not run is
+    /// planned again; the tasks this host runs are restarted as `request` says.
+    async fn on_restart(&self, name: &str, request: StoredRestart) {
+        let mut running = self.running.lock().await;
+        let Ok(existing) = self.connector(name) else { return };
+        if !self.runs_here(&existing) {
+            return;
+        }
+        if existing.plan.is_err() {
+            let plan = self.plan(&existing.config).await.map_err(|problems| problems_text(&problems));
+            self.apply(&mut running, Arc::new(ManagedConnector { plan, ..(*existing).clone() })).await;
+            return;
+        }
+        if !request.include_tasks || existing.target != TargetState::Running || !running.contains_key(name) {
+            return;
+        }
+        let Ok(status) = self.status(name) else { return };
+        let tasks = status.tasks.iter().filter(|task| !request.only_failed || task.state == State::Failed).map(|task| task.id);
+        for task in tasks.collect::<Vec<_>>() {
+            if let Err(error) = self.restart_task_locked(&mut running, &existing, task).await {
+                tracing::warn!(connector = name, task, %error, "A task could not be restarted.");
+            }
+        }
+    }
+
+    /// Applies a restart of task `task` of `name` read from the log, if this host runs it.
+    async fn on_restart_task(&self, name: &str, task: u32) {
+        let mut running = self.running.lock().await;
+        let Ok(existing) = self.connector(name) else { return };
+        if existing.target != TargetState::Running || existing.plan.is_err() || !running.contains_key(name) {
+            return;
+        }
+        if let Err(error) = self.restart_task_locked(&mut running, &existing, task).await {
+            tracing::warn!(connector = name, task, %error, "A task could not be restarted.");
+        }
     }
 
     /// Stops every task (each commits the batch in hand), connectors side by side,
     /// waiting up to `grace`.
     pub async fn shutdown(&self, grace: Duration) {
+        // Changes that come from now on are another host's, or for the next start.
+        self.stopping.cancel();
         let mut running = self.running.lock().await;
         let connectors = running.drain().map(|(_, tasks)| stop_tasks_within(tasks, grace));
         if !futures::future::join_all(connectors).await.into_iter().all(|in_time| in_time) {
@@ -685,15 +814,12 @@ impl Manager {
         let declared_by = (origin == Origin::File).then(|| self.host_id.clone());
         let stored = StoredConnector { origin, target, config: Some(config), declared_by };
         let document = serde_json::to_string(&stored).expect("a stored connector serialises");
-        let target_position = match new {
-            true => Some(self.log.append(&target_key(&name), Some(&target_document(target))).await?),
-            false => None,
-        };
-        let position = self.log.append(&connector_key(&name), Some(&document)).await?;
-        if let Some(target_position) = target_position {
-            self.log.applied(target_position).await?;
+        let mut changes = Vec::new();
+        if new {
+            changes.push((target_key(&name), Some(target_document(target))));
         }
-        self.log.applied(position).await?;
+        changes.push((connector_key(&name), Some(document)));
+        self.log.write_all(changes).await?;
         Ok(())
     }
 
@@ -704,6 +830,13 @@ impl Manager {
         stop_tasks(running.remove(&name).unwrap_or_default()).await;
         self.desired.write().expect("desired state lock").insert(name.clone(), connector.clone());
         let status = &self.context.status;
+        if !self.runs_here(&connector) {
+            status.set_connector(&name, connector.kind(), connector.task_count(), connector.target.state());
+            for task in (0..connector.task_count()).filter(|_| connector.target == TargetState::Running) {
+                status.set_task(&name, task, State::Unassigned, Some(ELSEWHERE.to_owned()));
+            }
+            return;
+        }
         let plan = match &connector.plan {
             Ok(plan) => plan,
             Err(reason) => {
@@ -712,13 +845,6 @@ impl Manager {
             }
         };
         status.set_connector(&name, plan.kind(), plan.task_count(), connector.target.state());
-        if !self.runs_here(&connector) {
-            let trace = "declared by another host's configuration file, not this host's: its tasks run there";
-            for task in (0..plan.task_count()).filter(|_| connector.target == TargetState::Running) {
-                status.set_task(&name, task, State::Unassigned, Some(trace.to_owned()));
-            }
-            return;
-        }
         if connector.target == TargetState::Running {
             let tasks = (0..plan.task_count()).map(|task| spawn_task(&self.context, plan.clone(), task)).collect();
             running.insert(name.clone(), tasks);
@@ -733,11 +859,6 @@ impl Manager {
         task: u32,
     ) -> Result<(), ManagerError> {
         let name = &connector.config.name;
-        if !self.runs_here(connector) {
-            return Err(ManagerError::WrongState(format!(
-                "the tasks of connector {name} run on the hosts whose configuration file declares it: restart them through one of those"
-            )));
-        }
         let plan = connector.plan.clone().map_err(ManagerError::WrongState)?;
         let tasks = running.get_mut(name).ok_or_else(|| ManagerError::TaskNotFound(name.clone(), task))?;
         let slot = tasks.get_mut(task as usize).ok_or_else(|| ManagerError::TaskNotFound(name.clone(), task))?;
@@ -766,6 +887,16 @@ impl Manager {
     async fn ensure_topics(&self, connector: &ManagedConnector) -> Result<(), TransportError> {
         self.context.transport.ensure_topics(&connector_topics(&connector.config)).await
     }
+}
+
+/// The problems of a connector read from the log, which anyone who may write the topic
+/// wrote: checked as a request would be, and its name must be its key's.
+fn check_stored(name: &str, config: &ConnectorConfig) -> Result<(), String> {
+    let mut problems = validate_connector(config);
+    if config.name != name {
+        problems.push(("name".to_owned(), format!("is {}, not the name of its key", crate::names::shown(&config.name))));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems_text(&problems)) }
 }
 
 /// Whether `next` runs exactly as `existing` does: same plan, same target.

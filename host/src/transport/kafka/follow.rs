@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 
@@ -103,8 +104,8 @@ fn follow(config: &ClientConfig, topic: &str, ready: oneshot::Sender<TransportRe
     while !records.is_closed() {
         if !assigned {
             std::thread::sleep(Duration::from_secs(1));
-            assigned = match partitions_of(&consumer, topic) {
-                Ok(partitions) if !partitions.is_empty() => assign_from_start(&consumer, topic, &partitions).is_ok(),
+            assigned = match topic_state(&consumer, topic) {
+                Ok(TopicState::Partitions(partitions)) => assign_from_start(&consumer, topic, &partitions).is_ok(),
                 _ => false,
             };
             if assigned {
@@ -144,6 +145,14 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
         );
         return Ok((consumer, (Vec::new(), BTreeMap::new())));
     };
+    if partitions.len() > 1 {
+        tracing::warn!(
+            topic,
+            partitions = partitions.len(),
+            "The config topic has more than one partition: changes to one connector may be read out of order (a \
+             configuration and its target state). Kafka Connect refuses this; give it one partition."
+        );
+    }
     let mut assignment = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     let mut pending = Vec::new();
@@ -181,30 +190,42 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
 }
 
 /// The partitions of `topic`, waiting up to [`TOPIC_WAIT`] for a topic being created;
-/// none if it still does not exist.
+/// none if it still does not exist. A topic the broker names but cannot serve (not
+/// authorised, no leader) is an error once the wait is over.
 fn wait_for_partitions(consumer: &BaseConsumer<Reporting>, topic: &str) -> TransportResult<Option<Vec<i32>>> {
     let deadline = Instant::now() + TOPIC_WAIT;
     loop {
-        let partitions = partitions_of(consumer, topic)?;
-        if !partitions.is_empty() {
-            return Ok(Some(partitions));
+        let state = topic_state(consumer, topic)?;
+        match state {
+            TopicState::Partitions(partitions) => return Ok(Some(partitions)),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
+            TopicState::Missing => return Ok(None),
+            TopicState::Unready(reason) => {
+                return Err(TransportError::Other(format!("cannot read the config topic {topic}: {reason}")));
+            }
         }
-        if Instant::now() >= deadline {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-/// The partitions of `topic` (none: it does not exist).
-fn partitions_of(consumer: &BaseConsumer<Reporting>, topic: &str) -> TransportResult<Vec<i32>> {
+/// What the cluster says of a topic.
+enum TopicState {
+    /// It does not exist.
+    Missing,
+    /// Its partitions.
+    Partitions(Vec<i32>),
+    /// It exists but cannot be read now, and why.
+    Unready(String),
+}
+
+fn topic_state(consumer: &BaseConsumer<Reporting>, topic: &str) -> TransportResult<TopicState> {
     let metadata = fetch_metadata(consumer, Some(topic))?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .filter(|candidate| candidate.name() == topic && candidate.error().is_none())
-        .flat_map(|candidate| candidate.partitions().iter().map(|partition| partition.id()))
-        .collect())
+    let Some(found) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else { return Ok(TopicState::Missing) };
+    Ok(match found.error() {
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => TopicState::Missing,
+        Some(error) => TopicState::Unready(RDKafkaErrorCode::from(error).to_string()),
+        None if found.partitions().is_empty() => TopicState::Unready("it has no partitions".to_owned()),
+        None => TopicState::Partitions(found.partitions().iter().map(|partition| partition.id()).collect()),
+    })
 }
 
 fn assign_from_start(consumer: &BaseConsumer<Reporting>, topic: &str, partitions: &[i32]) -> TransportResult<()> {
