@@ -83,8 +83,8 @@ impl KafkaTransport {
     }
 }
 
-/// What a topic held at the start: its records, and the next offset of each partition.
-type Held = (Vec<LogRecord>, BTreeMap<i32, i64>);
+/// What a topic held: its records, and the next offset of each partition.
+pub(super) type Held = (Vec<LogRecord>, BTreeMap<i32, i64>);
 
 fn follow(config: &ClientConfig, topic: &str, ready: oneshot::Sender<TransportResult<Held>>, records: mpsc::UnboundedSender<LogRecord>) {
     let consumer = match read_to_end(config, topic) {
@@ -153,10 +153,25 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
              configuration and its target state). Kafka Connect refuses this; give it one partition."
         );
     }
+    let held = read_partitions(&consumer, topic, &partitions, FIRST_READ, "the config topic")?;
+    Ok((consumer, held))
+}
+
+/// Assigns `consumer` (made with `enable.partition.eof`) to `partitions` of `topic`
+/// from their start and reads them to their end, within `within` (`what` names the
+/// topic in errors): the records in the order of each partition, and the next offset
+/// of each partition after them. The consumer stays assigned.
+pub(super) fn read_partitions(
+    consumer: &BaseConsumer<Reporting>,
+    topic: &str,
+    partitions: &[i32],
+    within: Duration,
+    what: &str,
+) -> TransportResult<Held> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     let mut pending = Vec::new();
-    for partition in partitions {
+    for &partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?;
         assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
         ends.insert(partition, high);
@@ -165,12 +180,13 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
         }
     }
     consumer.assign(&assignment)?;
-    let mut initial = Vec::new();
-    let deadline = Instant::now() + FIRST_READ;
+    let mut records = Vec::new();
+    let deadline = Instant::now() + within;
     while !pending.is_empty() {
         if Instant::now() > deadline {
-            return Err(TransportError::Other(format!("timed out reading the config topic {topic} to its end")));
+            return Err(TransportError::Other(format!("timed out reading {what} from topic {topic}")));
         }
+        // A partition ends where librdkafka says, past any transaction markers.
         let message = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
@@ -184,9 +200,9 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
         let end = ends.entry(partition).or_default();
         *end = (*end).max(offset + 1);
         pending.retain(|(id, high)| !(*id == partition && offset + 1 >= *high));
-        initial.push(record);
+        records.push(record);
     }
-    Ok((consumer, (initial, ends)))
+    Ok((records, ends))
 }
 
 /// The partitions of `topic`, waiting up to [`TOPIC_WAIT`] for a topic being created;

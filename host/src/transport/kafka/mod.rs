@@ -550,7 +550,6 @@ fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportRe
         .clone()
         .set("enable.auto.commit", "false")
         .set("group.id", "wasm-connect-compacted-reader")
-        // A partition ends where librdkafka says, past any transaction markers.
         .set("enable.partition.eof", "true")
         .create_with_context(Reporting)?;
     let metadata = fetch_metadata(&consumer, Some(topic))?;
@@ -558,41 +557,13 @@ fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportRe
     let Some(topic_metadata) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else {
         return Ok(latest);
     };
-    let mut assignment = TopicPartitionList::new();
-    let mut ends = Vec::new();
-    for partition in topic_metadata.partitions() {
-        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)?;
-        if high > low {
-            assignment.add_partition_offset(topic, partition.id(), Offset::Offset(low))?;
-            ends.push((partition.id(), high));
-        }
-    }
-    if ends.is_empty() {
-        return Ok(latest);
-    }
-    consumer.assign(&assignment)?;
-    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
-    while !ends.is_empty() {
-        if std::time::Instant::now() > deadline {
-            return Err(TransportError::Other(format!("timed out reading {what} from topic {topic}")));
-        }
-        let message = match consumer.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                ends.retain(|(id, _)| *id != partition);
-                continue;
-            }
-            Some(message) => message?,
+    let partitions: Vec<i32> = topic_metadata.partitions().iter().map(|partition| partition.id()).collect();
+    let (records, _) = follow::read_partitions(&consumer, topic, &partitions, REQUEST_TIMEOUT, what)?;
+    for record in records.into_iter().filter(|record| !record.key.is_empty()) {
+        match record.value {
+            Some(value) => latest.insert(record.key, value),
+            None => latest.remove(&record.key),
         };
-        if let Some(key) = message.key() {
-            let key = String::from_utf8_lossy(key).into_owned();
-            match message.payload() {
-                Some(payload) => latest.insert(key, String::from_utf8_lossy(payload).into_owned()),
-                None => latest.remove(&key),
-            };
-        }
-        let (partition, offset) = (message.partition(), message.offset());
-        ends.retain(|(id, high)| !(*id == partition && offset + 1 >= *high));
     }
     Ok(latest)
 }
