@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::cluster::{Cluster, broker};
+use support::cluster::{Cluster, broker, expiring_broker};
 use support::topics::{kafka, kafka_feed, runtime};
 use wasm_connect::transport::Transport;
 use wasm_connect::transport::kafka::ClusterTopics;
@@ -47,12 +47,7 @@ fn three_hosts_of_one_group_are_distinct_workers_on_its_topics() {
     hosts[0].wait_until("the group's topics", Duration::from_secs(30), || partitions(&format!("{group}-offsets")) > 0);
     assert_eq!(partitions(&format!("{group}-offsets")), 5, "offset.storage.partitions");
     assert_eq!(partitions(&format!("{group}-configs")), 1, "the config topic has one partition");
-    // Every host runs every connector until ownership comes (issue 19, part 3): the
-    // sink runs on one host alone.
-    let mut hosts = hosts;
-    for host in hosts.drain(1..) {
-        host.stop();
-    }
+    // The sink runs on the one host that owns its task.
     let (status, created) = hosts[0].call(
         "POST",
         "/connectors",
@@ -63,7 +58,9 @@ fn three_hosts_of_one_group_are_distinct_workers_on_its_topics() {
     hosts[0].wait_until("the sink's ten records", Duration::from_secs(60), || {
         support::read_sink_output(&output).values().map(Vec::len).sum::<usize>() == 10
     });
-    hosts.remove(0).stop();
+    for host in hosts {
+        host.stop();
+    }
     let committed = |prefix: &str| {
         let client = wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), ClusterTopics::named(prefix));
         let offsets = runtime().block_on(client.committed_offsets("archive", std::slice::from_ref(&topic))).unwrap();
@@ -71,6 +68,30 @@ fn three_hosts_of_one_group_are_distinct_workers_on_its_topics() {
     };
     assert_eq!(committed(&group), 10, "the sink's group is {group}-archive");
     assert_eq!(committed("wasm-connect"), 0, "nothing under the default group's name");
+}
+
+/// What a host whose cluster gave another host a task says of it.
+const ELSEWHERE: &str = "runs on another host of the cluster";
+
+/// The states of task `task` of `connector` on each of `hosts`.
+fn task_states(hosts: &[&support::Host], connector: &str, task: usize) -> Vec<String> {
+    let state = |host: &support::Host| {
+        let status = host.get_json(&format!("/connectors/{connector}/status"));
+        status["tasks"][task]["state"].as_str().unwrap_or("none").to_owned()
+    };
+    hosts.iter().map(|host| state(host)).collect()
+}
+
+/// Waits until task `task` of `connector` runs on exactly one of `hosts`, the others
+/// showing it as running elsewhere, and returns that host.
+fn cluster_owner<'a>(hosts: &[&'a support::Host], connector: &str, task: usize, within: Duration) -> &'a support::Host {
+    hosts[0].wait_until(&format!("task {task} of {connector} on one host"), within, || {
+        let states = task_states(hosts, connector, task);
+        states.iter().filter(|state| *state == "RUNNING").count() == 1
+            && states.iter().all(|state| ["RUNNING", "UNASSIGNED"].contains(&state.as_str()))
+    });
+    let states = task_states(hosts, connector, task);
+    hosts[states.iter().position(|state| state == "RUNNING").unwrap()]
 }
 
 /// A sink connector's REST body: `log-sink` reading `topic`, with `batch`.
@@ -111,18 +132,31 @@ fn a_change_through_any_host_reaches_every_host() {
     }
     assert_eq!(c.get_json("/connectors/fa")["config"]["connector.class"], "log-sink");
     assert_eq!(a.call("DELETE", "/connectors/fa", None).0, 409, "A's file declares fa: it changes through the file");
-    // A file connector runs on the host whose file declares it; the others show it.
-    let task = |host: &support::Host, name: &str| host.get_json(&format!("/connectors/{name}/status"))["tasks"][0].clone();
-    a.wait_until("fa running on A", soon, || task(&a, "fa")["state"] == "RUNNING");
-    for host in [&b, &c] {
-        let elsewhere = task(host, "fa");
-        assert_eq!(elsewhere["state"], "UNASSIGNED", "{elsewhere}");
-        assert!(elsewhere["trace"].as_str().unwrap().contains("another host's configuration file"), "{elsewhere}");
-    }
+    // Each task runs on the one host that owns it; the others show it as elsewhere.
+    let hosts = [&a, &b, &c];
+    let owner = cluster_owner(&hosts, "fa", 0, soon);
     // A restart asked of any host restarts the task where it runs.
     assert_eq!(c.call("POST", "/connectors/fa/tasks/0/restart", None).0, 204);
-    a.wait_until("fa's task restarted on A", soon, || a.log().contains("Restarted the task. connector=fa task=0"));
+    owner.wait_until("fa's task restarted on its host", soon, || owner.log().contains("Restarted the task. connector=fa task=0"));
     assert_eq!(c.call("POST", "/connectors/fa/tasks/1/restart", None).0, 404, "fa has one task");
+    // air's secrets are C's alone: another host that owns its task says why it cannot
+    // run it.
+    let task = |host: &support::Host, name: &str| host.get_json(&format!("/connectors/{name}/status"))["tasks"][0].clone();
+    let owners = |traces: &[serde_json::Value]| -> Vec<usize> {
+        let elsewhere = |trace: &str| trace.contains(ELSEWHERE) || trace.contains("waits for the cluster's group");
+        (0..3).filter(|index| !traces[*index]["trace"].as_str().is_some_and(elsewhere)).collect()
+    };
+    let traces = || -> Vec<serde_json::Value> { hosts.iter().map(|host| task(host, "air")).collect() };
+    a.wait_until("air's task owned by one host", soon, || owners(&traces()).len() == 1);
+    let traces = traces();
+    let owners = owners(&traces);
+    if owners[0] == 2 {
+        // C runs it (its endpoint is closed, so it may be failing by now).
+        assert_ne!(traces[2]["state"], "UNASSIGNED", "{traces:?}");
+    } else {
+        assert_eq!(traces[owners[0]]["state"], "UNASSIGNED", "{traces:?}");
+        assert!(traces[owners[0]]["trace"].as_str().unwrap().contains("secret values this host does not have"), "{traces:?}");
+    }
     // Its secrets stay on its host: hidden in what is published.
     assert_eq!(a.get_json("/connectors/air")["config"]["api_key"], "[hidden]");
     let published = support::topics::kafka_read(&bootstrap, &format!("changes{s}-configs"));
@@ -230,4 +264,169 @@ fn file_connectors_follow_the_files_that_declare_them() {
     let a = cluster.start(0, &sink("solo", 2));
     b.wait_until("solo declared again by A", soon, || tasks_max(&b, "solo") == "2");
     assert_eq!(a.get_json("/connectors/solo/status")["tasks"].as_array().map(Vec::len), Some(2));
+}
+
+/// The hosts of a cluster share the tasks out: each runs on exactly one host, a host
+/// that stops hands its tasks to the others, and the sources' records reach their
+/// topics once each, across every move.
+#[test]
+fn each_task_runs_on_one_host_and_moves_when_its_host_stops() {
+    let (_noida, bootstrap, s) = broker();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("share{s}")).with("assignment.storage.partitions", "12");
+    let (first, second) = (format!("counts{s}"), format!("tallies{s}"));
+    support::kafka::create_topic(&bootstrap, &first, 3);
+    support::kafka::create_topic(&bootstrap, &second, 1);
+    let source = |name: &str, topic: &str| {
+        format!("  - name: {name}\n    plugin: counter-source\n    topic: {topic}\n    config:\n      rate: 300\n")
+    };
+    let file = format!(
+        "{}{}  - name: reader\n    plugin: log-sink\n    topics: [{first}]\n    tasks_max: 3\n",
+        source("first", &first),
+        source("second", &second)
+    );
+    let mut hosts: Vec<support::Host> = (0..3).map(|index| cluster.start(index, &file)).collect();
+    let within = Duration::from_secs(30);
+    let units = [("first", 0), ("second", 0), ("reader", 0), ("reader", 1), ("reader", 2)];
+    let placed = |hosts: &[&support::Host]| -> Vec<usize> {
+        units
+            .iter()
+            .map(|(connector, task)| {
+                let owner = cluster_owner(hosts, connector, *task, within);
+                hosts.iter().position(|host| std::ptr::eq(*host, owner)).unwrap()
+            })
+            .collect()
+    };
+    let placement = placed(&hosts.iter().collect::<Vec<_>>());
+    for (host, _) in hosts.iter().enumerate() {
+        let metrics = hosts[host].get_text("/metrics");
+        let running: f64 = units
+            .iter()
+            .map(|(connector, _)| connector)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|connector| support::metric(&metrics, "wasm_connect_task_state", &[("connector", connector), ("state", "RUNNING")]))
+            .sum();
+        let owned = placement.iter().filter(|owner| **owner == host).count();
+        assert_eq!(running as usize, owned, "host {host} runs the tasks it owns, no others: {placement:?}");
+    }
+    // The host that runs the first source stops: its tasks move to the other two.
+    let leaving = placement[0];
+    let stopped = hosts.remove(leaving).stop();
+    assert!(stopped.contains("wasm-connect stopped."), "{stopped}");
+    let left: Vec<&support::Host> = hosts.iter().collect();
+    // Every task runs on exactly one of the two hosts left.
+    placed(&left);
+    std::thread::sleep(Duration::from_secs(2));
+    for host in hosts {
+        host.stop();
+    }
+    // Every count reached its topic once, in order, though the sources moved.
+    for topic in [&first, &second] {
+        let numbers: Vec<u64> = support::topics::kafka_read(&bootstrap, topic)
+            .iter()
+            .map(|record| {
+                let value: serde_json::Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+                value["n"].as_u64().unwrap()
+            })
+            .collect();
+        let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
+        assert!(numbers.len() > 300, "{topic}: {} records", numbers.len());
+        assert_eq!(distinct.len(), numbers.len(), "{topic}: no count twice");
+        assert_eq!(distinct.last().copied(), Some(numbers.len() as u64 - 1), "{topic}: no count missing");
+    }
+}
+
+/// The counts `topic` holds, in its order.
+fn counts(bootstrap: &str, topic: &str) -> Vec<u64> {
+    let records = support::topics::kafka_read(bootstrap, topic);
+    let count =
+        |record: &Record| serde_json::from_slice::<serde_json::Value>(record.value.as_deref().unwrap()).unwrap()["n"].as_u64().unwrap();
+    records.iter().map(count).collect()
+}
+
+/// With `cooperative-sticky`, only the tasks that move restart: a host that joins takes
+/// some over, the others' keep running. A host that dies (SIGKILL) loses its tasks to
+/// the others once the broker ends its session, and the source goes on from the
+/// position it last wrote: no count missing. (Without transactions yet, the batch the
+/// dead host had sent but not yet recorded the position of is sent again: at least
+/// once.) On librdkafka's mock cluster, which ends the sessions of static members as
+/// Kafka does.
+#[test]
+fn only_moved_tasks_restart_and_a_killed_hosts_tasks_move_once_its_session_ends() {
+    let root = tempfile::tempdir().unwrap();
+    let names: Vec<(String, u32)> = (0..3).map(|index| (format!("counts{index}"), 1)).collect();
+    let (_mock, bootstrap, s) = expiring_broker("takeover", &names);
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("takeover{s}"))
+        .cooperative()
+        .with("assignment.storage.partitions", "12")
+        .with("session.timeout.ms", "6000")
+        .with("heartbeat.interval.ms", "1000");
+    let topics: Vec<String> = names.iter().map(|(topic, _)| format!("{topic}{s}")).collect();
+    let mut file = String::new();
+    for (index, topic) in topics.iter().enumerate() {
+        file.push_str(&format!("  - name: count{index}\n    plugin: counter-source\n    topic: {topic}\n    config:\n      rate: 200\n"));
+    }
+    let within = Duration::from_secs(60);
+    let place = |hosts: &[support::Host]| -> Vec<usize> {
+        let all: Vec<&support::Host> = hosts.iter().collect();
+        (0..3)
+            .map(|index| {
+                let owner = cluster_owner(&all, &format!("count{index}"), 0, within);
+                all.iter().position(|host| std::ptr::eq(*host, owner)).unwrap()
+            })
+            .collect()
+    };
+    let starts = |host: &support::Host, connector: &str| {
+        support::metric(&host.get_text("/metrics"), "wasm_connect_task_starts_total", &[("connector", connector), ("task", "0")])
+    };
+    // Two hosts, then a third joins: only the tasks that move to it restart.
+    let mut hosts: Vec<support::Host> = (0..2).map(|index| cluster.start(index, &file)).collect();
+    let before = place(&hosts);
+    std::thread::sleep(Duration::from_secs(2));
+    let counted: Vec<f64> = (0..3).map(|index| starts(&hosts[before[index]], &format!("count{index}"))).collect();
+    assert!(counted.iter().all(|count| *count >= 1.0), "each source started where it runs: {counted:?}");
+    hosts.push(cluster.start(2, &file));
+    hosts[2].wait_until("the third host's share", within, || hosts[2].get_json("/")["assigned_partitions"].as_u64().is_some_and(|n| n > 0));
+    let placement = place(&hosts);
+    for index in 0..3 {
+        let connector = format!("count{index}");
+        match placement[index] {
+            2 => assert_eq!(starts(&hosts[2], &connector), 1.0, "{connector} moved to the new host and started there once"),
+            owner => {
+                assert_eq!(owner, before[index], "{connector} moved between the two first hosts: {before:?} -> {placement:?}");
+                assert_eq!(starts(&hosts[owner], &connector), counted[index], "{connector} did not move and did not restart");
+            }
+        }
+    }
+    // A host dies: its tasks move once its session ends; the others' do not restart.
+    std::thread::sleep(Duration::from_secs(2));
+    let victim = placement[0];
+    let before: Vec<(usize, usize, f64)> = (0..3)
+        .filter(|index| placement[*index] != victim)
+        .map(|index| (index, placement[index], starts(&hosts[placement[index]], &format!("count{index}"))))
+        .collect();
+    assert!(before.iter().all(|(_, _, count)| *count >= 1.0), "{before:?}");
+    hosts.remove(victim).kill();
+    let killed = std::time::Instant::now();
+    let survivors: Vec<&support::Host> = hosts.iter().collect();
+    cluster_owner(&survivors, "count0", 0, Duration::from_secs(40));
+    let takeover = killed.elapsed();
+    println!("takeover after SIGKILL: {:.1} s (session.timeout.ms 6000)", takeover.as_secs_f64());
+    assert!(takeover < Duration::from_secs(40), "{takeover:?}");
+    for (index, owner, count) in before {
+        let owner = if owner > victim { owner - 1 } else { owner };
+        let now = starts(&hosts[owner], &format!("count{index}"));
+        assert_eq!(now, count, "count{index} stayed on its host and did not restart (cooperative rebalance)");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for host in hosts {
+        host.stop();
+    }
+    for topic in &topics {
+        let numbers = counts(&bootstrap, topic);
+        let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
+        assert!(distinct.len() > 400, "{topic}: {} counts", distinct.len());
+        assert_eq!(distinct.last().copied(), Some(distinct.len() as u64 - 1), "{topic}: no count missing");
+    }
 }

@@ -9,16 +9,16 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadingTls, ServerLimits};
-use crate::cluster::Identity;
+use crate::cluster::{Identity, Ownership};
 use crate::config::{ConfigErrors, HostConfig, KafkaConfig, LoadedConfig};
 use crate::data_dir::DataDirLock;
-use crate::manager::Manager;
 use crate::manager::log::ConfigLog;
 use crate::manager::store::{KafkaStateStore, SqliteStateStore, StateStore};
+use crate::manager::{Manager, Place};
 use crate::runtime::{PluginCatalog, PluginOrigin, Runtime, TaskLimits};
 use crate::telemetry::redaction::SecretRegistration;
 use crate::telemetry::{Metrics, StatusBoard};
-use crate::transport::kafka::{ClusterTopics, HostTopic};
+use crate::transport::kafka::{ClusterTopics, HostTopic, MembershipSettings};
 use crate::transport::{EmbeddedTransport, KafkaTransport, Transport, kafka};
 use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
 
@@ -127,6 +127,13 @@ fn cluster_topics(kafka: &KafkaConfig) -> ClusterTopics {
         },
         // One partition, as Kafka Connect's: the desired state in one order.
         config: HostTopic { name: kafka.config_topic(), partitions: 1, replication: cluster.config_storage_replication_factor },
+        // Replicated as the config topic: both are the cluster's control plane.
+        assignments: HostTopic {
+            name: kafka.assignments_topic(),
+            partitions: cluster.assignment_storage_partitions,
+            replication: cluster.config_storage_replication_factor,
+        },
+        members: kafka.membership_group(),
     }
 }
 
@@ -209,8 +216,36 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         restart_backoff: config.plugins.restart_backoff,
         max_restart_backoff: config.plugins.max_restart_backoff,
     };
+    // On Kafka this host runs the tasks of the partitions the cluster gives it, none
+    // before it joined.
+    let ownership = match &kafka_transport {
+        Some(kafka) => Ownership::nothing(kafka.assignment_partitions().await?),
+        None => Ownership::everything(),
+    };
     let uploads = uploaded_plugins_dir(&config.data_dir);
-    let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, opened, host_id, plans).await?;
+    let place = Place { host_id: host_id.clone(), ownership };
+    let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, opened, place, plans).await?;
+    let membership = match (&kafka_transport, &config.kafka) {
+        (Some(transport), Some(kafka)) => {
+            let cluster = &kafka.cluster;
+            let settings = MembershipSettings {
+                host_id,
+                worker_id: identity.worker_id.clone(),
+                strategy: cluster.partition_assignment_strategy.clone(),
+                session_timeout_ms: cluster.session_timeout_ms,
+                heartbeat_interval_ms: cluster.heartbeat_interval_ms,
+                rebalance_timeout_ms: cluster.rebalance_timeout_ms,
+            };
+            match transport.join_cluster(&settings, manager.cluster_owner(tokio::runtime::Handle::current())) {
+                Ok(membership) => Some(membership),
+                Err(error) => {
+                    manager.shutdown(SHUTDOWN_GRACE).await;
+                    return Err(anyhow::Error::new(error).context("cannot join the cluster's group on its assignments topic"));
+                }
+            }
+        }
+        _ => None,
+    };
     let admin_state = AdminState {
         manager: manager.clone(),
         metrics,
@@ -234,6 +269,10 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     shutdown.cancelled().await;
     tracing::info!("Stopping: every task finishes the batch in hand.");
     manager.shutdown(SHUTDOWN_GRACE).await;
+    if let Some(membership) = membership {
+        // The other hosts take this host's partitions at once.
+        let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
+    }
     let _ = admin_server.await;
     tracing::info!("wasm-connect stopped.");
     Ok(())

@@ -16,6 +16,28 @@ pub fn broker() -> (Option<super::kafka::NoidaKafka>, String, String) {
     (noida, bootstrap, suffix)
 }
 
+/// A broker that ends the sessions of members that stop heartbeating, static ones
+/// included (noida-db and tansu 0.6 do not): the one in
+/// `WASM_CONNECT_TEST_KAFKA_BOOTSTRAP`, or librdkafka's mock cluster of the test's own
+/// with `topics` made (it refuses CreateTopics: the cluster `group`'s own topics are
+/// made too). The suffix makes names unique on a shared broker.
+pub fn expiring_broker(group: &str, topics: &[(String, u32)]) -> (Option<super::kafka::MockBroker>, String, String) {
+    if let Ok(external) = std::env::var("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP") {
+        let suffix = format!("-{}", std::process::id());
+        for (topic, partitions) in topics {
+            super::kafka::create_topic(&external, &format!("{topic}{suffix}"), *partitions);
+        }
+        return (None, external, suffix);
+    }
+    let mut mock = super::kafka::MockBroker::start();
+    let own = [("configs", 1), ("offsets", 5), ("assignments", 12)].map(|(suffix, partitions)| (format!("{group}-{suffix}"), partitions));
+    for (topic, partitions) in topics.iter().cloned().chain(own) {
+        mock.create_topic(&topic, partitions);
+    }
+    let bootstrap = mock.bootstrap.clone();
+    (Some(mock), bootstrap, String::new())
+}
+
 /// The hosts of one cluster: `group` on the broker at `bootstrap`, each under
 /// `root/host-<n>`.
 pub struct Cluster {
@@ -24,11 +46,25 @@ pub struct Cluster {
     group: String,
     /// Extra lines of the `kafka.cluster` block, indented by four spaces.
     settings: String,
+    /// `partition.assignment.strategy`, when not the host's default.
+    strategy: Option<String>,
 }
 
 impl Cluster {
+    /// On the test's own noida-db the hosts share tasks out with the `range` assignor:
+    /// noida-db never completes a cooperative rebalance that gives a joining member
+    /// partitions (measured with librdkafka 2.12). On the broker in
+    /// `WASM_CONNECT_TEST_KAFKA_BOOTSTRAP`, with the default, `cooperative-sticky`.
     pub fn new(root: &Path, bootstrap: &str, group: &str) -> Cluster {
-        Cluster { root: root.to_owned(), bootstrap: bootstrap.to_owned(), group: group.to_owned(), settings: String::new() }
+        let strategy = std::env::var("WASM_CONNECT_TEST_KAFKA_BOOTSTRAP").is_err().then(|| "range".to_owned());
+        Cluster { root: root.to_owned(), bootstrap: bootstrap.to_owned(), group: group.to_owned(), settings: String::new(), strategy }
+    }
+
+    /// The hosts share tasks out with the host's default assignor, `cooperative-sticky`
+    /// (on brokers that complete cooperative rebalances: tansu, or a real Kafka).
+    pub fn cooperative(mut self) -> Cluster {
+        self.strategy = None;
+        self
     }
 
     /// Adds `key: value` to every host's `kafka.cluster` block.
@@ -53,12 +89,14 @@ impl Cluster {
             &format!(
                 "version: 1\ndata_dir: {data}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {plugins}\n  restart_backoff: 200ms\n  \
                  max_restart_backoff: 2s\nkafka:\n  bootstrap_servers: {bootstrap}\n  client:\n    session.timeout.ms: 6000\n  \
-                 cluster:\n    group.id: {group}\n{settings}connectors:{connectors}",
+                 cluster:\n    group.id: {group}\n{strategy}{settings}connectors:{connectors}",
                 data = directory.join("data").display(),
                 plugins = test_plugins_dir().display(),
                 bootstrap = self.bootstrap,
                 group = self.group,
                 settings = self.settings,
+                strategy =
+                    self.strategy.as_ref().map(|strategy| format!("    partition.assignment.strategy: {strategy}\n")).unwrap_or_default(),
             ),
         )
     }

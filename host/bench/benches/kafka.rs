@@ -176,7 +176,7 @@ fn paths(directory: &Path, records: usize) {
                     // The mock keeps about 5 MB per partition, dropping the oldest
                     // beyond: 16 partitions carry 80,000 records of about 500 bytes.
                     mock.create_topic(&topic, 16);
-                    for internal in ["offsets", "configs"] {
+                    for internal in ["offsets", "configs", "assignments"] {
                         mock.create_topic(&format!("{topic}-{internal}"), 1);
                     }
                     path_throughput(&directory, &mock.bootstrap, path, &topic, records.min(80_000))
@@ -268,7 +268,7 @@ fn main() {
     let mut none = 0.0;
     for codec in ["none", "zstd", "lz4"] {
         let mut mock = MockBroker::start();
-        for (topic, partitions) in [("readings", 4), ("readings-offsets", 1), ("readings-configs", 1)] {
+        for (topic, partitions) in [("readings", 4), ("readings-offsets", 1), ("readings-configs", 1), ("readings-assignments", 1)] {
             mock.create_topic(topic, partitions);
         }
         let run = directory.path().join(format!("mock-{codec}"));
@@ -292,7 +292,7 @@ fn restarts(directory: &Path) {
     drop(noida);
     let mut mock = MockBroker::start();
     mock.create_topic("restarts", 4);
-    for topic in ["restarts-offsets", "restarts-configs"] {
+    for topic in ["restarts-offsets", "restarts-configs", "restarts-assignments"] {
         mock.create_topic(topic, 1);
     }
     let figures = restart_to_first_write(&directory.join("restarts-mock"), &mock.bootstrap, 3);

@@ -29,6 +29,9 @@ pub struct ServerInfo {
     /// The cluster of hosts it belongs to (`kafka.cluster."group.id"`); null on the
     /// embedded transport.
     pub group_id: Option<String>,
+    /// How many partitions of the cluster's assignments topic this host owns: it runs
+    /// the tasks that hash to them. Null on the embedded transport (it runs every task).
+    pub assigned_partitions: Option<usize>,
 }
 
 /// `GET /health`.

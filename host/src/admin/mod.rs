@@ -315,6 +315,7 @@ async fn root(State(state): State<AdminState>) -> Json<dto::ServerInfo> {
         kafka_cluster_id: identity.kafka_cluster_id.clone(),
         worker_id: identity.worker_id.clone(),
         group_id: identity.group_id.clone(),
+        assigned_partitions: state.manager.owned_partitions(),
     })
 }
 

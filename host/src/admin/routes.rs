@@ -110,7 +110,7 @@ pub(super) fn endpoints(max_plugin_bytes: usize) -> Vec<Endpoint> {
             "/",
             "The host's version.",
             Body::None,
-            vec![with::<ServerInfo>(200, "version, commit, kafka_cluster_id, worker_id, group_id")],
+            vec![with::<ServerInfo>(200, "version, commit, kafka_cluster_id, worker_id, group_id, assigned_partitions")],
             super::root,
         ),
         endpoint(

@@ -361,14 +361,19 @@ mod tests {
         assert_eq!(default.offsets_topic(), "wasm-connect-offsets");
         let grouped = kafka("  cluster:\n    group.id: etl\n");
         assert_eq!((grouped.config_topic(), grouped.offsets_topic()), ("etl-configs".to_owned(), "etl-offsets".to_owned()));
+        assert_eq!((grouped.assignments_topic(), grouped.membership_group()), ("etl-assignments".to_owned(), "etl".to_owned()));
         let older = kafka("  config_topic: c\n  offsets_topic: o\n  cluster:\n    group.id: etl\n");
         assert_eq!((older.config_topic(), older.offsets_topic()), ("c".to_owned(), "o".to_owned()));
+        // Hosts that each named their own config topic stay clusters of their own.
+        assert_eq!((older.assignments_topic(), older.membership_group()), ("c-assignments".to_owned(), "etl.c".to_owned()));
+        let assigned = kafka("  cluster:\n    assignment.storage.topic: a\n");
+        assert_eq!(assigned.assignments_topic(), "a");
         let named = kafka("  cluster:\n    config.storage.topic: c2\n    offset.storage.topic: o2\n");
         assert_eq!((named.config_topic(), named.offsets_topic()), ("c2".to_owned(), "o2".to_owned()));
         let same =
             "version: 1\nkafka:\n  bootstrap_servers: k:9092\n  cluster:\n    config.storage.topic: t\n    offset.storage.topic: t\n";
         let errors = parse(same, "x.yaml", Path::new(".")).unwrap_err().to_string();
-        assert!(errors.contains("the config and offsets topics must be two different topics"), "{errors}");
+        assert!(errors.contains("the config, offsets and assignments topics must be three different topics"), "{errors}");
     }
 
     #[test]

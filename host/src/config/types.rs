@@ -168,6 +168,29 @@ impl KafkaConfig {
         let chosen = self.cluster.config_storage_topic.as_ref().or(self.config_topic.as_ref());
         chosen.cloned().unwrap_or_else(|| format!("{}-configs", self.cluster.group_id))
     }
+
+    /// The topic whose partitions the hosts share out: `<group.id>-assignments`, or,
+    /// for hosts that name their config topic by its older setting `config_topic`,
+    /// `<config_topic>-assignments` (hosts that each had their own config topic before
+    /// clusters existed stay separate clusters).
+    pub fn assignments_topic(&self) -> String {
+        match (&self.cluster.assignment_storage_topic, &self.config_topic) {
+            (Some(topic), _) => topic.clone(),
+            (None, Some(config)) => format!("{config}-assignments"),
+            (None, None) => format!("{}-assignments", self.cluster.group_id),
+        }
+    }
+
+    /// The consumer group whose members share the assignments topic out: `group.id`,
+    /// or, with the older `config_topic`, `<group.id>.<config_topic>` (see
+    /// [`KafkaConfig::assignments_topic`]; the `.` keeps it apart from every
+    /// connector's `<group.id>-<connector>`).
+    pub fn membership_group(&self) -> String {
+        match &self.config_topic {
+            Some(config) => format!("{}.{config}", self.cluster.group_id),
+            None => self.cluster.group_id.clone(),
+        }
+    }
 }
 
 /// The settings every host of one cluster shares (Kafka Connect's worker settings of
@@ -195,6 +218,52 @@ pub struct ClusterConfig {
     /// Partitions of the offsets topic when the host creates it.
     #[serde(rename = "offset.storage.partitions", default = "default_offset_partitions")]
     pub offset_storage_partitions: i32,
+    /// The topic whose partitions the hosts share out through the `group.id` consumer
+    /// group: the owner of a partition runs the tasks that hash to it. Default
+    /// `<group.id>-assignments`.
+    #[serde(rename = "assignment.storage.topic", default, skip_serializing_if = "Option::is_none")]
+    pub assignment_storage_topic: Option<String>,
+    /// Partitions of the assignments topic when the host creates it: the most hosts
+    /// that share tasks out, and how finely. Never change it on a running cluster.
+    #[serde(rename = "assignment.storage.partitions", default = "default_assignment_partitions")]
+    pub assignment_storage_partitions: i32,
+    /// How the broker shares the assignments topic out: `cooperative-sticky` moves
+    /// only what must move; `range` or `roundrobin` stop every task of every host on
+    /// each change of members (for brokers without cooperative rebalancing).
+    #[serde(rename = "partition.assignment.strategy", default = "default_assignment_strategy")]
+    pub partition_assignment_strategy: String,
+    /// How long a host may go unheard before the broker gives its tasks to the others.
+    #[serde(rename = "session.timeout.ms", default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u32,
+    /// How often a host tells the broker it is alive; less than `session.timeout.ms`.
+    #[serde(rename = "heartbeat.interval.ms", default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u32,
+    /// How long a host may take to stop the tasks it gives up in a rebalance.
+    #[serde(rename = "rebalance.timeout.ms", default = "default_rebalance_timeout_ms")]
+    pub rebalance_timeout_ms: u32,
+}
+
+/// The assignment strategies `partition.assignment.strategy` takes.
+pub const ASSIGNMENT_STRATEGIES: [&str; 3] = ["cooperative-sticky", "range", "roundrobin"];
+
+fn default_assignment_partitions() -> i32 {
+    60
+}
+
+fn default_assignment_strategy() -> String {
+    ASSIGNMENT_STRATEGIES[0].to_owned()
+}
+
+fn default_session_timeout_ms() -> u32 {
+    10_000
+}
+
+fn default_heartbeat_interval_ms() -> u32 {
+    3_000
+}
+
+fn default_rebalance_timeout_ms() -> u32 {
+    60_000
 }
 
 fn default_group_id() -> String {
@@ -218,6 +287,12 @@ impl Default for ClusterConfig {
             offset_storage_topic: None,
             offset_storage_replication_factor: broker_default(),
             offset_storage_partitions: default_offset_partitions(),
+            assignment_storage_topic: None,
+            assignment_storage_partitions: default_assignment_partitions(),
+            partition_assignment_strategy: default_assignment_strategy(),
+            session_timeout_ms: default_session_timeout_ms(),
+            heartbeat_interval_ms: default_heartbeat_interval_ms(),
+            rebalance_timeout_ms: default_rebalance_timeout_ms(),
         }
     }
 }

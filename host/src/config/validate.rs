@@ -101,6 +101,7 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
     for (key, topic, older) in [
         ("config.storage.topic", &cluster.config_storage_topic, kafka.config_topic.is_some()),
         ("offset.storage.topic", &cluster.offset_storage_topic, kafka.offsets_topic.is_some()),
+        ("assignment.storage.topic", &cluster.assignment_storage_topic, false),
     ] {
         let Some(topic) = topic else { continue };
         if let Err(message) = check_topic_name(topic) {
@@ -116,8 +117,9 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
             problems.push((key.to_owned(), message));
         }
     }
-    if kafka.config_topic() == kafka.offsets_topic() {
-        problems.push(("kafka.cluster".to_owned(), "the config and offsets topics must be two different topics".to_owned()));
+    let (config, offsets, assignments) = (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic());
+    if config == offsets || assignments == config || assignments == offsets {
+        problems.push(("kafka.cluster".to_owned(), "the config, offsets and assignments topics must be three different topics".to_owned()));
     }
     for (key, replicas) in [
         ("config.storage.replication.factor", cluster.config_storage_replication_factor),
@@ -129,6 +131,30 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
     }
     if !(1..=10_000).contains(&cluster.offset_storage_partitions) {
         problems.push(("kafka.cluster.offset.storage.partitions".to_owned(), "must be between 1 and 10000".to_owned()));
+    }
+    if !(1..=10_000).contains(&cluster.assignment_storage_partitions) {
+        problems.push(("kafka.cluster.assignment.storage.partitions".to_owned(), "must be between 1 and 10000".to_owned()));
+    }
+    if !crate::config::ASSIGNMENT_STRATEGIES.contains(&cluster.partition_assignment_strategy.as_str()) {
+        let strategies = crate::config::ASSIGNMENT_STRATEGIES.join(", ");
+        problems.push(("kafka.cluster.partition.assignment.strategy".to_owned(), format!("must be one of {strategies}")));
+    }
+    // librdkafka's and the brokers' own bounds (group.min/max.session.timeout.ms are
+    // 6 s and 30 min by default).
+    if !(1_000..=1_800_000).contains(&cluster.session_timeout_ms) {
+        problems.push((
+            "kafka.cluster.session.timeout.ms".to_owned(),
+            "must be between 1000 and 1800000 (brokers accept 6000 and more by default)".to_owned(),
+        ));
+    }
+    if cluster.heartbeat_interval_ms == 0 || cluster.heartbeat_interval_ms >= cluster.session_timeout_ms {
+        problems.push((
+            "kafka.cluster.heartbeat.interval.ms".to_owned(),
+            format!("must be at least 1 and less than session.timeout.ms ({}); a third of it is usual", cluster.session_timeout_ms),
+        ));
+    }
+    if !(1_000..=86_400_000).contains(&cluster.rebalance_timeout_ms) {
+        problems.push(("kafka.cluster.rebalance.timeout.ms".to_owned(), "must be between 1000 and 86400000".to_owned()));
     }
     problems
 }

@@ -10,6 +10,11 @@
 //! back, on every host alike; the host that took the change answers once it applied
 //! it itself. Lock order: `on_record` takes `running`; nothing waits on the log while
 //! holding `running`, or `on_record` could never run.
+//!
+//! Which tasks run here is the cluster's [`Ownership`] (see [`crate::cluster`]): a
+//! connector's tasks run where the partitions they hash to are owned. The cluster's
+//! member releases partitions by [`Manager::release`] and acquires them by
+//! [`Manager::acquire`], which take `running` too (bounded by the rebalance timeout).
 
 mod file;
 pub mod log;
@@ -17,7 +22,7 @@ mod offsets;
 mod plugins;
 pub mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -26,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Owner, Ownership};
 use crate::config::{ConnectorConfig, validate_connector};
 use crate::runtime::{PluginCatalog, PluginKind};
 use crate::telemetry::{ConnectorStatus, State};
@@ -41,6 +47,9 @@ use crate::transport::kafka::LogRecord;
 
 /// How long a connector's tasks get to finish their batch when it is stopped.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long tasks get when the cluster already gave their partitions to another host
+/// (this host's session ended): what they write is refused or written twice anyway.
+const LOST_GRACE: Duration = Duration::from_secs(2);
 /// The prefix of connector keys in the log (Kafka Connect's own is the same).
 const CONNECTOR_KEY: &str = "connector-";
 /// The prefix of target-state keys in the log (Kafka Connect's own is the same): a key
@@ -158,7 +167,14 @@ impl ManagedConnector {
 }
 
 /// Why a connector declared by another host's file has no plan here.
-const ELSEWHERE: &str = "declared by another host's configuration file, not this host's: its tasks run there";
+const ELSEWHERE: &str = "declared by another host's configuration file with secret values this host does not have, so this host cannot run its tasks: declare it in this host's configuration file too (the same file on every host), or create it through the REST API";
+/// Why a task is not running on this host of a cluster.
+const OWNED_ELSEWHERE: &str =
+    "runs on another host of the cluster: the cluster's group gave the partition of the assignments topic it belongs to to another host";
+/// Why a task this host owns is not running yet.
+const STILL_STOPPING: &str = "an earlier instance of this task on this host is still stopping; it starts once that one stopped";
+/// Why a task is not running on a host of a cluster that has not been given its share yet.
+const NOT_YET_ASSIGNED: &str = "waits for the cluster's group to share the tasks out among its hosts";
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +246,14 @@ impl Declared {
     }
 }
 
+/// This host's place among the hosts of its cluster.
+pub struct Place {
+    /// Its identity (`data_dir/host-id`): who declared a file connector.
+    pub host_id: String,
+    /// The tasks it runs: every one, or those of the partitions the cluster gives it.
+    pub ownership: Ownership,
+}
+
 /// The owner of the running set.
 pub struct Manager {
     context: WorkerContext,
@@ -243,8 +267,13 @@ pub struct Manager {
     host_id: String,
     /// The desired state's log.
     log: ConfigLog,
-    /// The running tasks by connector; its lock serialises every change.
-    running: Mutex<HashMap<String, Vec<RunningTask>>>,
+    /// The running tasks by connector and task number; its lock serialises every change.
+    running: Mutex<HashMap<String, BTreeMap<u32, RunningTask>>>,
+    /// The tasks this host runs, of the connectors that should run.
+    ownership: RwLock<Ownership>,
+    /// Tasks that were stopped but did not finish in time: the same task does not start
+    /// again on this host until they did.
+    lingering: std::sync::Mutex<Vec<RunningTask>>,
     /// The desired state as the API reads it.
     desired: RwLock<BTreeMap<String, Arc<ManagedConnector>>>,
     /// The target states of the log's `target-state-` records, by connector.
@@ -274,10 +303,11 @@ impl Manager {
         base_dir: PathBuf,
         uploads_dir: PathBuf,
         opened: OpenedLog,
-        host_id: String,
+        place: Place,
         file_plans: Vec<ConnectorPlan>,
     ) -> anyhow::Result<Arc<Manager>> {
         let OpenedLog { log, state, records } = opened;
+        let Place { host_id, ownership } = place;
         let location = log.location();
         let manager = Arc::new(Manager {
             context,
@@ -287,6 +317,8 @@ impl Manager {
             host_id,
             log,
             running: Mutex::default(),
+            ownership: RwLock::new(ownership),
+            lingering: std::sync::Mutex::default(),
             desired: RwLock::default(),
             targets: RwLock::default(),
             checked_plans: RwLock::default(),
@@ -344,7 +376,7 @@ impl Manager {
                 stale_connectors.push(connector);
                 continue;
             }
-            if manager.runs_here(&connector) {
+            if manager.can_run_here(&connector) {
                 connector.plan = manager.plan(&connector.config).await.map_err(|problems| problems_text(&problems));
                 if let Err(reason) = &connector.plan {
                     tracing::error!(connector = %crate::names::shown(&name), %reason, "A stored connector cannot run; it is FAILED until its configuration or plugin is fixed.");
@@ -362,6 +394,7 @@ impl Manager {
         }
         drop(running);
         manager.clone().follow(records);
+        manager.clone().sweep_lingering();
         let published = async {
             for name in forgotten {
                 manager.remove(&name).await?;
@@ -452,14 +485,14 @@ impl Manager {
         connector.plan = match (&existing, checked) {
             // Another host's file connector is planned on the hosts that run it (this
             // host has not its secret values).
-            _ if !self.runs_here(&connector) => Err(ELSEWHERE.to_owned()),
+            _ if !self.can_run_here(&connector) => Err(ELSEWHERE.to_owned()),
             // The same configuration, still resolving to the plugin it runs: only the
             // target or the owner may have changed.
             (Some(existing), _) if existing.config == connector.config && self.runs_resolved_plugin(existing) => existing.plan.clone(),
             (_, Some(checked)) if checked.config == connector.config => Ok(checked),
             _ => self.plan(&connector.config).await.map_err(|problems| problems_text(&problems)),
         };
-        if let (Err(reason), true) = (&connector.plan, self.runs_here(&connector)) {
+        if let (Err(reason), true) = (&connector.plan, self.can_run_here(&connector)) {
             tracing::error!(connector = %shown, %reason, "The connector cannot run; it is FAILED until its configuration or plugin is fixed.");
         }
         if let Some(existing) = &existing
@@ -512,7 +545,7 @@ impl Manager {
     /// Stops and forgets a connector the log removed.
     async fn forget(&self, name: &str) {
         let mut running = self.running.lock().await;
-        stop_tasks(running.remove(name).unwrap_or_default()).await;
+        self.stop_tasks(running.remove(name).unwrap_or_default().into_values().collect()).await;
         let removed = self.desired.write().expect("desired state lock").remove(name);
         drop(running);
         self.context.status.remove_connector(name);
@@ -547,11 +580,13 @@ impl Manager {
         }
     }
 
-    /// Whether this host runs `connector`'s tasks: those created through the API, and
-    /// those its own configuration file declares, as before hosts shared the desired
-    /// state. (Which host runs which task is not decided by the cluster yet.)
-    fn runs_here(&self, connector: &ManagedConnector) -> bool {
-        connector.origin == Origin::Api || self.file_connectors.read().expect("file connectors lock").contains_key(&connector.config.name)
+    /// Whether this host can run `connector`'s tasks (those it owns): those created
+    /// through the API, those its own configuration file declares, and those other
+    /// hosts' files declare without secret values (the log holds those hidden).
+    fn can_run_here(&self, connector: &ManagedConnector) -> bool {
+        connector.origin == Origin::Api
+            || self.file_connectors.read().expect("file connectors lock").contains_key(&connector.config.name)
+            || !crate::worker::hides_secrets(&connector.published)
     }
 
     /// The configuration of a stored connector as this host runs it: for a file
@@ -572,7 +607,7 @@ impl Manager {
         let Ok(existing) = self.connector(name) else { return };
         let mut connector =
             ManagedConnector { config: self.resolved(name, existing.origin, existing.published.clone()), ..(*existing).clone() };
-        connector.plan = match (self.runs_here(&connector), &existing.plan) {
+        connector.plan = match (self.can_run_here(&connector), &existing.plan) {
             (false, _) => Err(ELSEWHERE.to_owned()),
             (true, Ok(plan)) if connector.config == existing.config => Ok(plan.clone()),
             (true, _) => self.plan(&connector.config).await.map_err(|problems| problems_text(&problems)),
@@ -691,12 +726,16 @@ impl Manager {
         let existing = self.connector(name)?;
         let request = StoredRestart { include_tasks, only_failed };
         let document = serde_json::to_string(&request).expect("a restart serialises");
-        if existing.plan.is_err() && self.runs_here(&existing) {
+        if existing.plan.is_err() && self.can_run_here(&existing) {
             self.plan(&existing.config).await.map_err(ManagerError::Invalid)?;
             self.log.write(&format!("{RESTART_CONNECTOR_KEY}{name}"), Some(&document)).await?;
             return self.status(name);
         }
         if !(include_tasks && existing.target == TargetState::Running) {
+            // Hosts of the cluster that could not plan it try again.
+            if self.owned_partitions().is_some() {
+                self.log.write(&format!("{RESTART_CONNECTOR_KEY}{name}"), Some(&document)).await?;
+            }
             return self.status(name);
         }
         // Kafka Connect's answer: the status as the restart begins, with what is being
@@ -715,7 +754,9 @@ impl Manager {
     /// Restarts one task of a running connector, on every host that runs it.
     pub async fn restart_task(&self, name: &str, task: u32) -> Result<(), ManagerError> {
         let existing = self.connector(name)?;
-        if existing.target != TargetState::Running || (existing.plan.is_err() && self.runs_here(&existing)) {
+        // In a cluster the task may run on a host that could plan the connector.
+        let failed_here = existing.plan.is_err() && self.can_run_here(&existing) && self.owned_partitions().is_none();
+        if existing.target != TargetState::Running || failed_here {
             return Err(ManagerError::WrongState(format!(
                 "connector {name} is {:?}, so it has no task to restart; resume it first",
                 self.status(name)?.connector.state
@@ -733,7 +774,9 @@ impl Manager {
     async fn on_restart(&self, name: &str, request: StoredRestart) {
         let mut running = self.running.lock().await;
         let Ok(existing) = self.connector(name) else { return };
-        if !self.runs_here(&existing) {
+        // Planned again whether or not this host runs a task of it now: the cluster may
+        // give it one later.
+        if !self.can_run_here(&existing) {
             return;
         }
         if existing.plan.is_err() {
@@ -745,8 +788,9 @@ impl Manager {
             return;
         }
         let Ok(status) = self.status(name) else { return };
-        let tasks = status.tasks.iter().filter(|task| !request.only_failed || task.state == State::Failed).map(|task| task.id);
-        for task in tasks.collect::<Vec<_>>() {
+        let here = running.get(name).map(|tasks| tasks.keys().copied().collect::<BTreeSet<u32>>()).unwrap_or_default();
+        let tasks = status.tasks.iter().filter(|task| here.contains(&task.id) && (!request.only_failed || task.state == State::Failed));
+        for task in tasks.map(|task| task.id).collect::<Vec<_>>() {
             if let Err(error) = self.restart_task_locked(&mut running, &existing, task).await {
                 tracing::warn!(connector = name, task, %error, "A task could not be restarted.");
             }
@@ -757,7 +801,8 @@ impl Manager {
     async fn on_restart_task(&self, name: &str, task: u32) {
         let mut running = self.running.lock().await;
         let Ok(existing) = self.connector(name) else { return };
-        if existing.target != TargetState::Running || existing.plan.is_err() || !running.contains_key(name) {
+        let here = running.get(name).is_some_and(|tasks| tasks.contains_key(&task));
+        if existing.target != TargetState::Running || existing.plan.is_err() || !here {
             return;
         }
         if let Err(error) = self.restart_task_locked(&mut running, &existing, task).await {
@@ -771,8 +816,8 @@ impl Manager {
         // Changes that come from now on are another host's, or for the next start.
         self.stopping.cancel();
         let mut running = self.running.lock().await;
-        let connectors = running.drain().map(|(_, tasks)| stop_tasks_within(tasks, grace));
-        if !futures::future::join_all(connectors).await.into_iter().all(|in_time| in_time) {
+        let connectors = running.drain().map(|(_, tasks)| stop_tasks_within(tasks.into_values().collect(), grace));
+        if !futures::future::join_all(connectors).await.iter().all(Vec::is_empty) {
             tracing::warn!(
                 grace_seconds = grace.as_secs(),
                 "Some tasks did not stop in time; their uncommitted batches will be delivered again."
@@ -825,52 +870,218 @@ impl Manager {
 
     /// Makes the running tasks of `connector` match it: its old tasks stop, then, if it
     /// should run and can, its new tasks start.
-    async fn apply(&self, running: &mut HashMap<String, Vec<RunningTask>>, connector: Arc<ManagedConnector>) {
+    async fn apply(&self, running: &mut HashMap<String, BTreeMap<u32, RunningTask>>, connector: Arc<ManagedConnector>) {
         let name = connector.config.name.clone();
-        stop_tasks(running.remove(&name).unwrap_or_default()).await;
+        self.stop_tasks(running.remove(&name).unwrap_or_default().into_values().collect()).await;
         self.desired.write().expect("desired state lock").insert(name.clone(), connector.clone());
         let status = &self.context.status;
-        if !self.runs_here(&connector) {
-            status.set_connector(&name, connector.kind(), connector.task_count(), connector.target.state());
-            for task in (0..connector.task_count()).filter(|_| connector.target == TargetState::Running) {
-                status.set_task(&name, task, State::Unassigned, Some(ELSEWHERE.to_owned()));
-            }
+        match (&connector.plan, self.can_run_here(&connector)) {
+            (Err(reason), true) => status.set_connector_failed(&name, connector.kind(), reason.clone()),
+            _ => status.set_connector(&name, connector.kind(), connector.task_count(), connector.target.state()),
+        }
+        self.reconcile(running, &connector).await;
+    }
+
+    /// Starts the tasks of `connector` this host owns and does not run yet, and stops
+    /// those it runs but no longer owns; the others keep running untouched. The status
+    /// shows the tasks that run elsewhere as such.
+    async fn reconcile(&self, running: &mut HashMap<String, BTreeMap<u32, RunningTask>>, connector: &ManagedConnector) {
+        let name = &connector.config.name;
+        if connector.target != TargetState::Running || self.stopping.is_cancelled() {
             return;
         }
+        let ownership = self.ownership.read().expect("ownership lock").clone();
         let plan = match &connector.plan {
             Ok(plan) => plan,
-            Err(reason) => {
-                status.set_connector_failed(&name, connector.kind(), reason.clone());
+            Err(_) if !self.can_run_here(connector) => {
+                for task in 0..connector.task_count() {
+                    let reason = match (ownership.owns_task(name, task), ownership.assigned()) {
+                        (true, _) => ELSEWHERE,
+                        (false, true) => OWNED_ELSEWHERE,
+                        (false, false) => NOT_YET_ASSIGNED,
+                    };
+                    self.context.status.set_task(name, task, State::Unassigned, Some(reason.to_owned()));
+                }
                 return;
             }
+            Err(_) => return,
         };
-        status.set_connector(&name, plan.kind(), plan.task_count(), connector.target.state());
-        if connector.target == TargetState::Running {
-            let tasks = (0..plan.task_count()).map(|task| spawn_task(&self.context, plan.clone(), task)).collect();
-            running.insert(name.clone(), tasks);
-            tracing::info!(connector = %name, tasks = plan.task_count(), "Started the connector's tasks.");
+        let tasks = running.entry(name.clone()).or_default();
+        let gone: Vec<u32> = tasks.keys().copied().filter(|task| !ownership.owns_task(name, *task)).collect();
+        let stopped: Vec<RunningTask> = gone.iter().filter_map(|task| tasks.remove(task)).collect();
+        let mut started = Vec::new();
+        for task in 0..plan.task_count() {
+            if tasks.contains_key(&task) {
+                continue;
+            }
+            match ownership.task_token(name, task) {
+                None => {
+                    let reason = if ownership.assigned() { OWNED_ELSEWHERE } else { NOT_YET_ASSIGNED };
+                    self.context.status.set_task(name, task, State::Unassigned, Some(reason.to_owned()));
+                }
+                Some(_) if self.still_stopping(name, task) => {
+                    self.context.status.set_task(name, task, State::Unassigned, Some(STILL_STOPPING.to_owned()));
+                }
+                Some(cancel) => {
+                    tasks.insert(task, spawn_task(&self.context, plan.clone(), task, cancel));
+                    started.push(task);
+                }
+            }
         }
+        if tasks.is_empty() {
+            running.remove(name);
+        }
+        if !started.is_empty() {
+            tracing::info!(connector = %name, tasks = ?started, "Started the connector's tasks.");
+        }
+        if !stopped.is_empty() {
+            self.stop_tasks(stopped).await;
+            // Once stopped (a stopping task shows STOPPED).
+            for task in &gone {
+                self.context.status.set_task(name, *task, State::Unassigned, Some(OWNED_ELSEWHERE.to_owned()));
+            }
+            tracing::info!(connector = %name, tasks = ?gone, "Stopped the connector's tasks that now run on another host.");
+        }
+    }
+
+    /// Stops a connector's tasks (see [`stop_tasks_within`]), up to [`STOP_GRACE`];
+    /// those that take longer are kept until they finished.
+    async fn stop_tasks(&self, tasks: Vec<RunningTask>) {
+        let leftovers = stop_tasks_within(tasks, STOP_GRACE).await;
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                grace_seconds = STOP_GRACE.as_secs(),
+                tasks = leftovers.len(),
+                "A connector's tasks did not stop in time; their uncommitted batches will be delivered again, and they start again here only once they stopped."
+            );
+            self.linger(leftovers);
+        }
+    }
+
+    /// Keeps tasks that did not stop in time, until they did.
+    fn linger(&self, leftovers: Vec<RunningTask>) {
+        self.lingering.lock().expect("lingering lock").extend(leftovers);
+    }
+
+    /// Whether task `task` of `name` is still stopping on this host (so it must not
+    /// start again yet).
+    fn still_stopping(&self, name: &str, task: u32) -> bool {
+        let mut lingering = self.lingering.lock().expect("lingering lock");
+        lingering.retain(|left| !left.handle.is_finished());
+        lingering.iter().any(|left| left.connector == name && left.task == task)
+    }
+
+    /// Starts the tasks that waited for an earlier instance of theirs to stop, once it
+    /// did, until the host stops.
+    fn sweep_lingering(self: Arc<Self>) {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = self.stopping.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                let finished = {
+                    let mut lingering = self.lingering.lock().expect("lingering lock");
+                    let before = lingering.len();
+                    lingering.retain(|left| !left.handle.is_finished());
+                    before - lingering.len()
+                };
+                if finished > 0 {
+                    self.reconcile_all().await;
+                }
+            }
+        });
+    }
+
+    /// The cluster took `partitions` from this host: their tasks stop, each finishing
+    /// its batch (`lost`: the cluster already gave them to another host, so they get
+    /// only a moment), within `deadline` in all.
+    /// Answers false when a change in progress held the running set past `deadline`:
+    /// the tasks were told to stop (they are cancelled at once), but were not awaited.
+    pub async fn release(&self, partitions: BTreeSet<i32>, lost: bool, deadline: Duration) -> bool {
+        let ownership = {
+            let mut ownership = self.ownership.write().expect("ownership lock");
+            ownership.release(&partitions);
+            ownership.clone()
+        };
+        let started = tokio::time::Instant::now();
+        let Ok(mut running) = tokio::time::timeout(deadline, self.running.lock()).await else {
+            tracing::warn!(
+                deadline_seconds = deadline.as_secs(),
+                "A change in progress kept this host from waiting for the tasks of the partitions the cluster took from it: they were told to stop, and another host may start them before they finished their batch."
+            );
+            return false;
+        };
+        let (mut stopping, mut moved) = (Vec::new(), Vec::new());
+        for (name, tasks) in running.iter_mut() {
+            for task in tasks.keys().copied().filter(|task| ownership.in_partitions(name, *task, &partitions)).collect::<Vec<_>>() {
+                stopping.extend(tasks.remove(&task));
+                moved.push((name.clone(), task));
+            }
+        }
+        running.retain(|_, tasks| !tasks.is_empty());
+        let grace = if lost { LOST_GRACE } else { deadline.saturating_sub(started.elapsed()) };
+        let leftovers = stop_tasks_within(stopping, grace).await;
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                tasks = leftovers.len(),
+                "Some tasks taken from this host did not stop in time; another host may start them before they stopped."
+            );
+            self.linger(leftovers);
+        }
+        // Once stopped (a stopping task shows STOPPED).
+        for (name, task) in &moved {
+            self.context.status.set_task(name, *task, State::Unassigned, Some(OWNED_ELSEWHERE.to_owned()));
+        }
+        if !moved.is_empty() {
+            tracing::info!(tasks = moved.len(), lost, "Stopped the tasks of the partitions the cluster took from this host.");
+        }
+        true
+    }
+
+    /// What the cluster's member hands the partitions it is given and loses to; it
+    /// calls from a thread of its own, and `runtime` runs the changes.
+    pub fn cluster_owner(self: &Arc<Self>, runtime: tokio::runtime::Handle) -> Arc<dyn Owner> {
+        Arc::new(ClusterShare { manager: self.clone(), runtime })
+    }
+
+    /// Reconciles every connector with what this host owns now.
+    async fn reconcile_all(&self) {
+        let mut running = self.running.lock().await;
+        for connector in self.connectors().into_values() {
+            self.reconcile(&mut running, &connector).await;
+        }
+    }
+
+    /// How many partitions of the cluster's assignments topic this host owns; none for
+    /// a host alone, which runs everything.
+    pub fn owned_partitions(&self) -> Option<usize> {
+        self.ownership.read().expect("ownership lock").owned_count()
     }
 
     async fn restart_task_locked(
         &self,
-        running: &mut HashMap<String, Vec<RunningTask>>,
+        running: &mut HashMap<String, BTreeMap<u32, RunningTask>>,
         connector: &ManagedConnector,
         task: u32,
     ) -> Result<(), ManagerError> {
         let name = &connector.config.name;
         let plan = connector.plan.clone().map_err(ManagerError::WrongState)?;
         let tasks = running.get_mut(name).ok_or_else(|| ManagerError::TaskNotFound(name.clone(), task))?;
-        let slot = tasks.get_mut(task as usize).ok_or_else(|| ManagerError::TaskNotFound(name.clone(), task))?;
+        let old = tasks.remove(&task).ok_or_else(|| ManagerError::TaskNotFound(name.clone(), task))?;
         // The new task starts only after the old one let go (it may hold a consumer),
         // and reports its own state from then on.
-        slot.cancel.cancel();
-        let finished = tokio::time::timeout(STOP_GRACE, &mut slot.handle).await;
-        if finished.is_err() {
-            tracing::warn!(connector = %name, task, "The task did not stop in time; its uncommitted batch will be delivered again.");
+        let leftovers = stop_tasks_within(vec![old], STOP_GRACE).await;
+        if !leftovers.is_empty() {
+            tracing::warn!(connector = %name, task, "The task did not stop in time; it starts again once it stopped.");
+            self.linger(leftovers);
+            return Ok(());
         }
+        // Given up meanwhile? Then it starts where the cluster gave it.
+        let Some(cancel) = self.ownership.read().expect("ownership lock").task_token(name, task) else { return Ok(()) };
         self.context.status.set_task(name, task, State::Restarting, None);
-        *slot = spawn_task(&self.context, plan, task);
+        tasks.insert(task, spawn_task(&self.context, plan, task, cancel));
         tracing::info!(connector = %name, task, "Restarted the task.");
         Ok(())
     }
@@ -886,6 +1097,41 @@ impl Manager {
 
     async fn ensure_topics(&self, connector: &ManagedConnector) -> Result<(), TransportError> {
         self.context.transport.ensure_topics(&connector_topics(&connector.config)).await
+    }
+}
+
+/// The manager as the owner of the partitions the cluster gives this host.
+struct ClusterShare {
+    manager: Arc<Manager>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Owner for ClusterShare {
+    fn release(&self, partitions: BTreeSet<i32>, lost: bool, deadline: Duration) {
+        if !self.runtime.block_on(self.manager.release(partitions, lost, deadline)) {
+            // Told to stop; collected once the change in progress is done.
+            let manager = self.manager.clone();
+            self.runtime.spawn(async move { manager.reconcile_all().await });
+        }
+    }
+
+    fn acquire(&self, partitions: BTreeSet<i32>) {
+        // Owned from now on, in the order the cluster says; the tasks start meanwhile.
+        let beyond = self.manager.ownership.write().expect("ownership lock").acquire(&partitions);
+        if !beyond.is_empty() {
+            tracing::error!(
+                partitions = ?beyond,
+                "The cluster's assignments topic has more partitions than when this host started (partitions were added): hosts \
+                 may now disagree on which runs a task. Restart every host, or remove the added partitions."
+            );
+        }
+        let manager = self.manager.clone();
+        self.runtime.spawn(async move { manager.reconcile_all().await });
+    }
+
+    fn release_everything(&self) {
+        self.manager.ownership.write().expect("ownership lock").release_everything();
+        self.runtime.block_on(self.manager.reconcile_all());
     }
 }
 
@@ -914,29 +1160,22 @@ fn connector_topics(config: &ConnectorConfig) -> Vec<String> {
     config.topic.iter().chain(&config.topics).chain(&config.errors.dead_letter_topic).cloned().collect()
 }
 
-/// Stops `tasks` together, each finishing its batch, within `grace` in all. On Kafka
-/// the sink tasks of a connector commit first and leave their group once all of them
-/// have committed (a leave starts a rebalance, during which commits may be refused).
-async fn stop_tasks_within(tasks: Vec<RunningTask>, grace: Duration) -> bool {
+/// Stops `tasks` together, each finishing its batch, within `grace` in all; answers
+/// those that did not finish in time (still stopping). On Kafka the sink tasks of a
+/// connector commit first and leave their group once all of them have committed (a
+/// leave starts a rebalance, during which commits may be refused).
+async fn stop_tasks_within(tasks: Vec<RunningTask>, grace: Duration) -> Vec<RunningTask> {
     let deadline = tokio::time::Instant::now() + grace;
     for task in &tasks {
         task.cancel.cancel();
     }
-    let mut in_time = true;
-    for task in tasks {
-        in_time &= tokio::time::timeout_at(deadline, task.handle).await.is_ok();
+    let mut leftovers = Vec::new();
+    for mut task in tasks {
+        if tokio::time::timeout_at(deadline, &mut task.handle).await.is_err() {
+            leftovers.push(task);
+        }
     }
-    in_time
-}
-
-/// Stops a connector's tasks (see [`stop_tasks_within`]), up to [`STOP_GRACE`].
-async fn stop_tasks(tasks: Vec<RunningTask>) {
-    if !stop_tasks_within(tasks, STOP_GRACE).await {
-        tracing::warn!(
-            grace_seconds = STOP_GRACE.as_secs(),
-            "A connector's tasks did not stop in time; their uncommitted batches will be delivered again."
-        );
-    }
+    leftovers
 }
 
 fn connector_key(name: &str) -> String {

@@ -106,6 +106,7 @@ pub struct Metrics {
     assigned_partitions: Family<TaskLabels, Gauge>,
     task_failures: Family<OutcomeLabels, Counter>,
     task_restarts: Family<TaskLabels, Counter>,
+    task_starts: Family<TaskLabels, Counter>,
     plugin_call_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
     batch_size: Family<TaskLabels, Histogram, fn() -> Histogram>,
     plugin_memory: Family<TaskLabels, Gauge>,
@@ -156,6 +157,7 @@ impl Metrics {
             assigned_partitions: Family::default(),
             task_failures: Family::default(),
             task_restarts: Family::default(),
+            task_starts: Family::default(),
             plugin_call_duration: Family::new_with_constructor(call_duration_histogram),
             batch_size: Family::new_with_constructor(batch_size_histogram),
             plugin_memory: Family::default(),
@@ -174,7 +176,7 @@ impl Metrics {
         };
         let mut root = Registry::default();
         let registry = root.sub_registry_with_prefix("wasm_connect");
-        let counters: [(&str, &str, &Family<TaskLabels, Counter>); 13] = [
+        let counters: [(&str, &str, &Family<TaskLabels, Counter>); 14] = [
             ("records_polled", "Records a source task took from its plugin", &metrics.records_polled),
             (
                 "records_produced",
@@ -188,6 +190,11 @@ impl Metrics {
             ("bytes_in", "Key and value bytes a task took in: polled from a source plugin, or consumed by a sink", &metrics.bytes_in),
             ("bytes_out", "Key and value bytes a task delivered: produced to topics, or written by a sink plugin", &metrics.bytes_out),
             ("task_restarts", "Restarts of a failed task", &metrics.task_restarts),
+            (
+                "task_starts",
+                "Starts of a task on this host: its first, after a change or a move between hosts, and each restart",
+                &metrics.task_starts,
+            ),
             (
                 "write_retries",
                 "Retries of a batch after a retriable error (store unreachable, overloaded or throttling)",
@@ -296,7 +303,9 @@ impl Metrics {
         for family in counters.iter().chain(&shared) {
             drop(family.get_or_create(labels));
         }
-        drop(self.transport_unreachable.get_or_create(labels));
+        self.task_starts.get_or_create(labels).inc();
+        // A new instance has met no outage yet (one stopped in an outage left it at 1).
+        self.transport_unreachable.get_or_create(labels).set(0);
         if kind == PluginKind::Source {
             drop(self.sources_throttled.get_or_create(labels));
         } else {
@@ -466,6 +475,7 @@ impl Metrics {
             &self.bytes_in,
             &self.bytes_out,
             &self.task_restarts,
+            &self.task_starts,
             &self.write_retries,
             &self.records_skipped,
             &self.source_throttles,

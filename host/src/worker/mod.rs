@@ -18,7 +18,7 @@ mod topics;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use plan::{ConnectorPlan, HIDDEN, plan_connector, plan_connectors};
+pub use plan::{ConnectorPlan, HIDDEN, hides_secrets, plan_connector, plan_connectors};
 pub use supervisor::{RunningTask, spawn_task};
 
 use crate::runtime::{PluginFailure, Runtime};

@@ -82,6 +82,13 @@ impl ConnectorPlan {
     }
 }
 
+/// Whether `config` has a value [`ConnectorPlan::config_without_secrets`] hid: it
+/// cannot run as it is.
+pub fn hides_secrets(config: &ConnectorConfig) -> bool {
+    let options = config.config.values().chain(config.transforms.iter().flat_map(|transform| transform.options.values()));
+    options.chain(config.ignored.values()).any(|value| value.0 == HIDDEN)
+}
+
 /// The longest name of a processor connector: its changelog topics on Kafka,
 /// `<name>-<store>-changelog` with stores of up to 64 characters, stay within Kafka's
 /// 249 (checked on every transport, so that a connector moves between them).

@@ -17,18 +17,23 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// One task under supervision: cancel it through `cancel`, then await `handle`, which
 /// ends once the task has finished (and committed) the batch in hand.
 pub struct RunningTask {
+    /// Its connector.
+    pub connector: String,
+    /// Its number.
+    pub task: u32,
     /// Stops the task.
     pub cancel: CancellationToken,
     /// Ends when the task has stopped.
     pub handle: JoinHandle<()>,
 }
 
-/// Starts task `task` of a connector under supervision; it runs until cancelled.
-pub fn spawn_task(context: &WorkerContext, plan: Arc<ConnectorPlan>, task: u32) -> RunningTask {
-    let task = TaskContext::new(context.clone(), plan, task);
-    let cancel = CancellationToken::new();
-    let handle = tokio::spawn(supervise(task, cancel.clone()));
-    RunningTask { cancel, handle }
+/// Starts task `task` of a connector under supervision; it runs until `cancel` (or a
+/// token it is a child of) is cancelled.
+pub fn spawn_task(context: &WorkerContext, plan: Arc<ConnectorPlan>, task: u32, cancel: CancellationToken) -> RunningTask {
+    let connector = plan.config.name.clone();
+    let context = TaskContext::new(context.clone(), plan, task);
+    let handle = tokio::spawn(supervise(context, cancel.clone()));
+    RunningTask { connector, task, cancel, handle }
 }
 
 async fn supervise(task: TaskContext, cancel: CancellationToken) {

@@ -23,12 +23,14 @@ use wasm_connect_protocol::Record;
 mod client;
 mod follow;
 mod group;
+mod membership;
 mod processor;
 
 use client::fetch_metadata;
 pub use client::{Reporting, client_problems, is_secret_setting, last_client_error};
 pub use follow::{Followed, LogRecord, Position};
 use group::{KafkaConsumer, Siblings};
+pub use membership::{Membership, MembershipSettings};
 
 use super::{
     PartitionOffset, PartitionOffsetChange, PartitionRange, RecordConsumer, RecordProducer, StartAt, StateEntry, StatePage, StateQuery,
@@ -62,13 +64,24 @@ pub struct ClusterTopics {
     pub offsets: HostTopic,
     /// The desired state.
     pub config: HostTopic,
+    /// Shared out among the hosts through the `members` consumer group: its
+    /// partitions' owners run the tasks that hash to them.
+    pub assignments: HostTopic,
+    /// The consumer group of the hosts themselves.
+    pub members: String,
 }
 
 impl ClusterTopics {
     /// Names made of `prefix` with the broker's defaults, for tools and tests.
     pub fn named(prefix: &str) -> Self {
         let topic = |suffix: &str| HostTopic { name: format!("{prefix}-{suffix}"), partitions: -1, replication: -1 };
-        Self { group_id: prefix.to_owned(), offsets: topic("offsets"), config: topic("configs") }
+        Self {
+            group_id: prefix.to_owned(),
+            offsets: topic("offsets"),
+            config: topic("configs"),
+            assignments: topic("assignments"),
+            members: prefix.to_owned(),
+        }
     }
 }
 
@@ -147,7 +160,7 @@ impl KafkaTransport {
     }
 
     fn host_topic(&self, name: &str) -> Option<&HostTopic> {
-        [&self.cluster.offsets, &self.cluster.config].into_iter().find(|topic| topic.name == name)
+        [&self.cluster.offsets, &self.cluster.config, &self.cluster.assignments].into_iter().find(|topic| topic.name == name)
     }
 
     /// Commits `offsets` (topic, partition, next offset) for a sink connector's group
