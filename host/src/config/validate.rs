@@ -84,7 +84,7 @@ pub fn validate(config: &HostConfig) -> Vec<(String, String)> {
 
 /// The longest `group.id`: the default topic names `<group.id>-configs` and
 /// `<group.id>-offsets` must fit Kafka's limit on topic names.
-const MAX_GROUP_ID_LENGTH: usize = MAX_TOPIC_LENGTH - "-offsets".len();
+const MAX_GROUP_ID_LENGTH: usize = MAX_TOPIC_LENGTH - "-assignments".len();
 
 /// The problems of the settings the hosts of one cluster share.
 fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
@@ -118,6 +118,15 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
         }
     }
     let (config, offsets, assignments) = (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic());
+    // Named after another setting by default (`<config_topic>-assignments`): checked whole.
+    if cluster.assignment_storage_topic.is_none()
+        && let Err(message) = check_topic_name(&assignments)
+    {
+        problems.push((
+            "kafka.cluster.assignment.storage.topic".to_owned(),
+            format!("is {assignments} by default, which Kafka cannot have ({message}): set a shorter one"),
+        ));
+    }
     if config == offsets || assignments == config || assignments == offsets {
         problems.push(("kafka.cluster".to_owned(), "the config, offsets and assignments topics must be three different topics".to_owned()));
     }

@@ -816,7 +816,12 @@ impl Manager {
         // Changes that come from now on are another host's, or for the next start.
         self.stopping.cancel();
         let mut running = self.running.lock().await;
-        let connectors = running.drain().map(|(_, tasks)| stop_tasks_within(tasks.into_values().collect(), grace));
+        let lingering = std::mem::take(&mut *self.lingering.lock().expect("lingering lock"));
+        let connectors = running
+            .drain()
+            .map(|(_, tasks)| tasks.into_values().collect())
+            .chain([lingering])
+            .map(|tasks: Vec<RunningTask>| stop_tasks_within(tasks, grace));
         if !futures::future::join_all(connectors).await.iter().all(Vec::is_empty) {
             tracing::warn!(
                 grace_seconds = grace.as_secs(),
@@ -907,6 +912,10 @@ impl Manager {
             Err(_) => return,
         };
         let tasks = running.entry(name.clone()).or_default();
+        // Tasks told to stop (their partition was given up while a change held the
+        // running set) are no longer running here: they may start again once stopped.
+        let told: Vec<u32> = tasks.iter().filter(|(_, running)| running.cancel.is_cancelled()).map(|(task, _)| *task).collect();
+        self.linger(told.iter().filter_map(|task| tasks.remove(task)).collect());
         let gone: Vec<u32> = tasks.keys().copied().filter(|task| !ownership.owns_task(name, *task)).collect();
         let stopped: Vec<RunningTask> = gone.iter().filter_map(|task| tasks.remove(task)).collect();
         let mut started = Vec::new();
@@ -914,7 +923,8 @@ impl Manager {
             if tasks.contains_key(&task) {
                 continue;
             }
-            match ownership.task_token(name, task) {
+            // A token born cancelled: the partition was given up meanwhile.
+            match ownership.task_token(name, task).filter(|cancel| !cancel.is_cancelled()) {
                 None => {
                     let reason = if ownership.assigned() { OWNED_ELSEWHERE } else { NOT_YET_ASSIGNED };
                     self.context.status.set_task(name, task, State::Unassigned, Some(reason.to_owned()));
@@ -960,15 +970,17 @@ impl Manager {
 
     /// Keeps tasks that did not stop in time, until they did.
     fn linger(&self, leftovers: Vec<RunningTask>) {
-        self.lingering.lock().expect("lingering lock").extend(leftovers);
+        if !leftovers.is_empty() {
+            self.lingering.lock().expect("lingering lock").extend(leftovers);
+        }
     }
 
     /// Whether task `task` of `name` is still stopping on this host (so it must not
     /// start again yet).
     fn still_stopping(&self, name: &str, task: u32) -> bool {
-        let mut lingering = self.lingering.lock().expect("lingering lock");
-        lingering.retain(|left| !left.handle.is_finished());
-        lingering.iter().any(|left| left.connector == name && left.task == task)
+        // Finished ones are taken out by the sweep alone, which then starts them again.
+        let lingering = self.lingering.lock().expect("lingering lock");
+        lingering.iter().any(|left| left.connector == name && left.task == task && !left.handle.is_finished())
     }
 
     /// Starts the tasks that waited for an earlier instance of theirs to stop, once it
@@ -1013,6 +1025,16 @@ impl Manager {
             return false;
         };
         let (mut stopping, mut moved) = (Vec::new(), Vec::new());
+        // Earlier instances still stopping go with them: the next host must not start
+        // a task while one of its instances still runs here.
+        {
+            let mut lingering = self.lingering.lock().expect("lingering lock");
+            let (taken, kept) = std::mem::take(&mut *lingering)
+                .into_iter()
+                .partition::<Vec<_>, _>(|left| ownership.in_partitions(&left.connector, left.task, &partitions));
+            *lingering = kept;
+            stopping.extend(taken);
+        }
         for (name, tasks) in running.iter_mut() {
             for task in tasks.keys().copied().filter(|task| ownership.in_partitions(name, *task, &partitions)).collect::<Vec<_>>() {
                 stopping.extend(tasks.remove(&task));
@@ -1079,7 +1101,11 @@ impl Manager {
             return Ok(());
         }
         // Given up meanwhile? Then it starts where the cluster gave it.
-        let Some(cancel) = self.ownership.read().expect("ownership lock").task_token(name, task) else { return Ok(()) };
+        let cancel = self.ownership.read().expect("ownership lock").task_token(name, task).filter(|cancel| !cancel.is_cancelled());
+        let Some(cancel) = cancel else {
+            self.context.status.set_task(name, task, State::Unassigned, Some(OWNED_ELSEWHERE.to_owned()));
+            return Ok(());
+        };
         self.context.status.set_task(name, task, State::Restarting, None);
         tasks.insert(task, spawn_task(&self.context, plan, task, cancel));
         tracing::info!(connector = %name, task, "Restarted the task.");

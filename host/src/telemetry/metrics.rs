@@ -304,8 +304,7 @@ impl Metrics {
             drop(family.get_or_create(labels));
         }
         self.task_starts.get_or_create(labels).inc();
-        // A new instance has met no outage yet (one stopped in an outage left it at 1).
-        self.transport_unreachable.get_or_create(labels).set(0);
+        drop(self.transport_unreachable.get_or_create(labels));
         if kind == PluginKind::Source {
             drop(self.sources_throttled.get_or_create(labels));
         } else {
@@ -441,6 +440,12 @@ impl Metrics {
     /// A sink task's consumer jumped over `records` the transport no longer held.
     pub fn records_skipped(&self, labels: &TaskLabels, records: u64) {
         self.records_skipped.get_or_create(labels).inc_by(records);
+    }
+
+    /// A task stopped on this host (it may run elsewhere now): what it showed of an
+    /// outage no longer holds here.
+    pub fn task_ended(&self, labels: &TaskLabels) {
+        self.transport_unreachable.get_or_create(labels).set(0);
     }
 
     /// A task found its transport out of reach (`reason`), or reachable again (`None`).

@@ -37,12 +37,21 @@ pub fn spawn_task(context: &WorkerContext, plan: Arc<ConnectorPlan>, task: u32, 
 }
 
 async fn supervise(task: TaskContext, cancel: CancellationToken) {
+    // Given up before it started (its partition moved on): nothing to show or count.
+    if cancel.is_cancelled() {
+        return;
+    }
+    run_supervised(&task, &cancel).await;
+    task.metrics().task_ended(&task.labels);
+}
+
+async fn run_supervised(task: &TaskContext, cancel: &CancellationToken) {
     let mut backoff = task.backoff(task.worker.max_restart_backoff);
     loop {
         task.show(State::Running, None);
         task.metrics().task_started(&task.labels, task.plan.kind());
         let started = Instant::now();
-        let error: TaskError = match engine::run(&task, &cancel).await {
+        let error: TaskError = match engine::run(task, cancel).await {
             Ok(()) => {
                 task.show(State::Stopped, None);
                 return;
@@ -61,7 +70,7 @@ async fn supervise(task: TaskContext, cancel: CancellationToken) {
         }
         task.show(State::Restarting, Some(reason.clone()));
         let delay = backoff.next_delay();
-        if !pause(&cancel, delay).await {
+        if !pause(cancel, delay).await {
             task.show(State::Stopped, Some(reason));
             return;
         }

@@ -26,9 +26,6 @@ use crate::transport::{TransportError, TransportResult};
 
 /// How long a host waits for the assignments topic to exist after asking for it.
 const TOPIC_WAIT: Duration = Duration::from_secs(30);
-/// How long a host waits for a broker that refused CreateTopics to create the
-/// assignments topic on first use.
-const AUTO_CREATE_WAIT: Duration = Duration::from_secs(10);
 /// How long a leaving host waits for its partitions to be revoked (its tasks are
 /// stopped by then) before it closes the member.
 const LEAVE_WAIT: Duration = Duration::from_secs(10);
@@ -80,55 +77,44 @@ impl KafkaTransport {
         let shape =
             NewTopic::new(&topic.name, topic.partitions, TopicReplication::Fixed(topic.replication)).set("cleanup.policy", "compact");
         let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)).request_timeout(Some(REQUEST_TIMEOUT));
-        let refused = match admin.create_topics([&shape], &options).await {
-            Err(error) => Some(cannot(&error)),
+        match admin.create_topics([&shape], &options).await {
+            // Refused: said as the broker said it.
             Ok(mut results) => match results.pop() {
-                Some(Err((_, code))) if code != RDKafkaErrorCode::TopicAlreadyExists => Some(cannot(&code)),
+                Some(Err((_, code))) if code != RDKafkaErrorCode::TopicAlreadyExists => return Err(cannot(&code)),
                 Some(Ok(_)) => {
-                    tracing::info!(topic = %topic.name, partitions = topic.partitions, "Created the cluster's assignments topic.");
-                    None
+                    tracing::info!(topic = %topic.name, partitions = topic.partitions, "Created the cluster's assignments topic.")
                 }
-                _ => None,
+                _ => {}
             },
-        };
-        // A broker that refuses CreateTopics may still create topics on first use
-        // (auto.create.topics.enable), with its default partitions.
-        let (wait, auto_create) = if refused.is_some() { (AUTO_CREATE_WAIT, true) } else { (TOPIC_WAIT, false) };
-        let deadline = Instant::now() + wait;
+            // Unanswered in time: it may still come (a slow broker).
+            Err(error) => {
+                tracing::warn!(%error, topic = %topic.name, "Creating the cluster's assignments topic was not answered in time; waiting for it.")
+            }
+        }
+        let deadline = Instant::now() + TOPIC_WAIT;
         while Instant::now() < deadline {
-            if let Some(count) = self.partition_count_creating(&topic.name, auto_create).await? {
-                if refused.is_some() {
-                    tracing::warn!(
-                        topic = %topic.name, partitions = count,
-                        "The broker created the cluster's assignments topic on first use, with its default partitions: at most that many hosts get tasks. Create it with kafka.cluster.\"assignment.storage.partitions\" partitions to spread tasks wider."
-                    );
-                }
+            if let Some(count) = self.partition_count(&topic.name).await? {
                 return Ok(count);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(refused.unwrap_or_else(|| cannot(&format!("it did not appear within {} s of its creation", TOPIC_WAIT.as_secs()))))
+        Err(cannot(&format!("it did not appear within {} s", TOPIC_WAIT.as_secs())))
     }
 
     /// The partition count of `topic`, none while the cluster does not know it.
     async fn partition_count(&self, topic: &str) -> TransportResult<Option<u32>> {
-        self.partition_count_creating(topic, false).await
-    }
-
-    /// The partition count of `topic`, none while the cluster does not know it; asking
-    /// a broker that creates topics on first use to create it when `auto_create`.
-    async fn partition_count_creating(&self, topic: &str, auto_create: bool) -> TransportResult<Option<u32>> {
-        let (mut config, topic) = (self.base.clone(), topic.to_owned());
-        config.set("allow.auto.create.topics", if auto_create { "true" } else { "false" });
+        let (config, topic) = (self.base.clone(), topic.to_owned());
         tokio::task::spawn_blocking(move || -> TransportResult<Option<u32>> {
             let probe: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
             let metadata = fetch_metadata(&probe, Some(&topic))?;
-            let count = metadata
-                .topics()
-                .iter()
-                .find(|found| found.name() == topic && found.error().is_none())
-                .map(|found| found.partitions().len());
-            Ok(count.filter(|count| *count > 0).map(|count| count as u32))
+            let Some(found) = metadata.topics().iter().find(|found| found.name() == topic) else { return Ok(None) };
+            match found.error().map(RDKafkaErrorCode::from) {
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(TransportError::Other(format!(
+                    "this host may not describe the cluster's assignments topic {topic}: grant its principal Describe and Read on it"
+                ))),
+                Some(_) => Ok(None),
+                None => Ok(Some(found.partitions().len() as u32).filter(|count| *count > 0)),
+            }
         })
         .await
         .map_err(|error| TransportError::Other(error.to_string()))?
