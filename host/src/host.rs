@@ -134,6 +134,7 @@ fn cluster_topics(kafka: &KafkaConfig) -> ClusterTopics {
             replication: cluster.config_storage_replication_factor,
         },
         members: kafka.membership_group(),
+        exactly_once_sources: cluster.exactly_once_source_support == crate::config::ExactlyOnceSupport::Enabled,
     }
 }
 
@@ -165,8 +166,9 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let config = &loaded.config;
     let host_id = crate::data_dir::host_identity(&config.data_dir)
         .with_context(|| format!("cannot keep this host's identity in {}", config.data_dir.display()))?;
+    let bound = listener.local_addr()?;
     let mut identity = Identity {
-        worker_id: crate::cluster::worker_id(&config.admin, listener.local_addr()?),
+        worker_id: crate::cluster::worker_id(&config.admin, bound),
         host_id: host_id.clone(),
         group_id: config.kafka.as_ref().map(|kafka| kafka.cluster.group_id.clone()),
         kafka_cluster_id: None,
@@ -258,7 +260,6 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         identity: Arc::new(identity),
     };
     let limits = ServerLimits { max_connections: config.admin.max_connections as usize, header_timeout: config.admin.header_timeout };
-    let bound = listener.local_addr()?;
     if let Some(tls) = &tls {
         tls.clone().watch(shutdown.clone());
     }

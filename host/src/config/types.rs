@@ -241,6 +241,26 @@ pub struct ClusterConfig {
     /// How long a host may take to stop the tasks it gives up in a rebalance.
     #[serde(rename = "rebalance.timeout.ms", default = "default_rebalance_timeout_ms")]
     pub rebalance_timeout_ms: u32,
+    /// `enabled`: each source batch and its position are written in one transaction,
+    /// under the task's own transactional id (exactly once, zombies fenced); `disabled`:
+    /// an idempotent producer writes the position once the batch is acknowledged (at
+    /// least once, no transaction per batch). Kafka Connect's setting of this name.
+    #[serde(rename = "exactly.once.source.support", default = "default_exactly_once")]
+    pub exactly_once_source_support: ExactlyOnceSupport,
+}
+
+/// `exactly.once.source.support`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExactlyOnceSupport {
+    /// Sources write in transactions.
+    Enabled,
+    /// Sources write with an idempotent producer.
+    Disabled,
+}
+
+fn default_exactly_once() -> ExactlyOnceSupport {
+    ExactlyOnceSupport::Enabled
 }
 
 /// The assignment strategies `partition.assignment.strategy` takes.
@@ -293,6 +313,7 @@ impl Default for ClusterConfig {
             session_timeout_ms: default_session_timeout_ms(),
             heartbeat_interval_ms: default_heartbeat_interval_ms(),
             rebalance_timeout_ms: default_rebalance_timeout_ms(),
+            exactly_once_source_support: default_exactly_once(),
         }
     }
 }

@@ -53,8 +53,15 @@ pub trait Transport: Send + Sync {
     async fn ensure_topics(&self, topics: &[String]) -> TransportResult<()>;
     /// The source position stored last for `connector`.
     async fn source_position(&self, connector: &str) -> TransportResult<Option<String>>;
-    /// A producer for a source connector's task.
+    /// A producer for `connector` (a source's records, a task's dead letters).
     async fn producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>>;
+    /// The producer of a source connector's task, which stores each batch's records
+    /// with the position after them, atomically. On Kafka it is transactional, and
+    /// opening it fences an older instance of the task (on another host, say): open it
+    /// before the position is read.
+    async fn source_producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>> {
+        self.producer(connector).await
+    }
     /// A consumer in the connector's group, for one task's share of `topics`.
     async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>>;
     /// A stream processor task's consumer: always the same partitions of `topics` for

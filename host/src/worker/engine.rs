@@ -153,9 +153,9 @@ impl Output {
 
 /// Runs one task until it is stopped (Ok) or fails (Err).
 pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), TaskError> {
-    // A processor's output opens first: on Kafka, its transactional producer fences an
-    // older instance of the task and aborts what that one left open, before the input's
-    // committed offsets and the state are read.
+    // A processor's and a source's output open first: on Kafka, their transactional
+    // producer fences an older instance of the task and aborts what that one left open,
+    // before the input's committed offsets and the state, or the position, are read.
     let mut opened_output = match task.plan.kind() {
         PluginKind::Processor => {
             // Once for all the tasks of this plan: their earlier instances are fenced. A
@@ -166,6 +166,14 @@ pub async fn run(task: &TaskContext, cancel: &CancellationToken) -> Result<(), T
                 return Ok(());
             }
             task.plan.fenced.get_or_try_init(|| transport.fence_processor(&config.name, &config.topics)).await?;
+            if cancel.is_cancelled() {
+                return Ok(());
+            }
+            Some(Output::open(task).await?)
+        }
+        // So does a source's: its transactions hold its position, which the input
+        // reads next.
+        PluginKind::Source => {
             if cancel.is_cancelled() {
                 return Ok(());
             }

@@ -121,7 +121,7 @@ impl TopicOutput {
         let (transport, config) = (&task.worker.transport, &task.plan.config);
         let producer = match task.plan.kind() {
             PluginKind::Processor => transport.processor_producer(&config.name, task.share, &config.topics).await?,
-            _ => transport.producer(&config.name).await?,
+            _ => transport.source_producer(&config.name).await?,
         };
         Ok(Self { producer, outage: OutageReport::default() })
     }

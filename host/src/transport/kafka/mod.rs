@@ -69,6 +69,8 @@ pub struct ClusterTopics {
     pub assignments: HostTopic,
     /// The consumer group of the hosts themselves.
     pub members: String,
+    /// Whether sources write each batch with its position in one transaction.
+    pub exactly_once_sources: bool,
 }
 
 impl ClusterTopics {
@@ -81,6 +83,7 @@ impl ClusterTopics {
             config: topic("configs"),
             assignments: topic("assignments"),
             members: prefix.to_owned(),
+            exactly_once_sources: true,
         }
     }
 }
@@ -340,6 +343,16 @@ impl Transport for KafkaTransport {
         }))
     }
 
+    async fn source_producer(&self, connector: &str) -> TransportResult<Box<dyn RecordProducer>> {
+        if !self.cluster.exactly_once_sources {
+            return self.producer(connector).await;
+        }
+        let (config, group) = (self.transactional_config(), self.consumer_group(connector));
+        let offsets = &self.cluster.offsets.name;
+        let producer = processor::TransactionalProducer::open_source(self.base.clone(), config, &group, connector, offsets).await?;
+        Ok(Box::new(producer))
+    }
+
     async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
         let mut config = self.group_config(connector);
         config.set("enable.auto.offset.store", "false");
@@ -564,6 +577,8 @@ fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportRe
         .set("enable.auto.commit", "false")
         .set("group.id", "wasm-connect-compacted-reader")
         .set("enable.partition.eof", "true")
+        // What transactions committed only: a source's position is written in one.
+        .set("isolation.level", "read_committed")
         .create_with_context(Reporting)?;
     let metadata = fetch_metadata(&consumer, Some(topic))?;
     let mut latest = BTreeMap::new();

@@ -1,5 +1,7 @@
-//! Stream processors on Kafka, exactly once: each task produces in transactions under
-//! its own `transactional.id`. One transaction holds a batch's results, its state
+//! Stream processors and sources on Kafka, exactly once: each task produces in
+//! transactions under its own `transactional.id`. A source's transaction holds a
+//! batch's records and the position after them (in the offsets topic), so a task that
+//! takes over reads a position that matches what reached the topic. A processor's One transaction holds a batch's results, its state
 //! changes (in the compacted changelog topics `<connector>-<store>-changelog`, in the
 //! input record's partition number) and its input offsets (`send_offsets_to_transaction`),
 //! so after a crash either all of it is there for `read_committed` readers or none.
@@ -124,15 +126,33 @@ fn fencing_error(id: &str, error: KafkaError) -> TransportError {
 
 /// A failed transaction's error; a fenced one says who took over.
 fn transaction_error(error: TransportError) -> TransportError {
-    let fenced = matches!(&error, TransportError::Kafka(kafka)
-        if matches!(kafka.rdkafka_error_code(), Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)));
+    let fenced = matches!(&error, TransportError::Kafka(kafka) if kafka.rdkafka_error_code().is_some_and(is_fencing));
     if !fenced {
         return error;
     }
+    fenced_error(&error)
+}
+
+/// Whether `code` says a newer instance took the transactional id over.
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(code, RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+}
+
+/// `error` of a transaction of `producer`'s, said as a fencing when the producer was
+/// fenced (librdkafka then fails what it still held with a purge, not the fencing).
+fn producer_error(producer: &FutureProducer<Reporting>, error: TransportError) -> TransportError {
+    match producer.client().fatal_error() {
+        Some((code, _)) if is_fencing(code) => fenced_error(&error),
+        _ => transaction_error(error),
+    }
+}
+
+/// A transaction refused because a newer instance took the id over.
+fn fenced_error(error: &TransportError) -> TransportError {
     TransportError::Other(format!(
         "the transaction was refused: a newer instance of this task took its transactional id over (the task was \
-         restarted, its connector changed, or another host runs the same processor connector: run each on one host), or \
-         the transaction ran past transaction.timeout.ms: {error}"
+         restarted, its connector changed, or another host of the cluster took the task over), or the transaction ran \
+         past transaction.timeout.ms: {error}"
     ))
 }
 
@@ -176,12 +196,14 @@ fn partition_count(probe: &BaseConsumer<Reporting>, topic: &str) -> TransportRes
         .map_or(0, |candidate| candidate.partitions().len() as i32))
 }
 
-/// A stream processor task's producer: every batch in one transaction.
+/// A stream processor's or a source's task producer: every batch in one transaction.
 pub(super) struct TransactionalProducer {
     /// Taken by `drop`.
     producer: Option<Arc<FutureProducer<Reporting>>>,
-    /// The connector's consumer group, to which the input offsets are committed.
-    group: Arc<ConsumerGroupMetadata>,
+    /// A processor's consumer group, to which the input offsets are committed.
+    group: Option<Arc<ConsumerGroupMetadata>>,
+    /// A source's: the offsets topic its position goes to, under the connector's name.
+    positions: Option<String>,
     /// Settings for the probes and the admin client that make changelog topics.
     base: ClientConfig,
     connector: String,
@@ -220,10 +242,44 @@ impl TransactionalProducer {
         )??;
         Ok(Self {
             producer: Some(Arc::new(producer)),
-            group: Arc::new(metadata),
+            group: Some(Arc::new(metadata)),
+            positions: None,
             base,
             connector: connector.to_owned(),
             topics: topics.to_vec(),
+            ready: HashSet::new(),
+        })
+    }
+
+    /// Opens the producer of `connector`'s source task, whose transactions also write
+    /// its position to `offsets_topic`. Opening fences an older instance of the task (on
+    /// another host, say) and aborts what it left open, so a position read after it is
+    /// the one that matches what reached the topic. `group` names the ids
+    /// (`<group>-0`, as a processor's first task).
+    pub(super) async fn open_source(
+        base: ClientConfig,
+        producer_config: ClientConfig,
+        group: &str,
+        connector: &str,
+        offsets_topic: &str,
+    ) -> TransportResult<Self> {
+        let id = transactional_id(group, "0");
+        let producer = joined(
+            tokio::task::spawn_blocking(move || -> TransportResult<_> {
+                let producer: FutureProducer<Reporting> =
+                    producer_config.clone().set("transactional.id", &id).create_with_context(Reporting)?;
+                producer.init_transactions(INIT_TIMEOUT).map_err(|error| fencing_error(&id, error))?;
+                Ok(producer)
+            })
+            .await,
+        )??;
+        Ok(Self {
+            producer: Some(Arc::new(producer)),
+            group: None,
+            positions: Some(offsets_topic.to_owned()),
+            base,
+            connector: connector.to_owned(),
+            topics: Vec::new(),
             ready: HashSet::new(),
         })
     }
@@ -367,24 +423,46 @@ impl Drop for TransactionalProducer {
 #[async_trait]
 impl RecordProducer for TransactionalProducer {
     async fn send(&mut self, records: Vec<Record>, position: Option<String>) -> TransportResult<()> {
-        if position.is_some() {
-            return Err(TransportError::Other("a stream processor's producer stores no source position".to_owned()));
+        let Some(offsets_topic) = self.positions.clone() else {
+            if position.is_some() {
+                return Err(TransportError::Other("a stream processor's producer stores no source position".to_owned()));
+            }
+            return self.send_processed(records, ProcessorCheckpoint::default()).await;
+        };
+        let producer = self.producer().clone();
+        joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)?
+            .map_err(|error| producer_error(self.producer(), error.into()))?;
+        let written = async {
+            self.produce(&records, &[]).await?;
+            if let Some(position) = &position {
+                let message = FutureRecord::to(&offsets_topic).key(&self.connector).payload(position);
+                self.producer().send(message, rdkafka::util::Timeout::Never).await.map_err(delivery_error)?;
+            }
+            let producer = self.producer().clone();
+            joined(tokio::task::spawn_blocking(move || producer.commit_transaction(TRANSACTION_TIMEOUT)).await)?
+                .map_err(TransportError::from)
         }
-        self.send_processed(records, ProcessorCheckpoint::default()).await
+        .await;
+        if let Err(error) = written {
+            let error = producer_error(self.producer(), error);
+            self.abort().await;
+            return Err(error);
+        }
+        Ok(())
     }
 
     async fn send_processed(&mut self, records: Vec<Record>, checkpoint: ProcessorCheckpoint) -> TransportResult<()> {
         self.ensure_changelogs(&checkpoint.state).await?;
         let producer = self.producer().clone();
         joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)?
-            .map_err(|error| transaction_error(error.into()))?;
+            .map_err(|error| producer_error(self.producer(), error.into()))?;
         let written = match self.produce(&records, &checkpoint.state).await {
             Ok(()) => {
                 let (producer, group) = (self.producer().clone(), self.group.clone());
                 let offsets = checkpoint.offsets;
                 joined(
                     tokio::task::spawn_blocking(move || -> TransportResult<()> {
-                        if !offsets.is_empty() {
+                        if let (false, Some(group)) = (offsets.is_empty(), group) {
                             let mut list = TopicPartitionList::new();
                             for offset in &offsets {
                                 list.add_partition_offset(&offset.topic, offset.partition, Offset::Offset(offset.offset))?;
@@ -401,8 +479,9 @@ impl RecordProducer for TransactionalProducer {
             Err(error) => Err(error),
         };
         if let Err(error) = written {
+            let error = producer_error(self.producer(), error);
             self.abort().await;
-            return Err(transaction_error(error));
+            return Err(error);
         }
         Ok(())
     }
