@@ -518,3 +518,38 @@ fn a_source_killed_mid_stream_repeats_and_loses_no_record() {
     assert_eq!(distinct.len(), numbers.len(), "no count twice: {} of {} distinct", distinct.len(), numbers.len());
     assert_eq!(distinct.last().copied(), Some(numbers.len() as u64 - 1), "no count missing");
 }
+
+/// Positions share the offsets topic, and a `read_committed` reader stops where the
+/// oldest open transaction begins: a source's position committed after another
+/// source's still-open transaction is read all the same, once that transaction ended
+/// (here aborted 2 s later), never the older one before it.
+#[test]
+fn a_position_committed_after_another_sources_open_transaction_is_read() {
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    let (_noida, bootstrap, s) = broker();
+    let prefix = format!("stale{s}");
+    let offsets = format!("{prefix}-offsets");
+    support::kafka::create_topic(&bootstrap, &offsets, 1);
+    let transport = wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), ClusterTopics::named(&prefix));
+    runtime().block_on(async {
+        let mut source = transport.source_producer("b").await.unwrap();
+        source.send(Vec::new(), Some("1".into())).await.unwrap();
+        // Another source's transaction, left open (a host cut off in the middle of it).
+        let open: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("transactional.id", format!("{prefix}-other-0"))
+            .create()
+            .unwrap();
+        open.init_transactions(Duration::from_secs(30)).unwrap();
+        open.begin_transaction().unwrap();
+        open.send(FutureRecord::to(&offsets).key("a").payload("9"), Duration::from_secs(10)).await.unwrap();
+        source.send(Vec::new(), Some("2".into())).await.unwrap();
+        let ended = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            open.abort_transaction(Duration::from_secs(30)).unwrap();
+        });
+        assert_eq!(transport.source_position("b").await.unwrap().as_deref(), Some("2"), "the position committed last");
+        assert_eq!(transport.source_position("a").await.unwrap(), None, "an aborted position is never read");
+        ended.join().unwrap();
+    });
+}

@@ -153,7 +153,7 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
              configuration and its target state). Kafka Connect refuses this; give it one partition."
         );
     }
-    let held = read_partitions(&consumer, topic, &partitions, FIRST_READ, "the config topic")?;
+    let held = read_partitions(&consumer, topic, &partitions, FIRST_READ, "the config topic", None)?;
     Ok((consumer, held))
 }
 
@@ -161,18 +161,25 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
 /// from their start and reads them to their end, within `within` (`what` names the
 /// topic in errors): the records in the order of each partition, and the next offset
 /// of each partition after them. The consumer stays assigned.
+///
+/// A `read_committed` consumer's end is the first offset of the oldest transaction
+/// still open: with `until` (each partition's end as a `read_uncommitted` client sees
+/// it), the read goes on until every transaction begun before it ended (committed or
+/// aborted), so that what was committed after an open transaction is read too.
 pub(super) fn read_partitions(
     consumer: &BaseConsumer<Reporting>,
     topic: &str,
     partitions: &[i32],
     within: Duration,
     what: &str,
+    until: Option<&BTreeMap<i32, i64>>,
 ) -> TransportResult<Held> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     let mut pending = Vec::new();
     for &partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?;
+        let high = until.and_then(|until| until.get(&partition).copied()).unwrap_or(high).max(high);
         assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
         ends.insert(partition, high);
         if high > low {
@@ -184,13 +191,21 @@ pub(super) fn read_partitions(
     let deadline = Instant::now() + within;
     while !pending.is_empty() {
         if Instant::now() > deadline {
-            return Err(TransportError::Other(format!("timed out reading {what} from topic {topic}")));
+            let open = if until.is_some() {
+                " (a transaction begun before the read is still open: a task that stopped in the middle of a batch, or one on a \
+                 host cut off from the cluster, until transaction.timeout.ms ends it)"
+            } else {
+                ""
+            };
+            return Err(TransportError::Other(format!("timed out reading {what} from topic {topic}{open}")));
         }
-        // A partition ends where librdkafka says, past any transaction markers.
+        // A partition ends where librdkafka says, past any transaction markers (with
+        // `until`, once its position reached that end).
         let message = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                pending.retain(|(id, _)| *id != partition);
+                let reached = |high: i64| position_of(consumer, topic, partition).is_some_and(|position| position >= high);
+                pending.retain(|(id, high)| *id != partition || (until.is_some() && !reached(*high)));
                 continue;
             }
             Some(message) => message?,
@@ -203,6 +218,15 @@ pub(super) fn read_partitions(
         records.push(record);
     }
     Ok((records, ends))
+}
+
+/// The next offset `consumer` reads in `partition` of `topic`, when it has one.
+fn position_of(consumer: &BaseConsumer<Reporting>, topic: &str, partition: i32) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    match positions.find_partition(topic, partition)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
 }
 
 /// The partitions of `topic`, waiting up to [`TOPIC_WAIT`] for a topic being created;

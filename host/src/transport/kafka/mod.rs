@@ -39,6 +39,10 @@ use super::{
 
 /// How long a metadata or admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long reading a compacted topic (source positions) may take: past a transaction
+/// left open by a task that stopped mid-batch, which ends within the 60 s of
+/// `transaction.timeout.ms` by default.
+const COMPACTED_READ: Duration = Duration::from_secs(75);
 /// How long joining a sink connector's group to change its offsets may take.
 const GROUP_JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -586,7 +590,13 @@ fn read_compacted(config: &ClientConfig, topic: &str, what: &str) -> TransportRe
         return Ok(latest);
     };
     let partitions: Vec<i32> = topic_metadata.partitions().iter().map(|partition| partition.id()).collect();
-    let (records, _) = follow::read_partitions(&consumer, topic, &partitions, REQUEST_TIMEOUT, what)?;
+    // Sources write their positions in transactions: read past every one open now.
+    let uncommitted: BaseConsumer<Reporting> = config.clone().set("isolation.level", "read_uncommitted").create_with_context(Reporting)?;
+    let mut until = BTreeMap::new();
+    for &partition in &partitions {
+        until.insert(partition, uncommitted.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?.1);
+    }
+    let (records, _) = follow::read_partitions(&consumer, topic, &partitions, COMPACTED_READ, what, Some(&until))?;
     for record in records.into_iter().filter(|record| !record.key.is_empty()) {
         match record.value {
             Some(value) => latest.insert(record.key, value),

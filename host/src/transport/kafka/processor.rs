@@ -405,8 +405,8 @@ impl TransactionalProducer {
         // abort changes nothing.
         match tokio::task::spawn_blocking(move || producer.abort_transaction(TRANSACTION_TIMEOUT)).await {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "Aborting a processor's transaction failed."),
-            Err(error) => tracing::debug!(%error, "Aborting a processor's transaction failed in the host."),
+            Ok(Err(error)) => tracing::debug!(%error, "Aborting a task's transaction failed."),
+            Err(error) => tracing::debug!(%error, "Aborting a task's transaction failed in the host."),
         }
     }
 }
