@@ -70,27 +70,24 @@ fn three_hosts_of_one_group_are_distinct_workers_on_its_topics() {
     assert_eq!(committed("wasm-connect"), 0, "nothing under the default group's name");
 }
 
-/// What a host whose cluster gave another host a task says of it.
-const ELSEWHERE: &str = "runs on another host of the cluster";
-
-/// The states of task `task` of `connector` on each of `hosts`.
-fn task_states(hosts: &[&support::Host], connector: &str, task: usize) -> Vec<String> {
-    let state = |host: &support::Host| {
-        let status = host.get_json(&format!("/connectors/{connector}/status"));
-        status["tasks"][task]["state"].as_str().unwrap_or("none").to_owned()
-    };
-    hosts.iter().map(|host| state(host)).collect()
+/// The `worker_id` of `host`: the address its API is reached at.
+fn worker(host: &support::Host) -> String {
+    host.admin_url().trim_start_matches("http://").trim_end_matches('/').to_owned()
 }
 
-/// Waits until task `task` of `connector` runs on exactly one of `hosts`, the others
-/// showing it as running elsewhere, and returns that host.
+/// Task `task` of `connector` as each of `hosts` shows it.
+fn task_seen(hosts: &[&support::Host], connector: &str, task: usize) -> Vec<serde_json::Value> {
+    hosts.iter().map(|host| host.get_json(&format!("/connectors/{connector}/status"))["tasks"][task].clone()).collect()
+}
+
+/// Waits until every one of `hosts` shows task `task` of `connector` RUNNING on the
+/// same host, one of `hosts`, and returns that host.
 fn cluster_owner<'a>(hosts: &[&'a support::Host], connector: &str, task: usize, within: Duration) -> &'a support::Host {
     let mut owner = None;
-    hosts[0].wait_until(&format!("task {task} of {connector} on one host"), within, || {
-        let states = task_states(hosts, connector, task);
-        let placed = states.iter().filter(|state| *state == "RUNNING").count() == 1
-            && states.iter().all(|state| ["RUNNING", "UNASSIGNED"].contains(&state.as_str()));
-        owner = states.iter().position(|state| state == "RUNNING").filter(|_| placed);
+    hosts[0].wait_until(&format!("task {task} of {connector} running on one host, as every host says"), within, || {
+        let seen = task_seen(hosts, connector, task);
+        let agreed = seen.iter().all(|task| task["state"] == "RUNNING" && task["worker_id"] == seen[0]["worker_id"]);
+        owner = hosts.iter().position(|host| seen[0]["worker_id"] == worker(host).as_str()).filter(|_| agreed);
         owner.is_some()
     });
     hosts[owner.unwrap()]
@@ -143,7 +140,7 @@ fn a_change_through_any_host_reaches_every_host() {
     }
     assert_eq!(c.get_json("/connectors/fa")["config"]["connector.class"], "log-sink");
     assert_eq!(a.call("DELETE", "/connectors/fa", None).0, 409, "A's file declares fa: it changes through the file");
-    // Each task runs on the one host that owns it; the others show it as elsewhere.
+    // Each task runs on the one host that owns it; every host says which.
     let hosts = [&a, &b, &c];
     settled(&hosts, 60, Duration::from_secs(30));
     let owner = cluster_owner(&hosts, "fa", 0, soon);
@@ -152,22 +149,24 @@ fn a_change_through_any_host_reaches_every_host() {
     owner.wait_until("fa's task restarted on its host", soon, || owner.log().contains("Restarted the task. connector=fa task=0"));
     assert_eq!(c.call("POST", "/connectors/fa/tasks/1/restart", None).0, 404, "fa has one task");
     // air's secrets are C's alone: another host that owns its task says why it cannot
-    // run it.
-    let task = |host: &support::Host, name: &str| host.get_json(&format!("/connectors/{name}/status"))["tasks"][0].clone();
-    let owners = |traces: &[serde_json::Value]| -> Vec<usize> {
-        let elsewhere = |trace: &str| trace.contains(ELSEWHERE) || trace.contains("waits for the cluster's group");
-        (0..3).filter(|index| !traces[*index]["trace"].as_str().is_some_and(elsewhere)).collect()
-    };
-    let traces = || -> Vec<serde_json::Value> { hosts.iter().map(|host| task(host, "air")).collect() };
-    a.wait_until("air's task owned by one host", soon, || owners(&traces()).len() == 1);
-    let traces = traces();
-    let owners = owners(&traces);
-    if owners[0] == 2 {
+    // run it, to every host.
+    let mut owner = None;
+    a.wait_until("air's task placed, the same on every host", soon, || {
+        let seen = task_seen(&hosts, "air", 0);
+        let agreed = seen.iter().all(|task| task["worker_id"] == seen[0]["worker_id"]);
+        owner = hosts.iter().position(|host| seen[0]["worker_id"] == worker(host).as_str()).filter(|_| agreed);
+        owner.is_some()
+    });
+    let owner = owner.unwrap();
+    let seen = hosts[owner].get_json("/connectors/air/status")["tasks"][0].clone();
+    if owner == 2 {
         // C runs it (its endpoint is closed, so it may be failing by now).
-        assert_ne!(traces[2]["state"], "UNASSIGNED", "{traces:?}");
+        assert_ne!(seen["state"], "UNASSIGNED", "{seen}");
     } else {
-        assert_eq!(traces[owners[0]]["state"], "UNASSIGNED", "{traces:?}");
-        assert!(traces[owners[0]]["trace"].as_str().unwrap().contains("secret values this host does not have"), "{traces:?}");
+        assert_eq!(seen["state"], "UNASSIGNED", "{seen}");
+        assert!(seen["trace"].as_str().unwrap().contains("secret values this host does not have"), "{seen}");
+        let told = a.get_json("/connectors/air/status")["tasks"][0].clone();
+        assert_eq!(told["trace"], seen["trace"], "every host tells why");
     }
     // Its secrets stay on its host: hidden in what is published.
     assert_eq!(a.get_json("/connectors/air")["config"]["api_key"], "[hidden]");
@@ -233,6 +232,78 @@ fn a_change_through_any_host_reaches_every_host() {
             let names = listed(host);
             !names.contains("fa") && names.contains("fb")
         });
+    }
+}
+
+/// Any host answers for every task: a connector created through one host is RUNNING,
+/// each task on one host, with the `worker_id` of that host, when read from another.
+/// A host that dies is no longer heard from, and the others show its tasks UNASSIGNED
+/// with the reason instead of their last state (noida-db never ends the dead host's
+/// session, so its tasks stay its own); started again with its data_dir, it takes them
+/// back, and every host says so.
+#[test]
+fn any_host_answers_for_every_task_and_a_silent_hosts_tasks_show_unassigned() {
+    let (_noida, bootstrap, s) = broker();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("status{s}"))
+        .with("assignment.storage.partitions", "12")
+        .with("session.timeout.ms", "6000")
+        .with("heartbeat.interval.ms", "1000");
+    let topic = format!("events{s}");
+    support::kafka::create_topic(&bootstrap, &topic, 3);
+    let mut hosts: Vec<(usize, support::Host)> = (0..3).map(|index| (index, cluster.start(index, ""))).collect();
+    let within = Duration::from_secs(30);
+    settled(&hosts.iter().map(|(_, host)| host).collect::<Vec<_>>(), 12, within);
+    let mut body = log_sink("spread", &topic, 5);
+    body["config"]["tasks.max"] = "3".into();
+    let (status, created) = hosts[0].1.call("POST", "/connectors", Some(&body));
+    assert_eq!(status, 201, "{created}");
+    // Read through C: three tasks, each running on one host, as every host says.
+    let all: Vec<&support::Host> = hosts.iter().map(|(_, host)| host).collect();
+    let owners: Vec<usize> = (0..3)
+        .map(|task| {
+            let owner = cluster_owner(&all, "spread", task, within);
+            all.iter().position(|host| std::ptr::eq(*host, owner)).unwrap()
+        })
+        .collect();
+    let through_c = all[2].get_json("/connectors/spread/status");
+    assert_eq!(through_c["connector"]["state"], "RUNNING", "{through_c}");
+    for (index, host) in all.iter().enumerate() {
+        let metrics = host.get_text("/metrics");
+        let running = support::metric(&metrics, "wasm_connect_task_state", &[("connector", "spread"), ("state", "RUNNING")]);
+        let owned = owners.iter().filter(|owner| **owner == index).count();
+        assert_eq!(running as usize, owned, "host {index} runs exactly the tasks every host says it runs: {owners:?}");
+    }
+    let expanded = all[1].get_json("/connectors?expand=status");
+    let tasks = &expanded["spread"]["status"]["tasks"];
+    for task in 0..3 {
+        assert_eq!(tasks[task]["worker_id"], worker(all[owners[task]]).as_str(), "expand=status through B: {expanded}");
+        assert_eq!(tasks[task]["state"], "RUNNING", "{expanded}");
+    }
+
+    // The host of task 0 dies: the others stop hearing from it.
+    let (index, victim) = hosts.remove(owners[0]);
+    let gone = worker(&victim);
+    victim.kill();
+    let survivors: Vec<&support::Host> = hosts.iter().map(|(_, host)| host).collect();
+    survivors[0].wait_until("task 0 shown UNASSIGNED, its host silent, on every host left", within, || {
+        task_seen(&survivors, "spread", 0).iter().all(|task| {
+            task["state"] == "UNASSIGNED"
+                && task["worker_id"] == gone.as_str()
+                && task["trace"].as_str().is_some_and(|trace| trace.contains("has not been heard from"))
+        })
+    });
+    for task in (1..3).filter(|task| owners[*task] != owners[0]) {
+        cluster_owner(&survivors, "spread", task, within);
+    }
+    // Started again with its data_dir: it takes its tasks back.
+    hosts.insert(owners[0], (index, cluster.start(index, "")));
+    let all: Vec<&support::Host> = hosts.iter().map(|(_, host)| host).collect();
+    let back = cluster_owner(&all, "spread", 0, within);
+    assert!(std::ptr::eq(back, all[owners[0]]), "the restarted host runs task 0 again");
+    assert_ne!(worker(back), gone, "a new port, a new worker_id");
+    for (_, host) in hosts {
+        host.stop();
     }
 }
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadingTls, ServerLimits};
+use crate::cluster::status::{SharedStatus, StatusSettings};
 use crate::cluster::{Identity, Ownership};
 use crate::config::{ConfigErrors, HostConfig, KafkaConfig, LoadedConfig};
 use crate::data_dir::DataDirLock;
@@ -24,6 +25,8 @@ use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
 
 /// How long tasks get to finish their current batch after shutdown was requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a stopping host may take to write its last task states and its leaving.
+const SHARING_GRACE: Duration = Duration::from_secs(5);
 /// How often the embedded store applies retention.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -133,6 +136,11 @@ fn cluster_topics(kafka: &KafkaConfig) -> ClusterTopics {
             partitions: cluster.assignment_storage_partitions,
             replication: cluster.config_storage_replication_factor,
         },
+        status: HostTopic {
+            name: kafka.status_topic(),
+            partitions: cluster.status_storage_partitions,
+            replication: cluster.status_storage_replication_factor,
+        },
         members: kafka.membership_group(),
         exactly_once_sources: cluster.exactly_once_source_support == crate::config::ExactlyOnceSupport::Enabled,
     }
@@ -204,7 +212,26 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     if let Some(kafka) = &kafka_transport {
         identity.kafka_cluster_id = kafka.cluster_id().await;
     }
-    let status = StatusBoard::new(&identity.worker_id);
+    // On Kafka this host runs the tasks of the partitions the cluster gives it, none
+    // before it joined, and shares their states with the other hosts.
+    let (ownership, shared) = match (&kafka_transport, &config.kafka) {
+        (Some(transport), Some(kafka)) => {
+            let partitions = transport.assignment_partitions().await?;
+            let shared = SharedStatus::new(StatusSettings {
+                host_id: host_id.clone(),
+                worker_id: identity.worker_id.clone(),
+                partitions,
+                heartbeat_interval: Duration::from_millis(kafka.cluster.heartbeat_interval_ms.into()),
+                session_timeout: Duration::from_millis(kafka.cluster.session_timeout_ms.into()),
+            });
+            (Ownership::nothing(partitions), Some(shared))
+        }
+        _ => (Ownership::everything(), None),
+    };
+    let mut status = StatusBoard::new(&identity.worker_id);
+    if let Some(shared) = &shared {
+        status = status.with_listener(shared.clone());
+    }
     let metrics = Metrics::new(status.clone());
     let opened = match (&config.kafka, &kafka_transport) {
         (Some(kafka), Some(transport)) => ConfigLog::kafka(transport.clone(), &kafka.config_topic()).await?,
@@ -218,14 +245,13 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         restart_backoff: config.plugins.restart_backoff,
         max_restart_backoff: config.plugins.max_restart_backoff,
     };
-    // On Kafka this host runs the tasks of the partitions the cluster gives it, none
-    // before it joined.
-    let ownership = match &kafka_transport {
-        Some(kafka) => Ownership::nothing(kafka.assignment_partitions().await?),
-        None => Ownership::everything(),
-    };
     let uploads = uploaded_plugins_dir(&config.data_dir);
-    let place = Place { host_id: host_id.clone(), ownership };
+    let sharing = CancellationToken::new();
+    let sharing_done = match (&shared, &kafka_transport) {
+        (Some(shared), Some(transport)) => Some(shared.run(transport.clone(), sharing.clone())),
+        _ => None,
+    };
+    let place = Place { host_id: host_id.clone(), ownership, shared };
     let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, opened, place, plans).await?;
     let membership = match (&kafka_transport, &config.kafka) {
         (Some(transport), Some(kafka)) => {
@@ -242,6 +268,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
                 Ok(membership) => Some(membership),
                 Err(error) => {
                     manager.shutdown(SHUTDOWN_GRACE).await;
+                    sharing.cancel();
                     return Err(anyhow::Error::new(error).context("cannot join the cluster's group on its assignments topic"));
                 }
             }
@@ -273,6 +300,11 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     if let Some(membership) = membership {
         // The other hosts take this host's partitions at once.
         let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
+    }
+    // The last states written, and this host's leaving said.
+    sharing.cancel();
+    if let Some(done) = sharing_done {
+        let _ = tokio::time::timeout(SHARING_GRACE, done).await;
     }
     let _ = admin_server.await;
     tracing::info!("wasm-connect stopped.");

@@ -366,14 +366,15 @@ mod tests {
         assert_eq!((older.config_topic(), older.offsets_topic()), ("c".to_owned(), "o".to_owned()));
         // Hosts that each named their own config topic stay clusters of their own.
         assert_eq!((older.assignments_topic(), older.membership_group()), ("c-assignments".to_owned(), "etl.c".to_owned()));
-        let assigned = kafka("  cluster:\n    assignment.storage.topic: a\n");
-        assert_eq!(assigned.assignments_topic(), "a");
+        let assigned = kafka("  cluster:\n    assignment.storage.topic: a\n    status.storage.topic: s\n");
+        assert_eq!((assigned.assignments_topic(), assigned.status_topic()), ("a".to_owned(), "s".to_owned()));
+        assert_eq!((grouped.status_topic(), older.status_topic()), ("etl-status".to_owned(), "c-status".to_owned()));
         let named = kafka("  cluster:\n    config.storage.topic: c2\n    offset.storage.topic: o2\n");
         assert_eq!((named.config_topic(), named.offsets_topic()), ("c2".to_owned(), "o2".to_owned()));
         let same =
             "version: 1\nkafka:\n  bootstrap_servers: k:9092\n  cluster:\n    config.storage.topic: t\n    offset.storage.topic: t\n";
         let errors = parse(same, "x.yaml", Path::new(".")).unwrap_err().to_string();
-        assert!(errors.contains("the config, offsets and assignments topics must be three different topics"), "{errors}");
+        assert!(errors.contains("the config, offsets, assignments and status topics must be four different topics"), "{errors}");
     }
 
     #[test]

@@ -181,6 +181,17 @@ impl KafkaConfig {
         }
     }
 
+    /// The compacted topic where every host writes the states of the tasks it runs,
+    /// and its own heartbeats: `<group.id>-status`, or, with the older `config_topic`,
+    /// `<config_topic>-status` (as [`KafkaConfig::assignments_topic`]).
+    pub fn status_topic(&self) -> String {
+        match (&self.cluster.status_storage_topic, &self.config_topic) {
+            (Some(topic), _) => topic.clone(),
+            (None, Some(config)) => format!("{config}-status"),
+            (None, None) => format!("{}-status", self.cluster.group_id),
+        }
+    }
+
     /// The consumer group whose members share the assignments topic out: `group.id`,
     /// or, with the older `config_topic`, `<group.id>.<config_topic>` (see
     /// [`KafkaConfig::assignments_topic`]; the `.` keeps it apart from every
@@ -218,6 +229,16 @@ pub struct ClusterConfig {
     /// Partitions of the offsets topic when the host creates it.
     #[serde(rename = "offset.storage.partitions", default = "default_offset_partitions")]
     pub offset_storage_partitions: i32,
+    /// Compacted topic of the states of every task, written by the host that runs it,
+    /// so that any host answers for all; default `<group.id>-status`.
+    #[serde(rename = "status.storage.topic", default, skip_serializing_if = "Option::is_none")]
+    pub status_storage_topic: Option<String>,
+    /// Replicas of the status topic when the host creates it; -1: the broker's default.
+    #[serde(rename = "status.storage.replication.factor", default = "broker_default")]
+    pub status_storage_replication_factor: i32,
+    /// Partitions of the status topic when the host creates it.
+    #[serde(rename = "status.storage.partitions", default = "default_status_partitions")]
+    pub status_storage_partitions: i32,
     /// The topic whose partitions the hosts share out through the `group.id` consumer
     /// group: the owner of a partition runs the tasks that hash to it. Default
     /// `<group.id>-assignments`.
@@ -294,6 +315,10 @@ fn broker_default() -> i32 {
     -1
 }
 
+fn default_status_partitions() -> i32 {
+    5
+}
+
 fn default_offset_partitions() -> i32 {
     25
 }
@@ -307,6 +332,9 @@ impl Default for ClusterConfig {
             offset_storage_topic: None,
             offset_storage_replication_factor: broker_default(),
             offset_storage_partitions: default_offset_partitions(),
+            status_storage_topic: None,
+            status_storage_replication_factor: broker_default(),
+            status_storage_partitions: default_status_partitions(),
             assignment_storage_topic: None,
             assignment_storage_partitions: default_assignment_partitions(),
             partition_assignment_strategy: default_assignment_strategy(),

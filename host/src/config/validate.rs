@@ -1,7 +1,7 @@
 //! Pure checks of a configuration (no I/O), reporting every problem at once as
 //! `(path, message)`; the loader locates and prefixes them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use super::{ConnectorConfig, HostConfig, KafkaConfig, PredicateConfig, Tolerance, TransformConfig};
 
@@ -102,6 +102,7 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
         ("config.storage.topic", &cluster.config_storage_topic, kafka.config_topic.is_some()),
         ("offset.storage.topic", &cluster.offset_storage_topic, kafka.offsets_topic.is_some()),
         ("assignment.storage.topic", &cluster.assignment_storage_topic, false),
+        ("status.storage.topic", &cluster.status_storage_topic, false),
     ] {
         let Some(topic) = topic else { continue };
         if let Err(message) = check_topic_name(topic) {
@@ -117,22 +118,30 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
             problems.push((key.to_owned(), message));
         }
     }
-    let (config, offsets, assignments) = (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic());
+    let (config, offsets, assignments, status) = (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic(), kafka.status_topic());
     // Named after another setting by default (`<config_topic>-assignments`): checked whole.
-    if cluster.assignment_storage_topic.is_none()
-        && let Err(message) = check_topic_name(&assignments)
-    {
-        problems.push((
-            "kafka.cluster.assignment.storage.topic".to_owned(),
-            format!("is {assignments} by default, which Kafka cannot have ({message}): set a shorter one"),
-        ));
+    for (key, set, topic) in [
+        ("assignment.storage.topic", cluster.assignment_storage_topic.is_some(), &assignments),
+        ("status.storage.topic", cluster.status_storage_topic.is_some(), &status),
+    ] {
+        if !set && let Err(message) = check_topic_name(topic) {
+            problems.push((
+                format!("kafka.cluster.{key}"),
+                format!("is {topic} by default, which Kafka cannot have ({message}): set a shorter one"),
+            ));
+        }
     }
-    if config == offsets || assignments == config || assignments == offsets {
-        problems.push(("kafka.cluster".to_owned(), "the config, offsets and assignments topics must be three different topics".to_owned()));
+    let distinct: BTreeSet<&String> = [&config, &offsets, &assignments, &status].into_iter().collect();
+    if distinct.len() < 4 {
+        problems.push((
+            "kafka.cluster".to_owned(),
+            "the config, offsets, assignments and status topics must be four different topics".to_owned(),
+        ));
     }
     for (key, replicas) in [
         ("config.storage.replication.factor", cluster.config_storage_replication_factor),
         ("offset.storage.replication.factor", cluster.offset_storage_replication_factor),
+        ("status.storage.replication.factor", cluster.status_storage_replication_factor),
     ] {
         if replicas == 0 || replicas < -1 {
             problems.push((format!("kafka.cluster.{key}"), "must be at least 1, or -1 for the broker's default".to_owned()));
@@ -140,6 +149,9 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
     }
     if !(1..=10_000).contains(&cluster.offset_storage_partitions) {
         problems.push(("kafka.cluster.offset.storage.partitions".to_owned(), "must be between 1 and 10000".to_owned()));
+    }
+    if !(1..=10_000).contains(&cluster.status_storage_partitions) {
+        problems.push(("kafka.cluster.status.storage.partitions".to_owned(), "must be between 1 and 10000".to_owned()));
     }
     if !(1..=10_000).contains(&cluster.assignment_storage_partitions) {
         problems.push(("kafka.cluster.assignment.storage.partitions".to_owned(), "must be between 1 and 10000".to_owned()));

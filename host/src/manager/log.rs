@@ -50,7 +50,7 @@ impl ConfigLog {
     pub async fn kafka(transport: KafkaTransport, topic: &str) -> Result<OpenedLog, StateStoreError> {
         let location = kafka_location(topic);
         let followed =
-            transport.follow(topic).await.map_err(|error| StateStoreError { location: location.clone(), reason: error.to_string() })?;
+            transport.follow(topic, "config").await.map_err(|error| StateStoreError { location: location.clone(), reason: error.to_string() })?;
         let mut state = BTreeMap::new();
         for record in followed.initial {
             match record.value {
@@ -153,7 +153,7 @@ impl Sink {
                 store.put(key, value.map(str::to_owned)).await?;
                 let position = Position { partition: 0, offset: *next };
                 *next += 1;
-                let record = LogRecord { key: key.to_owned(), value: value.map(str::to_owned), position };
+                let record = LogRecord { key: key.to_owned(), value: value.map(str::to_owned), position, timestamp: None };
                 records.send(record).map_err(|_| StateStoreError { location: self.location(), reason: "the host is stopping".into() })?;
                 Ok(position)
             }

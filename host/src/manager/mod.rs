@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::status::SharedStatus;
 use crate::cluster::{Owner, Ownership};
 use crate::config::{ConnectorConfig, validate_connector};
 use crate::runtime::{PluginCatalog, PluginKind};
@@ -252,6 +253,9 @@ pub struct Place {
     pub host_id: String,
     /// The tasks it runs: every one, or those of the partitions the cluster gives it.
     pub ownership: Ownership,
+    /// The states of the tasks the other hosts of its cluster run; none for a host
+    /// alone.
+    pub shared: Option<Arc<SharedStatus>>,
 }
 
 /// The owner of the running set.
@@ -271,6 +275,8 @@ pub struct Manager {
     running: Mutex<HashMap<String, BTreeMap<u32, RunningTask>>>,
     /// The tasks this host runs, of the connectors that should run.
     ownership: RwLock<Ownership>,
+    /// What the other hosts of the cluster say of the tasks they run.
+    shared: Option<Arc<SharedStatus>>,
     /// Tasks that were stopped but did not finish in time: the same task does not start
     /// again on this host until they did.
     lingering: std::sync::Mutex<Vec<RunningTask>>,
@@ -307,7 +313,7 @@ impl Manager {
         file_plans: Vec<ConnectorPlan>,
     ) -> anyhow::Result<Arc<Manager>> {
         let OpenedLog { log, state, records } = opened;
-        let Place { host_id, ownership } = place;
+        let Place { host_id, ownership, shared } = place;
         let location = log.location();
         let manager = Arc::new(Manager {
             context,
@@ -318,6 +324,7 @@ impl Manager {
             log,
             running: Mutex::default(),
             ownership: RwLock::new(ownership),
+            shared,
             lingering: std::sync::Mutex::default(),
             desired: RwLock::default(),
             targets: RwLock::default(),
@@ -630,9 +637,15 @@ impl Manager {
         self.desired.read().expect("desired state lock").get(name).cloned().ok_or_else(|| ManagerError::NotFound(name.to_owned()))
     }
 
-    /// One connector's status.
+    /// One connector's status: of the tasks this host runs as it says, of the others
+    /// as the hosts that run them say (see [`SharedStatus`]).
     pub fn status(&self, name: &str) -> Result<ConnectorStatus, ManagerError> {
-        self.context.status.get(name).ok_or_else(|| ManagerError::NotFound(name.to_owned()))
+        let mut status = self.context.status.get(name).ok_or_else(|| ManagerError::NotFound(name.to_owned()))?;
+        if let Some(shared) = &self.shared {
+            let ownership = self.ownership.read().expect("ownership lock").clone();
+            shared.merge(&mut status, |task| ownership.owns_task(name, task));
+        }
+        Ok(status)
     }
 
     /// The plugins.
@@ -1142,6 +1155,11 @@ impl Owner for ClusterShare {
     }
 
     fn acquire(&self, partitions: BTreeSet<i32>) {
+        // Claimed before any task of them reports its state (the claim's offset is the
+        // generation of those states).
+        if let Some(shared) = &self.manager.shared {
+            shared.claim(&partitions);
+        }
         // Owned from now on, in the order the cluster says; the tasks start meanwhile.
         let beyond = self.manager.ownership.write().expect("ownership lock").acquire(&partitions);
         if !beyond.is_empty() {

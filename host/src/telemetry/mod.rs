@@ -9,4 +9,4 @@ pub mod redaction;
 mod status;
 
 pub use metrics::{Metrics, TaskLabels, payload_bytes};
-pub use status::{ConnectorStatus, State, StatusBoard, TaskStatus, Throttled};
+pub use status::{ConnectorState, ConnectorStatus, State, StatusBoard, StatusListener, TaskStatus, Throttled};

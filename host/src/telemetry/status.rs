@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::PluginKind;
 
 /// Kafka Connect's state names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum State {
     /// Not started yet.
@@ -61,7 +61,7 @@ pub struct TaskStatus {
 }
 
 /// Why a source is held back and until when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Throttled {
     /// The provider's answer, as the source summarised it.
     pub reason: String,
@@ -95,17 +95,39 @@ pub struct ConnectorState {
     pub trace: Option<String>,
 }
 
+/// Told of each change of a connector's status on this host (the cluster's shared
+/// status, which publishes the states of the tasks this host runs).
+pub trait StatusListener: Send + Sync + std::fmt::Debug {
+    /// `connector` changed to `status`; none: it is gone.
+    fn changed(&self, connector: &str, status: Option<&ConnectorStatus>);
+}
+
 /// Every connector's status, shared by workers (writers) and the admin API (reader).
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
     connectors: Arc<RwLock<BTreeMap<String, ConnectorStatus>>>,
     worker_id: String,
+    listener: Option<Arc<dyn StatusListener>>,
 }
 
 impl StatusBoard {
     /// A board for this host, known to others as `worker_id`.
     pub fn new(worker_id: &str) -> Self {
-        Self { connectors: Arc::default(), worker_id: worker_id.to_owned() }
+        Self { connectors: Arc::default(), worker_id: worker_id.to_owned(), listener: None }
+    }
+
+    /// The same board, telling `listener` of every change from now on.
+    pub fn with_listener(mut self, listener: Arc<dyn StatusListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Tells the listener what `connector` is now (outside the board's lock).
+    fn changed(&self, connector: &str) {
+        if let Some(listener) = &self.listener {
+            let status = self.get(connector);
+            listener.changed(connector, status.as_ref());
+        }
     }
 
     /// Registers (or re-registers) a connector in `state`: a running connector has
@@ -126,6 +148,7 @@ impl StatusBoard {
             kind,
         };
         self.connectors.write().expect("status lock").insert(name.to_owned(), status);
+        self.changed(name);
     }
 
     /// Registers a connector that cannot run at all (its plugin is gone, its stored
@@ -138,17 +161,20 @@ impl StatusBoard {
             kind,
         };
         self.connectors.write().expect("status lock").insert(name.to_owned(), status);
+        self.changed(name);
     }
 
     /// Forgets a deleted connector.
     pub fn remove_connector(&self, name: &str) {
         self.connectors.write().expect("status lock").remove(name);
+        self.changed(name);
     }
 
     /// Sets a task's state; `trace` says why when it failed.
     pub fn set_task(&self, connector: &str, task: u32, state: State, trace: Option<String>) {
-        let mut connectors = self.connectors.write().expect("status lock");
-        if let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) {
+        {
+            let mut connectors = self.connectors.write().expect("status lock");
+            let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) else { return };
             task.state = state;
             if trace.is_some() || state == State::Running {
                 task.trace = trace;
@@ -157,17 +183,21 @@ impl StatusBoard {
                 task.throttled = None;
             }
         }
+        self.changed(connector);
     }
 
     /// Shows or clears a running task's throttle.
     pub fn set_task_throttled(&self, connector: &str, task: u32, throttled: Option<Throttled>) {
-        let mut connectors = self.connectors.write().expect("status lock");
-        if let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) {
+        {
+            let mut connectors = self.connectors.write().expect("status lock");
+            let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) else { return };
             task.throttled = throttled;
         }
+        self.changed(connector);
     }
 
-    /// Marks every connector and task stopped.
+    /// Marks every connector and task stopped (the host stops: not told to the
+    /// listener; the other hosts learn it from the host's leaving).
     pub fn stop_all(&self) {
         for status in self.connectors.write().expect("status lock").values_mut() {
             status.connector.state = State::Stopped;

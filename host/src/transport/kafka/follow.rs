@@ -1,7 +1,7 @@
 //! A compacted topic read continuously: every record to the end first, then each new
 //! one as it comes, with its position. This is how every host of a cluster follows the
 //! config topic, its own writes included, so that all apply the same changes in the
-//! same order.
+//! same order, and the status topic, so that each answers for the tasks of all.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -36,6 +36,9 @@ pub struct LogRecord {
     pub value: Option<String>,
     /// Where it is.
     pub position: Position,
+    /// When it was written, in milliseconds since the epoch, by the writer's clock
+    /// (or the broker's), when the record says.
+    pub timestamp: Option<i64>,
 }
 
 /// Where a record is in its topic.
@@ -58,15 +61,15 @@ pub struct Followed {
 }
 
 impl KafkaTransport {
-    /// Reads `topic` (created if missing) to its end, then follows it on a thread of
-    /// its own until the receiver of new records is dropped. `read_committed`: only
-    /// what was committed is ever seen.
-    pub async fn follow(&self, topic: &str) -> TransportResult<Followed> {
+    /// Reads `topic`, the cluster's `role` topic (`config`, `status`), created if
+    /// missing, to its end, then follows it on a thread of its own until the receiver
+    /// of new records is dropped. `read_committed`: only what was committed is ever seen.
+    pub async fn follow(&self, topic: &str, role: &'static str) -> TransportResult<Followed> {
         self.create_missing_topics(&[topic.to_owned()]).await?;
         let mut config = self.base.clone();
         // Assigned, never subscribed, never committed: the group only names the client.
         config
-            .set("group.id", format!("{}-config-reader", self.cluster().group_id))
+            .set("group.id", format!("{}-{role}-reader", self.cluster().group_id))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed");
@@ -74,11 +77,12 @@ impl KafkaTransport {
         let (sender, records) = mpsc::unbounded_channel();
         let topic = topic.to_owned();
         std::thread::Builder::new()
-            .name("config-follower".into())
-            .spawn(move || follow(&config, &topic, ready, sender))
-            .map_err(|error| TransportError::Other(format!("cannot start the config topic's reader: {error}")))?;
-        let (initial, ends) =
-            started.await.map_err(|_| TransportError::Other("the config topic's reader stopped before it read the topic".into()))??;
+            .name(format!("{role}-follower"))
+            .spawn(move || follow(&config, &topic, role, ready, sender))
+            .map_err(|error| TransportError::Other(format!("cannot start the {role} topic's reader: {error}")))?;
+        let (initial, ends) = started
+            .await
+            .map_err(|_| TransportError::Other(format!("the {role} topic's reader stopped before it read the topic")))??;
         Ok(Followed { initial, ends, records })
     }
 }
@@ -86,8 +90,14 @@ impl KafkaTransport {
 /// What a topic held: its records, and the next offset of each partition.
 pub(super) type Held = (Vec<LogRecord>, BTreeMap<i32, i64>);
 
-fn follow(config: &ClientConfig, topic: &str, ready: oneshot::Sender<TransportResult<Held>>, records: mpsc::UnboundedSender<LogRecord>) {
-    let consumer = match read_to_end(config, topic) {
+fn follow(
+    config: &ClientConfig,
+    topic: &str,
+    role: &str,
+    ready: oneshot::Sender<TransportResult<Held>>,
+    records: mpsc::UnboundedSender<LogRecord>,
+) {
+    let consumer = match read_to_end(config, topic, role) {
         Ok((consumer, held)) => {
             if ready.send(Ok(held)).is_err() {
                 return;
@@ -109,7 +119,7 @@ fn follow(config: &ClientConfig, topic: &str, ready: oneshot::Sender<TransportRe
                 _ => false,
             };
             if assigned {
-                tracing::info!(topic, "The config topic exists now; following it.");
+                tracing::info!(topic, role, "The cluster's topic exists now; following it.");
             }
             continue;
         }
@@ -124,7 +134,7 @@ fn follow(config: &ClientConfig, topic: &str, ready: oneshot::Sender<TransportRe
             Some(Err(error)) => {
                 // The client keeps trying by itself; say so once a minute at most.
                 if failing_since.is_none_or(|since| since.elapsed() > Duration::from_secs(60)) {
-                    tracing::warn!(topic, %error, "Reading the config topic failed; changes made through other hosts wait until it works again.");
+                    tracing::warn!(topic, role, %error, "Reading the cluster's topic failed; what other hosts write there waits until it works again.");
                     failing_since = Some(Instant::now());
                 }
                 std::thread::sleep(Duration::from_millis(500));
@@ -135,17 +145,18 @@ fn follow(config: &ClientConfig, topic: &str, ready: oneshot::Sender<TransportRe
 
 /// The consumer, assigned to every partition of `topic` from its start, and what it
 /// read up to the end of each.
-fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsumer<Reporting>, Held)> {
+fn read_to_end(config: &ClientConfig, topic: &str, role: &str) -> TransportResult<(BaseConsumer<Reporting>, Held)> {
     let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
-    let Some(partitions) = wait_for_partitions(&consumer, topic)? else {
+    let Some(partitions) = wait_for_partitions(&consumer, topic, role)? else {
         tracing::warn!(
             topic,
-            "The config topic does not exist (it could not be created, or the broker creates topics on first write); \
-             the desired state starts empty, and the topic is read from its start once it exists."
+            role,
+            "The cluster's topic does not exist (it could not be created, or the broker creates topics on first write); \
+             it is taken for empty, and read from its start once it exists."
         );
         return Ok((consumer, (Vec::new(), BTreeMap::new())));
     };
-    if partitions.len() > 1 {
+    if role == "config" && partitions.len() > 1 {
         tracing::warn!(
             topic,
             partitions = partitions.len(),
@@ -153,7 +164,7 @@ fn read_to_end(config: &ClientConfig, topic: &str) -> TransportResult<(BaseConsu
              configuration and its target state). Kafka Connect refuses this; give it one partition."
         );
     }
-    let held = read_partitions(&consumer, topic, &partitions, FIRST_READ, "the config topic", None)?;
+    let held = read_partitions(&consumer, topic, &partitions, FIRST_READ, &format!("the {role} topic"), None)?;
     Ok((consumer, held))
 }
 
@@ -232,7 +243,7 @@ fn position_of(consumer: &BaseConsumer<Reporting>, topic: &str, partition: i32) 
 /// The partitions of `topic`, waiting up to [`TOPIC_WAIT`] for a topic being created;
 /// none if it still does not exist. A topic the broker names but cannot serve (not
 /// authorised, no leader) is an error once the wait is over.
-fn wait_for_partitions(consumer: &BaseConsumer<Reporting>, topic: &str) -> TransportResult<Option<Vec<i32>>> {
+fn wait_for_partitions(consumer: &BaseConsumer<Reporting>, topic: &str, role: &str) -> TransportResult<Option<Vec<i32>>> {
     let deadline = Instant::now() + TOPIC_WAIT;
     loop {
         let state = topic_state(consumer, topic)?;
@@ -241,7 +252,7 @@ fn wait_for_partitions(consumer: &BaseConsumer<Reporting>, topic: &str) -> Trans
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(500)),
             TopicState::Missing => return Ok(None),
             TopicState::Unready(reason) => {
-                return Err(TransportError::Other(format!("cannot read the config topic {topic}: {reason}")));
+                return Err(TransportError::Other(format!("cannot read the {role} topic {topic}: {reason}")));
             }
         }
     }
@@ -282,5 +293,6 @@ fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> LogRecord {
         key: message.key().map(|key| String::from_utf8_lossy(key).into_owned()).unwrap_or_default(),
         value: message.payload().map(|value| String::from_utf8_lossy(value).into_owned()),
         position: Position { partition: message.partition(), offset: message.offset() },
+        timestamp: message.timestamp().to_millis(),
     }
 }

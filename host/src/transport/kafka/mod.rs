@@ -71,6 +71,9 @@ pub struct ClusterTopics {
     /// Shared out among the hosts through the `members` consumer group: its
     /// partitions' owners run the tasks that hash to them.
     pub assignments: HostTopic,
+    /// The states of the tasks, each written by the host that runs it, and the hosts'
+    /// heartbeats.
+    pub status: HostTopic,
     /// The consumer group of the hosts themselves.
     pub members: String,
     /// Whether sources write each batch with its position in one transaction.
@@ -86,6 +89,7 @@ impl ClusterTopics {
             offsets: topic("offsets"),
             config: topic("configs"),
             assignments: topic("assignments"),
+            status: topic("status"),
             members: prefix.to_owned(),
             exactly_once_sources: true,
         }
@@ -167,7 +171,7 @@ impl KafkaTransport {
     }
 
     fn host_topic(&self, name: &str) -> Option<&HostTopic> {
-        [&self.cluster.offsets, &self.cluster.config, &self.cluster.assignments].into_iter().find(|topic| topic.name == name)
+        [&self.cluster.offsets, &self.cluster.config, &self.cluster.assignments, &self.cluster.status].into_iter().find(|topic| topic.name == name)
     }
 
     /// Commits `offsets` (topic, partition, next offset) for a sink connector's group
@@ -632,8 +636,17 @@ impl KafkaTransport {
     /// Writes `key` = `value` to the compacted `topic` (`None`: a tombstone, which
     /// removes the key) and returns, once the cluster acknowledged it, where it is.
     pub async fn write_compacted(&self, topic: &str, key: &str, value: Option<&str>) -> TransportResult<Position> {
+        self.write_compacted_to(topic, None, key, value).await
+    }
+
+    /// [`KafkaTransport::write_compacted`] to `partition` of `topic` when given, else
+    /// to the partition of `key`.
+    pub async fn write_compacted_to(&self, topic: &str, partition: Option<i32>, key: &str, value: Option<&str>) -> TransportResult<Position> {
         let producer = self.control_producer()?;
         let mut message = FutureRecord::<str, str>::to(topic).key(key);
+        if let Some(partition) = partition {
+            message = message.partition(partition);
+        }
         if let Some(value) = value {
             message = message.payload(value);
         }
