@@ -475,8 +475,9 @@ fn api_changes_survive_a_restart_on_kafka() {
     };
     if let Some(cluster) = &cluster {
         // The mock does not answer CreateTopics: the one topic a host cannot start
-        // without is made here, as an operator would.
+        // without is made here, as an operator would, with the status topic.
         cluster.create_topic("configs-assignments", 4, 1).unwrap();
+        cluster.create_topic("configs-status", 1, 1).unwrap();
     }
     let bootstrap = external.unwrap_or_else(|| cluster.as_ref().unwrap().bootstrap_servers());
     restart_survival(directory.path(), Some(&bootstrap), &suffix);

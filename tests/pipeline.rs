@@ -148,8 +148,10 @@ fn kafka_pipeline_delivers_every_record_exactly_once() {
         }
         mock.create_topic("wasm-connect-offsets", 1, 1).unwrap();
         // The mock does not answer CreateTopics: the cluster's assignments topic, which
-        // a host cannot start without, is made here as an operator would.
+        // a host cannot start without, is made here as an operator would, with the
+        // status topic.
         mock.create_topic("wasm-connect-assignments", 4, 1).unwrap();
+        mock.create_topic("wasm-connect-status", 1, 1).unwrap();
     }
     let bootstrap = external.clone().unwrap_or_else(|| mock.as_ref().unwrap().bootstrap_servers());
     let directory = tempfile::tempdir().unwrap();
