@@ -550,6 +550,36 @@ fn a_source_producer_opened_again_fences_the_older_instance() {
     assert_eq!(values, ["a1", "a2", "b1"], "a read_committed reader sees the committed batches only");
 }
 
+/// A source task given up on in the middle of a batch (its host stopping while the
+/// cluster is slow) aborts the transaction it opened once its producer goes, rather
+/// than leaving it open until the transaction timeout (60 s): meanwhile no
+/// `read_committed` reader of its topic would see what others committed after it.
+#[test]
+fn a_source_producer_given_up_mid_batch_aborts_its_transaction() {
+    let (_noida, bootstrap, s) = broker();
+    let topic = format!("abandoned{s}");
+    support::kafka::create_topic(&bootstrap, &topic, 1);
+    let transport =
+        wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), ClusterTopics::named(&format!("abandon{s}")));
+    let record = |value: String| Record { topic: topic.clone(), value: Some(value.into_bytes()), ..Record::default() };
+    runtime().block_on(async {
+        transport.ensure_topics(std::slice::from_ref(&topic)).await.unwrap();
+        let mut abandoned = transport.source_producer("bulk").await.unwrap();
+        let batch: Vec<Record> = (0..50_000).map(|n| record(format!("bulk-{n}"))).collect();
+        let sending = tokio::time::timeout(Duration::from_millis(50), abandoned.send(batch, Some("50000".into()))).await;
+        assert!(sending.is_err(), "the batch was still being written when it was given up on");
+        drop(abandoned);
+        let mut other = transport.source_producer("other").await.unwrap();
+        other.send(vec![record("after".into())], Some("1".into())).await.unwrap();
+    });
+    let values = || -> Vec<String> {
+        let records = support::topics::kafka_read(&bootstrap, &topic);
+        records.iter().map(|record| String::from_utf8(record.value.clone().unwrap()).unwrap()).collect()
+    };
+    support::wait_until("the record committed after the abandoned batch read", Duration::from_secs(30), || !values().is_empty());
+    assert_eq!(values(), ["after"], "the abandoned batch was aborted: none of it is read");
+}
+
 /// A host killed while its source writes, then started again with its data_dir (three
 /// times, at different moments of a batch): a read_committed reader of the topic sees
 /// every count exactly once. On noida-db (transactions abort as Kafka's do; its group

@@ -211,6 +211,11 @@ pub(super) struct TransactionalProducer {
     topics: Vec<String>,
     /// Changelog topics known to exist with enough partitions.
     ready: HashSet<String>,
+    /// Whether a transaction was begun and neither committed nor aborted: a send given
+    /// up on (the task stopped in the middle of it). Dropping the producer aborts it,
+    /// rather than leaving it open until `transaction.timeout.ms`, which would hold
+    /// back every `read_committed` reader of the topics it wrote to meanwhile.
+    in_transaction: bool,
 }
 
 impl TransactionalProducer {
@@ -248,6 +253,7 @@ impl TransactionalProducer {
             connector: connector.to_owned(),
             topics: topics.to_vec(),
             ready: HashSet::new(),
+            in_transaction: false,
         })
     }
 
@@ -281,6 +287,7 @@ impl TransactionalProducer {
             connector: connector.to_owned(),
             topics: Vec::new(),
             ready: HashSet::new(),
+            in_transaction: false,
         })
     }
 
@@ -398,6 +405,30 @@ impl TransactionalProducer {
         Ok(())
     }
 
+    /// Begins a transaction.
+    async fn begin(&mut self) -> TransportResult<()> {
+        let producer = self.producer().clone();
+        joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)?
+            .map_err(|error| producer_error(self.producer(), error.into()))?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Ends the transaction begun: `written` tells whether it was committed; if not, it
+    /// is aborted, and the error is returned.
+    async fn end(&mut self, written: TransportResult<()>) -> TransportResult<()> {
+        let result = match written {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let error = producer_error(self.producer(), error);
+                self.abort().await;
+                Err(error)
+            }
+        };
+        self.in_transaction = false;
+        result
+    }
+
     /// Aborts the open transaction after a failure; what it wrote is never read.
     async fn abort(&self) {
         let producer = self.producer().clone();
@@ -415,7 +446,14 @@ impl Drop for TransactionalProducer {
     fn drop(&mut self) {
         // As for every producer: destroying it may wait for a broker.
         if let Some(producer) = self.producer.take() {
-            let _ = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || drop(producer));
+            let open = self.in_transaction;
+            let _ = std::thread::Builder::new().name("kafka-producer-close".into()).spawn(move || {
+                if open && let Err(error) = producer.abort_transaction(TRANSACTION_TIMEOUT) {
+                    // Its next instance's opening aborts it, or the transaction timeout.
+                    tracing::debug!(%error, "Aborting the transaction of a task's producer given up on failed.");
+                }
+                drop(producer)
+            });
         }
     }
 }
@@ -429,9 +467,7 @@ impl RecordProducer for TransactionalProducer {
             }
             return self.send_processed(records, ProcessorCheckpoint::default()).await;
         };
-        let producer = self.producer().clone();
-        joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)?
-            .map_err(|error| producer_error(self.producer(), error.into()))?;
+        self.begin().await?;
         let written = async {
             self.produce(&records, &[]).await?;
             if let Some(position) = &position {
@@ -443,19 +479,12 @@ impl RecordProducer for TransactionalProducer {
                 .map_err(TransportError::from)
         }
         .await;
-        if let Err(error) = written {
-            let error = producer_error(self.producer(), error);
-            self.abort().await;
-            return Err(error);
-        }
-        Ok(())
+        self.end(written).await
     }
 
     async fn send_processed(&mut self, records: Vec<Record>, checkpoint: ProcessorCheckpoint) -> TransportResult<()> {
         self.ensure_changelogs(&checkpoint.state).await?;
-        let producer = self.producer().clone();
-        joined(tokio::task::spawn_blocking(move || producer.begin_transaction()).await)?
-            .map_err(|error| producer_error(self.producer(), error.into()))?;
+        self.begin().await?;
         let written = match self.produce(&records, &checkpoint.state).await {
             Ok(()) => {
                 let (producer, group) = (self.producer().clone(), self.group.clone());
@@ -478,12 +507,7 @@ impl RecordProducer for TransactionalProducer {
             }
             Err(error) => Err(error),
         };
-        if let Err(error) = written {
-            let error = producer_error(self.producer(), error);
-            self.abort().await;
-            return Err(error);
-        }
-        Ok(())
+        self.end(written).await
     }
 }
 
