@@ -518,8 +518,9 @@ fn only_moved_tasks_restart_and_a_killed_hosts_tasks_move_once_its_session_ends(
 
 /// A source task writes each batch with its position in one transaction, and opening
 /// its producer fences the older instance: that one's late batch is refused, and
-/// neither its records nor its position are read. On noida-db, whose transactions
-/// fence and abort as Kafka's do.
+/// neither its records nor its position are read. The offsets API writes a position
+/// the same way, fencing a task still running. On noida-db, whose transactions fence
+/// and abort as Kafka's do.
 #[test]
 fn a_source_producer_opened_again_fences_the_older_instance() {
     let (_noida, bootstrap, s) = broker();
@@ -542,6 +543,13 @@ fn a_source_producer_opened_again_fences_the_older_instance() {
         assert!(refused.contains("took its transactional id over"), "{refused}");
         newer.send(batch(&["b1"]), Some("3".into())).await.unwrap();
         assert_eq!(transport.source_position("counter").await.unwrap().as_deref(), Some("3"));
+        // The offsets API sets the position as the task would: fencing it too.
+        transport.set_source_position("counter", Some("10")).await.unwrap();
+        let late = newer.send(batch(&["late"]), Some("4".into())).await;
+        assert!(late.is_err(), "a task still running when its offsets were changed is fenced");
+        assert_eq!(transport.source_position("counter").await.unwrap().as_deref(), Some("10"));
+        transport.set_source_position("counter", None).await.unwrap();
+        assert_eq!(transport.source_position("counter").await.unwrap(), None, "a reset forgets the position");
     });
     let values: Vec<String> = support::topics::kafka_read(&bootstrap, &topic)
         .iter()

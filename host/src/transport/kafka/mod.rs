@@ -158,6 +158,14 @@ impl KafkaTransport {
         format!("{}-{connector}", self.cluster.group_id)
     }
 
+    /// The transactional producer of `connector`'s source task; opening it fences the
+    /// older instances of the task.
+    async fn open_source_producer(&self, connector: &str) -> TransportResult<processor::TransactionalProducer> {
+        let (config, group) = (self.transactional_config(), self.consumer_group(connector));
+        let offsets = &self.cluster.offsets.name;
+        processor::TransactionalProducer::open_source(self.base.clone(), config, &group, connector, offsets).await
+    }
+
     /// The id of the cluster, when the broker says within the request timeout.
     pub async fn cluster_id(&self) -> Option<String> {
         let config = self.base.clone();
@@ -355,10 +363,7 @@ impl Transport for KafkaTransport {
         if !self.cluster.exactly_once_sources {
             return self.producer(connector).await;
         }
-        let (config, group) = (self.transactional_config(), self.consumer_group(connector));
-        let offsets = &self.cluster.offsets.name;
-        let producer = processor::TransactionalProducer::open_source(self.base.clone(), config, &group, connector, offsets).await?;
-        Ok(Box::new(producer))
+        Ok(Box::new(self.open_source_producer(connector).await?))
     }
 
     async fn consumer(&self, connector: &str, topics: &[String], share: TaskShare) -> TransportResult<Box<dyn RecordConsumer>> {
@@ -499,6 +504,11 @@ impl Transport for KafkaTransport {
     }
 
     async fn set_source_position(&self, connector: &str, position: Option<&str>) -> TransportResult<()> {
+        if self.cluster.exactly_once_sources {
+            // As the task's own producer: opening it fences any instance of the task
+            // still stopping (on another host, say), so none writes after this.
+            return self.open_source_producer(connector).await?.write_position(position).await;
+        }
         self.write_compacted(&self.cluster.offsets.name, connector, position).await?;
         Ok(())
     }

@@ -414,6 +414,37 @@ impl TransactionalProducer {
         Ok(())
     }
 
+    /// Commits the transaction begun.
+    async fn commit(&self) -> TransportResult<()> {
+        let producer = self.producer().clone();
+        joined(tokio::task::spawn_blocking(move || producer.commit_transaction(TRANSACTION_TIMEOUT)).await)?.map_err(TransportError::from)
+    }
+
+    /// Writes a source's `position` (none: a tombstone) to `offsets_topic`, in the
+    /// transaction begun.
+    async fn put_position(&self, offsets_topic: &str, position: Option<&str>) -> TransportResult<()> {
+        let mut message = FutureRecord::<str, str>::to(offsets_topic).key(&self.connector);
+        if let Some(position) = position {
+            message = message.payload(position);
+        }
+        self.producer().send(message, rdkafka::util::Timeout::Never).await.map_err(delivery_error)?;
+        Ok(())
+    }
+
+    /// Sets a source's position (none: forgets it) in a transaction of its own, as the
+    /// offsets API does: opening the producer fenced any instance of the task still
+    /// running, so none can write an older position after this one.
+    pub(super) async fn write_position(&mut self, position: Option<&str>) -> TransportResult<()> {
+        let topic = self.positions.clone().ok_or_else(|| TransportError::Other("not a source's producer".to_owned()))?;
+        self.begin().await?;
+        let written = async {
+            self.put_position(&topic, position).await?;
+            self.commit().await
+        }
+        .await;
+        self.end(written).await
+    }
+
     /// Ends the transaction begun: `written` tells whether it was committed; if not, it
     /// is aborted, and the error is returned.
     async fn end(&mut self, written: TransportResult<()>) -> TransportResult<()> {
@@ -471,12 +502,9 @@ impl RecordProducer for TransactionalProducer {
         let written = async {
             self.produce(&records, &[]).await?;
             if let Some(position) = &position {
-                let message = FutureRecord::to(&offsets_topic).key(&self.connector).payload(position);
-                self.producer().send(message, rdkafka::util::Timeout::Never).await.map_err(delivery_error)?;
+                self.put_position(&offsets_topic, Some(position)).await?;
             }
-            let producer = self.producer().clone();
-            joined(tokio::task::spawn_blocking(move || producer.commit_transaction(TRANSACTION_TIMEOUT)).await)?
-                .map_err(TransportError::from)
+            self.commit().await
         }
         .await;
         self.end(written).await
