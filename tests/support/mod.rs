@@ -176,6 +176,16 @@ impl Host {
         line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
     }
 
+    /// Freezes the host (SIGSTOP), as a long pause of its machine or network would.
+    pub fn freeze(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// Lets a frozen host go on (SIGCONT).
+    pub fn thaw(&self) {
+        signal(self.pid(), "CONT");
+    }
+
     /// Kills the host with SIGKILL, as a crash would.
     pub fn kill(self) {
         let mut child = self.child.lock().unwrap();
