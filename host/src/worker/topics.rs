@@ -113,6 +113,9 @@ impl TopicInput {
 pub struct TopicOutput {
     producer: Box<dyn RecordProducer>,
     outage: OutageReport,
+    /// The last source position this output stored: an idle source that reports it
+    /// again with no record costs no write (on Kafka, no transaction).
+    stored_position: Option<String>,
 }
 
 impl TopicOutput {
@@ -123,7 +126,7 @@ impl TopicOutput {
             PluginKind::Processor => transport.processor_producer(&config.name, task.share, &config.topics).await?,
             _ => transport.source_producer(&config.name).await?,
         };
-        Ok(Self { producer, outage: OutageReport::default() })
+        Ok(Self { producer, outage: OutageReport::default(), stored_position: None })
     }
 
     /// Hands the batch, and the source position its checkpoint holds, to the transport
@@ -142,12 +145,15 @@ impl TopicOutput {
             Checkpoint::Processed(processed) => (None, Some(processed.clone())),
         };
         let nothing_to_store = processed.as_ref().is_none_or(|processed| processed.offsets.is_empty() && processed.state.is_empty());
-        if records.is_empty() && position.is_none() && nothing_to_store {
+        if !needs_write(&records, position.as_deref(), self.stored_position.as_deref(), nothing_to_store) {
             return Ok(true);
         }
         let (count, bytes) = (records.len(), payload_bytes(&records));
-        if !self.send_watched(task, records, position, processed, cancel).await? {
+        if !self.send_watched(task, records, position.clone(), processed, cancel).await? {
             return Ok(false);
+        }
+        if position.is_some() {
+            self.stored_position = position;
         }
         task.metrics().records_produced(&task.labels, count, bytes);
         Ok(true)
@@ -195,5 +201,28 @@ impl TopicOutput {
                 return Ok(false);
             }
         }
+    }
+}
+
+/// Whether a batch of `records` with source `position` must be written, when the
+/// output last stored `stored` (a processor's checkpoint: `nothing_to_store`).
+fn needs_write(records: &[Record], position: Option<&str>, stored: Option<&str>, nothing_to_store: bool) -> bool {
+    !records.is_empty() || !nothing_to_store || position.is_some_and(|position| Some(position) != stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Record, needs_write};
+
+    #[test]
+    fn an_idle_source_reporting_its_stored_position_again_writes_nothing() {
+        let record = [Record::default()];
+        assert!(needs_write(&record, None, None, true), "records");
+        assert!(needs_write(&[], Some("7"), None, true), "a first position");
+        assert!(needs_write(&[], Some("8"), Some("7"), true), "a new position");
+        assert!(!needs_write(&[], Some("7"), Some("7"), true), "the stored position again");
+        assert!(!needs_write(&[], None, Some("7"), true), "nothing at all");
+        assert!(needs_write(&record, Some("7"), Some("7"), true), "records at the same position");
+        assert!(needs_write(&[], None, None, false), "a processor's checkpoint");
     }
 }
