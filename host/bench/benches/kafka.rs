@@ -10,9 +10,12 @@
 //! and on the mock cluster (which does not). Prints the figures.
 //!
 //! Then (`paths`, run alone) issue 17's two pipelines through Kafka, the flight
-//! simulator into the file sink and the host's own path, on tansu and on the mock.
+//! simulator into the file sink and the host's own path, on tansu and on the mock;
+//! and (`sources`, run alone) the same two pipelines on noida-db, whose transactions
+//! are Kafka's, with sources writing each batch in a transaction
+//! (`exactly.once.source.support: enabled`, the default) and without (`disabled`).
 //!
-//! `cargo bench -p wasm-connect-bench --bench kafka [-- RECORDS | restarts | paths [RECORDS]]`
+//! `cargo bench -p wasm-connect-bench --bench kafka [-- RECORDS | restarts | paths [RECORDS] | sources [RECORDS]]`
 //! (`restarts`: only the restart figures; `paths`: only issue 17's pipelines).
 
 // The tests' broker helpers, which find `services` and `repo_root` beside them.
@@ -131,15 +134,21 @@ const PATHS: [Path17; 2] = [
     },
 ];
 
+/// The host's own topics beside `<topic>` on brokers that refuse CreateTopics (the
+/// config topic is `<topic>-configs`, and names the assignments and status topics).
+const INTERNAL_TOPICS: [&str; 4] = ["offsets", "configs", "configs-assignments", "configs-status"];
+
 /// Runs `path` through the broker at `bootstrap` until its sink acknowledged `records`
 /// (the host's `records_written` metric); records/s from the first acknowledgement to
-/// the last, and the host's CPU time per record over the same span.
-fn path_throughput(directory: &Path, bootstrap: &str, path: &Path17, topic: &str, records: usize) -> (f64, Duration) {
+/// the last, and the host's CPU time per record over the same span. `cluster`: lines
+/// of the `kafka.cluster` block, indented by four spaces.
+fn path_throughput(directory: &Path, bootstrap: &str, path: &Path17, topic: &str, records: usize, cluster: &str) -> (f64, Duration) {
     std::fs::create_dir_all(directory).unwrap();
     let port = services::free_port();
+    let cluster = if cluster.is_empty() { String::new() } else { format!("  cluster:\n{cluster}") };
     let text = format!(
         "version: 1\ndata_dir: {data}\nadmin:\n  listen: 127.0.0.1:{port}\nplugins:\n  dir: {plugins}\n\
-         kafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: {topic}-offsets\n  config_topic: {topic}-configs\n\
+         kafka:\n  bootstrap_servers: {bootstrap}\n  offsets_topic: {topic}-offsets\n  config_topic: {topic}-configs\n{cluster}\
          connectors:\n  - name: source\n    topic: {topic}\n    {source}\n  - name: sink\n    topics: [{topic}]\n    {sink}\n",
         data = directory.join("data").display(),
         plugins = repository().join(path.plugins).display(),
@@ -170,22 +179,45 @@ fn paths(directory: &Path, records: usize) {
                 let directory = directory.join(format!("{}-{}-{run}", path.plugins.replace('/', "-"), broker.len()));
                 runs.push(if broker.starts_with("tansu") {
                     let broker = SecuredBroker::start(Listener::Direct, &directory.join("certificates"));
-                    path_throughput(&directory, &broker.bootstrap, path, &topic, records)
+                    path_throughput(&directory, &broker.bootstrap, path, &topic, records, "")
                 } else {
                     let mut mock = MockBroker::start();
                     // The mock keeps about 5 MB per partition, dropping the oldest
                     // beyond: 16 partitions carry 80,000 records of about 500 bytes.
                     mock.create_topic(&topic, 16);
-                    for internal in ["offsets", "configs", "assignments"] {
+                    for internal in INTERNAL_TOPICS {
                         mock.create_topic(&format!("{topic}-{internal}"), 1);
                     }
-                    path_throughput(&directory, &mock.bootstrap, path, &topic, records.min(80_000))
+                    path_throughput(&directory, &mock.bootstrap, path, &topic, records.min(80_000), "")
                 });
             }
             let best = runs.iter().map(|run| run.0).fold(0.0, f64::max);
             let worst = runs.iter().map(|run| run.0).fold(f64::MAX, f64::min);
             let cpu = runs.iter().map(|run| run.1).min().unwrap().as_secs_f64() * 1e6;
             println!("  {:<34} {broker:<36} {best:>8.0} records/s (worst {worst:.0}), {cpu:.2} µs CPU per record", path.name);
+        }
+    }
+}
+
+/// Issue 17's pipelines on noida-db with transactional sources and without: what a
+/// transaction per source batch costs.
+fn sources(directory: &Path, records: usize) {
+    println!("\nsources on noida-db 0.2.3 with and without a transaction per batch (best of 3; records/s from the sink's first acknowledgement, host CPU per record):");
+    for path in &PATHS {
+        for (support, name) in [("enabled", "a transaction per batch"), ("disabled", "idempotent, position after")] {
+            let mut runs = Vec::new();
+            for run in 0..3 {
+                let noida = NoidaKafka::start();
+                let topic = format!("sources-{run}");
+                noida.create_topic(&topic, 4);
+                let directory = directory.join(format!("{}-{support}-{run}", path.plugins.replace('/', "-")));
+                let cluster = format!("    exactly.once.source.support: {support}\n");
+                runs.push(path_throughput(&directory, &noida.bootstrap, path, &topic, records, &cluster));
+            }
+            let best = runs.iter().map(|run| run.0).fold(0.0, f64::max);
+            let worst = runs.iter().map(|run| run.0).fold(f64::MAX, f64::min);
+            let cpu = runs.iter().map(|run| run.1).min().unwrap().as_secs_f64() * 1e6;
+            println!("  {:<34} {name:<28} {best:>8.0} records/s (worst {worst:.0}), {cpu:.2} µs CPU per record", path.name);
         }
     }
 }
@@ -231,6 +263,9 @@ fn main() {
     if std::env::args().any(|argument| argument == "restarts") {
         return restarts(directory.path());
     }
+    if std::env::args().any(|argument| argument == "sources") {
+        return sources(directory.path(), std::env::args().skip(1).find_map(|argument| argument.parse().ok()).unwrap_or(100_000));
+    }
     if std::env::args().any(|argument| argument == "paths") {
         return paths(directory.path(), std::env::args().skip(1).find_map(|argument| argument.parse().ok()).unwrap_or(200_000));
     }
@@ -268,8 +303,9 @@ fn main() {
     let mut none = 0.0;
     for codec in ["none", "zstd", "lz4"] {
         let mut mock = MockBroker::start();
-        for (topic, partitions) in [("readings", 4), ("readings-offsets", 1), ("readings-configs", 1), ("readings-assignments", 1)] {
-            mock.create_topic(topic, partitions);
+        mock.create_topic("readings", 4);
+        for internal in INTERNAL_TOPICS {
+            mock.create_topic(&format!("readings-{internal}"), 1);
         }
         let run = directory.path().join(format!("mock-{codec}"));
         // The mock keeps about 5 MB per partition: more records would drop the first.
@@ -292,8 +328,8 @@ fn restarts(directory: &Path) {
     drop(noida);
     let mut mock = MockBroker::start();
     mock.create_topic("restarts", 4);
-    for topic in ["restarts-offsets", "restarts-configs", "restarts-assignments"] {
-        mock.create_topic(topic, 1);
+    for internal in INTERNAL_TOPICS {
+        mock.create_topic(&format!("restarts-{internal}"), 1);
     }
     let figures = restart_to_first_write(&directory.join("restarts-mock"), &mock.bootstrap, 3);
     print_restarts("librdkafka mock, no static membership", &figures);
