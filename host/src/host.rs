@@ -246,9 +246,8 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         max_restart_backoff: config.plugins.max_restart_backoff,
     };
     let uploads = uploaded_plugins_dir(&config.data_dir);
-    let sharing = CancellationToken::new();
-    let sharing_done = match (&shared, &kafka_transport) {
-        (Some(shared), Some(transport)) => Some(shared.run(transport.clone(), sharing.clone())),
+    let sharing = match (&shared, &kafka_transport) {
+        (Some(shared), Some(transport)) => Some(shared.run(transport.clone())),
         _ => None,
     };
     let place = Place { host_id: host_id.clone(), ownership, shared };
@@ -268,7 +267,9 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
                 Ok(membership) => Some(membership),
                 Err(error) => {
                     manager.shutdown(SHUTDOWN_GRACE).await;
-                    sharing.cancel();
+                    if let Some(sharing) = sharing {
+                        sharing.finish(SHARING_GRACE).await;
+                    }
                     return Err(anyhow::Error::new(error).context("cannot join the cluster's group on its assignments topic"));
                 }
             }
@@ -297,14 +298,14 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     shutdown.cancelled().await;
     tracing::info!("Stopping: every task finishes the batch in hand.");
     manager.shutdown(SHUTDOWN_GRACE).await;
+    // The last states written under this host's generations, and its leaving said,
+    // before another host is given its partitions.
+    if let Some(sharing) = sharing {
+        sharing.finish(SHARING_GRACE).await;
+    }
     if let Some(membership) = membership {
         // The other hosts take this host's partitions at once.
         let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
-    }
-    // The last states written, and this host's leaving said.
-    sharing.cancel();
-    if let Some(done) = sharing_done {
-        let _ = tokio::time::timeout(SHARING_GRACE, done).await;
     }
     let _ = admin_server.await;
     tracing::info!("wasm-connect stopped.");

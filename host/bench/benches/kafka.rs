@@ -202,7 +202,9 @@ fn paths(directory: &Path, records: usize) {
 /// Issue 17's pipelines on noida-db with transactional sources and without: what a
 /// transaction per source batch costs.
 fn sources(directory: &Path, records: usize) {
-    println!("\nsources on noida-db 0.2.3 with and without a transaction per batch (best of 3; records/s from the sink's first acknowledgement, host CPU per record):");
+    println!(
+        "\nsources on noida-db 0.2.3 with and without a transaction per batch (best of 3; records/s from the sink's first acknowledgement, host CPU per record):"
+    );
     for path in &PATHS {
         for (support, name) in [("enabled", "a transaction per batch"), ("disabled", "idempotent, position after")] {
             let mut runs = Vec::new();

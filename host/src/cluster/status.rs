@@ -36,8 +36,17 @@ const WORKER_KEY: &str = "status-worker-";
 const CLAIM_KEY: &str = "claim";
 /// Records larger than this are not read (anyone who may write the topic wrote them).
 const MAX_RECORD_BYTES: usize = 64 * 1024;
+/// Keys longer than this are not read.
+const MAX_KEY_BYTES: usize = 1024;
+/// The most statuses, and the most hosts, kept from the topic.
+const MAX_HELD: usize = 100_000;
 /// The longest trace written: the first part of a long error says what it is.
 const MAX_TRACE_CHARS: usize = 4 * 1024;
+/// How long one write may take before it is given up on (and tried again later).
+const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often this host writes the statuses of the tasks it owns again, unchanged: a
+/// record of an earlier owner that compaction kept over its own is overwritten.
+const REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// How often a failing write is said in the log, at most.
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
@@ -71,6 +80,16 @@ enum Subject {
     Task(u32),
 }
 
+impl Subject {
+    /// The task whose partition decides who writes it (a connector's: its task 0's).
+    fn task(self) -> u32 {
+        match self {
+            Subject::Connector => 0,
+            Subject::Task(task) => task,
+        }
+    }
+}
+
 fn key_of(connector: &str, subject: Subject) -> String {
     match subject {
         Subject::Connector => format!("{CONNECTOR_KEY}{connector}"),
@@ -102,6 +121,8 @@ pub struct SharedStatus {
     held: RwLock<HashMap<String, StoredStatus>>,
     /// When each host was last heard from, by host id.
     workers: RwLock<HashMap<String, Instant>>,
+    /// The partitions this host owns now.
+    owned: Mutex<BTreeSet<i32>>,
     pending: Mutex<Pending>,
     wake: Notify,
 }
@@ -121,6 +142,22 @@ pub struct StatusSettings {
     pub session_timeout: Duration,
 }
 
+/// The shared status's reader and writers at work.
+pub struct Sharing {
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Sharing {
+    /// Writes what is left and this host's leaving, within `grace`.
+    pub async fn finish(self, grace: Duration) {
+        self.stop.cancel();
+        if tokio::time::timeout(grace, self.done).await.is_err() {
+            tracing::warn!("The last task states were not written to the cluster's status topic in time.");
+        }
+    }
+}
+
 impl SharedStatus {
     /// The shared status of a host (nothing read or written yet: see [`SharedStatus::run`]).
     pub fn new(settings: StatusSettings) -> Arc<Self> {
@@ -133,19 +170,24 @@ impl SharedStatus {
             silent_after: settings.session_timeout + 2 * heartbeat_every,
             held: RwLock::default(),
             workers: RwLock::default(),
+            owned: Mutex::default(),
             pending: Mutex::default(),
             wake: Notify::new(),
         })
     }
 
-    /// Reads the status topic and writes this host's part to it until `stop`; then
-    /// writes what is left and says this host left.
-    pub fn run(self: &Arc<Self>, transport: KafkaTransport, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-        let reader = self.clone();
-        let (reading, status_topic) = (transport.clone(), transport.cluster().status.name.clone());
-        let stop_reading = stop.clone();
+    /// Reads the status topic, and once it was read (and so made, compacted, if it
+    /// was missing) writes this host's part to it and its heartbeats, until
+    /// [`Sharing::finish`].
+    pub fn run(self: &Arc<Self>, transport: KafkaTransport) -> Sharing {
+        let stop = CancellationToken::new();
+        let ready = CancellationToken::new();
+        let (reader, reading, read_ready, read_stop) = (self.clone(), transport.clone(), ready.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut followed = match reading.follow(&status_topic, "status").await {
+            let status_topic = reading.cluster().status.name.clone();
+            let followed = reading.follow(&status_topic, "status").await;
+            read_ready.cancel();
+            let mut followed = match followed {
                 Ok(followed) => followed,
                 Err(error) => {
                     tracing::warn!(
@@ -160,7 +202,7 @@ impl SharedStatus {
             }
             loop {
                 tokio::select! {
-                    _ = stop_reading.cancelled() => return,
+                    _ = read_stop.cancelled() => return,
                     record = followed.records.recv() => match record {
                         Some(record) => reader.apply(record, false),
                         None => return,
@@ -168,30 +210,62 @@ impl SharedStatus {
                 }
             }
         });
-        let writer = self.clone();
-        tokio::spawn(async move { writer.write(transport, stop).await })
+        let (writer, beater) = (self.clone(), self.clone());
+        let (write_transport, write_ready, write_stop) = (transport.clone(), ready.clone(), stop.clone());
+        let (beat_ready, beat_stop) = (ready, stop.clone());
+        let done = tokio::spawn(async move {
+            tokio::join!(writer.write(write_transport, write_ready, write_stop), beater.beat(transport, beat_ready, beat_stop));
+        });
+        Sharing { stop, done }
     }
 
     /// Takes `partitions` as this host's: their tasks' statuses are written under a
     /// new generation, once the claim is written.
     pub fn claim(&self, partitions: &BTreeSet<i32>) {
+        self.owned.lock().expect("owned partitions lock").extend(partitions);
         self.pending.lock().expect("pending status lock").claims.extend(partitions);
         self.wake.notify_one();
     }
 
+    /// Gives `partitions` up (none: every one): a claim of them not yet written is
+    /// not written.
+    pub fn release(&self, partitions: Option<&BTreeSet<i32>>) {
+        let mut owned = self.owned.lock().expect("owned partitions lock");
+        match partitions {
+            Some(partitions) => owned.retain(|partition| !partitions.contains(partition)),
+            None => owned.clear(),
+        }
+    }
+
+    fn owns(&self, partition: i32) -> bool {
+        self.owned.lock().expect("owned partitions lock").contains(&partition)
+    }
+
+    /// The generation of the status the topic holds for `key`, when it holds one.
+    fn held_generation(&self, key: &str) -> Option<i64> {
+        self.held.read().expect("status records lock").get(key).map(|record| record.generation)
+    }
+
     /// `local` (this host's own view of a connector) with each task that `runs_here`
     /// says another host owns as that host last wrote it, or UNASSIGNED when that host
-    /// went silent or left; the connector itself as the owner of its task 0 wrote it.
+    /// went silent or left, and the connector's `worker_id` the owner's of its task 0.
+    /// The connector's state is the one every host applied (its target), or FAILED as
+    /// its owner says; a paused or stopped connector's tasks are as every host applied.
     pub fn merge(&self, local: &mut ConnectorStatus, runs_here: impl Fn(u32) -> bool) {
         let held = self.held.read().expect("status records lock");
         let name = local.name.clone();
+        let running = local.connector.state == State::Running;
         if !runs_here(0)
             && let Some(record) = held.get(&key_of(&name, Subject::Connector)).filter(|record| record.host_id != self.host_id)
         {
-            let (state, trace) = self.as_seen(record);
-            local.connector.state = state;
-            local.connector.trace = trace;
             local.connector.worker_id = record.worker_id.clone();
+            if running && record.state == State::Failed && self.as_seen(record).0 == State::Failed {
+                local.connector.state = State::Failed;
+                local.connector.trace = record.trace.clone();
+            }
+        }
+        if !running {
+            return;
         }
         for task in &mut local.tasks {
             if runs_here(task.id) {
@@ -209,12 +283,15 @@ impl SharedStatus {
     }
 
     /// The state and trace of `record`, or UNASSIGNED with the reason when its host
-    /// went silent or left the cluster.
+    /// went silent or left the cluster. Silence is judged only while this host reads
+    /// its own heartbeats back: a host that cannot read the topic cannot tell.
     fn as_seen(&self, record: &StoredStatus) -> (State, Option<String>) {
-        let heard = self.workers.read().expect("workers lock").get(&record.host_id).map(Instant::elapsed);
+        let workers = self.workers.read().expect("workers lock");
+        let hearing = workers.get(&self.host_id).is_some_and(|heard| heard.elapsed() <= self.silent_after);
+        let heard = workers.get(&record.host_id).map(Instant::elapsed);
         let worker = crate::names::shown(&record.worker_id);
         match heard {
-            Some(silent) if silent <= self.silent_after => (record.state, record.trace.clone()),
+            Some(silent) if silent <= self.silent_after || !hearing => (record.state, record.trace.clone()),
             Some(silent) => (
                 State::Unassigned,
                 Some(format!(
@@ -223,17 +300,14 @@ impl SharedStatus {
                     silent.as_secs()
                 )),
             ),
-            None => (
-                State::Unassigned,
-                Some(format!("the host that ran it, {worker}, left the cluster; another host takes it over")),
-            ),
+            None => (State::Unassigned, Some(format!("the host that ran it, {worker}, left the cluster; another host takes it over"))),
         }
     }
 
     /// Takes in one record of the status topic; `replayed`: read at the start, so a
     /// heartbeat counts from when it was written (by the writer's clock), not from now.
     fn apply(&self, record: LogRecord, replayed: bool) {
-        if record.value.as_ref().is_some_and(|value| value.len() > MAX_RECORD_BYTES) {
+        if record.key.len() > MAX_KEY_BYTES || record.value.as_ref().is_some_and(|value| value.len() > MAX_RECORD_BYTES) {
             return;
         }
         if let Some(host) = record.key.strip_prefix(WORKER_KEY) {
@@ -242,7 +316,7 @@ impl SharedStatus {
                 workers.remove(host);
                 return;
             };
-            if serde_json::from_str::<Heartbeat>(&value).is_err() {
+            if serde_json::from_str::<Heartbeat>(&value).is_err() || (workers.len() >= MAX_HELD && !workers.contains_key(host)) {
                 return;
             }
             let now = Instant::now();
@@ -263,35 +337,62 @@ impl SharedStatus {
         };
         let Ok(status) = serde_json::from_str::<StoredStatus>(&value) else { return };
         // A lower generation than the one held: an earlier owner's late write.
-        if held.get(&record.key).is_some_and(|current| current.generation > status.generation) {
-            return;
+        match held.get(&record.key) {
+            Some(current) if current.generation > status.generation => return,
+            None if held.len() >= MAX_HELD => return,
+            _ => {}
         }
         held.insert(record.key, status);
     }
 
-    /// Writes claims, statuses and heartbeats until `stop`.
-    async fn write(self: Arc<Self>, transport: KafkaTransport, stop: CancellationToken) {
+    /// Writes claims and statuses until `stop` (once `ready`), then what is left.
+    async fn write(self: Arc<Self>, transport: KafkaTransport, ready: CancellationToken, stop: CancellationToken) {
         let mut writer = Writer { transport, epochs: HashMap::new(), written: HashMap::new(), latest: HashMap::new(), failing: None };
-        let mut heartbeat = tokio::time::interval(self.heartbeat_every);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::select! {
+            _ = ready.cancelled() => {}
+            _ = stop.cancelled() => return,
+        }
+        let mut retries = tokio::time::interval(self.heartbeat_every);
+        retries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refreshed = Instant::now();
         loop {
-            let beat = tokio::select! {
+            let retry = tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = heartbeat.tick() => true,
+                _ = retries.tick() => true,
                 _ = self.wake.notified() => false,
             };
-            let pending = std::mem::take(&mut *self.pending.lock().expect("pending status lock"));
-            writer.flush(&self, pending, beat).await;
-            if beat {
-                let heartbeat = Heartbeat { worker_id: self.worker_id.clone(), at: now_ms() };
-                let value = serde_json::to_string(&heartbeat).expect("a heartbeat serialises");
-                writer.send(&format!("{WORKER_KEY}{}", self.host_id), Some(&value)).await;
+            let refresh = retry && refreshed.elapsed() >= REFRESH_EVERY;
+            if refresh {
+                refreshed = Instant::now();
             }
+            let pending = std::mem::take(&mut *self.pending.lock().expect("pending status lock"));
+            writer.flush(&self, pending, retry, refresh).await;
         }
         let pending = std::mem::take(&mut *self.pending.lock().expect("pending status lock"));
-        writer.flush(&self, pending, false).await;
-        // Left: the others show its last tasks as moving at once.
-        writer.send(&format!("{WORKER_KEY}{}", self.host_id), None).await;
+        writer.flush(&self, pending, false, false).await;
+    }
+
+    /// Writes this host's heartbeat every `heartbeat_every` until `stop` (once
+    /// `ready`), then says it left: the others show its tasks as moving at once.
+    async fn beat(self: Arc<Self>, transport: KafkaTransport, ready: CancellationToken, stop: CancellationToken) {
+        tokio::select! {
+            _ = ready.cancelled() => {}
+            _ = stop.cancelled() => return,
+        }
+        let (topic, key) = (transport.cluster().status.name.clone(), format!("{WORKER_KEY}{}", self.host_id));
+        let mut beats = tokio::time::interval(self.heartbeat_every);
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = beats.tick() => {}
+            }
+            let heartbeat = Heartbeat { worker_id: self.worker_id.clone(), at: now_ms() };
+            let value = serde_json::to_string(&heartbeat).expect("a heartbeat serialises");
+            // A failure shows as silence to the others; the writer says why in the log.
+            let _ = tokio::time::timeout(SEND_TIMEOUT, transport.write_compacted(&topic, &key, Some(&value))).await;
+        }
+        let _ = tokio::time::timeout(SEND_TIMEOUT, transport.write_compacted(&topic, &key, None)).await;
     }
 }
 
@@ -306,7 +407,8 @@ impl StatusListener for SharedStatus {
 struct Writer {
     transport: KafkaTransport,
     /// The generation of each partition this host claimed (kept after it gave one up:
-    /// what it writes of it then is older than the next owner's).
+    /// what it writes of it then is older than the next owner's, and not written once
+    /// this host read the next owner's).
     epochs: HashMap<i32, i64>,
     /// What this host last wrote of each connector, by subject.
     written: HashMap<String, BTreeMap<Subject, String>>,
@@ -319,22 +421,10 @@ struct Writer {
 
 impl Writer {
     /// Claims the partitions in `pending`, then writes the statuses that changed;
-    /// `retry`: every connector again (what failed before is written now).
-    async fn flush(&mut self, shared: &SharedStatus, pending: Pending, retry: bool) {
-        let assignments = self.transport.cluster().assignments.name.clone();
-        let claim = serde_json::json!({"host_id": shared.host_id, "worker_id": shared.worker_id}).to_string();
-        for partition in pending.claims {
-            match self.transport.write_compacted_to(&assignments, Some(partition), CLAIM_KEY, Some(&claim)).await {
-                Ok(position) => {
-                    self.epochs.insert(partition, position.offset);
-                }
-                Err(error) => {
-                    self.failed(&error.to_string());
-                    // Still this host's: its statuses go out under the generation it had.
-                    self.epochs.entry(partition).or_insert(0);
-                }
-            }
-        }
+    /// `retry`: every connector again (what failed before is written now); `refresh`:
+    /// also what is unchanged, of the partitions this host owns.
+    async fn flush(&mut self, shared: &SharedStatus, pending: Pending, retry: bool, refresh: bool) {
+        self.claim(shared, pending.claims).await;
         let mut changed: BTreeSet<String> = BTreeSet::new();
         for (name, status) in pending.connectors {
             match status {
@@ -349,20 +439,24 @@ impl Writer {
         }
         if retry {
             changed.extend(self.latest.keys().cloned());
+            changed.extend(self.written.keys().cloned());
         }
         for name in changed {
             let wanted = self.latest.get(&name).map(|status| self.records_of(shared, status)).unwrap_or_default();
             let written = self.written.remove(&name).unwrap_or_default();
             let mut now_written = BTreeMap::new();
-            for (subject, value) in &wanted {
-                if written.get(subject) == Some(value) || self.send(&key_of(&name, *subject), Some(value)).await {
+            for (subject, (generation, value)) in &wanted {
+                let partition = task_partition(&name, subject.task(), shared.partitions);
+                let unchanged = written.get(subject) == Some(value) && !(refresh && shared.owns(partition));
+                if unchanged || self.send(shared, &key_of(&name, *subject), Some(value), *generation).await {
                     now_written.insert(*subject, value.clone());
                 }
             }
             // Gone, stopped, or fewer tasks: what this host wrote of them goes.
-            for subject in written.keys().filter(|subject| !wanted.contains_key(subject)) {
-                if !self.send(&key_of(&name, *subject), None).await {
-                    now_written.insert(*subject, written[subject].clone());
+            for (subject, value) in written.iter().filter(|(subject, _)| !wanted.contains_key(subject)) {
+                let generation = self.epochs.get(&task_partition(&name, subject.task(), shared.partitions)).copied().unwrap_or(0);
+                if !self.send(shared, &key_of(&name, *subject), None, generation).await {
+                    now_written.insert(*subject, value.clone());
                 }
             }
             if !now_written.is_empty() {
@@ -371,9 +465,38 @@ impl Writer {
         }
     }
 
-    /// The records this host writes of `status`: those of the tasks (and, with task 0,
-    /// the connector) whose partitions it claimed.
-    fn records_of(&self, shared: &SharedStatus, status: &ConnectorStatus) -> BTreeMap<Subject, String> {
+    /// Writes a claim of each of `partitions` this host still owns; its offset is
+    /// the generation of the statuses of the partition's tasks. A claim that fails is
+    /// tried again at the next retry, and its tasks' statuses wait for it.
+    async fn claim(&mut self, shared: &SharedStatus, partitions: BTreeSet<i32>) {
+        let assignments = self.transport.cluster().assignments.name.clone();
+        let claim = serde_json::json!({"host_id": shared.host_id, "worker_id": shared.worker_id}).to_string();
+        for partition in partitions.into_iter().filter(|partition| shared.owns(*partition)) {
+            // Until written, what this host writes of the partition is its earlier
+            // generation's (if it had one): hold it back.
+            self.epochs.remove(&partition);
+            let written = self.transport.write_compacted_to(&assignments, Some(partition), CLAIM_KEY, Some(&claim));
+            match tokio::time::timeout(SEND_TIMEOUT, written).await {
+                // Given up meanwhile: the next owner's claim may be older than this one.
+                Ok(Ok(_)) if !shared.owns(partition) => {}
+                Ok(Ok(position)) => {
+                    self.epochs.insert(partition, position.offset);
+                }
+                failed => {
+                    let error = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => "timed out".to_owned(),
+                    };
+                    self.failed(&format!("claiming partition {partition} of the assignments topic: {error}"));
+                    shared.pending.lock().expect("pending status lock").claims.insert(partition);
+                }
+            }
+        }
+    }
+
+    /// The records this host writes of `status`, with their generations: those of
+    /// the tasks (and, with task 0, the connector) whose partitions it claimed.
+    fn records_of(&self, shared: &SharedStatus, status: &ConnectorStatus) -> BTreeMap<Subject, (i64, String)> {
         let generation = |task: u32| self.epochs.get(&task_partition(&status.name, task, shared.partitions)).copied();
         let stored = |state: State, trace: &Option<String>, throttled: &Option<Throttled>, generation: i64| {
             let record = StoredStatus {
@@ -384,7 +507,7 @@ impl Writer {
                 generation,
                 throttled: throttled.clone(),
             };
-            serde_json::to_string(&record).expect("a status serialises")
+            (generation, serde_json::to_string(&record).expect("a status serialises"))
         };
         let mut records = BTreeMap::new();
         if let Some(generation) = generation(0) {
@@ -399,16 +522,25 @@ impl Writer {
         records
     }
 
-    /// Writes one record of the status topic; whether it was written.
-    async fn send(&mut self, key: &str, value: Option<&str>) -> bool {
+    /// Writes one record of the status topic of `generation` (none: a tombstone);
+    /// whether it is done. A record the topic already holds of a later generation (the
+    /// next owner's) is left alone, and counts as done.
+    async fn send(&mut self, shared: &SharedStatus, key: &str, value: Option<&str>, generation: i64) -> bool {
+        if shared.held_generation(key).is_some_and(|held| held > generation) {
+            return true;
+        }
         let topic = self.transport.cluster().status.name.clone();
-        match self.transport.write_compacted(&topic, key, value).await {
-            Ok(_) => {
+        match tokio::time::timeout(SEND_TIMEOUT, self.transport.write_compacted(&topic, key, value)).await {
+            Ok(Ok(_)) => {
                 self.failing = None;
                 true
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 self.failed(&error.to_string());
+                false
+            }
+            Err(_) => {
+                self.failed("timed out");
                 false
             }
         }
@@ -418,8 +550,9 @@ impl Writer {
         if self.failing.is_none_or(|since| since.elapsed() > WARN_EVERY) {
             tracing::warn!(
                 %error,
-                "Cannot write this host's task states to the cluster's status topic: the other hosts show them as last written, \
-                 and UNASSIGNED once this host's heartbeats stop. Retrying."
+                "Cannot write this host's task states to the cluster's status topic (or claim its partitions of the \
+                 assignments topic): the other hosts show them as last written, and UNASSIGNED once this host's heartbeats \
+                 stop. Retrying."
             );
             self.failing = Some(Instant::now());
         }
@@ -454,14 +587,8 @@ mod tests {
     }
 
     fn task(state: State, host: &str, generation: i64) -> Option<String> {
-        let status = StoredStatus {
-            state,
-            trace: None,
-            worker_id: format!("{host}:8083"),
-            host_id: host.into(),
-            generation,
-            throttled: None,
-        };
+        let status =
+            StoredStatus { state, trace: None, worker_id: format!("{host}:8083"), host_id: host.into(), generation, throttled: None };
         Some(serde_json::to_string(&status).unwrap())
     }
 
@@ -503,6 +630,13 @@ mod tests {
         let mut status = local(1);
         shared.merge(&mut status, |_| false);
         assert_eq!((status.tasks[0].state, status.tasks[0].worker_id.as_str()), (State::Unassigned, "127.0.0.1:1"));
+        // Paused here: what this host applied holds, though the owner has not yet
+        // written its paused tasks (read your writes).
+        shared.apply(record("status-task-c-0", task(State::Running, "b", 30), 7, None), false);
+        let mut paused = local(1);
+        (paused.connector.state, paused.tasks[0].state) = (State::Paused, State::Paused);
+        shared.merge(&mut paused, |_| false);
+        assert_eq!(paused.tasks[0].state, State::Paused);
     }
 
     #[test]
@@ -512,11 +646,17 @@ mod tests {
         let minute_ago = super::now_ms() as i64 - 60_000;
         shared.apply(record("status-worker-a", heartbeat("a"), 0, Some(minute_ago)), true);
         shared.apply(record("status-task-c-0", task(State::Running, "a", 1), 1, None), true);
+        // Until this host reads its own heartbeat back, it cannot tell silence.
+        let mut status = local(1);
+        shared.merge(&mut status, |_| false);
+        assert_eq!((status.tasks[0].state, status.tasks[0].worker_id.as_str()), (State::Running, "a:8083"));
+        shared.apply(record("status-worker-here", heartbeat("here"), 2, None), false);
         let mut status = local(1);
         shared.merge(&mut status, |_| false);
         let trace = status.tasks[0].trace.clone().unwrap_or_default();
         assert_eq!((status.tasks[0].state, status.tasks[0].worker_id.as_str()), (State::Unassigned, "a:8083"));
-        assert!(trace.contains("has not been heard from for 6") && trace.contains("session.timeout.ms"), "{trace}");
+        let seconds = ["59", "60", "61"].iter().any(|seconds| trace.contains(&format!("has not been heard from for {seconds} s")));
+        assert!(seconds && trace.contains("session.timeout.ms"), "{trace}");
         // It speaks again.
         shared.apply(record("status-worker-a", heartbeat("a"), 2, None), false);
         let mut status = local(1);

@@ -118,7 +118,8 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
             problems.push((key.to_owned(), message));
         }
     }
-    let (config, offsets, assignments, status) = (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic(), kafka.status_topic());
+    let (config, offsets, assignments, status) =
+        (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic(), kafka.status_topic());
     // Named after another setting by default (`<config_topic>-assignments`): checked whole.
     for (key, set, topic) in [
         ("assignment.storage.topic", cluster.assignment_storage_topic.is_some(), &assignments),

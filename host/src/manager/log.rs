@@ -49,8 +49,10 @@ impl ConfigLog {
     /// Follows the config `topic` of the cluster: read to its end, then followed.
     pub async fn kafka(transport: KafkaTransport, topic: &str) -> Result<OpenedLog, StateStoreError> {
         let location = kafka_location(topic);
-        let followed =
-            transport.follow(topic, "config").await.map_err(|error| StateStoreError { location: location.clone(), reason: error.to_string() })?;
+        let followed = transport
+            .follow(topic, "config")
+            .await
+            .map_err(|error| StateStoreError { location: location.clone(), reason: error.to_string() })?;
         let mut state = BTreeMap::new();
         for record in followed.initial {
             match record.value {

@@ -1147,6 +1147,9 @@ struct ClusterShare {
 
 impl Owner for ClusterShare {
     fn release(&self, partitions: BTreeSet<i32>, lost: bool, deadline: Duration) {
+        if let Some(shared) = &self.manager.shared {
+            shared.release(Some(&partitions));
+        }
         if !self.runtime.block_on(self.manager.release(partitions, lost, deadline)) {
             // Told to stop; collected once the change in progress is done.
             let manager = self.manager.clone();
@@ -1174,6 +1177,9 @@ impl Owner for ClusterShare {
     }
 
     fn release_everything(&self) {
+        if let Some(shared) = &self.manager.shared {
+            shared.release(None);
+        }
         self.manager.ownership.write().expect("ownership lock").release_everything();
         self.runtime.block_on(self.manager.reconcile_all());
     }

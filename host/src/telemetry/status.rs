@@ -122,11 +122,11 @@ impl StatusBoard {
         self
     }
 
-    /// Tells the listener what `connector` is now (outside the board's lock).
-    fn changed(&self, connector: &str) {
+    /// Tells the listener what `connector` is now in `connectors`, under the board's
+    /// lock: so the listener is told of the changes in the order they were made.
+    fn changed(&self, connectors: &BTreeMap<String, ConnectorStatus>, connector: &str) {
         if let Some(listener) = &self.listener {
-            let status = self.get(connector);
-            listener.changed(connector, status.as_ref());
+            listener.changed(connector, connectors.get(connector));
         }
     }
 
@@ -147,8 +147,9 @@ impl StatusBoard {
                 .collect(),
             kind,
         };
-        self.connectors.write().expect("status lock").insert(name.to_owned(), status);
-        self.changed(name);
+        let mut connectors = self.connectors.write().expect("status lock");
+        connectors.insert(name.to_owned(), status);
+        self.changed(&connectors, name);
     }
 
     /// Registers a connector that cannot run at all (its plugin is gone, its stored
@@ -160,40 +161,38 @@ impl StatusBoard {
             tasks: Vec::new(),
             kind,
         };
-        self.connectors.write().expect("status lock").insert(name.to_owned(), status);
-        self.changed(name);
+        let mut connectors = self.connectors.write().expect("status lock");
+        connectors.insert(name.to_owned(), status);
+        self.changed(&connectors, name);
     }
 
     /// Forgets a deleted connector.
     pub fn remove_connector(&self, name: &str) {
-        self.connectors.write().expect("status lock").remove(name);
-        self.changed(name);
+        let mut connectors = self.connectors.write().expect("status lock");
+        connectors.remove(name);
+        self.changed(&connectors, name);
     }
 
     /// Sets a task's state; `trace` says why when it failed.
     pub fn set_task(&self, connector: &str, task: u32, state: State, trace: Option<String>) {
-        {
-            let mut connectors = self.connectors.write().expect("status lock");
-            let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) else { return };
-            task.state = state;
-            if trace.is_some() || state == State::Running {
-                task.trace = trace;
-            }
-            if state != State::Running {
-                task.throttled = None;
-            }
+        let mut connectors = self.connectors.write().expect("status lock");
+        let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) else { return };
+        task.state = state;
+        if trace.is_some() || state == State::Running {
+            task.trace = trace;
         }
-        self.changed(connector);
+        if state != State::Running {
+            task.throttled = None;
+        }
+        self.changed(&connectors, connector);
     }
 
     /// Shows or clears a running task's throttle.
     pub fn set_task_throttled(&self, connector: &str, task: u32, throttled: Option<Throttled>) {
-        {
-            let mut connectors = self.connectors.write().expect("status lock");
-            let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) else { return };
-            task.throttled = throttled;
-        }
-        self.changed(connector);
+        let mut connectors = self.connectors.write().expect("status lock");
+        let Some(task) = connectors.get_mut(connector).and_then(|status| status.tasks.get_mut(task as usize)) else { return };
+        task.throttled = throttled;
+        self.changed(&connectors, connector);
     }
 
     /// Marks every connector and task stopped (the host stops: not told to the

@@ -80,9 +80,8 @@ impl KafkaTransport {
             .name(format!("{role}-follower"))
             .spawn(move || follow(&config, &topic, role, ready, sender))
             .map_err(|error| TransportError::Other(format!("cannot start the {role} topic's reader: {error}")))?;
-        let (initial, ends) = started
-            .await
-            .map_err(|_| TransportError::Other(format!("the {role} topic's reader stopped before it read the topic")))??;
+        let (initial, ends) =
+            started.await.map_err(|_| TransportError::Other(format!("the {role} topic's reader stopped before it read the topic")))??;
         Ok(Followed { initial, ends, records })
     }
 }

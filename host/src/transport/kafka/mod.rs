@@ -179,7 +179,9 @@ impl KafkaTransport {
     }
 
     fn host_topic(&self, name: &str) -> Option<&HostTopic> {
-        [&self.cluster.offsets, &self.cluster.config, &self.cluster.assignments, &self.cluster.status].into_iter().find(|topic| topic.name == name)
+        [&self.cluster.offsets, &self.cluster.config, &self.cluster.assignments, &self.cluster.status]
+            .into_iter()
+            .find(|topic| topic.name == name)
     }
 
     /// Commits `offsets` (topic, partition, next offset) for a sink connector's group
@@ -651,7 +653,13 @@ impl KafkaTransport {
 
     /// [`KafkaTransport::write_compacted`] to `partition` of `topic` when given, else
     /// to the partition of `key`.
-    pub async fn write_compacted_to(&self, topic: &str, partition: Option<i32>, key: &str, value: Option<&str>) -> TransportResult<Position> {
+    pub async fn write_compacted_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: Option<&str>,
+    ) -> TransportResult<Position> {
         let producer = self.control_producer()?;
         let mut message = FutureRecord::<str, str>::to(topic).key(key);
         if let Some(partition) = partition {
