@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::task_partition;
-use crate::telemetry::{ConnectorStatus, State, StatusListener, Throttled};
+use crate::telemetry::{ConnectorState, ConnectorStatus, State, StatusListener, TaskStatus, Throttled};
 use crate::transport::kafka::{KafkaTransport, LogRecord};
 
 /// Key prefixes of the status topic (Kafka Connect's, and ours for heartbeats).
@@ -40,6 +40,11 @@ const MAX_RECORD_BYTES: usize = 64 * 1024;
 const MAX_KEY_BYTES: usize = 1024;
 /// The most statuses, and the most hosts, kept from the topic.
 const MAX_HELD: usize = 100_000;
+/// The most tasks shown of a connector this host cannot plan (from the topic).
+const MAX_TASKS_SHOWN: u32 = 10_000;
+/// How long a host that claimed a partition again, because an earlier owner's late
+/// claim outranked its own, waits before it may do so again.
+const RECLAIM_EVERY: Duration = Duration::from_secs(10);
 /// The longest trace written: the first part of a long error says what it is.
 const MAX_TRACE_CHARS: usize = 4 * 1024;
 /// How long one write may take before it is given up on (and tried again later).
@@ -152,7 +157,9 @@ impl Sharing {
     /// Writes what is left and this host's leaving, within `grace`.
     pub async fn finish(self, grace: Duration) {
         self.stop.cancel();
+        let abort = self.done.abort_handle();
         if tokio::time::timeout(grace, self.done).await.is_err() {
+            abort.abort();
             tracing::warn!("The last task states were not written to the cluster's status topic in time.");
         }
     }
@@ -241,9 +248,25 @@ impl SharedStatus {
         self.owned.lock().expect("owned partitions lock").contains(&partition)
     }
 
-    /// The generation of the status the topic holds for `key`, when it holds one.
-    fn held_generation(&self, key: &str) -> Option<i64> {
-        self.held.read().expect("status records lock").get(key).map(|record| record.generation)
+    /// Whether the status the topic holds for `key` outranks one of `generation`
+    /// written by `host`: a later generation, written by another host that is still
+    /// heard from. (A host's own records, and those of a host that went silent or
+    /// left, never outrank: a generation from an assignments topic made again since,
+    /// whose offsets started over, must not hold the key for good.)
+    fn outranks(&self, held: &StoredStatus, generation: i64, host: &str) -> bool {
+        held.generation > generation && held.host_id != host && self.heard_within(&held.host_id)
+    }
+
+    /// Whether `host` was heard from within the silence limit.
+    fn heard_within(&self, host: &str) -> bool {
+        self.workers.read().expect("workers lock").get(host).is_some_and(|heard| heard.elapsed() <= self.silent_after)
+    }
+
+    /// Whether the topic holds a status for `key` that outranks one of `generation`
+    /// of this host's.
+    fn outranked(&self, key: &str, generation: i64) -> bool {
+        let held = self.held.read().expect("status records lock");
+        held.get(key).is_some_and(|record| self.outranks(record, generation, &self.host_id))
     }
 
     /// `local` (this host's own view of a connector) with each task that `runs_here`
@@ -251,17 +274,36 @@ impl SharedStatus {
     /// went silent or left, and the connector's `worker_id` the owner's of its task 0.
     /// The connector's state is the one every host applied (its target), or FAILED as
     /// its owner says; a paused or stopped connector's tasks are as every host applied.
+    /// A connector that cannot be planned on this host (its plugin is only on others,
+    /// say) but runs on its owner shows as its owner says, tasks and all.
     pub fn merge(&self, local: &mut ConnectorStatus, runs_here: impl Fn(u32) -> bool) {
         let held = self.held.read().expect("status records lock");
         let name = local.name.clone();
         let running = local.connector.state == State::Running;
+        let failed_here = local.connector.state == State::Failed && local.tasks.is_empty();
         if !runs_here(0)
             && let Some(record) = held.get(&key_of(&name, Subject::Connector)).filter(|record| record.host_id != self.host_id)
         {
+            let (state, trace) = self.as_seen(record);
+            if failed_here {
+                local.connector = ConnectorState { state, worker_id: record.worker_id.clone(), trace };
+                if state == State::Failed {
+                    return;
+                }
+                local.tasks = (0..MAX_TASKS_SHOWN)
+                    .map_while(|id| held.get(&key_of(&name, Subject::Task(id))).map(|record| (id, record)))
+                    .map(|(id, record)| {
+                        let (state, trace) = self.as_seen(record);
+                        let throttled = if state == record.state { record.throttled.clone() } else { None };
+                        TaskStatus { id, state, worker_id: record.worker_id.clone(), trace, throttled }
+                    })
+                    .collect();
+                return;
+            }
             local.connector.worker_id = record.worker_id.clone();
-            if running && record.state == State::Failed && self.as_seen(record).0 == State::Failed {
+            if running && state == State::Failed {
                 local.connector.state = State::Failed;
-                local.connector.trace = record.trace.clone();
+                local.connector.trace = trace;
             }
         }
         if !running {
@@ -338,7 +380,7 @@ impl SharedStatus {
         let Ok(status) = serde_json::from_str::<StoredStatus>(&value) else { return };
         // A lower generation than the one held: an earlier owner's late write.
         match held.get(&record.key) {
-            Some(current) if current.generation > status.generation => return,
+            Some(current) if self.outranks(current, status.generation, &status.host_id) => return,
             None if held.len() >= MAX_HELD => return,
             _ => {}
         }
@@ -347,7 +389,7 @@ impl SharedStatus {
 
     /// Writes claims and statuses until `stop` (once `ready`), then what is left.
     async fn write(self: Arc<Self>, transport: KafkaTransport, ready: CancellationToken, stop: CancellationToken) {
-        let mut writer = Writer { transport, epochs: HashMap::new(), written: HashMap::new(), latest: HashMap::new(), failing: None };
+        let mut writer = Writer::new(transport);
         tokio::select! {
             _ = ready.cancelled() => {}
             _ = stop.cancelled() => return,
@@ -415,15 +457,35 @@ struct Writer {
     /// The latest status of each connector this host was told of, to write again
     /// what failed to be written.
     latest: HashMap<String, ConnectorStatus>,
+    /// When this host last claimed a partition again (see [`RECLAIM_EVERY`]).
+    reclaimed: HashMap<i32, Instant>,
+    /// Whether a write failed in this pass: the rest of the pass waits for the next.
+    stalled: bool,
+    /// Whether something was left unwritten: the next retry goes over everything.
+    behind: bool,
     /// Since when writing fails, while it does.
     failing: Option<Instant>,
 }
 
 impl Writer {
+    fn new(transport: KafkaTransport) -> Self {
+        Writer {
+            transport,
+            epochs: HashMap::new(),
+            written: HashMap::new(),
+            latest: HashMap::new(),
+            reclaimed: HashMap::new(),
+            stalled: false,
+            behind: false,
+            failing: None,
+        }
+    }
+
     /// Claims the partitions in `pending`, then writes the statuses that changed;
-    /// `retry`: every connector again (what failed before is written now); `refresh`:
-    /// also what is unchanged, of the partitions this host owns.
+    /// `retry`: every connector again if something was left unwritten; `refresh`:
+    /// every connector, and what is unchanged of the partitions this host owns too.
     async fn flush(&mut self, shared: &SharedStatus, pending: Pending, retry: bool, refresh: bool) {
+        self.stalled = false;
         self.claim(shared, pending.claims).await;
         let mut changed: BTreeSet<String> = BTreeSet::new();
         for (name, status) in pending.connectors {
@@ -437,10 +499,11 @@ impl Writer {
             }
             changed.insert(name);
         }
-        if retry {
+        if (retry && self.behind) || refresh {
             changed.extend(self.latest.keys().cloned());
             changed.extend(self.written.keys().cloned());
         }
+        let mut left = false;
         for name in changed {
             let wanted = self.latest.get(&name).map(|status| self.records_of(shared, status)).unwrap_or_default();
             let written = self.written.remove(&name).unwrap_or_default();
@@ -448,20 +511,33 @@ impl Writer {
             for (subject, (generation, value)) in &wanted {
                 let partition = task_partition(&name, subject.task(), shared.partitions);
                 let unchanged = written.get(subject) == Some(value) && !(refresh && shared.owns(partition));
-                if unchanged || self.send(shared, &key_of(&name, *subject), Some(value), *generation).await {
+                if unchanged || self.send(shared, &key_of(&name, *subject), Some(value), *generation, partition).await {
                     now_written.insert(*subject, value.clone());
+                } else {
+                    left = true;
+                    // Still what the topic holds of it (to be deleted if it goes).
+                    if let Some(old) = written.get(subject) {
+                        now_written.insert(*subject, old.clone());
+                    }
                 }
             }
             // Gone, stopped, or fewer tasks: what this host wrote of them goes.
             for (subject, value) in written.iter().filter(|(subject, _)| !wanted.contains_key(subject)) {
-                let generation = self.epochs.get(&task_partition(&name, subject.task(), shared.partitions)).copied().unwrap_or(0);
-                if !self.send(shared, &key_of(&name, *subject), None, generation).await {
+                let partition = task_partition(&name, subject.task(), shared.partitions);
+                let generation = self.epochs.get(&partition).copied().unwrap_or(0);
+                if !self.send(shared, &key_of(&name, *subject), None, generation, partition).await {
+                    left = true;
                     now_written.insert(*subject, value.clone());
                 }
             }
             if !now_written.is_empty() {
                 self.written.insert(name, now_written);
             }
+        }
+        if left || !retry {
+            self.behind |= left;
+        } else {
+            self.behind = false;
         }
     }
 
@@ -488,6 +564,7 @@ impl Writer {
                         _ => "timed out".to_owned(),
                     };
                     self.failed(&format!("claiming partition {partition} of the assignments topic: {error}"));
+                    self.behind = true;
                     shared.pending.lock().expect("pending status lock").claims.insert(partition);
                 }
             }
@@ -522,28 +599,40 @@ impl Writer {
         records
     }
 
-    /// Writes one record of the status topic of `generation` (none: a tombstone);
-    /// whether it is done. A record the topic already holds of a later generation (the
-    /// next owner's) is left alone, and counts as done.
-    async fn send(&mut self, shared: &SharedStatus, key: &str, value: Option<&str>, generation: i64) -> bool {
-        if shared.held_generation(key).is_some_and(|held| held > generation) {
-            return true;
+    /// Writes one record of the status topic of `generation` (none: a tombstone) for
+    /// a task of `partition`; whether it is done.
+    ///
+    /// A record the topic holds that outranks it (the next owner's) is left alone, and
+    /// that counts as done, unless this host owns the partition: then an earlier
+    /// owner's claim was written late, after this host's, and this host claims the
+    /// partition again (its writes wait for that claim).
+    async fn send(&mut self, shared: &SharedStatus, key: &str, value: Option<&str>, generation: i64, partition: i32) -> bool {
+        if self.stalled {
+            return false;
+        }
+        if shared.outranked(key, generation) {
+            if value.is_none() || !shared.owns(partition) {
+                return true;
+            }
+            if self.reclaimed.get(&partition).is_none_or(|at| at.elapsed() >= RECLAIM_EVERY) {
+                self.reclaimed.insert(partition, Instant::now());
+                shared.pending.lock().expect("pending status lock").claims.insert(partition);
+                shared.wake.notify_one();
+            }
+            return false;
         }
         let topic = self.transport.cluster().status.name.clone();
-        match tokio::time::timeout(SEND_TIMEOUT, self.transport.write_compacted(&topic, key, value)).await {
+        let error = match tokio::time::timeout(SEND_TIMEOUT, self.transport.write_compacted(&topic, key, value)).await {
             Ok(Ok(_)) => {
                 self.failing = None;
-                true
+                return true;
             }
-            Ok(Err(error)) => {
-                self.failed(&error.to_string());
-                false
-            }
-            Err(_) => {
-                self.failed("timed out");
-                false
-            }
-        }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        self.failed(&error);
+        self.stalled = true;
+        false
     }
 
     fn failed(&mut self, error: &str) {
@@ -630,6 +719,15 @@ mod tests {
         let mut status = local(1);
         shared.merge(&mut status, |_| false);
         assert_eq!((status.tasks[0].state, status.tasks[0].worker_id.as_str()), (State::Unassigned, "127.0.0.1:1"));
+        // Its own lower generation (the assignments topic made again: offsets started
+        // over) replaces its record; so does another host's once the holder left.
+        shared.apply(record("status-task-c-0", task(State::Running, "b", 20), 8, None), false);
+        shared.apply(record("status-task-c-0", task(State::Paused, "b", 2), 9, None), false);
+        assert_eq!(shared.held.read().unwrap()["status-task-c-0"].generation, 2);
+        shared.apply(record("status-task-c-0", task(State::Running, "b", 20), 10, None), false);
+        shared.apply(record("status-worker-b", None, 11, None), false);
+        shared.apply(record("status-task-c-0", task(State::Running, "a", 3), 12, None), false);
+        assert_eq!(shared.held.read().unwrap()["status-task-c-0"].host_id, "a");
         // Paused here: what this host applied holds, though the owner has not yet
         // written its paused tasks (read your writes).
         shared.apply(record("status-task-c-0", task(State::Running, "b", 30), 7, None), false);
@@ -637,6 +735,27 @@ mod tests {
         (paused.connector.state, paused.tasks[0].state) = (State::Paused, State::Paused);
         shared.merge(&mut paused, |_| false);
         assert_eq!(paused.tasks[0].state, State::Paused);
+    }
+
+    #[test]
+    fn a_connector_this_host_cannot_plan_shows_as_its_owner_runs_it() {
+        let shared = shared();
+        shared.apply(record("status-worker-b", heartbeat("b"), 0, None), false);
+        shared.apply(record("status-connector-c", task(State::Running, "b", 5), 1, None), false);
+        shared.apply(record("status-task-c-0", task(State::Running, "b", 5), 2, None), false);
+        shared.apply(record("status-task-c-1", task(State::Running, "b", 6), 3, None), false);
+        let mut failed = local(0);
+        (failed.connector.state, failed.connector.trace) = (State::Failed, Some("plugin x@1.0.0 is not on this host".into()));
+        shared.merge(&mut failed, |_| false);
+        assert_eq!((failed.connector.state, failed.connector.worker_id.as_str()), (State::Running, "b:8083"));
+        let tasks: Vec<(u32, State)> = failed.tasks.iter().map(|task| (task.id, task.state)).collect();
+        assert_eq!(tasks, [(0, State::Running), (1, State::Running)]);
+        // Failing on its owner too: as its owner says.
+        shared.apply(record("status-connector-c", task(State::Failed, "b", 5), 4, None), false);
+        let mut failed = local(0);
+        failed.connector.state = State::Failed;
+        shared.merge(&mut failed, |_| false);
+        assert_eq!((failed.connector.state, failed.connector.worker_id.as_str(), failed.tasks.len()), (State::Failed, "b:8083", 0));
     }
 
     #[test]
