@@ -428,6 +428,48 @@ fn each_task_runs_on_one_host_and_moves_when_its_host_stops() {
     }
 }
 
+/// A rolling restart of every host while the sources write: each host in turn stops
+/// (its tasks move to the others) and starts again (it takes its share back); every
+/// count reaches its topic exactly once (`read_committed`), in order.
+#[test]
+fn a_rolling_restart_of_every_host_loses_and_repeats_no_record() {
+    let (_noida, bootstrap, s) = broker();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("rolling{s}")).with("assignment.storage.partitions", "12");
+    let topics: Vec<String> = (0..3).map(|index| format!("rolled{index}{s}")).collect();
+    let mut file = String::new();
+    for (index, topic) in topics.iter().enumerate() {
+        support::kafka::create_topic(&bootstrap, topic, 1);
+        file.push_str(&format!("  - name: count{index}\n    plugin: counter-source\n    topic: {topic}\n    config:\n      rate: 200\n"));
+    }
+    let within = Duration::from_secs(30);
+    let all_running = |hosts: &[support::Host]| {
+        let all: Vec<&support::Host> = hosts.iter().collect();
+        settled(&all, 12, within);
+        for index in 0..3 {
+            cluster_owner(&all, &format!("count{index}"), 0, within);
+        }
+    };
+    let mut hosts: Vec<support::Host> = (0..3).map(|index| cluster.start(index, &file)).collect();
+    all_running(&hosts);
+    for index in 0..3 {
+        std::thread::sleep(Duration::from_secs(1));
+        let stopped = hosts.remove(index).stop();
+        assert!(stopped.contains("wasm-connect stopped."), "{stopped}");
+        hosts.insert(index, cluster.start(index, &file));
+        all_running(&hosts);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for host in hosts {
+        host.stop();
+    }
+    for topic in &topics {
+        let numbers = counts(&bootstrap, topic);
+        assert!(numbers.len() > 300, "{topic}: {} counts", numbers.len());
+        assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<u64>>(), "{topic}: every count once, in order");
+    }
+}
+
 /// The counts `topic` holds, in its order.
 fn counts(bootstrap: &str, topic: &str) -> Vec<u64> {
     let records = support::topics::kafka_read(bootstrap, topic);
@@ -726,4 +768,134 @@ fn a_position_committed_after_another_sources_open_transaction_is_read() {
         assert_eq!(transport.source_position("a").await.unwrap(), None, "an aborted position is never read");
         ended.join().unwrap();
     });
+}
+
+/// `component` with a custom section of `size` bytes appended: the same plugin, larger.
+fn padded(component: &[u8], size: usize) -> Vec<u8> {
+    let name = b"padding";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.resize(size, 0);
+    let mut bytes = component.to_vec();
+    bytes.push(0);
+    let mut length = section.len();
+    loop {
+        let byte = (length & 0x7f) as u8;
+        length >>= 7;
+        bytes.push(if length == 0 { byte } else { byte | 0x80 });
+        if length == 0 {
+            break;
+        }
+    }
+    bytes.extend_from_slice(&section);
+    bytes
+}
+
+/// `component` uploaded to `host` as a plugin: the status and the answer.
+fn upload(host: &support::Host, component: &[u8]) -> (u16, serde_json::Value) {
+    let url = format!("{}/plugins", host.admin_url());
+    let response = support::http_request("POST", &url, &[("Content-Type", "application/wasm")], component);
+    (response.status, serde_json::from_str(&response.body).unwrap_or(serde_json::Value::String(response.body.clone())))
+}
+
+/// Plugins follow: a plugin uploaded to host B runs the tasks of a connector created
+/// through host C on every host; a host started later loads it before it runs
+/// anything; a plugin record whose bytes do not match its digest is loaded by none;
+/// and a plugin removed through A is gone from every host.
+#[test]
+fn a_plugin_uploaded_to_one_host_runs_on_every_host() {
+    let (_noida, bootstrap, s) = broker();
+    let root = tempfile::tempdir().unwrap();
+    let group = format!("plugins{s}");
+    let cluster = Cluster::new(root.path(), &bootstrap, &group).with("assignment.storage.partitions", "12");
+    let topic = format!("copied{s}");
+    support::kafka::create_topic(&bootstrap, &topic, 3);
+    let records = (0..30).map(|n| Record { value: Some(format!("{{\"n\":{n}}}").into_bytes()), ..Record::default() });
+    kafka_feed(&bootstrap, &topic, records.collect());
+    let mut hosts: Vec<support::Host> = (0..3).map(|index| cluster.start(index, "")).collect();
+    settled(&hosts.iter().collect::<Vec<_>>(), 12, Duration::from_secs(30));
+    let file_sink = std::fs::read(support::test_plugins_dir().join("file-sink.wasm")).unwrap();
+    // Padded past one chunk of the plugins topic.
+    let copy = padded(&support::renamed_component(&file_sink, "file-sink", "file-copy"), 700 * 1024);
+
+    // Uploaded to B, created through C at once: C waits for it.
+    let (status, added) = upload(&hosts[1], &copy);
+    assert_eq!(status, 201, "{added}");
+    let digest = added["digest"].as_str().unwrap().to_owned();
+    let version = added["version"].as_str().unwrap().to_owned();
+    let (path, stored_as) = (format!("/plugins/file-copy/{version}"), format!("data/plugins/file-copy@{version}.wasm"));
+    let output = root.path().join("copies");
+    let body = serde_json::json!({"name": "copier", "config": {
+        "connector.class": "file-copy", "topics": topic, "tasks.max": "12", "directory": output.display().to_string()}});
+    let (status, created) = hosts[2].call("POST", "/connectors", Some(&body));
+    assert_eq!(status, 201, "{created}");
+    // Twelve tasks on twelve partitions: every host runs some, with the plugin only B was given.
+    let all: Vec<&support::Host> = hosts.iter().collect();
+    let mut runs = [0; 3];
+    for task in 0..12 {
+        let owner = cluster_owner(&all, "copier", task, Duration::from_secs(60));
+        runs[all.iter().position(|host| std::ptr::eq(*host, owner)).unwrap()] += 1;
+    }
+    assert!(runs.iter().all(|tasks| *tasks > 0), "every host runs a task of the uploaded plugin: {runs:?}");
+    for (index, host) in hosts.iter().enumerate() {
+        let (status, plugin) = host.call("GET", &path, None);
+        assert_eq!((status, plugin["digest"].as_str()), (200, Some(digest.as_str())), "host {index}: {plugin}");
+        assert_eq!(plugin["origin"], "uploaded", "{plugin}");
+        let stored = std::fs::read(cluster.directory(index).join(&stored_as)).unwrap();
+        assert_eq!(stored, copy, "host {index} stored the uploaded component");
+    }
+    hosts[0].wait_until("the thirty records copied", Duration::from_secs(60), || {
+        support::read_sink_output(&output).values().map(Vec::len).sum::<usize>() == 30
+    });
+    let copied: BTreeSet<u64> =
+        support::read_sink_output(&output).values().flatten().map(|line| line.value["n"].as_u64().unwrap()).collect();
+    assert_eq!(copied, (0..30).collect::<BTreeSet<u64>>());
+
+    // A host whose store lost the plugin has it again once started, before it runs anything.
+    hosts.remove(0).stop();
+    std::fs::remove_file(cluster.directory(0).join(&stored_as)).unwrap();
+    hosts.insert(0, cluster.start(0, ""));
+    let (status, plugin) = hosts[0].call("GET", &path, None);
+    assert_eq!((status, plugin["digest"].as_str()), (200, Some(digest.as_str())), "{plugin}");
+
+    // A record whose chunks are not the component its digest names: loaded nowhere.
+    let log_sink = std::fs::read(support::test_plugins_dir().join("log-sink.wasm")).unwrap();
+    let genuine = support::renamed_component(&log_sink, "log-sink", "log-fake");
+    let tampered = support::rebuilt_component(&genuine);
+    let client = wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), ClusterTopics::named(&group));
+    let fake_version = hosts[1].get_json("/plugins/log-sink")["versions"][0]["version"].as_str().unwrap().to_owned();
+    let chunk = 512 * 1024;
+    for (index, bytes) in tampered.chunks(chunk).enumerate() {
+        let key = format!("log-fake@{fake_version}/{}/{index}", wasm_connect::runtime::sha256_hex(&genuine));
+        runtime().block_on(client.write_compacted_bytes(&format!("{group}-plugins"), None, &key, Some(bytes))).unwrap();
+    }
+    let record = serde_json::json!({"digest": wasm_connect::runtime::sha256_hex(&genuine), "size": tampered.len(),
+        "chunks": tampered.len().div_ceil(chunk)});
+    runtime()
+        .block_on(client.write_compacted(
+            &format!("{group}-configs"),
+            &format!("plugin-log-fake@{fake_version}"),
+            Some(&record.to_string()),
+        ))
+        .unwrap();
+    let fake = serde_json::json!({"name": "faked", "config": {"connector.class": "log-fake", "topics": topic}});
+    let (status, refused) = hosts[1].call("POST", "/connectors", Some(&fake));
+    assert_eq!(status, 400, "{refused}");
+    for (index, host) in hosts.iter().enumerate() {
+        host.wait_for_log("its bytes have the SHA-256", Duration::from_secs(30));
+        assert_eq!(host.call("GET", "/plugins/log-fake", None).0, 404, "host {index} loaded a component that is not the one named");
+    }
+
+    // Removed through A once unused: gone from every host.
+    assert_eq!(hosts[0].call("DELETE", &path, None).0, 409, "in use");
+    assert_eq!(hosts[0].call("DELETE", "/connectors/copier", None).0, 204);
+    let (status, removed) = hosts[0].call("DELETE", &path, None);
+    assert_eq!(status, 204, "{removed}");
+    for (index, host) in hosts.iter().enumerate() {
+        host.wait_until("the plugin removed", Duration::from_secs(30), || host.call("GET", "/plugins/file-copy", None).0 == 404);
+        assert!(!cluster.directory(index).join(&stored_as).exists(), "host {index} removed its copy");
+    }
+    for host in hosts {
+        host.stop();
+    }
 }

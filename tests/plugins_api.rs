@@ -56,19 +56,6 @@ fn multipart(file: &[u8]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-/// The component with a custom section appended: the same plugin, other bytes.
-fn rebuilt(component: &[u8]) -> Vec<u8> {
-    let name = b"rebuilt";
-    let payload = b"another build";
-    let mut bytes = component.to_vec();
-    bytes.push(0); // custom section
-    bytes.push((1 + name.len() + payload.len()) as u8);
-    bytes.push(name.len() as u8);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(payload);
-    bytes
-}
-
 /// Every counted record the file sink wrote: (n, version).
 fn counted(directory: &Path) -> Vec<(u64, String)> {
     read_sink_output(&directory.join("out"))
@@ -131,7 +118,7 @@ fn a_plugin_uploaded_while_running_is_upgraded_and_downgraded_without_losing_a_r
     let (status, refused) = upload(&host, "application/wasm", &trapping);
     assert_eq!(status, 400);
     assert!(refused["message"].as_str().unwrap().contains("describe failed"), "{refused}");
-    let (status, refused) = upload(&host, "application/wasm", &rebuilt(&version_one));
+    let (status, refused) = upload(&host, "application/wasm", &support::rebuilt_component(&version_one));
     assert_eq!(status, 409, "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("already loaded with different content"), "{refused}");
     let (status, refused) = upload(&host, "application/wasm", &vec![0u8; 2 << 20]);

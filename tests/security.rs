@@ -51,26 +51,6 @@ fn header<'a>(response: &'a HttpResponse, name: &str) -> Option<&'a str> {
     })
 }
 
-/// `component` with every occurrence of `from` replaced by `to` (same length): a
-/// plugin that describes itself under another name.
-fn renamed(component: &[u8], from: &str, to: &str) -> Vec<u8> {
-    assert_eq!(from.len(), to.len());
-    let mut bytes = component.to_vec();
-    let mut replaced = 0;
-    let mut index = 0;
-    while index + from.len() <= bytes.len() {
-        if &bytes[index..index + from.len()] == from.as_bytes() {
-            bytes[index..index + from.len()].copy_from_slice(to.as_bytes());
-            replaced += 1;
-            index += from.len();
-        } else {
-            index += 1;
-        }
-    }
-    assert!(replaced > 0, "{from} is not in the component");
-    bytes
-}
-
 #[test]
 fn plugin_names_and_versions_never_reach_the_filesystem_unchecked() {
     let directory = tempfile::tempdir().unwrap();
@@ -87,7 +67,7 @@ fn plugin_names_and_versions_never_reach_the_filesystem_unchecked() {
     for (name, says) in hostile {
         // "counter-source" is 14 bytes: keep the length, change the name.
         let padded = format!("{name:-<14}");
-        let response = request(&host, "POST", "/plugins", &wasm, &renamed(&counter, "counter-source", &padded));
+        let response = request(&host, "POST", "/plugins", &wasm, &support::renamed_component(&counter, "counter-source", &padded));
         assert_eq!(response.status, 400, "{name:?}: {}", response.body);
         let message = message(&response);
         assert!(message.contains("describes itself with the name") && message.contains(says), "{name:?}: {message}");
@@ -117,7 +97,7 @@ fn plugin_names_and_versions_never_reach_the_filesystem_unchecked() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
 
     // A good upload lands inside the store, under its checked name.
-    let response = request(&host, "POST", "/plugins", &wasm, &renamed(&counter, "counter-source", "counter-upload"));
+    let response = request(&host, "POST", "/plugins", &wasm, &support::renamed_component(&counter, "counter-source", "counter-upload"));
     assert_eq!(response.status, 201, "{}", response.body);
     let stored = directory.path().join("data/plugins/counter-upload@1.0.0.wasm");
     assert!(stored.is_file());

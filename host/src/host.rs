@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, ReloadingTls, ServerLimits};
+use crate::cluster::plugins::PluginShare;
 use crate::cluster::status::{SharedStatus, StatusSettings};
 use crate::cluster::{Identity, Ownership};
 use crate::config::{ConfigErrors, HostConfig, KafkaConfig, LoadedConfig};
@@ -141,6 +142,8 @@ fn cluster_topics(kafka: &KafkaConfig) -> ClusterTopics {
             partitions: cluster.status_storage_partitions,
             replication: cluster.status_storage_replication_factor,
         },
+        // One partition: a plugin's chunks are read whole, in one order.
+        plugins: HostTopic { name: kafka.plugins_topic(), partitions: 1, replication: cluster.plugin_storage_replication_factor },
         members: kafka.membership_group(),
         exactly_once_sources: cluster.exactly_once_source_support == crate::config::ExactlyOnceSupport::Enabled,
     }
@@ -250,7 +253,13 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         (Some(shared), Some(transport)) => Some(shared.run(transport.clone())),
         _ => None,
     };
-    let place = Place { host_id: host_id.clone(), ownership, shared };
+    let plugins = match (&kafka_transport, &config.kafka) {
+        (Some(transport), Some(kafka)) => {
+            Some(PluginShare::new(transport.clone(), &kafka.plugins_topic(), u64::from(config.plugins.max_upload_mib) << 20))
+        }
+        _ => None,
+    };
+    let place = Place { host_id: host_id.clone(), ownership, shared, plugins };
     let manager = Manager::start(context, catalog, loaded.base_dir.clone(), uploads, opened, place, plans).await?;
     let membership = match (&kafka_transport, &config.kafka) {
         (Some(transport), Some(kafka)) => {

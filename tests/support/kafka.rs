@@ -309,6 +309,11 @@ impl NoidaKafka {
     pub fn create_topic(&self, topic: &str, partitions: u32) {
         create_topic(&self.bootstrap, topic, partitions);
     }
+
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 /// Creates `topic` with `partitions` partitions on the cluster at `bootstrap` (through

@@ -414,3 +414,36 @@ pub fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// `component` with every occurrence of `from` replaced by `to` (same length): a
+/// plugin that describes itself under another name.
+pub fn renamed_component(component: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = component.to_vec();
+    let mut replaced = 0;
+    let mut index = 0;
+    while index + from.len() <= bytes.len() {
+        if &bytes[index..index + from.len()] == from.as_bytes() {
+            bytes[index..index + from.len()].copy_from_slice(to.as_bytes());
+            replaced += 1;
+            index += from.len();
+        } else {
+            index += 1;
+        }
+    }
+    assert!(replaced > 0, "{from} is not in the component");
+    bytes
+}
+
+/// The component with a custom section appended: the same plugin, other bytes.
+pub fn rebuilt_component(component: &[u8]) -> Vec<u8> {
+    let name = b"rebuilt";
+    let payload = b"another build";
+    let mut bytes = component.to_vec();
+    bytes.push(0); // custom section
+    bytes.push((1 + name.len() + payload.len()) as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    bytes
+}

@@ -9,6 +9,7 @@
 //! member stops the tasks of partitions taken from it before its revoke callback
 //! returns, so that no task runs on two hosts across a rebalance.
 
+pub mod plugins;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};

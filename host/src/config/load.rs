@@ -369,12 +369,14 @@ mod tests {
         let assigned = kafka("  cluster:\n    assignment.storage.topic: a\n    status.storage.topic: s\n");
         assert_eq!((assigned.assignments_topic(), assigned.status_topic()), ("a".to_owned(), "s".to_owned()));
         assert_eq!((grouped.status_topic(), older.status_topic()), ("etl-status".to_owned(), "c-status".to_owned()));
+        assert_eq!((grouped.plugins_topic(), older.plugins_topic()), ("etl-plugins".to_owned(), "c-plugins".to_owned()));
+        assert_eq!(kafka("  cluster:\n    plugin.storage.topic: p\n").plugins_topic(), "p");
         let named = kafka("  cluster:\n    config.storage.topic: c2\n    offset.storage.topic: o2\n");
         assert_eq!((named.config_topic(), named.offsets_topic()), ("c2".to_owned(), "o2".to_owned()));
         let same =
             "version: 1\nkafka:\n  bootstrap_servers: k:9092\n  cluster:\n    config.storage.topic: t\n    offset.storage.topic: t\n";
         let errors = parse(same, "x.yaml", Path::new(".")).unwrap_err().to_string();
-        assert!(errors.contains("the config, offsets, assignments and status topics must be four different topics"), "{errors}");
+        assert!(errors.contains("the config, offsets, assignments, status and plugins topics must be five different topics"), "{errors}");
     }
 
     #[test]

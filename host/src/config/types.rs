@@ -192,6 +192,17 @@ impl KafkaConfig {
         }
     }
 
+    /// The compacted topic that holds the bytes of the plugins uploaded to any host:
+    /// `<group.id>-plugins`, or, with the older `config_topic`, `<config_topic>-plugins`
+    /// (as [`KafkaConfig::assignments_topic`]).
+    pub fn plugins_topic(&self) -> String {
+        match (&self.cluster.plugin_storage_topic, &self.config_topic) {
+            (Some(topic), _) => topic.clone(),
+            (None, Some(config)) => format!("{config}-plugins"),
+            (None, None) => format!("{}-plugins", self.cluster.group_id),
+        }
+    }
+
     /// The consumer group whose members share the assignments topic out: `group.id`,
     /// or, with the older `config_topic`, `<group.id>.<config_topic>` (see
     /// [`KafkaConfig::assignments_topic`]; the `.` keeps it apart from every
@@ -239,6 +250,13 @@ pub struct ClusterConfig {
     /// Partitions of the status topic when the host creates it.
     #[serde(rename = "status.storage.partitions", default = "default_status_partitions")]
     pub status_storage_partitions: i32,
+    /// Compacted topic of the plugins uploaded to any host of the cluster, in chunks,
+    /// so that every host runs them; default `<group.id>-plugins`.
+    #[serde(rename = "plugin.storage.topic", default, skip_serializing_if = "Option::is_none")]
+    pub plugin_storage_topic: Option<String>,
+    /// Replicas of the plugins topic when the host creates it; -1: the broker's default.
+    #[serde(rename = "plugin.storage.replication.factor", default = "broker_default")]
+    pub plugin_storage_replication_factor: i32,
     /// The topic whose partitions the hosts share out through the `group.id` consumer
     /// group: the owner of a partition runs the tasks that hash to it. Default
     /// `<group.id>-assignments`.
@@ -335,6 +353,8 @@ impl Default for ClusterConfig {
             status_storage_topic: None,
             status_storage_replication_factor: broker_default(),
             status_storage_partitions: default_status_partitions(),
+            plugin_storage_topic: None,
+            plugin_storage_replication_factor: broker_default(),
             assignment_storage_topic: None,
             assignment_storage_partitions: default_assignment_partitions(),
             partition_assignment_strategy: default_assignment_strategy(),

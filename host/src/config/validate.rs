@@ -103,6 +103,7 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
         ("offset.storage.topic", &cluster.offset_storage_topic, kafka.offsets_topic.is_some()),
         ("assignment.storage.topic", &cluster.assignment_storage_topic, false),
         ("status.storage.topic", &cluster.status_storage_topic, false),
+        ("plugin.storage.topic", &cluster.plugin_storage_topic, false),
     ] {
         let Some(topic) = topic else { continue };
         if let Err(message) = check_topic_name(topic) {
@@ -118,12 +119,13 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
             problems.push((key.to_owned(), message));
         }
     }
-    let (config, offsets, assignments, status) =
-        (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic(), kafka.status_topic());
+    let (config, offsets, assignments, status, plugins) =
+        (kafka.config_topic(), kafka.offsets_topic(), kafka.assignments_topic(), kafka.status_topic(), kafka.plugins_topic());
     // Named after another setting by default (`<config_topic>-assignments`): checked whole.
     for (key, set, topic) in [
         ("assignment.storage.topic", cluster.assignment_storage_topic.is_some(), &assignments),
         ("status.storage.topic", cluster.status_storage_topic.is_some(), &status),
+        ("plugin.storage.topic", cluster.plugin_storage_topic.is_some(), &plugins),
     ] {
         if !set && let Err(message) = check_topic_name(topic) {
             problems.push((
@@ -132,17 +134,18 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
             ));
         }
     }
-    let distinct: BTreeSet<&String> = [&config, &offsets, &assignments, &status].into_iter().collect();
-    if distinct.len() < 4 {
+    let distinct: BTreeSet<&String> = [&config, &offsets, &assignments, &status, &plugins].into_iter().collect();
+    if distinct.len() < 5 {
         problems.push((
             "kafka.cluster".to_owned(),
-            "the config, offsets, assignments and status topics must be four different topics".to_owned(),
+            "the config, offsets, assignments, status and plugins topics must be five different topics".to_owned(),
         ));
     }
     for (key, replicas) in [
         ("config.storage.replication.factor", cluster.config_storage_replication_factor),
         ("offset.storage.replication.factor", cluster.offset_storage_replication_factor),
         ("status.storage.replication.factor", cluster.status_storage_replication_factor),
+        ("plugin.storage.replication.factor", cluster.plugin_storage_replication_factor),
     ] {
         if replicas == 0 || replicas < -1 {
             problems.push((format!("kafka.cluster.{key}"), "must be at least 1, or -1 for the broker's default".to_owned()));

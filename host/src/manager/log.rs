@@ -126,6 +126,18 @@ impl ConfigLog {
         }
     }
 
+    /// Waits until this host applied everything the log held when asked: what another
+    /// host wrote before is known here once it returns.
+    pub async fn caught_up(&self) -> Result<(), StateStoreError> {
+        let Sink::Kafka { transport, topic } = &*self.sink else { return Ok(()) };
+        let ends =
+            transport.end_offsets(topic).await.map_err(|error| StateStoreError { location: self.location(), reason: error.to_string() })?;
+        for (partition, end) in ends.into_iter().filter(|(_, end)| *end > 0) {
+            self.applied(Position { partition, offset: end - 1 }).await?;
+        }
+        Ok(())
+    }
+
     /// Marks what is at `position` applied.
     pub fn mark_applied(&self, position: Position) {
         self.applied.send_modify(|applied| {

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::plugins::{PLUGIN_KEY, PluginShare};
 use crate::cluster::status::SharedStatus;
 use crate::cluster::{Owner, Ownership};
 use crate::config::{ConnectorConfig, validate_connector};
@@ -41,6 +42,7 @@ use crate::worker::{ConnectorPlan, RunningTask, WorkerContext, plan_connector, s
 pub use file::{FileDiff, FileState, watch as watch_file};
 use log::{ConfigLog, OpenedLog};
 pub use offsets::{ConnectorOffsets, OffsetsChange};
+use plugins::SharedPlugins;
 pub use plugins::Upload;
 use store::{StateStore, StateStoreError};
 
@@ -256,6 +258,8 @@ pub struct Place {
     /// The states of the tasks the other hosts of its cluster run; none for a host
     /// alone.
     pub shared: Option<Arc<SharedStatus>>,
+    /// Where the plugins uploaded to any host of its cluster are; none for a host alone.
+    pub plugins: Option<PluginShare>,
 }
 
 /// The owner of the running set.
@@ -277,6 +281,8 @@ pub struct Manager {
     ownership: RwLock<Ownership>,
     /// What the other hosts of the cluster say of the tasks they run.
     shared: Option<Arc<SharedStatus>>,
+    /// The plugins uploaded to the hosts of the cluster (see [`plugins`]).
+    shared_plugins: SharedPlugins,
     /// Tasks that were stopped but did not finish in time: the same task does not start
     /// again on this host until they did.
     lingering: std::sync::Mutex<Vec<RunningTask>>,
@@ -313,7 +319,7 @@ impl Manager {
         file_plans: Vec<ConnectorPlan>,
     ) -> anyhow::Result<Arc<Manager>> {
         let OpenedLog { log, state, records } = opened;
-        let Place { host_id, ownership, shared } = place;
+        let Place { host_id, ownership, shared, plugins } = place;
         let location = log.location();
         let manager = Arc::new(Manager {
             context,
@@ -325,6 +331,7 @@ impl Manager {
             running: Mutex::default(),
             ownership: RwLock::new(ownership),
             shared,
+            shared_plugins: SharedPlugins::new(plugins),
             lingering: std::sync::Mutex::default(),
             desired: RwLock::default(),
             targets: RwLock::default(),
@@ -344,6 +351,8 @@ impl Manager {
             );
         }
         *manager.targets.write().expect("targets lock") = targets;
+        // Before any connector is planned: those of plugins uploaded to other hosts too.
+        manager.take_shared_plugins(&state).await;
         *manager.file_connectors.write().expect("file connectors lock") =
             file_plans.iter().map(|plan| (plan.config.name.clone(), Declared::of(plan))).collect();
         // Connectors stored before file connectors kept their configuration: those of
@@ -402,6 +411,7 @@ impl Manager {
         drop(running);
         manager.clone().follow(records);
         manager.clone().sweep_lingering();
+        manager.clone().share_unshared_uploads();
         let published = async {
             for name in forgotten {
                 manager.remove(&name).await?;
@@ -450,6 +460,8 @@ impl Manager {
             if let Some(Ok(request)) = request {
                 self.on_restart(name, request).await;
             }
+        } else if let Some(reference) = record.key.strip_prefix(PLUGIN_KEY) {
+            self.on_plugin(reference, record.value.as_deref()).await;
         } else if let Some((name, task)) = record.key.strip_prefix(RESTART_TASK_KEY).and_then(|rest| rest.rsplit_once('-')) {
             if let (Ok(task), Some(_)) = (task.parse::<u32>(), &record.value) {
                 self.on_restart_task(name, task).await;
@@ -661,6 +673,7 @@ impl Manager {
     /// Every problem of `config`, by YAML-model key, without changing anything: the
     /// host's rules, the plugin's option types and the plugin's own validation.
     pub async fn check(&self, config: &ConnectorConfig) -> Vec<(String, String)> {
+        self.plugin_arrived(&config.plugin).await;
         let mut problems = validate_connector(config);
         if let Err(found) = self.plan(config).await {
             problems.extend(found.into_iter().filter(|problem| !problems.contains(problem)).collect::<Vec<_>>());
@@ -852,6 +865,7 @@ impl Manager {
         if !problems.is_empty() {
             return Err(ManagerError::Invalid(problems));
         }
+        self.plugin_arrived(&config.plugin).await;
         let plan = self.plan(&config).await.map_err(ManagerError::Invalid)?;
         let name = config.name.clone();
         // Checked here, so that a cluster that cannot be reached refuses the change.

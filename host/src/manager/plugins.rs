@@ -2,12 +2,52 @@
 //! compile, export one of our worlds and describe itself), stored under
 //! `data_dir/plugins` by name and version, and usable at once; several versions of a
 //! plugin live side by side, and one no connector uses can be removed.
+//!
+//! In a cluster, plugins follow (see [`crate::cluster::plugins`]): an upload is shared
+//! with every host through the plugins topic and a `plugin-` record of the log, and
+//! each host loads what another host took, or removes what another host removed.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::{Manager, ManagerError};
+use crate::cluster::plugins::{PLUGIN_KEY, PluginShare, SharedPlugin, parse_reference};
 use crate::runtime::{LoadedPlugin, PluginOrigin, load_component};
+
+/// How long a request that names a plugin another host took waits for this host to
+/// load it.
+const PLUGIN_WAIT: Duration = Duration::from_secs(120);
+/// How often fetching a plugin from the plugins topic is tried.
+const FETCH_ATTEMPTS: u32 = 3;
+/// The pause between two tries.
+const FETCH_RETRY: Duration = Duration::from_secs(5);
+
+/// The plugins of the hosts of a cluster, as the log says.
+pub(super) struct SharedPlugins {
+    /// The cluster's plugins topic; none for a host alone.
+    share: Option<PluginShare>,
+    /// The log's plugin records, by `name@version`.
+    records: RwLock<BTreeMap<String, SharedPlugin>>,
+    /// The plugins being fetched, by `name@version`, with their digest.
+    fetching: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Told each time a fetch ends.
+    fetched: watch::Sender<u64>,
+}
+
+impl SharedPlugins {
+    pub(super) fn new(share: Option<PluginShare>) -> Self {
+        SharedPlugins { share, records: RwLock::default(), fetching: std::sync::Mutex::default(), fetched: watch::Sender::new(0) }
+    }
+
+    /// The log's record of `reference`.
+    fn record(&self, reference: &str) -> Option<SharedPlugin> {
+        self.records.read().expect("shared plugins lock").get(reference).cloned()
+    }
+}
 
 /// What an upload did.
 #[derive(Debug)]
@@ -19,7 +59,8 @@ pub enum Upload {
 }
 
 impl Manager {
-    /// Validates, stores and loads an uploaded component.
+    /// Validates, stores and loads an uploaded component; in a cluster, shares it with
+    /// every host before it answers.
     pub async fn add_plugin(&self, bytes: bytes::Bytes) -> Result<Upload, ManagerError> {
         let runtime = self.context.runtime.clone();
         let plugin = tokio::task::spawn_blocking(move || {
@@ -28,20 +69,58 @@ impl Manager {
         .await
         .map_err(|error| ManagerError::PluginRefused(format!("the component could not be checked: {error}")))?;
         let (plugin, bytes) = plugin.map_err(|reason| ManagerError::PluginRefused(format!("the component was refused: {reason}")))?;
-        // Serialised with connector changes, so that a delete never races a use.
-        let _running = self.running.lock().await;
         let (name, version) = (plugin.description.name.clone(), plugin.description.version.clone());
-        if let Some(existing) = self.catalog().get(&name, &version) {
-            if existing.digest == plugin.digest {
-                return Ok(Upload::Unchanged(existing.clone()));
-            }
+        let path = stored_component_path(&self.uploads_dir, &name, &version)?;
+        // Checked before the bytes are shared, and again once they are.
+        if let Some(existing) = self.loaded_copy(&plugin)? {
+            self.share_upload(&existing, &bytes).await?;
+            return Ok(Upload::Unchanged(existing));
+        }
+        let reference = format!("{name}@{version}");
+        if let Some(digest) = self.shared_plugins.record(&reference).as_ref().and_then(SharedPlugin::digest)
+            && digest != plugin.digest
+        {
             return Err(ManagerError::Conflict(format!(
-                "plugin {name}@{version} is already loaded with different content (sha256 {}); give the new build another version",
-                existing.digest
+                "plugin {reference} was uploaded to another host of the cluster with different content (sha256 {digest}); give the new build another version"
             )));
         }
-        let path = stored_component_path(&self.uploads_dir, &name, &version)?;
-        let (directory, target) = (self.uploads_dir.clone(), path.clone());
+        let record = match &self.shared_plugins.share {
+            Some(share) => Some(share.publish(&name, &version, &bytes).await.map_err(ManagerError::PluginStorage)?),
+            None => None,
+        };
+        // Serialised with connector changes, so that a delete never races a use.
+        let running = self.running.lock().await;
+        if let Some(existing) = self.loaded_copy(&plugin)? {
+            return Ok(Upload::Unchanged(existing));
+        }
+        self.store_component(&path, &bytes).await?;
+        let plugin = Arc::new(plugin.stored_at(path));
+        self.catalog.write().expect("catalog lock").insert(plugin.clone()).map_err(ManagerError::Conflict)?;
+        drop(running);
+        tracing::info!(plugin = %name, version = %version, digest = %plugin.digest, "Added an uploaded plugin.");
+        if let Some(record) = record {
+            self.tell_cluster(&reference, &record).await?;
+        }
+        Ok(Upload::Added(plugin))
+    }
+
+    /// The loaded `name@version` of `plugin` when it has the same content; refused when
+    /// it has other content.
+    fn loaded_copy(&self, plugin: &LoadedPlugin) -> Result<Option<Arc<LoadedPlugin>>, ManagerError> {
+        let (name, version) = (&plugin.description.name, &plugin.description.version);
+        match self.catalog().get(name, version) {
+            Some(existing) if existing.digest == plugin.digest => Ok(Some(existing.clone())),
+            Some(existing) => Err(ManagerError::Conflict(format!(
+                "plugin {name}@{version} is already loaded with different content (sha256 {}); give the new build another version",
+                existing.digest
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a component to `path` in the plugin store, whole or not at all.
+    async fn store_component(&self, path: &Path, bytes: &[u8]) -> Result<(), ManagerError> {
+        let (directory, target, bytes) = (self.uploads_dir.clone(), path.to_owned(), bytes.to_vec());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::create_dir_all(&directory)?;
             let partial = target.with_extension("wasm.partial");
@@ -51,11 +130,44 @@ impl Manager {
         })
         .await
         .map_err(|error| ManagerError::Conflict(error.to_string()))?
-        .map_err(|error| ManagerError::PluginStorage(format!("cannot store the plugin in {}: {error}", self.uploads_dir.display())))?;
-        let plugin = Arc::new(plugin.stored_at(path));
-        self.catalog.write().expect("catalog lock").insert(plugin.clone()).map_err(ManagerError::Conflict)?;
-        tracing::info!(plugin = %name, version = %version, digest = %plugin.digest, "Added an uploaded plugin.");
-        Ok(Upload::Added(plugin))
+        .map_err(|error| ManagerError::PluginStorage(format!("cannot store the plugin in {}: {error}", self.uploads_dir.display())))
+    }
+
+    /// Shares an upload this host has with the cluster, unless the log already names it
+    /// with its content (an earlier share that failed, or one from before the cluster).
+    async fn share_upload(&self, plugin: &LoadedPlugin, bytes: &[u8]) -> Result<(), ManagerError> {
+        let Some(share) = &self.shared_plugins.share else { return Ok(()) };
+        let reference = format!("{}@{}", plugin.description.name, plugin.description.version);
+        let shared = self.shared_plugins.record(&reference);
+        if plugin.origin != PluginOrigin::Uploaded || shared.as_ref().and_then(SharedPlugin::digest) == Some(plugin.digest.as_str()) {
+            return Ok(());
+        }
+        let record =
+            share.publish(&plugin.description.name, &plugin.description.version, bytes).await.map_err(ManagerError::PluginStorage)?;
+        self.tell_cluster(&reference, &record).await
+    }
+
+    /// Writes the record of `reference` to the log, once this host applied it.
+    async fn tell_cluster(&self, reference: &str, record: &SharedPlugin) -> Result<(), ManagerError> {
+        let document = serde_json::to_string(record).expect("a plugin record serialises");
+        self.log.write(&format!("{PLUGIN_KEY}{reference}"), Some(&document)).await.map_err(|error| {
+            ManagerError::PluginStorage(format!(
+                "plugin {reference} was changed on this host, but the other hosts of the cluster were not told ({error}); send the request again"
+            ))
+        })
+    }
+
+    /// In a cluster, tells the other hosts that `name@version` is gone, and removes its
+    /// bytes from the plugins topic.
+    async fn unshare(&self, name: &str, version: &str) -> Result<(), ManagerError> {
+        let Some(share) = &self.shared_plugins.share else { return Ok(()) };
+        let reference = format!("{name}@{version}");
+        let Some(shared @ SharedPlugin::Published { .. }) = self.shared_plugins.record(&reference) else { return Ok(()) };
+        self.tell_cluster(&reference, &SharedPlugin::Deleted { deleted: true }).await?;
+        if let Err(error) = share.forget(name, version, &shared).await {
+            tracing::warn!(plugin = name, version, %error, "A deleted plugin's bytes stay in the plugins topic.");
+        }
+        Ok(())
     }
 
     /// The connectors whose running plan uses `name@version`.
@@ -69,10 +181,17 @@ impl Manager {
             .collect()
     }
 
-    /// Removes an uploaded plugin version no connector uses.
+    /// Removes an uploaded plugin version no connector uses, from every host of a
+    /// cluster. A version this host could not load but the cluster has is removed
+    /// from the cluster.
     pub async fn delete_plugin(&self, name: &str, version: &str) -> Result<(), ManagerError> {
-        let _running = self.running.lock().await;
-        self.remove_uploaded(name, version)
+        let running = self.running.lock().await;
+        let shared = self.shared_plugins.record(&format!("{name}@{version}")).and_then(|record| record.digest().map(str::to_owned));
+        if self.catalog().get(name, version).is_some() || shared.is_none() {
+            self.remove_uploaded(name, version)?;
+        }
+        drop(running);
+        self.unshare(name, version).await
     }
 
     /// Removes every uploaded version of `name`, or none: refused before anything is
@@ -103,8 +222,12 @@ impl Manager {
                 )));
             }
         }
-        for plugin in uploaded {
+        for plugin in &uploaded {
             self.remove_uploaded(name, &plugin.description.version)?;
+        }
+        drop(_running);
+        for plugin in uploaded {
+            self.unshare(name, &plugin.description.version).await?;
         }
         Ok(())
     }
@@ -141,6 +264,234 @@ impl Manager {
         Ok(())
     }
 }
+
+impl Manager {
+    /// Takes the plugin records of the log as it was at the start: loads what other
+    /// hosts uploaded while this one was down (or before it joined), removes what they
+    /// removed. Before any connector is planned.
+    pub(super) async fn take_shared_plugins(&self, state: &BTreeMap<String, String>) {
+        let Some(share) = &self.shared_plugins.share else { return };
+        for (key, document) in state.iter().filter(|(key, _)| key.starts_with(PLUGIN_KEY)) {
+            let reference = &key[PLUGIN_KEY.len()..];
+            let Some(record) = self.read_plugin_record(reference, document, share.max_bytes()) else { continue };
+            let (name, version) = parse_reference(reference).expect("a checked reference");
+            match &record {
+                SharedPlugin::Deleted { .. } => self.remove_deleted(name, version),
+                SharedPlugin::Published { digest, .. } if self.lacks(name, version, digest) => {
+                    if let Err(reason) = self.fetch_and_load(name, version, &record).await {
+                        tracing::error!(plugin = name, version, %reason, "{FETCH_FAILED}");
+                    }
+                }
+                SharedPlugin::Published { .. } => {}
+            }
+        }
+    }
+
+    /// Shares the uploads this host kept that the log does not name (uploaded before
+    /// the host joined a cluster, or while the cluster could not be told), in the
+    /// background.
+    pub(super) fn share_unshared_uploads(self: Arc<Self>) {
+        if self.shared_plugins.share.is_none() {
+            return;
+        }
+        tokio::spawn(async move {
+            for plugin in self.catalog().plugins().into_iter().filter(|plugin| plugin.origin == PluginOrigin::Uploaded) {
+                let reference = format!("{}@{}", plugin.description.name, plugin.description.version);
+                if self.shared_plugins.record(&reference).is_some() {
+                    continue;
+                }
+                let shared = match tokio::fs::read(&plugin.path).await {
+                    Ok(bytes) => self.share_upload(&plugin, &bytes).await,
+                    Err(error) => Err(ManagerError::PluginStorage(format!("cannot read {}: {error}", plugin.path.display()))),
+                };
+                match shared {
+                    Ok(()) => {
+                        tracing::info!(plugin = %reference, "Shared a plugin uploaded to this host with the other hosts of the cluster.")
+                    }
+                    Err(error) => {
+                        tracing::warn!(plugin = %reference, %error, "A plugin uploaded to this host could not be shared with the other hosts of the cluster; upload it again.")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Applies a plugin record of the log: another host took or removed an upload.
+    pub(super) async fn on_plugin(self: &Arc<Self>, reference: &str, document: Option<&str>) {
+        let Some(share) = &self.shared_plugins.share else { return };
+        let Some(document) = document else {
+            self.shared_plugins.records.write().expect("shared plugins lock").remove(reference);
+            return;
+        };
+        let Some(record) = self.read_plugin_record(reference, document, share.max_bytes()) else { return };
+        let (name, version) = parse_reference(reference).expect("a checked reference");
+        match &record {
+            SharedPlugin::Deleted { .. } => {
+                let _running = self.running.lock().await;
+                self.remove_deleted(name, version);
+            }
+            SharedPlugin::Published { digest, .. } if self.lacks(name, version, digest) => {
+                let digest = digest.clone();
+                if self.shared_plugins.fetching.lock().expect("fetching lock").insert(reference.to_owned(), digest.clone()) == Some(digest)
+                {
+                    return;
+                }
+                let (manager, name, version) = (self.clone(), name.to_owned(), version.to_owned());
+                tokio::spawn(async move { manager.fetch_in_background(&name, &version, &record).await });
+            }
+            SharedPlugin::Published { .. } => {}
+        }
+    }
+
+    /// The checked plugin record of `reference`, kept as the log's; none (said in the
+    /// log) when it cannot be used.
+    fn read_plugin_record(&self, reference: &str, document: &str, max_bytes: u64) -> Option<SharedPlugin> {
+        if parse_reference(reference).is_none() {
+            tracing::warn!(key = %crate::names::shown(reference), "Skipped a plugin record whose name or version is not one.");
+            return None;
+        }
+        match SharedPlugin::parse(document, max_bytes) {
+            Ok(record) => {
+                self.shared_plugins.records.write().expect("shared plugins lock").insert(reference.to_owned(), record.clone());
+                Some(record)
+            }
+            Err(problem) => {
+                tracing::error!(plugin = reference, %problem, "A plugin another host of the cluster took cannot be loaded here.");
+                None
+            }
+        }
+    }
+
+    /// Whether this host lacks `name@version` with `digest` and should fetch it: it
+    /// has no such version, or an upload of other content (which the cluster's
+    /// replaces). A `plugins.dir` copy is kept: this host's files are its own.
+    fn lacks(&self, name: &str, version: &str, digest: &str) -> bool {
+        match self.catalog().get(name, version) {
+            None => true,
+            Some(loaded) if loaded.digest == digest => false,
+            Some(loaded) if loaded.origin == PluginOrigin::Uploaded => true,
+            Some(loaded) => {
+                tracing::warn!(
+                    plugin = name, version, path = %loaded.path.display(),
+                    "Another host of the cluster took an upload of this plugin version with other content than this host's plugins.dir holds; this host runs its own."
+                );
+                false
+            }
+        }
+    }
+
+    /// Fetches and loads `name@version` as `record` says, trying again a few times,
+    /// then plans again the connectors that could not run without it.
+    async fn fetch_in_background(self: &Arc<Self>, name: &str, version: &str, record: &SharedPlugin) {
+        let reference = format!("{name}@{version}");
+        let mut outcome = Err(String::new());
+        for attempt in 1..=FETCH_ATTEMPTS {
+            outcome = self.fetch_and_load(name, version, record).await;
+            if outcome.is_ok() || attempt == FETCH_ATTEMPTS || self.stopping.is_cancelled() {
+                break;
+            }
+            tokio::time::sleep(FETCH_RETRY).await;
+        }
+        self.shared_plugins.fetching.lock().expect("fetching lock").remove(&reference);
+        self.shared_plugins.fetched.send_modify(|count| *count += 1);
+        match outcome {
+            Ok(()) => {
+                let waiting: Vec<String> = self
+                    .connectors()
+                    .into_iter()
+                    .filter(|(_, connector)| connector.plan.is_err() && self.can_run_here(connector))
+                    .map(|(connector, _)| connector)
+                    .collect();
+                for connector in waiting {
+                    self.reapply(&connector).await;
+                }
+            }
+            Err(reason) => tracing::error!(plugin = name, version, %reason, "{FETCH_FAILED}"),
+        }
+    }
+
+    /// Reads `name@version` from the plugins topic, checks it is the component `record`
+    /// names, and loads and stores it as an upload; unless the log said otherwise of
+    /// it meanwhile.
+    async fn fetch_and_load(&self, name: &str, version: &str, record: &SharedPlugin) -> Result<(), String> {
+        let share = self.shared_plugins.share.as_ref().expect("a cluster's plugins");
+        let bytes = share.fetch(name, version, record).await?;
+        let runtime = self.context.runtime.clone();
+        let plugin = tokio::task::spawn_blocking(move || {
+            load_component(&runtime, &bytes, Path::new("(cluster)"), PluginOrigin::Uploaded).map(|plugin| (plugin, bytes))
+        })
+        .await
+        .map_err(|error| format!("the component could not be checked: {error}"))?;
+        let (plugin, bytes) = plugin.map_err(|reason| format!("the component was refused: {reason}"))?;
+        if (plugin.description.name.as_str(), plugin.description.version.as_str()) != (name, version) {
+            return Err(format!("the component describes itself as {}@{}", plugin.description.name, plugin.description.version));
+        }
+        let path = stored_component_path(&self.uploads_dir, name, version).map_err(|error| error.to_string())?;
+        let _running = self.running.lock().await;
+        let reference = format!("{name}@{version}");
+        if self.shared_plugins.record(&reference).as_ref() != Some(record) || !self.lacks(name, version, &plugin.digest) {
+            return Ok(());
+        }
+        if let Some(replaced) = self.catalog().get(name, version).cloned() {
+            let users = self.plugin_users(name, version);
+            if !users.is_empty() {
+                return Err(format!(
+                    "this host has an upload of it with other content (sha256 {}), which connector(s) {} use; it stays until they stop using it",
+                    replaced.digest,
+                    users.join(", ")
+                ));
+            }
+            self.catalog.write().expect("catalog lock").remove(name, version);
+        }
+        self.store_component(&path, &bytes).await.map_err(|error| error.to_string())?;
+        let plugin = Arc::new(plugin.stored_at(path));
+        self.catalog.write().expect("catalog lock").insert(plugin.clone())?;
+        tracing::info!(plugin = name, version, digest = %plugin.digest, "Loaded a plugin another host of the cluster took.");
+        Ok(())
+    }
+
+    /// Removes this host's upload of `name@version`, which another host removed from
+    /// the cluster; the caller holds `running`.
+    fn remove_deleted(&self, name: &str, version: &str) {
+        let uploaded = self.catalog().get(name, version).is_some_and(|plugin| plugin.origin == PluginOrigin::Uploaded);
+        if !uploaded {
+            return;
+        }
+        match self.remove_uploaded(name, version) {
+            Ok(()) => tracing::info!(plugin = name, version, "Removed a plugin another host of the cluster removed."),
+            Err(error) => {
+                tracing::warn!(plugin = name, version, %error, "Another host of the cluster removed this plugin; this host keeps it.")
+            }
+        }
+    }
+
+    /// Waits, in a cluster, until this host has loaded the plugin `reference` names,
+    /// when another host took it: the log read to its end, then any fetch of that
+    /// plugin done (up to [`PLUGIN_WAIT`]). A plugin no host has is not waited for.
+    pub(super) async fn plugin_arrived(&self, reference: &str) {
+        if self.shared_plugins.share.is_none() || self.catalog().find(reference).is_ok() {
+            return;
+        }
+        let mut fetched = self.shared_plugins.fetched.subscribe();
+        if let Err(error) = self.log.caught_up().await {
+            tracing::debug!(%error, "The log could not be read to its end before a plugin was looked up.");
+        }
+        let name = reference.split('@').next().unwrap_or_default();
+        let fetching = || {
+            let fetching = self.shared_plugins.fetching.lock().expect("fetching lock");
+            fetching.keys().any(|fetched| fetched.split('@').next() == Some(name))
+        };
+        let deadline = tokio::time::Instant::now() + PLUGIN_WAIT;
+        while self.catalog().find(reference).is_err() && fetching() {
+            if !matches!(tokio::time::timeout_at(deadline, fetched.changed()).await, Ok(Ok(()))) {
+                return;
+            }
+        }
+    }
+}
+
+/// What a host that cannot load a plugin another host took says.
+const FETCH_FAILED: &str = "A plugin another host of the cluster took could not be loaded here; the connectors that use it cannot run on this host until it is uploaded again.";
 
 /// Where an uploaded `name@version` is kept: built only from a checked name and
 /// version, and verified to be a file directly inside the plugin store.

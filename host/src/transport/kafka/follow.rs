@@ -184,6 +184,22 @@ pub(super) fn read_partitions(
     what: &str,
     until: Option<&BTreeMap<i32, i64>>,
 ) -> TransportResult<Held> {
+    let mut records = Vec::new();
+    let ends = visit_partitions(consumer, topic, partitions, within, what, until, |message| records.push(record_of(message)))?;
+    Ok((records, ends))
+}
+
+/// [`read_partitions`], handing each message to `visit` as it is read instead of
+/// keeping it: for records that are not text, or that the caller keeps only some of.
+pub(super) fn visit_partitions(
+    consumer: &BaseConsumer<Reporting>,
+    topic: &str,
+    partitions: &[i32],
+    within: Duration,
+    what: &str,
+    until: Option<&BTreeMap<i32, i64>>,
+    mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> TransportResult<BTreeMap<i32, i64>> {
     let mut assignment = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     let mut pending = Vec::new();
@@ -197,7 +213,6 @@ pub(super) fn read_partitions(
         }
     }
     consumer.assign(&assignment)?;
-    let mut records = Vec::new();
     let deadline = Instant::now() + within;
     while !pending.is_empty() {
         if Instant::now() > deadline {
@@ -220,14 +235,13 @@ pub(super) fn read_partitions(
             }
             Some(message) => message?,
         };
-        let record = record_of(&message);
-        let Position { partition, offset } = record.position;
+        let (partition, offset) = (message.partition(), message.offset());
         let end = ends.entry(partition).or_default();
         *end = (*end).max(offset + 1);
         pending.retain(|(id, high)| !(*id == partition && offset + 1 >= *high));
-        records.push(record);
+        visit(&message);
     }
-    Ok((records, ends))
+    Ok(ends)
 }
 
 /// The next offset `consumer` reads in `partition` of `topic`, when it has one.

@@ -74,6 +74,8 @@ pub struct ClusterTopics {
     /// The states of the tasks, each written by the host that runs it, and the hosts'
     /// heartbeats.
     pub status: HostTopic,
+    /// The bytes of the plugins uploaded to any host, in chunks.
+    pub plugins: HostTopic,
     /// The consumer group of the hosts themselves.
     pub members: String,
     /// Whether sources write each batch with its position in one transaction.
@@ -90,6 +92,7 @@ impl ClusterTopics {
             config: topic("configs"),
             assignments: topic("assignments"),
             status: topic("status"),
+            plugins: topic("plugins"),
             members: prefix.to_owned(),
             exactly_once_sources: true,
         }
@@ -179,7 +182,7 @@ impl KafkaTransport {
     }
 
     fn host_topic(&self, name: &str) -> Option<&HostTopic> {
-        [&self.cluster.offsets, &self.cluster.config, &self.cluster.assignments, &self.cluster.status]
+        [&self.cluster.offsets, &self.cluster.config, &self.cluster.assignments, &self.cluster.status, &self.cluster.plugins]
             .into_iter()
             .find(|topic| topic.name == name)
     }
@@ -635,6 +638,55 @@ impl KafkaTransport {
         })
     }
 
+    /// Reads `topic` (created if missing) from its start to its end, handing `state` and
+    /// each record's key and value to `visit`, and returns `state`: for records that
+    /// are not text, or of which the caller keeps only some. `what` names the topic in
+    /// errors.
+    pub async fn scan<S: Send + 'static>(
+        &self,
+        topic: &str,
+        what: &str,
+        mut state: S,
+        visit: impl Fn(&mut S, &[u8], Option<&[u8]>) + Send + 'static,
+    ) -> TransportResult<S> {
+        self.create_missing_topics(&[topic.to_owned()]).await?;
+        let (config, topic, what) = (self.base.clone(), topic.to_owned(), what.to_owned());
+        tokio::task::spawn_blocking(move || -> TransportResult<S> {
+            let consumer: BaseConsumer<Reporting> = config
+                .clone()
+                .set("enable.auto.commit", "false")
+                .set("group.id", "wasm-connect-compacted-reader")
+                .set("enable.partition.eof", "true")
+                .create_with_context(Reporting)?;
+            let metadata = fetch_metadata(&consumer, Some(&topic))?;
+            let Some(found) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else { return Ok(state) };
+            let partitions: Vec<i32> = found.partitions().iter().map(|partition| partition.id()).collect();
+            follow::visit_partitions(&consumer, &topic, &partitions, COMPACTED_READ, &what, None, |message| {
+                visit(&mut state, message.key().unwrap_or_default(), message.payload())
+            })?;
+            Ok(state)
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
+    /// The next offset of each partition of `topic`: where a reader that read it all is.
+    pub async fn end_offsets(&self, topic: &str) -> TransportResult<BTreeMap<i32, i64>> {
+        let (config, topic) = (self.base.clone(), topic.to_owned());
+        tokio::task::spawn_blocking(move || -> TransportResult<BTreeMap<i32, i64>> {
+            let consumer: BaseConsumer<Reporting> = config.create_with_context(Reporting)?;
+            let metadata = fetch_metadata(&consumer, Some(&topic))?;
+            let Some(found) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else { return Ok(BTreeMap::new()) };
+            let mut ends = BTreeMap::new();
+            for partition in found.partitions() {
+                ends.insert(partition.id(), consumer.fetch_watermarks(&topic, partition.id(), REQUEST_TIMEOUT)?.1);
+            }
+            Ok(ends)
+        })
+        .await
+        .map_err(|error| TransportError::Other(error.to_string()))?
+    }
+
     /// Every key's latest value in the compacted `topic` (created if missing), such as
     /// the host's desired state in its config topic. `what` names the topic in errors.
     pub async fn read_compacted(&self, topic: &str, what: &str) -> TransportResult<BTreeMap<String, String>> {
@@ -660,8 +712,19 @@ impl KafkaTransport {
         key: &str,
         value: Option<&str>,
     ) -> TransportResult<Position> {
+        self.write_compacted_bytes(topic, partition, key, value.map(str::as_bytes)).await
+    }
+
+    /// [`KafkaTransport::write_compacted_to`] with a value that need not be text.
+    pub async fn write_compacted_bytes(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> TransportResult<Position> {
         let producer = self.control_producer()?;
-        let mut message = FutureRecord::<str, str>::to(topic).key(key);
+        let mut message = FutureRecord::<str, [u8]>::to(topic).key(key);
         if let Some(partition) = partition {
             message = message.partition(partition);
         }

@@ -1,0 +1,245 @@
+//! Plugins follow: a plugin uploaded to one host of a cluster runs on every host.
+//!
+//! The host that takes the upload writes the component's bytes to the cluster's
+//! compacted plugins topic in chunks of [`CHUNK_BYTES`] (brokers refuse messages of a
+//! few MiB), each keyed `<name>@<version>/<digest>/<index>`, then its metadata to the
+//! config topic as `plugin-<name>@<version>`: `{"digest", "size", "chunks"}`, or
+//! `{"deleted": true}` once it is removed. Every host follows the config topic; one
+//! that lacks that version reads its chunks back, checks their size and SHA-256
+//! against the record, and loads the component as if it had been uploaded to it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::sha256_hex;
+use crate::transport::{KafkaTransport, Transport};
+
+/// The prefix of plugin records in the config topic.
+pub const PLUGIN_KEY: &str = "plugin-";
+/// The size of each chunk of a plugin's bytes: well under the 1 MiB that brokers
+/// accept in one message by default.
+pub const CHUNK_BYTES: usize = 512 * 1024;
+
+/// A `plugin-<name>@<version>` record of the config topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SharedPlugin {
+    /// The component is in the plugins topic.
+    Published {
+        /// The lowercase hex SHA-256 of its bytes.
+        digest: String,
+        /// Its size in bytes.
+        size: u64,
+        /// How many chunks hold it.
+        chunks: u32,
+    },
+    /// It was removed from the cluster.
+    Deleted {
+        /// Always true.
+        deleted: bool,
+    },
+}
+
+impl SharedPlugin {
+    /// The record of a component of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        SharedPlugin::Published { digest: sha256_hex(bytes), size: bytes.len() as u64, chunks: bytes.len().div_ceil(CHUNK_BYTES) as u32 }
+    }
+
+    /// The record a config topic value holds, checked: a digest that is one, a size
+    /// within `max_bytes`, as many chunks as that size takes.
+    pub fn parse(document: &str, max_bytes: u64) -> Result<Self, String> {
+        let record: SharedPlugin = serde_json::from_str(document).map_err(|error| format!("it is not a plugin record: {error}"))?;
+        if let SharedPlugin::Published { digest, size, chunks } = &record {
+            if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
+                return Err("its digest is not a lowercase hex SHA-256".to_owned());
+            }
+            if *size == 0 || *size > max_bytes {
+                return Err(format!(
+                    "its size, {size} bytes, is not between 1 byte and plugins.max_upload_mib ({} MiB): raise that setting on this host",
+                    max_bytes >> 20
+                ));
+            }
+            if u64::from(*chunks) != size.div_ceil(CHUNK_BYTES as u64) {
+                return Err(format!("{chunks} chunks cannot hold {size} bytes in chunks of {CHUNK_BYTES}"));
+            }
+        }
+        Ok(record)
+    }
+
+    /// The digest of a published component.
+    pub fn digest(&self) -> Option<&str> {
+        match self {
+            SharedPlugin::Published { digest, .. } => Some(digest),
+            SharedPlugin::Deleted { .. } => None,
+        }
+    }
+}
+
+/// `name@version` of a plugin record's key (after [`PLUGIN_KEY`]), when both keep to
+/// their alphabets.
+pub fn parse_reference(reference: &str) -> Option<(&str, &str)> {
+    let (name, version) = reference.split_once('@')?;
+    (crate::names::check_name(name).is_ok() && crate::names::check_version(version).is_ok()).then_some((name, version))
+}
+
+/// The key of chunk `index` of `name@version` with `digest`.
+fn chunk_key(name: &str, version: &str, digest: &str, index: u32) -> String {
+    format!("{name}@{version}/{digest}/{index}")
+}
+
+/// The cluster's plugins topic.
+#[derive(Clone)]
+pub struct PluginShare {
+    transport: KafkaTransport,
+    topic: String,
+    /// `plugins.max_upload_mib`: the largest component this host takes.
+    max_bytes: u64,
+}
+
+impl PluginShare {
+    /// The plugins topic `topic` of the cluster `transport` reaches, for components of
+    /// at most `max_bytes`.
+    pub fn new(transport: KafkaTransport, topic: &str, max_bytes: u64) -> Self {
+        PluginShare { transport, topic: topic.to_owned(), max_bytes }
+    }
+
+    /// The largest component this host takes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Writes the chunks of `name@version` (`bytes`) and returns the record that
+    /// names them, once the cluster acknowledged every one.
+    pub async fn publish(&self, name: &str, version: &str, bytes: &[u8]) -> Result<SharedPlugin, String> {
+        self.transport
+            .ensure_topics(std::slice::from_ref(&self.topic))
+            .await
+            .map_err(|error| format!("cannot create the plugins topic {}: {error}", self.topic))?;
+        let record = SharedPlugin::of(bytes);
+        let digest = record.digest().expect("a published record").to_owned();
+        let writes = bytes.chunks(CHUNK_BYTES).enumerate().map(|(index, chunk)| {
+            let key = chunk_key(name, version, &digest, index as u32);
+            async move { self.transport.write_compacted_bytes(&self.topic, None, &key, Some(chunk)).await }
+        });
+        futures::future::try_join_all(writes)
+            .await
+            .map_err(|error| format!("cannot write the plugin's bytes to the plugins topic {}: {error}", self.topic))?;
+        Ok(record)
+    }
+
+    /// Reads the component `record` names back from the plugins topic and checks it.
+    pub async fn fetch(&self, name: &str, version: &str, record: &SharedPlugin) -> Result<Vec<u8>, String> {
+        let SharedPlugin::Published { digest, size, chunks } = record.clone() else {
+            return Err("the plugin was deleted".to_owned());
+        };
+        let prefix = format!("{name}@{version}/{digest}/");
+        let found = self
+            .transport
+            .scan(&self.topic, "the plugins", BTreeMap::new(), move |found: &mut BTreeMap<u32, Option<Vec<u8>>>, key, value| {
+                let index = key.strip_prefix(prefix.as_bytes()).and_then(|index| std::str::from_utf8(index).ok()?.parse::<u32>().ok());
+                // Only this component's chunks are kept, each at most a chunk long.
+                if let Some(index) = index.filter(|index| *index < chunks) {
+                    found.insert(index, value.filter(|value| value.len() <= CHUNK_BYTES).map(<[u8]>::to_vec));
+                }
+            })
+            .await
+            .map_err(|error| format!("cannot read the plugins topic {}: {error}", self.topic))?;
+        assemble(found, &digest, size, chunks)
+    }
+
+    /// Removes the chunks of `name@version` that `record` names from the plugins
+    /// topic (tombstones, which compaction acts on).
+    pub async fn forget(&self, name: &str, version: &str, record: &SharedPlugin) -> Result<(), String> {
+        let SharedPlugin::Published { digest, chunks, .. } = record else { return Ok(()) };
+        let writes = (0..*chunks).map(|index| {
+            let key = chunk_key(name, version, digest, index);
+            async move { self.transport.write_compacted_bytes(&self.topic, None, &key, None).await }
+        });
+        futures::future::try_join_all(writes)
+            .await
+            .map(|_| ())
+            .map_err(|error| format!("cannot remove the plugin's bytes from the plugins topic {}: {error}", self.topic))
+    }
+}
+
+/// The component whose chunks (latest value of each index; none for a tombstone or
+/// an oversized chunk) were `found`, checked against the record's `digest`, `size`
+/// and `chunks`.
+fn assemble(found: BTreeMap<u32, Option<Vec<u8>>>, digest: &str, size: u64, chunks: u32) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    for index in 0..chunks {
+        match found.get(&index) {
+            Some(Some(chunk)) => bytes.extend_from_slice(chunk),
+            Some(None) => return Err(format!("chunk {index} of {chunks} was removed from the plugins topic or is not a chunk")),
+            None => return Err(format!("chunk {index} of {chunks} is missing from the plugins topic")),
+        }
+    }
+    if bytes.len() as u64 != size {
+        return Err(format!("its chunks hold {} bytes, not the {size} its record says", bytes.len()));
+    }
+    let actual = sha256_hex(&bytes);
+    if actual != digest {
+        return Err(format!("its bytes have the SHA-256 {actual}, not the {digest} its record says"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{CHUNK_BYTES, SharedPlugin, assemble, parse_reference};
+
+    fn split(bytes: &[u8]) -> BTreeMap<u32, Option<Vec<u8>>> {
+        bytes.chunks(CHUNK_BYTES).enumerate().map(|(index, chunk)| (index as u32, Some(chunk.to_vec()))).collect()
+    }
+
+    #[test]
+    fn a_component_comes_back_whole_from_its_chunks_or_not_at_all() {
+        let bytes: Vec<u8> = (0..CHUNK_BYTES * 2 + 10).map(|index| (index % 251) as u8).collect();
+        let record = SharedPlugin::of(&bytes);
+        let SharedPlugin::Published { digest, size, chunks } = record.clone() else { unreachable!() };
+        assert_eq!((size, chunks), (bytes.len() as u64, 3));
+        assert_eq!(assemble(split(&bytes), &digest, size, chunks).unwrap(), bytes);
+        let mut missing = split(&bytes);
+        missing.remove(&1);
+        assert!(assemble(missing, &digest, size, chunks).unwrap_err().contains("chunk 1 of 3 is missing"));
+        let mut removed = split(&bytes);
+        removed.insert(2, None);
+        assert!(assemble(removed, &digest, size, chunks).unwrap_err().contains("chunk 2 of 3 was removed"));
+        let mut corrupted = split(&bytes);
+        corrupted.get_mut(&0).unwrap().as_mut().unwrap()[7] ^= 1;
+        assert!(assemble(corrupted, &digest, size, chunks).unwrap_err().contains("SHA-256"));
+        let mut short = split(&bytes);
+        short.get_mut(&2).unwrap().as_mut().unwrap().pop();
+        assert!(assemble(short, &digest, size, chunks).unwrap_err().contains("not the"));
+    }
+
+    #[test]
+    fn plugin_records_are_checked_before_anything_is_read() {
+        let max = 4 * 1024 * 1024;
+        let record = SharedPlugin::of(b"component");
+        let document = serde_json::to_string(&record).unwrap();
+        assert_eq!(SharedPlugin::parse(&document, max).unwrap(), record);
+        let deleted = SharedPlugin::parse(r#"{"deleted":true}"#, max).unwrap();
+        assert_eq!(deleted, SharedPlugin::Deleted { deleted: true });
+        let digest = record.digest().unwrap();
+        for (document, problem) in [
+            (format!(r#"{{"digest":"{digest}","size":{},"chunks":1}}"#, max + 1), "plugins.max_upload_mib"),
+            (format!(r#"{{"digest":"{digest}","size":0,"chunks":0}}"#), "between 1 byte"),
+            (format!(r#"{{"digest":"{digest}","size":10,"chunks":4000000000}}"#), "cannot hold"),
+            (r#"{"digest":"../../etc","size":10,"chunks":1}"#.to_owned(), "digest"),
+            (format!(r#"{{"digest":"{}","size":10,"chunks":1}}"#, digest.to_uppercase()), "digest"),
+            ("[1]".to_owned(), "not a plugin record"),
+        ] {
+            let error = SharedPlugin::parse(&document, max).unwrap_err();
+            assert!(error.contains(problem), "{document}: {error}");
+        }
+        assert_eq!(parse_reference("counter-source@1.0.0"), Some(("counter-source", "1.0.0")));
+        for hostile in ["counter-source", "../x@1.0.0", "x@../1", "@1.0.0", "x@"] {
+            assert_eq!(parse_reference(hostile), None, "{hostile}");
+        }
+    }
+}
