@@ -61,7 +61,13 @@ fn broker(suffix: &str) -> (Option<MockBroker>, String) {
     for (_, topic) in SIMULATORS {
         mock.create_topic(&format!("{topic}{suffix}"), 4);
     }
-    for topic in ["wasm-connect-offsets", "wasm-connect-configs", "wasm-connect-configs-assignments", "wasm-connect-configs-status"] {
+    for topic in [
+        "wasm-connect-offsets",
+        "wasm-connect-configs",
+        "wasm-connect-configs-assignments",
+        "wasm-connect-configs-status",
+        "wasm-connect-configs-plugins",
+    ] {
         mock.create_topic(&format!("{topic}{suffix}"), 1);
     }
     let bootstrap = mock.bootstrap.clone();
@@ -241,7 +247,13 @@ fn the_admin_api_answers_and_status_shows_a_broker_outage_and_a_hang_and_the_hos
     for (_, topic) in SIMULATORS {
         mock.create_topic(topic, 4);
     }
-    for topic in ["wasm-connect-offsets", "wasm-connect-configs", "wasm-connect-configs-assignments", "wasm-connect-configs-status"] {
+    for topic in [
+        "wasm-connect-offsets",
+        "wasm-connect-configs",
+        "wasm-connect-configs-assignments",
+        "wasm-connect-configs-status",
+        "wasm-connect-configs-plugins",
+    ] {
         mock.create_topic(topic, 1);
     }
     let directory = tempfile::tempdir().unwrap();
@@ -335,7 +347,13 @@ fn records_the_broker_dropped_before_the_sink_read_them_are_counted_and_logged()
     for (_, topic) in SIMULATORS {
         mock.create_topic(topic, 1);
     }
-    for topic in ["wasm-connect-offsets", "wasm-connect-configs", "wasm-connect-configs-assignments", "wasm-connect-configs-status"] {
+    for topic in [
+        "wasm-connect-offsets",
+        "wasm-connect-configs",
+        "wasm-connect-configs-assignments",
+        "wasm-connect-configs-status",
+        "wasm-connect-configs-plugins",
+    ] {
         mock.create_topic(topic, 1);
     }
     let directory = tempfile::tempdir().unwrap();

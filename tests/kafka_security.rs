@@ -200,7 +200,7 @@ fn every_compression_codec_is_produced_and_consumed() {
     if let Some(mock) = &mock {
         for codec in codecs {
             mock.create_topic(&topic(codec), 2, 1).unwrap();
-            for own in ["offsets", "configs", "configs-assignments", "configs-status"] {
+            for own in ["offsets", "configs", "configs-assignments", "configs-status", "configs-plugins"] {
                 mock.create_topic(&format!("{}-{own}", topic(codec)), 1, 1).unwrap();
             }
         }

@@ -172,11 +172,25 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         Some(files) => Some(ReloadingTls::load(&files.cert_file, &files.key_file).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let prepared = loaded.clone();
-    let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let config = &loaded.config;
     let host_id = crate::data_dir::host_identity(&config.data_dir)
         .with_context(|| format!("cannot keep this host's identity in {}", config.data_dir.display()))?;
+    let kafka_transport = kafka_transport(config).map(|kafka| kafka.with_host_identity(&host_id));
+    let uploads = uploaded_plugins_dir(&config.data_dir);
+    // Before the plugins are loaded: those other hosts of the cluster took too.
+    let plugins = match (&kafka_transport, &config.kafka) {
+        (Some(transport), Some(kafka)) => {
+            let share = PluginShare::new(transport.clone(), &kafka.plugins_topic(), u64::from(config.plugins.max_upload_mib) << 20);
+            match transport.read_compacted(&kafka.config_topic(), "the desired state").await {
+                Ok(state) => crate::manager::fetch_before_start(&share, &state, &uploads).await,
+                Err(error) => tracing::warn!(%error, "The cluster's plugins could not be looked up before the start."),
+            }
+            Some(share)
+        }
+        _ => None,
+    };
+    let prepared = loaded.clone();
+    let (runtime, catalog, plans) = tokio::task::spawn_blocking(move || prepare(&prepared)).await??;
     let bound = listener.local_addr()?;
     let mut identity = Identity {
         worker_id: crate::cluster::worker_id(&config.admin, bound),
@@ -184,7 +198,6 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         group_id: config.kafka.as_ref().map(|kafka| kafka.cluster.group_id.clone()),
         kafka_cluster_id: None,
     };
-    let kafka_transport = kafka_transport(config).map(|kafka| kafka.with_host_identity(&host_id));
     let transport: Arc<dyn Transport> = match &kafka_transport {
         Some(kafka) => Arc::new(kafka.clone()),
         None => {
@@ -248,15 +261,8 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         restart_backoff: config.plugins.restart_backoff,
         max_restart_backoff: config.plugins.max_restart_backoff,
     };
-    let uploads = uploaded_plugins_dir(&config.data_dir);
     let sharing = match (&shared, &kafka_transport) {
         (Some(shared), Some(transport)) => Some(shared.run(transport.clone())),
-        _ => None,
-    };
-    let plugins = match (&kafka_transport, &config.kafka) {
-        (Some(transport), Some(kafka)) => {
-            Some(PluginShare::new(transport.clone(), &kafka.plugins_topic(), u64::from(config.plugins.max_upload_mib) << 20))
-        }
         _ => None,
     };
     let place = Place { host_id: host_id.clone(), ownership, shared, plugins };

@@ -30,7 +30,7 @@ pub fn expiring_broker(group: &str, topics: &[(String, u32)]) -> (Option<super::
         return (None, external, suffix);
     }
     let mut mock = super::kafka::MockBroker::start();
-    let own = [("configs", 1), ("offsets", 5), ("assignments", 12), ("status", 5)]
+    let own = [("configs", 1), ("offsets", 5), ("assignments", 12), ("status", 5), ("plugins", 1)]
         .map(|(suffix, partitions)| (format!("{group}-{suffix}"), partitions));
     for (topic, partitions) in topics.iter().cloned().chain(own) {
         mock.create_topic(&topic, partitions);

@@ -51,6 +51,9 @@ impl SharedPlugin {
     /// within `max_bytes`, as many chunks as that size takes.
     pub fn parse(document: &str, max_bytes: u64) -> Result<Self, String> {
         let record: SharedPlugin = serde_json::from_str(document).map_err(|error| format!("it is not a plugin record: {error}"))?;
+        if record == (SharedPlugin::Deleted { deleted: false }) {
+            return Err("it is not a plugin record: \"deleted\" is false".to_owned());
+        }
         if let SharedPlugin::Published { digest, size, chunks } = &record {
             if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
                 return Err("its digest is not a lowercase hex SHA-256".to_owned());
@@ -233,6 +236,7 @@ mod tests {
             (r#"{"digest":"../../etc","size":10,"chunks":1}"#.to_owned(), "digest"),
             (format!(r#"{{"digest":"{}","size":10,"chunks":1}}"#, digest.to_uppercase()), "digest"),
             ("[1]".to_owned(), "not a plugin record"),
+            (r#"{"deleted":false}"#.to_owned(), "not a plugin record"),
         ] {
             let error = SharedPlugin::parse(&document, max).unwrap_err();
             assert!(error.contains(problem), "{document}: {error}");

@@ -43,7 +43,7 @@ pub use file::{FileDiff, FileState, watch as watch_file};
 use log::{ConfigLog, OpenedLog};
 pub use offsets::{ConnectorOffsets, OffsetsChange};
 use plugins::SharedPlugins;
-pub use plugins::Upload;
+pub use plugins::{Upload, fetch_before_start};
 use store::{StateStore, StateStoreError};
 
 use crate::transport::kafka::LogRecord;
@@ -351,8 +351,13 @@ impl Manager {
             );
         }
         *manager.targets.write().expect("targets lock") = targets;
-        // Before any connector is planned: those of plugins uploaded to other hosts too.
-        manager.take_shared_plugins(&state).await;
+        // Before any connector is planned: the plugins other hosts took or removed.
+        let used: BTreeSet<String> = stored
+            .values()
+            .filter_map(|entry| entry.config.as_ref().map(|config| config.plugin.clone()))
+            .chain(file_plans.iter().map(|plan| plan.config.plugin.clone()))
+            .collect();
+        manager.take_shared_plugins(&state, &used).await;
         *manager.file_connectors.write().expect("file connectors lock") =
             file_plans.iter().map(|plan| (plan.config.name.clone(), Declared::of(plan))).collect();
         // Connectors stored before file connectors kept their configuration: those of

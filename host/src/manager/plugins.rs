@@ -7,7 +7,7 @@
 //! with every host through the plugins topic and a `plugin-` record of the log, and
 //! each host loads what another host took, or removes what another host removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -21,10 +21,30 @@ use crate::runtime::{LoadedPlugin, PluginOrigin, load_component};
 /// How long a request that names a plugin another host took waits for this host to
 /// load it.
 const PLUGIN_WAIT: Duration = Duration::from_secs(120);
-/// How often fetching a plugin from the plugins topic is tried.
-const FETCH_ATTEMPTS: u32 = 3;
-/// The pause between two tries.
+
+/// What an upload did.
+#[derive(Debug)]
+pub enum Upload {
+    /// A new plugin version.
+    Added(Arc<LoadedPlugin>),
+    /// The same component was already there.
+    Unchanged(Arc<LoadedPlugin>),
+}
+
+/// The first pause before a failed fetch is tried again; it doubles up to
+/// [`FETCH_RETRY_MAX`] while the log names the same component.
 const FETCH_RETRY: Duration = Duration::from_secs(5);
+/// The longest pause between two tries of a fetch.
+const FETCH_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// A fetch in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fetch {
+    /// The digest it fetches.
+    digest: String,
+    /// Whether it was tried once already (and failed): requests wait only for a first try.
+    tried: bool,
+}
 
 /// The plugins of the hosts of a cluster, as the log says.
 pub(super) struct SharedPlugins {
@@ -32,9 +52,9 @@ pub(super) struct SharedPlugins {
     share: Option<PluginShare>,
     /// The log's plugin records, by `name@version`.
     records: RwLock<BTreeMap<String, SharedPlugin>>,
-    /// The plugins being fetched, by `name@version`, with their digest.
-    fetching: std::sync::Mutex<BTreeMap<String, String>>,
-    /// Told each time a fetch ends.
+    /// The plugins being fetched, by `name@version`.
+    fetching: std::sync::Mutex<BTreeMap<String, Fetch>>,
+    /// Told each time a fetch was tried.
     fetched: watch::Sender<u64>,
 }
 
@@ -47,15 +67,22 @@ impl SharedPlugins {
     fn record(&self, reference: &str) -> Option<SharedPlugin> {
         self.records.read().expect("shared plugins lock").get(reference).cloned()
     }
-}
 
-/// What an upload did.
-#[derive(Debug)]
-pub enum Upload {
-    /// A new plugin version.
-    Added(Arc<LoadedPlugin>),
-    /// The same component was already there.
-    Unchanged(Arc<LoadedPlugin>),
+    /// Marks the fetch of `reference` with `digest` tried (`done`: over), and tells
+    /// whoever waits for it; a newer fetch of the same reference is left alone.
+    fn tried(&self, reference: &str, digest: &str, done: bool) {
+        {
+            let mut fetching = self.fetching.lock().expect("fetching lock");
+            if fetching.get(reference).is_some_and(|fetch| fetch.digest == digest) {
+                if done {
+                    fetching.remove(reference);
+                } else {
+                    fetching.insert(reference.to_owned(), Fetch { digest: digest.to_owned(), tried: true });
+                }
+            }
+        }
+        self.fetched.send_modify(|count| *count += 1);
+    }
 }
 
 impl Manager {
@@ -71,19 +98,16 @@ impl Manager {
         let (plugin, bytes) = plugin.map_err(|reason| ManagerError::PluginRefused(format!("the component was refused: {reason}")))?;
         let (name, version) = (plugin.description.name.clone(), plugin.description.version.clone());
         let path = stored_component_path(&self.uploads_dir, &name, &version)?;
-        // Checked before the bytes are shared, and again once they are.
+        // One plugin change of this host at a time, from its check to the cluster's
+        // record: an upload and a delete never interleave.
+        let _changes = self.changes.lock().await;
         if let Some(existing) = self.loaded_copy(&plugin)? {
+            // Shared again: a host that lost it, or bytes the topic lost, are repaired.
             self.share_upload(&existing, &bytes).await?;
             return Ok(Upload::Unchanged(existing));
         }
         let reference = format!("{name}@{version}");
-        if let Some(digest) = self.shared_plugins.record(&reference).as_ref().and_then(SharedPlugin::digest)
-            && digest != plugin.digest
-        {
-            return Err(ManagerError::Conflict(format!(
-                "plugin {reference} was uploaded to another host of the cluster with different content (sha256 {digest}); give the new build another version"
-            )));
-        }
+        self.refuse_other_content(&reference, &plugin.digest)?;
         let record = match &self.shared_plugins.share {
             Some(share) => Some(share.publish(&name, &version, &bytes).await.map_err(ManagerError::PluginStorage)?),
             None => None,
@@ -91,6 +115,7 @@ impl Manager {
         // Serialised with connector changes, so that a delete never races a use.
         let running = self.running.lock().await;
         if let Some(existing) = self.loaded_copy(&plugin)? {
+            // Fetched meanwhile: another host took the same component.
             return Ok(Upload::Unchanged(existing));
         }
         self.store_component(&path, &bytes).await?;
@@ -118,30 +143,36 @@ impl Manager {
         }
     }
 
+    /// Refused when the cluster holds other content under `reference`.
+    fn refuse_other_content(&self, reference: &str, digest: &str) -> Result<(), ManagerError> {
+        match self.shared_plugins.record(reference).as_ref().and_then(SharedPlugin::digest) {
+            Some(shared) if shared != digest => Err(ManagerError::Conflict(format!(
+                "plugin {reference} was uploaded to a host of the cluster with different content (sha256 {shared}); give the new build another version"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes a component to `path` in the plugin store, whole or not at all.
     async fn store_component(&self, path: &Path, bytes: &[u8]) -> Result<(), ManagerError> {
         let (directory, target, bytes) = (self.uploads_dir.clone(), path.to_owned(), bytes.to_vec());
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::create_dir_all(&directory)?;
-            let partial = target.with_extension("wasm.partial");
-            std::fs::write(&partial, &bytes)?;
-            std::fs::File::open(&partial)?.sync_all()?;
-            std::fs::rename(&partial, &target)
-        })
-        .await
-        .map_err(|error| ManagerError::Conflict(error.to_string()))?
-        .map_err(|error| ManagerError::PluginStorage(format!("cannot store the plugin in {}: {error}", self.uploads_dir.display())))
+        tokio::task::spawn_blocking(move || write_component(&directory, &target, &bytes))
+            .await
+            .map_err(|error| ManagerError::PluginStorage(error.to_string()))?
+            .map_err(|error| ManagerError::PluginStorage(format!("cannot store the plugin in {}: {error}", self.uploads_dir.display())))
     }
 
-    /// Shares an upload this host has with the cluster, unless the log already names it
-    /// with its content (an earlier share that failed, or one from before the cluster).
+    /// Shares an upload this host has with the cluster: its bytes written to the plugins
+    /// topic again and its record to the log, so that hosts that lack it fetch it (an
+    /// earlier share that failed, an upload from before the cluster, chunks the topic
+    /// lost). Refused when the cluster holds other content under its version.
     async fn share_upload(&self, plugin: &LoadedPlugin, bytes: &[u8]) -> Result<(), ManagerError> {
         let Some(share) = &self.shared_plugins.share else { return Ok(()) };
-        let reference = format!("{}@{}", plugin.description.name, plugin.description.version);
-        let shared = self.shared_plugins.record(&reference);
-        if plugin.origin != PluginOrigin::Uploaded || shared.as_ref().and_then(SharedPlugin::digest) == Some(plugin.digest.as_str()) {
+        if plugin.origin != PluginOrigin::Uploaded {
             return Ok(());
         }
+        let reference = format!("{}@{}", plugin.description.name, plugin.description.version);
+        self.refuse_other_content(&reference, &plugin.digest)?;
         let record =
             share.publish(&plugin.description.name, &plugin.description.version, bytes).await.map_err(ManagerError::PluginStorage)?;
         self.tell_cluster(&reference, &record).await
@@ -152,7 +183,7 @@ impl Manager {
         let document = serde_json::to_string(record).expect("a plugin record serialises");
         self.log.write(&format!("{PLUGIN_KEY}{reference}"), Some(&document)).await.map_err(|error| {
             ManagerError::PluginStorage(format!(
-                "plugin {reference} was changed on this host, but the other hosts of the cluster were not told ({error}); send the request again"
+                "plugin {reference} was changed on this host, but sharing the change with the other hosts of the cluster failed ({error}); send the request again"
             ))
         })
     }
@@ -185,6 +216,7 @@ impl Manager {
     /// cluster. A version this host could not load but the cluster has is removed
     /// from the cluster.
     pub async fn delete_plugin(&self, name: &str, version: &str) -> Result<(), ManagerError> {
+        let _changes = self.changes.lock().await;
         let running = self.running.lock().await;
         let shared = self.shared_plugins.record(&format!("{name}@{version}")).and_then(|record| record.digest().map(str::to_owned));
         if self.catalog().get(name, version).is_some() || shared.is_none() {
@@ -197,6 +229,7 @@ impl Manager {
     /// Removes every uploaded version of `name`, or none: refused before anything is
     /// removed when one is in use, or when only `plugins.dir` has the plugin.
     pub async fn delete_uploaded_versions(&self, name: &str) -> Result<(), ManagerError> {
+        let _changes = self.changes.lock().await;
         let _running = self.running.lock().await;
         let versions: Vec<Arc<LoadedPlugin>> =
             self.catalog().plugins().into_iter().filter(|plugin| plugin.description.name == name).collect();
@@ -266,21 +299,33 @@ impl Manager {
 }
 
 impl Manager {
-    /// Takes the plugin records of the log as it was at the start: loads what other
-    /// hosts uploaded while this one was down (or before it joined), removes what they
-    /// removed. Before any connector is planned.
-    pub(super) async fn take_shared_plugins(&self, state: &BTreeMap<String, String>) {
+    /// Takes the plugin records of the log as it was at the start (whose missing
+    /// components [`fetch_before_start`] fetched): removes the uploads other hosts
+    /// removed, and fetches in the background what is still missing or held with
+    /// other content, unless a stored connector (`used`: the `plugin` of each) uses
+    /// this host's copy. Before any connector is planned.
+    pub(super) async fn take_shared_plugins(self: &Arc<Self>, state: &BTreeMap<String, String>, used: &BTreeSet<String>) {
         let Some(share) = &self.shared_plugins.share else { return };
         for (key, document) in state.iter().filter(|(key, _)| key.starts_with(PLUGIN_KEY)) {
             let reference = &key[PLUGIN_KEY.len()..];
             let Some(record) = self.read_plugin_record(reference, document, share.max_bytes()) else { continue };
             let (name, version) = parse_reference(reference).expect("a checked reference");
+            let kept = self.catalog().get(name, version).is_some_and(|plugin| plugin.origin == PluginOrigin::Uploaded);
+            let in_use = kept && (used.contains(name) || used.contains(reference));
             match &record {
+                SharedPlugin::Deleted { .. } if in_use => tracing::warn!(
+                    plugin = name,
+                    version,
+                    "Another host of the cluster removed this plugin while this host was down, but a connector uses it: this host keeps it."
+                ),
                 SharedPlugin::Deleted { .. } => self.remove_deleted(name, version),
+                SharedPlugin::Published { digest, .. } if self.lacks(name, version, digest) && in_use => tracing::warn!(
+                    plugin = name,
+                    version,
+                    "The cluster holds other content under this plugin version than this host's upload, which a connector uses: this host keeps its own."
+                ),
                 SharedPlugin::Published { digest, .. } if self.lacks(name, version, digest) => {
-                    if let Err(reason) = self.fetch_and_load(name, version, &record).await {
-                        tracing::error!(plugin = name, version, %reason, "{FETCH_FAILED}");
-                    }
+                    self.start_fetch(name, version, record.clone())
                 }
                 SharedPlugin::Published { .. } => {}
             }
@@ -297,7 +342,10 @@ impl Manager {
         tokio::spawn(async move {
             for plugin in self.catalog().plugins().into_iter().filter(|plugin| plugin.origin == PluginOrigin::Uploaded) {
                 let reference = format!("{}@{}", plugin.description.name, plugin.description.version);
-                if self.shared_plugins.record(&reference).is_some() {
+                let _changes = self.changes.lock().await;
+                if self.shared_plugins.record(&reference).is_some()
+                    || self.catalog().get(&plugin.description.name, &plugin.description.version).is_none()
+                {
                     continue;
                 }
                 let shared = match tokio::fs::read(&plugin.path).await {
@@ -330,17 +378,23 @@ impl Manager {
                 let _running = self.running.lock().await;
                 self.remove_deleted(name, version);
             }
-            SharedPlugin::Published { digest, .. } if self.lacks(name, version, digest) => {
-                let digest = digest.clone();
-                if self.shared_plugins.fetching.lock().expect("fetching lock").insert(reference.to_owned(), digest.clone()) == Some(digest)
-                {
-                    return;
-                }
-                let (manager, name, version) = (self.clone(), name.to_owned(), version.to_owned());
-                tokio::spawn(async move { manager.fetch_in_background(&name, &version, &record).await });
-            }
+            SharedPlugin::Published { digest, .. } if self.lacks(name, version, digest) => self.start_fetch(name, version, record.clone()),
             SharedPlugin::Published { .. } => {}
         }
+    }
+
+    /// Fetches `name@version` as `record` says in the background, unless a fetch of the
+    /// same component is in progress.
+    fn start_fetch(self: &Arc<Self>, name: &str, version: &str, record: SharedPlugin) {
+        let digest = record.digest().expect("a published record").to_owned();
+        let reference = format!("{name}@{version}");
+        let fetch = Fetch { digest: digest.clone(), tried: false };
+        let previous = self.shared_plugins.fetching.lock().expect("fetching lock").insert(reference, fetch);
+        if previous.is_some_and(|previous| previous.digest == digest) {
+            return;
+        }
+        let (manager, name, version) = (self.clone(), name.to_owned(), version.to_owned());
+        tokio::spawn(async move { manager.fetch_in_background(&name, &version, &record).await });
     }
 
     /// The checked plugin record of `reference`, kept as the log's; none (said in the
@@ -380,39 +434,52 @@ impl Manager {
         }
     }
 
-    /// Fetches and loads `name@version` as `record` says, trying again a few times,
-    /// then plans again the connectors that could not run without it.
+    /// Fetches and loads `name@version` as `record` says, trying again (less and less
+    /// often) while the log names that component, then plans again the connectors
+    /// that could not run without it.
     async fn fetch_in_background(self: &Arc<Self>, name: &str, version: &str, record: &SharedPlugin) {
         let reference = format!("{name}@{version}");
-        let mut outcome = Err(String::new());
-        for attempt in 1..=FETCH_ATTEMPTS {
-            outcome = self.fetch_and_load(name, version, record).await;
-            if outcome.is_ok() || attempt == FETCH_ATTEMPTS || self.stopping.is_cancelled() {
-                break;
+        let digest = record.digest().expect("a published record").to_owned();
+        let mut pause = FETCH_RETRY;
+        let mut attempt = 1;
+        let outcome = loop {
+            let outcome = self.fetch_and_load(name, version, record).await;
+            let current = self.shared_plugins.record(&reference).as_ref() == Some(record);
+            if outcome.is_ok() || !current || self.stopping.is_cancelled() {
+                break outcome;
             }
-            tokio::time::sleep(FETCH_RETRY).await;
-        }
-        self.shared_plugins.fetching.lock().expect("fetching lock").remove(&reference);
-        self.shared_plugins.fetched.send_modify(|count| *count += 1);
-        match outcome {
-            Ok(()) => {
-                let waiting: Vec<String> = self
-                    .connectors()
-                    .into_iter()
-                    .filter(|(_, connector)| connector.plan.is_err() && self.can_run_here(connector))
-                    .map(|(connector, _)| connector)
-                    .collect();
-                for connector in waiting {
-                    self.reapply(&connector).await;
+            if let Err(reason) = &outcome {
+                if attempt == 1 {
+                    tracing::error!(plugin = name, version, %reason, "{FETCH_FAILED}");
+                } else {
+                    tracing::debug!(plugin = name, version, attempt, %reason, "A plugin another host of the cluster took could still not be loaded here.");
                 }
             }
-            Err(reason) => tracing::error!(plugin = name, version, %reason, "{FETCH_FAILED}"),
+            self.shared_plugins.tried(&reference, &digest, false);
+            tokio::select! {
+                _ = self.stopping.cancelled() => break outcome,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(FETCH_RETRY_MAX);
+            attempt += 1;
+        };
+        self.shared_plugins.tried(&reference, &digest, true);
+        if outcome.is_ok() {
+            let waiting: Vec<String> = self
+                .connectors()
+                .into_iter()
+                .filter(|(_, connector)| connector.plan.is_err() && self.can_run_here(connector))
+                .map(|(connector, _)| connector)
+                .collect();
+            for connector in waiting {
+                self.reapply(&connector).await;
+            }
         }
     }
 
     /// Reads `name@version` from the plugins topic, checks it is the component `record`
     /// names, and loads and stores it as an upload; unless the log said otherwise of
-    /// it meanwhile.
+    /// it meanwhile, or a connector uses this host's copy of other content.
     async fn fetch_and_load(&self, name: &str, version: &str, record: &SharedPlugin) -> Result<(), String> {
         let share = self.shared_plugins.share.as_ref().expect("a cluster's plugins");
         let bytes = share.fetch(name, version, record).await?;
@@ -436,7 +503,7 @@ impl Manager {
             let users = self.plugin_users(name, version);
             if !users.is_empty() {
                 return Err(format!(
-                    "this host has an upload of it with other content (sha256 {}), which connector(s) {} use; it stays until they stop using it",
+                    "this host has an upload of it with other content (sha256 {}), which connector(s) {} use; it is replaced once they stop using it",
                     replaced.digest,
                     users.join(", ")
                 ));
@@ -465,11 +532,12 @@ impl Manager {
         }
     }
 
-    /// Waits, in a cluster, until this host has loaded the plugin `reference` names,
-    /// when another host took it: the log read to its end, then any fetch of that
-    /// plugin done (up to [`PLUGIN_WAIT`]). A plugin no host has is not waited for.
+    /// Waits, in a cluster, until this host knows what the log held when asked (read
+    /// to its end), then until its first try of each fetch of a plugin of the name
+    /// `reference` gives is over (up to [`PLUGIN_WAIT`]): a request that names a
+    /// plugin another host took just before finds it here.
     pub(super) async fn plugin_arrived(&self, reference: &str) {
-        if self.shared_plugins.share.is_none() || self.catalog().find(reference).is_ok() {
+        if self.shared_plugins.share.is_none() {
             return;
         }
         let mut fetched = self.shared_plugins.fetched.subscribe();
@@ -479,10 +547,10 @@ impl Manager {
         let name = reference.split('@').next().unwrap_or_default();
         let fetching = || {
             let fetching = self.shared_plugins.fetching.lock().expect("fetching lock");
-            fetching.keys().any(|fetched| fetched.split('@').next() == Some(name))
+            fetching.iter().any(|(fetched, fetch)| !fetch.tried && fetched.split('@').next() == Some(name))
         };
         let deadline = tokio::time::Instant::now() + PLUGIN_WAIT;
-        while self.catalog().find(reference).is_err() && fetching() {
+        while fetching() {
             if !matches!(tokio::time::timeout_at(deadline, fetched.changed()).await, Ok(Ok(()))) {
                 return;
             }
@@ -491,7 +559,53 @@ impl Manager {
 }
 
 /// What a host that cannot load a plugin another host took says.
-const FETCH_FAILED: &str = "A plugin another host of the cluster took could not be loaded here; the connectors that use it cannot run on this host until it is uploaded again.";
+const FETCH_FAILED: &str = "A plugin another host of the cluster took could not be loaded here; the connectors that use it cannot run on this host until it is. This host tries again, less and less often (at most every 5 minutes); to repair a component the plugins topic lost or damaged, upload it again to a host that has it.";
+
+/// Fetches, before anything is loaded, the components the log (`state`: its latest
+/// values) names that `uploads_dir` lacks, and stores them there: a host that joins
+/// later, or lost its `data_dir`, loads the cluster's plugins with its own and plans
+/// its file's connectors with them. What cannot be fetched now is said, and fetched
+/// in the background once the host runs.
+pub async fn fetch_before_start(share: &PluginShare, state: &BTreeMap<String, String>, uploads_dir: &Path) {
+    for (key, document) in state.iter().filter(|(key, _)| key.starts_with(PLUGIN_KEY)) {
+        let reference = &key[PLUGIN_KEY.len()..];
+        let (Some((name, version)), Ok(record)) = (parse_reference(reference), SharedPlugin::parse(document, share.max_bytes())) else {
+            continue;
+        };
+        let Some(digest) = record.digest() else { continue };
+        let Ok(path) = stored_component_path(uploads_dir, name, version) else { continue };
+        if path.exists() {
+            // Held already (with this content or another, which the host sorts out
+            // once it knows which connectors use it).
+            continue;
+        }
+        let fetched = match share.fetch(name, version, &record).await {
+            Ok(bytes) => {
+                let (directory, target) = (uploads_dir.to_owned(), path.clone());
+                tokio::task::spawn_blocking(move || write_component(&directory, &target, &bytes))
+                    .await
+                    .map_err(|error| error.to_string())
+                    .and_then(|written| written.map_err(|error| format!("cannot store it in {}: {error}", uploads_dir.display())))
+            }
+            Err(reason) => Err(reason),
+        };
+        match fetched {
+            Ok(()) => tracing::info!(plugin = name, version, digest, "Fetched a plugin another host of the cluster took."),
+            Err(reason) => {
+                tracing::warn!(plugin = name, version, %reason, "A plugin another host of the cluster took could not be fetched before the start; the host tries again once it runs.")
+            }
+        }
+    }
+}
+
+/// Writes `bytes` to `target` in `directory`, whole or not at all.
+fn write_component(directory: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(directory)?;
+    let partial = target.with_extension("wasm.partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, target)
+}
 
 /// Where an uploaded `name@version` is kept: built only from a checked name and
 /// version, and verified to be a file directly inside the plugin store.

@@ -282,7 +282,7 @@ impl KafkaTransport {
     async fn create_missing_topics(&self, topics: &[String]) -> TransportResult<()> {
         let wanted: Vec<String> = {
             let known = self.known_topics.lock().expect("known topics lock");
-            let host_topics = [&self.cluster.offsets.name, &self.cluster.config.name];
+            let host_topics = [&self.cluster.offsets.name, &self.cluster.config.name, &self.cluster.plugins.name];
             let mut wanted: Vec<String> = topics.iter().chain(host_topics).filter(|topic| !known.contains(*topic)).cloned().collect();
             wanted.sort();
             wanted.dedup();
