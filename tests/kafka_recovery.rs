@@ -22,6 +22,15 @@ use support::services;
 use support::topics::{create_elasticsearch_index, elasticsearch_documents};
 use support::{Host, SinkLine, read_sink_output, simulated_values, write_config};
 
+/// The host's own topics, which the mock (it refuses CreateTopics) is given first.
+const HOST_TOPICS: [&str; 5] = [
+    "wasm-connect-offsets",
+    "wasm-connect-configs",
+    "wasm-connect-configs-assignments",
+    "wasm-connect-configs-status",
+    "wasm-connect-configs-plugins",
+];
+
 const START: &str = "2024-05-01T00:00:00Z";
 const SIMULATORS: [(&str, &str); 2] = [("flight-simulator", "flights"), ("iot-sensor-simulator", "iot")];
 const SOURCE_BATCH: usize = 250;
@@ -61,13 +70,7 @@ fn broker(suffix: &str) -> (Option<MockBroker>, String) {
     for (_, topic) in SIMULATORS {
         mock.create_topic(&format!("{topic}{suffix}"), 4);
     }
-    for topic in [
-        "wasm-connect-offsets",
-        "wasm-connect-configs",
-        "wasm-connect-configs-assignments",
-        "wasm-connect-configs-status",
-        "wasm-connect-configs-plugins",
-    ] {
+    for topic in HOST_TOPICS {
         mock.create_topic(&format!("{topic}{suffix}"), 1);
     }
     let bootstrap = mock.bootstrap.clone();
@@ -247,13 +250,7 @@ fn the_admin_api_answers_and_status_shows_a_broker_outage_and_a_hang_and_the_hos
     for (_, topic) in SIMULATORS {
         mock.create_topic(topic, 4);
     }
-    for topic in [
-        "wasm-connect-offsets",
-        "wasm-connect-configs",
-        "wasm-connect-configs-assignments",
-        "wasm-connect-configs-status",
-        "wasm-connect-configs-plugins",
-    ] {
+    for topic in HOST_TOPICS {
         mock.create_topic(topic, 1);
     }
     let directory = tempfile::tempdir().unwrap();
@@ -347,13 +344,7 @@ fn records_the_broker_dropped_before_the_sink_read_them_are_counted_and_logged()
     for (_, topic) in SIMULATORS {
         mock.create_topic(topic, 1);
     }
-    for topic in [
-        "wasm-connect-offsets",
-        "wasm-connect-configs",
-        "wasm-connect-configs-assignments",
-        "wasm-connect-configs-status",
-        "wasm-connect-configs-plugins",
-    ] {
+    for topic in HOST_TOPICS {
         mock.create_topic(topic, 1);
     }
     let directory = tempfile::tempdir().unwrap();

@@ -80,7 +80,9 @@ impl Cluster {
     }
 
     /// Writes host `index`'s configuration with `connectors` (a YAML list indented by
-    /// two spaces, or empty) and returns its path.
+    /// two spaces, or empty) and returns its path. Every host's `rebalance.timeout.ms`
+    /// is 20 s: noida-db, on a loaded machine, once held the first rebalance of two
+    /// hosts started together for a whole rebalance timeout (60 s by default).
     pub fn config(&self, index: usize, connectors: &str) -> PathBuf {
         let directory = self.directory(index);
         std::fs::create_dir_all(&directory).unwrap();
@@ -90,7 +92,7 @@ impl Cluster {
             &format!(
                 "version: 1\ndata_dir: {data}\nadmin:\n  listen: 127.0.0.1:0\nplugins:\n  dir: {plugins}\n  restart_backoff: 200ms\n  \
                  max_restart_backoff: 2s\nkafka:\n  bootstrap_servers: {bootstrap}\n  client:\n    session.timeout.ms: 6000\n  \
-                 cluster:\n    group.id: {group}\n{strategy}{settings}connectors:{connectors}",
+                 cluster:\n    group.id: {group}\n    rebalance.timeout.ms: 20000\n{strategy}{settings}connectors:{connectors}",
                 data = directory.join("data").display(),
                 plugins = test_plugins_dir().display(),
                 bootstrap = self.bootstrap,

@@ -253,6 +253,11 @@ impl MockBroker {
         self.command(&format!("topic {topic} {partitions}"));
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The broker drops its connections and refuses new ones, until [`MockBroker::up`].
     pub fn down(&mut self) {
         self.command("down");

@@ -136,7 +136,7 @@ const PATHS: [Path17; 2] = [
 
 /// The host's own topics beside `<topic>` on brokers that refuse CreateTopics (the
 /// config topic is `<topic>-configs`, and names the assignments and status topics).
-const INTERNAL_TOPICS: [&str; 4] = ["offsets", "configs", "configs-assignments", "configs-status"];
+const INTERNAL_TOPICS: [&str; 5] = ["offsets", "configs", "configs-assignments", "configs-status", "configs-plugins"];
 
 /// Runs `path` through the broker at `bootstrap` until its sink acknowledged `records`
 /// (the host's `records_written` metric); records/s from the first acknowledgement to

@@ -67,6 +67,11 @@ pub fn cpu_time() -> Duration {
     process_cpu_time("self")
 }
 
+/// CPU time (user + system) so far of the process `pid` (a broker, say).
+pub fn pid_cpu_time(pid: u32) -> Duration {
+    process_cpu_time(&pid.to_string())
+}
+
 /// CPU time (user + system) so far of the process `/proc/{process}` names.
 fn process_cpu_time(process: &str) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap_or_default();
