@@ -352,12 +352,9 @@ impl Manager {
         }
         *manager.targets.write().expect("targets lock") = targets;
         // Before any connector is planned: the plugins other hosts took or removed.
-        let used: BTreeSet<String> = stored
-            .values()
-            .filter_map(|entry| entry.config.as_ref().map(|config| config.plugin.clone()))
-            .chain(file_plans.iter().map(|plan| plan.config.plugin.clone()))
-            .collect();
-        manager.take_shared_plugins(&state, &used).await;
+        let stored_configs = stored.values().filter_map(|entry| entry.config.as_ref());
+        let used = plugins_used(&manager.catalog(), stored_configs.chain(file_plans.iter().map(|plan| &plan.config)));
+        let fetches = manager.take_shared_plugins(&state, &used).await;
         *manager.file_connectors.write().expect("file connectors lock") =
             file_plans.iter().map(|plan| (plan.config.name.clone(), Declared::of(plan))).collect();
         // Connectors stored before file connectors kept their configuration: those of
@@ -414,6 +411,11 @@ impl Manager {
             manager.apply(&mut running, Arc::new(connector)).await;
         }
         drop(running);
+        // Once the connectors are applied: a fetch that ends plans again those that
+        // failed without its plugin.
+        for (name, version, record) in fetches {
+            manager.start_fetch(&name, &version, record);
+        }
         manager.clone().follow(records);
         manager.clone().sweep_lingering();
         manager.clone().share_unshared_uploads();
@@ -1284,6 +1286,19 @@ fn parse_state(state: &BTreeMap<String, String>, location: &str) -> (BTreeMap<St
         }
     }
     (connectors, targets)
+}
+
+/// The `name@version` of each plugin of `catalog` that `configs` use: as their plugin,
+/// or as one of their WASM transforms' plugin.
+fn plugins_used<'a>(catalog: &PluginCatalog, configs: impl Iterator<Item = &'a ConnectorConfig>) -> BTreeSet<String> {
+    configs
+        .flat_map(|config| {
+            let transforms = config.transforms.iter().filter_map(|transform| transform.options.get(crate::transforms::wasm::PLUGIN_KEY));
+            std::iter::once(config.plugin.clone()).chain(transforms.map(|reference| reference.0.trim().to_owned()))
+        })
+        .filter_map(|reference| catalog.find(&reference).ok())
+        .map(|plugin| format!("{}@{}", plugin.description.name, plugin.description.version))
+        .collect()
 }
 
 /// The configurations of every connector the desired state holds with one: those

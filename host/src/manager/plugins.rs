@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::{Manager, ManagerError};
 use crate::cluster::plugins::{PLUGIN_KEY, PluginShare, SharedPlugin, parse_reference};
@@ -38,12 +38,28 @@ const FETCH_RETRY: Duration = Duration::from_secs(5);
 const FETCH_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// A fetch in progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Fetch {
     /// The digest it fetches.
     digest: String,
-    /// Whether it was tried once already (and failed): requests wait only for a first try.
+    /// Whether it was tried once already (and failed): requests wait only for a try
+    /// that has not been made yet.
     tried: bool,
+    /// Wakes it from its pause: the record came again (a repair), or changed.
+    wake: Arc<Notify>,
+}
+
+/// Why a fetched plugin was not loaded.
+struct FetchFailure {
+    reason: String,
+    /// Trying again cannot help: the component itself was refused.
+    lasting: bool,
+}
+
+impl From<String> for FetchFailure {
+    fn from(reason: String) -> Self {
+        FetchFailure { reason, lasting: false }
+    }
 }
 
 /// The plugins of the hosts of a cluster, as the log says.
@@ -76,8 +92,8 @@ impl SharedPlugins {
             if fetching.get(reference).is_some_and(|fetch| fetch.digest == digest) {
                 if done {
                     fetching.remove(reference);
-                } else {
-                    fetching.insert(reference.to_owned(), Fetch { digest: digest.to_owned(), tried: true });
+                } else if let Some(fetch) = fetching.get_mut(reference) {
+                    fetch.tried = true;
                 }
             }
         }
@@ -301,17 +317,23 @@ impl Manager {
 impl Manager {
     /// Takes the plugin records of the log as it was at the start (whose missing
     /// components [`fetch_before_start`] fetched): removes the uploads other hosts
-    /// removed, and fetches in the background what is still missing or held with
-    /// other content, unless a stored connector (`used`: the `plugin` of each) uses
-    /// this host's copy. Before any connector is planned.
-    pub(super) async fn take_shared_plugins(self: &Arc<Self>, state: &BTreeMap<String, String>, used: &BTreeSet<String>) {
-        let Some(share) = &self.shared_plugins.share else { return };
+    /// removed, and returns what is still missing or held with other content, to be
+    /// fetched once the connectors are applied; unless a stored connector uses this
+    /// host's copy (`used`: the `name@version` of each plugin they use). Before any
+    /// connector is planned.
+    pub(super) async fn take_shared_plugins(
+        self: &Arc<Self>,
+        state: &BTreeMap<String, String>,
+        used: &BTreeSet<String>,
+    ) -> Vec<(String, String, SharedPlugin)> {
+        let mut fetches = Vec::new();
+        let Some(share) = &self.shared_plugins.share else { return fetches };
         for (key, document) in state.iter().filter(|(key, _)| key.starts_with(PLUGIN_KEY)) {
             let reference = &key[PLUGIN_KEY.len()..];
             let Some(record) = self.read_plugin_record(reference, document, share.max_bytes()) else { continue };
             let (name, version) = parse_reference(reference).expect("a checked reference");
             let kept = self.catalog().get(name, version).is_some_and(|plugin| plugin.origin == PluginOrigin::Uploaded);
-            let in_use = kept && (used.contains(name) || used.contains(reference));
+            let in_use = kept && used.contains(reference);
             match &record {
                 SharedPlugin::Deleted { .. } if in_use => tracing::warn!(
                     plugin = name,
@@ -325,11 +347,12 @@ impl Manager {
                     "The cluster holds other content under this plugin version than this host's upload, which a connector uses: this host keeps its own."
                 ),
                 SharedPlugin::Published { digest, .. } if self.lacks(name, version, digest) => {
-                    self.start_fetch(name, version, record.clone())
+                    fetches.push((name.to_owned(), version.to_owned(), record.clone()))
                 }
                 SharedPlugin::Published { .. } => {}
             }
         }
+        fetches
     }
 
     /// Shares the uploads this host kept that the log does not name (uploaded before
@@ -385,16 +408,26 @@ impl Manager {
 
     /// Fetches `name@version` as `record` says in the background, unless a fetch of the
     /// same component is in progress.
-    fn start_fetch(self: &Arc<Self>, name: &str, version: &str, record: SharedPlugin) {
+    /// A fetch of the same component already in progress is woken to try again at
+    /// once (the record came again: a repair); one of other content is woken to end.
+    pub(super) fn start_fetch(self: &Arc<Self>, name: &str, version: &str, record: SharedPlugin) {
         let digest = record.digest().expect("a published record").to_owned();
         let reference = format!("{name}@{version}");
-        let fetch = Fetch { digest: digest.clone(), tried: false };
-        let previous = self.shared_plugins.fetching.lock().expect("fetching lock").insert(reference, fetch);
-        if previous.is_some_and(|previous| previous.digest == digest) {
-            return;
-        }
+        let wake = {
+            let mut fetching = self.shared_plugins.fetching.lock().expect("fetching lock");
+            if let Some(fetch) = fetching.get_mut(&reference) {
+                fetch.wake.notify_one();
+                if fetch.digest == digest {
+                    fetch.tried = false;
+                    return;
+                }
+            }
+            let wake = Arc::new(Notify::new());
+            fetching.insert(reference, Fetch { digest, tried: false, wake: wake.clone() });
+            wake
+        };
         let (manager, name, version) = (self.clone(), name.to_owned(), version.to_owned());
-        tokio::spawn(async move { manager.fetch_in_background(&name, &version, &record).await });
+        tokio::spawn(async move { manager.fetch_in_background(&name, &version, &record, &wake).await });
     }
 
     /// The checked plugin record of `reference`, kept as the log's; none (said in the
@@ -437,30 +470,32 @@ impl Manager {
     /// Fetches and loads `name@version` as `record` says, trying again (less and less
     /// often) while the log names that component, then plans again the connectors
     /// that could not run without it.
-    async fn fetch_in_background(self: &Arc<Self>, name: &str, version: &str, record: &SharedPlugin) {
+    async fn fetch_in_background(self: &Arc<Self>, name: &str, version: &str, record: &SharedPlugin, wake: &Notify) {
         let reference = format!("{name}@{version}");
         let digest = record.digest().expect("a published record").to_owned();
         let mut pause = FETCH_RETRY;
         let mut attempt = 1;
         let outcome = loop {
-            let outcome = self.fetch_and_load(name, version, record).await;
-            let current = self.shared_plugins.record(&reference).as_ref() == Some(record);
-            if outcome.is_ok() || !current || self.stopping.is_cancelled() {
-                break outcome;
+            let current = || self.shared_plugins.record(&reference).as_ref() == Some(record);
+            if !current() || self.stopping.is_cancelled() {
+                break Ok(());
             }
-            if let Err(reason) = &outcome {
-                if attempt == 1 {
-                    tracing::error!(plugin = name, version, %reason, "{FETCH_FAILED}");
-                } else {
-                    tracing::debug!(plugin = name, version, attempt, %reason, "A plugin another host of the cluster took could still not be loaded here.");
-                }
+            let outcome = self.fetch_and_load(name, version, record).await;
+            let Err(failure) = &outcome else { break outcome };
+            if attempt == 1 || failure.lasting {
+                tracing::error!(plugin = name, version, reason = %failure.reason, "{FETCH_FAILED}");
+            } else {
+                tracing::debug!(plugin = name, version, attempt, reason = %failure.reason, "A plugin another host of the cluster took could still not be loaded here.");
+            }
+            if failure.lasting {
+                break outcome;
             }
             self.shared_plugins.tried(&reference, &digest, false);
             tokio::select! {
                 _ = self.stopping.cancelled() => break outcome,
-                _ = tokio::time::sleep(pause) => {}
+                _ = wake.notified() => pause = FETCH_RETRY,
+                _ = tokio::time::sleep(pause) => pause = (pause * 2).min(FETCH_RETRY_MAX),
             }
-            pause = (pause * 2).min(FETCH_RETRY_MAX);
             attempt += 1;
         };
         self.shared_plugins.tried(&reference, &digest, true);
@@ -480,7 +515,7 @@ impl Manager {
     /// Reads `name@version` from the plugins topic, checks it is the component `record`
     /// names, and loads and stores it as an upload; unless the log said otherwise of
     /// it meanwhile, or a connector uses this host's copy of other content.
-    async fn fetch_and_load(&self, name: &str, version: &str, record: &SharedPlugin) -> Result<(), String> {
+    async fn fetch_and_load(&self, name: &str, version: &str, record: &SharedPlugin) -> Result<(), FetchFailure> {
         let share = self.shared_plugins.share.as_ref().expect("a cluster's plugins");
         let bytes = share.fetch(name, version, record).await?;
         let runtime = self.context.runtime.clone();
@@ -489,11 +524,12 @@ impl Manager {
         })
         .await
         .map_err(|error| format!("the component could not be checked: {error}"))?;
-        let (plugin, bytes) = plugin.map_err(|reason| format!("the component was refused: {reason}"))?;
+        let lasting = |reason: String| FetchFailure { reason, lasting: true };
+        let (plugin, bytes) = plugin.map_err(|reason| lasting(format!("the component was refused: {reason}")))?;
         if (plugin.description.name.as_str(), plugin.description.version.as_str()) != (name, version) {
-            return Err(format!("the component describes itself as {}@{}", plugin.description.name, plugin.description.version));
+            return Err(lasting(format!("the component describes itself as {}@{}", plugin.description.name, plugin.description.version)));
         }
-        let path = stored_component_path(&self.uploads_dir, name, version).map_err(|error| error.to_string())?;
+        let path = stored_component_path(&self.uploads_dir, name, version).map_err(|error| lasting(error.to_string()))?;
         let _running = self.running.lock().await;
         let reference = format!("{name}@{version}");
         if self.shared_plugins.record(&reference).as_ref() != Some(record) || !self.lacks(name, version, &plugin.digest) {
@@ -502,17 +538,17 @@ impl Manager {
         if let Some(replaced) = self.catalog().get(name, version).cloned() {
             let users = self.plugin_users(name, version);
             if !users.is_empty() {
-                return Err(format!(
+                return Err(FetchFailure::from(format!(
                     "this host has an upload of it with other content (sha256 {}), which connector(s) {} use; it is replaced once they stop using it",
                     replaced.digest,
                     users.join(", ")
-                ));
+                )));
             }
             self.catalog.write().expect("catalog lock").remove(name, version);
         }
-        self.store_component(&path, &bytes).await.map_err(|error| error.to_string())?;
+        self.store_component(&path, &bytes).await.map_err(|error| FetchFailure::from(error.to_string()))?;
         let plugin = Arc::new(plugin.stored_at(path));
-        self.catalog.write().expect("catalog lock").insert(plugin.clone())?;
+        self.catalog.write().expect("catalog lock").insert(plugin.clone()).map_err(FetchFailure::from)?;
         tracing::info!(plugin = name, version, digest = %plugin.digest, "Loaded a plugin another host of the cluster took.");
         Ok(())
     }
@@ -537,7 +573,8 @@ impl Manager {
     /// `reference` gives is over (up to [`PLUGIN_WAIT`]): a request that names a
     /// plugin another host took just before finds it here.
     pub(super) async fn plugin_arrived(&self, reference: &str) {
-        if self.shared_plugins.share.is_none() {
+        // An exact version already here needs no look at the log.
+        if self.shared_plugins.share.is_none() || (reference.contains('@') && self.catalog().find(reference).is_ok()) {
             return;
         }
         let mut fetched = self.shared_plugins.fetched.subscribe();
