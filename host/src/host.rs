@@ -28,9 +28,6 @@ use crate::worker::{ConnectorPlan, WorkerContext, plan_connectors};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long a stopping host may take to write its last task states and its leaving.
 const SHARING_GRACE: Duration = Duration::from_secs(5);
-/// How long a host of a cluster may spend fetching the plugins other hosts took
-/// before it starts (the rest is fetched once it runs).
-const PLUGIN_LOOKUP: Duration = Duration::from_secs(120);
 /// How often the embedded store applies retention.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -184,17 +181,11 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
     let plugins = match (&kafka_transport, &config.kafka) {
         (Some(transport), Some(kafka)) => {
             let share = PluginShare::new(transport.clone(), &kafka.plugins_topic(), u64::from(config.plugins.max_upload_mib) << 20);
-            let fetched = tokio::time::timeout(PLUGIN_LOOKUP, async {
-                match transport.read_compacted(&kafka.config_topic(), "the desired state").await {
-                    Ok(state) => crate::manager::fetch_before_start(&share, &state, &uploads).await,
-                    Err(error) => tracing::warn!(%error, "The cluster's plugins could not be looked up before the start."),
-                }
-            });
-            if fetched.await.is_err() {
-                tracing::warn!(
-                    seconds = PLUGIN_LOOKUP.as_secs(),
-                    "Fetching the cluster's plugins before the start took too long; the host fetches the rest once it runs."
-                );
+            // Not time-boxed: the file's connectors may need them to be planned at all
+            // (each read of a topic is bounded on its own).
+            match transport.read_compacted(&kafka.config_topic(), "the desired state").await {
+                Ok(state) => crate::manager::fetch_before_start(&share, &state, &uploads).await,
+                Err(error) => tracing::warn!(%error, "The cluster's plugins could not be looked up before the start."),
             }
             Some(share)
         }

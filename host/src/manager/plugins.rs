@@ -47,6 +47,9 @@ struct Fetch {
     tried: bool,
     /// Wakes it from its pause: the record came again (a repair), or changed.
     wake: Arc<Notify>,
+    /// Counts the times the record came again: a try begun before the last of them
+    /// does not count as tried.
+    asked: u64,
 }
 
 /// Why a fetched plugin was not loaded.
@@ -84,20 +87,35 @@ impl SharedPlugins {
         self.records.read().expect("shared plugins lock").get(reference).cloned()
     }
 
-    /// Marks the fetch of `reference` with `digest` tried (`done`: over), and tells
-    /// whoever waits for it; a newer fetch of the same reference is left alone.
-    fn tried(&self, reference: &str, digest: &str, done: bool) {
+    /// How often the record of the fetch `wake` belongs to came so far; none once
+    /// another fetch took its place.
+    fn asked(&self, reference: &str, wake: &Arc<Notify>) -> Option<u64> {
+        let fetching = self.fetching.lock().expect("fetching lock");
+        fetching.get(reference).filter(|fetch| Arc::ptr_eq(&fetch.wake, wake)).map(|fetch| fetch.asked)
+    }
+
+    /// Marks the fetch `wake` belongs to tried by a try begun when its record had
+    /// come `asked` times (`done`: over), and tells whoever waits for it; another
+    /// fetch of the same reference is left alone.
+    fn tried(&self, reference: &str, wake: &Arc<Notify>, asked: u64, done: bool) {
         {
             let mut fetching = self.fetching.lock().expect("fetching lock");
-            if fetching.get(reference).is_some_and(|fetch| fetch.digest == digest) {
+            if let Some(fetch) = fetching.get_mut(reference).filter(|fetch| Arc::ptr_eq(&fetch.wake, wake)) {
                 if done {
                     fetching.remove(reference);
-                } else if let Some(fetch) = fetching.get_mut(reference) {
+                } else if fetch.asked == asked {
                     fetch.tried = true;
                 }
             }
         }
         self.fetched.send_modify(|count| *count += 1);
+    }
+
+    /// Wakes the fetch of `reference`, if one waits: its record changed or went.
+    fn wake(&self, reference: &str) {
+        if let Some(fetch) = self.fetching.lock().expect("fetching lock").get(reference) {
+            fetch.wake.notify_one();
+        }
     }
 }
 
@@ -392,12 +410,14 @@ impl Manager {
         let Some(share) = &self.shared_plugins.share else { return };
         let Some(document) = document else {
             self.shared_plugins.records.write().expect("shared plugins lock").remove(reference);
+            self.shared_plugins.wake(reference);
             return;
         };
         let Some(record) = self.read_plugin_record(reference, document, share.max_bytes()) else { return };
         let (name, version) = parse_reference(reference).expect("a checked reference");
         match &record {
             SharedPlugin::Deleted { .. } => {
+                self.shared_plugins.wake(reference);
                 let _running = self.running.lock().await;
                 self.remove_deleted(name, version);
             }
@@ -419,15 +439,16 @@ impl Manager {
                 fetch.wake.notify_one();
                 if fetch.digest == digest {
                     fetch.tried = false;
+                    fetch.asked += 1;
                     return;
                 }
             }
             let wake = Arc::new(Notify::new());
-            fetching.insert(reference, Fetch { digest, tried: false, wake: wake.clone() });
+            fetching.insert(reference, Fetch { digest, tried: false, wake: wake.clone(), asked: 0 });
             wake
         };
         let (manager, name, version) = (self.clone(), name.to_owned(), version.to_owned());
-        tokio::spawn(async move { manager.fetch_in_background(&name, &version, &record, &wake).await });
+        tokio::spawn(async move { manager.fetch_in_background(&name, &version, &record, wake).await });
     }
 
     /// The checked plugin record of `reference`, kept as the log's; none (said in the
@@ -470,17 +491,19 @@ impl Manager {
     /// Fetches and loads `name@version` as `record` says, trying again (less and less
     /// often) while the log names that component, then plans again the connectors
     /// that could not run without it.
-    async fn fetch_in_background(self: &Arc<Self>, name: &str, version: &str, record: &SharedPlugin, wake: &Notify) {
+    async fn fetch_in_background(self: &Arc<Self>, name: &str, version: &str, record: &SharedPlugin, wake: Arc<Notify>) {
         let reference = format!("{name}@{version}");
-        let digest = record.digest().expect("a published record").to_owned();
         let mut pause = FETCH_RETRY;
         let mut attempt = 1;
+        let mut asked = 0;
         let outcome = loop {
-            let current = || self.shared_plugins.record(&reference).as_ref() == Some(record);
-            if !current() || self.stopping.is_cancelled() {
-                break Ok(());
+            let current = self.shared_plugins.record(&reference).as_ref() == Some(record);
+            let Some(now_asked) = self.shared_plugins.asked(&reference, &wake).filter(|_| current) else { break Ok(false) };
+            if self.stopping.is_cancelled() {
+                break Ok(false);
             }
-            let outcome = self.fetch_and_load(name, version, record).await;
+            asked = now_asked;
+            let outcome = self.fetch_and_load(name, version, record).await.map(|()| true);
             let Err(failure) = &outcome else { break outcome };
             if attempt == 1 || failure.lasting {
                 tracing::error!(plugin = name, version, reason = %failure.reason, "{FETCH_FAILED}");
@@ -490,7 +513,7 @@ impl Manager {
             if failure.lasting {
                 break outcome;
             }
-            self.shared_plugins.tried(&reference, &digest, false);
+            self.shared_plugins.tried(&reference, &wake, asked, false);
             tokio::select! {
                 _ = self.stopping.cancelled() => break outcome,
                 _ = wake.notified() => pause = FETCH_RETRY,
@@ -498,8 +521,8 @@ impl Manager {
             }
             attempt += 1;
         };
-        self.shared_plugins.tried(&reference, &digest, true);
-        if outcome.is_ok() {
+        self.shared_plugins.tried(&reference, &wake, asked, true);
+        if let Ok(true) = outcome {
             let waiting: Vec<String> = self
                 .connectors()
                 .into_iter()
