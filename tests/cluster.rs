@@ -564,6 +564,67 @@ fn only_moved_tasks_restart_and_a_killed_hosts_tasks_move_once_its_session_ends(
     }
 }
 
+/// With `scheduled.rebalance.max.delay.ms`, a host that stops keeps its tasks for that
+/// long, waiting for it to come back: meanwhile every host shows them UNASSIGNED and
+/// none runs them; once the delay passed, the others take them and go on from the
+/// position it wrote. On librdkafka's mock cluster, which ends the sessions of static
+/// members as Kafka does (and then waits a session more for the members to rejoin, so
+/// the task moves about 30 s after its host stopped; on Kafka, as the delay ends). (A host that comes back within the delay takes its tasks
+/// back without a rebalance on Kafka, KIP-345; neither test broker implements that
+/// rejoin.)
+#[test]
+fn a_stopped_hosts_tasks_wait_for_it_for_the_scheduled_rebalance_delay() {
+    let root = tempfile::tempdir().unwrap();
+    let names = vec![("waited".to_owned(), 1)];
+    let (_mock, bootstrap, s) = expiring_broker("delayed", &names);
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("delayed{s}"))
+        .cooperative()
+        .with("assignment.storage.partitions", "12")
+        .with("session.timeout.ms", "6000")
+        .with("heartbeat.interval.ms", "1000")
+        .with("scheduled.rebalance.max.delay.ms", "16000");
+    let topic = format!("waited{s}");
+    let file = format!("  - name: count0\n    plugin: counter-source\n    topic: {topic}\n    config:\n      rate: 200\n");
+    let mut hosts: Vec<support::Host> = (0..2).map(|index| cluster.start(index, &file)).collect();
+    let within = Duration::from_secs(60);
+    settled(&hosts.iter().collect::<Vec<_>>(), 12, within);
+    let owner = {
+        let all: Vec<&support::Host> = hosts.iter().collect();
+        let owner = cluster_owner(&all, "count0", 0, within);
+        all.iter().position(|host| std::ptr::eq(*host, owner)).unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let stopped = hosts.remove(owner).stop();
+    assert!(stopped.contains("scheduled.rebalance.max.delay.ms") && stopped.contains("wasm-connect stopped."), "{stopped}");
+    let gone = std::time::Instant::now();
+    let survivor = &hosts[0];
+    let unassigned = || task_seen(&[survivor], "count0", 0)[0]["state"] == "UNASSIGNED";
+    survivor.wait_until("the survivor reads that count0's host left", Duration::from_secs(10), unassigned);
+    // Well within the delay (16 s; the session alone is 6 s, and the tasks of a host
+    // that leaves without a LeaveGroup move about 11 s after it), the task waits.
+    while gone.elapsed() < Duration::from_secs(13) {
+        let starts = support::metric(&survivor.get_text("/metrics"), "wasm_connect_task_starts_total", &[("connector", "count0")]);
+        assert_eq!(
+            starts,
+            0.0,
+            "the survivor started count0 {:.1} s after its host stopped, within the delay",
+            gone.elapsed().as_secs_f64()
+        );
+        let task = &task_seen(&[survivor], "count0", 0)[0];
+        assert_eq!(task["state"], "UNASSIGNED", "count0 while it waits for its host: {task}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Then the survivor takes it.
+    cluster_owner(&[survivor], "count0", 0, Duration::from_secs(60));
+    println!("count0 moved {:.1} s after its host stopped (scheduled.rebalance.max.delay.ms 16000)", gone.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(2));
+    hosts.pop().unwrap().stop();
+    let numbers = counts(&bootstrap, &topic);
+    let distinct: BTreeSet<u64> = numbers.iter().copied().collect();
+    assert!(distinct.len() > 400, "{topic}: {} counts", distinct.len());
+    assert_eq!(distinct.last().copied(), Some(distinct.len() as u64 - 1), "{topic}: no count missing");
+}
+
 /// A host frozen (SIGSTOP) past its session loses its tasks to the others; woken
 /// (SIGCONT), it learns it lost them and stops its old instances, and every host then
 /// agrees on where each task runs; no count is missing. On librdkafka's mock cluster,

@@ -279,6 +279,7 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
                 session_timeout_ms: cluster.session_timeout_ms,
                 heartbeat_interval_ms: cluster.heartbeat_interval_ms,
                 rebalance_timeout_ms: cluster.rebalance_timeout_ms,
+                return_delay_ms: cluster.scheduled_rebalance_max_delay_ms,
             };
             match transport.join_cluster(&settings, manager.cluster_owner(tokio::runtime::Handle::current())) {
                 Ok(membership) => Some(membership),
@@ -321,7 +322,13 @@ pub async fn run(loaded: LoadedConfig, shutdown: CancellationToken) -> anyhow::R
         sharing.finish(SHARING_GRACE).await;
     }
     if let Some(membership) = membership {
-        // The other hosts take this host's partitions at once.
+        // The other hosts take this host's partitions at once, or after the delay.
+        if let Some(kafka) = config.kafka.as_ref().filter(|kafka| kafka.cluster.scheduled_rebalance_max_delay_ms > 0) {
+            tracing::info!(
+                delay_ms = kafka.cluster.scheduled_rebalance_max_delay_ms,
+                "This host's tasks wait for it to come back for scheduled.rebalance.max.delay.ms; the other hosts take them after that."
+            );
+        }
         let _ = tokio::task::spawn_blocking(move || membership.leave()).await;
     }
     let _ = admin_server.await;

@@ -280,6 +280,12 @@ pub struct ClusterConfig {
     /// How long a host may take to stop the tasks it gives up in a rebalance.
     #[serde(rename = "rebalance.timeout.ms", default = "default_rebalance_timeout_ms")]
     pub rebalance_timeout_ms: u32,
+    /// How long the tasks of a host that went (stopped, or died) wait for it to come
+    /// back before the others take them; 0: they move at once when it stops, and once
+    /// its session ends when it dies. Kafka Connect's setting of this name (whose
+    /// default is 5 minutes).
+    #[serde(rename = "scheduled.rebalance.max.delay.ms", default)]
+    pub scheduled_rebalance_max_delay_ms: u32,
     /// `enabled`: each source batch and its position are written in one transaction,
     /// under the task's own transactional id (exactly once, zombies fenced); `disabled`:
     /// an idempotent producer writes the position once the batch is acknowledged (at
@@ -361,6 +367,7 @@ impl Default for ClusterConfig {
             session_timeout_ms: default_session_timeout_ms(),
             heartbeat_interval_ms: default_heartbeat_interval_ms(),
             rebalance_timeout_ms: default_rebalance_timeout_ms(),
+            scheduled_rebalance_max_delay_ms: 0,
             exactly_once_source_support: default_exactly_once(),
         }
     }

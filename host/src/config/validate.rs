@@ -181,6 +181,18 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
     if !(1_000..=86_400_000).contains(&cluster.rebalance_timeout_ms) {
         problems.push(("kafka.cluster.rebalance.timeout.ms".to_owned(), "must be between 1000 and 86400000".to_owned()));
     }
+    // It becomes the session of the host's membership, within the same bounds.
+    let delay = cluster.scheduled_rebalance_max_delay_ms;
+    if delay != 0 && !(cluster.session_timeout_ms..=1_800_000).contains(&delay) {
+        problems.push((
+            "kafka.cluster.scheduled.rebalance.max.delay.ms".to_owned(),
+            format!(
+                "must be 0 (a host's tasks move as soon as it goes), or between session.timeout.ms ({}) and 1800000 (the \
+                 brokers' default group.max.session.timeout.ms): it becomes the session of the host's membership",
+                cluster.session_timeout_ms
+            ),
+        ));
+    }
     problems
 }
 

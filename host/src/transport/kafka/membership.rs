@@ -50,6 +50,16 @@ pub struct MembershipSettings {
     pub heartbeat_interval_ms: u32,
     /// `rebalance.timeout.ms`.
     pub rebalance_timeout_ms: u32,
+    /// `scheduled.rebalance.max.delay.ms`: when not 0, the member's session (instead
+    /// of `session.timeout.ms`), and a host that stops keeps its partitions for it.
+    pub return_delay_ms: u32,
+}
+
+impl MembershipSettings {
+    /// How long the broker keeps a silent or closed member's partitions for it.
+    fn member_session_ms(&self) -> u32 {
+        if self.return_delay_ms == 0 { self.session_timeout_ms } else { self.return_delay_ms.max(self.session_timeout_ms) }
+    }
 }
 
 /// The running member; [`Membership::leave`] hands its partitions to the others.
@@ -129,15 +139,16 @@ impl KafkaTransport {
             .set("group.instance.id", &settings.host_id)
             .set("client.id", &settings.worker_id)
             .set("partition.assignment.strategy", &settings.strategy)
-            .set("session.timeout.ms", settings.session_timeout_ms.to_string())
+            .set("session.timeout.ms", settings.member_session_ms().to_string())
             .set("heartbeat.interval.ms", settings.heartbeat_interval_ms.to_string())
-            .set("max.poll.interval.ms", settings.rebalance_timeout_ms.max(settings.session_timeout_ms).to_string())
+            .set("max.poll.interval.ms", settings.rebalance_timeout_ms.max(settings.member_session_ms()).to_string())
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest");
         let context = Member { owner, stop_within: Duration::from_millis(u64::from(settings.rebalance_timeout_ms) / 2) };
         let consumer: BaseConsumer<Member> = config.create_with_context(context)?;
         consumer.subscribe(&[&self.cluster.assignments.name])?;
         let group = self.cluster.members.clone();
+        let keep_on_stop = settings.return_delay_ms > 0;
         let leaving = Arc::new(AtomicBool::new(false));
         let stop = leaving.clone();
         let thread = std::thread::Builder::new()
@@ -174,7 +185,12 @@ impl KafkaTransport {
                         return;
                     }
                 }
-                leave(&consumer);
+                if !keep_on_stop {
+                    leave(&consumer);
+                }
+                // Otherwise closed without a LeaveGroup (a static member, KIP-345): the
+                // broker keeps its partitions for it until its session ends, and gives
+                // them back if it rejoins before.
             })
             .map_err(|error| TransportError::Other(format!("cannot start the cluster member's thread: {error}")))?;
         Ok(Membership { leaving, thread: Some(thread) })
@@ -183,7 +199,8 @@ impl KafkaTransport {
 
 impl Membership {
     /// Leaves the group: the partitions still owned are revoked (their tasks stop),
-    /// then the broker gives them to the other hosts at once. Blocking.
+    /// then the broker gives them to the other hosts at once; with a return delay
+    /// (`scheduled.rebalance.max.delay.ms`), once it passed. Blocking.
     pub fn leave(mut self) {
         self.leaving.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
