@@ -918,6 +918,12 @@ fn a_plugin_uploaded_to_one_host_runs_on_every_host() {
     hosts.insert(0, cluster.start(0, ""));
     let (status, plugin) = hosts[0].call("GET", &path, None);
     assert_eq!((status, plugin["digest"].as_str()), (200, Some(digest.as_str())), "{plugin}");
+    // Both fetches (at C's run, at A's start) read only the stretch the record names.
+    for host in [&hosts[0], &hosts[2]] {
+        let log = host.log();
+        assert!(log.contains("Fetched a plugin") || log.contains("Loaded a plugin another host"), "{log}");
+        assert!(!log.contains("reading the whole plugins topic"), "{log}");
+    }
 
     // A record whose chunks are not the component its digest names: loaded nowhere.
     let log_sink = std::fs::read(support::test_plugins_dir().join("log-sink.wasm")).unwrap();

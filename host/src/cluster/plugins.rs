@@ -8,7 +8,7 @@
 //! that lacks that version reads its chunks back, checks their size and SHA-256
 //! against the record, and loads the component as if it had been uploaded to it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,10 @@ pub enum SharedPlugin {
         size: u64,
         /// How many chunks hold it.
         chunks: u32,
+        /// Where in the plugins topic its chunks were written, so that a host reads
+        /// only that stretch; none when they went to several partitions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        span: Option<Span>,
     },
     /// It was removed from the cluster.
     Deleted {
@@ -41,10 +45,40 @@ pub enum SharedPlugin {
     },
 }
 
+/// The offsets `from..to` of one partition of the plugins topic that hold a
+/// component's chunks, as written (compaction keeps offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    /// The partition.
+    pub partition: i32,
+    /// The first chunk's offset.
+    pub from: i64,
+    /// One past the last chunk's offset.
+    pub to: i64,
+}
+
 impl SharedPlugin {
     /// The record of a component of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        SharedPlugin::Published { digest: sha256_hex(bytes), size: bytes.len() as u64, chunks: bytes.len().div_ceil(CHUNK_BYTES) as u32 }
+        SharedPlugin::Published {
+            digest: sha256_hex(bytes),
+            size: bytes.len() as u64,
+            chunks: bytes.len().div_ceil(CHUNK_BYTES) as u32,
+            span: None,
+        }
+    }
+
+    /// Whether both records name the same component (wherever its chunks were
+    /// written), or both say it was deleted.
+    pub fn same_component(&self, other: &SharedPlugin) -> bool {
+        match (self, other) {
+            (
+                SharedPlugin::Published { digest, size, chunks, .. },
+                SharedPlugin::Published { digest: other_digest, size: other_size, chunks: other_chunks, .. },
+            ) => (digest, size, chunks) == (other_digest, other_size, other_chunks),
+            (SharedPlugin::Deleted { .. }, SharedPlugin::Deleted { .. }) => true,
+            _ => false,
+        }
     }
 
     /// The record a config topic value holds, checked: a digest that is one, a size
@@ -54,7 +88,7 @@ impl SharedPlugin {
         if record == (SharedPlugin::Deleted { deleted: false }) {
             return Err("it is not a plugin record: \"deleted\" is false".to_owned());
         }
-        if let SharedPlugin::Published { digest, size, chunks } = &record {
+        if let SharedPlugin::Published { digest, size, chunks, span } = &record {
             if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
                 return Err("its digest is not a lowercase hex SHA-256".to_owned());
             }
@@ -66,6 +100,11 @@ impl SharedPlugin {
             }
             if u64::from(*chunks) != size.div_ceil(CHUNK_BYTES as u64) {
                 return Err(format!("{chunks} chunks cannot hold {size} bytes in chunks of {CHUNK_BYTES}"));
+            }
+            if let Some(Span { partition, from, to }) = span
+                && (*partition < 0 || *from < 0 || to.checked_sub(*from).is_none_or(|length| length < i64::from(*chunks)))
+            {
+                return Err(format!("its span, partition {partition} offsets {from}..{to}, cannot hold {chunks} chunks"));
             }
         }
         Ok(record)
@@ -120,27 +159,60 @@ impl PluginShare {
             .ensure_topics(std::slice::from_ref(&self.topic))
             .await
             .map_err(|error| format!("cannot create the plugins topic {}: {error}", self.topic))?;
-        let record = SharedPlugin::of(bytes);
-        let digest = record.digest().expect("a published record").to_owned();
+        let SharedPlugin::Published { digest, size, chunks, .. } = SharedPlugin::of(bytes) else { unreachable!("a published record") };
         let writes = bytes.chunks(CHUNK_BYTES).enumerate().map(|(index, chunk)| {
             let key = chunk_key(name, version, &digest, index as u32);
             async move { self.transport.write_compacted_bytes(&self.topic, None, &key, Some(chunk)).await }
         });
-        futures::future::try_join_all(writes)
+        let positions = futures::future::try_join_all(writes)
             .await
             .map_err(|error| format!("cannot write the plugin's bytes to the plugins topic {}: {error}", self.topic))?;
-        Ok(record)
+        let partitions: BTreeSet<i32> = positions.iter().map(|position| position.partition).collect();
+        let span = match partitions.into_iter().collect::<Vec<_>>()[..] {
+            [partition] => {
+                let offsets = positions.iter().map(|position| position.offset);
+                Some(Span { partition, from: offsets.clone().min().unwrap_or(0), to: offsets.max().map_or(0, |last| last + 1) })
+            }
+            _ => None,
+        };
+        Ok(SharedPlugin::Published { digest, size, chunks, span })
     }
 
     /// Reads the component `record` names back from the plugins topic and checks it.
     pub async fn fetch(&self, name: &str, version: &str, record: &SharedPlugin) -> Result<Vec<u8>, String> {
-        let SharedPlugin::Published { digest, size, chunks } = record.clone() else {
+        let SharedPlugin::Published { digest, size, chunks, span } = record.clone() else {
             return Err("the plugin was deleted".to_owned());
         };
+        // Only the stretch its record names, first; the whole topic if the chunks are
+        // not all there (written again since, by a repair or another host).
+        if let Some(span) = span {
+            match assemble(self.read_chunks(name, version, &digest, chunks, Some(span)).await?, &digest, size, chunks) {
+                Ok(bytes) => return Ok(bytes),
+                Err(reason) => tracing::info!(
+                    plugin = name,
+                    version,
+                    %reason,
+                    "A plugin's chunks were not all where its record says (written again since?); reading the whole plugins topic."
+                ),
+            }
+        }
+        assemble(self.read_chunks(name, version, &digest, chunks, None).await?, &digest, size, chunks)
+    }
+
+    /// The latest value of each chunk of `name@version` with `digest` in `span` of the
+    /// plugins topic, or in all of it.
+    async fn read_chunks(
+        &self,
+        name: &str,
+        version: &str,
+        digest: &str,
+        chunks: u32,
+        span: Option<Span>,
+    ) -> Result<BTreeMap<u32, Option<Vec<u8>>>, String> {
         let prefix = format!("{name}@{version}/{digest}/");
-        let found = self
-            .transport
-            .scan(&self.topic, "the plugins", BTreeMap::new(), move |found: &mut BTreeMap<u32, Option<Vec<u8>>>, key, value| {
+        let stretch = span.map(|span| (span.partition, span.from..span.to));
+        self.transport
+            .scan(&self.topic, "the plugins", stretch, BTreeMap::new(), move |found: &mut BTreeMap<u32, Option<Vec<u8>>>, key, value| {
                 let index = key.strip_prefix(prefix.as_bytes()).and_then(|index| std::str::from_utf8(index).ok()?.parse::<u32>().ok());
                 // Only this component's chunks are kept, each at most a chunk long.
                 if let Some(index) = index.filter(|index| *index < chunks) {
@@ -148,8 +220,7 @@ impl PluginShare {
                 }
             })
             .await
-            .map_err(|error| format!("cannot read the plugins topic {}: {error}", self.topic))?;
-        assemble(found, &digest, size, chunks)
+            .map_err(|error| format!("cannot read the plugins topic {}: {error}", self.topic))
     }
 
     /// Removes the chunks of `name@version` that `record` names from the plugins
@@ -193,7 +264,7 @@ fn assemble(found: BTreeMap<u32, Option<Vec<u8>>>, digest: &str, size: u64, chun
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{CHUNK_BYTES, SharedPlugin, assemble, parse_reference};
+    use super::{CHUNK_BYTES, SharedPlugin, Span, assemble, parse_reference};
 
     fn split(bytes: &[u8]) -> BTreeMap<u32, Option<Vec<u8>>> {
         bytes.chunks(CHUNK_BYTES).enumerate().map(|(index, chunk)| (index as u32, Some(chunk.to_vec()))).collect()
@@ -203,7 +274,7 @@ mod tests {
     fn a_component_comes_back_whole_from_its_chunks_or_not_at_all() {
         let bytes: Vec<u8> = (0..CHUNK_BYTES * 2 + 10).map(|index| (index % 251) as u8).collect();
         let record = SharedPlugin::of(&bytes);
-        let SharedPlugin::Published { digest, size, chunks } = record.clone() else { unreachable!() };
+        let SharedPlugin::Published { digest, size, chunks, .. } = record.clone() else { unreachable!() };
         assert_eq!((size, chunks), (bytes.len() as u64, 3));
         assert_eq!(assemble(split(&bytes), &digest, size, chunks).unwrap(), bytes);
         let mut missing = split(&bytes);
@@ -240,6 +311,20 @@ mod tests {
         ] {
             let error = SharedPlugin::parse(&document, max).unwrap_err();
             assert!(error.contains(problem), "{document}: {error}");
+        }
+        let SharedPlugin::Published { digest, size, chunks, .. } = record.clone() else { unreachable!() };
+        let spanned = |partition: i32, from: i64, to: i64| SharedPlugin::Published {
+            digest: digest.clone(),
+            size,
+            chunks,
+            span: Some(Span { partition, from, to }),
+        };
+        let placed = spanned(0, 7, 8);
+        assert_eq!(SharedPlugin::parse(&serde_json::to_string(&placed).unwrap(), max).unwrap(), placed);
+        assert!(placed.same_component(&record) && !placed.same_component(&deleted), "where its chunks are is not what it is");
+        for (partition, from, to) in [(0, 7, 7), (0, -1, 3), (-1, 0, 5), (0, 5, 2), (0, i64::MIN, i64::MAX)] {
+            let document = serde_json::to_string(&spanned(partition, from, to)).unwrap();
+            assert!(SharedPlugin::parse(&document, max).unwrap_err().contains("span"), "{document}");
         }
         assert_eq!(parse_reference("counter-source@1.0.0"), Some(("counter-source", "1.0.0")));
         for hostile in ["counter-source", "../x@1.0.0", "x@../1", "@1.0.0", "x@"] {

@@ -497,8 +497,11 @@ impl Manager {
         let mut attempt = 1;
         let mut asked = 0;
         let outcome = loop {
-            let current = self.shared_plugins.record(&reference).as_ref() == Some(record);
-            let Some(now_asked) = self.shared_plugins.asked(&reference, &wake).filter(|_| current) else { break Ok(false) };
+            // The latest record of that component: a repair names where its chunks were
+            // written again.
+            let latest = self.shared_plugins.record(&reference).filter(|latest| latest.same_component(record));
+            let Some(record) = &latest else { break Ok(false) };
+            let Some(now_asked) = self.shared_plugins.asked(&reference, &wake) else { break Ok(false) };
             if self.stopping.is_cancelled() {
                 break Ok(false);
             }
@@ -555,7 +558,8 @@ impl Manager {
         let path = stored_component_path(&self.uploads_dir, name, version).map_err(|error| lasting(error.to_string()))?;
         let _running = self.running.lock().await;
         let reference = format!("{name}@{version}");
-        if self.shared_plugins.record(&reference).as_ref() != Some(record) || !self.lacks(name, version, &plugin.digest) {
+        let current = self.shared_plugins.record(&reference).is_some_and(|latest| latest.same_component(record));
+        if !current || !self.lacks(name, version, &plugin.digest) {
             return Ok(());
         }
         if let Some(replaced) = self.catalog().get(name, version).cloned() {

@@ -185,12 +185,14 @@ pub(super) fn read_partitions(
     until: Option<&BTreeMap<i32, i64>>,
 ) -> TransportResult<Held> {
     let mut records = Vec::new();
-    let ends = visit_partitions(consumer, topic, partitions, within, what, until, |message| records.push(record_of(message)))?;
+    let ends = visit_partitions(consumer, topic, partitions, within, what, until, None, |message| records.push(record_of(message)))?;
     Ok((records, ends))
 }
 
 /// [`read_partitions`], handing each message to `visit` as it is read instead of
-/// keeping it: for records that are not text, or that the caller keeps only some of.
+/// keeping it: for records that are not text, or that the caller keeps only some of;
+/// with `window`, only the offsets within it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn visit_partitions(
     consumer: &BaseConsumer<Reporting>,
     topic: &str,
@@ -198,6 +200,7 @@ pub(super) fn visit_partitions(
     within: Duration,
     what: &str,
     until: Option<&BTreeMap<i32, i64>>,
+    window: Option<std::ops::Range<i64>>,
     mut visit: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> TransportResult<BTreeMap<i32, i64>> {
     let mut assignment = TopicPartitionList::new();
@@ -206,6 +209,10 @@ pub(super) fn visit_partitions(
     for &partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?;
         let high = until.and_then(|until| until.get(&partition).copied()).unwrap_or(high).max(high);
+        let (low, high) = match &window {
+            Some(window) => (low.max(window.start), high.min(window.end)),
+            None => (low, high),
+        };
         assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
         ends.insert(partition, high);
         if high > low {

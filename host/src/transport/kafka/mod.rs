@@ -638,14 +638,15 @@ impl KafkaTransport {
         })
     }
 
-    /// Reads `topic` (created if missing) from its start to its end, handing `state` and
-    /// each record's key and value to `visit`, and returns `state`: for records that
-    /// are not text, or of which the caller keeps only some. `what` names the topic in
-    /// errors.
+    /// Reads `topic` (created if missing) from its start to its end, or only `stretch`
+    /// (offsets of one partition), handing `state` and each record's key and value to
+    /// `visit`, and returns `state`: for records that are not text, or of which the
+    /// caller keeps only some. `what` names the topic in errors.
     pub async fn scan<S: Send + 'static>(
         &self,
         topic: &str,
         what: &str,
+        stretch: Option<(i32, std::ops::Range<i64>)>,
         mut state: S,
         visit: impl Fn(&mut S, &[u8], Option<&[u8]>) + Send + 'static,
     ) -> TransportResult<S> {
@@ -660,8 +661,15 @@ impl KafkaTransport {
                 .create_with_context(Reporting)?;
             let metadata = fetch_metadata(&consumer, Some(&topic))?;
             let Some(found) = metadata.topics().iter().find(|candidate| candidate.name() == topic) else { return Ok(state) };
-            let partitions: Vec<i32> = found.partitions().iter().map(|partition| partition.id()).collect();
-            follow::visit_partitions(&consumer, &topic, &partitions, COMPACTED_READ, &what, None, |message| {
+            let mut partitions: Vec<i32> = found.partitions().iter().map(|partition| partition.id()).collect();
+            let window = match stretch {
+                Some((partition, window)) => {
+                    partitions.retain(|id| *id == partition);
+                    Some(window)
+                }
+                None => None,
+            };
+            follow::visit_partitions(&consumer, &topic, &partitions, COMPACTED_READ, &what, None, window, |message| {
                 visit(&mut state, message.key().unwrap_or_default(), message.payload())
             })?;
             Ok(state)
