@@ -594,6 +594,9 @@ fn a_stopped_hosts_tasks_wait_for_it_for_the_scheduled_rebalance_delay() {
         all.iter().position(|host| std::ptr::eq(*host, owner)).unwrap()
     };
     std::thread::sleep(Duration::from_secs(2));
+    let starts =
+        |host: &support::Host| support::metric(&host.get_text("/metrics"), "wasm_connect_task_starts_total", &[("connector", "count0")]);
+    let started_before = starts(&hosts[1 - owner]);
     let stopped = hosts.remove(owner).stop();
     assert!(stopped.contains("scheduled.rebalance.max.delay.ms") && stopped.contains("wasm-connect stopped."), "{stopped}");
     let gone = std::time::Instant::now();
@@ -603,10 +606,9 @@ fn a_stopped_hosts_tasks_wait_for_it_for_the_scheduled_rebalance_delay() {
     // Well within the delay (16 s; the session alone is 6 s, and the tasks of a host
     // that leaves without a LeaveGroup move about 11 s after it), the task waits.
     while gone.elapsed() < Duration::from_secs(13) {
-        let starts = support::metric(&survivor.get_text("/metrics"), "wasm_connect_task_starts_total", &[("connector", "count0")]);
         assert_eq!(
-            starts,
-            0.0,
+            starts(survivor),
+            started_before,
             "the survivor started count0 {:.1} s after its host stopped, within the delay",
             gone.elapsed().as_secs_f64()
         );
@@ -930,6 +932,12 @@ fn a_plugin_uploaded_to_one_host_runs_on_every_host() {
     let genuine = support::renamed_component(&log_sink, "log-sink", "log-fake");
     let tampered = support::rebuilt_component(&genuine);
     let client = wasm_connect::transport::KafkaTransport::new(&bootstrap, &Default::default(), ClusterTopics::named(&group));
+    // The upload's record says where its two chunks are (what the fetches above read).
+    let configs = runtime().block_on(client.read_compacted(&format!("{group}-configs"), "the config")).unwrap();
+    let shared: serde_json::Value = serde_json::from_str(&configs[&format!("plugin-file-copy@{version}")]).unwrap();
+    assert_eq!((shared["digest"].as_str(), shared["chunks"].as_u64()), (digest.strip_prefix("sha256:"), Some(2)), "{shared}");
+    let (from, to) = (shared["span"]["from"].as_i64().unwrap(), shared["span"]["to"].as_i64().unwrap());
+    assert!(to - from >= 2 && from >= 0, "{shared}");
     let fake_version = hosts[1].get_json("/plugins/log-sink")["versions"][0]["version"].as_str().unwrap().to_owned();
     let chunk = 512 * 1024;
     for (index, bytes) in tampered.chunks(chunk).enumerate() {

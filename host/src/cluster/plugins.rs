@@ -84,11 +84,11 @@ impl SharedPlugin {
     /// The record a config topic value holds, checked: a digest that is one, a size
     /// within `max_bytes`, as many chunks as that size takes.
     pub fn parse(document: &str, max_bytes: u64) -> Result<Self, String> {
-        let record: SharedPlugin = serde_json::from_str(document).map_err(|error| format!("it is not a plugin record: {error}"))?;
+        let mut record: SharedPlugin = serde_json::from_str(document).map_err(|error| format!("it is not a plugin record: {error}"))?;
         if record == (SharedPlugin::Deleted { deleted: false }) {
             return Err("it is not a plugin record: \"deleted\" is false".to_owned());
         }
-        if let SharedPlugin::Published { digest, size, chunks, span } = &record {
+        if let SharedPlugin::Published { digest, size, chunks, span } = &mut record {
             if digest.len() != 64 || !digest.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
                 return Err("its digest is not a lowercase hex SHA-256".to_owned());
             }
@@ -101,10 +101,19 @@ impl SharedPlugin {
             if u64::from(*chunks) != size.div_ceil(CHUNK_BYTES as u64) {
                 return Err(format!("{chunks} chunks cannot hold {size} bytes in chunks of {CHUNK_BYTES}"));
             }
-            if let Some(Span { partition, from, to }) = span
-                && (*partition < 0 || *from < 0 || to.checked_sub(*from).is_none_or(|length| length < i64::from(*chunks)))
+            // A span that cannot hold the chunks is no reason to refuse the component:
+            // the whole topic is read instead.
+            if let Some(Span { partition, from, to }) = *span
+                && (partition < 0 || from < 0 || to.checked_sub(from).is_none_or(|length| length < i64::from(*chunks)))
             {
-                return Err(format!("its span, partition {partition} offsets {from}..{to}, cannot hold {chunks} chunks"));
+                tracing::warn!(
+                    partition,
+                    from,
+                    to,
+                    chunks = *chunks,
+                    "A plugin record's span cannot hold its chunks; the whole plugins topic is read for it."
+                );
+                *span = None;
             }
         }
         Ok(record)
@@ -169,7 +178,7 @@ impl PluginShare {
             .map_err(|error| format!("cannot write the plugin's bytes to the plugins topic {}: {error}", self.topic))?;
         let partitions: BTreeSet<i32> = positions.iter().map(|position| position.partition).collect();
         let span = match partitions.into_iter().collect::<Vec<_>>()[..] {
-            [partition] => {
+            [partition] if positions.iter().all(|position| position.offset >= 0) => {
                 let offsets = positions.iter().map(|position| position.offset);
                 Some(Span { partition, from: offsets.clone().min().unwrap_or(0), to: offsets.max().map_or(0, |last| last + 1) })
             }
@@ -324,7 +333,7 @@ mod tests {
         assert!(placed.same_component(&record) && !placed.same_component(&deleted), "where its chunks are is not what it is");
         for (partition, from, to) in [(0, 7, 7), (0, -1, 3), (-1, 0, 5), (0, 5, 2), (0, i64::MIN, i64::MAX)] {
             let document = serde_json::to_string(&spanned(partition, from, to)).unwrap();
-            assert!(SharedPlugin::parse(&document, max).unwrap_err().contains("span"), "{document}");
+            assert_eq!(SharedPlugin::parse(&document, max).unwrap(), record, "a span that cannot be is dropped: {document}");
         }
         assert_eq!(parse_reference("counter-source@1.0.0"), Some(("counter-source", "1.0.0")));
         for hostile in ["counter-source", "../x@1.0.0", "x@../1", "@1.0.0", "x@"] {

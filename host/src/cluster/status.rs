@@ -338,11 +338,16 @@ impl SharedStatus {
                 State::Unassigned,
                 Some(format!(
                     "the host that runs it, {worker}, has not been heard from for {} s: its tasks move to the other hosts once the \
-                     broker ends its session (session.timeout.ms)",
+                     broker ends its session (session.timeout.ms, or scheduled.rebalance.max.delay.ms when set)",
                     silent.as_secs()
                 )),
             ),
-            None => (State::Unassigned, Some(format!("the host that ran it, {worker}, left the cluster; another host takes it over"))),
+            None => (
+                State::Unassigned,
+                Some(format!(
+                    "the host that ran it, {worker}, left the cluster; another host takes it over (once scheduled.rebalance.max.delay.ms passed, when set)"
+                )),
+            ),
         }
     }
 

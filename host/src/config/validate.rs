@@ -193,6 +193,18 @@ fn validate_cluster(kafka: &KafkaConfig) -> Vec<(String, String)> {
             ),
         ));
     }
+    let strategy = cluster.partition_assignment_strategy.as_str();
+    let [cooperative, eager @ ..] = crate::config::ASSIGNMENT_STRATEGIES;
+    if delay != 0 && strategy != cooperative && eager.contains(&strategy) {
+        problems.push((
+            "kafka.cluster.scheduled.rebalance.max.delay.ms".to_owned(),
+            format!(
+                "needs partition.assignment.strategy cooperative-sticky: the broker waits for a host that went in a rebalance \
+                 until the delay passed, and {} would stop every task of every host for that long",
+                cluster.partition_assignment_strategy
+            ),
+        ));
+    }
     problems
 }
 

@@ -246,6 +246,10 @@ pub(super) fn visit_partitions(
         let end = ends.entry(partition).or_default();
         *end = (*end).max(offset + 1);
         pending.retain(|(id, high)| !(*id == partition && offset + 1 >= *high));
+        // Past the window's end (its last records compacted away): not the caller's.
+        if window.as_ref().is_some_and(|window| offset >= window.end) {
+            continue;
+        }
         visit(&message);
     }
     Ok(ends)
