@@ -974,3 +974,83 @@ fn a_plugin_uploaded_to_one_host_runs_on_every_host() {
         host.stop();
     }
 }
+
+/// A connector whose plugin names no version runs the version the host that took its
+/// last change planned it with, on every host and across restarts: a newer upload
+/// moves it only through a change (a PUT of the same configuration is enough), and a
+/// host that cannot load that version runs the connector on none rather than on the
+/// older one, saying why.
+#[test]
+fn a_connector_naming_no_plugin_version_runs_one_version_on_every_host() {
+    let (_noida, bootstrap, s) = broker();
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::new(root.path(), &bootstrap, &format!("pin{s}")).with("assignment.storage.partitions", "12");
+    let topic = format!("tallied{s}");
+    support::kafka::create_topic(&bootstrap, &topic, 1);
+    let read = |file: &str| std::fs::read(support::test_plugins_dir().join(file)).unwrap();
+    let one = support::renamed_component(&read("counter-source.wasm"), "counter-source", "counter-pinned");
+    let two = padded(&support::renamed_component(&read("counter-source-v2.wasm"), "counter-source", "counter-pinned"), 1536 * 1024);
+    // Host B takes components of at most 1 MiB: it cannot load version 2.
+    let small = cluster.config(1, "");
+    let text =
+        std::fs::read_to_string(&small).unwrap().replace("  restart_backoff: 200ms", "  max_upload_mib: 1\n  restart_backoff: 200ms");
+    std::fs::write(&small, text).unwrap();
+    let mut a = cluster.start(0, "");
+    let b = support::Host::start(&small);
+    settled(&[&a, &b], 12, Duration::from_secs(30));
+    let used_by = |host: &support::Host, version: &str| -> Vec<String> {
+        let (status, plugin) = host.call("GET", &format!("/plugins/counter-pinned/{version}"), None);
+        if status == 404 {
+            return Vec::new();
+        }
+        serde_json::from_value(plugin["used_by"].clone()).unwrap()
+    };
+    let tally = vec!["tally".to_owned()];
+    let counted = |version: &str| {
+        support::topics::kafka_read(&bootstrap, &topic)
+            .iter()
+            .filter(|record| serde_json::from_slice::<serde_json::Value>(record.value.as_deref().unwrap()).unwrap()["version"] == version)
+            .count()
+    };
+
+    assert_eq!(upload(&a, &one).0, 201);
+    let config = serde_json::json!({"connector.class": "counter-pinned", "topic": topic, "rate": "50"});
+    let (status, created) = a.call("PUT", "/connectors/tally/config", Some(&config));
+    assert_eq!(status, 201, "{created}");
+    for host in [&a, &b] {
+        host.wait_until("tally planned with version 1", Duration::from_secs(30), || used_by(host, "1.0.0") == tally);
+    }
+    a.wait_until("version 1 counting", Duration::from_secs(30), || counted("1.0.0") > 0);
+
+    // Version 2 arrives; A starts again: the connector stays on version 1.
+    assert_eq!(upload(&a, &two).0, 201);
+    b.wait_for_log("plugins.max_upload_mib", Duration::from_secs(30));
+    a.stop();
+    a = cluster.start(0, "");
+    a.wait_until("tally planned again", Duration::from_secs(30), || !used_by(&a, "1.0.0").is_empty());
+    assert_eq!((used_by(&a, "1.0.0"), used_by(&a, "2.0.0")), (tally.clone(), Vec::new()), "a restart keeps the version");
+    assert_eq!(used_by(&b, "1.0.0"), tally);
+
+    // The same configuration again moves it to version 2: on A, and on no host to 1.
+    let (status, moved) = a.call("PUT", "/connectors/tally/config", Some(&config));
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!((used_by(&a, "1.0.0"), used_by(&a, "2.0.0")), (Vec::new(), tally.clone()));
+    b.wait_until("B no longer runs version 1", Duration::from_secs(30), || used_by(&b, "1.0.0").is_empty());
+    let log = b.log();
+    assert!(log.contains("names no version") && log.contains("counter-pinned@2.0.0"), "B says why it cannot run it:\n{log}");
+    // No host counts with version 1 from now on; the task runs version 2 if A owns it,
+    // or fails on B, which says why.
+    let ones = counted("1.0.0");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(counted("1.0.0"), ones, "a host counted with version 1 after the move");
+    a.wait_until("version 2 counting on A, or the connector failed on B saying why", Duration::from_secs(30), || {
+        let status = a.get_json("/connectors/tally/status");
+        let connector = &status["connector"];
+        let failed_on_b = connector["state"] == "FAILED"
+            && connector["worker_id"] == worker(&b).as_str()
+            && connector["trace"].as_str().unwrap_or_default().contains("names no version");
+        failed_on_b || counted("2.0.0") > 0
+    });
+    a.stop();
+    b.stop();
+}

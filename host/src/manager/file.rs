@@ -139,7 +139,7 @@ impl Manager {
             let target = target.or_else(|| legacy_targets.get(&name).copied()).unwrap_or(TargetState::Running);
             let stored = plan.config_without_secrets();
             self.checked_plans.write().expect("checked plans lock").insert(name.clone(), Arc::new(plan));
-            let published = self.publish(Origin::File, stored, target, new).await;
+            let published = self.publish(Origin::File, stored, target, new, None).await;
             self.checked_plans.write().expect("checked plans lock").remove(&name);
             published?;
         }

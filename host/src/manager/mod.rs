@@ -111,6 +111,20 @@ struct StoredConnector {
     /// The host whose configuration file declares it (its `data_dir` host id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     declared_by: Option<String>,
+    /// For an API connector whose plugin names no version, the version the host that
+    /// took its last change planned it with: every host runs that one, until the next
+    /// change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plugin_version: Option<String>,
+}
+
+/// The plugin version a stored connector (of `origin`, stored with `version`, whose
+/// configuration is `published`) runs on every host, when it is pinned: an API
+/// connector whose plugin names none, stored with a version that is one.
+fn pinned_version(origin: Origin, version: Option<&String>, published: &ConnectorConfig) -> Option<String> {
+    let version = version?;
+    let unversioned = origin == Origin::Api && !published.plugin.contains('@');
+    (unversioned && crate::names::check_version(version).is_ok()).then(|| version.clone())
 }
 
 /// A `restart-connector-` record.
@@ -144,6 +158,9 @@ pub struct ManagedConnector {
     /// Its configuration as the desired state's log holds it: `config` but for a file
     /// connector of this host's file, which the log holds with its secrets hidden.
     pub published: ConnectorConfig,
+    /// The plugin version every host runs it with when its plugin names none (see
+    /// [`StoredConnector::plugin_version`]); none: each host runs its newest.
+    pub pinned: Option<String>,
 }
 
 impl ManagedConnector {
@@ -352,8 +369,16 @@ impl Manager {
         }
         *manager.targets.write().expect("targets lock") = targets;
         // Before any connector is planned: the plugins other hosts took or removed.
-        let stored_configs = stored.values().filter_map(|entry| entry.config.as_ref());
-        let used = plugins_used(&manager.catalog(), stored_configs.chain(file_plans.iter().map(|plan| &plan.config)));
+        // (A stored connector uses its pinned version.)
+        let stored_configs: Vec<ConnectorConfig> = stored
+            .values()
+            .filter_map(|entry| {
+                let mut config = entry.config.clone()?;
+                config.plugin = plugin_reference(&config, pinned_version(entry.origin, entry.plugin_version.as_ref(), &config).as_deref());
+                Some(config)
+            })
+            .collect();
+        let used = plugins_used(&manager.catalog(), stored_configs.iter().chain(file_plans.iter().map(|plan| &plan.config)));
         let fetches = manager.take_shared_plugins(&state, &used).await;
         *manager.file_connectors.write().expect("file connectors lock") =
             file_plans.iter().map(|plan| (plan.config.name.clone(), Declared::of(plan))).collect();
@@ -380,8 +405,10 @@ impl Manager {
             }
             let config = manager.resolved(&name, entry.origin, published.clone());
             let target = manager.target_of(&name, entry.target);
+            let pinned = pinned_version(entry.origin, entry.plugin_version.as_ref(), &published);
             let (origin, declared_by) = (entry.origin, entry.declared_by);
-            let mut connector = ManagedConnector { config, published, plan: Err(ELSEWHERE.to_owned()), origin, target, declared_by };
+            let mut connector =
+                ManagedConnector { config, published, plan: Err(ELSEWHERE.to_owned()), origin, target, declared_by, pinned };
             // This host's own file connectors that its file changed or dropped while it
             // was down are not started: the file's version is published below.
             let declared_here = connector.declared_by.as_ref().is_none_or(|host| *host == manager.host_id);
@@ -395,7 +422,8 @@ impl Manager {
                 continue;
             }
             if manager.can_run_here(&connector) {
-                connector.plan = manager.plan(&connector.config).await.map_err(|problems| problems_text(&problems));
+                connector.plan =
+                    manager.plan(&connector.config, connector.pinned.as_deref()).await.map_err(|problems| problems_text(&problems));
                 if let Err(reason) = &connector.plan {
                     tracing::error!(connector = %crate::names::shown(&name), %reason, "A stored connector cannot run; it is FAILED until its configuration or plugin is fixed.");
                 }
@@ -506,17 +534,31 @@ impl Manager {
         let target = self.target_of(name, entry.target);
         let existing = self.connector(name).ok();
         let checked = self.checked_plans.write().expect("checked plans lock").remove(name);
-        let mut connector =
-            ManagedConnector { config, published, plan: Err(String::new()), origin: entry.origin, target, declared_by: entry.declared_by };
+        let pinned = pinned_version(entry.origin, entry.plugin_version.as_ref(), &published);
+        let mut connector = ManagedConnector {
+            config,
+            published,
+            plan: Err(String::new()),
+            origin: entry.origin,
+            target,
+            declared_by: entry.declared_by,
+            pinned,
+        };
         connector.plan = match (&existing, checked) {
             // Another host's file connector is planned on the hosts that run it (this
             // host has not its secret values).
             _ if !self.can_run_here(&connector) => Err(ELSEWHERE.to_owned()),
             // The same configuration, still resolving to the plugin it runs: only the
             // target or the owner may have changed.
-            (Some(existing), _) if existing.config == connector.config && self.runs_resolved_plugin(existing) => existing.plan.clone(),
+            (Some(existing), _)
+                if existing.config == connector.config
+                    && existing.pinned == connector.pinned
+                    && self.runs_resolved_plugin(existing, connector.pinned.as_deref()) =>
+            {
+                existing.plan.clone()
+            }
             (_, Some(checked)) if checked.config == connector.config => Ok(checked),
-            _ => self.plan(&connector.config).await.map_err(|problems| problems_text(&problems)),
+            _ => self.plan(&connector.config, connector.pinned.as_deref()).await.map_err(|problems| problems_text(&problems)),
         };
         if let (Err(reason), true) = (&connector.plan, self.can_run_here(&connector)) {
             tracing::error!(connector = %shown, %reason, "The connector cannot run; it is FAILED until its configuration or plugin is fixed.");
@@ -557,7 +599,7 @@ impl Manager {
                 }
                 return;
             }
-            match manager.publish(Origin::File, declared.published, target, true).await {
+            match manager.publish(Origin::File, declared.published, target, true, None).await {
                 Ok(_) => {
                     tracing::info!(connector = %name, "Another host removed a connector this host's file declares; declared it again.")
                 }
@@ -636,7 +678,7 @@ impl Manager {
         connector.plan = match (self.can_run_here(&connector), &existing.plan) {
             (false, _) => Err(ELSEWHERE.to_owned()),
             (true, Ok(plan)) if connector.config == existing.config => Ok(plan.clone()),
-            (true, _) => self.plan(&connector.config).await.map_err(|problems| problems_text(&problems)),
+            (true, _) => self.plan(&connector.config, connector.pinned.as_deref()).await.map_err(|problems| problems_text(&problems)),
         };
         self.apply(&mut running, Arc::new(connector)).await;
     }
@@ -682,7 +724,7 @@ impl Manager {
     pub async fn check(&self, config: &ConnectorConfig) -> Vec<(String, String)> {
         self.plugin_arrived(&config.plugin).await;
         let mut problems = validate_connector(config);
-        if let Err(found) = self.plan(config).await {
+        if let Err(found) = self.plan(config, None).await {
             problems.extend(found.into_iter().filter(|problem| !problems.contains(problem)).collect::<Vec<_>>());
         }
         problems
@@ -703,20 +745,23 @@ impl Manager {
         let _changes = self.changes.lock().await;
         let (created, target) = match self.connector(&config.name) {
             Ok(existing) if existing.origin == Origin::File => return Err(ManagerError::OwnedByFile(config.name)),
-            // The same configuration again, still resolving to the plugin version it
-            // runs, changes nothing, as a file reload that changes nothing restarts nothing.
-            Ok(existing) if existing.config == config && self.runs_resolved_plugin(&existing) => return Ok((false, existing)),
+            // The same configuration again, whose plugin's newest version is the one it
+            // runs, changes nothing, as a file reload that changes nothing restarts
+            // nothing; else it moves to that version (on every host).
+            Ok(existing) if existing.config == config && self.runs_resolved_plugin(&existing, None) => return Ok((false, existing)),
             Ok(existing) => (false, existing.target),
             Err(_) => (true, TargetState::Running),
         };
         Ok((created, self.install(config, target, created).await?))
     }
 
-    /// Whether `connector` runs the plugin version its `plugin` names today (a newer
-    /// upload changes what a name without a version resolves to).
-    fn runs_resolved_plugin(&self, connector: &ManagedConnector) -> bool {
+    /// Whether `connector` runs the plugin version its `plugin` names today, with
+    /// `pinned` for a name without a version (else its newest: a newer upload changes
+    /// what such a name resolves to).
+    fn runs_resolved_plugin(&self, connector: &ManagedConnector, pinned: Option<&str>) -> bool {
         let Ok(plan) = &connector.plan else { return false };
-        self.catalog().find(&connector.config.plugin).is_ok_and(|resolved| Arc::ptr_eq(&resolved, &plan.plugin))
+        let reference = plugin_reference(&connector.config, pinned);
+        self.catalog().find(&reference).is_ok_and(|resolved| Arc::ptr_eq(&resolved, &plan.plugin))
     }
 
     /// Deletes a connector the API owns, or one another host's file declares (which that
@@ -760,7 +805,7 @@ impl Manager {
         let request = StoredRestart { include_tasks, only_failed };
         let document = serde_json::to_string(&request).expect("a restart serialises");
         if existing.plan.is_err() && self.can_run_here(&existing) {
-            self.plan(&existing.config).await.map_err(ManagerError::Invalid)?;
+            self.plan(&existing.config, existing.pinned.as_deref()).await.map_err(ManagerError::Invalid)?;
             self.log.write(&format!("{RESTART_CONNECTOR_KEY}{name}"), Some(&document)).await?;
             return self.status(name);
         }
@@ -813,7 +858,7 @@ impl Manager {
             return;
         }
         if existing.plan.is_err() {
-            let plan = self.plan(&existing.config).await.map_err(|problems| problems_text(&problems));
+            let plan = self.plan(&existing.config, existing.pinned.as_deref()).await.map_err(|problems| problems_text(&problems));
             self.apply(&mut running, Arc::new(ManagedConnector { plan, ..(*existing).clone() })).await;
             return;
         }
@@ -873,12 +918,17 @@ impl Manager {
             return Err(ManagerError::Invalid(problems));
         }
         self.plugin_arrived(&config.plugin).await;
-        let plan = self.plan(&config).await.map_err(ManagerError::Invalid)?;
+        let plan = self.plan(&config, None).await.map_err(ManagerError::Invalid)?;
         let name = config.name.clone();
         // Checked here, so that a cluster that cannot be reached refuses the change.
         self.context.transport.ensure_topics(&connector_topics(&config)).await?;
+        // A plugin named without a version: the version planned here runs on every host.
+        let (plugin, version) = (&plan.plugin.description.name, &plan.plugin.description.version);
+        let pinned = (config.plugin == *plugin
+            && self.catalog().get(plugin, version).is_some_and(|found| Arc::ptr_eq(found, &plan.plugin)))
+        .then(|| version.clone());
         self.checked_plans.write().expect("checked plans lock").insert(name.clone(), plan);
-        let published = self.publish(Origin::Api, config.clone(), target, new).await;
+        let published = self.publish(Origin::Api, config.clone(), target, new, pinned).await;
         self.checked_plans.write().expect("checked plans lock").remove(&name);
         published?;
         let installed = self.connector(&name)?;
@@ -893,10 +943,17 @@ impl Manager {
     /// Appends `config` to the log as a connector of `origin` (declared by this host
     /// when it is the file's, its secrets hidden), preceded, when it is `new`, by its
     /// target state; returns once this host applied it.
-    async fn publish(&self, origin: Origin, config: ConnectorConfig, target: TargetState, new: bool) -> Result<(), ManagerError> {
+    async fn publish(
+        &self,
+        origin: Origin,
+        config: ConnectorConfig,
+        target: TargetState,
+        new: bool,
+        plugin_version: Option<String>,
+    ) -> Result<(), ManagerError> {
         let name = config.name.clone();
         let declared_by = (origin == Origin::File).then(|| self.host_id.clone());
-        let stored = StoredConnector { origin, target, config: Some(config), declared_by };
+        let stored = StoredConnector { origin, target, config: Some(config), declared_by, plugin_version };
         let document = serde_json::to_string(&stored).expect("a stored connector serialises");
         let mut changes = Vec::new();
         if new {
@@ -1147,12 +1204,27 @@ impl Manager {
     }
 
     /// Plans `config` against the plugins (blocking: runs the plugin's validation).
-    async fn plan(&self, config: &ConnectorConfig) -> Result<Arc<ConnectorPlan>, Vec<(String, String)>> {
-        let (catalog, runtime, base_dir, config) = (self.catalog(), self.context.runtime.clone(), self.base_dir.clone(), config.clone());
-        tokio::task::spawn_blocking(move || plan_connector(&config, &catalog, &runtime, &|path| base_dir.join(path)))
+    /// Plans `config`, with the plugin version `pinned` when its plugin names none.
+    async fn plan(&self, config: &ConnectorConfig, pinned: Option<&str>) -> Result<Arc<ConnectorPlan>, Vec<(String, String)>> {
+        let mut config = config.clone();
+        let reference = plugin_reference(&config, pinned);
+        let named = std::mem::replace(&mut config.plugin, reference);
+        let pinned = config.plugin != named;
+        let (catalog, runtime, base_dir) = (self.catalog(), self.context.runtime.clone(), self.base_dir.clone());
+        let mut planned = tokio::task::spawn_blocking(move || plan_connector(&config, &catalog, &runtime, &|path| base_dir.join(path)))
             .await
             .map_err(|error| vec![("plugin".to_owned(), format!("planning failed in the host: {error}"))])?
-            .map(Arc::new)
+            .map(Arc::new);
+        if let (Err(problems), true) = (&mut planned, pinned) {
+            for (key, problem) in problems.iter_mut().filter(|(key, _)| key == "plugin") {
+                problem.push_str(&format!(
+                    " ({key} {named} names no version: the cluster runs the version the host that took its last change planned \
+                     it with; a host that lacks it fetches it if it was uploaded, else install it there, or change the connector \
+                     to name a version)"
+                ));
+            }
+        }
+        planned
     }
 
     async fn ensure_topics(&self, connector: &ManagedConnector) -> Result<(), TransportError> {
@@ -1224,6 +1296,14 @@ fn same_run(existing: &ManagedConnector, next: &ManagedConnector) -> bool {
         _ => false,
     };
     same_plan && existing.target == next.target
+}
+
+/// The plugin `config` runs: its `plugin`, with the version `pinned` when it names none.
+fn plugin_reference(config: &ConnectorConfig, pinned: Option<&str>) -> String {
+    match pinned {
+        Some(version) if !config.plugin.contains('@') => format!("{}@{version}", config.plugin),
+        _ => config.plugin.clone(),
+    }
 }
 
 /// The topics a connector writes or reads.
