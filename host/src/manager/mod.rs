@@ -35,7 +35,7 @@ use crate::cluster::plugins::{PLUGIN_KEY, PluginShare};
 use crate::cluster::status::SharedStatus;
 use crate::cluster::{Owner, Ownership};
 use crate::config::{ConnectorConfig, validate_connector};
-use crate::runtime::{PluginCatalog, PluginKind};
+use crate::runtime::{PluginCatalog, PluginKind, PluginOrigin};
 use crate::telemetry::{ConnectorStatus, State};
 use crate::transport::TransportError;
 use crate::worker::{ConnectorPlan, RunningTask, WorkerContext, plan_connector, spawn_task};
@@ -123,7 +123,8 @@ struct StoredConnector {
 /// connector whose plugin names none, stored with a version that is one.
 fn pinned_version(origin: Origin, version: Option<&String>, published: &ConnectorConfig) -> Option<String> {
     let version = version?;
-    let unversioned = origin == Origin::Api && !published.plugin.contains('@');
+    let unversioned =
+        origin == Origin::Api && !published.plugin.contains('@') && !crate::processing::is_builtin_processor(&published.plugin);
     (unversioned && crate::names::check_version(version).is_ok()).then(|| version.clone())
 }
 
@@ -557,7 +558,12 @@ impl Manager {
             {
                 existing.plan.clone()
             }
-            (_, Some(checked)) if checked.config == connector.config => Ok(checked),
+            (_, Some(checked))
+                if checked.config == connector.config
+                    && connector.pinned.as_ref().is_none_or(|version| checked.plugin.description.version == *version) =>
+            {
+                Ok(checked)
+            }
             _ => self.plan(&connector.config, connector.pinned.as_deref()).await.map_err(|problems| problems_text(&problems)),
         };
         if let (Err(reason), true) = (&connector.plan, self.can_run_here(&connector)) {
@@ -748,11 +754,44 @@ impl Manager {
             // The same configuration again, whose plugin's newest version is the one it
             // runs, changes nothing, as a file reload that changes nothing restarts
             // nothing; else it moves to that version (on every host).
-            Ok(existing) if existing.config == config && self.runs_resolved_plugin(&existing, None) => return Ok((false, existing)),
+            Ok(existing)
+                if existing.config == config
+                    && self.runs_resolved_plugin(&existing, None)
+                    && existing.plan.as_ref().is_ok_and(|plan| self.pin_for(&config, plan) == existing.pinned) =>
+            {
+                return Ok((false, existing));
+            }
             Ok(existing) => (false, existing.target),
             Err(_) => (true, TargetState::Running),
         };
         Ok((created, self.install(config, target, created).await?))
+    }
+
+    /// The version a connector of `config` planned as `plan` runs on every host: the
+    /// uploaded version its plugin resolved to when it names none. (A version of
+    /// `plugins.dir`, or a built-in, is each host's own.)
+    fn pin_for(&self, config: &ConnectorConfig, plan: &ConnectorPlan) -> Option<String> {
+        let (plugin, version) = (&plan.plugin.description.name, &plan.plugin.description.version);
+        let uploaded = plan.plugin.origin == PluginOrigin::Uploaded
+            && self.catalog().get(plugin, version).is_some_and(|found| Arc::ptr_eq(found, &plan.plugin));
+        (config.plugin == *plugin && uploaded).then(|| version.clone())
+    }
+
+    /// For a connector of `config` whose plugin names no version, planned here with
+    /// `version`: a newer version of it the cluster holds (the one the connector runs,
+    /// or an upload another host took) that this host has not loaded.
+    fn newer_version_elsewhere(&self, config: &ConnectorConfig, version: &str) -> Option<String> {
+        if config.plugin.contains('@') {
+            return None;
+        }
+        let running = self.connector(&config.name).ok().and_then(|existing| existing.pinned.clone());
+        let catalog = self.catalog();
+        running
+            .into_iter()
+            .chain(self.shared_plugins.published_versions(&config.plugin))
+            .filter(|known| catalog.get(&config.plugin, known).is_none())
+            .filter(|known| crate::names::compare_versions(known, version) == std::cmp::Ordering::Greater)
+            .max_by(|a, b| crate::names::compare_versions(a, b))
     }
 
     /// Whether `connector` runs the plugin version its `plugin` names today, with
@@ -922,11 +961,16 @@ impl Manager {
         let name = config.name.clone();
         // Checked here, so that a cluster that cannot be reached refuses the change.
         self.context.transport.ensure_topics(&connector_topics(&config)).await?;
-        // A plugin named without a version: the version planned here runs on every host.
-        let (plugin, version) = (&plan.plugin.description.name, &plan.plugin.description.version);
-        let pinned = (config.plugin == *plugin
-            && self.catalog().get(plugin, version).is_some_and(|found| Arc::ptr_eq(found, &plan.plugin)))
-        .then(|| version.clone());
+        // A plugin named without a version: the version planned here runs on every host,
+        // unless the cluster has a newer one this host lacks.
+        if let Some(newer) = self.newer_version_elsewhere(&config, &plan.plugin.description.version) {
+            return Err(ManagerError::Conflict(format!(
+                "plugin {} has version {newer} in the cluster, which this host has not loaded (its log says why): send the change \
+                 through a host that has it, or name the version in connector.class",
+                config.plugin
+            )));
+        }
+        let pinned = self.pin_for(&config, &plan);
         self.checked_plans.write().expect("checked plans lock").insert(name.clone(), plan);
         let published = self.publish(Origin::Api, config.clone(), target, new, pinned).await;
         self.checked_plans.write().expect("checked plans lock").remove(&name);
@@ -1203,8 +1247,8 @@ impl Manager {
         Ok(())
     }
 
-    /// Plans `config` against the plugins (blocking: runs the plugin's validation).
-    /// Plans `config`, with the plugin version `pinned` when its plugin names none.
+    /// Plans `config` against the plugins (blocking: runs the plugin's validation),
+    /// with the plugin version `pinned` when its plugin names none.
     async fn plan(&self, config: &ConnectorConfig, pinned: Option<&str>) -> Result<Arc<ConnectorPlan>, Vec<(String, String)>> {
         let mut config = config.clone();
         let reference = plugin_reference(&config, pinned);
@@ -1218,9 +1262,10 @@ impl Manager {
         if let (Err(problems), true) = (&mut planned, pinned) {
             for (key, problem) in problems.iter_mut().filter(|(key, _)| key == "plugin") {
                 problem.push_str(&format!(
-                    " ({key} {named} names no version: the cluster runs the version the host that took its last change planned \
-                     it with; a host that lacks it fetches it if it was uploaded, else install it there, or change the connector \
-                     to name a version)"
+                    " ({key} {named} names no version: the connector runs the uploaded version it was planned with when it was \
+                     last changed; a host of a cluster that lacks it fetches it from the cluster when another host took it; \
+                     else upload that version here, or change the connector, naming a version or not: a PUT of the same \
+                     configuration moves it to the newest version of the host that takes it)"
                 ));
             }
         }

@@ -83,6 +83,17 @@ impl SharedPlugins {
     }
 
     /// The log's record of `reference`.
+    /// The versions of plugin `name` the log names as published in the cluster.
+    pub(super) fn published_versions(&self, name: &str) -> Vec<String> {
+        let prefix = format!("{name}@");
+        let records = self.records.read().expect("shared plugins lock");
+        records
+            .iter()
+            .filter(|(_, record)| record.digest().is_some())
+            .filter_map(|(reference, _)| reference.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
     fn record(&self, reference: &str) -> Option<SharedPlugin> {
         self.records.read().expect("shared plugins lock").get(reference).cloned()
     }
