@@ -478,6 +478,23 @@ fn counts(bootstrap: &str, topic: &str) -> Vec<u64> {
     records.iter().map(count).collect()
 }
 
+/// A cluster `group` on librdkafka's mock broker, which ends the sessions of static
+/// members as Kafka does, with `topics` made: `cooperative-sticky`, 12 assignment
+/// partitions, 6 s sessions and 1 s heartbeats, so that tasks move within moments.
+fn expiring_cluster(
+    root: &std::path::Path,
+    group: &str,
+    topics: &[(String, u32)],
+) -> (Option<support::kafka::MockBroker>, String, String, Cluster) {
+    let (mock, bootstrap, s) = expiring_broker(group, topics);
+    let cluster = Cluster::new(root, &bootstrap, &format!("{group}{s}"))
+        .cooperative()
+        .with("assignment.storage.partitions", "12")
+        .with("session.timeout.ms", "6000")
+        .with("heartbeat.interval.ms", "1000");
+    (mock, bootstrap, s, cluster)
+}
+
 /// With `cooperative-sticky`, only the tasks that move restart: a host that joins takes
 /// some over, the others' keep running. A host that dies (SIGKILL) loses its tasks to
 /// the others once the broker ends its session, and the source goes on from the
@@ -489,12 +506,7 @@ fn counts(bootstrap: &str, topic: &str) -> Vec<u64> {
 fn only_moved_tasks_restart_and_a_killed_hosts_tasks_move_once_its_session_ends() {
     let root = tempfile::tempdir().unwrap();
     let names: Vec<(String, u32)> = (0..3).map(|index| (format!("counts{index}"), 1)).collect();
-    let (_mock, bootstrap, s) = expiring_broker("takeover", &names);
-    let cluster = Cluster::new(root.path(), &bootstrap, &format!("takeover{s}"))
-        .cooperative()
-        .with("assignment.storage.partitions", "12")
-        .with("session.timeout.ms", "6000")
-        .with("heartbeat.interval.ms", "1000");
+    let (_mock, bootstrap, s, cluster) = expiring_cluster(root.path(), "takeover", &names);
     let topics: Vec<String> = names.iter().map(|(topic, _)| format!("{topic}{s}")).collect();
     let mut file = String::new();
     for (index, topic) in topics.iter().enumerate() {
@@ -576,13 +588,8 @@ fn only_moved_tasks_restart_and_a_killed_hosts_tasks_move_once_its_session_ends(
 fn a_stopped_hosts_tasks_wait_for_it_for_the_scheduled_rebalance_delay() {
     let root = tempfile::tempdir().unwrap();
     let names = vec![("waited".to_owned(), 1)];
-    let (_mock, bootstrap, s) = expiring_broker("delayed", &names);
-    let cluster = Cluster::new(root.path(), &bootstrap, &format!("delayed{s}"))
-        .cooperative()
-        .with("assignment.storage.partitions", "12")
-        .with("session.timeout.ms", "6000")
-        .with("heartbeat.interval.ms", "1000")
-        .with("scheduled.rebalance.max.delay.ms", "16000");
+    let (_mock, bootstrap, s, cluster) = expiring_cluster(root.path(), "delayed", &names);
+    let cluster = cluster.with("scheduled.rebalance.max.delay.ms", "16000");
     let topic = format!("waited{s}");
     let file = format!("  - name: count0\n    plugin: counter-source\n    topic: {topic}\n    config:\n      rate: 200\n");
     let mut hosts: Vec<support::Host> = (0..2).map(|index| cluster.start(index, &file)).collect();
@@ -639,12 +646,7 @@ fn a_stopped_hosts_tasks_wait_for_it_for_the_scheduled_rebalance_delay() {
 fn a_host_frozen_past_its_session_loses_its_tasks_and_stops_them_when_it_wakes() {
     let root = tempfile::tempdir().unwrap();
     let names = vec![("frozen".to_owned(), 1)];
-    let (_mock, bootstrap, s) = expiring_broker("frozen", &names);
-    let cluster = Cluster::new(root.path(), &bootstrap, &format!("frozen{s}"))
-        .cooperative()
-        .with("assignment.storage.partitions", "12")
-        .with("session.timeout.ms", "6000")
-        .with("heartbeat.interval.ms", "1000");
+    let (_mock, bootstrap, s, cluster) = expiring_cluster(root.path(), "frozen", &names);
     let topic = format!("frozen{s}");
     let file = format!("  - name: count\n    plugin: counter-source\n    topic: {topic}\n    config:\n      rate: 200\n");
     let hosts: Vec<support::Host> = (0..2).map(|index| cluster.start(index, &file)).collect();
